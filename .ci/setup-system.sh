@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the system pieces the tests need on a fresh Debian bookworm machine:
+# a Vulkan driver Dawn accepts (Mesa >= 25 lavapipe from bookworm-backports; bookworm's own
+# Mesa 22.3 is rejected by Dawn), and optionally PyTorch for the offline reference scripts.
+set -euo pipefail
+need_torch=0
+for a in "$@"; do [ "$a" = "--torch" ] && need_torch=1; done
+
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+
+has_lavapipe() {
+  ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || return 1
+  dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null | grep -qE '^(2[5-9]|[3-9][0-9])\.'
+}
+
+if ! has_lavapipe; then
+  src=/etc/apt/sources.list.d/bookworm-backports.sources
+  if [ ! -f "$src" ]; then
+    $SUDO tee "$src" >/dev/null <<SRC
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -t bookworm-backports mesa-vulkan-drivers libvulkan1 >/dev/null
+fi
+
+if [ "$need_torch" = 1 ] && ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-torch libopenblas0-pthread >/dev/null
+fi
+echo "system ready: $(dpkg-query -W -f='mesa-vulkan-drivers ${Version}' mesa-vulkan-drivers)"

@@ -1,0 +1,33 @@
+/** Small pieces shared by the WGSL generators. */
+
+export type WeightType = 'f32' | 'f16';
+
+/** `enable f16;` when a kernel reads half-precision storage; must lead the module. */
+export function header(usesF16: boolean): string {
+  return usesF16 ? 'enable f16;\n' : '';
+}
+
+/** WGSL for a params struct: one 32-bit field per char of `layout` (u32, i32, f32). */
+export function paramsStruct(names: string[], layout: string, binding: number): string {
+  if (names.length !== layout.length) throw new Error(`params: ${names.length} names for layout '${layout}'`);
+  const ty = { u: 'u32', i: 'i32', f: 'f32' } as Record<string, string>;
+  const fields = names.map((n, i) => `  ${n}: ${ty[layout[i]]},`).join('\n');
+  return `struct Params {\n${fields}\n}\n@group(0) @binding(${binding}) var<uniform> P: Params;\n`;
+}
+
+/** Linear workgroup index of a 2-D grid (grids are folded to stay under 65535 per dimension). */
+export const LINEAR_WG = 'wid.x + wid.y * nwg.x';
+
+/** A grid of `n` workgroups folded into two dimensions. */
+export function grid2d(n: number, maxPerDim = 65535): [number, number] {
+  if (n <= maxPerDim) return [n, 1];
+  const y = Math.ceil(n / maxPerDim);
+  return [Math.ceil(n / y), y];
+}
+
+/** The tanh-approximated GELU of GPT-2 ("gelu_new"), clamped so tanh never sees a huge argument. */
+export const GELU_FN = `
+fn gelu(x: f32) -> f32 {
+  let u = clamp(0.7978845608028654 * (x + 0.044715 * x * x * x), -15.0, 15.0);
+  return 0.5 * x * (1.0 + tanh(u));
+}`;

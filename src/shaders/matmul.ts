@@ -1,0 +1,228 @@
+/**
+ * Matmul WGSL: C[M,N] = act(A[M,K] · W + bias) + residual, for weights stored [K,N]
+ * ('kn', GPT-2 Conv1D) or [N,K] ('nk', nn.Linear). One generator, specialised by layout,
+ * weight dtype, alignment (vec4 loads), epilogue and kernel family:
+ *  - 'tiled': each invocation owns a 4×4 block of C; registers only, no barriers.
+ *  - 'gemv':  few rows (M ≤ 16, a compile-time constant): weights are streamed once,
+ *             each invocation owns 4 columns ('kn') or one output row of W ('nk').
+ *  - 'gemv-split': 'gemv' with the K loop split over `split` invocations of a workgroup
+ *             and reduced in workgroup memory (more parallelism for GPUs on narrow N).
+ */
+import { GELU_FN, header, LINEAR_WG, paramsStruct, type WeightType } from './common.js';
+
+export type WeightLayout = 'kn' | 'nk';
+export type MatmulFamily = 'tiled' | 'gemv' | 'gemv-split';
+
+export interface MatmulVariant {
+  family: MatmulFamily;
+  layout: WeightLayout;
+  wtype: WeightType;
+  /** K % 4 == 0 (and N % 4 == 0 for 'kn'): vec4 loads. */
+  aligned: boolean;
+  bias: boolean;
+  gelu: boolean;
+  residual: boolean;
+  /** Rows, for the gemv families (1..16). */
+  rows: number;
+  /** K-split factor of 'gemv-split' (power of two). */
+  split: number;
+}
+
+export const MATMUL_PARAMS = 'uuuuu';
+const PARAM_NAMES = ['M', 'N', 'K', 'nBase', 'nCount'];
+
+export function matmulKey(v: MatmulVariant): string {
+  return `matmul_${v.family}_${v.layout}_${v.wtype}${v.aligned ? '_v4' : ''}${v.bias ? '_bias' : ''}${v.gelu ? '_gelu' : ''}${v.residual ? '_res' : ''}_r${v.rows}_s${v.split}`;
+}
+
+/** Bindings in order: A, W, [bias], [residual], C. */
+export function matmulBindings(v: MatmulVariant): Array<'r' | 'w'> {
+  return ['r', 'r', ...(v.bias ? ['r' as const] : []), ...(v.residual ? ['r' as const] : []), 'w'];
+}
+
+function loaders(v: MatmulVariant): string {
+  const wt = v.wtype;
+  const vecW = v.aligned;
+  // A is always f32 activations; W may be f16. Loads return zeros past K so tails need no special case.
+  const a = v.aligned
+    ? `@group(0) @binding(0) var<storage, read> A: array<vec4<f32>>;
+fn loadA(m: u32, k: u32) -> vec4<f32> { return A[(m * P.K + k) / 4u]; }`
+    : `@group(0) @binding(0) var<storage, read> A: array<f32>;
+fn loadA(m: u32, k: u32) -> vec4<f32> {
+  let i = m * P.K + k;
+  return vec4<f32>(A[i], select(0.0, A[i + 1u], k + 1u < P.K), select(0.0, A[i + 2u], k + 2u < P.K), select(0.0, A[i + 3u], k + 3u < P.K));
+}`;
+  const elem = vecW ? `vec4<${wt}>` : wt;
+  const decl = `@group(0) @binding(1) var<storage, read> W: array<${elem}>;`;
+  let w: string;
+  if (v.layout === 'kn') {
+    // W[k, n..n+3] of this chunk; columns past N and rows past K read as zero.
+    w = vecW
+      ? `fn loadW(k: u32, n: u32) -> vec4<f32> { return vec4<f32>(W[(k * P.N + n) / 4u]); }`
+      : `fn loadW(k: u32, n: u32) -> vec4<f32> {
+  if (k >= P.K) { return vec4<f32>(0.0); }
+  let i = k * P.N + n;
+  return vec4<f32>(f32(W[i]), select(0.0, f32(W[i + 1u]), n + 1u < P.N), select(0.0, f32(W[i + 2u]), n + 2u < P.N), select(0.0, f32(W[i + 3u]), n + 3u < P.N));
+}`;
+  } else {
+    // W[n, k..k+3] with n local to this chunk.
+    w = vecW
+      ? `fn loadW(n: u32, k: u32) -> vec4<f32> { return vec4<f32>(W[(n * P.K + k) / 4u]); }`
+      : `fn loadW(n: u32, k: u32) -> vec4<f32> {
+  let i = n * P.K + k;
+  return vec4<f32>(f32(W[i]), select(0.0, f32(W[i + 1u]), k + 1u < P.K), select(0.0, f32(W[i + 2u]), k + 2u < P.K), select(0.0, f32(W[i + 3u]), k + 3u < P.K));
+}`;
+  }
+  return `${a}\n${decl}\n${w}`;
+}
+
+function epilogue(v: MatmulVariant): string {
+  let b = 2;
+  const lines: string[] = [];
+  if (v.bias) lines.push(`@group(0) @binding(${b++}) var<storage, read> Bias: array<f32>;`);
+  if (v.residual) lines.push(`@group(0) @binding(${b++}) var<storage, read> R: array<f32>;`);
+  lines.push(`@group(0) @binding(${b}) var<storage, read_write> C: array<f32>;`);
+  lines.push(`// n is the global column.
+fn store(m: u32, n: u32, acc: f32) {
+  var y = acc;
+  ${v.bias ? 'y += Bias[n];' : ''}
+  ${v.gelu ? 'y = gelu(y);' : ''}
+  let i = m * P.N + n;
+  ${v.residual ? 'y += R[i];' : ''}
+  C[i] = y;
+}`);
+  if (v.gelu) lines.push(GELU_FN);
+  return lines.join('\n');
+}
+
+export function matmulWGSL(v: MatmulVariant): string {
+  const nb = matmulBindings(v).length;
+  const head = `${header(v.wtype === 'f16')}${paramsStruct(PARAM_NAMES, MATMUL_PARAMS, nb)}${loaders(v)}\n${epilogue(v)}\n`;
+  if (v.family === 'tiled') return head + tiledBody(v);
+  if (v.layout === 'kn') return head + gemvKnBody(v);
+  return head + gemvNkBody(v);
+}
+
+/** Invocation (x, y) owns C[4y..4y+3, nBase+4x..+3]; rows/cols past the end are clamped on load and skipped on store. */
+function tiledBody(v: MatmulVariant): string {
+  const inner =
+    v.layout === 'kn'
+      ? `let b0 = loadW(k, n0); let b1 = loadW(k + 1u, n0); let b2 = loadW(k + 2u, n0); let b3 = loadW(k + 3u, n0);
+    for (var i = 0u; i < 4u; i++) {
+      let a = loadA(min(m0 + i, P.M - 1u), k);
+      acc[i] += a.x * b0 + a.y * b1 + a.z * b2 + a.w * b3;
+    }`
+      : `let w0 = loadW(min(n0, last), k); let w1 = loadW(min(n0 + 1u, last), k);
+    let w2 = loadW(min(n0 + 2u, last), k); let w3 = loadW(min(n0 + 3u, last), k);
+    for (var i = 0u; i < 4u; i++) {
+      let a = loadA(min(m0 + i, P.M - 1u), k);
+      acc[i] += vec4<f32>(dot(a, w0), dot(a, w1), dot(a, w2), dot(a, w3));
+    }`;
+  return `
+@compute @workgroup_size(8, 8)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let n0 = gid.x * 4u;
+  let m0 = gid.y * 4u;
+  if (n0 >= P.nCount || m0 >= P.M) { return; }
+  let last = P.nCount - 1u;
+  var acc: array<vec4<f32>, 4>;
+  for (var k = 0u; k < P.K; k += 4u) {
+    ${inner}
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + i;
+    if (m >= P.M) { break; }
+    for (var j = 0u; j < 4u; j++) {
+      if (n0 + j < P.nCount) { store(m, P.nBase + n0 + j, acc[i][j]); }
+    }
+  }
+}`;
+}
+
+/** 'kn' gemv: each invocation streams W[:, n..n+3] once for all rows; with split > 1, K is shared out. */
+function gemvKnBody(v: MatmulVariant): string {
+  const R = v.rows;
+  const S = v.family === 'gemv-split' ? v.split : 1;
+  const reduce =
+    S > 1
+      ? `
+  for (var m = 0u; m < ${R}u; m++) {
+    red[lid.y * 64u + lid.x] = acc[m];
+    workgroupBarrier();
+    for (var s = ${S / 2}u; s > 0u; s >>= 1u) {
+      if (lid.y < s) { red[lid.y * 64u + lid.x] += red[(lid.y + s) * 64u + lid.x]; }
+      workgroupBarrier();
+    }
+    if (lid.y == 0u) { acc[m] = red[lid.x]; }
+    workgroupBarrier();
+  }
+  if (lid.y != 0u) { return; }`
+      : '';
+  return `
+${S > 1 ? `var<workgroup> red: array<vec4<f32>, ${64 * S}>;` : ''}
+@compute @workgroup_size(64, ${S})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+  let n0 = ((${LINEAR_WG}) * 64u + lid.x) * 4u;
+  let nc = min(n0, P.N - 1u) & ~3u;
+  var acc: array<vec4<f32>, ${R}>;
+  for (var k = lid.y; k < P.K; k += ${S}u) {
+    let w = loadW(k, nc);
+    for (var m = 0u; m < ${R}u; m++) { acc[m] += A[m * P.K + k] * w; }
+  }${reduce}
+  if (n0 >= P.N) { return; }
+  for (var m = 0u; m < ${R}u; m++) {
+    for (var j = 0u; j < 4u; j++) {
+      if (n0 + j < P.N) { store(m, n0 + j, acc[m][j]); }
+    }
+  }
+}`.replace(/A\[m \* P\.K \+ k\]/g, v.aligned ? 'A[(m * P.K + k) / 4u][k % 4u]' : 'A[m * P.K + k]');
+}
+
+/** 'nk' gemv: each output row n of W is streamed once (split > 1: by `split` invocations and reduced). */
+function gemvNkBody(v: MatmulVariant): string {
+  const R = v.rows;
+  const S = v.family === 'gemv-split' ? v.split : 1;
+  if (S === 1) {
+    return `
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+  let n = (${LINEAR_WG}) * 64u + lid.x;
+  if (n >= P.nCount) { return; }
+  var acc: array<f32, ${R}>;
+  for (var k = 0u; k < P.K; k += 4u) {
+    let w = loadW(n, k);
+    for (var m = 0u; m < ${R}u; m++) { acc[m] += dot(loadA(m, k), w); }
+  }
+  for (var m = 0u; m < ${R}u; m++) { store(m, P.nBase + n, acc[m]); }
+}`;
+  }
+  // A workgroup of (S, 64/S... ) would fragment; use S invocations per row, 64 / S rows per workgroup.
+  const rowsPerWg = Math.max(1, 64 / S);
+  return `
+var<workgroup> red: array<f32, ${rowsPerWg * S * R}>;
+@compute @workgroup_size(${S}, ${rowsPerWg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+  let n = (${LINEAR_WG}) * ${rowsPerWg}u + lid.y;
+  let nc = min(n, P.nCount - 1u);
+  var acc: array<f32, ${R}>;
+  for (var k = lid.x * 4u; k < P.K; k += ${4 * S}u) {
+    let w = loadW(nc, k);
+    for (var m = 0u; m < ${R}u; m++) { acc[m] += dot(loadA(m, k), w); }
+  }
+  let base = (lid.y * ${S}u + lid.x) * ${R}u;
+  for (var m = 0u; m < ${R}u; m++) { red[base + m] = acc[m]; }
+  workgroupBarrier();
+  for (var s = ${S / 2}u; s > 0u; s >>= 1u) {
+    if (lid.x < s) {
+      for (var m = 0u; m < ${R}u; m++) { red[base + m] += red[base + s * ${R}u + m]; }
+    }
+    workgroupBarrier();
+  }
+  if (lid.x == 0u && n < P.nCount) {
+    for (var m = 0u; m < ${R}u; m++) { store(m, P.nBase + n, red[base + m]); }
+  }
+}`;
+}

@@ -1,0 +1,153 @@
+/**
+ * matmul(a, w): a [..., K] times a weight stored [K, N] ('kn') or [N, K] ('nk'), with a fused
+ * bias / GELU / residual epilogue. Few rows go to the weight-streaming gemv kernels, many rows
+ * to the register-tiled kernel. An 'nk' weight larger than the adapter's storage binding limit
+ * (GPT-2's tied 50257×d embedding used as the LM head) is bound in row chunks.
+ */
+import type { Device } from '../device.js';
+import { assertShape, GPULimitError, shapeStr } from '../errors.js';
+import { BYTES, Tensor } from '../tensor.js';
+import { grid2d } from '../../shaders/common.js';
+import {
+  MATMUL_PARAMS,
+  matmulBindings,
+  matmulKey,
+  matmulWGSL,
+  type MatmulFamily,
+  type MatmulVariant,
+  type WeightLayout,
+} from '../../shaders/matmul.js';
+
+export interface MatmulOptions {
+  /** How the weight is stored: [K, N] ('kn', GPT-2 Conv1D, default) or [N, K] ('nk', nn.Linear). */
+  layout?: WeightLayout;
+  bias?: Tensor;
+  gelu?: boolean;
+  /** Added after the activation: out = act(a·W + bias) + residual. */
+  residual?: Tensor;
+}
+
+/** Largest row count that the few-rows (gemv) kernels handle. */
+export const GEMV_MAX_ROWS = 16;
+
+/** Which kernel runs a matmul of this kind; set by autotuning, otherwise these defaults. */
+export interface MatmulChoice {
+  family: MatmulFamily;
+  split: number;
+}
+
+export function defaultChoice(rows: number): MatmulChoice {
+  return rows <= GEMV_MAX_ROWS ? { family: 'gemv', split: 1 } : { family: 'tiled', split: 1 };
+}
+
+/** Tuning table key: everything that can change which kernel is fastest. */
+export function tuneKey(layout: WeightLayout, wtype: string, M: number, K: number, N: number): string {
+  const mClass = M <= GEMV_MAX_ROWS ? `m${M}` : 'mbig';
+  return `matmul:${layout}:${wtype}:${mClass}:${K}x${N}`;
+}
+
+const choices = new WeakMap<Device, Map<string, MatmulChoice>>();
+
+export function setMatmulChoice(device: Device, key: string, c: MatmulChoice): void {
+  let m = choices.get(device);
+  if (!m) choices.set(device, (m = new Map()));
+  m.set(key, c);
+}
+
+export function getMatmulChoice(device: Device, key: string): MatmulChoice | undefined {
+  return choices.get(device)?.get(key);
+}
+
+export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: MatmulChoice): Tensor {
+  const layout = opts.layout ?? 'kn';
+  const dev = a.device;
+  a.assertLive('matmul');
+  w.assertLive('matmul');
+  assertShape(w.shape.length === 2, 'matmul', `weight must be 2-D, got ${shapeStr(w.shape)}`);
+  assertShape(a.dtype === 'f32', 'matmul', `activations must be f32, got ${a.dtype}`);
+  assertShape(w.dtype === 'f32' || w.dtype === 'f16', 'matmul', `weight must be f32 or f16, got ${w.dtype}`);
+  const K = a.shape[a.shape.length - 1];
+  const M = a.size / Math.max(K, 1);
+  const [wk, N] = layout === 'kn' ? [w.shape[0], w.shape[1]] : [w.shape[1], w.shape[0]];
+  assertShape(wk === K, 'matmul', `a ${shapeStr(a.shape)} and ${layout} weight ${shapeStr(w.shape)}: K ${K} ≠ ${wk}`);
+  if (opts.bias) {
+    assertShape(opts.bias.size === N, 'matmul', `bias ${shapeStr(opts.bias.shape)} must have ${N} elements`);
+  }
+  const outShape = [...a.shape.slice(0, -1), N];
+  if (opts.residual) {
+    assertShape(opts.residual.size === M * N, 'matmul', `residual ${shapeStr(opts.residual.shape)} must be ${shapeStr(outShape)}`);
+  }
+  const out = Tensor.empty(dev, outShape);
+  if (M === 0 || N === 0) return out;
+  const c = choice ?? getMatmulChoice(dev, tuneKey(layout, w.dtype, M, K, N)) ?? defaultChoice(M);
+  const family = M > GEMV_MAX_ROWS ? 'tiled' : c.family;
+  const v: MatmulVariant = {
+    family,
+    layout,
+    wtype: w.dtype as 'f32' | 'f16',
+    aligned: K % 4 === 0 && (layout === 'nk' || N % 4 === 0),
+    bias: !!opts.bias,
+    gelu: !!opts.gelu,
+    residual: !!opts.residual,
+    rows: family === 'tiled' ? 0 : M,
+    split: family === 'gemv-split' ? c.split : 1,
+  };
+  const spec = { key: matmulKey(v), wgsl: () => matmulWGSL(v), bindings: matmulBindings(v), params: MATMUL_PARAMS };
+  const extra = [opts.bias, opts.residual].filter((t): t is Tensor => !!t).map((t) => ({ buffer: t.buffer, size: t.size * 4 }));
+  const outBinding = { buffer: out.buffer, size: M * N * 4 };
+  const maxBind = dev.limits.maxStorageBufferBindingSize;
+  if (outBinding.size > maxBind) {
+    throw new GPULimitError(`matmul: output ${shapeStr(outShape)} (${outBinding.size} bytes) exceeds maxStorageBufferBindingSize (${maxBind}); compute fewer rows at a time`);
+  }
+  for (const chunk of weightChunks(dev, layout, w, K, N)) {
+    const buffers = [
+      { buffer: a.buffer, size: a.size * 4 },
+      { buffer: w.buffer, offset: chunk.byteOffset, size: chunk.byteLength },
+      ...extra,
+      outBinding,
+    ];
+    dev.dispatch(spec, buffers, [M, N, K, chunk.nBase, chunk.nCount], matmulGrid(v, M, chunk.nCount));
+  }
+  return out;
+}
+
+function matmulGrid(v: MatmulVariant, M: number, n: number): [number, number] {
+  if (v.family === 'tiled') return [Math.ceil(n / 32), Math.ceil(M / 32)];
+  if (v.layout === 'kn') return grid2d(Math.ceil(n / 256));
+  const rowsPerWg = v.family === 'gemv-split' ? Math.max(1, 64 / v.split) : 64;
+  return grid2d(Math.ceil(n / rowsPerWg));
+}
+
+interface WeightChunk {
+  nBase: number;
+  nCount: number;
+  byteOffset: number;
+  byteLength: number;
+}
+
+/** Row ranges of an 'nk' weight that each fit one storage binding at an aligned offset. */
+export function weightChunks(dev: Device, layout: WeightLayout, w: Tensor, K: number, N: number): WeightChunk[] {
+  const bytes = BYTES[w.dtype];
+  const total = w.size * bytes;
+  const maxBind = dev.limits.maxStorageBufferBindingSize;
+  const whole = { nBase: 0, nCount: N, byteOffset: 0, byteLength: Math.ceil(total / 4) * 4 };
+  if (total <= maxBind) return [whole];
+  if (layout === 'kn') {
+    throw new GPULimitError(`matmul: [K, N] weight ${shapeStr(w.shape)} (${total} bytes) exceeds maxStorageBufferBindingSize (${maxBind}); store it [N, K]`);
+  }
+  const rowBytes = K * bytes;
+  const alignTo = dev.limits.minStorageBufferOffsetAlignment;
+  const step = alignTo / gcd(rowBytes, alignTo);
+  const rows = Math.floor(Math.floor(maxBind / rowBytes) / step) * step;
+  if (rows === 0) throw new GPULimitError(`matmul: one row of ${shapeStr(w.shape)} does not fit a storage binding`);
+  const chunks: WeightChunk[] = [];
+  for (let n = 0; n < N; n += rows) {
+    const count = Math.min(rows, N - n);
+    chunks.push({ nBase: n, nCount: count, byteOffset: n * rowBytes, byteLength: Math.ceil((count * rowBytes) / 4) * 4 });
+  }
+  return chunks;
+}
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
+}

@@ -1,0 +1,92 @@
+import { describe, expect, it } from 'vitest';
+import { Tensor } from '../src/tensor/tensor.js';
+import { matmul, type MatmulChoice } from '../src/tensor/ops/matmul.js';
+import { getDevice } from './helpers/device.js';
+import { expectClose, geluRef, matmulRef, randn } from './helpers/reference.js';
+
+const families: Array<[string, MatmulChoice]> = [
+  ['gemv', { family: 'gemv', split: 1 }],
+  ['gemv-split4', { family: 'gemv-split', split: 4 }],
+  ['gemv-split16', { family: 'gemv-split', split: 16 }],
+];
+
+// Awkward sizes: not multiples of 4 or of the tile, one row, K = 1, long K.
+const shapes: Array<[number, number, number]> = [
+  [1, 1, 1],
+  [1, 7, 5],
+  [3, 1, 9],
+  [5, 33, 17],
+  [16, 64, 128],
+  [2, 1000, 3],
+  [1, 2049, 70],
+];
+
+describe('matmul', () => {
+  for (const layout of ['kn', 'nk'] as const) {
+    for (const [M, K, N] of shapes) {
+      for (const [name, choice] of families) {
+        if (M > 16) continue;
+        it(`${name} ${layout} M=${M} K=${K} N=${N} matches the reference`, async () => {
+          const dev = await getDevice();
+          const a = randn(M * K, 1);
+          const w = randn(K * N, 2, 0.5);
+          const out = matmul(Tensor.from(dev, a, [M, K]), Tensor.from(dev, w, layout === 'kn' ? [K, N] : [N, K]), { layout }, choice);
+          expectClose(await out.read(), matmulRef(a, w, M, K, N, layout), 1e-4, 1e-4);
+        });
+      }
+    }
+  }
+
+  for (const layout of ['kn', 'nk'] as const) {
+    for (const [M, K, N] of [[17, 13, 9], [64, 64, 64], [33, 128, 101], [100, 4, 37]] as const) {
+      it(`tiled ${layout} M=${M} K=${K} N=${N} matches the reference`, async () => {
+        const dev = await getDevice();
+        const a = randn(M * K, 3);
+        const w = randn(K * N, 4, 0.5);
+        const out = matmul(Tensor.from(dev, a, [M, K]), Tensor.from(dev, w, layout === 'kn' ? [K, N] : [N, K]), { layout });
+        expectClose(await out.read(), matmulRef(a, w, M, K, N, layout), 1e-4, 1e-4);
+      });
+    }
+  }
+
+  it('fuses bias, GELU and residual in that order', async () => {
+    const dev = await getDevice();
+    const [M, K, N] = [4, 24, 12];
+    const a = randn(M * K, 5);
+    const w = randn(K * N, 6, 0.3);
+    const b = randn(N, 7);
+    const r = randn(M * N, 8);
+    for (const rows of [M, 40]) {
+      const aa = rows === M ? a : randn(rows * K, 9);
+      const rr = rows === M ? r : randn(rows * N, 10);
+      const out = matmul(Tensor.from(dev, aa, [rows, K]), Tensor.from(dev, w, [K, N]), {
+        bias: Tensor.from(dev, b, [N]),
+        gelu: true,
+        residual: Tensor.from(dev, rr, [rows, N]),
+      });
+      const ref = matmulRef(aa, w, rows, K, N, 'kn').map((v, i) => geluRef(v + b[i % N]) + rr[i]);
+      expectClose(await out.read(), ref, 1e-4, 1e-4);
+    }
+  });
+
+  it('reads f16 weights', async () => {
+    const dev = await getDevice();
+    if (!dev.info.features.shaderF16) return expect(dev.info.features.shaderF16).toBe(false);
+    const [M, K, N] = [3, 40, 24];
+    const a = randn(M * K, 11);
+    const w = randn(K * N, 12, 0.5);
+    const wt = Tensor.from(dev, w, [N, K], 'f16');
+    const w16 = (await wt.read()) as Float32Array;
+    const ref = matmulRef(a, w16, M, K, N, 'nk');
+    expectClose(await matmul(Tensor.from(dev, a, [M, K]), wt, { layout: 'nk' }).read(), ref, 1e-4, 1e-4);
+    const big = randn(20 * K, 13);
+    expectClose(await matmul(Tensor.from(dev, big, [20, K]), wt, { layout: 'nk' }).read(), matmulRef(big, w16, 20, K, N, 'nk'), 1e-4, 1e-4);
+  });
+
+  it('rejects mismatched inner dimensions with the shapes in the message', async () => {
+    const dev = await getDevice();
+    const a = Tensor.from(dev, new Float32Array(6), [2, 3]);
+    const w = Tensor.from(dev, new Float32Array(8), [4, 2]);
+    expect(() => matmul(a, w)).toThrow(/K 3 ≠ 4/);
+  });
+});
