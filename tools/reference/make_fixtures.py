@@ -1,0 +1,374 @@
+"""Builds the tiny GPT-2 / MDLM fixtures and their golden outputs under test/fixtures/.
+
+Run from the repository root:  /usr/bin/python3 tools/reference/make_fixtures.py
+Deterministic (fixed seeds); golden outputs are computed in float64 from the exact stored
+weights (F32/F16/BF16 values widened), then rounded to float32.
+"""
+import json
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gpt2  # noqa: E402
+import mdlm  # noqa: E402
+import safetensors_io as st  # noqa: E402
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+OUT = os.path.join(ROOT, "test", "fixtures")
+
+GPT2_CFG = gpt2.gpt2_config(vocab_size=1000, n_positions=128, n_embd=64, n_layer=2, n_head=4)
+MDLM_CFG = mdlm.mdlm_config(vocab_size=1001, model_length=128, hidden_dim=64, cond_dim=32,
+                            n_blocks=2, n_heads=4, name_or_path="mdlm-tiny (random, test fixture)")
+MDLM_MASK_ID = MDLM_CFG["vocab_size"] - 1
+GPT2_N = 40
+MDLM_L = 48
+SIGMA2 = 0.5
+
+
+def write_json(path, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+
+
+def f64(params):
+    return {k: v.double() for k, v in params.items()}
+
+
+def f32(tensors):
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
+
+
+def max_diff(a, b):
+    return (a.double() - b.double()).abs().max().item()
+
+
+# ---------------------------------------------------------------------------------------- GPT-2
+
+def gpt2_golden(params, ids):
+    """params: stored tensors (any float dtype). Returns golden dict (float32 / int32)."""
+    with torch.no_grad():
+        logits, _, ex = gpt2.forward(f64(params), GPT2_CFG, ids, collect=True)
+    return {
+        "input_ids": ids.to(torch.int32),
+        "logits": logits.float(),
+        "hidden_after_block0": ex["hidden_after_block0"].float(),
+        "hidden_final": ex["hidden_final"].float(),
+    }
+
+
+GPT2_META = {
+    "format": "golden v1",
+    "model": "gpt2",
+    "logits": "full causal forward over input_ids at positions 0..N-1, [N, vocab_size]",
+    "hidden_after_block0": "residual stream after block 0, [N, n_embd]",
+    "hidden_final": "ln_f output, [N, n_embd]",
+    "precision": "computed in float64 from the stored weights, rounded to float32",
+}
+
+
+def write_gpt2_variant(folder, tensors, params, ids, metadata, index_shards=None):
+    """tensors: the checkpoint dict as stored; params: unprefixed stored weights."""
+    d = os.path.join(OUT, folder)
+    os.makedirs(d, exist_ok=True)
+    for name in os.listdir(d):
+        os.remove(os.path.join(d, name))
+    write_json(os.path.join(d, "config.json"), GPT2_CFG)
+    if index_shards is None:
+        st.save_file(tensors, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+    else:
+        weight_map, total = {}, 0
+        for i, names in enumerate(index_shards):
+            fname = f"model-{i + 1:05d}-of-{len(index_shards):05d}.safetensors"
+            shard = {n: tensors[n] for n in names}
+            st.save_file(shard, os.path.join(d, fname), metadata={"format": "pt"})
+            for n, t in shard.items():
+                weight_map[n] = fname
+                total += t.numel() * t.element_size()
+        write_json(os.path.join(d, "model.safetensors.index.json"),
+                   {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))})
+    golden = gpt2_golden(params, ids)
+    st.save_file(golden, os.path.join(d, "golden.safetensors"), metadata={**GPT2_META, **metadata})
+    return golden
+
+
+def load_gpt2_folder(folder):
+    d = os.path.join(OUT, folder)
+    idx = os.path.join(d, "model.safetensors.index.json")
+    if os.path.exists(idx):
+        tensors = {}
+        for fname in sorted(set(json.load(open(idx))["weight_map"].values())):
+            tensors.update(st.load_file(os.path.join(d, fname))[0])
+    else:
+        tensors = st.load_file(os.path.join(d, "model.safetensors"))[0]
+    return json.load(open(os.path.join(d, "config.json"))), gpt2.normalize_keys(tensors)
+
+
+def make_gpt2():
+    gen = torch.Generator().manual_seed(20240805)
+    params = gpt2.random_params(GPT2_CFG, gen)                          # float32
+    ids = torch.randint(0, GPT2_CFG["vocab_size"], (GPT2_N,), generator=gen)
+    ids[5] = ids[25] = 17                                               # a repeated token
+    ids[0] = GPT2_CFG["eos_token_id"]                                   # <|endoftext|>-like start
+    out = {}
+
+    # 1. gpt2-tiny: plain HF keys, F32
+    out["gpt2-tiny"] = write_gpt2_variant("gpt2-tiny", dict(params), params, ids,
+                                          {"weights": "model.safetensors F32"})
+
+    # 2. gpt2-tiny-prefixed: `transformer.` keys, F16, + lm_head.weight (tied) + attn.bias buffers
+    half = {k: v.half() for k, v in params.items()}
+    P = GPT2_CFG["n_positions"]
+    tensors = {}
+    for k, v in half.items():
+        tensors["transformer." + k] = v
+    for i in range(GPT2_CFG["n_layer"]):
+        tensors[f"transformer.h.{i}.attn.bias"] = torch.ones(1, 1, P, P).tril().half()
+    tensors["lm_head.weight"] = half["wte.weight"]
+    out["gpt2-tiny-prefixed"] = write_gpt2_variant(
+        "gpt2-tiny-prefixed", tensors, half, ids,
+        {"weights": "model.safetensors F16, transformer.-prefixed, lm_head.weight tied copy, "
+                    "transformer.h.{i}.attn.bias causal-mask buffers to be ignored; golden from the F16 values"})
+
+    # 3. gpt2-tiny-sharded: BF16, two shards + model.safetensors.index.json
+    bf = {k: v.bfloat16() for k, v in params.items()}
+    names = list(bf)
+    shards = [[n for n in names if not n.startswith("h.1.") and not n.startswith("ln_f.")],
+              [n for n in names if n.startswith("h.1.") or n.startswith("ln_f.")]]
+    out["gpt2-tiny-sharded"] = write_gpt2_variant(
+        "gpt2-tiny-sharded", bf, bf, ids,
+        {"weights": "2 shards BF16 + model.safetensors.index.json; golden from the BF16 values"},
+        index_shards=shards)
+    return params, ids, out
+
+
+def check_gpt2(params, ids, goldens):
+    for folder, golden in goldens.items():
+        cfg, p = load_gpt2_folder(folder)
+        assert cfg == GPT2_CFG
+        g, meta = st.load_file(os.path.join(OUT, folder, "golden.safetensors"))
+        assert meta["model"] == "gpt2"
+        assert torch.equal(g["input_ids"], golden["input_ids"])
+        again = gpt2_golden(p, g["input_ids"].long())
+        for k in ("logits", "hidden_after_block0", "hidden_final"):
+            assert torch.equal(again[k], g[k]), f"{folder}/{k} not reproduced from the files"
+        # float32 forward vs the float64 golden: the size of an honest f32 error
+        logits32 = gpt2.forward(f32(p), cfg, g["input_ids"].long())[0]
+        top2 = g["logits"].topk(2, dim=-1).values
+        print(f"  {folder}: f32 forward vs golden max |diff| {max_diff(logits32, g['logits']):.2e}, "
+              f"logit std {g['logits'].std():.3f}, mean max-prob "
+              f"{g['logits'].softmax(-1).max(-1).values.mean():.3f}, min top1-top2 gap "
+              f"{(top2[:, 0] - top2[:, 1]).min():.4f}")
+        assert max_diff(logits32, g["logits"]) < 1e-4
+    # incremental decoding with a KV cache reproduces the full causal forward
+    p = f64(params)
+    full = gpt2.forward(p, GPT2_CFG, ids)[0]
+    logits, past = gpt2.forward(p, GPT2_CFG, ids[:30])[:2]
+    steps = [logits]
+    for t in range(30, GPT2_N):
+        logits, past = gpt2.forward(p, GPT2_CFG, ids[t:t + 1], past=past)[:2]
+        steps.append(logits)
+    assert max_diff(torch.cat(steps), full) < 1e-10, "KV-cache decode differs from full forward"
+    # attention cross-check against torch's own MultiheadAttention-free formula: causality
+    ids2 = ids.clone()
+    ids2[-1] = (ids2[-1] + 1) % GPT2_CFG["vocab_size"]
+    assert max_diff(gpt2.forward(p, GPT2_CFG, ids2)[0][:-1], full[:-1]) == 0.0, "future token leaked"
+    # gelu_new == torch's tanh-approximate GELU
+    x = torch.linspace(-6, 6, 1001, dtype=torch.float64)
+    assert max_diff(gpt2.gelu_new(x), torch.nn.functional.gelu(x, approximate="tanh")) < 1e-12
+    # the same network through torch's own layer_norm / multi_head_attention_forward
+    assert max_diff(gpt2_via_torch_ops(p, GPT2_CFG, ids), full) < 1e-10
+    print("  gpt2: KV-cache decode == full forward, causal, gelu_new == gelu(tanh), "
+          "== torch multi_head_attention_forward")
+
+
+def gpt2_via_torch_ops(p, cfg, ids):
+    """Independent formulation: Conv1D weights transposed into F.linear / in_proj layouts."""
+    F = torch.nn.functional
+    d, H, eps = cfg["n_embd"], cfg["n_head"], cfg["layer_norm_epsilon"]
+    T = ids.shape[0]
+    x = (p["wte.weight"][ids] + p["wpe.weight"][:T])[:, None, :]       # (T, batch 1, d)
+    causal = torch.triu(torch.full((T, T), float("-inf"), dtype=x.dtype), diagonal=1)
+    for i in range(cfg["n_layer"]):
+        h = f"h.{i}."
+        a = F.layer_norm(x, (d,), p[h + "ln_1.weight"], p[h + "ln_1.bias"], eps)
+        a, _ = F.multi_head_attention_forward(
+            a, a, a, d, H, p[h + "attn.c_attn.weight"].T, p[h + "attn.c_attn.bias"], None, None,
+            False, 0.0, p[h + "attn.c_proj.weight"].T, p[h + "attn.c_proj.bias"],
+            training=False, need_weights=False, attn_mask=causal)
+        x = x + a
+        m = F.layer_norm(x, (d,), p[h + "ln_2.weight"], p[h + "ln_2.bias"], eps)
+        m = F.gelu(F.linear(m, p[h + "mlp.c_fc.weight"].T, p[h + "mlp.c_fc.bias"]), approximate="tanh")
+        x = x + F.linear(m, p[h + "mlp.c_proj.weight"].T, p[h + "mlp.c_proj.bias"])
+    x = F.layer_norm(x, (d,), p["ln_f.weight"], p["ln_f.bias"], eps)
+    return F.linear(x[:, 0], p["wte.weight"])
+
+
+# ----------------------------------------------------------------------------------------- MDLM
+
+MDLM_META = {
+    "format": "golden v1",
+    "model": "mdlm",
+    "mask_token_id": str(MDLM_MASK_ID),
+    "time_conditioning": "false (config.json); log_probs/logits/c/hidden_* use sigma = 0",
+    "log_probs": "SUBS log-probabilities [L, V] (diffusion.py _subs_parameterization), sigma 0",
+    "logits": "raw backbone output [L, V] before SUBS, sigma 0",
+    "c": "SiLU(sigma_map(0)) [cond_dim]",
+    "hidden_after_block0": "residual stream after block 0 [L, hidden_dim]",
+    "hidden_after_block1": "residual stream after block 1 (last) [L, hidden_dim]",
+    "sigma05": "scalar 0.5",
+    "log_probs_sigma05": "SUBS log-probs with sigma 0.5 fed to sigma_map, i.e. what the model gives if "
+                         "time_conditioning were true (with the shipped config it equals log_probs)",
+    "c_sigma05": "SiLU(sigma_map(0.5)) [cond_dim]",
+    "precision": "computed in float64 from the stored F32 weights (cos/sin tables and the 256-dim "
+                 "timestep embedding in float32 as the original), rounded to float32",
+}
+
+
+def mdlm_golden(params, ids):
+    with torch.no_grad():
+        p = f64(params)
+        logits, ex = mdlm.backbone(p, MDLM_CFG, ids, 0.0)
+        logits2, ex2 = mdlm.backbone(p, MDLM_CFG, ids, SIGMA2, honor_time_conditioning=False)
+    g = {
+        "input_ids": ids.to(torch.int32),
+        "sigma": torch.tensor(0.0),
+        "log_probs": mdlm.subs(logits, ids, MDLM_MASK_ID).float(),
+        "logits": logits.float(),
+        "c": ex["c"].float(),
+    }
+    for i in range(MDLM_CFG["n_blocks"]):
+        g[f"hidden_after_block{i}"] = ex[f"hidden_after_block{i}"].float()
+    g["sigma05"] = torch.tensor(SIGMA2)
+    g["log_probs_sigma05"] = mdlm.subs(logits2, ids, MDLM_MASK_ID).float()
+    g["c_sigma05"] = ex2["c"].float()
+    return g
+
+
+def make_mdlm():
+    gen = torch.Generator().manual_seed(2406_07524)
+    params = mdlm.random_params(MDLM_CFG, gen)
+    L = MDLM_L
+    ids = torch.randint(0, MDLM_MASK_ID, (L,), generator=gen)          # never the mask id
+    ids[-12:] = MDLM_MASK_ID                                            # the draft slots
+    for pos in (3, 11, 20, 29):                                         # scattered masks
+        ids[pos] = MDLM_MASK_ID
+    ids[7] = ids[30] = 5                                                # a repeated token
+    d = os.path.join(OUT, "mdlm-tiny")
+    os.makedirs(d, exist_ok=True)
+    for name in os.listdir(d):
+        os.remove(os.path.join(d, name))
+    write_json(os.path.join(d, "config.json"), MDLM_CFG)
+    st.save_file(params, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+    golden = mdlm_golden(params, ids)
+    st.save_file(golden, os.path.join(d, "golden.safetensors"), metadata=MDLM_META)
+    return params, ids, golden
+
+
+def check_mdlm(params, ids, golden):
+    d = os.path.join(OUT, "mdlm-tiny")
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    assert cfg == MDLM_CFG
+    p, _ = st.load_file(os.path.join(d, "model.safetensors"))
+    g, meta = st.load_file(os.path.join(d, "golden.safetensors"))
+    assert set(p) == set(mdlm.param_shapes(cfg)) and int(meta["mask_token_id"]) == cfg["vocab_size"] - 1
+    assert torch.equal(p[mdlm.P + "rotary_emb.inv_freq"], mdlm.inv_freq(cfg["hidden_dim"] // cfg["n_heads"]))
+    again = mdlm_golden(p, g["input_ids"].long())
+    for k in golden:
+        assert torch.equal(again[k], g[k]), f"mdlm-tiny/{k} not reproduced from the files"
+    ids = g["input_ids"].long()
+    masked = ids == MDLM_MASK_ID
+    lp = g["log_probs"]
+    # SUBS structure
+    assert (lp[~masked].max(-1).values == 0).all() and (lp[~masked] == 0).sum() == (~masked).sum()
+    assert (lp[~masked].exp().sum(-1) == 1).all()
+    assert (lp[masked, MDLM_MASK_ID] < -9.9e5).all()
+    assert (lp[masked].double().exp().sum(-1) - 1).abs().max() < 1e-5
+    # float32 forward vs golden
+    logits32, ex32 = mdlm.backbone(f32(p), cfg, ids, 0.0)
+    lp32 = mdlm.subs(logits32, ids, MDLM_MASK_ID)
+    dl = max_diff(logits32, g["logits"])
+    dlp = max_diff(lp32[masked][:, :MDLM_MASK_ID], lp[masked][:, :MDLM_MASK_ID])
+    print(f"  mdlm-tiny: f32 forward vs golden: logits {dl:.2e}, masked log-probs {dlp:.2e}; "
+          f"logit std {g['logits'].std():.3f}; mean max-prob at masks "
+          f"{lp[masked].exp().max(-1).values.mean():.3f}; min top1-top2 gap at masks "
+          f"{(lp[masked].topk(2, -1).values[:, 0] - lp[masked].topk(2, -1).values[:, 1]).min():.4f}; "
+          f"|log_probs - log_probs_sigma05| max {max_diff(lp[masked][:, :-1], g['log_probs_sigma05'][masked][:, :-1]):.3f}")
+    assert dl < 1e-4 and dlp < 1e-4
+    # with time_conditioning false the backbone ignores sigma
+    assert torch.equal(mdlm.backbone(f64(p), cfg, ids, SIGMA2)[0], mdlm.backbone(f64(p), cfg, ids, 0.0)[0])
+    # cross-checks of the building blocks against independent formulations
+    x = torch.randn(ids.shape[0], cfg["n_heads"], 16, dtype=torch.float64)
+    cos, sin = mdlm.rotary_cos_sin(ids.shape[0], 16, torch.float64)
+    z = torch.complex(x[..., :8], x[..., 8:]) * torch.complex(cos[:, None, :8], sin[:, None, :8])
+    assert max_diff(mdlm.rotate(x, cos, sin), torch.cat([z.real, z.imag], -1)) < 1e-12
+    w = torch.rand(64, dtype=torch.float64)
+    y = torch.randn(5, 64, dtype=torch.float64)
+    assert max_diff(mdlm.norm(y, w), torch.nn.functional.layer_norm(y, (64,), w, None, 1e-5)) < 1e-12
+    # bidirectional: changing the last token changes the first position's logits
+    ids2 = ids.clone()
+    ids2[-1] = 1
+    assert max_diff(mdlm.backbone(f64(p), cfg, ids2, 0.0)[0][0], mdlm.backbone(f64(p), cfg, ids, 0.0)[0][0]) > 1e-6
+    print("  mdlm: SUBS structure, rotary == complex rotation, LN == F.layer_norm, bidirectional")
+
+
+# ------------------------------------------------------------------------------- safetensors I/O
+
+def make_dtype_sample():
+    """test/fixtures/safetensors-dtypes/: one small tensor per dtype + expected decoded values."""
+    d = os.path.join(OUT, "safetensors-dtypes")
+    os.makedirs(d, exist_ok=True)
+    vals = [1.0, -2.5, 0.1, 65504.0, 6.103515625e-05, -0.0, 3.140625, -1e-3]
+    tensors = {
+        "f32": torch.tensor(vals + [1e30, -7.25], dtype=torch.float32).reshape(2, 5),
+        "f16": torch.tensor(vals + [5.960464477539063e-08], dtype=torch.float16).reshape(9),  # last: subnormal
+        "bf16": torch.tensor(vals + [1e30, 3e-39], dtype=torch.bfloat16).reshape(5, 2),        # last: subnormal
+        "i32": torch.tensor([[0, 1, -1], [2147483647, -2147483648, 42]], dtype=torch.int32),
+        "i64": torch.tensor([0, -3, 2 ** 40 + 1, 2 ** 53 - 1], dtype=torch.int64),
+        "scalar_f32": torch.tensor(0.5, dtype=torch.float32),
+        "empty_f32": torch.zeros(0, 3, dtype=torch.float32),
+    }
+    meta = {"format": "pt", "note": "dtype sample; expected.json lists decoded values row-major"}
+    path = os.path.join(d, "dtypes.safetensors")
+    st.save_file(tensors, path, metadata=meta)
+    expected = {"__metadata__": meta}
+    for k, t in tensors.items():
+        expected[k] = {
+            "dtype": st._TORCH_TO_ST[t.dtype],
+            "shape": list(t.shape),
+            "values": [float(v) if t.is_floating_point() else int(v) for v in t.reshape(-1).tolist()],
+        }
+    write_json(os.path.join(d, "expected.json"), expected)
+    back, m = st.load_file(path)
+    assert m == meta and list(back) == list(tensors)
+    for k, t in tensors.items():
+        assert back[k].dtype == t.dtype and back[k].shape == t.shape
+        assert torch.equal(back[k].view(-1).double(), t.view(-1).double()) or t.numel() == 0
+    hdr_len = int.from_bytes(open(path, "rb").read(8), "little")
+    assert (8 + hdr_len) % 8 == 0
+    print("  safetensors-dtypes: round trip OK (F32 F16 BF16 I32 I64, scalar, empty)")
+
+
+def main():
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    os.makedirs(OUT, exist_ok=True)
+    print("writing fixtures to", OUT)
+    make_dtype_sample()
+    params, ids, goldens = make_gpt2()
+    check_gpt2(params, ids, goldens)
+    mparams, mids, mgolden = make_mdlm()
+    check_mdlm(mparams, mids, mgolden)
+    total = 0
+    for dirpath, _, files in sorted(os.walk(OUT)):
+        for f in sorted(files):
+            size = os.path.getsize(os.path.join(dirpath, f))
+            total += size
+            print(f"  {os.path.relpath(os.path.join(dirpath, f), ROOT):60s} {size:>9d}")
+    print(f"  total {total} bytes; self-check OK")
+
+
+if __name__ == "__main__":
+    main()
