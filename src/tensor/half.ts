@@ -1,57 +1,65 @@
-/** IEEE half-precision conversion on the CPU (round to nearest even). */
+/** IEEE half-precision conversion on the CPU (round to nearest even), bit-exact. */
 
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-export function f32ToF16(v: number): number {
-  f32[0] = v;
-  const x = u32[0];
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // inf / nan
-  let e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00; // overflow to inf
-  if (e <= 0) {
-    if (e < -10) return sign; // underflow to zero
-    mant |= 0x800000;
-    const shift = 14 - e;
-    const half = 1 << (shift - 1);
-    const rest = mant & ((1 << shift) - 1);
-    let m = mant >>> shift;
-    if (rest > half || (rest === half && (m & 1))) m++;
-    return sign | m;
-  }
-  const rest = mant & 0x1fff;
-  let m = mant >>> 13;
-  if (rest > 0x1000 || (rest === 0x1000 && (m & 1))) {
-    m++;
-    if (m === 0x400) {
-      m = 0;
-      e++;
-      if (e >= 0x1f) return sign | 0x7c00;
-    }
-  }
-  return sign | (e << 10) | m;
+/** IEEE binary32 bits to binary16 bits, rounding to nearest even; NaNs stay NaN (quiet), overflow becomes inf. */
+export function f32BitsToF16Bits(bits: number): number {
+  const sign = (bits >>> 16) & 0x8000;
+  const exponent = (bits >>> 23) & 0xff;
+  const mantissa = bits & 0x7fffff;
+  if (exponent === 0xff) return sign | 0x7c00 | (mantissa === 0 ? 0 : 0x200 | (mantissa >>> 13));
+  const halfExponent = exponent - 112; // rebias 127 -> 15
+  if (halfExponent >= 0x1f) return sign | 0x7c00;
+  if (halfExponent > 0) return sign | roundShift((halfExponent << 23) | mantissa, 13);
+  // Subnormal result: shift the full significand; 25+ places is below half the smallest subnormal.
+  const shift = 14 - halfExponent;
+  return shift > 24 ? sign : sign | roundShift(0x800000 | mantissa, shift);
 }
 
-export function f16ToF32(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >>> 10) & 0x1f;
-  const mant = h & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+/** value >> shift, rounded to nearest even; a carry out of the mantissa correctly bumps the exponent. */
+function roundShift(value: number, shift: number): number {
+  const kept = value >>> shift;
+  const rest = value & ((1 << shift) - 1);
+  const half = 1 << (shift - 1);
+  return rest > half || (rest === half && (kept & 1) === 1) ? kept + 1 : kept;
 }
 
-export function f32ToF16Bits(a: Float32Array): Uint16Array {
+/** IEEE binary16 bits to binary32 bits (exact); subnormals are renormalised. */
+export function f16BitsToF32Bits(half: number): number {
+  const sign = (half & 0x8000) << 16;
+  const exponent = (half >>> 10) & 0x1f;
+  let mantissa = half & 0x3ff;
+  if (exponent === 0x1f) return (sign | 0x7f800000 | (mantissa << 13)) >>> 0;
+  if (exponent !== 0) return (sign | ((exponent + 112) << 23) | (mantissa << 13)) >>> 0;
+  if (mantissa === 0) return sign >>> 0;
+  let e = 113;
+  while ((mantissa & 0x400) === 0) {
+    mantissa <<= 1;
+    e--;
+  }
+  return (sign | (e << 23) | ((mantissa & 0x3ff) << 13)) >>> 0;
+}
+
+const scratch = new DataView(new ArrayBuffer(4));
+
+/** Rounds x to f32 first, then to f16 bits. */
+export function f32ToF16Bits(x: number): number {
+  scratch.setFloat32(0, x);
+  return f32BitsToF16Bits(scratch.getUint32(0));
+}
+
+export function f16BitsToF32(half: number): number {
+  scratch.setUint32(0, f16BitsToF32Bits(half));
+  return scratch.getFloat32(0);
+}
+
+export function f32ArrayToF16Bits(a: ArrayLike<number>): Uint16Array<ArrayBuffer> {
+  const bits = new Uint32Array(Float32Array.from(a).buffer);
   const out = new Uint16Array(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = f32ToF16(a[i]);
+  for (let i = 0; i < a.length; i++) out[i] = f32BitsToF16Bits(bits[i]);
   return out;
 }
 
-export function f16BitsToF32(a: Uint16Array): Float32Array {
-  const out = new Float32Array(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = f16ToF32(a[i]);
-  return out;
+export function f16BitsToF32Array(a: Uint16Array): Float32Array<ArrayBuffer> {
+  const out = new Uint32Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = f16BitsToF32Bits(a[i]);
+  return new Float32Array(out.buffer);
 }

@@ -4,7 +4,7 @@
  */
 import type { Device } from './device.js';
 import { ShapeError, shapeStr } from './errors.js';
-import { f16BitsToF32, f32ToF16Bits } from './half.js';
+import { f16BitsToF32Array, f32ArrayToF16Bits } from './half.js';
 
 export type DType = 'f32' | 'f16' | 'i32' | 'u32';
 
@@ -79,10 +79,15 @@ export class Tensor {
     return new TensorView(this, shape);
   }
 
+  /** The whole tensor as a storage binding (sizes rounded up to whole 32-bit words). */
+  get binding(): { buffer: GPUBuffer; size: number } {
+    return { buffer: this.buffer, size: Math.max(4, Math.ceil(this.byteLength / 4) * 4) };
+  }
+
   async read(): Promise<HostArray> {
     this.assertLive('read');
     const bytes = await this.device.readBuffer(this.buffer, 0, this.byteLength);
-    if (this.dtype === 'f16') return f16BitsToF32(new Uint16Array(bytes));
+    if (this.dtype === 'f16') return f16BitsToF32Array(new Uint16Array(bytes));
     if (this.dtype === 'i32') return new Int32Array(bytes);
     if (this.dtype === 'u32') return new Uint32Array(bytes);
     return new Float32Array(bytes);
@@ -122,7 +127,7 @@ class TensorView extends Tensor {
 }
 
 function toHost(data: ArrayLike<number>, dtype: DType): ArrayBufferView {
-  if (dtype === 'f16') return data instanceof Uint16Array ? data : f32ToF16Bits(Float32Array.from(data));
+  if (dtype === 'f16') return data instanceof Uint16Array ? data : f32ArrayToF16Bits(data);
   if (dtype === 'i32') return data instanceof Int32Array ? data : Int32Array.from(data);
   if (dtype === 'u32') return data instanceof Uint32Array ? data : Uint32Array.from(data);
   return data instanceof Float32Array ? data : Float32Array.from(data);
