@@ -368,7 +368,7 @@ export class Device {
     }
     if (this.encoder) this.flush();
     if (bytes.byteLength % 4 === 0) {
-      this.gpu.queue.writeBuffer(dst, dstOffset, bytes);
+      this.gpu.queue.writeBuffer(dst, dstOffset, bytes as Uint8Array<ArrayBuffer>);
     } else {
       const padded = new Uint8Array(size);
       padded.set(bytes);

@@ -7,6 +7,7 @@
 import type { Device } from '../device.js';
 import { assertShape, GPULimitError, shapeStr } from '../errors.js';
 import { BYTES, Tensor } from '../tensor.js';
+import { kernelSpec } from '../spec.js';
 import { grid2d } from '../../shaders/common.js';
 import {
   MATMUL_PARAMS,
@@ -92,8 +93,8 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
     rows: family === 'tiled' ? 0 : M,
     split: family === 'gemv-split' ? c.split : 1,
   };
-  const spec = { key: matmulKey(v), wgsl: () => matmulWGSL(v), bindings: matmulBindings(v), params: MATMUL_PARAMS };
-  const extra = [opts.bias, opts.residual].filter((t): t is Tensor => !!t).map((t) => ({ buffer: t.buffer, size: t.size * 4 }));
+  const spec = kernelSpec(matmulKey(v), matmulBindings(v), MATMUL_PARAMS, () => matmulWGSL(v));
+  const extra = [opts.bias, opts.residual].filter((t): t is Tensor => !!t).map((t) => t.binding);
   const outBinding = { buffer: out.buffer, size: M * N * 4 };
   const maxBind = dev.limits.maxStorageBufferBindingSize;
   if (outBinding.size > maxBind) {
@@ -101,7 +102,7 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
   }
   for (const chunk of weightChunks(dev, layout, w, K, N)) {
     const buffers = [
-      { buffer: a.buffer, size: a.size * 4 },
+      a.binding,
       { buffer: w.buffer, offset: chunk.byteOffset, size: chunk.byteLength },
       ...extra,
       outBinding,

@@ -1,0 +1,99 @@
+/** config.json of the supported checkpoints, validated: a wrong or missing field is named. */
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export interface GPT2Config {
+  vocabSize: number;
+  nPositions: number;
+  nEmbd: number;
+  nLayer: number;
+  nHead: number;
+  nInner: number;
+  layerNormEpsilon: number;
+  eosTokenId?: number;
+}
+
+export interface MDLMConfig {
+  vocabSize: number;
+  hiddenDim: number;
+  nBlocks: number;
+  nHeads: number;
+  condDim: number;
+  modelLength: number;
+  timeConditioning: boolean;
+  /** GPT-2 tokenizer + one mask token: the mask is the last id. */
+  maskTokenId: number;
+}
+
+function field(cfg: Record<string, unknown>, source: string, name: string, fallback?: number): number {
+  const v = cfg[name] ?? fallback;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
+    throw new ConfigError(`${source}: "${name}" must be a positive integer, got ${JSON.stringify(cfg[name])}`);
+  }
+  return v;
+}
+
+function asObject(json: unknown, source: string): Record<string, unknown> {
+  const cfg = typeof json === 'string' ? safeParse(json, source) : json;
+  if (!cfg || typeof cfg !== 'object' || Array.isArray(cfg)) throw new ConfigError(`${source}: config must be a JSON object`);
+  return cfg as Record<string, unknown>;
+}
+
+function safeParse(text: string, source: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`${source}: invalid JSON (${(e as Error).message})`);
+  }
+}
+
+export function parseGPT2Config(json: unknown, source = 'config.json'): GPT2Config {
+  const cfg = asObject(json, source);
+  if (cfg.model_type !== undefined && cfg.model_type !== 'gpt2') {
+    throw new ConfigError(`${source}: model_type "${String(cfg.model_type)}" is not gpt2`);
+  }
+  const act = cfg.activation_function ?? 'gelu_new';
+  if (act !== 'gelu_new' && act !== 'gelu_pytorch_tanh') {
+    throw new ConfigError(`${source}: activation_function "${String(act)}" is not supported (gelu_new only)`);
+  }
+  const nEmbd = field(cfg, source, 'n_embd');
+  const nHead = field(cfg, source, 'n_head');
+  if (nEmbd % nHead !== 0) throw new ConfigError(`${source}: n_embd ${nEmbd} is not divisible by n_head ${nHead}`);
+  const eps = cfg.layer_norm_epsilon ?? 1e-5;
+  if (typeof eps !== 'number' || !(eps > 0)) throw new ConfigError(`${source}: layer_norm_epsilon must be > 0`);
+  return {
+    vocabSize: field(cfg, source, 'vocab_size'),
+    nPositions: field(cfg, source, 'n_positions', cfg.n_ctx as number | undefined),
+    nEmbd,
+    nLayer: field(cfg, source, 'n_layer'),
+    nHead,
+    nInner: cfg.n_inner == null ? 4 * nEmbd : field(cfg, source, 'n_inner'),
+    layerNormEpsilon: eps,
+    eosTokenId: typeof cfg.eos_token_id === 'number' ? cfg.eos_token_id : undefined,
+  };
+}
+
+export function parseMDLMConfig(json: unknown, source = 'config.json'): MDLMConfig {
+  const cfg = asObject(json, source);
+  if (cfg.model_type !== undefined && cfg.model_type !== 'mdlm') {
+    throw new ConfigError(`${source}: model_type "${String(cfg.model_type)}" is not mdlm`);
+  }
+  const hiddenDim = field(cfg, source, 'hidden_dim');
+  const nHeads = field(cfg, source, 'n_heads');
+  if (hiddenDim % nHeads !== 0 || (hiddenDim / nHeads) % 2 !== 0) {
+    throw new ConfigError(`${source}: hidden_dim ${hiddenDim} / n_heads ${nHeads} must be an even head size`);
+  }
+  const vocabSize = field(cfg, source, 'vocab_size');
+  return {
+    vocabSize,
+    hiddenDim,
+    nBlocks: field(cfg, source, 'n_blocks'),
+    nHeads,
+    condDim: field(cfg, source, 'cond_dim'),
+    modelLength: field(cfg, source, 'model_length'),
+    timeConditioning: cfg.time_conditioning === true,
+    maskTokenId: vocabSize - 1,
+  };
+}

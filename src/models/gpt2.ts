@@ -1,0 +1,158 @@
+/**
+ * GPT-2 (HF GPT2LMHeadModel) on the tensor runtime. Pre-LN blocks, Conv1D weights [in, out],
+ * learned positions, tied LM head. forward() appends tokens to a KV cache and returns logits
+ * for the last rows: prefill (N tokens), decode (1) and verify (k drafted tokens, k rows).
+ */
+import type { Device } from '../tensor/device.js';
+import { Tensor } from '../tensor/tensor.js';
+import { add } from '../tensor/ops/elementwise.js';
+import { embedding, slice } from '../tensor/ops/gather.js';
+import { matmul } from '../tensor/ops/matmul.js';
+import { layerNorm } from '../tensor/ops/rowwise.js';
+import { appendQKV, attention, KVCache } from '../tensor/ops/attention.js';
+import type { GPT2Config } from './config.js';
+import type { Checkpoint } from './safetensors.js';
+import { WeightReader, type WeightDType } from './weights.js';
+import { ContextError, checkTokenIds } from './errors.js';
+
+interface Linear {
+  w: Tensor;
+  b: Tensor;
+}
+interface Norm {
+  weight: Tensor;
+  bias: Tensor;
+}
+interface Block {
+  ln_1: Norm;
+  c_attn: Linear;
+  c_proj: Linear;
+  ln_2: Norm;
+  c_fc: Linear;
+  mlp_proj: Linear;
+}
+
+export interface ModelLoadOptions {
+  /** Storage of the big matrices: 'f16' halves memory and bandwidth (needs shader-f16). Default f32. */
+  dtype?: WeightDType;
+}
+
+/** One KV cache per layer, kept at the same length. */
+export class GPT2Cache {
+  constructor(readonly layers: KVCache[]) {}
+
+  get length(): number {
+    return this.layers[0].length;
+  }
+
+  get capacity(): number {
+    return this.layers[0].capacity;
+  }
+
+  /** Rolls every layer back to the first n positions. */
+  truncate(n: number): void {
+    for (const l of this.layers) l.truncate(n);
+  }
+
+  dispose(): void {
+    for (const l of this.layers) l.dispose();
+  }
+}
+
+export class GPT2 {
+  private constructor(
+    readonly device: Device,
+    readonly config: GPT2Config,
+    private readonly wte: Tensor, // (V, d): token embedding and tied LM head, [N, K] for the head
+    private readonly wpe: Tensor, // (P, d)
+    private readonly blocks: Block[],
+    private readonly ln_f: Norm,
+  ) {}
+
+  static async load(device: Device, ckpt: Checkpoint, config: GPT2Config, opts: ModelLoadOptions = {}): Promise<GPT2> {
+    const dtype = opts.dtype ?? 'f32';
+    const prefix = ckpt.has('wte.weight') ? '' : 'transformer.';
+    const r = new WeightReader(ckpt, prefix);
+    const { nEmbd: d, nLayer, nInner, vocabSize: V, nPositions } = config;
+    const expected = [
+      'wte.weight',
+      'wpe.weight',
+      'ln_f.weight',
+      'ln_f.bias',
+      ...Array.from({ length: nLayer }, (_, i) =>
+        ['ln_1.weight', 'ln_1.bias', 'attn.c_attn.weight', 'attn.c_attn.bias', 'attn.c_proj.weight', 'attn.c_proj.bias', 'ln_2.weight', 'ln_2.bias', 'mlp.c_fc.weight', 'mlp.c_fc.bias', 'mlp.c_proj.weight', 'mlp.c_proj.bias'].map((n) => `h.${i}.${n}`),
+      ).flat(),
+    ].map((n) => prefix + n);
+    // Causal-mask buffers of older exports and an explicit (tied) lm_head are not weights we use.
+    ckpt.checkTensorSet(expected, (n) => /(^|\.)attn\.(masked_)?bias$/.test(n) || n === 'lm_head.weight');
+    const vec = (name: string, n: number) => r.gpu(device, name, [n]);
+    const norm = async (name: string): Promise<Norm> => ({ weight: await vec(`${name}.weight`, d), bias: await vec(`${name}.bias`, d) });
+    const linear = async (name: string, k: number, n: number): Promise<Linear> => ({
+      w: await r.gpu(device, `${name}.weight`, [k, n], dtype),
+      b: await vec(`${name}.bias`, n),
+    });
+    const wte = await r.gpu(device, 'wte.weight', [V, d], dtype);
+    const wpe = await r.gpu(device, 'wpe.weight', [nPositions, d]);
+    const blocks: Block[] = [];
+    for (let i = 0; i < nLayer; i++) {
+      const h = `h.${i}`;
+      blocks.push({
+        ln_1: await norm(`${h}.ln_1`),
+        c_attn: await linear(`${h}.attn.c_attn`, d, 3 * d),
+        c_proj: await linear(`${h}.attn.c_proj`, d, d),
+        ln_2: await norm(`${h}.ln_2`),
+        c_fc: await linear(`${h}.mlp.c_fc`, d, nInner),
+        mlp_proj: await linear(`${h}.mlp.c_proj`, nInner, d),
+      });
+    }
+    const ln_f = await norm('ln_f');
+    return new GPT2(device, config, wte, wpe, blocks, ln_f);
+  }
+
+  get vocabSize(): number {
+    return this.config.vocabSize;
+  }
+
+  createCache(capacity = this.config.nPositions): GPT2Cache {
+    if (capacity > this.config.nPositions) {
+      throw new ContextError(`cache capacity ${capacity} exceeds the model's context of ${this.config.nPositions} positions`);
+    }
+    const { nLayer, nHead, nEmbd } = this.config;
+    return new GPT2Cache(Array.from({ length: nLayer }, () => new KVCache(this.device, nHead, capacity, nEmbd / nHead)));
+  }
+
+  /**
+   * Appends `ids` at the cache's end and returns logits [logitRows, V] of the last `logitRows`
+   * positions (1 for decoding; k + 1 to verify k drafted tokens).
+   */
+  forward(ids: ArrayLike<number>, cache: GPT2Cache, logitRows = 1): Tensor {
+    const n = ids.length;
+    const pos0 = cache.length;
+    checkTokenIds(ids, this.config.vocabSize, 'GPT2.forward');
+    if (n === 0) throw new RangeError('GPT2.forward: no tokens');
+    if (pos0 + n > cache.capacity) {
+      throw new ContextError(`GPT2.forward: ${pos0} cached + ${n} new tokens exceed the context of ${cache.capacity} positions`);
+    }
+    if (!(logitRows >= 1 && logitRows <= n)) throw new RangeError(`GPT2.forward: logitRows ${logitRows} not in [1, ${n}]`);
+    const { layerNormEpsilon: eps } = this.config;
+    return this.device.scope(() => {
+      const tokens = Tensor.from(this.device, Int32Array.from(ids), [n]);
+      let x = add(embedding(this.wte, tokens), slice(this.wpe, pos0, pos0 + n, 0)); // (n, d)
+      this.blocks.forEach((b, i) => {
+        const kv = cache.layers[i];
+        const q = appendQKV(matmul(layerNorm(x, { ...b.ln_1, eps }), b.c_attn.w, { bias: b.c_attn.b }), kv); // (n, d)
+        x = matmul(attention(q, kv), b.c_proj.w, { bias: b.c_proj.b, residual: x });
+        const h = matmul(layerNorm(x, { ...b.ln_2, eps }), b.c_fc.w, { bias: b.c_fc.b, gelu: true }); // (n, 4d)
+        x = matmul(h, b.mlp_proj.w, { bias: b.mlp_proj.b, residual: x });
+      });
+      const last = logitRows === n ? x : slice(x, n - logitRows, n, 0);
+      return matmul(layerNorm(last, { ...this.ln_f, eps }), this.wte, { layout: 'nk' }); // (rows, V)
+    });
+  }
+
+  dispose(): void {
+    const all = [this.wte, this.wpe, ...Object.values(this.ln_f)];
+    for (const b of this.blocks) for (const part of Object.values(b)) all.push(...Object.values(part as object));
+    for (const t of all) (t as Tensor).dispose();
+  }
+}

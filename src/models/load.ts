@@ -1,0 +1,50 @@
+/** Loading a model from a checkpoint folder (directory, URL base, in-memory files): config.json + safetensors. */
+import type { Device } from '../tensor/device.js';
+import { ConfigError, parseGPT2Config, parseMDLMConfig } from './config.js';
+import { GPT2, type ModelLoadOptions } from './gpt2.js';
+import { MDLM } from './mdlm.js';
+import { openCheckpoint, type CheckpointFolder } from './safetensors.js';
+
+export async function readText(folder: CheckpointFolder, name: string): Promise<string> {
+  const src = await folder.open(name);
+  try {
+    return new TextDecoder().decode(await src.read(0, src.size));
+  } finally {
+    await src.close?.();
+  }
+}
+
+async function readConfig(folder: CheckpointFolder): Promise<unknown> {
+  const where = `${folder.name}/config.json`;
+  let text: string;
+  try {
+    text = await readText(folder, 'config.json');
+  } catch (e) {
+    throw new ConfigError(`${where}: cannot be read (${(e as Error).message})`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`${where}: invalid JSON (${(e as Error).message})`);
+  }
+}
+
+export async function loadGPT2(device: Device, folder: CheckpointFolder, opts: ModelLoadOptions = {}): Promise<GPT2> {
+  const config = parseGPT2Config(await readConfig(folder), `${folder.name}/config.json`);
+  const ckpt = await openCheckpoint(folder);
+  try {
+    return await GPT2.load(device, ckpt, config, opts);
+  } finally {
+    await ckpt.close();
+  }
+}
+
+export async function loadMDLM(device: Device, folder: CheckpointFolder, opts: ModelLoadOptions = {}): Promise<MDLM> {
+  const config = parseMDLMConfig(await readConfig(folder), `${folder.name}/config.json`);
+  const ckpt = await openCheckpoint(folder);
+  try {
+    return await MDLM.load(device, ckpt, config, opts);
+  } finally {
+    await ckpt.close();
+  }
+}

@@ -1,0 +1,51 @@
+/** Moves checkpoint tensors to the GPU with shape checks that name the tensor and the file. */
+import type { Device } from '../tensor/device.js';
+import { Tensor, type DType } from '../tensor/tensor.js';
+import type { Checkpoint } from './safetensors.js';
+
+export class WeightError extends Error {
+  override name = 'WeightError';
+}
+
+export type WeightDType = 'f32' | 'f16';
+
+/** Maps HF key names to the names in the file (e.g. with or without `transformer.`). */
+export class WeightReader {
+  constructor(
+    readonly ckpt: Checkpoint,
+    private readonly prefix: string,
+  ) {}
+
+  key(name: string): string {
+    return this.prefix + name;
+  }
+
+  has(name: string): boolean {
+    return this.ckpt.has(this.key(name));
+  }
+
+  /** The key of `name` in the file, after checking that it exists with the shape the config implies. */
+  check(name: string, shape: number[]): string {
+    const key = this.key(name);
+    if (!this.ckpt.has(key)) throw new WeightError(`${this.ckpt.name}: tensor "${key}" is missing`);
+    const info = this.ckpt.info(key);
+    if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
+      throw new WeightError(`${this.ckpt.name}: tensor "${key}" has shape [${info.shape.join(', ')}], the config implies [${shape.join(', ')}]`);
+    }
+    return key;
+  }
+
+  /** Host f32 copy, shape-checked. */
+  host(name: string, shape: number[]): Promise<Float32Array> {
+    return this.ckpt.loadFloat(this.check(name, shape), 'f32', shape);
+  }
+
+  /** Uploads a tensor (after an optional host-side transform) in the given dtype. */
+  async gpu(device: Device, name: string, shape: number[], dtype: WeightDType = 'f32', transform?: (x: Float32Array) => Float32Array): Promise<Tensor> {
+    if (dtype === 'f16' && !transform) {
+      return Tensor.from(device, await this.ckpt.loadFloat(this.check(name, shape), 'f16', shape), shape, 'f16').keep();
+    }
+    const host = await this.host(name, shape);
+    return Tensor.from(device, transform ? transform(host) : host, shape, dtype as DType).keep();
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * Attention WGSL.
+ *  - qkvSplit: splits a fused [n, 3·H·hd] projection into Q [n, H·hd] and writes K and V into
+ *    head-major caches [H, cap, hd] at positions pos0.., applying rotary (rotate-half) to Q and K
+ *    when asked. A KV cache then grows by append and rolls back by its length alone.
+ *  - attention: one workgroup per (query row, head); its invocations share out the keys, each
+ *    keeps an online softmax (running max, sum and weighted V), and the partial results are
+ *    merged in workgroup memory, so any length is numerically stable.
+ */
+import { LINEAR_WG, paramsStruct } from './common.js';
+
+export const QKV_PARAMS = 'uuuuu';
+
+/**
+ * With rope, binding 1 is a table [positions, hd/2, 2] of (cos, sin) computed on the CPU in
+ * double precision: GPU sin/cos are only accurate near [-π, π], and angles reach the context length.
+ */
+export function qkvSplitWGSL(rope: boolean): string {
+  const b = rope ? 1 : 0;
+  return `${paramsStruct(['n', 'H', 'hd', 'cap', 'pos0'], QKV_PARAMS, 4 + b)}
+@group(0) @binding(0) var<storage, read> QKV: array<f32>;
+${rope ? '@group(0) @binding(1) var<storage, read> Rope: array<vec2<f32>>;' : ''}
+@group(0) @binding(${1 + b}) var<storage, read_write> Q: array<f32>;
+@group(0) @binding(${2 + b}) var<storage, read_write> Kc: array<f32>;
+@group(0) @binding(${3 + b}) var<storage, read_write> Vc: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let half = P.hd / 2u;
+  let j = wid.x * 64u + lid.x;          // pair index within the row: head h, dims i and i + half
+  let row = wid.y;
+  if (j >= P.H * half || row >= P.n) { return; }
+  let h = j / half;
+  let i = j % half;
+  let d = P.H * P.hd;
+  let src = row * 3u * d + h * P.hd + i;
+  let pos = P.pos0 + row;
+  var q1 = QKV[src];
+  var q2 = QKV[src + half];
+  var k1 = QKV[src + d];
+  var k2 = QKV[src + d + half];
+  ${
+    rope
+      ? `let cs = Rope[pos * half + i];
+  let rq1 = q1 * cs.x - q2 * cs.y; let rq2 = q2 * cs.x + q1 * cs.y;
+  let rk1 = k1 * cs.x - k2 * cs.y; let rk2 = k2 * cs.x + k1 * cs.y;
+  q1 = rq1; q2 = rq2; k1 = rk1; k2 = rk2;`
+      : ''
+  }
+  let qo = row * d + h * P.hd + i;
+  Q[qo] = q1;
+  Q[qo + half] = q2;
+  let co = (h * P.cap + pos) * P.hd + i;
+  Kc[co] = k1;
+  Kc[co + half] = k2;
+  Vc[co] = QKV[src + 2u * d];
+  Vc[co + half] = QKV[src + 2u * d + half];
+}`;
+}
+
+export const ATTN_PARAMS = 'uuuuuuf';
+
+/** Invocations per workgroup for head size hd: the partial outputs must fit workgroup memory. */
+export function attentionThreads(hd: number): number {
+  return Math.max(8, Math.min(64, 2 ** Math.floor(Math.log2(4096 / hd))));
+}
+
+export function attentionWGSL(hd: number, causal: boolean): string {
+  const T = attentionThreads(hd);
+  return `${paramsStruct(['n', 'H', 'cap', 'kvLen', 'qPos0', 'pad', 'scale'], ATTN_PARAMS, 4)}
+@group(0) @binding(0) var<storage, read> Q: array<f32>;
+@group(0) @binding(1) var<storage, read> Kc: array<f32>;
+@group(0) @binding(2) var<storage, read> Vc: array<f32>;
+@group(0) @binding(3) var<storage, read_write> O: array<f32>;
+const HD = ${hd}u;
+const T = ${T}u;
+var<workgroup> partO: array<f32, ${T * hd}>;
+var<workgroup> partM: array<f32, ${T}>;
+var<workgroup> partL: array<f32, ${T}>;
+@compute @workgroup_size(${T})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+  let item = ${LINEAR_WG};
+  let row = item / P.H;
+  let h = item % P.H;
+  let t = lid.x;
+  if (row >= P.n) { return; }
+  let qoff = (row * P.H + h) * HD;
+  var q: array<f32, ${hd}>;
+  for (var d = 0u; d < HD; d++) { q[d] = Q[qoff + d] * P.scale; }
+  ${causal ? 'let end = min(P.kvLen, P.qPos0 + row + 1u);' : 'let end = P.kvLen;'}
+  var m = -3.0e38;
+  var l = 0.0;
+  var o: array<f32, ${hd}>;
+  for (var j = t; j < end; j += T) {
+    let koff = (h * P.cap + j) * HD;
+    var s = 0.0;
+    for (var d = 0u; d < HD; d++) { s += q[d] * Kc[koff + d]; }
+    let mNew = max(m, s);
+    let corr = exp(m - mNew);
+    let p = exp(s - mNew);
+    l = l * corr + p;
+    for (var d = 0u; d < HD; d++) { o[d] = o[d] * corr + p * Vc[koff + d]; }
+    m = mNew;
+  }
+  partM[t] = m;
+  workgroupBarrier();
+  var gm = -3.0e38;
+  for (var u = 0u; u < T; u++) { gm = max(gm, partM[u]); }
+  let w = select(0.0, exp(m - gm), l > 0.0);
+  partL[t] = l * w;
+  for (var d = 0u; d < HD; d++) { partO[t * HD + d] = o[d] * w; }
+  workgroupBarrier();
+  var gl = 0.0;
+  for (var u = 0u; u < T; u++) { gl += partL[u]; }
+  for (var d = t; d < HD; d += T) {
+    var acc = 0.0;
+    for (var u = 0u; u < T; u++) { acc += partO[u * HD + d]; }
+    O[qoff + d] = acc / gl;
+  }
+}`;
+}
+
+export const ROTARY_PARAMS = 'uuuu';
+
+/** Standalone rotate-half rotary on X [n, H, hd] at positions pos0.., with the same (cos, sin) table. */
+export function rotaryWGSL(): string {
+  return `${paramsStruct(['n', 'H', 'hd', 'pos0'], ROTARY_PARAMS, 3)}
+@group(0) @binding(0) var<storage, read> X: array<f32>;
+@group(0) @binding(1) var<storage, read> Rope: array<vec2<f32>>;
+@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let half = P.hd / 2u;
+  let j = wid.x * 64u + lid.x;
+  let row = wid.y;
+  if (j >= P.H * half || row >= P.n) { return; }
+  let i = j % half;
+  let o = row * P.H * P.hd + (j / half) * P.hd + i;
+  let cs = Rope[(P.pos0 + row) * half + i];
+  let x1 = X[o];
+  let x2 = X[o + half];
+  Y[o] = x1 * cs.x - x2 * cs.y;
+  Y[o + half] = x2 * cs.x + x1 * cs.y;
+}`;
+}

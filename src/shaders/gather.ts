@@ -1,0 +1,40 @@
+/** Embedding gather and strided 2-D copy (slice / concat / cache writes). */
+import { header, paramsStruct, type WeightType } from './common.js';
+
+export const EMBED_PARAMS = 'uuuu';
+
+/**
+ * Out[i, :] = Table[ids[i] - rowBase, :] for the ids that fall in this table chunk
+ * [rowBase, rowBase + rowCount); a table larger than one binding is gathered chunk by chunk.
+ */
+export function embeddingWGSL(wtype: WeightType): string {
+  return `${header(wtype === 'f16')}${paramsStruct(['n', 'D', 'rowBase', 'rowCount'], EMBED_PARAMS, 3)}
+@group(0) @binding(0) var<storage, read> Ids: array<i32>;
+@group(0) @binding(1) var<storage, read> Table: array<${wtype}>;
+@group(0) @binding(2) var<storage, read_write> Out: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = wid.y;
+  let d = wid.x * 64u + lid.x;
+  if (i >= P.n || d >= P.D) { return; }
+  let r = u32(Ids[i]) - P.rowBase;
+  if (r >= P.rowCount) { return; }
+  Out[i * P.D + d] = f32(Table[r * P.D + d]);
+}`;
+}
+
+export const COPY_PARAMS = 'uuuuuuuu';
+
+/** Dst[dstOff + r·dstStride + c] = Src[srcOff + r·srcStride + c] for r < rows, c < cols (32-bit elements). */
+export function copy2dWGSL(): string {
+  return `${paramsStruct(['rows', 'cols', 'srcOff', 'srcStride', 'dstOff', 'dstStride', 'pad0', 'pad1'], COPY_PARAMS, 2)}
+@group(0) @binding(0) var<storage, read> Src: array<u32>;
+@group(0) @binding(1) var<storage, read_write> Dst: array<u32>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let r = wid.y + wid.z * 65535u;
+  let c = wid.x * 64u + lid.x;
+  if (r >= P.rows || c >= P.cols) { return; }
+  Dst[P.dstOff + r * P.dstStride + c] = Src[P.srcOff + r * P.srcStride + c];
+}`;
+}

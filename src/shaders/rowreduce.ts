@@ -1,0 +1,128 @@
+/**
+ * Row-wise kernels (one workgroup per row of the last axis): LayerNorm, softmax,
+ * log-softmax and argmax. They share a workgroup tree reduction.
+ */
+import { header, LINEAR_WG, paramsStruct, type WeightType } from './common.js';
+
+export const ROW_WG = 256;
+
+/** Declares workgroup scratch and `reduceSum`/`reduceMax` over the workgroup. */
+const REDUCE = `
+var<workgroup> red: array<f32, ${ROW_WG}>;
+fn reduceSum(v: f32, t: u32) -> f32 {
+  red[t] = v;
+  workgroupBarrier();
+  for (var s = ${ROW_WG / 2}u; s > 0u; s >>= 1u) {
+    if (t < s) { red[t] += red[t + s]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+fn reduceMax(v: f32, t: u32) -> f32 {
+  red[t] = v;
+  workgroupBarrier();
+  for (var s = ${ROW_WG / 2}u; s > 0u; s >>= 1u) {
+    if (t < s) { red[t] = max(red[t], red[t + s]); }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}`;
+
+const ENTRY = `@compute @workgroup_size(${ROW_WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+  let row = ${LINEAR_WG};
+  let t = lid.x;
+  if (row >= P.rows) { return; }
+  let base = row * P.D;`;
+
+export const ROW_PARAMS = 'uuf';
+
+export interface LayerNormVariant {
+  weight: boolean;
+  bias: boolean;
+  wtype: WeightType;
+}
+
+/** y = (x - mean) / sqrt(var + eps) · w + b, statistics in two passes for accuracy. */
+export function layerNormWGSL(v: LayerNormVariant): string {
+  let b = 1;
+  const wDecl = v.weight ? `@group(0) @binding(${b++}) var<storage, read> Wt: array<${v.wtype}>;` : '';
+  const bDecl = v.bias ? `@group(0) @binding(${b++}) var<storage, read> Bs: array<${v.wtype}>;` : '';
+  return `${header(v.wtype === 'f16')}${paramsStruct(['rows', 'D', 'eps'], ROW_PARAMS, b + 1)}
+@group(0) @binding(0) var<storage, read> X: array<f32>;
+${wDecl}
+${bDecl}
+@group(0) @binding(${b}) var<storage, read_write> Y: array<f32>;
+${REDUCE}
+${ENTRY}
+  var s = 0.0;
+  for (var i = t; i < P.D; i += ${ROW_WG}u) { s += X[base + i]; }
+  let mean = reduceSum(s, t) / f32(P.D);
+  var q = 0.0;
+  for (var i = t; i < P.D; i += ${ROW_WG}u) { let d = X[base + i] - mean; q += d * d; }
+  let inv = inverseSqrt(reduceSum(q, t) / f32(P.D) + P.eps);
+  for (var i = t; i < P.D; i += ${ROW_WG}u) {
+    var y = (X[base + i] - mean) * inv;
+    ${v.weight ? 'y *= f32(Wt[i]);' : ''}
+    ${v.bias ? 'y += f32(Bs[i]);' : ''}
+    Y[base + i] = y;
+  }
+}`;
+}
+
+/** softmax(x · alpha) or log-softmax(x · alpha) over the last axis. */
+export function softmaxWGSL(log: boolean): string {
+  return `${paramsStruct(['rows', 'D', 'alpha'], ROW_PARAMS, 2)}
+@group(0) @binding(0) var<storage, read> X: array<f32>;
+@group(0) @binding(1) var<storage, read_write> Y: array<f32>;
+${REDUCE}
+${ENTRY}
+  var m = -3.0e38;
+  for (var i = t; i < P.D; i += ${ROW_WG}u) { m = max(m, X[base + i] * P.alpha); }
+  m = reduceMax(m, t);
+  var s = 0.0;
+  for (var i = t; i < P.D; i += ${ROW_WG}u) { s += exp(X[base + i] * P.alpha - m); }
+  s = reduceSum(s, t);
+  ${log ? 'let lse = m + log(s);' : 'let inv = 1.0 / s;'}
+  for (var i = t; i < P.D; i += ${ROW_WG}u) {
+    ${log ? 'Y[base + i] = X[base + i] * P.alpha - lse;' : 'Y[base + i] = exp(X[base + i] * P.alpha - m) * inv;'}
+  }
+}`;
+}
+
+/** Index of the largest element of each row (the first one on ties). */
+export function argmaxWGSL(): string {
+  return `${paramsStruct(['rows', 'D', 'alpha'], ROW_PARAMS, 2)}
+@group(0) @binding(0) var<storage, read> X: array<f32>;
+@group(0) @binding(1) var<storage, read_write> Out: array<i32>;
+var<workgroup> bestV: array<f32, ${ROW_WG}>;
+var<workgroup> bestI: array<u32, ${ROW_WG}>;
+${ENTRY}
+  var v = -3.4e38;
+  var idx = 0xffffffffu;
+  for (var i = t; i < P.D; i += ${ROW_WG}u) {
+    let x = X[base + i];
+    if (x > v || idx == 0xffffffffu) { v = x; idx = i; }
+  }
+  bestV[t] = v;
+  bestI[t] = idx;
+  workgroupBarrier();
+  for (var s = ${ROW_WG / 2}u; s > 0u; s >>= 1u) {
+    if (t < s) {
+      let ov = bestV[t + s];
+      let oi = bestI[t + s];
+      if (oi != 0xffffffffu && (bestI[t] == 0xffffffffu || ov > bestV[t] || (ov == bestV[t] && oi < bestI[t]))) {
+        bestV[t] = ov;
+        bestI[t] = oi;
+      }
+    }
+    workgroupBarrier();
+  }
+  if (t == 0u) { Out[row] = i32(bestI[0]); }
+}`;
+}

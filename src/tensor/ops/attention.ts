@@ -1,0 +1,120 @@
+/**
+ * Multi-head attention over a KV cache. The cache holds K and V head-major, [H, capacity, hd],
+ * so that appending n positions is one kernel and rolling back is setting the length.
+ */
+import type { Device } from '../device.js';
+import { assertShape, GPULimitError, shapeStr } from '../errors.js';
+import { Tensor } from '../tensor.js';
+import { kernelSpec } from '../spec.js';
+import { grid2d } from '../../shaders/common.js';
+import {
+  ATTN_PARAMS,
+  attentionWGSL,
+  QKV_PARAMS,
+  qkvSplitWGSL,
+  ROTARY_PARAMS,
+  rotaryWGSL,
+} from '../../shaders/attention.js';
+
+/** (cos, sin) of position·inv_freq_i for rotate-half rotary, [positions, hd/2, 2], in double precision. */
+export function ropeTable(device: Device, positions: number, hd: number, base = 10000): Tensor {
+  const half = hd / 2;
+  const t = new Float32Array(positions * half * 2);
+  for (let p = 0; p < positions; p++) {
+    for (let i = 0; i < half; i++) {
+      const ang = p * base ** ((-2 * i) / hd);
+      t[(p * half + i) * 2] = Math.cos(ang);
+      t[(p * half + i) * 2 + 1] = Math.sin(ang);
+    }
+  }
+  return Tensor.from(device, t, [positions, half, 2]);
+}
+
+export class KVCache {
+  /** Valid positions. */
+  length = 0;
+  readonly k: Tensor;
+  readonly v: Tensor;
+
+  constructor(
+    device: Device,
+    readonly heads: number,
+    readonly capacity: number,
+    readonly headDim: number,
+  ) {
+    this.k = Tensor.empty(device, [heads, capacity, headDim]).keep();
+    this.v = Tensor.empty(device, [heads, capacity, headDim]).keep();
+  }
+
+  /** Rolls back to the first n positions (speculative decoding discards rejected drafts). */
+  truncate(n: number): void {
+    if (!Number.isInteger(n) || n < 0 || n > this.length) {
+      throw new RangeError(`KVCache.truncate(${n}): length is ${this.length}`);
+    }
+    this.length = n;
+  }
+
+  dispose(): void {
+    this.k.dispose();
+    this.v.dispose();
+  }
+}
+
+/**
+ * Splits qkv [n, 3·H·hd] (laid out [q | k | v], heads contiguous) into Q [n, H·hd] and appends
+ * K and V to the cache at its current length (rotary applied to Q and K when a table is given).
+ */
+export function appendQKV(qkv: Tensor, cache: KVCache, rope?: Tensor): Tensor {
+  qkv.assertLive('appendQKV');
+  const { heads: H, headDim: hd } = cache;
+  const d = H * hd;
+  const n = qkv.size / (3 * d);
+  assertShape(Number.isInteger(n) && qkv.shape[qkv.shape.length - 1] === 3 * d, 'appendQKV', `qkv ${shapeStr(qkv.shape)} is not [n, ${3 * d}]`);
+  assertShape(hd % 2 === 0, 'appendQKV', `head size ${hd} must be even`);
+  if (cache.length + n > cache.capacity) {
+    throw new GPULimitError(`KV cache full: ${cache.length} + ${n} positions exceed its capacity ${cache.capacity}`);
+  }
+  if (rope) assertShape(rope.shape[0] >= cache.length + n && rope.shape[1] === hd / 2, 'appendQKV', `rotary table ${shapeStr(rope.shape)} too small`);
+  const q = Tensor.empty(qkv.device, [n, d]);
+  const spec = kernelSpec(`qkvsplit${rope ? '_rope' : ''}`, rope ? ['r', 'r', 'w', 'w', 'w'] : ['r', 'w', 'w', 'w'], QKV_PARAMS, () => qkvSplitWGSL(!!rope));
+  const bufs = [qkv.binding, ...(rope ? [rope.binding] : []), q.binding, cache.k.binding, cache.v.binding];
+  qkv.device.dispatch(spec, bufs, [n, H, hd, cache.capacity, cache.length], [Math.ceil((H * hd) / 2 / 64), n]);
+  cache.length += n;
+  return q;
+}
+
+export interface AttentionOptions {
+  /** Query i sits at position kvLength - n + i and sees keys up to it (default true). */
+  causal?: boolean;
+  scale?: number;
+}
+
+/** softmax(q·Kᵀ·scale [+ causal mask]) · V for q [n, H·hd] against the cache's valid positions. */
+export function attention(q: Tensor, cache: KVCache, opts: AttentionOptions = {}): Tensor {
+  q.assertLive('attention');
+  const { heads: H, headDim: hd } = cache;
+  const n = q.size / (H * hd);
+  assertShape(Number.isInteger(n) && n <= cache.length, 'attention', `q ${shapeStr(q.shape)} for ${H} heads of ${hd} with ${cache.length} cached positions`);
+  const causal = opts.causal ?? true;
+  const out = Tensor.empty(q.device, [n, H * hd]);
+  const spec = kernelSpec(`attention_hd${hd}${causal ? '_causal' : ''}`, ['r', 'r', 'r', 'w'], ATTN_PARAMS, () => attentionWGSL(hd, causal));
+  q.device.dispatch(
+    spec,
+    [q.binding, cache.k.binding, cache.v.binding, out.binding],
+    [n, H, cache.capacity, cache.length, cache.length - n, 0, opts.scale ?? 1 / Math.sqrt(hd)],
+    grid2d(n * H),
+  );
+  return out;
+}
+
+/** Rotate-half rotary on x [n, H, hd] at positions pos0.. (table from ropeTable). */
+export function rotary(x: Tensor, table: Tensor, pos0 = 0): Tensor {
+  x.assertLive('rotary');
+  assertShape(x.shape.length === 3, 'rotary', `x must be [n, H, hd], got ${shapeStr(x.shape)}`);
+  const [n, H, hd] = x.shape;
+  assertShape(table.shape[0] >= pos0 + n && table.shape[1] === hd / 2, 'rotary', `table ${shapeStr(table.shape)} does not cover positions ${pos0}..${pos0 + n}`);
+  const out = Tensor.empty(x.device, x.shape);
+  const spec = kernelSpec('rotary', ['r', 'r', 'w'], ROTARY_PARAMS, rotaryWGSL);
+  x.device.dispatch(spec, [x.binding, table.binding, out.binding], [n, H, hd, pos0], [Math.ceil((H * hd) / 2 / 64), n]);
+  return out;
+}

@@ -1,0 +1,113 @@
+/** Embedding gather, and slicing / concatenation through one strided 2-D copy kernel. */
+import { assertShape, shapeStr } from '../errors.js';
+import { Tensor, BYTES } from '../tensor.js';
+import { kernelSpec } from '../spec.js';
+import { COPY_PARAMS, copy2dWGSL, EMBED_PARAMS, embeddingWGSL } from '../../shaders/gather.js';
+import { weightChunks } from './matmul.js';
+
+/**
+ * table[ids]: ids i32 [n] → [n, D]. Ids outside the table give zero rows (callers validate
+ * ids that come from users). A table past the binding limit is gathered in row chunks.
+ */
+export function embedding(table: Tensor, ids: Tensor): Tensor {
+  table.assertLive('embedding');
+  ids.assertLive('embedding');
+  assertShape(table.shape.length === 2, 'embedding', `table must be 2-D, got ${shapeStr(table.shape)}`);
+  assertShape(ids.dtype === 'i32', 'embedding', `ids must be i32, got ${ids.dtype}`);
+  assertShape(table.dtype === 'f32' || table.dtype === 'f16', 'embedding', `table must be f32 or f16`);
+  const [rows, D] = table.shape;
+  const n = ids.size;
+  const out = Tensor.empty(table.device, [...ids.shape, D]);
+  const wtype = table.dtype as 'f32' | 'f16';
+  const spec = kernelSpec(`embedding_${wtype}`, ['r', 'r', 'w'], EMBED_PARAMS, () => embeddingWGSL(wtype));
+  // Zero first: rows whose id is in no chunk stay zero.
+  if (n > 0) table.device.dispatch(zeroSpec(), [out.binding], [out.size], [Math.ceil(out.size / 256)]);
+  for (const c of weightChunks(table.device, 'nk', table, D, rows)) {
+    table.device.dispatch(
+      spec,
+      [ids.binding, { buffer: table.buffer, offset: c.byteOffset, size: c.byteLength }, out.binding],
+      [n, D, c.nBase, c.nCount],
+      [Math.ceil(D / 64), n],
+    );
+  }
+  return out;
+}
+
+function zeroSpec() {
+  return kernelSpec('zero', ['w'], 'u', () => `struct Params { n: u32 }
+@group(0) @binding(1) var<uniform> P: Params;
+@group(0) @binding(0) var<storage, read_write> X: array<u32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) { if (gid.x < P.n) { X[gid.x] = 0u; } }`);
+}
+
+export interface Copy2D {
+  rows: number;
+  cols: number;
+  srcOffset: number;
+  srcStride: number;
+  dstOffset: number;
+  dstStride: number;
+}
+
+/** Copies a rows×cols block of 32-bit elements between two tensors with their own strides and offsets. */
+export function copy2d(src: Tensor, dst: Tensor, c: Copy2D): void {
+  src.assertLive('copy2d');
+  dst.assertLive('copy2d');
+  assertShape(BYTES[src.dtype] === 4 && BYTES[dst.dtype] === 4, 'copy2d', 'copies 32-bit elements only');
+  if (c.rows === 0 || c.cols === 0) return;
+  const lastSrc = c.srcOffset + (c.rows - 1) * c.srcStride + c.cols;
+  const lastDst = c.dstOffset + (c.rows - 1) * c.dstStride + c.cols;
+  assertShape(lastSrc <= src.size && lastDst <= dst.size, 'copy2d', `block ${c.rows}×${c.cols} runs past a tensor (${lastSrc}/${src.size}, ${lastDst}/${dst.size})`);
+  const spec = kernelSpec('copy2d', ['r', 'w'], COPY_PARAMS, copy2dWGSL);
+  const gy = Math.min(c.rows, 65535);
+  const gz = Math.ceil(c.rows / 65535);
+  src.device.dispatch(spec, [src.binding, dst.binding], [c.rows, c.cols, c.srcOffset, c.srcStride, c.dstOffset, c.dstStride, 0, 0], [Math.ceil(c.cols / 64), gy, gz]);
+}
+
+/** x[..., start:end] along the last axis, or along the first axis with axis = 0. */
+export function slice(x: Tensor, start: number, end: number, axis: 0 | -1 = -1): Tensor {
+  const last = axis === -1 ? x.shape.length - 1 : 0;
+  const D = x.shape[last];
+  assertShape(0 <= start && start <= end && end <= D, 'slice', `range [${start}, ${end}) outside axis of size ${D} in ${shapeStr(x.shape)}`);
+  const shape = [...x.shape];
+  shape[last] = end - start;
+  const out = Tensor.empty(x.device, shape, x.dtype);
+  if (axis === 0) {
+    const row = x.size / Math.max(D, 1);
+    x.device.copy(x.buffer, start * row * BYTES[x.dtype], out.buffer, 0, out.byteLength);
+  } else {
+    const rows = x.size / Math.max(D, 1);
+    copy2d(x, out, { rows, cols: end - start, srcOffset: start, srcStride: D, dstOffset: 0, dstStride: end - start });
+  }
+  return out;
+}
+
+/** Concatenation along the last axis, or along the first with axis = 0. */
+export function concat(xs: Tensor[], axis: 0 | -1 = -1): Tensor {
+  assertShape(xs.length > 0, 'concat', 'needs at least one tensor');
+  const rank = xs[0].shape.length;
+  const ax = axis === -1 ? rank - 1 : 0;
+  for (const x of xs) {
+    assertShape(
+      x.dtype === xs[0].dtype && x.shape.length === rank && x.shape.every((d, i) => i === ax || d === xs[0].shape[i]),
+      'concat',
+      `shapes ${xs.map((t) => shapeStr(t.shape)).join(', ')} differ off axis ${ax}`,
+    );
+  }
+  const shape = [...xs[0].shape];
+  shape[ax] = xs.reduce((s, x) => s + x.shape[ax], 0);
+  const out = Tensor.empty(xs[0].device, shape, xs[0].dtype);
+  let at = 0;
+  for (const x of xs) {
+    if (ax === 0) {
+      out.device.copy(x.buffer, 0, out.buffer, at, x.byteLength);
+      at += x.byteLength;
+    } else {
+      const D = x.shape[ax];
+      copy2d(x, out, { rows: x.size / Math.max(D, 1), cols: D, srcOffset: 0, srcStride: D, dstOffset: at, dstStride: shape[ax] });
+      at += D;
+    }
+  }
+  return out;
+}

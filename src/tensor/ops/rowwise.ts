@@ -1,0 +1,65 @@
+/** Ops over the last axis, one workgroup per row: LayerNorm, softmax, log-softmax, argmax. */
+import { assertShape, shapeStr } from '../errors.js';
+import { Tensor } from '../tensor.js';
+import { grid2d } from '../../shaders/common.js';
+import { argmaxWGSL, layerNormWGSL, ROW_PARAMS, softmaxWGSL } from '../../shaders/rowreduce.js';
+import { kernelSpec } from '../spec.js';
+
+
+function rowsOf(x: Tensor): [number, number] {
+  const D = x.shape[x.shape.length - 1] ?? 1;
+  return [D === 0 ? 0 : x.size / D, D];
+}
+
+export interface LayerNormOptions {
+  weight?: Tensor;
+  bias?: Tensor;
+  eps?: number;
+}
+
+export function layerNorm(x: Tensor, opts: LayerNormOptions = {}): Tensor {
+  x.assertLive('layerNorm');
+  assertShape(x.dtype === 'f32', 'layerNorm', `expects f32 input, got ${x.dtype}`);
+  const [rows, D] = rowsOf(x);
+  const wtype = (opts.weight?.dtype ?? opts.bias?.dtype ?? 'f32') as 'f32' | 'f16';
+  for (const [name, t] of [['weight', opts.weight], ['bias', opts.bias]] as const) {
+    if (!t) continue;
+    assertShape(t.size === D, 'layerNorm', `${name} ${shapeStr(t.shape)} must have ${D} elements`);
+    assertShape(t.dtype === wtype, 'layerNorm', `weight and bias dtypes differ`);
+  }
+  const v = { weight: !!opts.weight, bias: !!opts.bias, wtype };
+  const key = `layernorm_${v.weight ? 'w' : ''}${v.bias ? 'b' : ''}_${wtype}`;
+  const bindings = ['r', ...(v.weight ? ['r' as const] : []), ...(v.bias ? ['r' as const] : []), 'w'] as const;
+  const spec = kernelSpec(key, [...bindings], ROW_PARAMS, () => layerNormWGSL(v));
+  const out = Tensor.empty(x.device, x.shape);
+  const buffers = [x, opts.weight, opts.bias, out].filter((t): t is Tensor => !!t).map((t) => t.binding);
+  x.device.dispatch(spec, buffers, [rows, D, opts.eps ?? 1e-5], grid2d(rows));
+  return out;
+}
+
+function softmaxImpl(x: Tensor, log: boolean, alpha: number): Tensor {
+  const op = log ? 'logSoftmax' : 'softmax';
+  x.assertLive(op);
+  assertShape(x.dtype === 'f32', op, `expects f32, got ${x.dtype}`);
+  const spec = kernelSpec(op, ['r', 'w'], ROW_PARAMS, () => softmaxWGSL(log));
+  const [rows, D] = rowsOf(x);
+  const out = Tensor.empty(x.device, x.shape);
+  x.device.dispatch(spec, [x.binding, out.binding], [rows, D, alpha], grid2d(rows));
+  return out;
+}
+
+/** softmax(alpha · x) over the last axis. */
+export const softmax = (x: Tensor, alpha = 1) => softmaxImpl(x, false, alpha);
+/** log-softmax(alpha · x) over the last axis. */
+export const logSoftmax = (x: Tensor, alpha = 1) => softmaxImpl(x, true, alpha);
+
+/** Index of the maximum of each row (first on ties), as i32 [rows]. */
+export function argmax(x: Tensor): Tensor {
+  x.assertLive('argmax');
+  assertShape(x.dtype === 'f32', 'argmax', `expects f32, got ${x.dtype}`);
+  const spec = kernelSpec('argmax', ['r', 'w'], ROW_PARAMS, argmaxWGSL);
+  const [rows, D] = rowsOf(x);
+  const out = Tensor.empty(x.device, x.shape.slice(0, -1), 'i32');
+  x.device.dispatch(spec, [x.binding, out.binding], [rows, D, 0], grid2d(rows));
+  return out;
+}

@@ -1,0 +1,59 @@
+/** Sampling helpers that keep vocabulary rows on the GPU. */
+import { assertShape } from '../errors.js';
+import { Tensor } from '../tensor.js';
+import { kernelSpec } from '../spec.js';
+import { grid2d } from '../../shaders/common.js';
+import { filteredProbsWGSL, GATHER_PARAMS, gatherWGSL, PROBS_PARAMS, SAMPLE_PARAMS, sampleRowsWGSL } from '../../shaders/sample.js';
+
+export interface SamplingFilter {
+  /** > 0. */
+  temperature: number;
+  /** Keep the k most likely tokens (0 = all). */
+  topK?: number;
+  /** Keep the smallest set of most likely tokens whose mass reaches topP (1 = all). */
+  topP?: number;
+}
+
+export function validateFilter(f: SamplingFilter, V: number): void {
+  if (!(f.temperature > 0) || !Number.isFinite(f.temperature)) throw new RangeError(`temperature must be a finite number > 0, got ${f.temperature}`);
+  const k = f.topK ?? 0;
+  if (!Number.isInteger(k) || k < 0) throw new RangeError(`topK must be an integer >= 0, got ${f.topK}`);
+  const p = f.topP ?? 1;
+  if (!(p > 0 && p <= 1)) throw new RangeError(`topP must be in (0, 1], got ${f.topP}`);
+  if (V <= 0) throw new RangeError('empty vocabulary');
+}
+
+/** Probabilities [rows, V] after temperature, top-k and top-p, renormalised. */
+export function filteredProbs(logits: Tensor, f: SamplingFilter): Tensor {
+  logits.assertLive('filteredProbs');
+  const V = logits.shape[logits.shape.length - 1];
+  validateFilter(f, V);
+  const rows = logits.size / V;
+  const out = Tensor.empty(logits.device, logits.shape);
+  const spec = kernelSpec('filtered_probs', ['r', 'w'], PROBS_PARAMS, filteredProbsWGSL);
+  logits.device.dispatch(spec, [logits.binding, out.binding], [rows, V, f.topK ?? 0, 1 / f.temperature, f.topP ?? 1], grid2d(rows));
+  return out;
+}
+
+/** One index per row drawn from non-negative weights [rows, V] with the given uniforms u ∈ [0, 1). */
+export function sampleRows(weights: Tensor, uniforms: Tensor): Tensor {
+  weights.assertLive('sampleRows');
+  const V = weights.shape[weights.shape.length - 1];
+  const rows = weights.size / V;
+  assertShape(uniforms.size === rows && uniforms.dtype === 'f32', 'sampleRows', `needs ${rows} f32 uniforms, got ${uniforms.size} ${uniforms.dtype}`);
+  const out = Tensor.empty(weights.device, [rows], 'i32');
+  const spec = kernelSpec('sample_rows', ['r', 'r', 'w'], SAMPLE_PARAMS, sampleRowsWGSL);
+  weights.device.dispatch(spec, [weights.binding, uniforms.binding, out.binding], [rows, V], grid2d(rows));
+  return out;
+}
+
+/** x[rows[i], cols[i]] for i < n, from x [R, V] and i32 index tensors. */
+export function gather2d(x: Tensor, rows: Tensor, cols: Tensor): Tensor {
+  x.assertLive('gather2d');
+  const V = x.shape[x.shape.length - 1];
+  assertShape(rows.size === cols.size && rows.dtype === 'i32' && cols.dtype === 'i32', 'gather2d', 'rows and cols must be i32 of equal size');
+  const out = Tensor.empty(x.device, [rows.size]);
+  const spec = kernelSpec('gather2d', ['r', 'r', 'r', 'w'], GATHER_PARAMS, gatherWGSL);
+  x.device.dispatch(spec, [x.binding, rows.binding, cols.binding, out.binding], [rows.size, V], [Math.ceil(rows.size / 64)]);
+  return out;
+}

@@ -1,0 +1,121 @@
+import { describe, expect, it } from 'vitest';
+import { dirFolder } from '../src/models/safetensors-node.js';
+import { loadGPT2, loadMDLM } from '../src/models/load.js';
+import { openSafetensorsFile } from '../src/models/safetensors-node.js';
+import { getDevice } from './helpers/device.js';
+
+const FIX = new URL('./fixtures/', import.meta.url).pathname;
+
+async function golden(dir: string) {
+  const g = await openSafetensorsFile(`${FIX}${dir}/golden.safetensors`);
+  const get = async (name: string) => (await g.load(name)).data as Float32Array | Int32Array;
+  return { get, close: () => g.close() };
+}
+
+/** max |a - e| / (1 + |e|) over all elements. */
+function maxRelErr(a: ArrayLike<number>, e: ArrayLike<number>, skip?: (i: number) => boolean): number {
+  expect(a.length).toBe(e.length);
+  let m = 0;
+  for (let i = 0; i < e.length; i++) {
+    if (skip?.(i)) continue;
+    m = Math.max(m, Math.abs(a[i] - e[i]) / (1 + Math.abs(e[i])));
+  }
+  return m;
+}
+
+describe('GPT-2 against the PyTorch reference', () => {
+  for (const dir of ['gpt2-tiny', 'gpt2-tiny-prefixed', 'gpt2-tiny-sharded']) {
+    it(`${dir}: prefill logits at every position match within 1e-4`, async () => {
+      const dev = await getDevice();
+      const model = await loadGPT2(dev, dirFolder(FIX + dir));
+      const g = await golden(dir);
+      const ids = Array.from(await g.get('input_ids'));
+      const expected = await g.get('logits');
+      const cache = model.createCache();
+      const logits = await model.forward(ids, cache, ids.length).read();
+      expect(maxRelErr(logits, expected)).toBeLessThan(1e-4);
+      cache.dispose();
+      model.dispose();
+      await g.close();
+    });
+  }
+
+  it('decode one token at a time and verify k tokens at once give the prefill logits', async () => {
+    const dev = await getDevice();
+    const model = await loadGPT2(dev, dirFolder(FIX + 'gpt2-tiny'));
+    const g = await golden('gpt2-tiny');
+    const ids = Array.from(await g.get('input_ids'));
+    const expected = await g.get('logits');
+    const V = model.vocabSize;
+    const cache = model.createCache();
+    await model.forward(ids.slice(0, 20), cache).read();
+    for (let i = 20; i < 24; i++) {
+      const row = await model.forward([ids[i]], cache).read();
+      expect(maxRelErr(row, expected.subarray(i * V, (i + 1) * V))).toBeLessThan(1e-4);
+    }
+    const k = 8;
+    const rows = await model.forward(ids.slice(24, 24 + k), cache, k).read();
+    expect(maxRelErr(rows, expected.subarray(24 * V, (24 + k) * V))).toBeLessThan(1e-4);
+    // Roll back the last 5 and verify them again: same logits.
+    cache.truncate(27);
+    const again = await model.forward(ids.slice(27, 32), cache, 5).read();
+    expect(maxRelErr(again, expected.subarray(27 * V, 32 * V))).toBeLessThan(1e-4);
+    cache.dispose();
+    model.dispose();
+    await g.close();
+  });
+
+  it('f16 weights stay within 2e-2 of the f32 reference', async () => {
+    const dev = await getDevice();
+    if (!dev.info.features.shaderF16) return;
+    const model = await loadGPT2(dev, dirFolder(FIX + 'gpt2-tiny'), { dtype: 'f16' });
+    const g = await golden('gpt2-tiny');
+    const ids = Array.from(await g.get('input_ids'));
+    const logits = await model.forward(ids, model.createCache(), ids.length).read();
+    expect(maxRelErr(logits, await g.get('logits'))).toBeLessThan(2e-2);
+    await g.close();
+  });
+
+  it('a prompt past the context length is a ContextError', async () => {
+    const dev = await getDevice();
+    const model = await loadGPT2(dev, dirFolder(FIX + 'gpt2-tiny'));
+    const cache = model.createCache();
+    expect(() => model.forward(new Array(129).fill(1), cache)).toThrow(/exceed the context of 128/);
+    expect(() => model.forward([1000], cache)).toThrow(/outside the vocabulary/);
+  });
+});
+
+describe('MDLM against the PyTorch reference', () => {
+  it('SUBS log-probabilities at every position match within 1e-4', async () => {
+    const dev = await getDevice();
+    const model = await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny'));
+    const g = await golden('mdlm-tiny');
+    const ids = Array.from(await g.get('input_ids'));
+    const expected = await g.get('log_probs');
+    const V = model.vocabSize;
+    const all = ids.map((_, i) => i);
+    const lp = await model.logProbs(ids, all).read();
+    // The mask column sits at −1e6 − lse: compare it loosely, as the reference's float32 grid is 0.0625.
+    expect(maxRelErr(lp, expected, (i) => i % V === model.maskTokenId)).toBeLessThan(1e-4);
+    for (let r = 0; r < ids.length; r++) expect(lp[r * V + model.maskTokenId]).toBeLessThan(-1e5);
+    model.dispose();
+    await g.close();
+  });
+
+  it('computes the vocabulary projection only at the positions asked for', async () => {
+    const dev = await getDevice();
+    const model = await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny'));
+    const g = await golden('mdlm-tiny');
+    const ids = Array.from(await g.get('input_ids'));
+    const expected = await g.get('log_probs');
+    const V = model.vocabSize;
+    const positions = [36, 40, 47, 3];
+    const lp = await model.logProbs(ids, positions).read();
+    expect(lp.length).toBe(positions.length * V);
+    positions.forEach((p, r) => {
+      expect(maxRelErr(lp.subarray(r * V, (r + 1) * V), expected.subarray(p * V, (p + 1) * V), (i) => i === model.maskTokenId)).toBeLessThan(1e-4);
+    });
+    model.dispose();
+    await g.close();
+  });
+});
