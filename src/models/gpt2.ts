@@ -125,10 +125,11 @@ export class GPT2 {
    * Appends `ids` at the cache's end and returns logits [logitRows, V] of the last `logitRows`
    * positions (1 for decoding; k + 1 to verify k drafted tokens).
    */
-  forward(ids: ArrayLike<number>, cache: GPT2Cache, logitRows = 1): Tensor {
-    const n = ids.length;
+  forward(ids: ArrayLike<number> | Tensor, cache: GPT2Cache, logitRows = 1): Tensor {
+    const n = ids instanceof Tensor ? ids.size : ids.length;
     const pos0 = cache.length;
-    checkTokenIds(ids, this.config.vocabSize, 'GPT2.forward');
+    // Ids already on the GPU come from sampling, hence from the vocabulary.
+    if (!(ids instanceof Tensor)) checkTokenIds(ids, this.config.vocabSize, 'GPT2.forward');
     if (n === 0) throw new RangeError('GPT2.forward: no tokens');
     if (pos0 + n > cache.capacity) {
       throw new ContextError(`GPT2.forward: ${pos0} cached + ${n} new tokens exceed the context of ${cache.capacity} positions`);
@@ -136,7 +137,7 @@ export class GPT2 {
     if (!(logitRows >= 1 && logitRows <= n)) throw new RangeError(`GPT2.forward: logitRows ${logitRows} not in [1, ${n}]`);
     const { layerNormEpsilon: eps } = this.config;
     return this.device.scope(() => {
-      const tokens = Tensor.from(this.device, Int32Array.from(ids), [n]);
+      const tokens = ids instanceof Tensor ? ids : Tensor.from(this.device, Int32Array.from(ids), [n]);
       let x = add(embedding(this.wte, tokens), slice(this.wpe, pos0, pos0 + n, 0)); // (n, d)
       this.blocks.forEach((b, i) => {
         const kv = cache.layers[i];

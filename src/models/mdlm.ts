@@ -164,16 +164,17 @@ export class MDLM {
    * offset applied (so the mask token gets ~zero probability). The vocabulary projection is
    * computed only at those positions.
    */
-  logits(ids: ArrayLike<number>, positions: ArrayLike<number>): Tensor {
-    const L = ids.length;
+  logits(ids: ArrayLike<number> | Tensor, positions: ArrayLike<number>): Tensor {
+    const L = ids instanceof Tensor ? ids.size : ids.length;
     const { modelLength, nHeads, hiddenDim: d } = this.config;
-    checkTokenIds(ids, this.config.vocabSize, 'MDLM.logits');
+    if (!(ids instanceof Tensor)) checkTokenIds(ids, this.config.vocabSize, 'MDLM.logits');
     if (L === 0) throw new RangeError('MDLM.logits: no tokens');
     if (L > modelLength) throw new ContextError(`MDLM.logits: ${L} tokens exceed the model length of ${modelLength}`);
     checkTokenIds(positions, L, 'MDLM.logits positions');
     return this.device.scope(() => {
       const kv = new KVCache(this.device, nHeads, L, d / nHeads); // one cache reused by every block
-      let x = embedding(this.vocab_embed, Tensor.from(this.device, Int32Array.from(ids), [L])); // (L, d)
+      const tokens = ids instanceof Tensor ? ids : Tensor.from(this.device, Int32Array.from(ids), [L]);
+      let x = embedding(this.vocab_embed, tokens); // (L, d)
       for (const b of this.blocks) {
         kv.truncate(0);
         const q = appendQKV(matmul(layerNorm(x, b.norm1), b.attn_qkv, { layout: 'nk' }), kv, this.rope);

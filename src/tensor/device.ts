@@ -248,7 +248,8 @@ export class Device {
     const key = spec.key;
     this.pendingScopes.push(
       this.gpu.popErrorScope().then((e) => {
-        if (e) this.firstError ??= new GPUValidationError(`kernel ${key}: ${e.message}`);
+        // Takes precedence over the "invalid pipeline" errors it causes at dispatch, which can arrive first.
+        if (e) this.firstError = new GPUValidationError(`kernel ${key}: ${e.message}`);
         return null;
       }),
     );
@@ -392,14 +393,25 @@ export class Device {
 
   /** Copies `bytes` from a buffer to the CPU. The only point where the CPU waits for the GPU. */
   async readBuffer(src: GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
-    const size = align(bytes, 4);
-    const staging = this.acquireReadBuffer(size);
-    this.copy(src, offset, staging, 0, size);
+    return (await this.readBuffers([{ buffer: src, offset, size: bytes }]))[0];
+  }
+
+  /** Several ranges read back through one staging buffer, one submit and one wait. */
+  async readBuffers(ranges: Array<{ buffer: GPUBuffer; offset?: number; size: number }>): Promise<ArrayBuffer[]> {
+    const offsets: number[] = [];
+    let total = 0;
+    for (const r of ranges) {
+      offsets.push(total);
+      total += align(r.size, 4);
+    }
+    const staging = this.acquireReadBuffer(Math.max(total, 4));
+    ranges.forEach((r, i) => this.copy(r.buffer, r.offset ?? 0, staging, offsets[i], r.size));
     this.flush();
     try {
-      await Promise.race([staging.mapAsync(MAP_MODE_READ, 0, size), this.lostPromise]);
+      await Promise.race([staging.mapAsync(MAP_MODE_READ, 0, Math.max(total, 4)), this.lostPromise]);
       await this.checkScopes();
-      const out = staging.getMappedRange(0, size).slice(0, bytes);
+      const mapped = staging.getMappedRange(0, Math.max(total, 4));
+      const out = ranges.map((r, i) => mapped.slice(offsets[i], offsets[i] + r.size));
       staging.unmap();
       this.releaseReadBuffer(staging);
       return out;

@@ -85,12 +85,7 @@ export class Tensor {
   }
 
   async read(): Promise<HostArray> {
-    this.assertLive('read');
-    const bytes = await this.device.readBuffer(this.buffer, 0, this.byteLength);
-    if (this.dtype === 'f16') return f16BitsToF32Array(new Uint16Array(bytes));
-    if (this.dtype === 'i32') return new Int32Array(bytes);
-    if (this.dtype === 'u32') return new Uint32Array(bytes);
-    return new Float32Array(bytes);
+    return (await readTensors([this]))[0];
   }
 
   /** Keeps this tensor alive past the scope it was created in. */
@@ -109,6 +104,20 @@ export class Tensor {
   assertLive(op: string): void {
     if (this.disposed) throw new ShapeError(`${op}: tensor ${shapeStr(this.shape)} was disposed`);
   }
+}
+
+/** Reads several tensors with one submit and one wait. */
+export async function readTensors(ts: Tensor[]): Promise<HostArray[]> {
+  if (ts.length === 0) return [];
+  for (const t of ts) t.assertLive('read');
+  const bytes = await ts[0].device.readBuffers(ts.map((t) => ({ buffer: t.buffer, size: t.byteLength })));
+  return bytes.map((b, i) => {
+    const dtype = ts[i].dtype;
+    if (dtype === 'f16') return f16BitsToF32Array(new Uint16Array(b));
+    if (dtype === 'i32') return new Int32Array(b);
+    if (dtype === 'u32') return new Uint32Array(b);
+    return new Float32Array(b);
+  });
 }
 
 /** A reshaped alias: disposing it does not free the underlying buffer. */

@@ -34,9 +34,11 @@ export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   assertShape(a.dtype === 'f32' && b.dtype === 'f32', op, `expects f32, got ${a.dtype} and ${b.dtype}`);
   a.assertLive(op);
   b.assertLive(op);
-  const trailing = a.shape.slice(a.shape.length - b.shape.length);
+  // b's shape without leading 1s must be a suffix of a's shape.
+  const bCore = b.shape.slice(Math.max(0, b.shape.findIndex((d) => d !== 1)));
+  const trailing = a.shape.slice(a.shape.length - bCore.length);
   assertShape(
-    b.size > 0 && (b.size === 1 || trailing.every((d, i) => d === b.shape[i])),
+    b.size > 0 && (b.size === 1 || (bCore.length <= a.shape.length && trailing.every((d, i) => d === bCore[i]))),
     op,
     `cannot broadcast ${shapeStr(b.shape)} over ${shapeStr(a.shape)}`,
   );

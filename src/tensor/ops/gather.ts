@@ -2,7 +2,7 @@
 import { assertShape, shapeStr } from '../errors.js';
 import { Tensor, BYTES } from '../tensor.js';
 import { kernelSpec } from '../spec.js';
-import { COPY_PARAMS, copy2dWGSL, EMBED_PARAMS, embeddingWGSL } from '../../shaders/gather.js';
+import { COPY_PARAMS, copy2dWGSL, EMBED_PARAMS, embeddingWGSL, indexedRowCopyWGSL, ROWCOPY_PARAMS } from '../../shaders/gather.js';
 import { weightChunks } from './matmul.js';
 
 /**
@@ -75,7 +75,10 @@ export function slice(x: Tensor, start: number, end: number, axis: 0 | -1 = -1):
   const out = Tensor.empty(x.device, shape, x.dtype);
   if (axis === 0) {
     const row = x.size / Math.max(D, 1);
-    x.device.copy(x.buffer, start * row * BYTES[x.dtype], out.buffer, 0, out.byteLength);
+    const at = start * row * BYTES[x.dtype];
+    // Buffer copies move whole 32-bit words; an unaligned one would invalidate the whole batch.
+    assertShape(at % 4 === 0, 'slice', `${x.dtype} rows from ${start} of ${shapeStr(x.shape)} start at byte ${at}, not a multiple of 4`);
+    x.device.copy(x.buffer, at, out.buffer, 0, out.byteLength);
   } else {
     const rows = x.size / Math.max(D, 1);
     copy2d(x, out, { rows, cols: end - start, srcOffset: start, srcStride: D, dstOffset: 0, dstStride: end - start });
@@ -101,6 +104,8 @@ export function concat(xs: Tensor[], axis: 0 | -1 = -1): Tensor {
   let at = 0;
   for (const x of xs) {
     if (ax === 0) {
+      // Buffer copies move whole 32-bit words; an unaligned one would invalidate the whole batch.
+      assertShape(at % 4 === 0, 'concat', `${x.dtype} part ${shapeStr(x.shape)} would start at byte ${at}, not a multiple of 4`);
       out.device.copy(x.buffer, 0, out.buffer, at, x.byteLength);
       at += x.byteLength;
     } else {
@@ -110,4 +115,22 @@ export function concat(xs: Tensor[], axis: 0 | -1 = -1): Tensor {
     }
   }
   return out;
+}
+
+/**
+ * dst[dstRows[i], :] = src[srcRows[i], :] in place, for 32-bit tensors whose last axes match;
+ * row indices are i32 tensors of equal size. Out-of-range indices are skipped.
+ */
+export function copyRows(src: Tensor, srcRows: Tensor, dst: Tensor, dstRows: Tensor): void {
+  src.assertLive('copyRows');
+  dst.assertLive('copyRows');
+  const C = src.shape[src.shape.length - 1] ?? 1;
+  const dC = dst.shape[dst.shape.length - 1] ?? 1;
+  assertShape(BYTES[src.dtype] === 4 && BYTES[dst.dtype] === 4, 'copyRows', 'copies 32-bit elements only');
+  assertShape(src.shape.length === dst.shape.length && C === dC, 'copyRows', `rows of ${shapeStr(src.shape)} and ${shapeStr(dst.shape)} differ`);
+  assertShape(srcRows.size === dstRows.size && srcRows.dtype === 'i32' && dstRows.dtype === 'i32', 'copyRows', 'row indices must be i32 of equal size');
+  const n = srcRows.size;
+  if (n === 0) return;
+  const spec = kernelSpec('indexed_row_copy', ['r', 'r', 'r', 'w'], ROWCOPY_PARAMS, indexedRowCopyWGSL);
+  src.device.dispatch(spec, [src.binding, srcRows.binding, dstRows.binding, dst.binding], [n, C, src.size / C, dst.size / C], [Math.ceil(C / 64), n]);
 }

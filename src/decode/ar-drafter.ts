@@ -1,0 +1,69 @@
+/**
+ * Autoregressive drafter: a small GPT-2 with its own KV cache. Its γ steps are chained on the
+ * GPU (each sampled id feeds the next forward without a readback); the cache keeps the longest
+ * prefix it shares with the context, so after verification it rolls back with the target.
+ */
+import { Tensor } from '../tensor/tensor.js';
+import { copy2d } from '../tensor/ops/gather.js';
+import type { GPT2, GPT2Cache } from '../models/gpt2.js';
+import type { Draft, Drafter } from './drafter.js';
+import type { ResolvedSampling } from './options.js';
+import type { Rng } from './rng.js';
+import { selectTokens } from './sample.js';
+
+export class ARDrafter implements Drafter {
+  readonly kind = 'ar';
+  private cache: GPT2Cache;
+  /** Tokens whose keys and values are in the cache, in order. */
+  private cached: number[] = [];
+
+  constructor(readonly model: GPT2) {
+    this.cache = model.createCache();
+  }
+
+  get vocabSize(): number {
+    return this.model.vocabSize;
+  }
+
+  get maxGamma(): number {
+    return this.model.config.nPositions - 1;
+  }
+
+  draft(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng): Draft {
+    const dev = this.model.device;
+    const capacity = this.cache.capacity;
+    // Keep the cached prefix shared with the context; feed the rest (at least one token).
+    let keep = 0;
+    const limit = Math.min(this.cached.length, context.length - 1);
+    while (keep < limit && this.cached[keep] === context[keep]) keep++;
+    let feed = context.slice(keep);
+    if (keep + feed.length + gamma - 1 > capacity) {
+      // Past the drafter's own context: restart it on the most recent tokens that fit.
+      keep = 0;
+      feed = context.slice(Math.max(0, context.length - (capacity - gamma + 1)));
+    }
+    this.cache.truncate(keep);
+    this.cached.length = keep;
+    this.cached.push(...feed);
+    const V = this.vocabSize;
+    const tokens = Tensor.empty(dev, [gamma], 'i32');
+    const q = sampling.temperature === 0 ? null : Tensor.empty(dev, [gamma, V]);
+    let input: number[] | Tensor = feed;
+    for (let i = 0; i < gamma; i++) {
+      const { ids, probs } = selectTokens(dev, this.model.forward(input, this.cache, 1), sampling, rng);
+      copy2d(ids, tokens, { rows: 1, cols: 1, srcOffset: 0, srcStride: 1, dstOffset: i, dstStride: 1 });
+      if (q && probs) copy2d(probs, q, { rows: 1, cols: V, srcOffset: 0, srcStride: V, dstOffset: i * V, dstStride: V });
+      input = ids;
+    }
+    return { tokens, q, passes: gamma };
+  }
+
+  /** The cache holds the first γ − 1 drafted tokens; the next draft keeps those the context shares. */
+  afterVerify(drafted: readonly number[]): void {
+    this.cached.push(...drafted.slice(0, drafted.length - 1));
+  }
+
+  dispose(): void {
+    this.cache.dispose();
+  }
+}

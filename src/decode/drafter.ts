@@ -1,0 +1,33 @@
+/** What the decoding loop needs from a drafter; AR and diffusion drafters implement it. */
+import type { Tensor } from '../tensor/tensor.js';
+import type { ResolvedSampling } from './options.js';
+import type { Rng } from './rng.js';
+
+export interface Draft {
+  /** i32 [γ] on the GPU: the proposed tokens. */
+  tokens: Tensor;
+  /**
+   * [γ, V] on the GPU: row i is the distribution token i was drawn from, over the target's
+   * vocabulary (null when greedy: then only the tokens matter).
+   */
+  q: Tensor | null;
+  /** Drafter forward passes spent on this draft. */
+  passes: number;
+}
+
+export interface Drafter {
+  readonly kind: string;
+  /** Vocabulary the drafter proposes from; must equal the target's. */
+  readonly vocabSize: number;
+  /** Most tokens it can propose at once. */
+  readonly maxGamma: number;
+  /**
+   * Proposes γ tokens to follow `context` (prompt + everything generated). Tensors are owned
+   * by the caller's device scope.
+   */
+  draft(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng): Draft;
+  /** Told, after verification, which tokens it drafted and how many the target accepted. */
+  afterVerify(drafted: readonly number[], accepted: number): void;
+  /** Releases GPU memory (caches). */
+  dispose(): void;
+}

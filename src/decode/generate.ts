@@ -1,0 +1,239 @@
+/**
+ * generate(): one loop for autoregressive decoding, speculative decoding with an AR drafter and
+ * speculative diffusion decoding, sharing the sampler, the verification and the statistics.
+ * It streams chunks of tokens and text and ends with statistics.
+ */
+import type { GPT2 } from '../models/gpt2.js';
+import type { Tokenizer } from '../models/tokenizer.js';
+import { ContextError } from '../models/errors.js';
+import { readTensors } from '../tensor/tensor.js';
+import type { Drafter } from './drafter.js';
+import { DiffusionDrafter } from './diffusion-drafter.js';
+import { checkInt, resolveSampling, type Method, type SamplingOptions, type SpeculationOptions } from './options.js';
+import { Rng } from './rng.js';
+import { selectTokens } from './sample.js';
+import { StatsRecorder, type GenerationStats, type StopReason } from './stats.js';
+import { TextStreamer } from './text.js';
+import { verifyDraft } from './verify.js';
+
+export class VocabularyMismatchError extends Error {
+  override name = 'VocabularyMismatchError';
+}
+
+export interface GenerateOptions extends SamplingOptions, SpeculationOptions {
+  /** Text (needs a tokenizer) or token ids. */
+  prompt: string | readonly number[];
+  /** Default 64. */
+  maxNewTokens?: number;
+  /** Seeds the sampler: the same seed reproduces the same tokens. Default 0. */
+  seed?: number;
+  /** Generation stops when the text contains one of these (which is not emitted). */
+  stop?: string[];
+  /** Stop at the end-of-text token (default true). */
+  stopAtEos?: boolean;
+  signal?: AbortSignal;
+  /** 'ar' (default without a drafter), 'speculative' (AR drafter) or 'specdiff' (diffusion drafter). */
+  method?: Method;
+  drafter?: Drafter;
+}
+
+export interface GenerationChunk {
+  tokens: number[];
+  /** Decoded text of these tokens (UTF-8 sequences split across tokens are held back until complete). */
+  text: string;
+  /** Per token: true if it was a draft token the target accepted, false if the target produced it. */
+  drafted: boolean[];
+}
+
+export interface GenerationResult {
+  tokens: number[];
+  text: string;
+  stats: GenerationStats;
+}
+
+/** An async iterable of chunks; `result` resolves when generation ends. */
+export class Generation implements AsyncIterable<GenerationChunk> {
+  private iterator: AsyncGenerator<GenerationChunk, GenerationResult>;
+  private done: Promise<GenerationResult>;
+  private resolveDone!: (r: GenerationResult) => void;
+  private rejectDone!: (e: unknown) => void;
+  private started = false;
+
+  constructor(run: () => AsyncGenerator<GenerationChunk, GenerationResult>) {
+    this.iterator = run();
+    this.done = new Promise((res, rej) => {
+      this.resolveDone = res;
+      this.rejectDone = rej;
+    });
+    this.done.catch(() => undefined);
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<GenerationChunk> {
+    if (this.started) throw new Error('a Generation can be iterated once');
+    this.started = true;
+    try {
+      for (;;) {
+        const r = await this.iterator.next();
+        if (r.done) {
+          this.resolveDone(r.value);
+          return;
+        }
+        yield r.value;
+      }
+    } catch (e) {
+      this.rejectDone(e);
+      throw e;
+    }
+  }
+
+  /** Runs to the end (if nobody iterates) and gives tokens, text and statistics. */
+  async result(): Promise<GenerationResult> {
+    if (!this.started) for await (const _ of this) void _;
+    return this.done;
+  }
+}
+
+export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: GenerateOptions): Generation {
+  const sampling = resolveSampling(opts);
+  const method: Method = opts.method ?? (opts.drafter ? (opts.drafter instanceof DiffusionDrafter ? 'specdiff' : 'speculative') : 'ar');
+  const maxNewTokens = checkInt('maxNewTokens', opts.maxNewTokens ?? 64, 1, 1 << 20);
+  const seed = opts.seed ?? 0;
+  if (!Number.isInteger(seed)) throw new RangeError(`seed must be an integer, got ${opts.seed}`);
+  const promptIds = tokenizePrompt(target, tokenizer, opts.prompt);
+  const capacity = target.config.nPositions;
+  if (promptIds.length >= capacity) {
+    throw new ContextError(`the prompt has ${promptIds.length} tokens; the model's context is ${capacity}, leaving no room to generate`);
+  }
+  const drafter = method === 'ar' ? null : opts.drafter;
+  let gamma = 0;
+  if (drafter === undefined) throw new RangeError(`method '${method}' needs a drafter`);
+  if (drafter) {
+    if ((method === 'specdiff') !== drafter instanceof DiffusionDrafter) {
+      throw new RangeError(`method '${method}' does not match the ${drafter.kind} drafter given`);
+    }
+    if (drafter.vocabSize !== target.vocabSize) {
+      throw new VocabularyMismatchError(`the drafter proposes from ${drafter.vocabSize} tokens but the target's vocabulary has ${target.vocabSize}: they must share a tokenizer`);
+    }
+    gamma = checkInt('gamma', opts.gamma ?? 8, 1, Math.min(drafter.maxGamma, capacity - 1));
+    if (drafter instanceof DiffusionDrafter) {
+      drafter.steps = checkInt('steps', opts.steps ?? drafter.steps, 1, 1024);
+      drafter.window = checkInt('window', opts.window ?? drafter.window, 1, drafter.model.config.modelLength - gamma);
+      const schedule = opts.schedule ?? drafter.schedule;
+      if (schedule !== 'left-to-right' && schedule !== 'random') throw new RangeError(`schedule must be 'left-to-right' or 'random', got ${schedule}`);
+      drafter.schedule = schedule;
+    }
+  }
+  const stops = (opts.stop ?? []).filter((s) => s.length > 0);
+  if (stops.length && !tokenizer) throw new RangeError('stop sequences need a tokenizer');
+  const eos = opts.stopAtEos === false ? undefined : (tokenizer?.eosTokenId ?? target.config.eosTokenId);
+
+  return new Generation(async function* () {
+    const dev = target.device;
+    const rng = new Rng(seed);
+    const stats = new StatsRecorder();
+    const cache = target.createCache();
+    const ctx = [...promptIds];
+    const text = tokenizer ? new TextStreamer(tokenizer, stops) : null;
+    const out: number[] = [];
+    let stopReason: StopReason = 'length';
+    try {
+      const t0 = performance.now();
+      if (ctx.length > 1) dev.scope(() => target.forward(ctx.slice(0, -1), cache, 1).dispose());
+      await dev.sync();
+      stats.prefillMs = performance.now() - t0;
+      stats.begin();
+      while (out.length < maxNewTokens) {
+        if (opts.signal?.aborted) {
+          stopReason = 'aborted';
+          break;
+        }
+        const pending = ctx[ctx.length - 1];
+        const room = capacity - cache.length - 1; // positions left after the pending token
+        if (room < 0) {
+          stopReason = 'context';
+          break;
+        }
+        const g = Math.min(gamma, room, maxNewTokens - out.length - 1);
+        let emitted: number[];
+        let drafted: boolean[];
+        if (!drafter || g < 1) {
+          const t = performance.now();
+          const ids = dev.scope(() => selectTokens(dev, target.forward([pending], cache, 1), sampling, rng).ids);
+          const [id] = await readTensors([ids]);
+          ids.dispose();
+          stats.targetPasses++;
+          stats.verifyMs += performance.now() - t;
+          emitted = [id[0]];
+          drafted = [false];
+        } else {
+          const t1 = performance.now();
+          const draft = dev.scope(() => drafter.draft(ctx, g, sampling, rng));
+          const [draftIds] = await readTensors([draft.tokens]);
+          const proposal = Array.from(draftIds);
+          stats.drafterPasses += draft.passes;
+          const t2 = performance.now();
+          const base = cache.length;
+          const verdict = await verifyDraft(target, cache, pending, proposal, draft.q, sampling, rng);
+          const t3 = performance.now();
+          draft.tokens.dispose();
+          draft.q?.dispose();
+          cache.truncate(base + 1 + verdict.accepted);
+          drafter.afterVerify(proposal, verdict.accepted);
+          stats.targetPasses++;
+          stats.iterations++;
+          stats.drafted += g;
+          stats.accepted += verdict.accepted;
+          emitted = [...proposal.slice(0, verdict.accepted), verdict.next];
+          drafted = emitted.map((_, i) => i < verdict.accepted);
+          stats.draftMs += t2 - t1;
+          stats.verifyMs += t3 - t2;
+          stats.acceptMs += performance.now() - t3;
+        }
+        // Emit up to the limits: token budget, end of text, stop sequences.
+        const take: number[] = [];
+        for (const id of emitted) {
+          if (out.length + take.length >= maxNewTokens) break;
+          take.push(id);
+          if (id === eos) {
+            stopReason = 'eos';
+            break;
+          }
+        }
+        ctx.push(...take);
+        out.push(...take);
+        stats.generated = out.length;
+        const piece = text?.push(take) ?? { text: '', stopped: false };
+        yield { tokens: take, text: piece.text, drafted: drafted.slice(0, take.length) };
+        if (piece.stopped) stopReason = 'stop';
+        if (stopReason !== 'length') break;
+      }
+      const tail = text?.flush() ?? '';
+      if (tail) yield { tokens: [], text: tail, drafted: [] };
+      const result = stats.finish(method, promptIds.length, stopReason, drafter ? { gamma, steps: drafter instanceof DiffusionDrafter ? Math.min(drafter.steps, gamma) : undefined } : {});
+      return { tokens: out, text: text?.text ?? '', stats: result };
+    } finally {
+      cache.dispose();
+    }
+  });
+}
+
+function tokenizePrompt(target: GPT2, tokenizer: Tokenizer | null, prompt: string | readonly number[]): number[] {
+  let ids: number[];
+  if (typeof prompt === 'string') {
+    if (!tokenizer) throw new RangeError('a text prompt needs a tokenizer; pass token ids instead');
+    ids = tokenizer.encode(prompt);
+  } else {
+    ids = [...prompt];
+  }
+  for (const [i, t] of ids.entries()) {
+    if (!Number.isInteger(t) || t < 0 || t >= target.vocabSize) {
+      throw new RangeError(`prompt token ${t} at position ${i} is outside the vocabulary [0, ${target.vocabSize})`);
+    }
+  }
+  if (ids.length === 0) {
+    const bos = tokenizer?.eosTokenId ?? target.config.eosTokenId;
+    if (bos === undefined) throw new RangeError('empty prompt and no end-of-text token to start from');
+    ids = [bos];
+  }
+  return ids;
+}

@@ -1,0 +1,47 @@
+/** Options of generate(), validated with errors that name the option and its allowed range. */
+
+export type Method = 'ar' | 'speculative' | 'specdiff';
+export type UnmaskSchedule = 'left-to-right' | 'random';
+
+export interface SamplingOptions {
+  /** 0 = greedy (argmax). Default 1. */
+  temperature?: number;
+  /** Keep the k most likely tokens; 0 = all. */
+  topK?: number;
+  /** Nucleus: the smallest set of most likely tokens with mass ≥ topP; 1 = all. */
+  topP?: number;
+}
+
+export interface SpeculationOptions {
+  /** Draft length γ (tokens proposed per target pass). */
+  gamma?: number;
+  /** Diffusion drafter: denoising steps T per draft (≤ γ). */
+  steps?: number;
+  /** Diffusion drafter: how many context tokens it sees (W). */
+  window?: number;
+  /** Diffusion drafter: which masked positions each step fills. */
+  schedule?: UnmaskSchedule;
+}
+
+export interface ResolvedSampling {
+  temperature: number;
+  topK: number;
+  topP: number;
+}
+
+export function resolveSampling(o: SamplingOptions): ResolvedSampling {
+  const temperature = o.temperature ?? 1;
+  if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0) {
+    throw new RangeError(`temperature must be a finite number >= 0 (0 = greedy), got ${o.temperature}`);
+  }
+  const topK = o.topK ?? 0;
+  if (!Number.isInteger(topK) || topK < 0) throw new RangeError(`topK must be an integer >= 0 (0 = off), got ${o.topK}`);
+  const topP = o.topP ?? 1;
+  if (typeof topP !== 'number' || !(topP > 0 && topP <= 1)) throw new RangeError(`topP must be in (0, 1], got ${o.topP}`);
+  return { temperature, topK, topP };
+}
+
+export function checkInt(name: string, v: number, lo: number, hi: number): number {
+  if (!Number.isInteger(v) || v < lo || v > hi) throw new RangeError(`${name} must be an integer in [${lo}, ${hi}], got ${v}`);
+  return v;
+}

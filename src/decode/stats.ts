@@ -1,0 +1,77 @@
+/** Statistics of one generation: what was produced, how fast, and how speculation fared. */
+import type { Method } from './options.js';
+
+export type StopReason = 'length' | 'eos' | 'stop' | 'context' | 'aborted';
+
+export interface GenerationStats {
+  method: Method;
+  promptTokens: number;
+  generatedTokens: number;
+  /** From the first forward to the last token, excluding the prompt's prefill. */
+  wallMs: number;
+  prefillMs: number;
+  tokensPerSecond: number;
+  /** Target forward passes after the prefill (one per AR token; one per draft-verify iteration). */
+  targetPasses: number;
+  /** Drafter forward passes (γ per AR draft; ≤ T per diffusion draft). */
+  drafterPasses: number;
+  draftedTokens: number;
+  acceptedTokens: number;
+  /** acceptedTokens / draftedTokens. */
+  acceptanceRate: number;
+  /** Drafted tokens accepted per iteration. */
+  meanAccepted: number;
+  /** Tokens emitted per target pass (accepted + the target's own token): the hardware-independent speedup bound. */
+  tokensPerTargetPass: number;
+  drafterPassesPerToken: number;
+  draftMs: number;
+  verifyMs: number;
+  acceptMs: number;
+  stopReason: StopReason;
+  /** Effective settings (after clamping to the context). */
+  gamma?: number;
+  steps?: number;
+}
+
+export class StatsRecorder {
+  targetPasses = 0;
+  drafterPasses = 0;
+  drafted = 0;
+  accepted = 0;
+  iterations = 0;
+  generated = 0;
+  draftMs = 0;
+  verifyMs = 0;
+  acceptMs = 0;
+  prefillMs = 0;
+  private start = 0;
+
+  begin(): void {
+    this.start = performance.now();
+  }
+
+  finish(method: Method, promptTokens: number, stopReason: StopReason, extra: Partial<GenerationStats> = {}): GenerationStats {
+    const wallMs = performance.now() - this.start;
+    return {
+      method,
+      promptTokens,
+      generatedTokens: this.generated,
+      wallMs,
+      prefillMs: this.prefillMs,
+      tokensPerSecond: wallMs > 0 ? (this.generated * 1000) / wallMs : 0,
+      targetPasses: this.targetPasses,
+      drafterPasses: this.drafterPasses,
+      draftedTokens: this.drafted,
+      acceptedTokens: this.accepted,
+      acceptanceRate: this.drafted ? this.accepted / this.drafted : 0,
+      meanAccepted: this.iterations ? this.accepted / this.iterations : 0,
+      tokensPerTargetPass: this.targetPasses ? this.generated / this.targetPasses : 0,
+      drafterPassesPerToken: this.generated ? this.drafterPasses / this.generated : 0,
+      draftMs: this.draftMs,
+      verifyMs: this.verifyMs,
+      acceptMs: this.acceptMs,
+      stopReason,
+      ...extra,
+    };
+  }
+}

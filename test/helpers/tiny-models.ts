@@ -1,0 +1,74 @@
+/** Small random GPT-2 and MDLM models built in memory, for decoding tests. */
+import type { Device } from '../../src/tensor/device.js';
+import { GPT2 } from '../../src/models/gpt2.js';
+import { MDLM } from '../../src/models/mdlm.js';
+import { parseGPT2Config, parseMDLMConfig } from '../../src/models/config.js';
+import { memorySource, openSafetensors, writeSafetensors, type TensorToWrite } from '../../src/models/safetensors.js';
+import { randn } from './reference.js';
+
+export interface TinySpec {
+  vocab: number;
+  d?: number;
+  layers?: number;
+  heads?: number;
+  positions?: number;
+  seed: number;
+  /** Weight scale: larger makes sharper (less uniform) distributions. */
+  scale?: number;
+}
+
+function tensors(shapes: Record<string, number[]>, seed: number, scale: number, ones: (n: string) => boolean): Record<string, TensorToWrite> {
+  const out: Record<string, TensorToWrite> = {};
+  let s = seed * 1000;
+  for (const [name, shape] of Object.entries(shapes)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const data = ones(name) ? randn(n, s++, 0.1).map((v) => 1 + v) : randn(n, s++, scale);
+    out[name] = { dtype: 'F32', shape, data };
+  }
+  return out;
+}
+
+export async function tinyGPT2(device: Device, spec: TinySpec): Promise<GPT2> {
+  const { vocab: V, d = 32, layers = 2, heads = 2, positions = 64, seed, scale = 0.3 } = spec;
+  const shapes: Record<string, number[]> = { 'wte.weight': [V, d], 'wpe.weight': [positions, d], 'ln_f.weight': [d], 'ln_f.bias': [d] };
+  for (let i = 0; i < layers; i++) {
+    Object.assign(shapes, {
+      [`h.${i}.ln_1.weight`]: [d], [`h.${i}.ln_1.bias`]: [d],
+      [`h.${i}.attn.c_attn.weight`]: [d, 3 * d], [`h.${i}.attn.c_attn.bias`]: [3 * d],
+      [`h.${i}.attn.c_proj.weight`]: [d, d], [`h.${i}.attn.c_proj.bias`]: [d],
+      [`h.${i}.ln_2.weight`]: [d], [`h.${i}.ln_2.bias`]: [d],
+      [`h.${i}.mlp.c_fc.weight`]: [d, 4 * d], [`h.${i}.mlp.c_fc.bias`]: [4 * d],
+      [`h.${i}.mlp.c_proj.weight`]: [4 * d, d], [`h.${i}.mlp.c_proj.bias`]: [d],
+    });
+  }
+  const bytes = writeSafetensors(tensors(shapes, seed, scale, (n) => /ln_.*weight$/.test(n)));
+  const config = parseGPT2Config({ model_type: 'gpt2', vocab_size: V, n_positions: positions, n_embd: d, n_layer: layers, n_head: heads });
+  return GPT2.load(device, await openSafetensors(memorySource(bytes, `tiny-gpt2-${seed}`)), config);
+}
+
+/** vocab = the target's vocabulary; the MDLM gets one more id, its mask. */
+export async function tinyMDLM(device: Device, spec: TinySpec): Promise<MDLM> {
+  const { vocab, d = 32, layers = 2, heads = 2, positions = 64, seed, scale = 0.3 } = spec;
+  const V = vocab + 1;
+  const c = 16;
+  const shapes: Record<string, number[]> = {
+    'backbone.vocab_embed.embedding': [V, d],
+    'backbone.sigma_map.mlp.0.weight': [c, 256], 'backbone.sigma_map.mlp.0.bias': [c],
+    'backbone.sigma_map.mlp.2.weight': [c, c], 'backbone.sigma_map.mlp.2.bias': [c],
+    'backbone.output_layer.norm_final.weight': [d],
+    'backbone.output_layer.linear.weight': [V, d], 'backbone.output_layer.linear.bias': [V],
+    'backbone.output_layer.adaLN_modulation.weight': [2 * d, c], 'backbone.output_layer.adaLN_modulation.bias': [2 * d],
+  };
+  for (let i = 0; i < layers; i++) {
+    const p = `backbone.blocks.${i}`;
+    Object.assign(shapes, {
+      [`${p}.norm1.weight`]: [d], [`${p}.attn_qkv.weight`]: [3 * d, d], [`${p}.attn_out.weight`]: [d, d],
+      [`${p}.norm2.weight`]: [d], [`${p}.mlp.0.weight`]: [4 * d, d], [`${p}.mlp.0.bias`]: [4 * d],
+      [`${p}.mlp.2.weight`]: [d, 4 * d], [`${p}.mlp.2.bias`]: [d],
+      [`${p}.adaLN_modulation.weight`]: [6 * d, c], [`${p}.adaLN_modulation.bias`]: [6 * d],
+    });
+  }
+  const bytes = writeSafetensors(tensors(shapes, seed, scale, (n) => /norm.*weight$/.test(n)));
+  const config = parseMDLMConfig({ model_type: 'mdlm', vocab_size: V, hidden_dim: d, n_blocks: layers, n_heads: heads, cond_dim: c, model_length: positions, time_conditioning: false });
+  return MDLM.load(device, await openSafetensors(memorySource(bytes, `tiny-mdlm-${seed}`)), config);
+}
