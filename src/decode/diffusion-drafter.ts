@@ -26,7 +26,8 @@ export interface DiffusionDrafterOptions {
 export class DiffusionDrafter implements Drafter {
   readonly kind = 'diffusion';
   steps: number;
-  window: number;
+  /** Context tokens seen; undefined: as many as fit beside the γ masks. */
+  window: number | undefined;
   schedule: UnmaskSchedule;
 
   constructor(
@@ -34,7 +35,7 @@ export class DiffusionDrafter implements Drafter {
     opts: DiffusionDrafterOptions = {},
   ) {
     this.steps = opts.steps ?? 4;
-    this.window = opts.window ?? model.config.modelLength;
+    this.window = opts.window;
     this.schedule = opts.schedule ?? 'left-to-right';
   }
 
@@ -50,7 +51,7 @@ export class DiffusionDrafter implements Drafter {
   draft(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng): Draft {
     const dev = this.model.device;
     const mask = this.model.maskTokenId;
-    const W = Math.min(this.window, context.length, this.model.config.modelLength - gamma);
+    const W = Math.min(this.window ?? Infinity, context.length, this.model.config.modelLength - gamma);
     const ids = Tensor.from(dev, Int32Array.from([...context.slice(context.length - W), ...new Array(gamma).fill(mask)]), [W + gamma]);
     const tail = Array.from({ length: gamma }, (_, i) => W + i);
     const V = this.vocabSize;

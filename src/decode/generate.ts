@@ -117,7 +117,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
     gamma = checkInt('gamma', opts.gamma ?? 8, 1, Math.min(drafter.maxGamma, capacity - 1));
     if (drafter instanceof DiffusionDrafter) {
       drafter.steps = checkInt('steps', opts.steps ?? drafter.steps, 1, 1024);
-      drafter.window = checkInt('window', opts.window ?? drafter.window, 1, drafter.model.config.modelLength - gamma);
+      if (opts.window !== undefined) drafter.window = checkInt('window', opts.window, 1, drafter.model.config.modelLength - gamma);
       const schedule = opts.schedule ?? drafter.schedule;
       if (schedule !== 'left-to-right' && schedule !== 'random') throw new RangeError(`schedule must be 'left-to-right' or 'random', got ${schedule}`);
       drafter.schedule = schedule;

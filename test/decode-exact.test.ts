@@ -1,0 +1,124 @@
+/**
+ * Speculative sampling must leave the target's distribution unchanged. On a tiny model with a
+ * small vocabulary, the first two generated tokens are drawn many times (fixed seeds) and their
+ * empirical joint distribution is compared with the target's exact one by a chi-square test.
+ * A drafter that lies about the distribution it drew from must fail the same test.
+ */
+import { describe, expect, it } from 'vitest';
+import { generate, type GenerateOptions } from '../src/decode/generate.js';
+import { ARDrafter } from '../src/decode/ar-drafter.js';
+import { DiffusionDrafter } from '../src/decode/diffusion-drafter.js';
+import type { Drafter, Draft } from '../src/decode/drafter.js';
+import type { GPT2 } from '../src/models/gpt2.js';
+import { softmax } from '../src/tensor/ops/rowwise.js';
+import { getDevice } from './helpers/device.js';
+import { tinyGPT2, tinyMDLM } from './helpers/tiny-models.js';
+
+const V = 6;
+const N = 1200;
+const PROMPT = [2];
+/** Chi-square critical value for 35 degrees of freedom at p = 0.001. */
+const CHI2_35_999 = 66.62;
+
+async function exactJoint(target: GPT2): Promise<Float64Array> {
+  const dev = target.device;
+  const cache = target.createCache();
+  const p1 = await softmax(target.forward(PROMPT, cache, 1)).read();
+  const joint = new Float64Array(V * V);
+  for (let a = 0; a < V; a++) {
+    cache.truncate(1);
+    const p2 = await softmax(target.forward([a], cache, 1)).read();
+    for (let b = 0; b < V; b++) joint[a * V + b] = p1[a] * p2[b];
+  }
+  cache.dispose();
+  void dev;
+  return joint;
+}
+
+async function empirical(target: GPT2, opts: Omit<GenerateOptions, 'prompt'>): Promise<Float64Array> {
+  const counts = new Float64Array(V * V);
+  for (let seed = 0; seed < N; seed++) {
+    const { tokens } = await generate(target, null, { ...opts, prompt: PROMPT, maxNewTokens: 2, seed, stopAtEos: false }).result();
+    counts[tokens[0] * V + tokens[1]]++;
+  }
+  return counts;
+}
+
+/** Pearson chi-square, pooling cells with expected count < 5 into one. */
+function chiSquare(counts: Float64Array, p: Float64Array): { stat: number; df: number } {
+  let stat = 0;
+  let df = -1;
+  let poolE = 0;
+  let poolO = 0;
+  for (let i = 0; i < p.length; i++) {
+    const e = p[i] * N;
+    if (e < 5) {
+      poolE += e;
+      poolO += counts[i];
+      continue;
+    }
+    stat += (counts[i] - e) ** 2 / e;
+    df++;
+  }
+  if (poolE > 0) {
+    stat += (poolO - poolE) ** 2 / Math.max(poolE, 1e-9);
+    df++;
+  }
+  return { stat, df };
+}
+
+/** Draws like its inner drafter but reports a different q: the exactness theorem no longer applies. */
+class LyingDrafter implements Drafter {
+  readonly kind = 'ar';
+  constructor(
+    private inner: ARDrafter,
+    private liar: ARDrafter,
+  ) {}
+  get vocabSize() {
+    return this.inner.vocabSize;
+  }
+  get maxGamma() {
+    return this.inner.maxGamma;
+  }
+  draft(ctx: readonly number[], g: number, s: Parameters<Drafter['draft']>[2], rng: Parameters<Drafter['draft']>[3]): Draft {
+    const d = this.inner.draft(ctx, g, s, rng);
+    const lie = this.liar.draft(ctx, g, s, rng);
+    lie.tokens.dispose();
+    d.q?.dispose();
+    return { ...d, q: lie.q };
+  }
+  afterVerify(drafted: readonly number[], accepted: number) {
+    this.inner.afterVerify(drafted, accepted);
+  }
+  dispose() {}
+}
+
+describe('speculative sampling is exact (chi-square on the first two tokens)', async () => {
+  const dev = await getDevice();
+  const target = await tinyGPT2(dev, { vocab: V, seed: 11, scale: 1.0 });
+  const joint = await exactJoint(target);
+  const critical = CHI2_35_999;
+
+  it('AR drafter, γ = 2, temperature 1', async () => {
+    const drafter = new ARDrafter(await tinyGPT2(dev, { vocab: V, seed: 12, scale: 1.0 }));
+    const { stat, df } = chiSquare(await empirical(target, { method: 'speculative', drafter, gamma: 2 }), joint);
+    expect(df).toBeLessThanOrEqual(35);
+    expect(stat, `chi-square ${stat.toFixed(1)}`).toBeLessThan(critical);
+  });
+
+  it('diffusion drafter, left-to-right, T = 1 and T = 2, γ = 2', async () => {
+    const mdlm = await tinyMDLM(dev, { vocab: V, seed: 13, scale: 1.0 });
+    for (const steps of [1, 2]) {
+      const drafter = new DiffusionDrafter(mdlm, { steps, schedule: 'left-to-right' });
+      const { stat } = chiSquare(await empirical(target, { method: 'specdiff', drafter, gamma: 2 }), joint);
+      expect(stat, `T=${steps}: chi-square ${stat.toFixed(1)}`).toBeLessThan(critical);
+    }
+  });
+
+  it('detects a drafter that tests its tokens against the wrong q', async () => {
+    const honest = new ARDrafter(await tinyGPT2(dev, { vocab: V, seed: 12, scale: 1.0 }));
+    const liar = new ARDrafter(await tinyGPT2(dev, { vocab: V, seed: 14, scale: 3.0 }));
+    const { stat } = chiSquare(await empirical(target, { method: 'speculative', drafter: new LyingDrafter(honest, liar), gamma: 2 }), joint);
+    expect(stat, `chi-square ${stat.toFixed(1)}`).toBeGreaterThan(critical);
+  });
+});
