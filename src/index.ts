@@ -1,5 +1,46 @@
-/** Public API (browser-safe: no Node imports, no dependencies). */
+/**
+ * specdiff-webgpu: a WebGPU tensor runtime for GPT-2 family language models with speculative
+ * decoding and Speculative Diffusion Decoding (SpecDiff). Browser-safe: no Node imports, no
+ * dependencies. In Node, import from 'specdiff-webgpu/node' for a Dawn device and file loaders.
+ */
 export { Device, type DeviceInfo, type DeviceLimits, type CreateDeviceOptions } from './tensor/device.js';
-export { Tensor, type DType } from './tensor/tensor.js';
+export { Tensor, readTensors, type DType } from './tensor/tensor.js';
 export * from './tensor/errors.js';
 export * as ops from './tensor/ops/index.js';
+
+export { Tokenizer, TokenizerError, type StreamDecoder } from './models/tokenizer.js';
+export { GPT2, GPT2Cache, type ModelLoadOptions } from './models/gpt2.js';
+export { MDLM } from './models/mdlm.js';
+export { ConfigError, parseGPT2Config, parseMDLMConfig, type GPT2Config, type MDLMConfig } from './models/config.js';
+export { ContextError } from './models/errors.js';
+export { WeightError } from './models/weights.js';
+export { loadGPT2, loadMDLM, loadTokenizer, urlFolder } from './models/load.js';
+export {
+  SafetensorsError,
+  openCheckpoint,
+  openCheckpointUrl,
+  openSafetensors,
+  memorySource,
+  blobSource,
+  fetchSource,
+  writeSafetensors,
+  type ByteSource,
+  type Checkpoint,
+  type CheckpointFolder,
+  type ProgressCallback,
+} from './models/safetensors.js';
+
+export {
+  generate,
+  Generation,
+  VocabularyMismatchError,
+  type GenerateOptions,
+  type GenerationChunk,
+  type GenerationResult,
+} from './decode/generate.js';
+export type { GenerationStats, StopReason } from './decode/stats.js';
+export type { Method, SamplingOptions, SpeculationOptions, UnmaskSchedule } from './decode/options.js';
+export type { Drafter, Draft } from './decode/drafter.js';
+export { ARDrafter } from './decode/ar-drafter.js';
+export { DiffusionDrafter, type DiffusionDrafterOptions } from './decode/diffusion-drafter.js';
+export { Pipeline, loadPipeline, type PipelineSources, type PipelineGenerateOptions } from './pipeline.js';

@@ -6,6 +6,7 @@ import { Device, type CreateDeviceOptions } from './tensor/device.js';
 import { WebGPUUnavailableError } from './tensor/errors.js';
 
 export * from './index.js';
+export { dirFolder, fileSource, openCheckpointDir, openSafetensorsFile } from './models/safetensors-node.js';
 
 let dawn: GPU | null = null;
 

@@ -3,7 +3,8 @@ import type { Device } from '../tensor/device.js';
 import { ConfigError, parseGPT2Config, parseMDLMConfig } from './config.js';
 import { GPT2, type ModelLoadOptions } from './gpt2.js';
 import { MDLM } from './mdlm.js';
-import { openCheckpoint, type CheckpointFolder } from './safetensors.js';
+import { fetchSource, openCheckpoint, type CheckpointFolder, type FetchOptions } from './safetensors.js';
+import { Tokenizer } from './tokenizer.js';
 
 export async function readText(folder: CheckpointFolder, name: string): Promise<string> {
   const src = await folder.open(name);
@@ -47,4 +48,20 @@ export async function loadMDLM(device: Device, folder: CheckpointFolder, opts: M
   } finally {
     await ckpt.close();
   }
+}
+
+/** Files under a URL base (e.g. a Hugging Face `resolve/main/` URL or a static folder). */
+export function urlFolder(base: string, options: FetchOptions = {}): CheckpointFolder {
+  const root = base.endsWith('/') ? base : `${base}/`;
+  return { name: root, open: (rel) => fetchSource(root + rel, options) };
+}
+
+/** tokenizer.json, or vocab.json + merges.txt. */
+export async function loadTokenizer(folder: CheckpointFolder): Promise<Tokenizer> {
+  const has = async (name: string) => (folder.exists ? folder.exists(name) : readText(folder, name).then(() => true, () => false));
+  if (await has('tokenizer.json')) return Tokenizer.fromTokenizerJson(await readText(folder, 'tokenizer.json'));
+  if ((await has('vocab.json')) && (await has('merges.txt'))) {
+    return Tokenizer.fromVocabMerges(JSON.parse(await readText(folder, 'vocab.json')), await readText(folder, 'merges.txt'));
+  }
+  throw new ConfigError(`${folder.name}: no tokenizer (tokenizer.json, or vocab.json and merges.txt)`);
 }

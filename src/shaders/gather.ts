@@ -38,3 +38,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   Dst[P.dstOff + r * P.dstStride + c] = Src[P.srcOff + r * P.srcStride + c];
 }`;
 }
+
+export const ROWCOPY_PARAMS = 'uuuu';
+
+/** Dst[DstIdx[i], :] = Src[SrcIdx[i], :] for i < n, rows of C 32-bit elements (an indexed gather-scatter). */
+export function indexedRowCopyWGSL(): string {
+  return `${paramsStruct(['n', 'C', 'srcRows', 'dstRows'], ROWCOPY_PARAMS, 4)}
+@group(0) @binding(0) var<storage, read> Src: array<u32>;
+@group(0) @binding(1) var<storage, read> SrcIdx: array<i32>;
+@group(0) @binding(2) var<storage, read> DstIdx: array<i32>;
+@group(0) @binding(3) var<storage, read_write> Dst: array<u32>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = wid.y;
+  let c = wid.x * 64u + lid.x;
+  if (i >= P.n || c >= P.C) { return; }
+  let s = u32(SrcIdx[i]);
+  let d = u32(DstIdx[i]);
+  if (s >= P.srcRows || d >= P.dstRows) { return; }
+  Dst[d * P.C + c] = Src[s * P.C + c];
+}`;
+}

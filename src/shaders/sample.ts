@@ -48,9 +48,9 @@ fn maxF(v: f32, t: u32) -> f32 {
   workgroupBarrier();
   return r;
 }
-// Order-preserving map from f32 to u32: a < b  <=>  key(a) < key(b).
+// Order-preserving map from f32 to u32: a < b  <=>  key(a) < key(b); -0 and +0 share a key.
 fn key(x: f32) -> u32 {
-  let b = bitcast<u32>(x);
+  let b = select(bitcast<u32>(x), 0u, x == 0.0);
   return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
 }`;
 
@@ -147,18 +147,21 @@ ${ENTRY}
     var total = 0.0;
     var lastNz = -1i;
     for (var u = 0u; u < ${WG}u; u++) { total += span[u]; if (lastNonZero[u] >= 0i) { lastNz = lastNonZero[u]; } }
-    let target = U[row] * total;
+    let goal = U[row] * total;
     var acc = 0.0;
     var pick = lastNz;
     var found = false;
     for (var u = 0u; u < ${WG}u && !found; u++) {
-      if (acc + span[u] > target && span[u] > 0.0) {
+      if (acc + span[u] > goal && span[u] > 0.0) {
+        // The draw falls in this span. Summed element by element the running total may round
+        // to just below the goal: then it is this span's last non-zero weight.
+        pick = lastNonZero[u];
         let ulo = min(u * per, P.V);
         let uhi = min(ulo + per, P.V);
         for (var i = ulo; i < uhi; i++) {
           let w = max(W[base + i], 0.0);
           acc += w;
-          if (acc > target && w > 0.0) { pick = i32(i); found = true; break; }
+          if (acc > goal && w > 0.0) { pick = i32(i); break; }
         }
         found = true;
       } else {

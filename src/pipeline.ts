@@ -1,0 +1,63 @@
+/**
+ * The short way in: a target (GPT-2 family), its tokenizer and optional drafters, loaded from
+ * checkpoint folders, with generate() bound to them.
+ */
+import type { Device } from './tensor/device.js';
+import { GPT2, type ModelLoadOptions } from './models/gpt2.js';
+import { MDLM } from './models/mdlm.js';
+import { loadGPT2, loadMDLM, loadTokenizer } from './models/load.js';
+import type { CheckpointFolder } from './models/safetensors.js';
+import type { Tokenizer } from './models/tokenizer.js';
+import { ARDrafter } from './decode/ar-drafter.js';
+import { DiffusionDrafter } from './decode/diffusion-drafter.js';
+import { generate, type GenerateOptions, type Generation } from './decode/generate.js';
+
+export interface PipelineSources {
+  /** GPT-2 family target; its tokenizer files are read from here too. */
+  target: CheckpointFolder;
+  /** MDLM drafter for method 'specdiff'. */
+  diffusionDrafter?: CheckpointFolder;
+  /** Small GPT-2 drafter for method 'speculative'. */
+  arDrafter?: CheckpointFolder;
+}
+
+export type PipelineGenerateOptions = Omit<GenerateOptions, 'prompt' | 'drafter'>;
+
+export class Pipeline {
+  constructor(
+    readonly device: Device,
+    readonly tokenizer: Tokenizer,
+    readonly target: GPT2,
+    readonly diffusionDrafter: MDLM | null,
+    readonly arDrafter: GPT2 | null,
+  ) {}
+
+  /** Streams a generation; method 'specdiff' or 'speculative' uses the matching loaded drafter. */
+  generate(prompt: string | readonly number[], opts: PipelineGenerateOptions = {}): Generation {
+    const method = opts.method ?? 'ar';
+    let drafter;
+    if (method === 'specdiff') {
+      if (!this.diffusionDrafter) throw new RangeError("method 'specdiff' needs a diffusion drafter: load one with the pipeline");
+      drafter = new DiffusionDrafter(this.diffusionDrafter);
+    } else if (method === 'speculative') {
+      if (!this.arDrafter) throw new RangeError("method 'speculative' needs an AR drafter: load one with the pipeline");
+      drafter = new ARDrafter(this.arDrafter);
+    }
+    const gen = generate(this.target, this.tokenizer, { ...opts, prompt, method, drafter });
+    return gen;
+  }
+
+  dispose(): void {
+    this.target.dispose();
+    this.diffusionDrafter?.dispose();
+    this.arDrafter?.dispose();
+  }
+}
+
+export async function loadPipeline(device: Device, sources: PipelineSources, opts: ModelLoadOptions = {}): Promise<Pipeline> {
+  const tokenizer = await loadTokenizer(sources.target);
+  const target = await loadGPT2(device, sources.target, opts);
+  const mdlm = sources.diffusionDrafter ? await loadMDLM(device, sources.diffusionDrafter, opts) : null;
+  const ar = sources.arDrafter ? await loadGPT2(device, sources.arDrafter, opts) : null;
+  return new Pipeline(device, tokenizer, target, mdlm, ar);
+}

@@ -1,0 +1,260 @@
+import { describe, expect, it } from 'vitest';
+import { Tensor } from '../src/tensor/tensor.js';
+import { filteredProbs, gather2d, sampleRows } from '../src/tensor/ops/sample.js';
+import { getDevice } from './helpers/device.js';
+import { expectClose, filteredProbsRef, randn, rng, sampleRef } from './helpers/reference.js';
+
+const GPT2_V = 50257;
+
+/** Indices of the non-zero entries of a row. */
+const kept = (p: ArrayLike<number>) => Array.from(p, (v, i) => (v > 0 ? i : -1)).filter((i) => i >= 0);
+
+/** A top-p strictly between the cumulative masses of the j-th and (j+1)-th most likely tokens of softmax(x / T). */
+function topPBetween(x: ArrayLike<number>, T: number, j: number): number {
+  const p = Array.from(filteredProbsRef(x, x.length, { temperature: T })).sort((a, b) => b - a);
+  let c = 0;
+  for (let i = 0; i < j; i++) c += p[i];
+  return c + p[j] / 2;
+}
+
+describe('filteredProbs', () => {
+  it('with temperature only is softmax(logits / T) for V = 1, 3, 257, 1000, 50257 (rtol 1e-5: exp)', async () => {
+    const dev = await getDevice();
+    for (const V of [1, 3, 257, 1000, GPT2_V]) {
+      for (const temperature of [1, 0.7]) {
+        const x = randn(2 * V, V, 3);
+        const out = await filteredProbs(Tensor.from(dev, x, [2, V]), { temperature }).read();
+        expectClose(out, filteredProbsRef(x, V, { temperature }), 1e-5, 1e-9);
+      }
+    }
+  });
+
+  it('stays finite for logits in the thousands and a low temperature', async () => {
+    const dev = await getDevice();
+    const x = randn(1000, 1, 5000);
+    const out = await filteredProbs(Tensor.from(dev, x, [1, 1000]), { temperature: 0.1 }).read();
+    expectClose(out, filteredProbsRef(x, 1000, { temperature: 0.1 }), 1e-5, 1e-9);
+  });
+
+  it('top-k keeps exactly the k most likely tokens, renormalised', async () => {
+    const dev = await getDevice();
+    for (const [V, k] of [[3, 2], [257, 1], [1000, 40], [GPT2_V, 50]] as const) {
+      const x = randn(V, 10 + V, 2);
+      const f = { temperature: 0.9, topK: k };
+      const out = await filteredProbs(Tensor.from(dev, x, [1, V]), f).read();
+      expect(kept(out).length).toBe(k);
+      expectClose(out, filteredProbsRef(x, V, f), 1e-5, 1e-9);
+    }
+  });
+
+  it('top-k keeps every token tied with the k-th (by design)', async () => {
+    const dev = await getDevice();
+    const x = Float32Array.of(1, 5, 3, 3, 0, 3, 4);
+    const out = await filteredProbs(Tensor.from(dev, x, [1, 7]), { temperature: 1, topK: 3 }).read();
+    expect(kept(out)).toEqual([1, 2, 3, 5, 6]);
+    expectClose(out, filteredProbsRef(x, 7, { temperature: 1, topK: 3 }), 1e-6, 1e-9);
+  });
+
+  it('top-k treats −0 and +0 as the same value (both kept when tied with the k-th)', async () => {
+    const dev = await getDevice();
+    const x = Float32Array.of(-1, -0, 0, -2);
+    const out = await filteredProbs(Tensor.from(dev, x, [1, 4]), { temperature: 1, topK: 1 }).read();
+    expect(kept(out)).toEqual([1, 2]);
+    expectClose(out, [0, 0.5, 0.5, 0], 1e-6, 0);
+  });
+
+  it('top-k of 0 or at least V keeps every token', async () => {
+    const dev = await getDevice();
+    const x = randn(257, 11);
+    for (const topK of [0, 257, 1000]) {
+      const out = await filteredProbs(Tensor.from(dev, x, [1, 257]), { temperature: 1, topK }).read();
+      expectClose(out, filteredProbsRef(x, 257, { temperature: 1 }), 1e-5, 1e-9);
+    }
+  });
+
+  it('top-p keeps the smallest set of most likely tokens whose mass reaches p', async () => {
+    const dev = await getDevice();
+    for (const [V, j] of [[3, 1], [257, 10], [1000, 0], [GPT2_V, 300]] as const) {
+      const x = randn(V, 20 + V, 2);
+      const topP = topPBetween(x, 1.2, j);
+      const f = { temperature: 1.2, topP };
+      const out = await filteredProbs(Tensor.from(dev, x, [1, V]), f).read();
+      expect(kept(out).length).toBe(j + 1);
+      expectClose(out, filteredProbsRef(x, V, f), 1e-5, 1e-9);
+    }
+  });
+
+  it('top-p keeps every token tied with the last one of the nucleus (by design)', async () => {
+    const dev = await getDevice();
+    // probabilities ∝ e^2, e^1, e^1, e^1, e^0: p = 0.5 is reached inside the tie.
+    const x = Float32Array.of(1, 2, 1, 0, 1);
+    const out = await filteredProbs(Tensor.from(dev, x, [1, 5]), { temperature: 1, topP: 0.5 }).read();
+    expect(kept(out)).toEqual([0, 1, 2, 4]);
+    expectClose(out, filteredProbsRef(x, 5, { temperature: 1, topP: 0.5 }), 1e-6, 1e-9);
+  });
+
+  it('top-k and top-p together: top-p applies to the renormalised top-k set', async () => {
+    const dev = await getDevice();
+    const V = 1000;
+    const x = randn(V, 30, 2);
+    // Mass of the first 6 of the top-40 tokens, renormalised over those 40.
+    const top40 = Array.from(filteredProbsRef(x, V, { temperature: 1, topK: 40 })).sort((a, b) => b - a);
+    const topP = top40.slice(0, 6).reduce((a, b) => a + b, 0) + top40[6] / 2;
+    const f = { temperature: 1, topK: 40, topP };
+    const out = await filteredProbs(Tensor.from(dev, x, [1, V]), f).read();
+    expect(kept(out).length).toBe(7);
+    expectClose(out, filteredProbsRef(x, V, f), 1e-5, 1e-9);
+  });
+
+  it('filters each row independently', async () => {
+    const dev = await getDevice();
+    const V = 257;
+    const x = randn(3 * V, 31, 2);
+    x.fill(0, V, 2 * V); // a flat row: every token tied
+    const f = { temperature: 1, topK: 5 };
+    const out = await filteredProbs(Tensor.from(dev, x, [3, V]), f).read();
+    expect(kept(out.subarray(V, 2 * V)).length).toBe(V);
+    expectClose(out, filteredProbsRef(x, V, f), 1e-5, 1e-9);
+  });
+
+  it('rejects a non-positive temperature and a top-p outside (0, 1]', async () => {
+    const dev = await getDevice();
+    const x = Tensor.from(dev, new Float32Array(4), [1, 4]);
+    expect(() => filteredProbs(x, { temperature: 0 })).toThrow(RangeError);
+    expect(() => filteredProbs(x, { temperature: 1, topP: 0 })).toThrow(RangeError);
+    expect(() => filteredProbs(x, { temperature: 1, topK: -1 })).toThrow(RangeError);
+  });
+});
+
+describe('sampleRows', () => {
+  /** u placing u·total in the middle of index i's interval of the cumulative weights. */
+  function uniformFor(w: ArrayLike<number>, i: number): number {
+    let before = 0;
+    let total = 0;
+    for (let j = 0; j < w.length; j++) {
+      total += Math.max(w[j], 0);
+      if (j < i) before += Math.max(w[j], 0);
+    }
+    return (before + w[i] / 2) / total;
+  }
+
+  it('picks exactly the inverse-CDF index for every index of a row of V = 1, 3, 257, 1000', async () => {
+    const dev = await getDevice();
+    for (const V of [1, 3, 257, 1000]) {
+      const w = randn(V, V).map((v) => Math.abs(v) + 0.01); // sums to about 0.8·V, not 1
+      const weights = new Float32Array(V * V);
+      for (let r = 0; r < V; r++) weights.set(w, r * V);
+      const u = Float32Array.from({ length: V }, (_, i) => uniformFor(w, i));
+      const out = await sampleRows(Tensor.from(dev, weights, [V, V]), Tensor.from(dev, u, [V])).read();
+      expect(Array.from(out)).toEqual(Array.from({ length: V }, (_, i) => i));
+    }
+  });
+
+  it('picks the inverse-CDF index in a 50257-wide row', async () => {
+    const dev = await getDevice();
+    const w = randn(GPT2_V, 2).map((v) => v * v);
+    const picks = [0, 1, 255, 256, 20000, GPT2_V - 2, GPT2_V - 1];
+    const weights = new Float32Array(picks.length * GPT2_V);
+    for (let r = 0; r < picks.length; r++) weights.set(w, r * GPT2_V);
+    const u = Float32Array.from(picks, (i) => uniformFor(w, i));
+    const out = await sampleRows(Tensor.from(dev, weights, [picks.length, GPT2_V]), Tensor.from(dev, u, [picks.length])).read();
+    expect(Array.from(out)).toEqual(picks);
+  });
+
+  it('never picks a zero-weight token at the edges of a row: u = 0 gives the first non-zero, u → 1 the last', async () => {
+    const dev = await getDevice();
+    for (const V of [3, 257, GPT2_V]) {
+      const w = new Float32Array(V);
+      const [first, last] = V === 3 ? [1, 1] : [Math.floor(V / 3), V - 7];
+      for (let i = first; i <= last; i++) w[i] = 0.5 + (i % 7);
+      const weights = new Float32Array(3 * V);
+      for (let r = 0; r < 3; r++) weights.set(w, r * V);
+      const u = Float32Array.of(0, 0.99999994, uniformFor(w, last));
+      const out = await sampleRows(Tensor.from(dev, weights, [3, V]), Tensor.from(dev, u, [3])).read();
+      expect(Array.from(out)).toEqual([first, last, last]);
+    }
+  });
+
+  it('picks inside the right span when the element-by-element running sum rounds below the goal', async () => {
+    const dev = await getDevice();
+    // V = 512: each of the 256 invocations sums a span of 2. Span 1 holds 2^-24 twice: its sum
+    // 2^-23 takes the running total past the goal 0.5 · 2 = 1, but 1 + 2^-24 rounds back to 1 on
+    // each element. The draw belongs to index 3 (cumulative 1 + 2^-23 > 1), never to the row's
+    // last non-zero token 511.
+    const w = new Float32Array(512);
+    w[0] = 1;
+    w[2] = w[3] = 2 ** -24;
+    w[511] = 1;
+    const out = await sampleRows(Tensor.from(dev, w, [1, 512]), Tensor.from(dev, [0.5], [1])).read();
+    expect(Array.from(out)).toEqual([3]);
+  });
+
+  it('treats negative weights as zero', async () => {
+    const dev = await getDevice();
+    const w = Float32Array.of(-5, 1, -1, 1, -2);
+    const u = Float32Array.of(0, 0.49, 0.51, 0.99);
+    const weights = new Float32Array(4 * 5);
+    for (let r = 0; r < 4; r++) weights.set(w, r * 5);
+    const out = await sampleRows(Tensor.from(dev, weights, [4, 5]), Tensor.from(dev, u, [4])).read();
+    expect(Array.from(out)).toEqual([1, 1, 3, 3]);
+  });
+
+  it('matches the reference for random uniforms on random rows', async () => {
+    const dev = await getDevice();
+    const [rows, V] = [64, 1000];
+    const w = randn(rows * V, 3).map((v) => Math.max(v, 0) ** 2); // about half the weights zero
+    const r = rng(4);
+    const u = Float32Array.from({ length: rows }, () => r());
+    const out = await sampleRows(Tensor.from(dev, w, [rows, V]), Tensor.from(dev, u, [rows])).read();
+    expect(Array.from(out)).toEqual(Array.from({ length: rows }, (_, i) => sampleRef(w.subarray(i * V, (i + 1) * V), u[i])));
+  });
+
+  it('draws follow the distribution: 20000 draws pass a chi-square test', async () => {
+    const dev = await getDevice();
+    const w = Float32Array.of(0, 3, 1, 0.5, 0, 2, 0.25, 0, 1.25);
+    const V = w.length;
+    const N = 20000;
+    const weights = new Float32Array(N * V);
+    for (let r = 0; r < N; r++) weights.set(w, r * V);
+    const r = rng(5);
+    const u = Float32Array.from({ length: N }, () => r());
+    const out = await sampleRows(Tensor.from(dev, weights, [N, V]), Tensor.from(dev, u, [N])).read();
+    const counts = new Array(V).fill(0);
+    for (const i of out) counts[i]++;
+    const total = w.reduce((a, b) => a + b, 0);
+    let chi2 = 0;
+    for (let i = 0; i < V; i++) {
+      if (w[i] === 0) expect(counts[i]).toBe(0);
+      else chi2 += (counts[i] - (N * w[i]) / total) ** 2 / ((N * w[i]) / total);
+    }
+    // 5 degrees of freedom: P(chi2 > 20.5) = 0.001.
+    expect(chi2).toBeLessThan(20.5);
+  });
+
+  it('rejects a uniform count that is not the row count', async () => {
+    const dev = await getDevice();
+    const w = Tensor.from(dev, new Float32Array(6), [2, 3]);
+    expect(() => sampleRows(w, Tensor.from(dev, [0.5], [1]))).toThrow(/needs 2 f32 uniforms/);
+  });
+});
+
+describe('gather2d', () => {
+  it('picks x[rows[i], cols[i]] from 50257-wide rows', async () => {
+    const dev = await getDevice();
+    const x = randn(3 * GPT2_V, 6);
+    const r = [0, 2, 1, 2, 0];
+    const c = [0, GPT2_V - 1, 12345, 256, 50000];
+    const out = gather2d(Tensor.from(dev, x, [3, GPT2_V]), Tensor.from(dev, Int32Array.from(r), [5]), Tensor.from(dev, Int32Array.from(c), [5]));
+    expect(Array.from(await out.read())).toEqual(r.map((row, i) => x[row * GPT2_V + c[i]]));
+  });
+
+  it('handles more indices than one workgroup (n = 1000)', async () => {
+    const dev = await getDevice();
+    const x = randn(4 * 257, 7);
+    const rr = rng(8);
+    const r = Int32Array.from({ length: 1000 }, () => Math.floor(rr() * 4));
+    const c = Int32Array.from({ length: 1000 }, () => Math.floor(rr() * 257));
+    const out = gather2d(Tensor.from(dev, x, [4, 257]), Tensor.from(dev, r, [1000]), Tensor.from(dev, c, [1000]));
+    expect(Array.from(await out.read())).toEqual(Array.from(r, (row, i) => x[row * 257 + c[i]]));
+  });
+});
