@@ -87,9 +87,8 @@ class LyingDrafter implements Drafter {
     d.q?.dispose();
     return { ...d, q: lie.q };
   }
-  afterVerify(drafted: readonly number[], accepted: number) {
+  afterVerify(drafted: readonly number[]) {
     this.inner.afterVerify(drafted);
-    void accepted;
   }
   dispose() {}
 }
