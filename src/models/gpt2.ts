@@ -11,7 +11,7 @@ import { matmul } from '../tensor/ops/matmul.js';
 import { layerNorm } from '../tensor/ops/rowwise.js';
 import { appendQKV, attention, KVCache } from '../tensor/ops/attention.js';
 import type { GPT2Config } from './config.js';
-import type { Checkpoint } from './safetensors.js';
+import type { Checkpoint, ProgressCallback } from './safetensors.js';
 import { WeightReader, type WeightDType } from './weights.js';
 import { ContextError, checkTokenIds } from './errors.js';
 
@@ -35,6 +35,8 @@ interface Block {
 export interface ModelLoadOptions {
   /** Storage of the big matrices: 'f16' halves memory and bandwidth (needs shader-f16). Default f32. */
   dtype?: WeightDType;
+  /** Called after each tensor is on the GPU, with checkpoint bytes loaded so far and in all. */
+  onProgress?: ProgressCallback;
 }
 
 /** One KV cache per layer, kept at the same length. */
@@ -72,7 +74,7 @@ export class GPT2 {
   static async load(device: Device, ckpt: Checkpoint, config: GPT2Config, opts: ModelLoadOptions = {}): Promise<GPT2> {
     const dtype = opts.dtype ?? 'f32';
     const prefix = ckpt.has('wte.weight') ? '' : 'transformer.';
-    const r = new WeightReader(ckpt, prefix);
+    const r = new WeightReader(ckpt, prefix, opts.onProgress);
     const { nEmbd: d, nLayer, nInner, vocabSize: V, nPositions } = config;
     const expected = [
       'wte.weight',

@@ -85,7 +85,7 @@ export class MDLM {
       throw new ConfigError(`${ckpt.name}: time_conditioning true is not supported (the drafter's conditioning is folded into its weights)`);
     }
     const dtype: WeightDType = opts.dtype ?? 'f32';
-    const r = new WeightReader(ckpt, 'backbone.');
+    const r = new WeightReader(ckpt, 'backbone.', opts.onProgress);
     const { hiddenDim: d, nBlocks, condDim, vocabSize: V, nHeads, modelLength } = config;
     const blockKeys = ['norm1.weight', 'attn_qkv.weight', 'attn_out.weight', 'norm2.weight', 'mlp.0.weight', 'mlp.0.bias', 'mlp.2.weight', 'mlp.2.bias', 'adaLN_modulation.weight', 'adaLN_modulation.bias'];
     const expected = [

@@ -1,7 +1,7 @@
 /** Moves checkpoint tensors to the GPU with shape checks that name the tensor and the file. */
 import type { Device } from '../tensor/device.js';
 import { Tensor, type DType } from '../tensor/tensor.js';
-import type { Checkpoint } from './safetensors.js';
+import type { Checkpoint, ProgressCallback } from './safetensors.js';
 
 export class WeightError extends Error {
   override name = 'WeightError';
@@ -9,12 +9,23 @@ export class WeightError extends Error {
 
 export type WeightDType = 'f32' | 'f16';
 
-/** Maps HF key names to the names in the file (e.g. with or without `transformer.`). */
+/** Maps HF key names to the names in the file (e.g. with or without `transformer.`), and reports progress. */
 export class WeightReader {
+  private loaded = 0;
+  private readonly total: number;
+
   constructor(
     readonly ckpt: Checkpoint,
     private readonly prefix: string,
-  ) {}
+    private readonly onProgress?: ProgressCallback,
+  ) {
+    this.total = ckpt.names().reduce((s, n) => s + ckpt.info(n).byteLength, 0);
+  }
+
+  private progress(key: string): void {
+    this.loaded += this.ckpt.info(key).byteLength;
+    this.onProgress?.(this.loaded, this.total, key);
+  }
 
   key(name: string): string {
     return this.prefix + name;
@@ -36,14 +47,22 @@ export class WeightReader {
   }
 
   /** Host f32 copy, shape-checked. */
-  host(name: string, shape: number[]): Promise<Float32Array> {
-    return this.ckpt.loadFloat(this.check(name, shape), 'f32', shape);
+  async host(name: string, shape: number[]): Promise<Float32Array> {
+    const key = this.check(name, shape);
+    const data = await this.ckpt.loadFloat(key, 'f32', shape);
+    this.progress(key);
+    return data;
   }
 
   /** Uploads a tensor (after an optional host-side transform) in the given dtype. */
-  async gpu(device: Device, name: string, shape: number[], dtype: WeightDType = 'f32', transform?: (x: Float32Array) => Float32Array): Promise<Tensor> {
+  async gpu(device: Device, name: string, shape: number[], requested: WeightDType = 'f32', transform?: (x: Float32Array) => Float32Array): Promise<Tensor> {
+    // Without shader-f16, half-precision checkpoints are widened to f32.
+    const dtype = requested === 'f16' && !device.info.features.shaderF16 ? 'f32' : requested;
     if (dtype === 'f16' && !transform) {
-      return Tensor.from(device, await this.ckpt.loadFloat(this.check(name, shape), 'f16', shape), shape, 'f16').keep();
+      const key = this.check(name, shape);
+      const t = Tensor.from(device, await this.ckpt.loadFloat(key, 'f16', shape), shape, 'f16').keep();
+      this.progress(key);
+      return t;
     }
     const host = await this.host(name, shape);
     return Tensor.from(device, transform ? transform(host) : host, shape, dtype as DType).keep();

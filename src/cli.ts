@@ -1,0 +1,167 @@
+#!/usr/bin/env node
+/**
+ * Command line: `specdiff generate "prompt" [options]` streams a generation; `specdiff demo`
+ * runs AR and SpecDiff side by side on the bundled models and prints the measured speedup.
+ */
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { createNodeDevice, dirFolder, loadPipeline, urlFolder, type GenerationStats, type Pipeline } from './node.js';
+import type { CheckpointFolder } from './models/safetensors.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** The bundled models, beside dist/ (or src/ when run through tsx). */
+const BUNDLED = join(here, '..', 'models');
+
+const HELP = `usage:
+  specdiff generate "prompt" [options]   stream a generation
+  specdiff demo [options]                AR vs SpecDiff on a bundled prompt, side by side
+
+options:
+  --method ar|speculative|specdiff  (default specdiff)
+  --gamma N          draft length (default 8)
+  --steps N          diffusion steps T (default 4)
+  --window N         drafter context window W (default: all that fits)
+  --schedule left-to-right|random
+  --temperature X    0 = greedy (default 0)
+  --top-k N  --top-p X  --seed N  --max-new-tokens N (default 64)
+  --target DIR|URL   GPT-2 checkpoint folder (default: bundled)
+  --drafter DIR|URL  MDLM drafter folder (default: bundled)
+  --ar-drafter DIR|URL  GPT-2 drafter folder (default: bundled)
+  --f16              half-precision weights
+  --json             print the result and statistics as JSON
+`;
+
+function folder(spec: string): CheckpointFolder {
+  return /^https?:\/\//.test(spec) ? urlFolder(spec) : dirFolder(spec);
+}
+
+function progressBar(label: string) {
+  let last = -1;
+  return (loaded: number, total: number) => {
+    if (!process.stderr.isTTY) return;
+    const pct = Math.floor((100 * loaded) / Math.max(total, 1));
+    if (pct === last) return;
+    last = pct;
+    const w = 30;
+    const fill = Math.round((w * pct) / 100);
+    process.stderr.write(`\r${label.padEnd(16)} [${'#'.repeat(fill)}${'.'.repeat(w - fill)}] ${pct}%${pct === 100 ? '\n' : ''}`);
+  };
+}
+
+function summary(s: GenerationStats): string {
+  const lines = [
+    `${s.method}: ${s.generatedTokens} tokens in ${(s.wallMs / 1000).toFixed(2)} s = ${s.tokensPerSecond.toFixed(1)} tok/s (prefill ${s.prefillMs.toFixed(0)} ms, stop: ${s.stopReason})`,
+    `  target passes ${s.targetPasses}, tokens per target pass ${s.tokensPerTargetPass.toFixed(2)}`,
+  ];
+  if (s.method !== 'ar') {
+    lines.push(
+      `  drafted ${s.draftedTokens}, accepted ${s.acceptedTokens} (${(100 * s.acceptanceRate).toFixed(1)}%), mean accepted per iteration ${s.meanAccepted.toFixed(2)}, drafter passes per token ${s.drafterPassesPerToken.toFixed(2)}`,
+      `  time: draft ${s.draftMs.toFixed(0)} ms, verify ${s.verifyMs.toFixed(0)} ms, accept ${s.acceptMs.toFixed(0)} ms (γ=${s.gamma}${s.steps ? `, T=${s.steps}` : ''})`,
+    );
+  }
+  return lines.join('\n');
+}
+
+async function load(values: Record<string, unknown>, needAr: boolean): Promise<Pipeline> {
+  const device = await createNodeDevice();
+  const target = folder((values.target as string) ?? join(BUNDLED, 'target'));
+  const pipe = await loadPipeline(
+    device,
+    {
+      target,
+      diffusionDrafter: folder((values.drafter as string) ?? join(BUNDLED, 'drafter-mdlm')),
+      arDrafter: needAr ? folder((values['ar-drafter'] as string) ?? join(BUNDLED, 'drafter-ar')) : undefined,
+    },
+    { dtype: values.f16 ? 'f16' : 'f32', onProgress: progressBar('loading weights') },
+  );
+  if (!values.json) process.stderr.write(`adapter: ${device.info.adapter}\n`);
+  return pipe;
+}
+
+function genOptions(v: Record<string, unknown>) {
+  const num = (k: string) => (v[k] === undefined ? undefined : Number(v[k]));
+  return {
+    gamma: num('gamma'),
+    steps: num('steps'),
+    window: num('window'),
+    schedule: v.schedule as 'left-to-right' | 'random' | undefined,
+    temperature: num('temperature') ?? 0,
+    topK: num('top-k'),
+    topP: num('top-p'),
+    seed: num('seed'),
+    maxNewTokens: num('max-new-tokens') ?? 64,
+  };
+}
+
+async function main(): Promise<void> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      method: { type: 'string' },
+      gamma: { type: 'string' },
+      steps: { type: 'string' },
+      window: { type: 'string' },
+      schedule: { type: 'string' },
+      temperature: { type: 'string' },
+      'top-k': { type: 'string' },
+      'top-p': { type: 'string' },
+      seed: { type: 'string' },
+      'max-new-tokens': { type: 'string' },
+      target: { type: 'string' },
+      drafter: { type: 'string' },
+      'ar-drafter': { type: 'string' },
+      f16: { type: 'boolean' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const [command, ...rest] = positionals;
+  if (values.help || !command) {
+    process.stdout.write(HELP);
+    return;
+  }
+  if (command === 'generate') {
+    const prompt = rest.join(' ');
+    const method = (values.method ?? 'specdiff') as 'ar' | 'speculative' | 'specdiff';
+    const pipe = await load(values, method === 'speculative');
+    const run = pipe.generate(prompt, { ...genOptions(values), method });
+    if (!values.json) process.stdout.write(prompt);
+    for await (const chunk of run) if (!values.json) process.stdout.write(chunk.text);
+    const result = await run.result();
+    if (values.json) process.stdout.write(`${JSON.stringify({ prompt, text: result.text, tokens: result.tokens, stats: result.stats }, null, 2)}\n`);
+    else process.stdout.write(`\n\n${summary(result.stats)}\n`);
+    pipe.dispose();
+    return;
+  }
+  if (command === 'demo') {
+    const prompt = rest.join(' ') || readFileSync(join(BUNDLED, 'prompt.txt'), 'utf8').trim();
+    const pipe = await load(values, false);
+    const opts = genOptions(values);
+    // Warm up pipelines so that compile time is not counted against either method.
+    await pipe.generate(prompt, { ...opts, maxNewTokens: 4, method: 'specdiff' }).result();
+    await pipe.generate(prompt, { ...opts, maxNewTokens: 2, method: 'ar' }).result();
+    const results: Record<string, GenerationStats> = {};
+    for (const method of ['ar', 'specdiff'] as const) {
+      const r = await pipe.generate(prompt, { ...opts, method }).result();
+      results[method] = r.stats;
+      if (!values.json) process.stdout.write(`\n=== ${method} ===\n${prompt}${r.text}\n\n${summary(r.stats)}\n`);
+    }
+    const speedup = results.specdiff.tokensPerSecond / results.ar.tokensPerSecond;
+    if (values.json) process.stdout.write(`${JSON.stringify({ prompt, results, speedup }, null, 2)}\n`);
+    else process.stdout.write(`\nSpecDiff speedup over AR: ${speedup.toFixed(2)}x (same process, same adapter)\n`);
+    pipe.dispose();
+    return;
+  }
+  process.stderr.write(`unknown command '${command}'\n${HELP}`);
+  process.exitCode = 2;
+}
+
+main().then(
+  () => process.exit(process.exitCode ?? 0),
+  (e: Error) => {
+    process.stderr.write(`error: ${e.message}\n`);
+    process.exit(1);
+  },
+);
