@@ -232,3 +232,22 @@ describe('device loss', () => {
     await expect(within(dev.sync(), 10_000, 'sync on a destroyed device')).rejects.toThrow(DeviceLostError);
   });
 });
+
+describe('kernel profiler', () => {
+  it('attributes GPU time to each kernel key while profiling, and nothing after', async () => {
+    const dev = await getDevice();
+    if (!dev.info.features.timestampQuery) return;
+    const a = Tensor.from(dev, new Float32Array(4 * 64).fill(1), [4, 64]);
+    const w = Tensor.from(dev, new Float32Array(64 * 32).fill(1), [64, 32]);
+    dev.startProfiling();
+    const y = gelu(matmul(a, w));
+    const y2 = gelu(y);
+    expect((await y2.read()).length).toBe(128);
+    const report = await dev.stopProfiling();
+    expect(report.map((r) => r.key).sort()).toEqual(['matmul_gemv_kn_f32_v4_r4_s1', 'unary_gelu']);
+    expect(report.find((r) => r.key === 'unary_gelu')?.count).toBe(2);
+    for (const r of report) expect(r.ms).toBeGreaterThan(0);
+    gelu(a);
+    expect(await dev.stopProfiling()).toEqual([]);
+  });
+});

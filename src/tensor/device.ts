@@ -12,6 +12,7 @@ import {
   WebGPUUnavailableError,
 } from './errors.js';
 import { COPY_DST, COPY_SRC, MAP_MODE_READ, MAP_READ, UNIFORM } from './usage.js';
+import { KernelProfiler, type KernelTime } from './profiler.js';
 
 export interface DeviceLimits {
   maxStorageBufferBindingSize: number;
@@ -317,11 +318,32 @@ export class Device {
       }
     }
     const bg = this.bindGroup(spec, layout, buffers, paramOffset);
-    const pass = this.computePass();
+    if (this.profiler?.full) this.flush();
+    const pass = this.profiler ? this.profiler.beginPass(this.endPass(), spec.key) : this.computePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bg);
     pass.dispatchWorkgroups(gx, gy, gz);
+    if (this.profiler) pass.end();
     this.dispatchCount++;
+  }
+
+  private profiler: KernelProfiler | null = null;
+
+  /** Times every dispatch from now on (needs timestamp-query); stopProfiling() returns the totals. */
+  startProfiling(): void {
+    if (!this.info.features.timestampQuery) throw new GPULimitError('profiling needs the timestamp-query feature, which this adapter lacks');
+    this.flush();
+    this.profiler ??= new KernelProfiler(this.gpu);
+  }
+
+  async stopProfiling(): Promise<KernelTime[]> {
+    const p = this.profiler;
+    if (!p) return [];
+    this.flush();
+    this.profiler = null;
+    const report = await p.report();
+    p.destroy();
+    return report;
   }
 
   private bindGroup(spec: KernelSpec, layout: GPUBindGroupLayout, buffers: BufferBinding[], paramOffset: number) {
@@ -382,6 +404,7 @@ export class Device {
     this.checkAlive();
     if (!this.encoder) return;
     const enc = this.endPass();
+    this.profiler?.resolve(enc);
     if (this.arenaUsed > 0) {
       this.gpu.queue.writeBuffer(this.arenaGpu, 0, this.arenaCpu, 0, align(this.arenaUsed, 4));
       this.arenaUsed = 0;
@@ -389,6 +412,7 @@ export class Device {
     this.gpu.queue.submit([enc.finish()]);
     this.encoder = null;
     this.submitCount++;
+    this.profiler?.afterSubmit();
   }
 
   /** Copies `bytes` from a buffer to the CPU. The only point where the CPU waits for the GPU. */

@@ -1,0 +1,148 @@
+/**
+ * npm run bench:decode — AR vs speculative (AR drafter) vs SpecDiff (MDLM drafter) on held-out
+ * prompts, in one process on one adapter, over γ and T, greedy and temperature 1. Prints a table,
+ * writes JSON to bench/results/, says which settings win, and profiles where a draft and a
+ * verify spend their GPU time (timestamp queries, where the adapter has them).
+ *
+ *   npm run bench:decode [-- --quick] [--tokens N] [--prompts N] [--models DIR] [--f16]
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ARDrafter, createNodeDevice, DiffusionDrafter, dirFolder, generate, loadGPT2, loadMDLM, loadTokenizer, type GenerationStats } from '../src/node.js';
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean' },
+    tokens: { type: 'string' },
+    prompts: { type: 'string' },
+    models: { type: 'string' },
+    f16: { type: 'boolean' },
+  },
+});
+const root = new URL('..', import.meta.url).pathname;
+const modelsDir = values.models ?? join(root, 'models');
+const quick = !!values.quick;
+const maxNewTokens = Number(values.tokens ?? (quick ? 24 : 48));
+const prompts = readFileSync(join(root, 'bench/prompts.txt'), 'utf8').trim().split('\n').slice(0, Number(values.prompts ?? (quick ? 2 : 4)));
+const gammas = quick ? [4, 8] : [4, 8, 16, 24];
+const stepsList = quick ? [1, 4] : [1, 2, 4, 8];
+const temperatures = [0, 1];
+
+const device = await createNodeDevice();
+const dtype = values.f16 ? 'f16' : 'f32';
+const tokenizer = await loadTokenizer(dirFolder(join(modelsDir, 'target')));
+const target = await loadGPT2(device, dirFolder(join(modelsDir, 'target')), { dtype });
+const mdlm = await loadMDLM(device, dirFolder(join(modelsDir, 'drafter-mdlm')), { dtype });
+const arModel = await loadGPT2(device, dirFolder(join(modelsDir, 'drafter-ar')), { dtype });
+
+interface Row {
+  method: string;
+  temperature: number;
+  gamma?: number;
+  steps?: number;
+  tokensPerSecond: number;
+  speedup: number;
+  acceptanceRate: number;
+  meanAccepted: number;
+  tokensPerTargetPass: number;
+  drafterPassesPerToken: number;
+  draftMs: number;
+  verifyMs: number;
+  acceptMs: number;
+  tokens: number;
+  wallMs: number;
+}
+
+/** Runs every prompt with the same settings; sums tokens and times so the rate is tokens / total time. */
+async function run(method: 'ar' | 'speculative' | 'specdiff', temperature: number, gamma?: number, steps?: number): Promise<Omit<Row, 'speedup'>> {
+  const all: GenerationStats[] = [];
+  for (const [i, prompt] of prompts.entries()) {
+    const drafter = method === 'specdiff' ? new DiffusionDrafter(mdlm, { steps }) : method === 'speculative' ? new ARDrafter(arModel) : undefined;
+    const r = await generate(target, tokenizer, { prompt, method, drafter, gamma, steps, temperature, seed: i, maxNewTokens, stopAtEos: false }).result();
+    drafter?.dispose();
+    all.push(r.stats);
+  }
+  const sum = (f: (s: GenerationStats) => number) => all.reduce((a, s) => a + f(s), 0);
+  const wallMs = sum((s) => s.wallMs);
+  const tokens = sum((s) => s.generatedTokens);
+  const drafted = sum((s) => s.draftedTokens);
+  const iterations = sum((s) => (s.method === 'ar' ? 0 : s.targetPasses));
+  return {
+    method,
+    temperature,
+    gamma,
+    steps,
+    tokens,
+    wallMs,
+    tokensPerSecond: (tokens * 1000) / wallMs,
+    acceptanceRate: drafted ? sum((s) => s.acceptedTokens) / drafted : 0,
+    meanAccepted: iterations ? sum((s) => s.acceptedTokens) / iterations : 0,
+    tokensPerTargetPass: tokens / sum((s) => s.targetPasses),
+    drafterPassesPerToken: sum((s) => s.drafterPasses) / tokens,
+    draftMs: sum((s) => s.draftMs),
+    verifyMs: sum((s) => s.verifyMs),
+    acceptMs: sum((s) => s.acceptMs),
+  };
+}
+
+console.log(`adapter: ${device.info.adapter}; weights ${dtype}; ${prompts.length} prompts × ${maxNewTokens} tokens`);
+console.log(`target ${target.config.nLayer}×${target.config.nEmbd}, AR drafter ${arModel.config.nLayer}×${arModel.config.nEmbd}, MDLM ${mdlm.config.nBlocks}×${mdlm.config.hiddenDim}`);
+
+// Warm-up: compile every pipeline before anything is timed.
+await run('ar', 0);
+await run('speculative', 1, 4);
+await run('specdiff', 1, 4, 2);
+
+const rows: Row[] = [];
+for (const temperature of temperatures) {
+  const ar = await run('ar', temperature);
+  const push = (r: Omit<Row, 'speedup'>) => {
+    const row = { ...r, speedup: r.tokensPerSecond / ar.tokensPerSecond };
+    rows.push(row);
+    console.log(format(row));
+  };
+  push(ar);
+  for (const gamma of gammas) push(await run('speculative', temperature, gamma));
+  for (const gamma of gammas) for (const steps of stepsList) if (steps <= gamma) push(await run('specdiff', temperature, gamma, steps));
+  // AR again at the end: how much the machine drifted during the sweep.
+  const again = await run('ar', temperature);
+  console.log(`  (AR re-measured at the end: ${again.tokensPerSecond.toFixed(2)} tok/s, drift ${((100 * (again.tokensPerSecond - ar.tokensPerSecond)) / ar.tokensPerSecond).toFixed(1)}%)`);
+}
+
+function format(r: Row): string {
+  const setting = r.method === 'ar' ? '' : `γ=${r.gamma}${r.steps ? ` T=${r.steps}` : ''}`;
+  return [
+    r.method.padEnd(11),
+    `temp ${r.temperature}`.padEnd(7),
+    setting.padEnd(10),
+    `${r.tokensPerSecond.toFixed(2).padStart(7)} tok/s`,
+    `${r.speedup.toFixed(2).padStart(5)}x`,
+    `acc ${(100 * r.acceptanceRate).toFixed(0).padStart(3)}%`,
+    `mean acc ${r.meanAccepted.toFixed(2).padStart(5)}`,
+    `tok/pass ${r.tokensPerTargetPass.toFixed(2).padStart(5)}`,
+    `draft/verify/accept ${(r.draftMs / r.tokens).toFixed(1)}/${(r.verifyMs / r.tokens).toFixed(1)}/${(r.acceptMs / r.tokens).toFixed(2)} ms/tok`,
+  ].join('  ');
+}
+
+console.log('\nbest settings (by tokens/s):');
+const best: Record<string, Row> = {};
+for (const temperature of temperatures) {
+  for (const method of ['speculative', 'specdiff']) {
+    const cands = rows.filter((r) => r.method === method && r.temperature === temperature);
+    const b = cands.reduce((x, y) => (y.tokensPerSecond > x.tokensPerSecond ? y : x));
+    best[`${method}@${temperature}`] = b;
+    console.log(`  ${format(b)}`);
+  }
+  const sd = best[`specdiff@${temperature}`];
+  const sp = best[`speculative@${temperature}`];
+  console.log(`  temp ${temperature}: specdiff ${sd.speedup.toFixed(2)}x AR, ${(sd.tokensPerSecond / sp.tokensPerSecond).toFixed(2)}x speculative (goal at greedy: ≥ 2x and ≥ 1.3x)`);
+}
+
+mkdirSync(join(root, 'bench/results'), { recursive: true });
+const out = join(root, `bench/results/decode-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+writeFileSync(out, JSON.stringify({ adapter: device.info.adapter, dtype, prompts, maxNewTokens, rows, best }, null, 2));
+console.log(`\nwrote ${out}`);
+for (const m of [target, mdlm, arModel]) m.dispose();
+device.destroy();
+process.exit(0);
