@@ -9,7 +9,9 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ARDrafter, createNodeDevice, DiffusionDrafter, dirFolder, generate, loadGPT2, loadMDLM, loadTokenizer, type GenerationStats } from '../src/node.js';
+import { ARDrafter, createNodeDevice, DiffusionDrafter, dirFolder, generate, loadGPT2, loadMDLM, loadTokenizer, readTensors, type GenerationStats } from '../src/node.js';
+import { Rng } from '../src/decode/rng.js';
+import { verifyDraft } from '../src/decode/verify.js';
 
 const { values } = parseArgs({
   options: {
@@ -139,9 +141,36 @@ for (const temperature of temperatures) {
   console.log(`  temp ${temperature}: specdiff ${sd.speedup.toFixed(2)}x AR, ${(sd.tokensPerSecond / sp.tokensPerSecond).toFixed(2)}x speculative (goal at greedy: ≥ 2x and ≥ 1.3x)`);
 }
 
+// Where one draft and one verify spend their GPU time, at the best greedy SpecDiff setting.
+const profile: Record<string, Array<{ key: string; ms: number; count: number }>> = {};
+if (device.info.features.timestampQuery) {
+  const b = best['specdiff@0'];
+  const gamma = b.gamma ?? 8;
+  const ids = tokenizer.encode(prompts[0]);
+  const drafter = new DiffusionDrafter(mdlm, { steps: b.steps });
+  const sampling = { temperature: 0, topK: 0, topP: 1 };
+  const rng = new Rng(0);
+  device.startProfiling();
+  const draft = device.scope(() => drafter.draft(ids, gamma, sampling, rng));
+  const [tokens] = await readTensors([draft.tokens]);
+  profile.draft = await device.stopProfiling();
+  const cache = target.createCache();
+  target.forward(ids.slice(0, -1), cache).dispose();
+  await device.sync();
+  device.startProfiling();
+  await verifyDraft(target, cache, ids[ids.length - 1], Array.from(tokens), null, sampling, rng);
+  profile.verify = await device.stopProfiling();
+  cache.dispose();
+  for (const [phase, rows] of Object.entries(profile)) {
+    const total = rows.reduce((s, r) => s + r.ms, 0);
+    console.log(`\nGPU time of one ${phase} (γ=${gamma}${phase === 'draft' ? `, T=${b.steps}` : ''}): ${total.toFixed(1)} ms`);
+    for (const r of rows.slice(0, 8)) console.log(`  ${r.key.padEnd(44)} ${r.ms.toFixed(2).padStart(8)} ms  ${String(r.count).padStart(4)} calls  ${((100 * r.ms) / total).toFixed(0).padStart(3)}%`);
+  }
+}
+
 mkdirSync(join(root, 'bench/results'), { recursive: true });
 const out = join(root, `bench/results/decode-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-writeFileSync(out, JSON.stringify({ adapter: device.info.adapter, dtype, prompts, maxNewTokens, rows, best }, null, 2));
+writeFileSync(out, JSON.stringify({ adapter: device.info.adapter, dtype, prompts, maxNewTokens, rows, best, profile }, null, 2));
 console.log(`\nwrote ${out}`);
 for (const m of [target, mdlm, arModel]) m.dispose();
 device.destroy();

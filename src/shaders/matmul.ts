@@ -7,11 +7,13 @@
  *             each invocation owns 4 columns ('kn') or one output row of W ('nk').
  *  - 'gemv-split': 'gemv' with the K loop split over `split` invocations of a workgroup
  *             and reduced in workgroup memory (more parallelism for GPUs on narrow N).
+ *  - 'gemv-subgroup' ('nk' only): one subgroup per output row; its lanes read the row
+ *             contiguously and reduce with subgroupAdd, without barriers (feature 'subgroups').
  */
 import { GELU_FN, header, LINEAR_WG, paramsStruct, type WeightType } from './common.js';
 
 export type WeightLayout = 'kn' | 'nk';
-export type MatmulFamily = 'tiled' | 'gemv' | 'gemv-split';
+export type MatmulFamily = 'tiled' | 'gemv' | 'gemv-split' | 'gemv-subgroup';
 
 export interface MatmulVariant {
   family: MatmulFamily;
@@ -99,6 +101,7 @@ export function matmulWGSL(v: MatmulVariant): string {
   const nb = matmulBindings(v).length;
   const head = `${header(v.wtype === 'f16')}${paramsStruct(PARAM_NAMES, MATMUL_PARAMS, nb)}${loaders(v)}\n${epilogue(v)}\n`;
   if (v.family === 'tiled') return head + tiledBody(v);
+  if (v.family === 'gemv-subgroup') return 'enable subgroups;\n' + head + gemvSubgroupBody(v);
   if (v.layout === 'kn') return head + gemvKnBody(v);
   return head + gemvNkBody(v);
 }
@@ -166,9 +169,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let n0 = ((${LINEAR_WG}) * 64u + lid.x) * 4u;
   let nc = min(n0, P.N - 1u) & ~3u;
   var acc: array<vec4<f32>, ${R}>;
-  for (var k = lid.y; k < P.K; k += ${S}u) {
-    let w = loadW(k, nc);
-    for (var m = 0u; m < ${R}u; m++) { acc[m] += A[m * P.K + k] * w; }
+  // Four rows of W per step: one vec4 of A feeds 16 multiply-adds (loads past K read as zero).
+  for (var k = lid.y * 4u; k < P.K; k += ${4 * S}u) {
+    let w0 = loadW(k, nc);
+    let w1 = loadW(k + 1u, nc);
+    let w2 = loadW(k + 2u, nc);
+    let w3 = loadW(k + 3u, nc);
+    for (var m = 0u; m < ${R}u; m++) {
+      let a = loadA(m, k);
+      acc[m] += a.x * w0 + a.y * w1 + a.z * w2 + a.w * w3;
+    }
   }${reduce}
   if (n0 >= P.N) { return; }
   for (var m = 0u; m < ${R}u; m++) {
@@ -176,7 +186,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       if (n0 + j < P.N) { store(m, n0 + j, acc[m][j]); }
     }
   }
-}`.replace(/A\[m \* P\.K \+ k\]/g, v.aligned ? 'A[(m * P.K + k) / 4u][k % 4u]' : 'A[m * P.K + k]');
+}`;
 }
 
 /** 'nk' gemv: each output row n of W is streamed once (split > 1: by `split` invocations and reduced). */
@@ -223,6 +233,29 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
   if (lid.x == 0u && n < P.nCount) {
     for (var m = 0u; m < ${R}u; m++) { store(m, P.nBase + n, red[base + m]); }
+  }
+}`;
+}
+
+/** 'nk' gemv by subgroups: subgroup g of the workgroup owns row n; lanes stride K by 4 × lanes. */
+function gemvSubgroupBody(v: MatmulVariant): string {
+  const R = v.rows;
+  return `
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) li: u32,
+        @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) lanes: u32) {
+  let perWg = 64u / lanes;
+  let n = (${LINEAR_WG}) * perWg + li / lanes;
+  let nc = min(n, P.nCount - 1u);
+  var acc: array<f32, ${R}>;
+  for (var k = lane * 4u; k < P.K; k += 4u * lanes) {
+    let w = loadW(nc, k);
+    for (var m = 0u; m < ${R}u; m++) { acc[m] += dot(loadA(m, k), w); }
+  }
+  for (var m = 0u; m < ${R}u; m++) {
+    let s = subgroupAdd(acc[m]);
+    if (lane == 0u && n < P.nCount) { store(m, P.nBase + n, s); }
   }
 }`;
 }

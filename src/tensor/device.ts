@@ -30,6 +30,8 @@ export interface DeviceInfo {
   /** Adapter description as the driver reports it (vendor, architecture, device, description). */
   adapter: string;
   features: { shaderF16: boolean; subgroups: boolean; timestampQuery: boolean };
+  /** Largest subgroup size the adapter may use (0 if unknown). */
+  subgroupMaxSize: number;
   limits: DeviceLimits;
 }
 
@@ -153,6 +155,7 @@ export class Device {
         subgroups: gpuDevice.features.has('subgroups'),
         timestampQuery: gpuDevice.features.has('timestamp-query'),
       },
+      subgroupMaxSize: (ai as { subgroupMaxSize?: number } | undefined)?.subgroupMaxSize ?? 0,
       limits,
     });
   }

@@ -81,7 +81,8 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
   const out = Tensor.empty(dev, outShape);
   if (M === 0 || N === 0) return out;
   const c = choice ?? getMatmulChoice(dev, tuneKey(layout, w.dtype, M, K, N)) ?? defaultChoice(M);
-  const family = M > GEMV_MAX_ROWS ? 'tiled' : c.family;
+  const subgroupOk = dev.info.features.subgroups && dev.info.subgroupMaxSize > 0 && dev.info.subgroupMaxSize <= 64 && layout === 'nk';
+  const family = M > GEMV_MAX_ROWS ? 'tiled' : c.family === 'gemv-subgroup' && !subgroupOk ? 'gemv' : c.family;
   const v: MatmulVariant = {
     family,
     layout,
@@ -107,13 +108,15 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
       ...extra,
       outBinding,
     ];
-    dev.dispatch(spec, buffers, [M, N, K, chunk.nBase, chunk.nCount], matmulGrid(v, M, chunk.nCount));
+    dev.dispatch(spec, buffers, [M, N, K, chunk.nBase, chunk.nCount], matmulGrid(v, M, chunk.nCount, dev.info.subgroupMaxSize));
   }
   return out;
 }
 
-function matmulGrid(v: MatmulVariant, M: number, n: number): [number, number] {
+function matmulGrid(v: MatmulVariant, M: number, n: number, subgroupMax: number): [number, number] {
   if (v.family === 'tiled') return [Math.ceil(n / 32), Math.ceil(M / 32)];
+  // Sized for the largest subgroup; with smaller ones the extra workgroups find no row.
+  if (v.family === 'gemv-subgroup') return grid2d(Math.ceil((n * subgroupMax) / 64));
   if (v.layout === 'kn') return grid2d(Math.ceil(n / 256));
   const rowsPerWg = v.family === 'gemv-split' ? Math.max(1, 64 / v.split) : 64;
   return grid2d(Math.ceil(n / rowsPerWg));
