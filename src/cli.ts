@@ -30,6 +30,7 @@ options:
   --drafter DIR|URL  MDLM drafter folder (default: bundled)
   --ar-drafter DIR|URL  GPT-2 drafter folder (default: bundled)
   --f16              half-precision weights
+  --autotune         time the matmul kernel variants for these shapes first and use the fastest
   --json             print the result and statistics as JSON
 `;
 
@@ -77,6 +78,11 @@ async function load(values: Record<string, unknown>, needAr: boolean): Promise<P
     { dtype: values.f16 ? 'f16' : 'f32', onProgress: progressBar('loading weights') },
   );
   if (!values.json) process.stderr.write(`adapter: ${device.info.adapter}\n`);
+  if (values.autotune) {
+    const t = performance.now();
+    const table = await pipe.autotune(Number(values.gamma ?? 8));
+    if (!values.json) process.stderr.write(`autotuned ${Object.keys(table).length} matmul shapes in ${((performance.now() - t) / 1000).toFixed(1)} s\n`);
+  }
   return pipe;
 }
 
@@ -113,6 +119,7 @@ async function main(): Promise<void> {
       drafter: { type: 'string' },
       'ar-drafter': { type: 'string' },
       f16: { type: 'boolean' },
+      autotune: { type: 'boolean' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },

@@ -7,6 +7,7 @@ export { Device, type DeviceInfo, type DeviceLimits, type CreateDeviceOptions } 
 export { Tensor, readTensors, type DType } from './tensor/tensor.js';
 export * from './tensor/errors.js';
 export * as ops from './tensor/ops/index.js';
+export { autotuneMatmul, applyTuning, type MatmulSignature, type TuningTable } from './tensor/tune.js';
 
 export { Tokenizer, TokenizerError, type StreamDecoder } from './models/tokenizer.js';
 export { GPT2, GPT2Cache, type ModelLoadOptions } from './models/gpt2.js';

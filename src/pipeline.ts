@@ -11,6 +11,7 @@ import type { Tokenizer } from './models/tokenizer.js';
 import { ARDrafter } from './decode/ar-drafter.js';
 import { DiffusionDrafter } from './decode/diffusion-drafter.js';
 import { generate, type GenerateOptions, type Generation } from './decode/generate.js';
+import { autotuneMatmul, type TuningTable } from './tensor/tune.js';
 
 export interface PipelineSources {
   /** GPT-2 family target; its tokenizer files are read from here too. */
@@ -45,6 +46,17 @@ export class Pipeline {
     }
     const gen = generate(this.target, this.tokenizer, { ...opts, prompt, method, drafter });
     return gen;
+  }
+
+  /**
+   * Times the candidate matmul kernels for the shapes decoding with draft length γ runs (one-token
+   * steps, γ + 1-row verification, γ-row draft projections) and keeps the fastest per shape.
+   */
+  async autotune(gamma = 8): Promise<TuningTable> {
+    const sigs = [...this.target.matmulSignatures(1), ...this.target.matmulSignatures(gamma + 1)];
+    if (this.arDrafter) sigs.push(...this.arDrafter.matmulSignatures(1));
+    if (this.diffusionDrafter) sigs.push(...this.diffusionDrafter.matmulSignatures(gamma));
+    return autotuneMatmul(this.device, sigs);
   }
 
   dispose(): void {

@@ -91,3 +91,21 @@ describe('matmul', () => {
     expect(() => matmul(a, w)).toThrow(/K 3 ≠ 4/);
   });
 });
+
+describe('autotuning', () => {
+  it('records a measured choice per signature, which matmul then uses with the same results', async () => {
+    const { autotuneMatmul } = await import('../src/tensor/tune.js');
+    const { getMatmulChoice, tuneKey } = await import('../src/tensor/ops/matmul.js');
+    const dev = await getDevice();
+    const sig = { layout: 'nk' as const, dtype: 'f32' as const, rows: 3, K: 20, N: 40 };
+    const table = await autotuneMatmul(dev, [sig, { ...sig, rows: 64 }], 1);
+    const key = tuneKey('nk', 'f32', 3, 20, 40);
+    expect(Object.keys(table)).toEqual([key]); // many-row shapes always take the tiled kernel
+    expect(getMatmulChoice(dev, key)).toEqual(table[key]);
+    const a = randn(3 * 20, 21);
+    const w = randn(40 * 20, 22);
+    const out = matmul(Tensor.from(dev, a, [3, 20]), Tensor.from(dev, w, [40, 20]), { layout: 'nk' });
+    expectClose(await out.read(), matmulRef(a, w, 3, 20, 40, 'nk'), 1e-4, 1e-4);
+    expect(await autotuneMatmul(dev, [sig], 1)).toEqual({}); // already tuned
+  });
+});

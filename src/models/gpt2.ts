@@ -11,6 +11,7 @@ import { matmul } from '../tensor/ops/matmul.js';
 import { layerNorm } from '../tensor/ops/rowwise.js';
 import { appendQKV, attention, KVCache } from '../tensor/ops/attention.js';
 import type { GPT2Config } from './config.js';
+import type { MatmulSignature } from '../tensor/tune.js';
 import type { Checkpoint, ProgressCallback } from './safetensors.js';
 import { WeightReader, type WeightDType } from './weights.js';
 import { ContextError, checkTokenIds } from './errors.js';
@@ -113,6 +114,14 @@ export class GPT2 {
 
   get vocabSize(): number {
     return this.config.vocabSize;
+  }
+
+  /** The matmuls a forward of `rows` tokens runs (for autotuning). */
+  matmulSignatures(rows: number): MatmulSignature[] {
+    const { nEmbd: d, nInner, vocabSize } = this.config;
+    const dtype = this.wte.dtype as 'f32' | 'f16';
+    const kn = (K: number, N: number): MatmulSignature => ({ layout: 'kn', dtype, rows, K, N });
+    return [kn(d, 3 * d), kn(d, d), kn(d, nInner), kn(nInner, d), { layout: 'nk', dtype, rows, K: d, N: vocabSize }];
   }
 
   createCache(capacity = this.config.nPositions): GPT2Cache {

@@ -19,6 +19,7 @@ import type { Checkpoint } from './safetensors.js';
 import { WeightReader, type WeightDType } from './weights.js';
 import { checkTokenIds, ContextError } from './errors.js';
 import type { ModelLoadOptions } from './gpt2.js';
+import type { MatmulSignature } from '../tensor/tune.js';
 
 /** SUBS: the value that stands for log(0). */
 export const NEG_INF = -1e6;
@@ -157,6 +158,12 @@ export class MDLM {
 
   get maskTokenId(): number {
     return this.config.maskTokenId;
+  }
+
+  /** The few-row matmul a draft of γ positions runs: the vocabulary projection (for autotuning). */
+  matmulSignatures(gamma: number): MatmulSignature[] {
+    const { hiddenDim: K, vocabSize: N } = this.config;
+    return [{ layout: 'nk', dtype: this.linear.w.dtype as 'f32' | 'f16', rows: gamma, K, N }];
   }
 
   /**
