@@ -119,3 +119,54 @@ describe('MDLM against the PyTorch reference', () => {
     await g.close();
   });
 });
+
+describe('GPT-2 small shape (154 MB tied embedding, past a 128 MiB binding limit)', () => {
+  it('gathers and projects through the split embedding: with zeroed blocks, logits = LN(wte[id] + wpe[pos]) · wteᵀ', async () => {
+    const { GPT2 } = await import('../src/models/gpt2.js');
+    const { parseGPT2Config } = await import('../src/models/config.js');
+    const { memorySource, openSafetensors, writeSafetensors } = await import('../src/models/safetensors.js');
+    const { randn } = await import('./helpers/reference.js');
+    const dev = await getDevice();
+    const [V, d, L, P] = [50257, 768, 2, 64];
+    const wte = randn(V * d, 31, 0.05);
+    const wpe = randn(P * d, 32, 0.05);
+    const t: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {
+      'wte.weight': { dtype: 'F32', shape: [V, d], data: wte },
+      'wpe.weight': { dtype: 'F32', shape: [P, d], data: wpe },
+      'ln_f.weight': { dtype: 'F32', shape: [d], data: new Float32Array(d).fill(1) },
+      'ln_f.bias': { dtype: 'F32', shape: [d], data: new Float32Array(d) },
+    };
+    const zero = (name: string, shape: number[]) => (t[name] = { dtype: 'F32', shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) });
+    for (let i = 0; i < L; i++) {
+      for (const n of ['ln_1', 'ln_2']) {
+        t[`h.${i}.${n}.weight`] = { dtype: 'F32', shape: [d], data: new Float32Array(d).fill(1) };
+        zero(`h.${i}.${n}.bias`, [d]);
+      }
+      zero(`h.${i}.attn.c_attn.weight`, [d, 3 * d]);
+      zero(`h.${i}.attn.c_attn.bias`, [3 * d]);
+      zero(`h.${i}.attn.c_proj.weight`, [d, d]);
+      zero(`h.${i}.attn.c_proj.bias`, [d]);
+      zero(`h.${i}.mlp.c_fc.weight`, [d, 4 * d]);
+      zero(`h.${i}.mlp.c_fc.bias`, [4 * d]);
+      zero(`h.${i}.mlp.c_proj.weight`, [4 * d, d]);
+      zero(`h.${i}.mlp.c_proj.bias`, [d]);
+    }
+    const config = parseGPT2Config({ model_type: 'gpt2', vocab_size: V, n_positions: P, n_embd: d, n_layer: L, n_head: 12 });
+    const model = await GPT2.load(dev, await openSafetensors(memorySource(writeSafetensors(t))), config);
+    expect(V * d * 4).toBeGreaterThan(dev.limits.maxStorageBufferBindingSize);
+    const ids = [7, 50000, 43690, 50256]; // both sides of the 128 MiB chunk boundary (row 43690)
+    const logits = await model.forward(ids, model.createCache(), ids.length).read();
+    for (const [row, id] of ids.entries()) {
+      const x = Array.from({ length: d }, (_, j) => wte[id * d + j] + wpe[row * d + j]);
+      const mean = x.reduce((a, b) => a + b, 0) / d;
+      const sd = Math.sqrt(x.reduce((a, b) => a + (b - mean) ** 2, 0) / d + 1e-5);
+      const h = x.map((v) => (v - mean) / sd);
+      for (const v of [0, id, 43689, 43690, V - 1]) {
+        let ref = 0;
+        for (let j = 0; j < d; j++) ref += h[j] * wte[v * d + j];
+        expect(Math.abs(logits[row * V + v] - ref)).toBeLessThan(1e-4 * (1 + Math.abs(ref)));
+      }
+    }
+    model.dispose();
+  });
+});
