@@ -41,3 +41,41 @@ describe('greedy speculative decoding reproduces AR greedy token for token', () 
     }
   });
 });
+
+describe('cache rollback', () => {
+  it('an AR drafter that kept its cache across verifications drafts what a fresh one drafts', async () => {
+    const { readTensors } = await import('../src/tensor/tensor.js');
+    const { Rng } = await import('../src/decode/rng.js');
+    const dev = await getDevice();
+    const model = await tinyGPT2(dev, { vocab: 24, seed: 2, scale: 0.5 });
+    const kept = new ARDrafter(model);
+    const greedy = { temperature: 0, topK: 0, topP: 1 };
+    const ctx = [1, 2, 3];
+    for (let step = 0; step < 6; step++) {
+      const a = kept.draft(ctx, 4, greedy, new Rng(0));
+      const fresh = new ARDrafter(model);
+      const b = fresh.draft(ctx, 4, greedy, new Rng(0));
+      const [ta, tb] = await readTensors([a.tokens, b.tokens]);
+      expect(Array.from(ta), `step ${step}`).toEqual(Array.from(tb));
+      fresh.dispose();
+      // Pretend the target accepted `step % 3` tokens and then chose its own token 5.
+      const accepted = step % 3;
+      kept.afterVerify(Array.from(ta), accepted);
+      ctx.push(...Array.from(ta).slice(0, accepted), 5);
+    }
+    kept.dispose();
+  });
+
+  it('the target cache truncated after a rejected verification gives the same logits as one never extended', async () => {
+    const dev = await getDevice();
+    const target = await tinyGPT2(dev, { vocab: 24, seed: 1, scale: 0.5 });
+    const a = target.createCache();
+    const b = target.createCache();
+    await target.forward([1, 2, 3], a).read();
+    await target.forward([4, 5, 6, 7, 8], a, 5).read(); // verify γ = 4 …
+    a.truncate(4); // … 0 drafts accepted: keep [1, 2, 3, 4]
+    await target.forward([1, 2, 3, 4], b).read();
+    const [la, lb] = [await target.forward([9], a).read(), await target.forward([9], b).read()];
+    expect(Array.from(la)).toEqual(Array.from(lb));
+  });
+});
