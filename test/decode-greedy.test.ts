@@ -60,7 +60,7 @@ describe('cache rollback', () => {
       fresh.dispose();
       // Pretend the target accepted `step % 3` tokens and then chose its own token 5.
       const accepted = step % 3;
-      kept.afterVerify(Array.from(ta), accepted);
+      kept.afterVerify(Array.from(ta));
       ctx.push(...Array.from(ta).slice(0, accepted), 5);
     }
     kept.dispose();

@@ -59,13 +59,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 
 export const ATTN_PARAMS = 'uuuuuuf';
 
-/** Invocations per workgroup for head size hd: the partial outputs must fit workgroup memory. */
-export function attentionThreads(hd: number): number {
-  return Math.max(8, Math.min(64, 2 ** Math.floor(Math.log2(4096 / hd))));
+/**
+ * Invocations per workgroup: enough to share out the keys (about 8 each), few enough that the
+ * merge of partial results stays cheap for short contexts, and the partial outputs fit
+ * workgroup memory (T·hd floats).
+ */
+export function attentionThreads(hd: number, keys: number): number {
+  const byMemory = 2 ** Math.floor(Math.log2(4096 / hd));
+  const byKeys = 2 ** Math.ceil(Math.log2(Math.max(1, keys / 8)));
+  return Math.max(4, Math.min(64, byMemory, byKeys));
 }
 
-export function attentionWGSL(hd: number, causal: boolean): string {
-  const T = attentionThreads(hd);
+export function attentionWGSL(hd: number, causal: boolean, T: number): string {
   return `${paramsStruct(['n', 'H', 'cap', 'kvLen', 'qPos0', 'pad', 'scale'], ATTN_PARAMS, 4)}
 @group(0) @binding(0) var<storage, read> Q: array<f32>;
 @group(0) @binding(1) var<storage, read> Kc: array<f32>;

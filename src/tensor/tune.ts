@@ -19,13 +19,14 @@ export interface MatmulSignature {
 
 export type TuningTable = Record<string, MatmulChoice>;
 
-function candidates(dev: Device, layout: WeightLayout): MatmulChoice[] {
+function candidates(dev: Device, layout: WeightLayout, rows: number): MatmulChoice[] {
   const c: MatmulChoice[] = [
     { family: 'gemv', split: 1 },
     { family: 'gemv-split', split: 4 },
     { family: 'gemv-split', split: 16 },
   ];
   if (layout === 'nk' && dev.info.features.subgroups && dev.info.subgroupMaxSize > 0) c.push({ family: 'gemv-subgroup', split: 1 });
+  if (rows > 1) c.push({ family: 'tiled', split: 1 });
   return c;
 }
 
@@ -54,7 +55,7 @@ export async function autotuneMatmul(dev: Device, signatures: MatmulSignature[],
       const w = Tensor.empty(dev, s.layout === 'kn' ? [s.K, s.N] : [s.N, s.K], s.dtype === 'f16' && dev.info.features.shaderF16 ? 'f16' : 'f32');
       let bestChoice: MatmulChoice = { family: 'gemv', split: 1 };
       let bestMs = Infinity;
-      for (const c of candidates(dev, s.layout)) {
+      for (const c of candidates(dev, s.layout, s.rows)) {
         const ms = await timeChoice(dev, a, w, s.layout, c, reps);
         if (ms < bestMs) [bestMs, bestChoice] = [ms, c];
       }

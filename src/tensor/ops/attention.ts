@@ -9,6 +9,7 @@ import { kernelSpec } from '../spec.js';
 import { grid2d } from '../../shaders/common.js';
 import {
   ATTN_PARAMS,
+  attentionThreads,
   attentionWGSL,
   QKV_PARAMS,
   qkvSplitWGSL,
@@ -97,7 +98,8 @@ export function attention(q: Tensor, cache: KVCache, opts: AttentionOptions = {}
   assertShape(Number.isInteger(n) && n <= cache.length, 'attention', `q ${shapeStr(q.shape)} for ${H} heads of ${hd} with ${cache.length} cached positions`);
   const causal = opts.causal ?? true;
   const out = Tensor.empty(q.device, [n, H * hd]);
-  const spec = kernelSpec(`attention_hd${hd}${causal ? '_causal' : ''}`, ['r', 'r', 'r', 'w'], ATTN_PARAMS, () => attentionWGSL(hd, causal));
+  const T = attentionThreads(hd, cache.length);
+  const spec = kernelSpec(`attention_hd${hd}_t${T}${causal ? '_causal' : ''}`, ['r', 'r', 'r', 'w'], ATTN_PARAMS, () => attentionWGSL(hd, causal, T));
   q.device.dispatch(
     spec,
     [q.binding, cache.k.binding, cache.v.binding, out.binding],
