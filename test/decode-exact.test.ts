@@ -104,7 +104,7 @@ describe('speculative sampling is exact (chi-square on the first two tokens)', a
     const { stat, df } = chiSquare(await empirical(target, { method: 'speculative', drafter, gamma: 2 }), joint);
     expect(df).toBeLessThanOrEqual(35);
     expect(stat, `chi-square ${stat.toFixed(1)}`).toBeLessThan(critical);
-  });
+  }, 400_000);
 
   it('diffusion drafter, left-to-right, T = 1 and T = 2, γ = 2', async () => {
     const mdlm = await tinyMDLM(dev, { vocab: V, seed: 13, scale: 1.0 });
@@ -113,12 +113,12 @@ describe('speculative sampling is exact (chi-square on the first two tokens)', a
       const { stat } = chiSquare(await empirical(target, { method: 'specdiff', drafter, gamma: 2 }), joint);
       expect(stat, `T=${steps}: chi-square ${stat.toFixed(1)}`).toBeLessThan(critical);
     }
-  });
+  }, 400_000);
 
   it('detects a drafter that tests its tokens against the wrong q', async () => {
     const honest = new ARDrafter(await tinyGPT2(dev, { vocab: V, seed: 12, scale: 1.0 }));
     const liar = new ARDrafter(await tinyGPT2(dev, { vocab: V, seed: 14, scale: 3.0 }));
     const { stat } = chiSquare(await empirical(target, { method: 'speculative', drafter: new LyingDrafter(honest, liar), gamma: 2 }), joint);
     expect(stat, `chi-square ${stat.toFixed(1)}`).toBeGreaterThan(critical);
-  });
+  }, 400_000);
 });

@@ -22,24 +22,24 @@ describe('greedy speculative decoding reproduces AR greedy token for token', () 
         }
       }
     }
-  });
+  }, 400_000);
 
   it('with a diffusion drafter, over prompts, γ, T, W and both schedules', async () => {
     const dev = await getDevice();
     const target = await tinyGPT2(dev, { vocab: 24, seed: 1, scale: 0.5 });
     const mdlm = await tinyMDLM(dev, { vocab: 24, seed: 3, scale: 0.5 });
     for (const prompt of prompts) {
-      const ar = await generate(target, null, { prompt, maxNewTokens: 16, temperature: 0, stopAtEos: false }).result();
+      const ar = await generate(target, null, { prompt, maxNewTokens: 12, temperature: 0, stopAtEos: false }).result();
       for (const [gamma, steps, window] of [[4, 1, 64], [6, 3, 2], [8, 8, 5]] as const) {
         for (const schedule of ['left-to-right', 'random'] as const) {
           const drafter = new DiffusionDrafter(mdlm);
-          const spec = await generate(target, null, { prompt, maxNewTokens: 16, temperature: 0, method: 'specdiff', drafter, gamma, steps, window: Math.min(window, 64 - gamma), schedule, stopAtEos: false }).result();
+          const spec = await generate(target, null, { prompt, maxNewTokens: 12, temperature: 0, method: 'specdiff', drafter, gamma, steps, window: Math.min(window, 64 - gamma), schedule, stopAtEos: false }).result();
           expect(spec.tokens, `prompt ${prompt} γ=${gamma} T=${steps} ${schedule}`).toEqual(ar.tokens);
           expect(spec.stats.drafterPasses).toBeLessThanOrEqual(spec.stats.targetPasses * Math.min(steps, gamma));
         }
       }
     }
-  });
+  }, 400_000);
 });
 
 describe('cache rollback', () => {

@@ -17,8 +17,14 @@ import { WeightReader, type WeightDType } from './weights.js';
 import { ContextError, checkTokenIds } from './errors.js';
 
 interface Linear {
-  w: Tensor;
+  w: Tensor; // (out, in)
   b: Tensor;
+}
+
+function transpose(w: Float32Array, rows: number, cols: number): Float32Array {
+  const t = new Float32Array(w.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = w[r * cols + c];
+  return t;
 }
 interface Norm {
   weight: Tensor;
@@ -90,8 +96,10 @@ export class GPT2 {
     ckpt.checkTensorSet(expected, (n) => /(^|\.)attn\.(masked_)?bias$/.test(n) || n === 'lm_head.weight');
     const vec = (name: string, n: number) => r.gpu(device, name, [n]);
     const norm = async (name: string): Promise<Norm> => ({ weight: await vec(`${name}.weight`, d), bias: await vec(`${name}.bias`, d) });
+    // Conv1D stores W [in, out]; it is kept transposed, [out, in], so that each output's weights
+    // are contiguous: the few-row kernels then reuse every activation load across four outputs.
     const linear = async (name: string, k: number, n: number): Promise<Linear> => ({
-      w: await r.gpu(device, `${name}.weight`, [k, n], dtype),
+      w: await r.gpu(device, `${name}.weight`, [k, n], dtype, (w) => transpose(w, k, n), [n, k]),
       b: await vec(`${name}.bias`, n),
     });
     const wte = await r.gpu(device, 'wte.weight', [V, d], dtype);
@@ -120,8 +128,8 @@ export class GPT2 {
   matmulSignatures(rows: number): MatmulSignature[] {
     const { nEmbd: d, nInner, vocabSize } = this.config;
     const dtype = this.wte.dtype as 'f32' | 'f16';
-    const kn = (K: number, N: number): MatmulSignature => ({ layout: 'kn', dtype, rows, K, N });
-    return [kn(d, 3 * d), kn(d, d), kn(d, nInner), kn(nInner, d), { layout: 'nk', dtype, rows, K: d, N: vocabSize }];
+    const nk = (K: number, N: number): MatmulSignature => ({ layout: 'nk', dtype, rows, K, N });
+    return [nk(d, 3 * d), nk(d, d), nk(d, nInner), nk(nInner, d), nk(d, vocabSize)];
   }
 
   createCache(capacity = this.config.nPositions): GPT2Cache {
@@ -152,10 +160,10 @@ export class GPT2 {
       let x = add(embedding(this.wte, tokens), slice(this.wpe, pos0, pos0 + n, 0)); // (n, d)
       this.blocks.forEach((b, i) => {
         const kv = cache.layers[i];
-        const q = appendQKV(matmul(layerNorm(x, { ...b.ln_1, eps }), b.c_attn.w, { bias: b.c_attn.b }), kv); // (n, d)
-        x = matmul(attention(q, kv), b.c_proj.w, { bias: b.c_proj.b, residual: x });
-        const h = matmul(layerNorm(x, { ...b.ln_2, eps }), b.c_fc.w, { bias: b.c_fc.b, gelu: true }); // (n, 4d)
-        x = matmul(h, b.mlp_proj.w, { bias: b.mlp_proj.b, residual: x });
+        const q = appendQKV(matmul(layerNorm(x, { ...b.ln_1, eps }), b.c_attn.w, { layout: 'nk', bias: b.c_attn.b }), kv); // (n, d)
+        x = matmul(attention(q, kv), b.c_proj.w, { layout: 'nk', bias: b.c_proj.b, residual: x });
+        const h = matmul(layerNorm(x, { ...b.ln_2, eps }), b.c_fc.w, { layout: 'nk', bias: b.c_fc.b, gelu: true }); // (n, 4d)
+        x = matmul(h, b.mlp_proj.w, { layout: 'nk', bias: b.mlp_proj.b, residual: x });
       });
       const last = logitRows === n ? x : slice(x, n - logitRows, n, 0);
       return matmul(layerNorm(last, { ...this.ln_f, eps }), this.wte, { layout: 'nk' }); // (rows, V)

@@ -55,7 +55,8 @@ export class WeightReader {
   }
 
   /** Uploads a tensor (after an optional host-side transform) in the given dtype. */
-  async gpu(device: Device, name: string, shape: number[], requested: WeightDType = 'f32', transform?: (x: Float32Array) => Float32Array): Promise<Tensor> {
+  /** `transform` may change the layout; `outShape` is then the shape it produces. */
+  async gpu(device: Device, name: string, shape: number[], requested: WeightDType = 'f32', transform?: (x: Float32Array) => Float32Array, outShape = shape): Promise<Tensor> {
     // Without shader-f16, half-precision checkpoints are widened to f32.
     const dtype = requested === 'f16' && !device.info.features.shaderF16 ? 'f32' : requested;
     if (dtype === 'f16' && !transform) {
@@ -65,6 +66,6 @@ export class WeightReader {
       return t;
     }
     const host = await this.host(name, shape);
-    return Tensor.from(device, transform ? transform(host) : host, shape, dtype as DType).keep();
+    return Tensor.from(device, transform ? transform(host) : host, outShape, dtype as DType).keep();
   }
 }

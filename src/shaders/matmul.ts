@@ -4,13 +4,13 @@
  * weight dtype, alignment (vec4 loads), epilogue and kernel family:
  *  - 'tiled': each invocation owns a 4×4 block of C; registers only, no barriers.
  *  - 'gemv':  few rows (M ≤ 16, a compile-time constant): weights are streamed once,
- *             each invocation owns 4 columns ('kn') or one output row of W ('nk').
+ *             each invocation owns 4 columns ('kn') or 4 output rows of W ('nk').
  *  - 'gemv-split': 'gemv' with the K loop split over `split` invocations of a workgroup
  *             and reduced in workgroup memory (more parallelism for GPUs on narrow N).
  *  - 'gemv-subgroup' ('nk' only): one subgroup per output row; its lanes read the row
  *             contiguously and reduce with subgroupAdd, without barriers (feature 'subgroups').
  */
-import { GELU_FN, header, LINEAR_WG, paramsStruct, type WeightType } from './common.js';
+import { GELU_FN, LINEAR_WG, paramsStruct, type WeightType } from './common.js';
 
 export type WeightLayout = 'kn' | 'nk';
 export type MatmulFamily = 'tiled' | 'gemv' | 'gemv-split' | 'gemv-subgroup';
@@ -54,28 +54,39 @@ fn loadA(m: u32, k: u32) -> vec4<f32> {
   let i = m * P.K + k;
   return vec4<f32>(A[i], select(0.0, A[i + 1u], k + 1u < P.K), select(0.0, A[i + 2u], k + 2u < P.K), select(0.0, A[i + 3u], k + 3u < P.K));
 }`;
-  const elem = vecW ? `vec4<${wt}>` : wt;
-  const decl = `@group(0) @binding(1) var<storage, read> W: array<${elem}>;`;
+  // Weights are read through w4 (four at a flat index divisible by 4) or w1 (one). f16 weights
+  // are bound as packed u32 words: two halves per 32-bit load, no shader-f16 needed.
+  const decl = {
+    f32: vecW ? 'array<vec4<f32>>' : 'array<f32>',
+    f16: vecW ? 'array<vec2<u32>>' : 'array<u32>',
+  }[wt];
+  const access = vecW
+    ? wt === 'f32'
+      ? 'fn w4(i: u32) -> vec4<f32> { return W[i / 4u]; }'
+      : 'fn w4(i: u32) -> vec4<f32> { let p = W[i / 4u]; return vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y)); }'
+    : wt === 'f32'
+      ? 'fn w1(i: u32) -> f32 { return W[i]; }'
+      : 'fn w1(i: u32) -> f32 { return unpack2x16float(W[i >> 1u])[i & 1u]; }';
   let w: string;
   if (v.layout === 'kn') {
     // W[k, n..n+3] of this chunk; columns past N and rows past K read as zero.
     w = vecW
-      ? `fn loadW(k: u32, n: u32) -> vec4<f32> { return vec4<f32>(W[(k * P.N + n) / 4u]); }`
+      ? `fn loadW(k: u32, n: u32) -> vec4<f32> { return w4(k * P.N + n); }`
       : `fn loadW(k: u32, n: u32) -> vec4<f32> {
   if (k >= P.K) { return vec4<f32>(0.0); }
   let i = k * P.N + n;
-  return vec4<f32>(f32(W[i]), select(0.0, f32(W[i + 1u]), n + 1u < P.N), select(0.0, f32(W[i + 2u]), n + 2u < P.N), select(0.0, f32(W[i + 3u]), n + 3u < P.N));
+  return vec4<f32>(w1(i), select(0.0, w1(i + 1u), n + 1u < P.N), select(0.0, w1(i + 2u), n + 2u < P.N), select(0.0, w1(i + 3u), n + 3u < P.N));
 }`;
   } else {
     // W[n, k..k+3] with n local to this chunk.
     w = vecW
-      ? `fn loadW(n: u32, k: u32) -> vec4<f32> { return vec4<f32>(W[(n * P.K + k) / 4u]); }`
+      ? `fn loadW(n: u32, k: u32) -> vec4<f32> { return w4(n * P.K + k); }`
       : `fn loadW(n: u32, k: u32) -> vec4<f32> {
   let i = n * P.K + k;
-  return vec4<f32>(f32(W[i]), select(0.0, f32(W[i + 1u]), k + 1u < P.K), select(0.0, f32(W[i + 2u]), k + 2u < P.K), select(0.0, f32(W[i + 3u]), k + 3u < P.K));
+  return vec4<f32>(w1(i), select(0.0, w1(i + 1u), k + 1u < P.K), select(0.0, w1(i + 2u), k + 2u < P.K), select(0.0, w1(i + 3u), k + 3u < P.K));
 }`;
   }
-  return `${a}\n${decl}\n${w}`;
+  return `${a}\n@group(0) @binding(1) var<storage, read> W: ${decl};\n${access}\n${w}`;
 }
 
 function epilogue(v: MatmulVariant): string {
@@ -99,7 +110,7 @@ fn store(m: u32, n: u32, acc: f32) {
 
 export function matmulWGSL(v: MatmulVariant): string {
   const nb = matmulBindings(v).length;
-  const head = `${header(v.wtype === 'f16')}${paramsStruct(PARAM_NAMES, MATMUL_PARAMS, nb)}${loaders(v)}\n${epilogue(v)}\n`;
+  const head = `${paramsStruct(PARAM_NAMES, MATMUL_PARAMS, nb)}${loaders(v)}\n${epilogue(v)}\n`;
   if (v.family === 'tiled') return head + tiledBody(v);
   if (v.family === 'gemv-subgroup') return 'enable subgroups;\n' + head + gemvSubgroupBody(v);
   if (v.layout === 'kn') return head + gemvKnBody(v);
@@ -194,18 +205,33 @@ function gemvNkBody(v: MatmulVariant): string {
   const R = v.rows;
   const S = v.family === 'gemv-split' ? v.split : 1;
   if (S === 1) {
+    // Four rows of W per invocation: each vec4 of A loaded serves four rows.
     return `
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>) {
-  let n = (${LINEAR_WG}) * 64u + lid.x;
-  if (n >= P.nCount) { return; }
-  var acc: array<f32, ${R}>;
+  let n0 = ((${LINEAR_WG}) * 64u + lid.x) * 4u;
+  if (n0 >= P.nCount) { return; }
+  let last = P.nCount - 1u;
+  let r1 = min(n0 + 1u, last);
+  let r2 = min(n0 + 2u, last);
+  let r3 = min(n0 + 3u, last);
+  var acc: array<vec4<f32>, ${R}>;
   for (var k = 0u; k < P.K; k += 4u) {
-    let w = loadW(n, k);
-    for (var m = 0u; m < ${R}u; m++) { acc[m] += dot(loadA(m, k), w); }
+    let w0 = loadW(n0, k);
+    let w1 = loadW(r1, k);
+    let w2 = loadW(r2, k);
+    let w3 = loadW(r3, k);
+    for (var m = 0u; m < ${R}u; m++) {
+      let a = loadA(m, k);
+      acc[m] += vec4<f32>(dot(a, w0), dot(a, w1), dot(a, w2), dot(a, w3));
+    }
   }
-  for (var m = 0u; m < ${R}u; m++) { store(m, P.nBase + n, acc[m]); }
+  for (var m = 0u; m < ${R}u; m++) {
+    for (var j = 0u; j < 4u; j++) {
+      if (n0 + j < P.nCount) { store(m, P.nBase + n0 + j, acc[m][j]); }
+    }
+  }
 }`;
   }
   // A workgroup of (S, 64/S... ) would fragment; use S invocations per row, 64 / S rows per workgroup.

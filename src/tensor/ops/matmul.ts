@@ -118,7 +118,7 @@ function matmulGrid(v: MatmulVariant, M: number, n: number, subgroupMax: number)
   // Sized for the largest subgroup; with smaller ones the extra workgroups find no row.
   if (v.family === 'gemv-subgroup') return grid2d(Math.ceil((n * subgroupMax) / 64));
   if (v.layout === 'kn') return grid2d(Math.ceil(n / 256));
-  const rowsPerWg = v.family === 'gemv-split' ? Math.max(1, 64 / v.split) : 64;
+  const rowsPerWg = v.family === 'gemv-split' ? Math.max(1, 64 / v.split) : 256;
   return grid2d(Math.ceil(n / rowsPerWg));
 }
 
