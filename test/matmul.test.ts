@@ -9,6 +9,7 @@ const families: Array<[string, MatmulChoice]> = [
   ['gemv-split4', { family: 'gemv-split', split: 4 }],
   ['gemv-split16', { family: 'gemv-split', split: 16 }],
   ['gemv-subgroup', { family: 'gemv-subgroup', split: 1 }],
+  ['gemv-group8', { family: 'gemv', split: 1, group: 8 }],
 ];
 
 // Awkward sizes: not multiples of 4 or of the tile, one row, K = 1, long K.

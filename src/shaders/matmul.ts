@@ -4,7 +4,7 @@
  * weight dtype, alignment (vec4 loads), epilogue and kernel family:
  *  - 'tiled': each invocation owns a 4×4 block of C; registers only, no barriers.
  *  - 'gemv':  few rows (M ≤ 16, a compile-time constant): weights are streamed once,
- *             each invocation owns 4 columns ('kn') or 4 output rows of W ('nk').
+ *             each invocation owns 4 columns ('kn') or `group` output rows of W ('nk').
  *  - 'gemv-split': 'gemv' with the K loop split over `split` invocations of a workgroup
  *             and reduced in workgroup memory (more parallelism for GPUs on narrow N).
  *  - 'gemv-subgroup' ('nk' only): one subgroup per output row; its lanes read the row
@@ -28,13 +28,15 @@ export interface MatmulVariant {
   rows: number;
   /** K-split factor of 'gemv-split' (power of two). */
   split: number;
+  /** 'nk' gemv: output rows per invocation (4 or 8). */
+  group: number;
 }
 
 export const MATMUL_PARAMS = 'uuuuu';
 const PARAM_NAMES = ['M', 'N', 'K', 'nBase', 'nCount'];
 
 export function matmulKey(v: MatmulVariant): string {
-  return `matmul_${v.family}_${v.layout}_${v.wtype}${v.aligned ? '_v4' : ''}${v.bias ? '_bias' : ''}${v.gelu ? '_gelu' : ''}${v.residual ? '_res' : ''}_r${v.rows}_s${v.split}`;
+  return `matmul_${v.family}_${v.layout}_${v.wtype}${v.aligned ? '_v4' : ''}${v.bias ? '_bias' : ''}${v.gelu ? '_gelu' : ''}${v.residual ? '_res' : ''}_r${v.rows}_s${v.split}_g${v.group}`;
 }
 
 /** Bindings in order: A, W, [bias], [residual], C. */
@@ -205,30 +207,26 @@ function gemvNkBody(v: MatmulVariant): string {
   const R = v.rows;
   const S = v.family === 'gemv-split' ? v.split : 1;
   if (S === 1) {
-    // Four rows of W per invocation: each vec4 of A loaded serves four rows.
+    // G rows of W per invocation: each vec4 of A loaded serves G rows.
+    const G = v.group;
+    const rows = Array.from({ length: G }, (_, j) => j);
     return `
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>) {
-  let n0 = ((${LINEAR_WG}) * 64u + lid.x) * 4u;
+  let n0 = ((${LINEAR_WG}) * 64u + lid.x) * ${G}u;
   if (n0 >= P.nCount) { return; }
   let last = P.nCount - 1u;
-  let r1 = min(n0 + 1u, last);
-  let r2 = min(n0 + 2u, last);
-  let r3 = min(n0 + 3u, last);
-  var acc: array<vec4<f32>, ${R}>;
+  var acc: array<array<f32, ${G}>, ${R}>;
   for (var k = 0u; k < P.K; k += 4u) {
-    let w0 = loadW(n0, k);
-    let w1 = loadW(r1, k);
-    let w2 = loadW(r2, k);
-    let w3 = loadW(r3, k);
+    ${rows.map((j) => `let w${j} = loadW(min(n0 + ${j}u, last), k);`).join('\n    ')}
     for (var m = 0u; m < ${R}u; m++) {
       let a = loadA(m, k);
-      acc[m] += vec4<f32>(dot(a, w0), dot(a, w1), dot(a, w2), dot(a, w3));
+      ${rows.map((j) => `acc[m][${j}] += dot(a, w${j});`).join('\n      ')}
     }
   }
   for (var m = 0u; m < ${R}u; m++) {
-    for (var j = 0u; j < 4u; j++) {
+    for (var j = 0u; j < ${G}u; j++) {
       if (n0 + j < P.nCount) { store(m, P.nBase + n0 + j, acc[m][j]); }
     }
   }

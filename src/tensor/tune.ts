@@ -22,6 +22,7 @@ export type TuningTable = Record<string, MatmulChoice>;
 function candidates(dev: Device, layout: WeightLayout, rows: number): MatmulChoice[] {
   const c: MatmulChoice[] = [
     { family: 'gemv', split: 1 },
+    ...(layout === 'nk' ? [{ family: 'gemv' as const, split: 1, group: 8 }] : []),
     { family: 'gemv-split', split: 4 },
     { family: 'gemv-split', split: 16 },
   ];

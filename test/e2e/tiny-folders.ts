@@ -11,13 +11,13 @@ import { writeSafetensors, type TensorToWrite } from '../../src/models/safetenso
 
 const EOS = 256;
 const VOCAB = 257;
-/** Favoured bytes: the space most, then common letters. */
+/** Favoured bytes: the space most, then letters by English frequency. */
 const COMMON = ' etaoinshrdlu';
 
 /** Per token id: how much its logit is raised. */
 function boosts(strength: number): Float32Array {
   const b = new Float32Array(VOCAB);
-  [...COMMON].forEach((c, i) => (b[c.charCodeAt(0)] = i === 0 ? strength : 0.7 * strength));
+  [...COMMON].forEach((c, i) => (b[c.charCodeAt(0)] = i === 0 ? strength : 0.6 * strength * (1 - i / (2 * COMMON.length))));
   return b;
 }
 

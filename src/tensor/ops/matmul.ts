@@ -35,6 +35,8 @@ export const GEMV_MAX_ROWS = 16;
 export interface MatmulChoice {
   family: MatmulFamily;
   split: number;
+  /** Output rows per invocation of the 'nk' gemv (default 4). */
+  group?: number;
 }
 
 export function defaultChoice(rows: number): MatmulChoice {
@@ -93,6 +95,7 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
     residual: !!opts.residual,
     rows: family === 'tiled' ? 0 : M,
     split: family === 'gemv-split' ? c.split : 1,
+    group: family === 'gemv' && layout === 'nk' ? (c.group ?? 4) : 1,
   };
   const spec = kernelSpec(matmulKey(v), matmulBindings(v), MATMUL_PARAMS, () => matmulWGSL(v));
   const extra = [opts.bias, opts.residual].filter((t): t is Tensor => !!t).map((t) => t.binding);
@@ -118,7 +121,7 @@ function matmulGrid(v: MatmulVariant, M: number, n: number, subgroupMax: number)
   // Sized for the largest subgroup; with smaller ones the extra workgroups find no row.
   if (v.family === 'gemv-subgroup') return grid2d(Math.ceil((n * subgroupMax) / 64));
   if (v.layout === 'kn') return grid2d(Math.ceil(n / 256));
-  const rowsPerWg = v.family === 'gemv-split' ? Math.max(1, 64 / v.split) : 256;
+  const rowsPerWg = v.family === 'gemv-split' ? Math.max(1, 64 / v.split) : 64 * v.group;
   return grid2d(Math.ceil(n / rowsPerWg));
 }
 
