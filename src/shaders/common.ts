@@ -31,3 +31,35 @@ fn gelu(x: f32) -> f32 {
   let u = clamp(0.7978845608028654 * (x + 0.044715 * x * x * x), -15.0, 15.0);
   return 0.5 * x * (1.0 + tanh(u));
 }`;
+
+/**
+ * WGSL for a workgroup tree reduction `name(v, t) -> ty` over `wg` invocations (t = local
+ * index), combining with `op` ('+' or 'max'), in its own workgroup scratch array.
+ */
+export function workgroupReduce(name: string, ty: 'f32' | 'u32', op: '+' | 'max', wg: number): string {
+  const combine = op === '+' ? `scratch_${name}[t] += scratch_${name}[t + s];` : `scratch_${name}[t] = max(scratch_${name}[t], scratch_${name}[t + s]);`;
+  return `
+var<workgroup> scratch_${name}: array<${ty}, ${wg}>;
+fn ${name}(v: ${ty}, t: u32) -> ${ty} {
+  scratch_${name}[t] = v;
+  workgroupBarrier();
+  for (var s = ${wg / 2}u; s > 0u; s >>= 1u) {
+    if (t < s) { ${combine} }
+    workgroupBarrier();
+  }
+  let r = scratch_${name}[0];
+  workgroupBarrier();
+  return r;
+}`;
+}
+
+/** The shared entry of one-workgroup-per-row kernels: `row`, `t` and `base` (first element of the row). */
+export function rowEntry(wg: number, width: string): string {
+  return `@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+  let row = ${LINEAR_WG};
+  let t = lid.x;
+  if (row >= P.rows) { return; }
+  let base = row * ${width};`;
+}

@@ -2,43 +2,13 @@
  * Row-wise kernels (one workgroup per row of the last axis): LayerNorm, softmax,
  * log-softmax and argmax. They share a workgroup tree reduction.
  */
-import { header, LINEAR_WG, paramsStruct, type WeightType } from './common.js';
+import { header, paramsStruct, rowEntry, workgroupReduce, type WeightType } from './common.js';
 
 export const ROW_WG = 256;
 
-/** Declares workgroup scratch and `reduceSum`/`reduceMax` over the workgroup. */
-const REDUCE = `
-var<workgroup> red: array<f32, ${ROW_WG}>;
-fn reduceSum(v: f32, t: u32) -> f32 {
-  red[t] = v;
-  workgroupBarrier();
-  for (var s = ${ROW_WG / 2}u; s > 0u; s >>= 1u) {
-    if (t < s) { red[t] += red[t + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-fn reduceMax(v: f32, t: u32) -> f32 {
-  red[t] = v;
-  workgroupBarrier();
-  for (var s = ${ROW_WG / 2}u; s > 0u; s >>= 1u) {
-    if (t < s) { red[t] = max(red[t], red[t + s]); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}`;
+const REDUCE = workgroupReduce('reduceSum', 'f32', '+', ROW_WG) + workgroupReduce('reduceMax', 'f32', 'max', ROW_WG);
 
-const ENTRY = `@compute @workgroup_size(${ROW_WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_id) lid: vec3<u32>) {
-  let row = ${LINEAR_WG};
-  let t = lid.x;
-  if (row >= P.rows) { return; }
-  let base = row * P.D;`;
+const ENTRY = rowEntry(ROW_WG, 'P.D');
 
 export const ROW_PARAMS = 'uuf';
 

@@ -8,59 +8,18 @@
  *  - sampleRows: inverse-CDF draw per row from non-negative weights (need not sum to 1) with a
  *    uniform supplied by the caller's seeded generator.
  */
-import { LINEAR_WG, paramsStruct } from './common.js';
+import { paramsStruct, rowEntry, workgroupReduce } from './common.js';
 
 const WG = 256;
 
-const WG_SUM = `
-var<workgroup> red: array<f32, ${WG}>;
-var<workgroup> redU: array<u32, ${WG}>;
-fn sumF(v: f32, t: u32) -> f32 {
-  red[t] = v;
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
-    if (t < s) { red[t] += red[t + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-fn sumU(v: u32, t: u32) -> u32 {
-  redU[t] = v;
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
-    if (t < s) { redU[t] += redU[t + s]; }
-    workgroupBarrier();
-  }
-  let r = redU[0];
-  workgroupBarrier();
-  return r;
-}
-fn maxF(v: f32, t: u32) -> f32 {
-  red[t] = v;
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
-    if (t < s) { red[t] = max(red[t], red[t + s]); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+const WG_SUM = `${workgroupReduce('sumF', 'f32', '+', WG)}${workgroupReduce('sumU', 'u32', '+', WG)}${workgroupReduce('maxF', 'f32', 'max', WG)}
 // Order-preserving map from f32 to u32: a < b  <=>  key(a) < key(b); -0 and +0 share a key.
 fn key(x: f32) -> u32 {
   let b = select(bitcast<u32>(x), 0u, x == 0.0);
   return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
 }`;
 
-const ENTRY = `@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_id) lid: vec3<u32>) {
-  let row = ${LINEAR_WG};
-  let t = lid.x;
-  if (row >= P.rows) { return; }
-  let base = row * P.V;`;
+const ENTRY = rowEntry(WG, 'P.V');
 
 export const PROBS_PARAMS = 'uuuff';
 
