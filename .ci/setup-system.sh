@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system pieces the tests need on a fresh Debian bookworm machine:
 # a Vulkan driver Dawn accepts (Mesa >= 25 lavapipe from bookworm-backports; bookworm's own
-# Mesa 22.3 is rejected by Dawn), and optionally PyTorch for the offline reference scripts.
+# Mesa 22.3 is rejected by Dawn), Debian's chromium for the browser end-to-end test (driven by
+# playwright-core; no browser download), and optionally PyTorch for the offline reference scripts.
 set -euo pipefail
 need_torch=0
 for a in "$@"; do [ "$a" = "--torch" ] && need_torch=1; done
@@ -26,6 +27,11 @@ SRC
   fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -t bookworm-backports mesa-vulkan-drivers libvulkan1 >/dev/null
+fi
+
+if [ ! -x /usr/bin/chromium ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 
 if [ "$need_torch" = 1 ] && ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then

@@ -244,7 +244,10 @@ describe('kernel profiler', () => {
     const y2 = gelu(y);
     expect((await y2.read()).length).toBe(128);
     const report = await dev.stopProfiling();
-    expect(report.map((r) => r.key).sort()).toEqual(['matmul_gemv_kn_f32_v4_r4_s1', 'unary_gelu']);
+    const keys = report.map((r) => r.key).sort();
+    expect(keys.length).toBe(2);
+    expect(keys[0]).toMatch(/^matmul_gemv_kn_f32/);
+    expect(keys[1]).toBe('unary_gelu');
     expect(report.find((r) => r.key === 'unary_gelu')?.count).toBe(2);
     for (const r of report) expect(r.ms).toBeGreaterThan(0);
     gelu(a);

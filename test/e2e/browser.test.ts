@@ -120,6 +120,7 @@ describe('browser example (chromium, WebGPU on SwiftShader)', () => {
     expect(downloads()).toBe(2);
     expect(await page.textContent('#files')).toContain('target/model.safetensors');
     expect(await page.$$eval('#files .file', (rows) => rows.every((r) => r.textContent!.includes('(from cache)')))).toBe(true);
+    expect(await page.textContent('#status')).toContain('all from the cache');
     await page.close();
   }, 180_000);
 

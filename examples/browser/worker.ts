@@ -1,0 +1,86 @@
+/**
+ * The worker owns the GPU: it loads the pipeline (downloads through the Cache API) and runs the
+ * generations, posting tokens as they come. The page only renders what it is sent.
+ */
+import { Device, WebGPUUnavailableError, loadPipeline, urlFolder, type Pipeline } from '../../src/index.js';
+import { cachedFetch } from './cache.js';
+import type { FromWorker, Method, Piece, Settings, ToWorker } from './protocol.js';
+
+const scope = self as unknown as { postMessage(m: FromWorker): void; onmessage: ((e: MessageEvent<ToWorker>) => void) | null };
+const post = (m: FromWorker) => scope.postMessage(m);
+
+let pipe: Pipeline | null = null;
+let warm = false;
+let abort: AbortController | null = null;
+
+async function load(base: string, dtype: 'auto' | 'f16' | 'f32'): Promise<void> {
+  let device: Device;
+  try {
+    device = await Device.create();
+  } catch (e) {
+    if (!(e instanceof WebGPUUnavailableError)) post({ type: 'error', message: `WebGPU device: ${(e as Error).message}`, fatal: true });
+    else if (!navigator.gpu) post({ type: 'error', message: 'This browser does not offer WebGPU to workers.', fatal: true, noWebGPU: true });
+    else post({ type: 'error', message: 'The browser has WebGPU but gave no adapter (GPU blocklisted or WebGPU turned off; see chrome://gpu).', fatal: true, noWebGPU: true });
+    return;
+  }
+  post({ type: 'adapter', info: device.info });
+  const f = cachedFetch((url, fromCache) => post({ type: 'file', url, fromCache }));
+  const onProgress = (loaded: number, total: number, url: string) => post({ type: 'progress', url, loaded, total });
+  const folder = (name: string) => urlFolder(new URL(name, base).href, { fetch: f, onProgress });
+  const chosen = dtype === 'auto' ? (device.info.features.shaderF16 ? 'f16' : 'f32') : dtype;
+  try {
+    const onGpu = (loaded: number, total: number) => post({ type: 'status', text: `weights on the GPU: ${Math.floor((100 * loaded) / Math.max(total, 1))}%` });
+    pipe = await loadPipeline(device, { target: folder('target/'), diffusionDrafter: folder('drafter-mdlm/') }, { dtype: chosen, onProgress: onGpu });
+  } catch (e) {
+    post({ type: 'error', message: `Loading the models from ${base} failed: ${(e as Error).message}. Point the page at a folder holding target/ and drafter-mdlm/ with ?models=URL.`, fatal: true });
+    return;
+  }
+  await f.stored();
+  const prompt = await fetch(new URL('prompt.txt', base)).then((r) => (r.ok ? r.text() : null), () => null);
+  post({ type: 'ready', dtype: chosen, prompt: prompt?.trim() ?? null });
+}
+
+async function run(p: Pipeline, method: Method, s: Settings, signal: AbortSignal): Promise<void> {
+  post({ type: 'start', method });
+  const t0 = performance.now();
+  const gen = p.generate(s.prompt, { method, gamma: s.gamma, steps: s.steps, temperature: s.temperature, maxNewTokens: s.maxNewTokens, seed: s.seed, signal });
+  // Each token decoded on its own (bytes of a split character are held back) so that it can be coloured.
+  const decoder = p.tokenizer.createStreamDecoder();
+  let count = 0;
+  for await (const chunk of gen) {
+    const pieces: Piece[] = chunk.tokens.map((id, i) => ({ text: decoder.push(id), drafted: chunk.drafted[i] }));
+    count += chunk.tokens.length;
+    post({ type: 'tokens', method, pieces, count, elapsedMs: performance.now() - t0 });
+  }
+  const tail = decoder.flush();
+  if (tail) post({ type: 'tokens', method, pieces: [{ text: tail, drafted: false }], count, elapsedMs: performance.now() - t0 });
+  const { text, stats } = await gen.result();
+  post({ type: 'done', method, text, stats });
+}
+
+async function generateBoth(s: Settings): Promise<void> {
+  if (!pipe) return;
+  abort = new AbortController();
+  try {
+    if (!warm) {
+      // Compile every kernel once, so that neither column pays for it.
+      post({ type: 'status', text: 'compiling kernels…' });
+      await pipe.generate(s.prompt, { method: 'specdiff', gamma: s.gamma, steps: s.steps, maxNewTokens: 2 }).result();
+      await pipe.generate(s.prompt, { method: 'ar', maxNewTokens: 2 }).result();
+      warm = true;
+    }
+    // One after the other on the same device: running both at once would make them share the GPU.
+    for (const method of ['ar', 'specdiff'] as const) await run(pipe, method, s, abort.signal);
+  } catch (e) {
+    post({ type: 'error', message: (e as Error).message, fatal: false });
+  } finally {
+    abort = null;
+    post({ type: 'finished' });
+  }
+}
+
+scope.onmessage = ({ data }) => {
+  if (data.type === 'load') void load(data.base, data.dtype);
+  else if (data.type === 'generate') void generateBoth(data.settings);
+  else if (data.type === 'stop') abort?.abort();
+};
