@@ -1,0 +1,102 @@
+"""Speculative-decoding acceptance of each trained drafter against the trained target, on held-out text.
+
+  nice -n 19 /usr/bin/python3 tools/train/acceptance.py [--contexts 128 --context-len 128 --gamma 8]
+
+For each held-out context (C tokens) the drafter proposes gamma tokens; the target scores context + draft in one
+forward. Reported per drafter (no randomness in the acceptance step: expectations are computed exactly):
+  sampled (temperature 1): drafts drawn from q; E[accepted] = sum_k prod_{j<=k} min(1, p_j(x_j) / q_j(x_j));
+                           alpha_1 = sum_v min(p_1(v), q_1(v)) at the first drafted position
+  greedy  (temperature 0): drafts = argmax q; accepted = leading drafts equal to argmax p
+tokens/call = accepted + 1 (the target's own token). MDLM drafts with T = 1: context + gamma masks, one forward,
+every drafted token drawn independently from its position's SUBS distribution (exact for the acceptance test).
+Writes tools/train/runs/acceptance.json.
+"""
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from models import GPT2, MDLM  # noqa: E402
+from train import val_windows  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RUNS = os.path.join(HERE, 'runs')
+
+
+def load(run):
+    ck = torch.load(os.path.join(RUNS, run, 'final.pt'))
+    model = (GPT2 if ck['kind'] == 'gpt2' else MDLM)(ck['cfg'])
+    model.load_state_dict(ck['model'])
+    return model.eval(), ck['kind']
+
+
+@torch.no_grad()
+def draft(drafter, kind, ctx, gamma, greedy, g):
+    """-> tokens (B, gamma), q (B, gamma, V) the distributions they were drawn from."""
+    if kind == 'gpt2':
+        x, qs = ctx, []
+        for _ in range(gamma):
+            q = drafter(x)[:, -1].float().softmax(-1)
+            nxt = q.argmax(-1, keepdim=True) if greedy else torch.multinomial(q, 1, generator=g)
+            qs.append(q)
+            x = torch.cat([x, nxt], dim=1)
+        return x[:, ctx.shape[1]:], torch.stack(qs, 1)
+    m = drafter.cfg.mask_index
+    x = torch.cat([ctx, torch.full((ctx.shape[0], gamma), m, dtype=torch.long)], dim=1)
+    q = drafter.subs_log_probs(x, torch.ones(x.shape[0]))[:, ctx.shape[1]:, :m].exp()
+    toks = q.argmax(-1) if greedy else torch.multinomial(q.reshape(-1, m), 1, generator=g).view(q.shape[:2])
+    return toks, q
+
+
+@torch.no_grad()
+def measure(target, drafter, kind, windows, gamma, batch=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    acc_s, acc_g, alpha, n = 0.0, 0.0, 0.0, 0
+    for i in range(0, len(windows), batch):
+        ctx = windows[i:i + batch]
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            toks, q = draft(drafter, kind, ctx, gamma, False, g)
+            p = target(torch.cat([ctx, toks], 1))[:, ctx.shape[1] - 1:-1].float().softmax(-1)   # (B, gamma, V)
+            ratio = (p.gather(-1, toks[..., None]) / q.gather(-1, toks[..., None]).clamp_min(1e-30)).squeeze(-1)
+            acc_s += torch.cumprod(ratio.clamp(max=1.0), dim=1).sum().item()
+            alpha += torch.minimum(p[:, 0], q[:, 0]).sum().item()
+            gt, _ = draft(drafter, kind, ctx, gamma, True, g)
+            pg = target(torch.cat([ctx, gt], 1))[:, ctx.shape[1] - 1:-1].argmax(-1)
+            acc_g += torch.cumprod((pg == gt).long(), dim=1).sum().item()
+        n += ctx.shape[0]
+    return {'gamma': gamma, 'contexts': n, 'sampled_accepted': acc_s / n, 'sampled_tokens_per_call': acc_s / n + 1,
+            'alpha_1': alpha / n, 'greedy_accepted': acc_g / n, 'greedy_tokens_per_call': acc_g / n + 1}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--contexts', type=int, default=128)
+    ap.add_argument('--context-len', type=int, default=128)
+    ap.add_argument('--gamma', type=int, default=8)
+    ap.add_argument('--runs', nargs='*', default=['drafter-ar', 'drafter-ar+distil', 'drafter-mdlm',
+                                                   'drafter-mdlm+distil'])
+    ap.add_argument('--target', default='target')
+    ap.add_argument('--out', default=os.path.join(RUNS, 'acceptance.json'))
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    target, _ = load(args.target)
+    windows = val_windows(args.context_len - 1, limit=args.contexts)     # (N, context_len)
+    path = args.out
+    results = json.load(open(path)) if os.path.exists(path) else {}
+    for run in args.runs:
+        if not os.path.exists(os.path.join(RUNS, run, 'final.pt')):
+            continue
+        drafter, kind = load(run)
+        r = measure(target, drafter, kind, windows, args.gamma)
+        r['context_len'] = args.context_len
+        results[run] = r
+        print(run, json.dumps(r), flush=True)
+    with open(path, 'w') as f:
+        json.dump(results, f, indent=2)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,366 @@
+"""GPT-2 and MDLM (DiT backbone) in plain PyTorch 1.13, named after the HF checkpoint keys (REFERENCE.md §2, §3).
+
+GPT2.state_dict() keys == openai-community/gpt2 model.safetensors keys (wte.weight, h.0.attn.c_attn.weight [in,out], ...).
+MDLM.state_dict() keys == kuleshov-group/mdlm-owt keys (backbone.vocab_embed.embedding, backbone.blocks.0.attn_qkv.weight, ...).
+"""
+import math
+from dataclasses import dataclass, asdict
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+# ----------------------------------------------------------------------------------------------------------- configs
+@dataclass
+class GPT2Config:
+    vocab_size: int = 8192
+    n_positions: int = 512
+    n_embd: int = 512
+    n_layer: int = 6
+    n_head: int = 8
+    layer_norm_epsilon: float = 1e-5
+    dropout: float = 0.0
+
+    def hf(self, eot_id):
+        """config.json in the layout of openai-community/gpt2."""
+        return {
+            'architectures': ['GPT2LMHeadModel'], 'model_type': 'gpt2', 'activation_function': 'gelu_new',
+            'vocab_size': self.vocab_size, 'n_positions': self.n_positions, 'n_ctx': self.n_positions,
+            'n_embd': self.n_embd, 'n_layer': self.n_layer, 'n_head': self.n_head, 'n_inner': None,
+            'layer_norm_epsilon': self.layer_norm_epsilon, 'initializer_range': 0.02,
+            'attn_pdrop': self.dropout, 'embd_pdrop': self.dropout, 'resid_pdrop': self.dropout,
+            'scale_attn_weights': True, 'tie_word_embeddings': True, 'use_cache': True,
+            'bos_token_id': eot_id, 'eos_token_id': eot_id, 'torch_dtype': 'float16',
+        }
+
+
+@dataclass
+class MDLMConfig:
+    vocab_size: int = 8193          # tokenizer vocab + 1 mask token
+    model_length: int = 512
+    hidden_dim: int = 256
+    cond_dim: int = 64
+    n_blocks: int = 4
+    n_heads: int = 4
+    dropout: float = 0.0
+    time_conditioning: bool = False
+    noise_eps: float = 1e-3         # log-linear noise: move_chance(t) = (1 - eps) t
+
+    @property
+    def mask_index(self):
+        return self.vocab_size - 1
+
+    def hf(self):
+        """config.json in the layout of kuleshov-group/mdlm-owt."""
+        return {
+            'architectures': ['MDLM'], 'model_type': 'mdlm', 'auto_map': {
+                'AutoConfig': 'configuration_mdlm.MDLMConfig', 'AutoModelForMaskedLM': 'modeling_mdlm.MDLM'},
+            'vocab_size': self.vocab_size, 'model_length': self.model_length, 'hidden_dim': self.hidden_dim,
+            'cond_dim': self.cond_dim, 'n_blocks': self.n_blocks, 'n_heads': self.n_heads, 'dropout': self.dropout,
+            'time_conditioning': self.time_conditioning, 'torch_dtype': 'float16',
+            # not in mdlm-owt's config; stated for readers of this export
+            'mask_token_id': self.mask_index, 'noise_schedule': 'loglinear', 'noise_eps': self.noise_eps,
+            'parameterization': 'subs',
+        }
+
+
+def count_params(model, exclude=()):
+    return sum(p.numel() for n, p in model.state_dict().items()
+               if not any(n.startswith(e) or n == e for e in exclude) and not n.endswith('inv_freq'))
+
+
+# ------------------------------------------------------------------------------------------------------------- GPT-2
+class Conv1D(nn.Module):
+    """HF GPT-2 Conv1D: y = x W + b, W stored [in, out]."""
+
+    def __init__(self, n_in, n_out):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_in, n_out).normal_(std=0.02))
+        self.bias = nn.Parameter(torch.zeros(n_out))
+
+    def forward(self, x):
+        return torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight).view(*x.shape[:-1], -1)
+
+
+class GPT2Attention(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.c_attn = Conv1D(cfg.n_embd, 3 * cfg.n_embd)   # [d, 3d], output [q | k | v]
+        self.c_proj = Conv1D(cfg.n_embd, cfg.n_embd)
+
+    def forward(self, x):                                   # x (B, T, d)
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, H, T, hd)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
+        causal = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
+        att = att.float().masked_fill(causal, float('-inf')).softmax(dim=-1).to(v.dtype)  # softmax in fp32
+        return self.c_proj((att @ v).transpose(1, 2).reshape(B, T, C))
+
+
+class GPT2MLP(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.c_fc = Conv1D(cfg.n_embd, 4 * cfg.n_embd)
+        self.c_proj = Conv1D(4 * cfg.n_embd, cfg.n_embd)
+
+    def forward(self, x):
+        return self.c_proj(F.gelu(self.c_fc(x), approximate='tanh'))
+
+
+class GPT2Block(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_epsilon)
+        self.attn = GPT2Attention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_epsilon)
+        self.mlp = GPT2MLP(cfg)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        x = x + self.drop(self.attn(self.ln_1(x)))
+        return x + self.drop(self.mlp(self.ln_2(x)))
+
+
+class GPT2(nn.Module):
+    def __init__(self, cfg: GPT2Config):
+        super().__init__()
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.n_positions, cfg.n_embd)
+        self.h = nn.ModuleList(GPT2Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_epsilon)
+        nn.init.normal_(self.wte.weight, std=0.02)
+        nn.init.normal_(self.wpe.weight, std=0.01)
+        for b in self.h:  # GPT-2: residual projections scaled by 1/sqrt(2 n_layer)
+            for proj in (b.attn.c_proj, b.mlp.c_proj):
+                nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    def forward(self, idx):                                  # idx (B, T) -> logits (B, T, V)
+        pos = torch.arange(idx.shape[1], device=idx.device)
+        x = self.wte(idx) + self.wpe(pos)
+        for block in self.h:
+            x = block(x)
+        return self.ln_f(x) @ self.wte.weight.t()            # tied LM head
+
+    def non_embedding_params(self):
+        return count_params(self, exclude=('wte.', 'wpe.'))
+
+    @torch.no_grad()
+    def generate(self, idx, n, temperature=1.0, top_k=0, generator=None):
+        for _ in range(n):
+            logits = self(idx[:, -self.cfg.n_positions:])[:, -1]
+            if temperature == 0:
+                nxt = logits.argmax(-1, keepdim=True)
+            else:
+                logits = logits / temperature
+                if top_k:
+                    kth = logits.topk(top_k, dim=-1).values[:, -1:]
+                    logits = logits.masked_fill(logits < kth, float('-inf'))
+                nxt = torch.multinomial(logits.softmax(-1), 1, generator=generator)
+            idx = torch.cat([idx, nxt], dim=1)
+        return idx
+
+
+# ------------------------------------------------------------------------------------------------------ MDLM (DiT)
+class TimestepEmbedder(nn.Module):
+    """sigma_map: 256-dim frequency embedding [cos, sin] -> Linear -> SiLU -> Linear."""
+
+    def __init__(self, cond_dim, freq_dim=256):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
+
+    def forward(self, sigma):                                # sigma (B,) -> (B, cond_dim)
+        half = self.freq_dim // 2
+        freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32, device=sigma.device) / half)
+        args = sigma[:, None].float() * freqs[None]
+        return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
+
+
+class Rotary(nn.Module):
+    def __init__(self, head_dim, base=10000):
+        super().__init__()
+        self.register_buffer('inv_freq', 1.0 / base ** (torch.arange(0, head_dim, 2).float() / head_dim))
+
+    def forward(self, T, device):                            # -> cos, sin (T, head_dim)
+        f = torch.outer(torch.arange(T, device=device, dtype=torch.float32), self.inv_freq)
+        f = torch.cat([f, f], dim=-1)
+        return f.cos(), f.sin()
+
+
+def apply_rotary(x, cos, sin):                              # x (B, T, H, hd); rotate-half, non-interleaved
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos[None, :, None] + torch.cat([-x2, x1], dim=-1) * sin[None, :, None]
+
+
+class LayerNormNoBias(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return F.layer_norm(x, x.shape[-1:], eps=1e-5) * self.weight
+
+
+def modulate(x, shift, scale):
+    return x * (1 + scale) + shift
+
+
+class DDiTBlock(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        d = cfg.hidden_dim
+        self.n_heads = cfg.n_heads
+        self.norm1 = LayerNormNoBias(d)
+        self.attn_qkv = nn.Linear(d, 3 * d, bias=False)     # [3d, d], output [q | k | v]
+        self.attn_out = nn.Linear(d, d, bias=False)
+        self.norm2 = LayerNormNoBias(d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(approximate='tanh'), nn.Linear(4 * d, d))
+        self.adaLN_modulation = nn.Linear(cfg.cond_dim, 6 * d)
+        self.drop = nn.Dropout(cfg.dropout)
+        nn.init.zeros_(self.adaLN_modulation.weight)
+        nn.init.zeros_(self.adaLN_modulation.bias)
+
+    def forward(self, x, cos, sin, c):                       # x (B, T, d), c (B, cond)
+        B, T, d = x.shape
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c)[:, None].chunk(6, dim=2)
+        qkv = self.attn_qkv(modulate(self.norm1(x), shift_msa, scale_msa)).view(B, T, 3, self.n_heads, d // self.n_heads)
+        q, k, v = apply_rotary(qkv[:, :, 0], cos, sin), apply_rotary(qkv[:, :, 1], cos, sin), qkv[:, :, 2]
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)   # (B, H, T, hd)
+        att = ((q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))).float().softmax(dim=-1).to(v.dtype)
+        o = (att @ v).transpose(1, 2).reshape(B, T, d)
+        x = x + gate_msa * self.drop(self.attn_out(o))
+        return x + gate_mlp * self.drop(self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp)))
+
+
+class DDiTFinalLayer(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.norm_final = LayerNormNoBias(cfg.hidden_dim)
+        self.linear = nn.Linear(cfg.hidden_dim, cfg.vocab_size)
+        self.adaLN_modulation = nn.Linear(cfg.cond_dim, 2 * cfg.hidden_dim)
+        for p in (self.linear.weight, self.linear.bias, self.adaLN_modulation.weight, self.adaLN_modulation.bias):
+            nn.init.zeros_(p)
+
+    def forward(self, x, c):                                 # x (B, T, d) with c (B, cond), or x (N, d) with c (N, cond)
+        shift, scale = self.adaLN_modulation(c).chunk(2, dim=-1)
+        if x.dim() == 3:
+            shift, scale = shift[:, None], scale[:, None]
+        return self.linear(modulate(self.norm_final(x), shift, scale))
+
+
+class EmbeddingLayer(nn.Module):
+    def __init__(self, dim, vocab):
+        super().__init__()
+        self.embedding = nn.Parameter(torch.empty(vocab, dim))
+        nn.init.kaiming_uniform_(self.embedding, a=math.sqrt(5))
+
+    def forward(self, x):
+        return self.embedding[x]
+
+
+class DIT(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.vocab_embed = EmbeddingLayer(cfg.hidden_dim, cfg.vocab_size)
+        self.sigma_map = TimestepEmbedder(cfg.cond_dim)
+        self.rotary_emb = Rotary(cfg.hidden_dim // cfg.n_heads)
+        self.blocks = nn.ModuleList(DDiTBlock(cfg) for _ in range(cfg.n_blocks))
+        self.output_layer = DDiTFinalLayer(cfg)
+
+    def features(self, idx, sigma):                          # idx (B, T), sigma (B,) -> x (B, T, d), c (B, cond)
+        x = self.vocab_embed(idx)
+        c = F.silu(self.sigma_map(sigma))
+        cos, sin = self.rotary_emb(idx.shape[1], idx.device)
+        for block in self.blocks:
+            x = block(x, cos, sin, c)
+        return x, c
+
+    def forward(self, idx, sigma):                           # -> logits (B, T, V)
+        x, c = self.features(idx, sigma)
+        return self.output_layer(x, c)
+
+
+class MDLM(nn.Module):
+    """Masked diffusion LM: SUBS parameterization, log-linear noise, continuous-time NELBO."""
+    NEG_INF = -1e6
+
+    def __init__(self, cfg: MDLMConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = DIT(cfg)
+
+    def non_embedding_params(self):
+        return count_params(self, exclude=('backbone.vocab_embed.', 'backbone.output_layer.linear.'))
+
+    def sigma(self, t):                                      # total noise sigma(t) = -log(1 - (1 - eps) t)
+        return -torch.log1p(-(1 - self.cfg.noise_eps) * t)
+
+    def subs_log_probs(self, xt, sigma):
+        """log p(x0 | xt): mask logit -inf, log-softmax, unmasked positions carried over."""
+        if not self.cfg.time_conditioning:
+            sigma = torch.zeros_like(sigma)
+        logits = self.backbone(xt, sigma).float()
+        logits[:, :, self.cfg.mask_index] += self.NEG_INF
+        logits = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+        unmasked = xt != self.cfg.mask_index
+        logits[unmasked] = self.NEG_INF
+        logits[unmasked, xt[unmasked]] = 0
+        return logits
+
+    def sample_t(self, n, generator=None, device='cpu'):
+        """Antithetic (stratified) t in [eps, 1]."""
+        u = torch.rand(n, generator=generator, device=device)
+        t = (u / n + torch.arange(n, device=device) / n) % 1
+        return (1 - self.cfg.noise_eps) * t + self.cfg.noise_eps
+
+    def loss(self, x0, t=None, keep_prefix=None, generator=None):
+        """Per-token NELBO (nats), averaged over all positions like MDLM. keep_prefix (B,) optional: positions
+        < keep_prefix[b] stay clean (prompt-conditioned rows: the loss is then the conditional NELBO of the suffix)."""
+        B, T = x0.shape
+        if t is None:
+            t = self.sample_t(B, generator, x0.device)
+        move_chance = (1 - self.cfg.noise_eps) * t           # = 1 - exp(-sigma(t))
+        masked = torch.rand(B, T, generator=generator, device=x0.device) < move_chance[:, None]
+        if keep_prefix is not None:
+            masked &= torch.arange(T, device=x0.device)[None] >= keep_prefix[:, None]
+        xt = torch.where(masked, torch.full_like(x0, self.cfg.mask_index), x0)
+        # SUBS gives log p = 0 at unmasked positions, so only masked positions are scored: output layer on those rows,
+        # log-softmax without the mask column (its logit is -inf under SUBS; the mask id is the last one).
+        sigma = self.sigma(t) if self.cfg.time_conditioning else torch.zeros_like(t)
+        x, c = self.backbone.features(xt, sigma)
+        b, pos = masked.nonzero(as_tuple=True)
+        logits = self.backbone.output_layer(x[b, pos], c[b]).float()[:, :self.cfg.mask_index]
+        nll = F.cross_entropy(logits, x0[b, pos], reduction='none')
+        return (nll / t[b]).sum() / (B * T)                  # weight 1/t = dsigma / expm1(sigma), log-linear noise
+
+    @torch.no_grad()
+    def sample(self, n_tokens, steps, prefix=None, generator=None, batch=1):
+        """ddpm_cache sampler: t -> s, each masked position stays masked w.p. s/t, else draws from p_x0;
+        the cached p_x0 is reused when nothing changed; final step takes the argmax."""
+        m = self.cfg.mask_index
+        P = 0 if prefix is None else prefix.shape[1]
+        x = torch.full((batch, P + n_tokens), m, dtype=torch.long)
+        if prefix is not None:
+            x[:, :P] = prefix
+        ts = torch.linspace(1, 1e-5, steps + 1)
+        p_x0 = None
+        for i in range(steps):
+            t, s = ts[i], ts[i + 1]
+            if p_x0 is None:
+                p_x0 = self.subs_log_probs(x, self.sigma(t.expand(batch))).exp()
+            probs = p_x0 * (1 - s / t)
+            probs[:, :, m] = s / t
+            draw = torch.multinomial(probs.view(-1, probs.shape[-1]), 1, generator=generator).view(batch, -1)
+            new = torch.where(x == m, draw, x)
+            if not torch.equal(new, x):
+                p_x0 = None
+            x = new
+        still = x == m
+        if still.any():
+            final = self.subs_log_probs(x, self.sigma(ts[-1].expand(batch))).argmax(-1)
+            x = torch.where(still, final, x)
+        return x

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Train the whole family in sequence, then export to models/. Rerun to resume: every stage resumes from its
+# checkpoint (tools/train/runs/<run>/ckpt.pt) or is skipped when complete (runs/<run>/done).
+#   nohup tools/train/run_all.sh > tools/train/runs/run_all.txt 2>&1 &
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY="nice -n 19 /usr/bin/python3"
+R=tools/train/runs
+mkdir -p $R
+[ -f $R/data/val.bin ] || { $PY tools/train/data.py && $PY tools/train/bpe.py; }
+
+train() {  # model run [args...]: one process per <= 110 min, resumed until the schedule is complete
+  local model=$1 run=$2; shift 2
+  mkdir -p $R/$run
+  until [ -f $R/$run/done ]; do
+    $PY tools/train/train.py --model $model --run $run "$@" >> $R/$run/stdout.txt 2>&1
+  done
+}
+
+train target target
+[ -f $R/distil/train.bin ] || $PY tools/train/sample_distil.py >> $R/sample_distil.txt 2>&1
+train drafter-ar drafter-ar+distil --distil
+train drafter-ar drafter-ar
+train drafter-mdlm drafter-mdlm+distil --distil
+$PY tools/train/export.py >> $R/export.txt 2>&1
+train drafter-mdlm drafter-mdlm
+$PY tools/train/export.py >> $R/export.txt 2>&1
