@@ -4,12 +4,12 @@
  * writes JSON to bench/results/, says which settings win, and profiles where a draft and a
  * verify spend their GPU time (timestamp queries, where the adapter has them).
  *
- *   npm run bench:decode [-- --quick] [--tokens N] [--prompts N] [--models DIR] [--f16]
+ *   npm run bench:decode [-- --quick] [--tokens N] [--prompts N] [--models DIR] [--f32] [--window W] [--autotune]
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ARDrafter, createNodeDevice, DiffusionDrafter, dirFolder, generate, loadGPT2, loadMDLM, loadTokenizer, readTensors, type GenerationStats } from '../src/node.js';
+import { ARDrafter, autotuneMatmul, createNodeDevice, DiffusionDrafter, dirFolder, generate, loadGPT2, loadMDLM, loadTokenizer, readTensors, type GenerationStats } from '../src/node.js';
 import { Rng } from '../src/decode/rng.js';
 import { verifyDraft } from '../src/decode/verify.js';
 
@@ -19,7 +19,9 @@ const { values } = parseArgs({
     tokens: { type: 'string' },
     prompts: { type: 'string' },
     models: { type: 'string' },
-    f16: { type: 'boolean' },
+    f32: { type: 'boolean' },
+    window: { type: 'string' },
+    autotune: { type: 'boolean' },
   },
 });
 const root = new URL('..', import.meta.url).pathname;
@@ -32,7 +34,8 @@ const stepsList = quick ? [1, 4] : [1, 2, 4, 8];
 const temperatures = [0, 1];
 
 const device = await createNodeDevice();
-const dtype = values.f16 ? 'f16' : 'f32';
+const dtype = values.f32 || !device.info.features.shaderF16 ? 'f32' : 'f16';
+const window = values.window === undefined ? undefined : Number(values.window);
 const tokenizer = await loadTokenizer(dirFolder(join(modelsDir, 'target')));
 const target = await loadGPT2(device, dirFolder(join(modelsDir, 'target')), { dtype });
 const mdlm = await loadMDLM(device, dirFolder(join(modelsDir, 'drafter-mdlm')), { dtype });
@@ -61,7 +64,7 @@ async function run(method: 'ar' | 'speculative' | 'specdiff', temperature: numbe
   const all: GenerationStats[] = [];
   for (const [i, prompt] of prompts.entries()) {
     const drafter = method === 'specdiff' ? new DiffusionDrafter(mdlm, { steps }) : method === 'speculative' ? new ARDrafter(arModel) : undefined;
-    const r = await generate(target, tokenizer, { prompt, method, drafter, gamma, steps, temperature, seed: i, maxNewTokens, stopAtEos: false }).result();
+    const r = await generate(target, tokenizer, { prompt, method, drafter, gamma, steps, window: method === 'specdiff' ? window : undefined, temperature, seed: i, maxNewTokens, stopAtEos: false }).result();
     drafter?.dispose();
     all.push(r.stats);
   }
@@ -88,8 +91,16 @@ async function run(method: 'ar' | 'speculative' | 'specdiff', temperature: numbe
   };
 }
 
-console.log(`adapter: ${device.info.adapter}; weights ${dtype}; ${prompts.length} prompts × ${maxNewTokens} tokens`);
+console.log(`adapter: ${device.info.adapter}; weights ${dtype}; ${prompts.length} prompts × ${maxNewTokens} tokens; drafter window ${window ?? 'all'}`);
 console.log(`target ${target.config.nLayer}×${target.config.nEmbd}, AR drafter ${arModel.config.nLayer}×${arModel.config.nEmbd}, MDLM ${mdlm.config.nBlocks}×${mdlm.config.hiddenDim}`);
+
+if (values.autotune) {
+  const sigs = [...target.matmulSignatures(1), ...arModel.matmulSignatures(1)];
+  for (const g of gammas) sigs.push(...target.matmulSignatures(g + 1), ...mdlm.matmulSignatures(g));
+  const t0 = performance.now();
+  const table = await autotuneMatmul(device, sigs);
+  console.log(`autotuned ${Object.keys(table).length} matmul shapes in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+}
 
 // Warm-up: compile every pipeline before anything is timed.
 await run('ar', 0);

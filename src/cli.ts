@@ -29,7 +29,7 @@ options:
   --target DIR|URL   GPT-2 checkpoint folder (default: bundled)
   --drafter DIR|URL  MDLM drafter folder (default: bundled)
   --ar-drafter DIR|URL  GPT-2 drafter folder (default: bundled)
-  --f16              half-precision weights
+  --f32              keep weights in f32 (default: f16 where the adapter has shader-f16)
   --autotune         time the matmul kernel variants for these shapes first and use the fastest
   --json             print the result and statistics as JSON
 `;
@@ -75,7 +75,7 @@ async function load(values: Record<string, unknown>, needAr: boolean): Promise<P
       diffusionDrafter: folder((values.drafter as string) ?? join(BUNDLED, 'drafter-mdlm')),
       arDrafter: needAr ? folder((values['ar-drafter'] as string) ?? join(BUNDLED, 'drafter-ar')) : undefined,
     },
-    { dtype: values.f16 ? 'f16' : 'f32', onProgress: progressBar('loading weights') },
+    { dtype: values.f32 ? 'f32' : 'f16', onProgress: progressBar('loading weights') },
   );
   if (!values.json) process.stderr.write(`adapter: ${device.info.adapter}\n`);
   if (values.autotune) {
@@ -118,7 +118,7 @@ async function main(): Promise<void> {
       target: { type: 'string' },
       drafter: { type: 'string' },
       'ar-drafter': { type: 'string' },
-      f16: { type: 'boolean' },
+      f32: { type: 'boolean' },
       autotune: { type: 'boolean' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
