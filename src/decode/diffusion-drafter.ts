@@ -15,10 +15,17 @@ import type { Rng } from './rng.js';
 import { selectTokens } from './sample.js';
 import { unmaskPlan } from './schedule.js';
 
+/** Context tokens a diffusion draft sees by default. */
+export const DEFAULT_WINDOW = 64;
+
 export interface DiffusionDrafterOptions {
   /** Denoising steps T (default 4). */
   steps?: number;
-  /** Context tokens the drafter sees (default: as many as fit). */
+  /**
+   * Context tokens the drafter sees (default 64). Every denoising step is a bidirectional pass
+   * over W + γ tokens, so W sets the cost of a draft; undefined in the options keeps the default,
+   * Infinity means as many as fit.
+   */
   window?: number;
   schedule?: UnmaskSchedule;
 }
@@ -26,8 +33,8 @@ export interface DiffusionDrafterOptions {
 export class DiffusionDrafter implements Drafter {
   readonly kind = 'diffusion';
   steps: number;
-  /** Context tokens seen; undefined: as many as fit beside the γ masks. */
-  window: number | undefined;
+  /** Context tokens seen (capped by what fits beside the γ masks). */
+  window: number;
   schedule: UnmaskSchedule;
 
   constructor(
@@ -35,7 +42,7 @@ export class DiffusionDrafter implements Drafter {
     opts: DiffusionDrafterOptions = {},
   ) {
     this.steps = opts.steps ?? 4;
-    this.window = opts.window;
+    this.window = opts.window ?? DEFAULT_WINDOW;
     this.schedule = opts.schedule ?? 'left-to-right';
   }
 
@@ -51,7 +58,7 @@ export class DiffusionDrafter implements Drafter {
   draft(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng): Draft {
     const dev = this.model.device;
     const mask = this.model.maskTokenId;
-    const W = Math.min(this.window ?? Infinity, context.length, this.model.config.modelLength - gamma);
+    const W = Math.min(this.window, context.length, this.model.config.modelLength - gamma);
     const ids = Tensor.from(dev, Int32Array.from([...context.slice(context.length - W), ...new Array(gamma).fill(mask)]), [W + gamma]);
     const tail = Array.from({ length: gamma }, (_, i) => W + i);
     const V = this.vocabSize;
