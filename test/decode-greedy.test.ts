@@ -79,3 +79,18 @@ describe('cache rollback', () => {
     expect(Array.from(la)).toEqual(Array.from(lb));
   });
 });
+
+describe('memory', () => {
+  it('a second generation of the same shape creates no GPU buffer and leaves none live', async () => {
+    const dev = await getDevice();
+    const target = await tinyGPT2(dev, { vocab: 24, seed: 1, scale: 0.5 });
+    const mdlm = await tinyMDLM(dev, { vocab: 24, seed: 3, scale: 0.5 });
+    const run = () => generate(target, null, { prompt: [1, 2], maxNewTokens: 12, temperature: 1, seed: 3, method: 'specdiff', drafter: new DiffusionDrafter(mdlm), gamma: 4, steps: 2 }).result();
+    await run();
+    const before = dev.memoryStats();
+    await run();
+    const after = dev.memoryStats();
+    expect(after.created).toBe(before.created);
+    expect(after.liveBytes).toBe(before.liveBytes);
+  });
+});
