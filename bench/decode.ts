@@ -179,11 +179,11 @@ if (device.info.features.timestampQuery) {
   const cache = target.createCache();
   target.forward(ids.slice(0, -1), cache).dispose();
   // Once unprofiled (llvmpipe compiles a kernel at its first dispatch, inside the GPU timeline), then profiled.
-  let tokens = new Int32Array(0);
+  let tokens: ArrayLike<number> = [];
   for (const profiled of [false, true]) {
     if (profiled) device.startProfiling();
     const draft = device.scope(() => drafter.draft(ids, gamma, sampling, rng));
-    [tokens] = (await readTensors([draft.tokens])) as Int32Array[];
+    [tokens] = await readTensors([draft.tokens]);
     if (profiled) profile.draft = await device.stopProfiling();
     await device.sync();
     if (profiled) device.startProfiling();
