@@ -39,8 +39,9 @@ export interface MatmulChoice {
   group?: number;
 }
 
+/** Without tuning: gemv for few rows, reusing each activation load over 8 weight rows once there are several activation rows. */
 export function defaultChoice(rows: number): MatmulChoice {
-  return rows <= GEMV_MAX_ROWS ? { family: 'gemv', split: 1 } : { family: 'tiled', split: 1 };
+  return rows <= GEMV_MAX_ROWS ? { family: 'gemv', split: 1, group: rows >= 4 ? 8 : 4 } : { family: 'tiled', split: 1 };
 }
 
 /** Tuning table key: everything that can change which kernel is fastest. */
