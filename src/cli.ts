@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { createNodeDevice, dirFolder, loadPipeline, urlFolder, type GenerationStats, type Pipeline } from './node.js';
 import type { CheckpointFolder } from './models/safetensors.js';
+import { DEFAULT_GAMMA } from './decode/generate.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The bundled models, beside dist/ (or src/ when run through tsx). */
@@ -20,9 +21,9 @@ const HELP = `usage:
 
 options:
   --method ar|speculative|specdiff  (default specdiff)
-  --gamma N          draft length (default 8)
-  --steps N          diffusion steps T (default 4)
-  --window N         drafter context window W (default: all that fits)
+  --gamma N          draft length (default 4)
+  --steps N          diffusion steps T (default 1)
+  --window N         drafter context window W (default 16)
   --schedule left-to-right|random
   --temperature X    0 = greedy (default 0)
   --top-k N  --top-p X  --seed N  --max-new-tokens N (default 64)
@@ -80,7 +81,7 @@ async function load(values: Record<string, unknown>, needAr: boolean): Promise<P
   if (!values.json) process.stderr.write(`adapter: ${device.info.adapter}\n`);
   if (values.autotune) {
     const t = performance.now();
-    const table = await pipe.autotune(Number(values.gamma ?? 8));
+    const table = await pipe.autotune(Number(values.gamma ?? DEFAULT_GAMMA));
     if (!values.json) process.stderr.write(`autotuned ${Object.keys(table).length} matmul shapes in ${((performance.now() - t) / 1000).toFixed(1)} s\n`);
   }
   return pipe;

@@ -10,7 +10,7 @@ import type { CheckpointFolder } from './models/safetensors.js';
 import type { Tokenizer } from './models/tokenizer.js';
 import { ARDrafter } from './decode/ar-drafter.js';
 import { DiffusionDrafter } from './decode/diffusion-drafter.js';
-import { generate, type GenerateOptions, type Generation } from './decode/generate.js';
+import { DEFAULT_GAMMA, generate, type GenerateOptions, type Generation } from './decode/generate.js';
 import { autotuneMatmul, type TuningTable } from './tensor/tune.js';
 
 export interface PipelineSources {
@@ -52,7 +52,7 @@ export class Pipeline {
    * Times the candidate matmul kernels for the shapes decoding with draft length γ runs (one-token
    * steps, γ + 1-row verification, γ-row draft projections) and keeps the fastest per shape.
    */
-  async autotune(gamma = 8): Promise<TuningTable> {
+  async autotune(gamma = DEFAULT_GAMMA): Promise<TuningTable> {
     const sigs = [...this.target.matmulSignatures(1), ...this.target.matmulSignatures(gamma + 1)];
     if (this.arDrafter) sigs.push(...this.arDrafter.matmulSignatures(1));
     if (this.diffusionDrafter) sigs.push(...this.diffusionDrafter.matmulSignatures(gamma));

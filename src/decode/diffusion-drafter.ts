@@ -15,14 +15,16 @@ import type { Rng } from './rng.js';
 import { selectTokens } from './sample.js';
 import { unmaskPlan } from './schedule.js';
 
+/** Defaults measured fastest by bench:decode on the bundled models (README, Performance). */
+export const DEFAULT_STEPS = 1;
 /** Context tokens a diffusion draft sees by default. */
-export const DEFAULT_WINDOW = 64;
+export const DEFAULT_WINDOW = 16;
 
 export interface DiffusionDrafterOptions {
-  /** Denoising steps T (default 4). */
+  /** Denoising steps T (default DEFAULT_STEPS). */
   steps?: number;
   /**
-   * Context tokens the drafter sees (default 64). Every denoising step is a bidirectional pass
+   * Context tokens the drafter sees (default DEFAULT_WINDOW). Every denoising step is a bidirectional pass
    * over W + γ tokens, so W sets the cost of a draft; undefined in the options keeps the default,
    * Infinity means as many as fit.
    */
@@ -41,7 +43,7 @@ export class DiffusionDrafter implements Drafter {
     readonly model: MDLM,
     opts: DiffusionDrafterOptions = {},
   ) {
-    this.steps = opts.steps ?? 4;
+    this.steps = opts.steps ?? DEFAULT_STEPS;
     this.window = opts.window ?? DEFAULT_WINDOW;
     this.schedule = opts.schedule ?? 'left-to-right';
   }

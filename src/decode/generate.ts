@@ -9,6 +9,9 @@ import { ContextError } from '../models/errors.js';
 import { readTensors } from '../tensor/tensor.js';
 import type { Drafter } from './drafter.js';
 import { DiffusionDrafter } from './diffusion-drafter.js';
+
+/** Default draft length: the fastest in bench:decode on the bundled models (see README, Performance). */
+export const DEFAULT_GAMMA = 4;
 import { checkInt, resolveSampling, type Method, type SamplingOptions, type SpeculationOptions } from './options.js';
 import { Rng } from './rng.js';
 import { selectTokens } from './sample.js';
@@ -114,7 +117,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
     if (drafter.vocabSize !== target.vocabSize) {
       throw new VocabularyMismatchError(`the drafter proposes from ${drafter.vocabSize} tokens but the target's vocabulary has ${target.vocabSize}: they must share a tokenizer`);
     }
-    gamma = checkInt('gamma', opts.gamma ?? 8, 1, Math.min(drafter.maxGamma, capacity - 1));
+    gamma = checkInt('gamma', opts.gamma ?? DEFAULT_GAMMA, 1, Math.min(drafter.maxGamma, capacity - 1));
     if (drafter instanceof DiffusionDrafter) {
       drafter.steps = checkInt('steps', opts.steps ?? drafter.steps, 1, 1024);
       if (opts.window !== undefined) drafter.window = checkInt('window', opts.window, 1, drafter.model.config.modelLength - gamma);
