@@ -18,6 +18,7 @@ const BUNDLED = join(here, '..', 'models');
 const HELP = `usage:
   specdiff generate "prompt" [options]   stream a generation
   specdiff demo [options]                AR vs SpecDiff on a bundled prompt, side by side
+                                         (temperature 0.8, top-k 50 unless given)
 
 options:
   --method ar|speculative|specdiff  (default specdiff)
@@ -146,7 +147,8 @@ async function main(): Promise<void> {
   if (command === 'demo') {
     const prompt = rest.join(' ') || readFileSync(join(BUNDLED, 'prompt.txt'), 'utf8').trim();
     const pipe = await load(values, false);
-    const opts = genOptions(values);
+    // Sampled by default: the small bundled target's greedy text soon repeats itself.
+    const opts = { ...genOptions(values), temperature: Number(values.temperature ?? 0.8), topK: Number(values['top-k'] ?? 50), seed: Number(values.seed ?? 0) };
     // Warm up pipelines so that compile time is not counted against either method.
     await pipe.generate(prompt, { ...opts, maxNewTokens: 4, method: 'specdiff' }).result();
     await pipe.generate(prompt, { ...opts, maxNewTokens: 2, method: 'ar' }).result();
