@@ -55,7 +55,7 @@ const utf8Decoder = new TextDecoder('utf-8', { ignoreBOM: true });
  * GPT-2 maps every byte to a printable character so that tokens never hold whitespace or control characters:
  * printable Latin-1 bytes stand for themselves, the other 68 take U+0100 onwards in byte order.
  */
-const BYTE_CHARS: string[] = (() => {
+export const BYTE_CHARS: readonly string[] = (() => {
   const chars: string[] = [];
   let next = 0x100;
   for (let b = 0; b < 256; b++) {

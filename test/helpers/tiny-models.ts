@@ -17,8 +17,9 @@ export interface TinySpec {
   scale?: number;
 }
 
-function tensors(shapes: Record<string, number[]>, seed: number, scale: number, ones: (n: string) => boolean): Record<string, TensorToWrite> {
-  const out: Record<string, TensorToWrite> = {};
+/** Random F32 tensors of the given shapes; LayerNorm-like weights (`ones`) sit around 1. */
+export function randomTensors(shapes: Record<string, number[]>, seed: number, scale: number, ones: (n: string) => boolean): Record<string, TensorToWrite & { data: Float32Array }> {
+  const out: Record<string, TensorToWrite & { data: Float32Array }> = {};
   let s = seed * 1000;
   for (const [name, shape] of Object.entries(shapes)) {
     const n = shape.reduce((a, b) => a * b, 1);
@@ -28,8 +29,8 @@ function tensors(shapes: Record<string, number[]>, seed: number, scale: number, 
   return out;
 }
 
-export async function tinyGPT2(device: Device, spec: TinySpec): Promise<GPT2> {
-  const { vocab: V, d = 32, layers = 2, heads = 2, positions = 64, seed, scale = 0.3 } = spec;
+/** Tensor shapes of a GPT-2 checkpoint in HF key names (Conv1D weights [in, out]). */
+export function gpt2Shapes(V: number, d: number, layers: number, positions: number): Record<string, number[]> {
   const shapes: Record<string, number[]> = { 'wte.weight': [V, d], 'wpe.weight': [positions, d], 'ln_f.weight': [d], 'ln_f.bias': [d] };
   for (let i = 0; i < layers; i++) {
     Object.assign(shapes, {
@@ -41,16 +42,11 @@ export async function tinyGPT2(device: Device, spec: TinySpec): Promise<GPT2> {
       [`h.${i}.mlp.c_proj.weight`]: [4 * d, d], [`h.${i}.mlp.c_proj.bias`]: [d],
     });
   }
-  const bytes = writeSafetensors(tensors(shapes, seed, scale, (n) => /ln_.*weight$/.test(n)));
-  const config = parseGPT2Config({ model_type: 'gpt2', vocab_size: V, n_positions: positions, n_embd: d, n_layer: layers, n_head: heads });
-  return GPT2.load(device, await openSafetensors(memorySource(bytes, `tiny-gpt2-${seed}`)), config);
+  return shapes;
 }
 
-/** vocab = the target's vocabulary; the MDLM gets one more id, its mask. */
-export async function tinyMDLM(device: Device, spec: TinySpec): Promise<MDLM> {
-  const { vocab, d = 32, layers = 2, heads = 2, positions = 64, seed, scale = 0.3 } = spec;
-  const V = vocab + 1;
-  const c = 16;
+/** Tensor shapes of an MDLM (mdlm-owt layout) checkpoint with V ids (mask included) and conditioning size c. */
+export function mdlmShapes(V: number, d: number, layers: number, c: number): Record<string, number[]> {
   const shapes: Record<string, number[]> = {
     'backbone.vocab_embed.embedding': [V, d],
     'backbone.sigma_map.mlp.0.weight': [c, 256], 'backbone.sigma_map.mlp.0.bias': [c],
@@ -68,7 +64,24 @@ export async function tinyMDLM(device: Device, spec: TinySpec): Promise<MDLM> {
       [`${p}.adaLN_modulation.weight`]: [6 * d, c], [`${p}.adaLN_modulation.bias`]: [6 * d],
     });
   }
-  const bytes = writeSafetensors(tensors(shapes, seed, scale, (n) => /norm.*weight$/.test(n)));
+  return shapes;
+}
+
+export async function tinyGPT2(device: Device, spec: TinySpec): Promise<GPT2> {
+  const { vocab: V, d = 32, layers = 2, heads = 2, positions = 64, seed, scale = 0.3 } = spec;
+  const shapes = gpt2Shapes(V, d, layers, positions);
+  const bytes = writeSafetensors(randomTensors(shapes, seed, scale, (n) => /ln_.*weight$/.test(n)));
+  const config = parseGPT2Config({ model_type: 'gpt2', vocab_size: V, n_positions: positions, n_embd: d, n_layer: layers, n_head: heads });
+  return GPT2.load(device, await openSafetensors(memorySource(bytes, `tiny-gpt2-${seed}`)), config);
+}
+
+/** vocab = the target's vocabulary; the MDLM gets one more id, its mask. */
+export async function tinyMDLM(device: Device, spec: TinySpec): Promise<MDLM> {
+  const { vocab, d = 32, layers = 2, heads = 2, positions = 64, seed, scale = 0.3 } = spec;
+  const V = vocab + 1;
+  const c = 16;
+  const shapes = mdlmShapes(V, d, layers, c);
+  const bytes = writeSafetensors(randomTensors(shapes, seed, scale, (n) => /norm.*weight$/.test(n)));
   const config = parseMDLMConfig({ model_type: 'mdlm', vocab_size: V, hidden_dim: d, n_blocks: layers, n_heads: heads, cond_dim: c, model_length: positions, time_conditioning: false });
   return MDLM.load(device, await openSafetensors(memorySource(bytes, `tiny-mdlm-${seed}`)), config);
 }
