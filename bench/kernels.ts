@@ -45,7 +45,9 @@ function matmulCases(f16: boolean): MatmulCase[] {
       timing: (M) => (M >= 256 ? { warmup: false, budgetMs: 0 } : M >= 64 ? { budgetMs: 0 } : { budgetMs: 4000, batches: 3 }),
     },
   ];
-  if (f16) cases.push({ name: 'c_fc 768x3072 f16', K: 768, N: 3072, layout: 'kn', wtype: 'f16', Ms: [1] });
+  // What the GPT-2 forward runs: Conv1D weights kept transposed, [N, K], f32 and f16.
+  cases.push({ name: 'c_fc 768x3072 [N,K]', K: 768, N: 3072, layout: 'nk', wtype: 'f32', Ms: Ms.filter((M) => M <= 16) });
+  if (f16) cases.push({ name: 'c_fc 768x3072 [N,K] f16', K: 768, N: 3072, layout: 'nk', wtype: 'f16', Ms: Ms.filter((M) => M <= 16) });
   if (!QUICK) cases.push({ name: '1024^3', K: 1024, N: 1024, layout: 'kn', wtype: 'f32', Ms: [1024], timing: () => ({ batches: 3, budgetMs: 5000 }) });
   return cases;
 }

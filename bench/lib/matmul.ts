@@ -55,13 +55,15 @@ export interface MatmulRow {
 }
 
 /** The kernel variants worth timing for M rows. */
-export function variantsFor(M: number): Array<{ variant: string; choice: MatmulChoice }> {
+export function variantsFor(M: number, layout: WeightLayout = 'kn'): Array<{ variant: string; choice: MatmulChoice }> {
   if (M > GEMV_MAX_ROWS) return [{ variant: 'tiled', choice: { family: 'tiled', split: 1 } }];
   const v = [
     { variant: 'gemv', choice: { family: 'gemv', split: 1 } as MatmulChoice },
     { variant: 'split4', choice: { family: 'gemv-split', split: 4 } as MatmulChoice },
     { variant: 'split16', choice: { family: 'gemv-split', split: 16 } as MatmulChoice },
   ];
+  // [N, K] weights: 8 output rows per invocation, and one subgroup per row.
+  if (layout === 'nk') v.push({ variant: 'gemv8', choice: { family: 'gemv', split: 1, group: 8 } }, { variant: 'subgroup', choice: { family: 'gemv-subgroup', split: 1 } });
   if (M >= 8) v.push({ variant: 'tiled', choice: { family: 'tiled', split: 1 } });
   return v;
 }
@@ -107,7 +109,7 @@ export async function benchMatmulCase(
       case: c.name, M, K: c.K, N: c.N, layout: c.layout, wtype: c.wtype,
       weightBytes, flops: 2 * M * c.N * c.K, copies, variants: [],
     };
-    const variants = variantsFor(M);
+    const variants = variantsFor(M, c.layout);
     let i = 0;
     const calls = variants.map(({ choice }) => () => matmul(a, weights[i++ % copies], { layout: c.layout }, choice).dispose());
     const timings = await timeEach(calls, () => dev.sync(), c.timing?.(M));

@@ -4,7 +4,7 @@ import type { MatmulRow } from './matmul.js';
 import type { TfjsResult } from './tfjs.js';
 import { fmt, pct, table, type Cell } from './table.js';
 
-const VARIANT_COLUMNS = ['gemv', 'split4', 'split16', 'tiled'];
+const VARIANT_COLUMNS = ['gemv', 'split4', 'split16', 'gemv8', 'subgroup', 'tiled'];
 
 export function matmulTable(rows: MatmulRow[]): string {
   const head = ['case', '>M', 'best', '>ms/call', '>GB/s', '>GFLOP/s', '>%BW', ...VARIANT_COLUMNS.map((v) => `>${v} ms`), '>tfjs ms', '>ours/tfjs time'];
