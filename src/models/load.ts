@@ -3,7 +3,7 @@ import type { Device } from '../tensor/device.js';
 import { ConfigError, parseGPT2Config, parseMDLMConfig } from './config.js';
 import { GPT2, type ModelLoadOptions } from './gpt2.js';
 import { MDLM } from './mdlm.js';
-import { fetchSource, openCheckpoint, type CheckpointFolder, type FetchOptions } from './safetensors.js';
+import { fetchSource, openCheckpoint, type Checkpoint, type CheckpointFolder, type FetchOptions } from './safetensors.js';
 import { Tokenizer } from './tokenizer.js';
 
 export async function readText(folder: CheckpointFolder, name: string): Promise<string> {
@@ -30,24 +30,27 @@ async function readConfig(folder: CheckpointFolder): Promise<unknown> {
   }
 }
 
-export async function loadGPT2(device: Device, folder: CheckpointFolder, opts: ModelLoadOptions = {}): Promise<GPT2> {
-  const config = parseGPT2Config(await readConfig(folder), `${folder.name}/config.json`);
+/** config.json parsed by `parse`, then the checkpoint (closed once the weights are on the GPU) loaded by `load`. */
+async function loadFolder<C, M>(
+  folder: CheckpointFolder,
+  parse: (json: unknown, source: string) => C,
+  load: (ckpt: Checkpoint, config: C) => Promise<M>,
+): Promise<M> {
+  const config = parse(await readConfig(folder), `${folder.name}/config.json`);
   const ckpt = await openCheckpoint(folder);
   try {
-    return await GPT2.load(device, ckpt, config, opts);
+    return await load(ckpt, config);
   } finally {
     await ckpt.close();
   }
 }
 
-export async function loadMDLM(device: Device, folder: CheckpointFolder, opts: ModelLoadOptions = {}): Promise<MDLM> {
-  const config = parseMDLMConfig(await readConfig(folder), `${folder.name}/config.json`);
-  const ckpt = await openCheckpoint(folder);
-  try {
-    return await MDLM.load(device, ckpt, config, opts);
-  } finally {
-    await ckpt.close();
-  }
+export function loadGPT2(device: Device, folder: CheckpointFolder, opts: ModelLoadOptions = {}): Promise<GPT2> {
+  return loadFolder(folder, parseGPT2Config, (ckpt, config) => GPT2.load(device, ckpt, config, opts));
+}
+
+export function loadMDLM(device: Device, folder: CheckpointFolder, opts: ModelLoadOptions = {}): Promise<MDLM> {
+  return loadFolder(folder, parseMDLMConfig, (ckpt, config) => MDLM.load(device, ckpt, config, opts));
 }
 
 /** Files under a URL base (e.g. a Hugging Face `resolve/main/` URL or a static folder). */
