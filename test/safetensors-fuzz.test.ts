@@ -8,6 +8,7 @@ import {
   type Checkpoint,
   type Dtype,
 } from '../src/models/safetensors.js';
+import { rng } from './helpers/reference.js';
 
 // Valid files mutated thousands of times with a seeded PRNG: every outcome must be a SafetensorsError or a
 // checkpoint whose tensors all have the byte size their header declares.
@@ -18,21 +19,10 @@ const SIZES: Record<Dtype, number> = {
 };
 const OUTPUT_BYTES = { f32: 4, f16: 2, i32: 4, u8: 1 } as const;
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 class Rng {
   private readonly next: () => number;
   constructor(seed: number) {
-    this.next = mulberry32(seed);
+    this.next = rng(seed);
   }
   int(n: number): number {
     return Math.floor(this.next() * n);
