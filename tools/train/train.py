@@ -32,16 +32,17 @@ DATA = os.path.join(HERE, 'runs', 'data')
 VOCAB = 8192
 EOT_ID = VOCAB - 1
 
-# One entry per model. tokens = batch * seq_len * steps. Timings measured here are in README.md.
+# One entry per model. tokens = batch * seq_len * steps. Timings measured here are in README.md. Step counts are
+# sized so that the whole family trains in about three hours on a 2-core machine (README.md, 'Budget').
 RECIPES = {
     'target': dict(kind='gpt2', cfg=GPT2Config(n_embd=512, n_layer=6, n_head=8),
-                   batch=8, seq_len=512, steps=2000, lr=8e-4, min_lr=8e-5, warmup=150,
+                   batch=8, seq_len=512, steps=1000, lr=8e-4, min_lr=8e-5, warmup=150,
                    weight_decay=0.1, grad_clip=1.0, eval_every=100, eval_batches=4),
     'drafter-ar': dict(kind='gpt2', cfg=GPT2Config(n_embd=256, n_layer=4, n_head=4),
-                       batch=16, seq_len=512, steps=2000, lr=2e-3, min_lr=2e-4, warmup=100,
+                       batch=16, seq_len=512, steps=500, lr=2e-3, min_lr=2e-4, warmup=50,
                        weight_decay=0.1, grad_clip=1.0, eval_every=100, eval_batches=4),
     'drafter-mdlm': dict(kind='mdlm', cfg=MDLMConfig(hidden_dim=256, n_blocks=4, n_heads=4, cond_dim=64),
-                         batch=16, seq_len=512, steps=2400, lr=2e-3, min_lr=2e-4, warmup=200,
+                         batch=16, seq_len=512, steps=600, lr=2e-3, min_lr=2e-4, warmup=60,
                          weight_decay=0.03, grad_clip=1.0, eval_every=200, eval_batches=4,
                          prefix_frac=0.5),
 }
