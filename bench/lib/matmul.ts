@@ -6,7 +6,7 @@
  * large as the bandwidth probe's, so weights come from memory as in a decode step, not from cache.
  */
 import type { Device } from '../../src/tensor/device.js';
-import { GEMV_MAX_ROWS, matmul, type MatmulChoice } from '../../src/tensor/ops/matmul.js';
+import { STREAMED_MAX_ROWS, matmul, type MatmulChoice } from '../../src/tensor/ops/matmul.js';
 import { BYTES, Tensor } from '../../src/tensor/tensor.js';
 import type { WeightLayout } from '../../src/shaders/matmul.js';
 import type { TfjsResult } from './tfjs.js';
@@ -56,14 +56,20 @@ export interface MatmulRow {
 
 /** The kernel variants worth timing for M rows. */
 export function variantsFor(M: number, layout: WeightLayout = 'kn'): Array<{ variant: string; choice: MatmulChoice }> {
-  if (M > GEMV_MAX_ROWS) return [{ variant: 'tiled', choice: { family: 'tiled', split: 1 } }];
+  if (M > STREAMED_MAX_ROWS) return [{ variant: 'tiled', choice: { family: 'tiled', split: 1 } }];
   const v = [
     { variant: 'gemv', choice: { family: 'gemv', split: 1 } as MatmulChoice },
     { variant: 'split4', choice: { family: 'gemv-split', split: 4 } as MatmulChoice },
     { variant: 'split16', choice: { family: 'gemv-split', split: 16 } as MatmulChoice },
   ];
-  // [N, K] weights: 8 output rows per invocation, and one subgroup per row.
-  if (layout === 'nk') v.push({ variant: 'gemv8', choice: { family: 'gemv', split: 1, group: 8 } }, { variant: 'subgroup', choice: { family: 'gemv-subgroup', split: 1 } });
+  // [N, K] weights: 8 or 16 output rows per invocation, and one subgroup per row.
+  if (layout === 'nk') {
+    v.push(
+      { variant: 'gemv8', choice: { family: 'gemv', split: 1, group: 8 } },
+      { variant: 'gemv16', choice: { family: 'gemv', split: 1, group: 16 } },
+      { variant: 'subgroup', choice: { family: 'gemv-subgroup', split: 1 } },
+    );
+  }
   if (M >= 8) v.push({ variant: 'tiled', choice: { family: 'tiled', split: 1 } });
   return v;
 }

@@ -3,8 +3,8 @@
  * ('kn', GPT-2 Conv1D) or [N,K] ('nk', nn.Linear). One generator, specialised by layout,
  * weight dtype, alignment (vec4 loads), epilogue and kernel family:
  *  - 'tiled': each invocation owns a 4×4 block of C; registers only, no barriers.
- *  - 'gemv':  few rows (M ≤ 16, a compile-time constant): weights are streamed once,
- *             each invocation owns 4 columns ('kn') or `group` output rows of W ('nk').
+ *  - 'gemv':  few rows (≤ 16 per dispatch, a compile-time constant): weights are streamed once
+ *             per dispatch, each invocation owns 4 columns ('kn') or `group` output rows of W ('nk').
  *  - 'gemv-split': 'gemv' with the K loop split over `split` invocations of a workgroup
  *             and reduced in workgroup memory (more parallelism for GPUs on narrow N).
  *  - 'gemv-subgroup' ('nk' only): one subgroup per output row; its lanes read the row
@@ -28,12 +28,13 @@ export interface MatmulVariant {
   rows: number;
   /** K-split factor of 'gemv-split' (power of two). */
   split: number;
-  /** 'nk' gemv: output rows per invocation (4 or 8). */
+  /** 'nk' gemv: output rows per invocation (4, 8 or 16). */
   group: number;
 }
 
-export const MATMUL_PARAMS = 'uuuuu';
-const PARAM_NAMES = ['M', 'N', 'K', 'nBase', 'nCount'];
+/** M: rows (of this dispatch, for the gemv families); mBase: first row of this dispatch; nBase/nCount: the weight chunk's columns. */
+export const MATMUL_PARAMS = 'uuuuuu';
+const PARAM_NAMES = ['M', 'N', 'K', 'nBase', 'nCount', 'mBase'];
 
 export function matmulKey(v: MatmulVariant): string {
   return `matmul_${v.family}_${v.layout}_${v.wtype}${v.aligned ? '_v4' : ''}${v.bias ? '_bias' : ''}${v.gelu ? '_gelu' : ''}${v.residual ? '_res' : ''}_r${v.rows}_s${v.split}_g${v.group}`;
@@ -48,12 +49,13 @@ function loaders(v: MatmulVariant): string {
   const wt = v.wtype;
   const vecW = v.aligned;
   // A is always f32 activations; W may be f16. Loads return zeros past K so tails need no special case.
+  // Row m is relative to this dispatch's first row, mBase.
   const a = v.aligned
     ? `@group(0) @binding(0) var<storage, read> A: array<vec4<f32>>;
-fn loadA(m: u32, k: u32) -> vec4<f32> { return A[(m * P.K + k) / 4u]; }`
+fn loadA(m: u32, k: u32) -> vec4<f32> { return A[((m + P.mBase) * P.K + k) / 4u]; }`
     : `@group(0) @binding(0) var<storage, read> A: array<f32>;
 fn loadA(m: u32, k: u32) -> vec4<f32> {
-  let i = m * P.K + k;
+  let i = (m + P.mBase) * P.K + k;
   return vec4<f32>(A[i], select(0.0, A[i + 1u], k + 1u < P.K), select(0.0, A[i + 2u], k + 2u < P.K), select(0.0, A[i + 3u], k + 3u < P.K));
 }`;
   // Weights are read through w4 (four at a flat index divisible by 4) or w1 (one). f16 weights
@@ -97,12 +99,12 @@ function epilogue(v: MatmulVariant): string {
   if (v.bias) lines.push(`@group(0) @binding(${b++}) var<storage, read> Bias: array<f32>;`);
   if (v.residual) lines.push(`@group(0) @binding(${b++}) var<storage, read> R: array<f32>;`);
   lines.push(`@group(0) @binding(${b}) var<storage, read_write> C: array<f32>;`);
-  lines.push(`// n is the global column.
+  lines.push(`// n is the global column, m relative to mBase.
 fn store(m: u32, n: u32, acc: f32) {
   var y = acc;
   ${v.bias ? 'y += Bias[n];' : ''}
   ${v.gelu ? 'y = gelu(y);' : ''}
-  let i = m * P.N + n;
+  let i = (m + P.mBase) * P.N + n;
   ${v.residual ? 'y += R[i];' : ''}
   C[i] = y;
 }`);

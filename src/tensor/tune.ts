@@ -7,7 +7,7 @@
 import type { Device } from './device.js';
 import { Tensor } from './tensor.js';
 import type { WeightLayout } from '../shaders/matmul.js';
-import { GEMV_MAX_ROWS, getMatmulChoice, matmul, setMatmulChoice, tuneKey, type MatmulChoice } from './ops/matmul.js';
+import { STREAMED_MAX_ROWS, getMatmulChoice, matmul, setMatmulChoice, tuneKey, type MatmulChoice } from './ops/matmul.js';
 
 export interface MatmulSignature {
   layout: WeightLayout;
@@ -22,7 +22,7 @@ export type TuningTable = Record<string, MatmulChoice>;
 function candidates(dev: Device, layout: WeightLayout, rows: number): MatmulChoice[] {
   const c: MatmulChoice[] = [
     { family: 'gemv', split: 1 },
-    ...(layout === 'nk' ? [{ family: 'gemv' as const, split: 1, group: 8 }] : []),
+    ...(layout === 'nk' ? [8, 16].map((group) => ({ family: 'gemv' as const, split: 1, group })) : []),
     { family: 'gemv-split', split: 4 },
     { family: 'gemv-split', split: 16 },
   ];
@@ -50,7 +50,7 @@ export async function autotuneMatmul(dev: Device, signatures: MatmulSignature[],
   const table: TuningTable = {};
   for (const s of signatures) {
     const key = tuneKey(s.layout, s.dtype, s.rows, s.K, s.N);
-    if (s.rows > GEMV_MAX_ROWS || getMatmulChoice(dev, key) || table[key]) continue;
+    if (s.rows > STREAMED_MAX_ROWS || getMatmulChoice(dev, key) || table[key]) continue;
     const best = await (async () => {
       const a = Tensor.from(dev, new Float32Array(s.rows * s.K).fill(0.01), [s.rows, s.K]);
       const w = Tensor.empty(dev, s.layout === 'kn' ? [s.K, s.N] : [s.N, s.K], s.dtype === 'f16' && dev.info.features.shaderF16 ? 'f16' : 'f32');

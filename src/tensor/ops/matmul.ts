@@ -28,25 +28,37 @@ export interface MatmulOptions {
   residual?: Tensor;
 }
 
-/** Largest row count that the few-rows (gemv) kernels handle. */
+/** Most rows one gemv dispatch handles (its accumulators live in registers). */
 export const GEMV_MAX_ROWS = 16;
+
+/**
+ * Up to this many rows the gemv families are candidates too, run in chunks of GEMV_MAX_ROWS rows
+ * that each stream the weights once: a drafter's 20-40 positions or a γ = 24 verify are still
+ * weight-bound, and on adapters with little compute per byte that beats the tiled kernel.
+ */
+export const STREAMED_MAX_ROWS = 64;
 
 /** Which kernel runs a matmul of this kind; set by autotuning, otherwise these defaults. */
 export interface MatmulChoice {
   family: MatmulFamily;
   split: number;
-  /** Output rows per invocation of the 'nk' gemv (default 4). */
+  /** Output rows per invocation of the 'nk' gemv: 4 (default), 8 or 16. */
   group?: number;
 }
 
-/** Without tuning: gemv for few rows, reusing each activation load over 8 weight rows once there are several activation rows. */
+/**
+ * Without tuning: gemv up to STREAMED_MAX_ROWS rows, reusing each activation load over more weight
+ * rows as activation rows grow (measured on lavapipe with bench:kernels: at 5-64 rows
+ * gemv with 8-16 weight rows per invocation beats the tiled kernel by 1.2-2.5x).
+ */
 export function defaultChoice(rows: number): MatmulChoice {
-  return rows <= GEMV_MAX_ROWS ? { family: 'gemv', split: 1, group: rows >= 4 ? 8 : 4 } : { family: 'tiled', split: 1 };
+  if (rows > STREAMED_MAX_ROWS) return { family: 'tiled', split: 1 };
+  return { family: 'gemv', split: 1, group: rows >= 8 ? 16 : rows >= 4 ? 8 : 4 };
 }
 
 /** Tuning table key: everything that can change which kernel is fastest. */
 export function tuneKey(layout: WeightLayout, wtype: string, M: number, K: number, N: number): string {
-  const mClass = M <= GEMV_MAX_ROWS ? `m${M}` : 'mbig';
+  const mClass = M <= STREAMED_MAX_ROWS ? `m${M}` : 'mbig';
   return `matmul:${layout}:${wtype}:${mClass}:${K}x${N}`;
 }
 
@@ -85,8 +97,8 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
   if (M === 0 || N === 0) return out;
   const c = choice ?? getMatmulChoice(dev, tuneKey(layout, w.dtype, M, K, N)) ?? defaultChoice(M);
   const subgroupOk = dev.info.features.subgroups && dev.info.subgroupMaxSize > 0 && dev.info.subgroupMaxSize <= 64 && layout === 'nk';
-  const family = M > GEMV_MAX_ROWS ? 'tiled' : c.family === 'gemv-subgroup' && !subgroupOk ? 'gemv' : c.family;
-  const v: MatmulVariant = {
+  const family = M > STREAMED_MAX_ROWS ? 'tiled' : c.family === 'gemv-subgroup' && !subgroupOk ? 'gemv' : c.family;
+  const variant = (rows: number): MatmulVariant => ({
     family,
     layout,
     wtype: w.dtype as 'f32' | 'f16',
@@ -94,11 +106,15 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
     bias: !!opts.bias,
     gelu: !!opts.gelu,
     residual: !!opts.residual,
-    rows: family === 'tiled' ? 0 : M,
+    rows: family === 'tiled' ? 0 : rows,
     split: family === 'gemv-split' ? c.split : 1,
     group: family === 'gemv' && layout === 'nk' ? (c.group ?? 4) : 1,
-  };
-  const spec = kernelSpec(matmulKey(v), matmulBindings(v), MATMUL_PARAMS, () => matmulWGSL(v));
+  });
+  // The tiled kernel takes every row at once; the gemv families take at most GEMV_MAX_ROWS per
+  // dispatch, in equal chunks (20 rows as 10 + 10: per-row cost grows with the accumulator count).
+  const rowChunks: Array<[number, number]> = [];
+  const perDispatch = family === 'tiled' ? M : Math.ceil(M / Math.ceil(M / GEMV_MAX_ROWS));
+  for (let m = 0; m < M; m += perDispatch) rowChunks.push([m, Math.min(perDispatch, M - m)]);
   const extra = [opts.bias, opts.residual].filter((t): t is Tensor => !!t).map((t) => t.binding);
   const outBinding = { buffer: out.buffer, size: M * N * 4 };
   const maxBind = dev.limits.maxStorageBufferBindingSize;
@@ -112,7 +128,11 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
       ...extra,
       outBinding,
     ];
-    dev.dispatch(spec, buffers, [M, N, K, chunk.nBase, chunk.nCount], matmulGrid(v, M, chunk.nCount, dev.info.subgroupMaxSize));
+    for (const [mBase, rows] of rowChunks) {
+      const v = variant(rows);
+      const spec = kernelSpec(matmulKey(v), matmulBindings(v), MATMUL_PARAMS, () => matmulWGSL(v));
+      dev.dispatch(spec, buffers, [rows, N, K, chunk.nBase, chunk.nCount, mBase], matmulGrid(v, rows, chunk.nCount, dev.info.subgroupMaxSize));
+    }
   }
   return out;
 }
