@@ -20,25 +20,16 @@ export function embedding(table: Tensor, ids: Tensor): Tensor {
   const out = Tensor.empty(table.device, [...ids.shape, D]);
   const wtype = table.dtype as 'f32' | 'f16';
   const spec = kernelSpec(`embedding_${wtype}`, ['r', 'r', 'w'], EMBED_PARAMS, () => embeddingWGSL(wtype));
-  // Zero first: rows whose id is in no chunk stay zero.
-  if (n > 0) table.device.dispatch(zeroSpec(), [out.binding], [out.size], [Math.ceil(out.size / 256)]);
-  for (const c of weightChunks(table.device, 'nk', table, D, rows)) {
+  if (n === 0) return out;
+  weightChunks(table.device, 'nk', table, D, rows).forEach((c, i) => {
     table.device.dispatch(
       spec,
       [ids.binding, { buffer: table.buffer, offset: c.byteOffset, size: c.byteLength }, out.binding],
-      [n, D, c.nBase, c.nCount],
+      [n, D, c.nBase, c.nCount, i === 0 ? 1 : 0],
       [Math.ceil(D / 64), n],
     );
-  }
+  });
   return out;
-}
-
-function zeroSpec() {
-  return kernelSpec('zero', ['w'], 'u', () => `struct Params { n: u32 }
-@group(0) @binding(1) var<uniform> P: Params;
-@group(0) @binding(0) var<storage, read_write> X: array<u32>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) { if (gid.x < P.n) { X[gid.x] = 0u; } }`);
 }
 
 export interface Copy2D {
