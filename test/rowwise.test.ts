@@ -6,13 +6,15 @@ import { argmaxRef, expectClose, layerNormRef, randn, softmaxRef } from './helpe
 
 const sum = (a: ArrayLike<number>) => Array.from(a).reduce((x, y) => x + y, 0);
 
-// [rows, D]: one element, D not a multiple of 4 or of the 256-wide workgroup, one long row, GPT-2 width.
+// [rows, D]: one element, D not a multiple of 4 or of the 64/256-wide workgroups, GPT-2 width,
+// and rows wider than 2048 (LayerNorm's wider workgroup).
 const SHAPES: Array<[number, number]> = [
   [1, 1],
   [4, 3],
   [3, 257],
   [2, 1000],
   [1, 768],
+  [2, 4099],
 ];
 
 describe('layerNorm', () => {

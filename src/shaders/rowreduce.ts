@@ -16,6 +16,8 @@ export interface LayerNormVariant {
   weight: boolean;
   bias: boolean;
   wtype: WeightType;
+  /** Invocations per row. */
+  wg: number;
 }
 
 /** y = (x - mean) / sqrt(var + eps) · w + b, statistics in two passes for accuracy. */
@@ -28,15 +30,15 @@ export function layerNormWGSL(v: LayerNormVariant): string {
 ${wDecl}
 ${bDecl}
 @group(0) @binding(${b}) var<storage, read_write> Y: array<f32>;
-${REDUCE}
-${ENTRY}
+${workgroupReduce('reduceSum', 'f32', '+', v.wg)}
+${rowEntry(v.wg, 'P.D')}
   var s = 0.0;
-  for (var i = t; i < P.D; i += ${ROW_WG}u) { s += X[base + i]; }
+  for (var i = t; i < P.D; i += ${v.wg}u) { s += X[base + i]; }
   let mean = reduceSum(s, t) / f32(P.D);
   var q = 0.0;
-  for (var i = t; i < P.D; i += ${ROW_WG}u) { let d = X[base + i] - mean; q += d * d; }
+  for (var i = t; i < P.D; i += ${v.wg}u) { let d = X[base + i] - mean; q += d * d; }
   let inv = inverseSqrt(reduceSum(q, t) / f32(P.D) + P.eps);
-  for (var i = t; i < P.D; i += ${ROW_WG}u) {
+  for (var i = t; i < P.D; i += ${v.wg}u) {
     var y = (X[base + i] - mean) * inv;
     ${v.weight ? 'y *= f32(Wt[i]);' : ''}
     ${v.bias ? 'y += f32(Bs[i]);' : ''}
