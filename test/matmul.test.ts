@@ -11,6 +11,7 @@ const families: Array<[string, MatmulChoice]> = [
   ['gemv-subgroup', { family: 'gemv-subgroup', split: 1 }],
   ['gemv-group8', { family: 'gemv', split: 1, group: 8 }],
   ['gemv-group16', { family: 'gemv', split: 1, group: 16 }],
+  ['gemv-uniform', { family: 'gemv-uniform', split: 1, group: 8 }],
 ];
 
 // Awkward sizes: not multiples of 4 or of the tile, one row, K = 1, long K.
@@ -45,9 +46,12 @@ describe('matmul', () => {
     ['gemv', { family: 'gemv', split: 1 }, 'kn'],
     ['gemv', { family: 'gemv', split: 1 }, 'nk'],
     ['gemv-group16', { family: 'gemv', split: 1, group: 16 }, 'nk'],
+    ['gemv-uniform', { family: 'gemv-uniform', split: 1, group: 16 }, 'nk'],
   ];
+  // Uniform chunks: one binding each, at aligned offsets (K = 20: 80-byte rows, chunks of 16 rows;
+  // K = 2048: 8 rows fill a 64 KiB binding).
   for (const [name, choice, layout] of chunked) {
-    for (const [M, K, N] of [[17, 13, 9], [40, 33, 17]] as const) {
+    for (const [M, K, N] of [[17, 13, 9], [40, 33, 17], [40, 20, 11], [17, 2048, 9]] as const) {
       it(`${name} ${layout} M=${M} K=${K} N=${N} (row chunks) matches the reference`, async () => {
         const dev = await getDevice();
         const a = randn(M * K, 11);

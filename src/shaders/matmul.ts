@@ -9,11 +9,14 @@
  *             and reduced in workgroup memory (more parallelism for GPUs on narrow N).
  *  - 'gemv-subgroup' ('nk' only): one subgroup per output row; its lanes read the row
  *             contiguously and reduce with subgroupAdd, without barriers (feature 'subgroups').
+ *  - 'gemv-uniform' ('nk' only): 'gemv' with the activation rows bound as a uniform buffer of
+ *             compile-time size. Every lane reads the same activation, and an implementation
+ *             may then load it once per SIMD group (llvmpipe does: 1.7x at 5-8 rows).
  */
 import { GELU_FN, LINEAR_WG, paramsStruct, type WeightType } from './common.js';
 
 export type WeightLayout = 'kn' | 'nk';
-export type MatmulFamily = 'tiled' | 'gemv' | 'gemv-split' | 'gemv-subgroup';
+export type MatmulFamily = 'tiled' | 'gemv' | 'gemv-split' | 'gemv-subgroup' | 'gemv-uniform';
 
 export interface MatmulVariant {
   family: MatmulFamily;
@@ -30,6 +33,8 @@ export interface MatmulVariant {
   split: number;
   /** 'nk' gemv: output rows per invocation (4, 8 or 16). */
   group: number;
+  /** 'gemv-uniform': K, which sizes the uniform array (0 otherwise). */
+  uniformK: number;
 }
 
 /** M: rows (of this dispatch, for the gemv families); mBase: first row of this dispatch; nBase/nCount: the weight chunk's columns. */
@@ -37,12 +42,12 @@ export const MATMUL_PARAMS = 'uuuuuu';
 const PARAM_NAMES = ['M', 'N', 'K', 'nBase', 'nCount', 'mBase'];
 
 export function matmulKey(v: MatmulVariant): string {
-  return `matmul_${v.family}_${v.layout}_${v.wtype}${v.aligned ? '_v4' : ''}${v.bias ? '_bias' : ''}${v.gelu ? '_gelu' : ''}${v.residual ? '_res' : ''}_r${v.rows}_s${v.split}_g${v.group}`;
+  return `matmul_${v.family}_${v.layout}_${v.wtype}${v.aligned ? '_v4' : ''}${v.bias ? '_bias' : ''}${v.gelu ? '_gelu' : ''}${v.residual ? '_res' : ''}_r${v.rows}_s${v.split}_g${v.group}${v.uniformK ? `_k${v.uniformK}` : ''}`;
 }
 
 /** Bindings in order: A, W, [bias], [residual], C. */
-export function matmulBindings(v: MatmulVariant): Array<'r' | 'w'> {
-  return ['r', 'r', ...(v.bias ? ['r' as const] : []), ...(v.residual ? ['r' as const] : []), 'w'];
+export function matmulBindings(v: MatmulVariant): Array<'r' | 'w' | 'u'> {
+  return [v.family === 'gemv-uniform' ? 'u' : 'r', 'r', ...(v.bias ? ['r' as const] : []), ...(v.residual ? ['r' as const] : []), 'w'];
 }
 
 function loaders(v: MatmulVariant): string {
@@ -50,7 +55,11 @@ function loaders(v: MatmulVariant): string {
   const vecW = v.aligned;
   // A is always f32 activations; W may be f16. Loads return zeros past K so tails need no special case.
   // Row m is relative to this dispatch's first row, mBase.
-  const a = v.aligned
+  const a = v.family === 'gemv-uniform'
+    ? `@group(0) @binding(0) var<uniform> A: array<vec4<f32>, ${(v.rows * v.uniformK) / 4}>;
+// Bound at this dispatch's first row: no mBase here.
+fn loadA(m: u32, k: u32) -> vec4<f32> { return A[(m * ${v.uniformK}u + k) / 4u]; }`
+    : v.aligned
     ? `@group(0) @binding(0) var<storage, read> A: array<vec4<f32>>;
 fn loadA(m: u32, k: u32) -> vec4<f32> { return A[((m + P.mBase) * P.K + k) / 4u]; }`
     : `@group(0) @binding(0) var<storage, read> A: array<f32>;

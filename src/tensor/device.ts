@@ -24,6 +24,7 @@ export interface DeviceLimits {
   maxStorageBuffersPerShaderStage: number;
   minStorageBufferOffsetAlignment: number;
   minUniformBufferOffsetAlignment: number;
+  maxUniformBufferBindingSize: number;
 }
 
 export interface DeviceInfo {
@@ -53,10 +54,11 @@ const LIMIT_NAMES: Array<keyof DeviceLimits> = [
   'maxStorageBuffersPerShaderStage',
   'minStorageBufferOffsetAlignment',
   'minUniformBufferOffsetAlignment',
+  'maxUniformBufferBindingSize',
 ];
 
-/** Access of one binding of a kernel: read-only storage or read-write storage. */
-export type Access = 'r' | 'w';
+/** Access of one binding of a kernel: read-only storage, read-write storage, or uniform. */
+export type Access = 'r' | 'w' | 'u';
 
 /** A compiled-once kernel variant: its WGSL and the shape of its bind group. */
 export interface KernelSpec {
@@ -230,13 +232,13 @@ export class Device {
   private kernel(spec: KernelSpec) {
     let k = this.pipelines.get(spec.key);
     if (k) return k;
-    const layoutKey = spec.bindings.join('') + (spec.params ? 'u' : '');
+    const layoutKey = spec.bindings.join('') + (spec.params ? '+params' : '');
     let layout = this.layouts.get(layoutKey);
     if (!layout) {
       const entries: GPUBindGroupLayoutEntry[] = spec.bindings.map((a, i) => ({
         binding: i,
         visibility: 4 /* COMPUTE */,
-        buffer: { type: a === 'r' ? 'read-only-storage' : 'storage' },
+        buffer: { type: a === 'r' ? 'read-only-storage' : a === 'u' ? 'uniform' : 'storage' },
       }));
       if (spec.params) entries.push({ binding: spec.bindings.length, visibility: 4, buffer: { type: 'uniform' } });
       layout = this.gpu.createBindGroupLayout({ entries, label: layoutKey });

@@ -4,9 +4,10 @@
  * frees what it allocates creates no buffer after its first iteration.
  */
 
-import { COPY_DST, COPY_SRC, STORAGE } from './usage.js';
+import { COPY_DST, COPY_SRC, STORAGE, UNIFORM } from './usage.js';
 
-const STORAGE_USAGE = STORAGE | COPY_SRC | COPY_DST;
+// UNIFORM too: few-row matmuls bind activations as a uniform buffer (see 'gemv-uniform').
+const STORAGE_USAGE = STORAGE | UNIFORM | COPY_SRC | COPY_DST;
 
 /** Size classes: powers of two below 1 MiB, then steps of 1/8 of the power of two. */
 export function bucketSize(bytes: number): number {

@@ -23,6 +23,7 @@ function candidates(dev: Device, layout: WeightLayout, rows: number): MatmulChoi
   const c: MatmulChoice[] = [
     { family: 'gemv', split: 1 },
     ...(layout === 'nk' ? [8, 16].map((group) => ({ family: 'gemv' as const, split: 1, group })) : []),
+    ...(layout === 'nk' ? [4, 8, 16].map((group) => ({ family: 'gemv-uniform' as const, split: 1, group })) : []),
     { family: 'gemv-split', split: 4 },
     { family: 'gemv-split', split: 16 },
   ];

@@ -47,13 +47,13 @@ export interface MatmulChoice {
 }
 
 /**
- * Without tuning: gemv up to STREAMED_MAX_ROWS rows, reusing each activation load over more weight
- * rows as activation rows grow (measured on lavapipe with bench:kernels: at 5-64 rows
- * gemv with 8-16 weight rows per invocation beats the tiled kernel by 1.2-2.5x).
+ * Without tuning: gemv up to STREAMED_MAX_ROWS rows (activations as a uniform buffer where they
+ * fit one), reusing each activation load over more weight rows as activation rows grow. Measured
+ * on lavapipe (bench:kernels): at 5-64 rows this beats the tiled kernel by 1.2-2.5x.
  */
 export function defaultChoice(rows: number): MatmulChoice {
   if (rows > STREAMED_MAX_ROWS) return { family: 'tiled', split: 1 };
-  return { family: 'gemv', split: 1, group: rows >= 8 ? 16 : rows >= 4 ? 8 : 4 };
+  return { family: 'gemv-uniform', split: 1, group: rows >= 8 ? 16 : rows >= 4 ? 8 : 4 };
 }
 
 /** Tuning table key: everything that can change which kernel is fastest. */
@@ -97,7 +97,11 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
   if (M === 0 || N === 0) return out;
   const c = choice ?? getMatmulChoice(dev, tuneKey(layout, w.dtype, M, K, N)) ?? defaultChoice(M);
   const subgroupOk = dev.info.features.subgroups && dev.info.subgroupMaxSize > 0 && dev.info.subgroupMaxSize <= 64 && layout === 'nk';
-  const family = M > STREAMED_MAX_ROWS ? 'tiled' : c.family === 'gemv-subgroup' && !subgroupOk ? 'gemv' : c.family;
+  const uniformRows = c.family === 'gemv-uniform' && M <= STREAMED_MAX_ROWS ? uniformChunkRows(dev, layout, M, K) : 0;
+  const family =
+    M > STREAMED_MAX_ROWS ? 'tiled'
+    : (c.family === 'gemv-subgroup' && !subgroupOk) || (c.family === 'gemv-uniform' && !uniformRows) ? 'gemv'
+    : c.family;
   const variant = (rows: number): MatmulVariant => ({
     family,
     layout,
@@ -108,12 +112,13 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
     residual: !!opts.residual,
     rows: family === 'tiled' ? 0 : rows,
     split: family === 'gemv-split' ? c.split : 1,
-    group: family === 'gemv' && layout === 'nk' ? (c.group ?? 4) : 1,
+    group: (family === 'gemv' || family === 'gemv-uniform') && layout === 'nk' ? (c.group ?? 4) : 1,
+    uniformK: family === 'gemv-uniform' ? K : 0,
   });
   // The tiled kernel takes every row at once; the gemv families take at most GEMV_MAX_ROWS per
   // dispatch, in equal chunks (20 rows as 10 + 10: per-row cost grows with the accumulator count).
   const rowChunks: Array<[number, number]> = [];
-  const perDispatch = family === 'tiled' ? M : Math.ceil(M / Math.ceil(M / GEMV_MAX_ROWS));
+  const perDispatch = family === 'tiled' ? M : family === 'gemv-uniform' ? uniformRows : Math.ceil(M / Math.ceil(M / GEMV_MAX_ROWS));
   for (let m = 0; m < M; m += perDispatch) rowChunks.push([m, Math.min(perDispatch, M - m)]);
   const extra = [opts.bias, opts.residual].filter((t): t is Tensor => !!t).map((t) => t.binding);
   const outBinding = { buffer: out.buffer, size: M * N * 4 };
@@ -131,10 +136,27 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
     for (const [mBase, rows] of rowChunks) {
       const v = variant(rows);
       const spec = kernelSpec(matmulKey(v), matmulBindings(v), MATMUL_PARAMS, () => matmulWGSL(v));
+      if (family === 'gemv-uniform') buffers[0] = { buffer: a.buffer, offset: mBase * K * 4, size: rows * K * 4 };
       dev.dispatch(spec, buffers, [rows, N, K, chunk.nBase, chunk.nCount, mBase], matmulGrid(v, rows, chunk.nCount, dev.info.subgroupMaxSize));
     }
   }
   return out;
+}
+
+/**
+ * Rows per dispatch of 'gemv-uniform' for M rows of length K (0: it cannot run). A chunk must fit
+ * one uniform binding, and every chunk after the first must start at an aligned offset.
+ */
+function uniformChunkRows(dev: Device, layout: WeightLayout, M: number, K: number): number {
+  const rowBytes = K * 4;
+  if (layout !== 'nk' || K % 4 !== 0) return 0;
+  const maxRows = Math.min(GEMV_MAX_ROWS, Math.floor(dev.limits.maxUniformBufferBindingSize / rowBytes));
+  if (maxRows < 1) return 0;
+  if (M <= maxRows) return M;
+  const align = dev.limits.minUniformBufferOffsetAlignment;
+  const step = align / gcd(rowBytes, align);
+  const per = Math.ceil(Math.ceil(M / Math.ceil(M / maxRows)) / step) * step;
+  return per <= maxRows ? per : Math.floor(maxRows / step) * step;
 }
 
 function matmulGrid(v: MatmulVariant, M: number, n: number, subgroupMax: number): [number, number] {
