@@ -18,7 +18,7 @@ train() {  # model run [args...]: one process per <= 110 min, resumed until the 
 }
 
 train target target
-[ -f $R/distil/train.bin ] || $PY tools/train/sample_distil.py --tokens 400000 --threads 2 >> $R/sample_distil.txt 2>&1
+[ -f $R/distil/train.bin ] || $PY tools/train/sample_distil.py --tokens 300000 --threads 2 >> $R/sample_distil.txt 2>&1
 # The drafters train on real text mixed with text sampled from the target (one row in three): that is what buys
 # acceptance (tools/train/acceptance.py compares against the plain short runs). SpecDiff's drafter goes first.
 train drafter-mdlm drafter-mdlm+distil --distil --distil-weight 0.5

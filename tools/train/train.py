@@ -39,10 +39,10 @@ RECIPES = {
                    batch=8, seq_len=512, steps=1000, lr=8e-4, min_lr=8e-5, warmup=150,
                    weight_decay=0.1, grad_clip=1.0, eval_every=100, eval_batches=4),
     'drafter-ar': dict(kind='gpt2', cfg=GPT2Config(n_embd=256, n_layer=4, n_head=4),
-                       batch=16, seq_len=512, steps=400, lr=2e-3, min_lr=2e-4, warmup=40,
+                       batch=16, seq_len=512, steps=320, lr=2e-3, min_lr=2e-4, warmup=32,
                        weight_decay=0.1, grad_clip=1.0, eval_every=100, eval_batches=4),
     'drafter-mdlm': dict(kind='mdlm', cfg=MDLMConfig(hidden_dim=256, n_blocks=4, n_heads=4, cond_dim=64),
-                         batch=16, seq_len=512, steps=400, lr=2e-3, min_lr=2e-4, warmup=40,
+                         batch=16, seq_len=512, steps=320, lr=2e-3, min_lr=2e-4, warmup=32,
                          weight_decay=0.03, grad_clip=1.0, eval_every=200, eval_batches=4,
                          prefix_frac=0.5),
 }
