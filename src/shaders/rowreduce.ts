@@ -6,6 +6,15 @@ import { header, paramsStruct, rowEntry, workgroupReduce, type WeightType } from
 
 export const ROW_WG = 256;
 
+/**
+ * Invocations per LayerNorm row: a hidden row (≤ 2048) is too little work for 256 invocations and
+ * the two reductions' barriers dominate (lavapipe: 64 is 1.7-3x faster than 256 at 5-40 rows of
+ * 256-768); 64 is still a full wavefront on GPUs.
+ */
+export function layerNormWG(D: number): number {
+  return D <= 2048 ? 64 : ROW_WG;
+}
+
 const REDUCE = workgroupReduce('reduceSum', 'f32', '+', ROW_WG) + workgroupReduce('reduceMax', 'f32', 'max', ROW_WG);
 
 const ENTRY = rowEntry(ROW_WG, 'P.D');

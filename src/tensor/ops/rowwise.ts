@@ -2,7 +2,7 @@
 import { assertShape, shapeStr } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { grid2d } from '../../shaders/common.js';
-import { argmaxWGSL, layerNormWGSL, ROW_PARAMS, ROW_WG, softmaxWGSL } from '../../shaders/rowreduce.js';
+import { argmaxWGSL, layerNormWG, layerNormWGSL, ROW_PARAMS, softmaxWGSL } from '../../shaders/rowreduce.js';
 import { kernelSpec } from '../spec.js';
 
 
@@ -27,8 +27,8 @@ export function layerNorm(x: Tensor, opts: LayerNormOptions = {}): Tensor {
     assertShape(t.size === D, 'layerNorm', `${name} ${shapeStr(t.shape)} must have ${D} elements`);
     assertShape(t.dtype === wtype, 'layerNorm', `weight and bias dtypes differ`);
   }
-  const v = { weight: !!opts.weight, bias: !!opts.bias, wtype, wg: ROW_WG };
-  const key = `layernorm_${v.weight ? 'w' : ''}${v.bias ? 'b' : ''}_${wtype}`;
+  const v = { weight: !!opts.weight, bias: !!opts.bias, wtype, wg: layerNormWG(D) };
+  const key = `layernorm_${v.weight ? 'w' : ''}${v.bias ? 'b' : ''}_${wtype}_wg${v.wg}`;
   const bindings = ['r', ...(v.weight ? ['r' as const] : []), ...(v.bias ? ['r' as const] : []), 'w'] as const;
   const spec = kernelSpec(key, [...bindings], ROW_PARAMS, () => layerNormWGSL(v));
   const out = Tensor.empty(x.device, x.shape);
