@@ -4,7 +4,10 @@
  * writes JSON to bench/results/, says which settings win, and profiles where a draft and a
  * verify spend their GPU time (timestamp queries, where the adapter has them).
  *
- *   npm run bench:decode [-- --quick] [--tokens N] [--prompts N] [--models DIR] [--f32] [--window W] [--autotune]
+ *   npm run bench:decode [-- --quick] [--tokens N] [--prompts N] [--models DIR] [--f32] [--window W] [--windows W1,W2,..] [--autotune]
+ *
+ * After the γ × T grid (at window W, default the drafter's), the best SpecDiff setting of each
+ * temperature is run again over the drafter windows in --windows (default 4,8,16,32,64; quick: 8,32).
  */
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,6 +15,7 @@ import { parseArgs } from 'node:util';
 import { ARDrafter, autotuneMatmul, createNodeDevice, DiffusionDrafter, dirFolder, generate, loadGPT2, loadMDLM, loadTokenizer, readTensors, type GenerationStats } from '../src/node.js';
 import { Rng } from '../src/decode/rng.js';
 import { verifyDraft } from '../src/decode/verify.js';
+import { DEFAULT_WINDOW } from '../src/decode/diffusion-drafter.js';
 
 const { values } = parseArgs({
   options: {
@@ -21,6 +25,7 @@ const { values } = parseArgs({
     models: { type: 'string' },
     f32: { type: 'boolean' },
     window: { type: 'string' },
+    windows: { type: 'string' },
     autotune: { type: 'boolean' },
   },
 });
@@ -32,6 +37,7 @@ const prompts = readFileSync(join(root, 'bench/prompts.txt'), 'utf8').trim().spl
 const gammas = quick ? [4, 8] : [4, 8, 16, 24];
 const stepsList = quick ? [1, 4] : [1, 2, 4, 8];
 const temperatures = [0, 1];
+const windowList = (values.windows ?? (quick ? '8,32' : '4,8,16,32,64')).split(',').map(Number);
 
 const device = await createNodeDevice();
 const dtype = values.f32 || !device.info.features.shaderF16 ? 'f32' : 'f16';
@@ -51,6 +57,7 @@ interface Row {
   temperature: number;
   gamma?: number;
   steps?: number;
+  window?: number;
   tokensPerSecond: number;
   speedup: number;
   acceptanceRate: number;
@@ -66,14 +73,18 @@ interface Row {
   projectedSpeedup: number;
 }
 
-/** Runs every prompt with the same settings; sums tokens and times so the rate is tokens / total time. */
-async function run(method: 'ar' | 'speculative' | 'specdiff', temperature: number, gamma?: number, steps?: number): Promise<Omit<Row, 'speedup'>> {
+/**
+ * Runs every prompt with the same settings; sums tokens and times so the rate is tokens / total time.
+ * The first prompt runs once untimed before: llvmpipe compiles a pipeline at its first dispatch, and
+ * every γ, window and end-of-output draft length has its own matmul and attention shapes.
+ */
+async function run(method: 'ar' | 'speculative' | 'specdiff', temperature: number, gamma?: number, steps?: number, W = window): Promise<Omit<Row, 'speedup'>> {
   const all: GenerationStats[] = [];
-  for (const [i, prompt] of prompts.entries()) {
+  for (const [i, prompt] of [prompts[0], ...prompts].entries()) {
     const drafter = method === 'specdiff' ? new DiffusionDrafter(mdlm, { steps }) : method === 'speculative' ? new ARDrafter(arModel) : undefined;
-    const r = await generate(target, tokenizer, { prompt, method, drafter, gamma, steps, window: method === 'specdiff' ? window : undefined, temperature, seed: i, maxNewTokens, stopAtEos: false }).result();
+    const r = await generate(target, tokenizer, { prompt, method, drafter, gamma, steps, window: method === 'specdiff' ? W : undefined, temperature, seed: Math.max(0, i - 1), maxNewTokens, stopAtEos: false }).result();
     drafter?.dispose();
-    all.push(r.stats);
+    if (i > 0) all.push(r.stats);
   }
   const sum = (f: (s: GenerationStats) => number) => all.reduce((a, s) => a + f(s), 0);
   const wallMs = sum((s) => s.wallMs);
@@ -88,6 +99,7 @@ async function run(method: 'ar' | 'speculative' | 'specdiff', temperature: numbe
     temperature,
     gamma,
     steps,
+    window: method === 'specdiff' ? (W ?? DEFAULT_WINDOW) : undefined,
     tokens,
     wallMs,
     tokensPerSecond: (tokens * 1000) / wallMs,
@@ -112,10 +124,6 @@ if (values.autotune) {
   console.log(`autotuned ${Object.keys(table).length} matmul shapes in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
 }
 
-// Warm-up: compile every pipeline before anything is timed.
-await run('ar', 0);
-await run('speculative', 1, 4);
-await run('specdiff', 1, 4, 2);
 
 const rows: Row[] = [];
 for (const temperature of temperatures) {
@@ -134,11 +142,11 @@ for (const temperature of temperatures) {
 }
 
 function format(r: Row): string {
-  const setting = r.method === 'ar' ? '' : `γ=${r.gamma}${r.steps ? ` T=${r.steps}` : ''}`;
+  const setting = r.method === 'ar' ? '' : `γ=${r.gamma}${r.steps ? ` T=${r.steps} W=${r.window}` : ''}`;
   return [
     r.method.padEnd(11),
     `temp ${r.temperature}`.padEnd(7),
-    setting.padEnd(10),
+    setting.padEnd(15),
     `${r.tokensPerSecond.toFixed(2).padStart(7)} tok/s`,
     `${r.speedup.toFixed(2).padStart(5)}x`,
     `acc ${(100 * r.acceptanceRate).toFixed(0).padStart(3)}%`,
@@ -167,13 +175,31 @@ for (const temperature of temperatures) {
   console.log(`  temp ${temperature}, bandwidth-bound projection: specdiff ${ps.projectedSpeedup.toFixed(2)}x AR at γ=${ps.gamma} T=${ps.steps}; speculative ${pa.projectedSpeedup.toFixed(2)}x at γ=${pa.gamma}`);
 }
 
+// The drafter's context window at the best SpecDiff setting of each temperature, against AR measured again beside it.
+const windowRows: Row[] = [];
+console.log('\ndrafter window W at the best SpecDiff settings:');
+for (const temperature of temperatures) {
+  const b = best[`specdiff@${temperature}`];
+  const ar = await run('ar', temperature);
+  for (const W of windowList) {
+    const r = await run('specdiff', temperature, b.gamma, b.steps, W);
+    const row = { ...r, speedup: r.tokensPerSecond / ar.tokensPerSecond };
+    windowRows.push(row);
+    console.log(format(row));
+  }
+}
+for (const temperature of temperatures) {
+  const w = windowRows.filter((r) => r.temperature === temperature).reduce((x, y) => (y.tokensPerSecond > x.tokensPerSecond ? y : x));
+  console.log(`  temp ${temperature}: best window W=${w.window} (${w.speedup.toFixed(2)}x AR)`);
+}
+
 // Where one draft and one verify spend their GPU time, at the best greedy SpecDiff setting.
 const profile: Record<string, Array<{ key: string; ms: number; count: number }>> = {};
 if (device.info.features.timestampQuery) {
   const b = best['specdiff@0'];
   const gamma = b.gamma ?? 8;
   const ids = tokenizer.encode(prompts[0]);
-  const drafter = new DiffusionDrafter(mdlm, { steps: b.steps });
+  const drafter = new DiffusionDrafter(mdlm, { steps: b.steps, window: b.window });
   const sampling = { temperature: 0, topK: 0, topP: 1 };
   const rng = new Rng(0);
   const cache = target.createCache();
@@ -202,7 +228,7 @@ if (device.info.features.timestampQuery) {
 
 mkdirSync(join(root, 'bench/results'), { recursive: true });
 const out = join(root, `bench/results/decode-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-writeFileSync(out, JSON.stringify({ adapter: device.info.adapter, dtype, prompts, maxNewTokens, rows, best, profile }, null, 2));
+writeFileSync(out, JSON.stringify({ adapter: device.info.adapter, dtype, prompts, maxNewTokens, rows, best, windowRows, profile }, null, 2));
 console.log(`\nwrote ${out}`);
 for (const m of [target, mdlm, arModel]) m.dispose();
 device.destroy();
