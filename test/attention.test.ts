@@ -100,8 +100,9 @@ describe('appendQKV', () => {
 });
 
 describe('attention', () => {
-  // [H, hd]: a head count that is not a power of two, and the three head sizes.
-  const heads: Array<[number, number]> = [[3, 16], [2, 64], [2, 128]];
+  // [H, hd]: a head count that is not a power of two, the three head sizes (vec4 path), and a
+  // head size not divisible by 4 (scalar path).
+  const heads: Array<[number, number]> = [[3, 16], [2, 64], [2, 128], [1, 6]];
 
   for (const causal of [true, false]) {
     for (const [H, hd] of heads) {

@@ -70,15 +70,24 @@ export function attentionThreads(hd: number, keys: number): number {
   return Math.max(4, Math.min(64, byMemory, byKeys));
 }
 
+/**
+ * Head dimensions divisible by 4 are read, accumulated and merged as vec4 (a quarter of the
+ * indexed loads and private-array accesses: on lavapipe each one is issued per lane).
+ */
 export function attentionWGSL(hd: number, causal: boolean, T: number): string {
+  const V = hd % 4 === 0 ? 4 : 1;
+  const ty = V === 4 ? 'vec4<f32>' : 'f32';
+  const n = hd / V;
   return `${paramsStruct(['n', 'H', 'cap', 'kvLen', 'qPos0', 'pad', 'scale'], ATTN_PARAMS, 4)}
-@group(0) @binding(0) var<storage, read> Q: array<f32>;
-@group(0) @binding(1) var<storage, read> Kc: array<f32>;
-@group(0) @binding(2) var<storage, read> Vc: array<f32>;
-@group(0) @binding(3) var<storage, read_write> O: array<f32>;
-const HD = ${hd}u;
+@group(0) @binding(0) var<storage, read> Q: array<${ty}>;
+@group(0) @binding(1) var<storage, read> Kc: array<${ty}>;
+@group(0) @binding(2) var<storage, read> Vc: array<${ty}>;
+@group(0) @binding(3) var<storage, read_write> O: array<${ty}>;
+// A head is HD elements of ${ty}.
+const HD = ${n}u;
 const T = ${T}u;
-var<workgroup> partO: array<f32, ${T * hd}>;
+fn dotv(a: ${ty}, b: ${ty}) -> f32 { return ${V === 4 ? 'dot(a, b)' : 'a * b'}; }
+var<workgroup> partO: array<${ty}, ${T * n}>;
 var<workgroup> partM: array<f32, ${T}>;
 var<workgroup> partL: array<f32, ${T}>;
 @compute @workgroup_size(${T})
@@ -90,16 +99,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let t = lid.x;
   if (row >= P.n) { return; }
   let qoff = (row * P.H + h) * HD;
-  var q: array<f32, ${hd}>;
+  var q: array<${ty}, ${n}>;
   for (var d = 0u; d < HD; d++) { q[d] = Q[qoff + d] * P.scale; }
   ${causal ? 'let end = min(P.kvLen, P.qPos0 + row + 1u);' : 'let end = P.kvLen;'}
   var m = -3.0e38;
   var l = 0.0;
-  var o: array<f32, ${hd}>;
+  var o: array<${ty}, ${n}>;
   for (var j = t; j < end; j += T) {
     let koff = (h * P.cap + j) * HD;
     var s = 0.0;
-    for (var d = 0u; d < HD; d++) { s += q[d] * Kc[koff + d]; }
+    for (var d = 0u; d < HD; d++) { s += dotv(q[d], Kc[koff + d]); }
     let mNew = max(m, s);
     let corr = exp(m - mNew);
     let p = exp(s - mNew);
@@ -118,7 +127,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var gl = 0.0;
   for (var u = 0u; u < T; u++) { gl += partL[u]; }
   for (var d = t; d < HD; d += T) {
-    var acc = 0.0;
+    var acc = ${ty}(0.0);
     for (var u = 0u; u < T; u++) { acc += partO[u * HD + d]; }
     O[qoff + d] = acc / gl;
   }
