@@ -113,7 +113,7 @@ async function run(method: 'ar' | 'speculative' | 'specdiff', temperature: numbe
   };
 }
 
-console.log(`adapter: ${device.info.adapter}; weights ${dtype}; ${prompts.length} prompts × ${maxNewTokens} tokens; drafter window ${window ?? 'all'}`);
+console.log(`adapter: ${device.info.adapter}; weights ${dtype}; ${prompts.length} prompts × ${maxNewTokens} tokens; drafter window ${window ?? DEFAULT_WINDOW}`);
 console.log(`target ${target.config.nLayer}×${target.config.nEmbd}, AR drafter ${arModel.config.nLayer}×${arModel.config.nEmbd}, MDLM ${mdlm.config.nBlocks}×${mdlm.config.hiddenDim}`);
 
 if (values.autotune) {
