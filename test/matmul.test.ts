@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../src/tensor/tensor.js';
-import { matmul, type MatmulChoice } from '../src/tensor/ops/matmul.js';
+import { matmul, uniformChunkRows, type MatmulChoice } from '../src/tensor/ops/matmul.js';
 import { getDevice } from './helpers/device.js';
 import { expectClose, geluRef, matmulRef, randn } from './helpers/reference.js';
 
@@ -131,5 +131,31 @@ describe('autotuning', () => {
     const out = matmul(Tensor.from(dev, a, [3, 20]), Tensor.from(dev, w, [40, 20]), { layout: 'nk' });
     expectClose(await out.read(), matmulRef(a, w, 3, 20, 40, 'nk'), 1e-4, 1e-4);
     expect(await autotuneMatmul(dev, [sig], 1)).toEqual({}); // already tuned
+  });
+});
+
+describe('gemv-uniform row chunks', () => {
+  // A device's limits only: 64 KiB uniform bindings at 256-byte offsets.
+  const dev = { limits: { maxUniformBufferBindingSize: 65536, minUniformBufferOffsetAlignment: 256 } } as Parameters<typeof uniformChunkRows>[0];
+
+  it('takes all rows in one binding when they fit', () => {
+    expect(uniformChunkRows(dev, 'nk', 5, 512)).toBe(5);
+    expect(uniformChunkRows(dev, 'nk', 8, 2048)).toBe(8);
+  });
+
+  it('splits into equal chunks no larger than a binding or 16 rows', () => {
+    expect(uniformChunkRows(dev, 'nk', 40, 64)).toBe(14); // 14 + 14 + 12
+    expect(uniformChunkRows(dev, 'nk', 17, 2048)).toBe(6); // 8 KiB rows: 6 + 6 + 5
+  });
+
+  it('starts every later chunk at an aligned offset', () => {
+    // 80-byte rows: only multiples of 16 rows land on 256-byte boundaries.
+    expect(uniformChunkRows(dev, 'nk', 40, 20)).toBe(16);
+  });
+
+  it('cannot run [K, N] weights, K not a multiple of 4, or rows larger than a binding', () => {
+    expect(uniformChunkRows(dev, 'kn', 5, 512)).toBe(0);
+    expect(uniformChunkRows(dev, 'nk', 5, 13)).toBe(0);
+    expect(uniformChunkRows(dev, 'nk', 1, 32768)).toBe(0);
   });
 });

@@ -4,7 +4,7 @@
  * to the register-tiled kernel. An 'nk' weight larger than the adapter's storage binding limit
  * (GPT-2's tied 50257×d embedding used as the LM head) is bound in row chunks.
  */
-import type { Device } from '../device.js';
+import type { BufferBinding, Device, KernelSpec } from '../device.js';
 import { assertShape, GPULimitError, shapeStr } from '../errors.js';
 import { BYTES, Tensor } from '../tensor.js';
 import { kernelSpec } from '../spec.js';
@@ -117,9 +117,16 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
   });
   // The tiled kernel takes every row at once; the gemv families take at most GEMV_MAX_ROWS per
   // dispatch, in equal chunks (20 rows as 10 + 10: per-row cost grows with the accumulator count).
-  const rowChunks: Array<[number, number]> = [];
+  // Each row chunk has its kernel variant and its activation binding ('gemv-uniform' binds just
+  // the chunk's rows; the others bind all of A and start at mBase).
   const perDispatch = family === 'tiled' ? M : family === 'gemv-uniform' ? uniformRows : Math.ceil(M / Math.ceil(M / GEMV_MAX_ROWS));
-  for (let m = 0; m < M; m += perDispatch) rowChunks.push([m, Math.min(perDispatch, M - m)]);
+  const rowChunks: Array<{ mBase: number; rows: number; v: MatmulVariant; spec: KernelSpec; aBinding: BufferBinding }> = [];
+  for (let mBase = 0; mBase < M; mBase += perDispatch) {
+    const rows = Math.min(perDispatch, M - mBase);
+    const v = variant(rows);
+    const aBinding = family === 'gemv-uniform' ? { buffer: a.buffer, offset: mBase * K * 4, size: rows * K * 4 } : a.binding;
+    rowChunks.push({ mBase, rows, v, aBinding, spec: kernelSpec(matmulKey(v), matmulBindings(v), MATMUL_PARAMS, () => matmulWGSL(v)) });
+  }
   const extra = [opts.bias, opts.residual].filter((t): t is Tensor => !!t).map((t) => t.binding);
   const outBinding = { buffer: out.buffer, size: M * N * 4 };
   const maxBind = dev.limits.maxStorageBufferBindingSize;
@@ -127,17 +134,9 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
     throw new GPULimitError(`matmul: output ${shapeStr(outShape)} (${outBinding.size} bytes) exceeds maxStorageBufferBindingSize (${maxBind}); compute fewer rows at a time`);
   }
   for (const chunk of weightChunks(dev, layout, w, K, N)) {
-    const buffers = [
-      a.binding,
-      { buffer: w.buffer, offset: chunk.byteOffset, size: chunk.byteLength },
-      ...extra,
-      outBinding,
-    ];
-    for (const [mBase, rows] of rowChunks) {
-      const v = variant(rows);
-      const spec = kernelSpec(matmulKey(v), matmulBindings(v), MATMUL_PARAMS, () => matmulWGSL(v));
-      if (family === 'gemv-uniform') buffers[0] = { buffer: a.buffer, offset: mBase * K * 4, size: rows * K * 4 };
-      dev.dispatch(spec, buffers, [rows, N, K, chunk.nBase, chunk.nCount, mBase], matmulGrid(v, rows, chunk.nCount, dev.info.subgroupMaxSize));
+    const wBinding = { buffer: w.buffer, offset: chunk.byteOffset, size: chunk.byteLength };
+    for (const { mBase, rows, v, spec, aBinding } of rowChunks) {
+      dev.dispatch(spec, [aBinding, wBinding, ...extra, outBinding], [rows, N, K, chunk.nBase, chunk.nCount, mBase], matmulGrid(v, rows, chunk.nCount, dev.info.subgroupMaxSize));
     }
   }
   return out;
@@ -147,7 +146,7 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
  * Rows per dispatch of 'gemv-uniform' for M rows of length K (0: it cannot run). A chunk must fit
  * one uniform binding, and every chunk after the first must start at an aligned offset.
  */
-function uniformChunkRows(dev: Device, layout: WeightLayout, M: number, K: number): number {
+export function uniformChunkRows(dev: Pick<Device, 'limits'>, layout: WeightLayout, M: number, K: number): number {
   const rowBytes = K * 4;
   if (layout !== 'nk' || K % 4 !== 0) return 0;
   const maxRows = Math.min(GEMV_MAX_ROWS, Math.floor(dev.limits.maxUniformBufferBindingSize / rowBytes));
