@@ -125,15 +125,17 @@ if (values.autotune) {
 }
 
 
-// Compile every pipeline a run can meet before anything is timed: llvmpipe compiles at the first
-// dispatch, and a draft of g tokens (g ≤ γ; shorter near the end of the output) has its own matmul
-// shapes in the verify and in the MDLM draft.
-{
+/**
+ * Compiles every pipeline a run can meet before anything is timed: llvmpipe compiles at the first
+ * dispatch, and a draft of g tokens (g ≤ γ; shorter near the end of the output) has its own matmul
+ * shapes in the verify and, with the MDLM, per drafter window.
+ */
+async function compileDraftShapes(maxGamma: number, W = window): Promise<void> {
   const t0 = performance.now();
   const ids = tokenizer.encode(prompts[0]);
   const rng = new Rng(0);
-  for (let g = 1; g <= Math.max(...gammas); g++) {
-    for (const drafter of [new ARDrafter(arModel), new DiffusionDrafter(mdlm, { steps: 1, window })]) {
+  for (let g = 1; g <= maxGamma; g++) {
+    for (const drafter of [new ARDrafter(arModel), new DiffusionDrafter(mdlm, { steps: 1, window: W })]) {
       for (const temperature of temperatures) {
         const sampling = { temperature, topK: 0, topP: 1 };
         const cache = target.createCache();
@@ -148,8 +150,9 @@ if (values.autotune) {
       drafter.dispose();
     }
   }
-  console.log(`compiled the pipelines of drafts of 1..${Math.max(...gammas)} tokens in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  console.log(`compiled the pipelines of drafts of 1..${maxGamma} tokens (W=${W ?? DEFAULT_WINDOW}) in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
 }
+await compileDraftShapes(Math.max(...gammas));
 
 const rows: Row[] = [];
 for (const temperature of temperatures) {
@@ -208,6 +211,7 @@ for (const temperature of temperatures) {
   const b = best[`specdiff@${temperature}`];
   const ar = await run('ar', temperature);
   for (const W of windowList) {
+    await compileDraftShapes(b.gamma!, W);
     const r = await run('specdiff', temperature, b.gamma, b.steps, W);
     const row = { ...r, speedup: r.tokensPerSecond / ar.tokensPerSecond };
     windowRows.push(row);
