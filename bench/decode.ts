@@ -141,8 +141,7 @@ async function compileDraftShapes(maxGamma: number, W = window): Promise<void> {
         const cache = target.createCache();
         target.forward(ids.slice(0, -1), cache).dispose();
         const draft = device.scope(() => drafter.draft(ids, g, sampling, rng));
-        const [tokens] = await readTensors([draft.tokens]);
-        await verifyDraft(target, cache, ids[ids.length - 1], Array.from(tokens), temperature ? draft.q : null, sampling, rng);
+        await verifyDraft(target, cache, ids[ids.length - 1], draft.tokens, temperature ? draft.q : null, sampling, rng);
         draft.tokens.dispose();
         draft.q?.dispose();
         cache.dispose();
@@ -235,18 +234,18 @@ if (device.info.features.timestampQuery) {
   const cache = target.createCache();
   target.forward(ids.slice(0, -1), cache).dispose();
   // Once unprofiled (llvmpipe compiles a kernel at its first dispatch, inside the GPU timeline), then profiled.
-  let tokens: ArrayLike<number> = [];
   for (const profiled of [false, true]) {
     if (profiled) device.startProfiling();
     const draft = device.scope(() => drafter.draft(ids, gamma, sampling, rng));
-    [tokens] = await readTensors([draft.tokens]);
+    await readTensors([draft.tokens]);
     if (profiled) profile.draft = await device.stopProfiling();
     await device.sync();
     if (profiled) device.startProfiling();
     const base = cache.length;
-    await verifyDraft(target, cache, ids[ids.length - 1], Array.from(tokens), null, sampling, rng);
+    await verifyDraft(target, cache, ids[ids.length - 1], draft.tokens, null, sampling, rng);
     cache.truncate(base);
     if (profiled) profile.verify = await device.stopProfiling();
+    draft.tokens.dispose();
   }
   cache.dispose();
   for (const [phase, rows] of Object.entries(profile)) {

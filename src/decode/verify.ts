@@ -2,7 +2,9 @@
  * One speculative iteration's verification: the target scores [pending, d_1 … d_γ] in one
  * forward (γ + 1 logit rows), and the GPU reduces them to what the acceptance decision needs:
  * p_i(d_i) and q_i(d_i), a residual draw per position and a bonus draw (or, greedy, the
- * target's argmax per row). One readback.
+ * target's argmax per row). The draft stays on the GPU: its tokens feed the forward directly,
+ * so the verify can be recorded before the draft has run, and they come back to the CPU with
+ * the verdict in one readback.
  */
 import { Tensor, readTensors } from '../tensor/tensor.js';
 import { binary } from '../tensor/ops/elementwise.js';
@@ -15,49 +17,54 @@ import type { ResolvedSampling } from './options.js';
 import type { Rng } from './rng.js';
 
 export interface Verdict {
+  /** The drafted tokens, read back with the verdict. */
+  draft: number[];
   /** Drafted tokens accepted. */
   accepted: number;
   /** The target's token after them: residual draw, bonus draw, or argmax. */
   next: number;
 }
 
+/** `draft`: i32 [γ] on the GPU; `q`: [γ, V], the distributions it was drawn from (null when greedy). */
 export async function verifyDraft(
   target: GPT2,
   cache: GPT2Cache,
   pending: number,
-  draft: number[],
+  draft: Tensor,
   q: Tensor | null,
   sampling: ResolvedSampling,
   rng: Rng,
 ): Promise<Verdict> {
   const dev = target.device;
-  const g = draft.length;
+  const g = draft.size;
   const uAccept = rng.uniforms(g);
   const uDraw = rng.uniforms(g + 1);
   const out = dev.scope(() => {
-    const logits = target.forward([pending, ...draft], cache, g + 1); // (γ + 1, V)
+    const ids = Tensor.empty(dev, [1 + g], 'i32');
+    dev.upload(ids.buffer, 0, Int32Array.of(pending));
+    dev.copy(draft.buffer, 0, ids.buffer, 4, 4 * g);
+    const logits = target.forward(ids, cache, g + 1); // (γ + 1, V)
     if (sampling.temperature === 0 || !q) return { greedy: true as const, argmax: argmax(logits) };
     const p = filteredProbs(logits, { temperature: sampling.temperature, topK: sampling.topK, topP: sampling.topP });
-    const rows = Tensor.from(dev, Int32Array.from(draft, (_, i) => i), [g]);
-    const cols = Tensor.from(dev, Int32Array.from(draft), [g]);
+    const rows = Tensor.from(dev, Int32Array.from({ length: g }, (_, i) => i), [g]);
     const residual = binary('subRelu', slice(p, 0, g, 0), q); // max(0, p_i − q_i), unnormalised
     return {
       greedy: false as const,
-      px: gather2d(p, rows, cols),
-      qx: gather2d(q, rows, cols),
+      px: gather2d(p, rows, draft),
+      qx: gather2d(q, rows, draft),
       draws: sampleRows(residual, Tensor.from(dev, uDraw.subarray(0, g), [g])),
       bonus: sampleRows(slice(p, g, g + 1, 0), Tensor.from(dev, uDraw.subarray(g), [1])),
     };
   });
   if (out.greedy) {
-    const [am] = await readTensors([out.argmax]);
+    const [d, am] = await readTensors([draft, out.argmax]);
     out.argmax.dispose();
-    const accepted = acceptedPrefixGreedy(draft, am);
-    return { accepted, next: am[accepted] };
+    const accepted = acceptedPrefixGreedy(d, am);
+    return { draft: Array.from(d), accepted, next: am[accepted] };
   }
   const { px, qx, draws, bonus } = out;
-  const [p, qv, r, b] = await readTensors([px, qx, draws, bonus]);
+  const [d, p, qv, r, b] = await readTensors([draft, px, qx, draws, bonus]);
   for (const t of [px, qx, draws, bonus]) t.dispose();
   const accepted = acceptedPrefix({ p, q: qv, u: uAccept });
-  return { accepted, next: accepted < g ? r[accepted] : b[0] };
+  return { draft: Array.from(d), accepted, next: accepted < g ? r[accepted] : b[0] };
 }
