@@ -8,7 +8,8 @@ forward. Reported per drafter (no randomness in the acceptance step: expectation
                            alpha_1 = sum_v min(p_1(v), q_1(v)) at the first drafted position
   greedy  (temperature 0): drafts = argmax q; accepted = leading drafts equal to argmax p
 tokens/call = accepted + 1 (the target's own token). MDLM drafts with T = 1: context + gamma masks, one forward,
-every drafted token drawn independently from its position's SUBS distribution (exact for the acceptance test).
+every drafted token drawn independently from its position's SUBS distribution (exact for the acceptance test);
+--window W gives the MDLM only the last W context tokens, like the runtime's drafter window.
 Writes tools/train/runs/acceptance.json.
 """
 import argparse
@@ -34,7 +35,7 @@ def load(run):
 
 
 @torch.no_grad()
-def draft(drafter, kind, ctx, gamma, greedy, g):
+def draft(drafter, kind, ctx, gamma, greedy, g, window=0):
     """-> tokens (B, gamma), q (B, gamma, V) the distributions they were drawn from."""
     if kind == 'gpt2':
         x, qs = ctx, []
@@ -45,6 +46,8 @@ def draft(drafter, kind, ctx, gamma, greedy, g):
             x = torch.cat([x, nxt], dim=1)
         return x[:, ctx.shape[1]:], torch.stack(qs, 1)
     m = drafter.cfg.mask_index
+    if window:
+        ctx = ctx[:, -window:]
     x = torch.cat([ctx, torch.full((ctx.shape[0], gamma), m, dtype=torch.long)], dim=1)
     q = drafter.subs_log_probs(x, torch.ones(x.shape[0]))[:, ctx.shape[1]:, :m].exp()
     toks = q.argmax(-1) if greedy else torch.multinomial(q.reshape(-1, m), 1, generator=g).view(q.shape[:2])
@@ -52,18 +55,18 @@ def draft(drafter, kind, ctx, gamma, greedy, g):
 
 
 @torch.no_grad()
-def measure(target, drafter, kind, windows, gamma, batch=16, seed=0):
+def measure(target, drafter, kind, windows, gamma, batch=16, seed=0, window=0):
     g = torch.Generator().manual_seed(seed)
     acc_s, acc_g, alpha, n = 0.0, 0.0, 0.0, 0
     for i in range(0, len(windows), batch):
         ctx = windows[i:i + batch]
         with torch.autocast('cpu', dtype=torch.bfloat16):
-            toks, q = draft(drafter, kind, ctx, gamma, False, g)
+            toks, q = draft(drafter, kind, ctx, gamma, False, g, window)
             p = target(torch.cat([ctx, toks], 1))[:, ctx.shape[1] - 1:-1].float().softmax(-1)   # (B, gamma, V)
             ratio = (p.gather(-1, toks[..., None]) / q.gather(-1, toks[..., None]).clamp_min(1e-30)).squeeze(-1)
             acc_s += torch.cumprod(ratio.clamp(max=1.0), dim=1).sum().item()
             alpha += torch.minimum(p[:, 0], q[:, 0]).sum().item()
-            gt, _ = draft(drafter, kind, ctx, gamma, True, g)
+            gt, _ = draft(drafter, kind, ctx, gamma, True, g, window)
             pg = target(torch.cat([ctx, gt], 1))[:, ctx.shape[1] - 1:-1].argmax(-1)
             acc_g += torch.cumprod((pg == gt).long(), dim=1).sum().item()
         n += ctx.shape[0]
@@ -78,6 +81,8 @@ def main():
     ap.add_argument('--gamma', type=int, default=8)
     ap.add_argument('--runs', nargs='*', default=['drafter-ar', 'drafter-ar+distil', 'drafter-mdlm',
                                                    'drafter-mdlm+distil'])
+    ap.add_argument('--window', type=int, default=0, help='MDLM drafts see only the last W context tokens, as the '
+                    "runtime's DiffusionDrafter does (0: the whole context)")
     ap.add_argument('--target', default='target')
     ap.add_argument('--out', default=os.path.join(RUNS, 'acceptance.json'))
     args = ap.parse_args()
@@ -90,8 +95,10 @@ def main():
         if not os.path.exists(os.path.join(RUNS, run, 'final.pt')):
             continue
         drafter, kind = load(run)
-        r = measure(target, drafter, kind, windows, args.gamma)
+        r = measure(target, drafter, kind, windows, args.gamma, window=args.window)
         r['context_len'] = args.context_len
+        if kind == 'mdlm' and args.window:
+            r['window'] = args.window
         results[run] = r
         print(run, json.dumps(r), flush=True)
     with open(path, 'w') as f:

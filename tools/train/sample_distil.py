@@ -1,6 +1,10 @@
 """Sample text from the trained target (temperature 1, KV cache) to distil the drafters on.
 
   nice -n 19 /usr/bin/python3 tools/train/sample_distil.py [--tokens 1500000]
+  nice -n 19 /usr/bin/python3 tools/train/sample_distil.py --temperature 0 --length 96 --out distil-greedy
+
+Temperature 0 writes the target's greedy continuations: what a drafter must predict to be accepted at greedy
+decoding (the target's own outputs, i.e. on-policy distillation).
 
 Each row: a 32-token prompt cut from the training split, then 480 tokens sampled from the target; rows are
 written back to back, separated by <|endoftext|>, to tools/train/runs/distil/train.bin (uint16). Resumable: rows
@@ -25,7 +29,8 @@ EOT_ID = 8191
 
 @torch.no_grad()
 def sample_cached(model, prompt, n_new, temperature=1.0, generator=None, dt=torch.bfloat16):
-    """prompt (B, P) -> tokens (B, P + n_new), logits after the last one (B, V). Incremental forward, KV cache.
+    """prompt (B, P) -> tokens (B, P + n_new), logits after the last one (B, V). Incremental forward, KV cache;
+    temperature 0 takes the argmax.
     Matmuls and the KV cache in dt (bf16: mkldnn), the residual stream, layer norms, GELU and softmax in fp32
     (bf16 element-wise ops are slow on this CPU); tokens drawn by inverse CDF."""
     cfg = model.cfg
@@ -58,9 +63,12 @@ def sample_cached(model, prompt, n_new, temperature=1.0, generator=None, dt=torc
         pos += t
         if pos == T:
             return out, logits
-        cdf = (logits / temperature).softmax(-1).cumsum(-1)
-        u = torch.rand(B, 1, generator=generator) * cdf[:, -1:]
-        nxt = torch.searchsorted(cdf, u).clamp_(max=cfg.vocab_size - 1)
+        if temperature == 0:
+            nxt = logits.argmax(-1, keepdim=True)
+        else:
+            cdf = (logits / temperature).softmax(-1).cumsum(-1)
+            u = torch.rand(B, 1, generator=generator) * cdf[:, -1:]
+            nxt = torch.searchsorted(cdf, u).clamp_(max=cfg.vocab_size - 1)
         out[:, pos] = nxt[:, 0]
         x_ids = nxt
 

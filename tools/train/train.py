@@ -11,6 +11,13 @@ State lives in tools/train/runs/<run>/ (run = model name, '+distil' appended wit
   final.pt   fp32 weights + config + held-out metrics, written when the schedule is complete (then 'done' exists)
 Matmuls run in bfloat16 autocast (mkldnn; about 10x the fp32 OpenBLAS speed on this CPU), weights and
 optimizer state stay fp32.
+
+Fine-tuning a drafter for drafting (how the bundled drafters were finished; README.md):
+  train.py --model drafter-mdlm --run drafter-mdlm+draft --init-run drafter-mdlm-bundled \
+           --data distil-greedy=1 --data distil-t1=1 --draft-batch 64 --batch 4 --steps 600 --lr 5e-4
+--init-run starts from another run's final.pt (fresh optimizer and schedule); --data NAME=W mixes in
+runs/NAME/train.bin with sampling weight W (real text has 1); --draft-batch adds, for the MDLM, the drafting
+objective on short windows: W clean context tokens followed by gamma masks, cross-entropy of every masked token.
 """
 import argparse
 import json
@@ -67,8 +74,9 @@ class Batches:
         self.seq_len = seq_len
         self.g = torch.Generator().manual_seed(seed)
 
-    def next(self, batch):
-        n = self.seq_len + 1
+    def next(self, batch, n=None):
+        """batch rows of n tokens (default seq_len + 1)."""
+        n = n or self.seq_len + 1
         rows = []
         weights = torch.tensor([w for _, w in self.arrays], dtype=torch.float)
         which = torch.multinomial(weights, batch, replacement=True, generator=self.g)
@@ -108,6 +116,25 @@ def mdlm_train_loss(model, x, r, g):
     return model.loss(x0, keep_prefix=keep, generator=g)
 
 
+DRAFT_CONTEXT = (4, 64)   # clean context tokens of a drafting window, uniform
+DRAFT_GAMMA = (1, 16)     # masked tokens after it, uniform
+
+
+def mdlm_draft_loss(model, data, batch, g):
+    """The SpecDiff drafting situation: W clean tokens then gamma mask tokens, every mask predicted in one pass
+    (the T = 1 draft; with the left-to-right schedule every later pass is again a clean prefix + masked suffix).
+    Mean cross-entropy of the masked tokens under SUBS (mask column excluded). One (W, gamma) per call."""
+    W = int(torch.randint(DRAFT_CONTEXT[0], DRAFT_CONTEXT[1] + 1, (1,), generator=g))
+    gamma = int(torch.randint(DRAFT_GAMMA[0], DRAFT_GAMMA[1] + 1, (1,), generator=g))
+    x0 = data.next(batch, W + gamma)
+    m = model.cfg.mask_index
+    xt = x0.clone()
+    xt[:, W:] = m
+    x, c = model.backbone.features(xt, torch.zeros(batch))
+    logits = model.backbone.output_layer(x[:, W:].reshape(-1, x.shape[-1]), c.repeat_interleave(gamma, 0))
+    return F.cross_entropy(logits.float()[:, :m], x0[:, W:].reshape(-1))
+
+
 @torch.no_grad()
 def evaluate(model, r, windows, batch, seed=0):
     """Mean held-out loss per token (nats). GPT-2: cross-entropy. MDLM: NELBO (t antithetic, fixed seed)."""
@@ -145,6 +172,12 @@ def main():
     ap.add_argument('--steps', type=int, default=0, help='override the schedule length (smoke tests)')
     ap.add_argument('--run', default='', help='run directory name under runs/ (default: model name)')
     ap.add_argument('--final-val-windows', type=int, default=0, help='cap the final evaluation (smoke tests)')
+    ap.add_argument('--init-run', default='', help="start from runs/<run>/final.pt's weights (fine-tuning)")
+    ap.add_argument('--data', action='append', default=[], metavar='NAME=WEIGHT',
+                    help='also sample windows from runs/NAME/train.bin with this weight (real text: 1)')
+    ap.add_argument('--draft-batch', type=int, default=0, help='MDLM: rows of the drafting objective per step')
+    ap.add_argument('--batch', type=int, default=0, help='override the recipe batch')
+    ap.add_argument('--lr', type=float, default=0, help='override the peak learning rate (min: a tenth of it)')
     ap.add_argument('--seed', type=int, default=1337)
     ap.add_argument('--threads', type=int, default=2)
     args = ap.parse_args()
@@ -155,6 +188,11 @@ def main():
         r['steps'] = args.steps
         r['warmup'] = min(r['warmup'], max(1, args.steps // 10))
         r['eval_every'] = min(r['eval_every'], max(1, args.steps // 2))
+    if args.batch:
+        r['batch'] = args.batch
+    if args.lr:
+        r['lr'], r['min_lr'] = args.lr, args.lr / 10
+    assert not args.draft_batch or r['kind'] == 'mdlm', '--draft-batch is the MDLM drafting objective'
     run = args.run or args.model + ('+distil' if args.distil else '')
     out = os.path.join(HERE, 'runs', run)
     os.makedirs(out, exist_ok=True)
@@ -171,6 +209,10 @@ def main():
 
     torch.manual_seed(args.seed)
     model = build(r)
+    if args.init_run:
+        init = torch.load(os.path.join(HERE, 'runs', args.init_run, 'final.pt'))
+        assert init['cfg'] == r['cfg'], f'--init-run {args.init_run}: {init["cfg"]} is not this recipe ({r["cfg"]})'
+        model.load_state_dict(init['model'])
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{'params': decay, 'weight_decay': r['weight_decay']},
@@ -178,6 +220,9 @@ def main():
     sources = [(os.path.join(DATA, 'train.bin'), 1.0)]
     if args.distil:
         sources.append((args.distil_data, args.distil_weight))
+    for spec in args.data:
+        name, weight = spec.split('=')
+        sources.append((os.path.join(HERE, 'runs', name, 'train.bin'), float(weight)))
     data = Batches(sources, r['seq_len'], seed=args.seed)
     g_noise = torch.Generator().manual_seed(args.seed + 1)
     step, tokens, train_s = 0, 0, 0.0
@@ -193,7 +238,8 @@ def main():
     else:
         log(f'start {run}: {r["cfg"]}  params {sum(p.numel() for p in model.parameters())} '
             f'non-embedding {model.non_embedding_params()}  batch {r["batch"]}x{r["seq_len"]} steps {r["steps"]} '
-            f'lr {r["lr"]} sources {sources}')
+            f'lr {r["lr"]} sources {sources}' + (f' init {args.init_run}' if args.init_run else '') +
+            (f' draft-batch {args.draft_batch}' if args.draft_batch else ''))
 
     def checkpoint():
         save_atomic({'model': model.state_dict(), 'opt': opt.state_dict(), 'data_rng': data.g.get_state(),
@@ -219,6 +265,8 @@ def main():
         x = data.next(r['batch'])
         with torch.autocast('cpu', dtype=torch.bfloat16):
             loss = ar_loss(model, x) if r['kind'] == 'gpt2' else mdlm_train_loss(model, x, r, g_noise)
+            if args.draft_batch:
+                loss = loss + mdlm_draft_loss(model, data, args.draft_batch, g_noise)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), r['grad_clip'])
         opt.step()
