@@ -10,7 +10,10 @@ export { dirFolder, fileSource, openCheckpointDir, openSafetensorsFile } from '.
 
 let dawn: GPU | null = null;
 
-/** A device in Node through Dawn. Needs the optional peer dependency `webgpu`. */
+/**
+ * A device in Node through Dawn. Needs the optional peer dependency `webgpu`. Sleeps through
+ * expected GPU waits by default (Dawn's binding polls a busy core while it waits).
+ */
 export async function createNodeDevice(opts: Omit<CreateDeviceOptions, 'gpu'> = {}): Promise<Device> {
   if (!dawn) {
     let mod: { create(flags: string[]): GPU; globals: Record<string, unknown> };
@@ -25,5 +28,5 @@ export async function createNodeDevice(opts: Omit<CreateDeviceOptions, 'gpu'> = 
     Object.assign(globalThis, mod.globals);
     dawn = mod.create([]);
   }
-  return Device.create({ ...opts, gpu: dawn });
+  return Device.create({ sleepWhileWaiting: true, ...opts, gpu: dawn });
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createNodeDevice } from '../src/node.js';
-import { Tensor } from '../src/tensor/tensor.js';
+import { Tensor, readTensors } from '../src/tensor/tensor.js';
 import { DeviceLostError, GPULimitError, GPUValidationError, ShapeError } from '../src/tensor/errors.js';
 import { kernelSpec } from '../src/tensor/spec.js';
 import { add, gelu, scale } from '../src/tensor/ops/elementwise.js';
@@ -8,7 +8,7 @@ import { argmax, softmax } from '../src/tensor/ops/rowwise.js';
 import { embedding } from '../src/tensor/ops/gather.js';
 import { matmul } from '../src/tensor/ops/matmul.js';
 import { getDevice } from './helpers/device.js';
-import { geluRef, expectClose } from './helpers/reference.js';
+import { geluRef, expectClose, randn } from './helpers/reference.js';
 
 /** Rejects if `p` has not settled within `ms`: a hang becomes a failure with a message. */
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -18,6 +18,21 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   });
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
+
+describe('waiting for the GPU', () => {
+  it('a named readback that sleeps through its expected wait still returns the work recorded just before it', async () => {
+    const dev = await createNodeDevice({ sleepWhileWaiting: true });
+    const x = Tensor.from(dev, randn(64 * 256, 1), [64, 256]);
+    const w = Tensor.from(dev, randn(256 * 512, 2), [256, 512]);
+    const base = matmul(x, w, { layout: 'kn' });
+    const [ref] = await readTensors([base]);
+    for (let round = 2; round <= 5; round++) {
+      const [got] = await readTensors([scale(matmul(x, w, { layout: 'kn' }), round)], 'named-site');
+      expectClose(got, ref.map((v) => v * round), 1e-5, 1e-4);
+    }
+    dev.gpu.destroy();
+  });
+});
 
 describe('batched recording', () => {
   it('records ops into one batch: dispatches grow, submits do not, until a read submits once', async () => {

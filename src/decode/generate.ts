@@ -162,7 +162,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
         if (!drafter || g < 1) {
           const t = performance.now();
           const ids = dev.scope(() => selectTokens(dev, target.forward([pending], cache, 1), sampling, rng).ids);
-          const [id] = await readTensors([ids]);
+          const [id] = await readTensors([ids], 'ar-step');
           ids.dispose();
           stats.targetPasses++;
           stats.verifyMs += performance.now() - t;
@@ -174,7 +174,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
           // Submit the draft now and record the verify while it runs; the verify reads the
           // drafted tokens on the GPU. This small readback only times the draft: it resolves
           // when the draft is done (or, if later, when recording the verify ends).
-          const draftDone = readTensors([draft.tokens]).then(() => performance.now());
+          const draftDone = readTensors([draft.tokens], `draft:${drafter.kind}:${g}`).then(() => performance.now());
           draftDone.catch(() => undefined); // a failure surfaces from the verify's own readback
           stats.drafterPasses += draft.passes;
           const base = cache.length;

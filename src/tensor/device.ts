@@ -42,7 +42,19 @@ export interface CreateDeviceOptions {
   powerPreference?: GPUPowerPreference;
   /** Turn off optional features (for testing fallbacks). */
   disableFeatures?: Array<'shader-f16' | 'subgroups' | 'timestamp-query'>;
+  /**
+   * Sleep through most of the expected wait of a named readback before mapping it (default
+   * false; the Node entry turns it on). Dawn's Node binding services a pending map by polling
+   * with setImmediate, which keeps one CPU core busy until the GPU is done: an adapter that
+   * executes on the same cores (a software Vulkan driver) then runs slower.
+   */
+  sleepWhileWaiting?: boolean;
 }
+
+/** Waits shorter than this are not worth a timer (timers fire at ~1 ms granularity). */
+const MIN_SLEEP_MS = 2;
+/** Fraction of the last wait of the same readback slept before mapping: a GPU that got faster is found within a few calls. */
+const SLEEP_FRACTION = 0.8;
 
 const LIMIT_NAMES: Array<keyof DeviceLimits> = [
   'maxStorageBufferBindingSize',
@@ -100,6 +112,8 @@ export class Device {
   private arenaUsed = 0;
   private readPool = new Map<number, GPUBuffer[]>();
   private scopes: Array<Set<{ dispose(): void }>> = [];
+  /** Last wait (submit to mapped, ms) of each named readback, when sleeping while waiting. */
+  private lastWait = new Map<string, number>();
   /** Dispatches recorded since the device was made (for tests of batching). */
   dispatchCount = 0;
   submitCount = 0;
@@ -107,6 +121,7 @@ export class Device {
   private constructor(
     readonly gpu: GPUDevice,
     info: DeviceInfo,
+    private readonly sleepWhileWaiting = false,
   ) {
     this.info = info;
     this.pool = new BufferPool((size, usage, label) => this.createBuffer(size, usage, label));
@@ -159,7 +174,7 @@ export class Device {
       },
       subgroupMaxSize: (ai as { subgroupMaxSize?: number } | undefined)?.subgroupMaxSize ?? 0,
       limits,
-    });
+    }, opts.sleepWhileWaiting);
   }
 
   get limits(): DeviceLimits {
@@ -425,8 +440,12 @@ export class Device {
     return (await this.readBuffers([{ buffer: src, offset, size: bytes }]))[0];
   }
 
-  /** Several ranges read back through one staging buffer, one submit and one wait. */
-  async readBuffers(ranges: Array<{ buffer: GPUBuffer; offset?: number; size: number }>): Promise<ArrayBuffer[]> {
+  /**
+   * Several ranges read back through one staging buffer, one submit and one wait. `site` names
+   * a readback that recurs with about the same work before it (a decode step): with
+   * sleepWhileWaiting, most of its last wait is slept before mapping.
+   */
+  async readBuffers(ranges: Array<{ buffer: GPUBuffer; offset?: number; size: number }>, site?: string): Promise<ArrayBuffer[]> {
     const offsets: number[] = [];
     let total = 0;
     for (const r of ranges) {
@@ -436,8 +455,12 @@ export class Device {
     const staging = this.acquireReadBuffer(Math.max(total, 4));
     ranges.forEach((r, i) => this.copy(r.buffer, r.offset ?? 0, staging, offsets[i], r.size));
     this.flush();
+    const t0 = performance.now();
     try {
+      const last = site !== undefined && this.sleepWhileWaiting ? this.lastWait.get(site) : undefined;
+      if (last !== undefined && last >= MIN_SLEEP_MS) await new Promise((r) => setTimeout(r, last * SLEEP_FRACTION));
       await Promise.race([staging.mapAsync(MAP_MODE_READ, 0, Math.max(total, 4)), this.lostPromise]);
+      if (site !== undefined) this.lastWait.set(site, performance.now() - t0);
       await this.checkScopes();
       const mapped = staging.getMappedRange(0, Math.max(total, 4));
       const out = ranges.map((r, i) => mapped.slice(offsets[i], offsets[i] + r.size));
