@@ -175,6 +175,19 @@ def evaluate_fp32(model, kind, windows, batch=8):
     return total / count
 
 
+def training_story(m, run):
+    """'2.6 M tokens (`a`) + 1.6 M tokens, 25 min (`b`)': each stage of a run started from another (--init-run,
+    import_bundled.py, ar_to_mdlm.py), oldest first."""
+    stages = []
+    while m:
+        name = m.get('run', run) if stages else run
+        where = f"`{m.get('source_run') or name}`"
+        minutes = f", {m['train_minutes']:.0f} min" if 'train_minutes' in m else ''
+        stages.append(f"{m.get('train_tokens', 0) / 1e6:.1f} M tokens{minutes} ({where})")
+        m = m.get('init')
+    return ' + '.join(reversed(stages))
+
+
 def write_card(card, total_bytes, prompt_text, out):
     L = ['# Models', '',
          'Small models trained here from scratch (tools/train/, see its README.md for the exact commands) on about',
@@ -192,10 +205,8 @@ def write_card(card, total_bytes, prompt_text, out):
                 f"MDLM DiT, {cfg['n_blocks']} blocks, d {cfg['hidden_dim']}, {cfg['n_heads']} heads, cond "
                 f"{cfg['cond_dim']}, length {cfg['model_length']}")
         ppl = f"{c['val_ppl']:.1f}" + (' (NELBO bound)' if c['kind'] == 'mdlm' else '')
-        t = c['train']
         L.append(f"| `{c['name']}` | {arch} | {c['params'] / 1e6:.2f} M | {c['non_embedding'] / 1e6:.2f} M | "
-                 f"{c['folder_mb']:.1f} MB | {ppl} | {t['train_tokens'] / 1e6:.1f} M tokens, "
-                 f"{t['train_minutes']:.0f} min (run `{c['run']}`) |")
+                 f"{c['folder_mb']:.1f} MB | {ppl} | {training_story(c['train'], c['run'])} |")
     L += ['', 'Perplexity: float32 forward of the exported F16 weights over the whole held-out split in windows of',
           '512 tokens (GPT-2: teacher-forced cross-entropy; MDLM: the continuous-time NELBO, an upper bound on its',
           'perplexity, one antithetic draw of t per window with a fixed seed). Non-embedding excludes token and',

@@ -28,7 +28,7 @@ IMPORTS = {'target': ('target', 'target'),
 def import_model(folder, recipe_name, run):
     r = RECIPES[recipe_name]
     model = build(r)
-    tensors, _ = safetensors_io.load_file(os.path.join(ROOT, 'models', folder, 'model.safetensors'))
+    tensors, meta = safetensors_io.load_file(os.path.join(ROOT, 'models', folder, 'model.safetensors'))
     state = model.state_dict()
     loaded = {k: v.float() for k, v in tensors.items() if k in state}
     extra = sorted(set(tensors) - set(state))
@@ -37,7 +37,8 @@ def import_model(folder, recipe_name, run):
     out = os.path.join(RUNS, run)
     os.makedirs(out, exist_ok=True)
     save_atomic({'model': model.state_dict(), 'kind': r['kind'], 'cfg': r['cfg'],
-                 'metrics': {'source': f'models/{folder}/model.safetensors (F16)'}}, os.path.join(out, 'final.pt'))
+                 'metrics': {'source': f'models/{folder}/model.safetensors (F16)', 'source_run': meta.get('source_run'),
+                             'train_tokens': int(meta.get('trained_tokens', 0))}}, os.path.join(out, 'final.pt'))
     open(os.path.join(out, 'done'), 'w').close()
     print(f'models/{folder} -> runs/{run}/final.pt ({sum(v.numel() for v in loaded.values())} weights)')
 

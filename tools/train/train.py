@@ -297,6 +297,8 @@ def main():
               'metric': 'MDLM NELBO perplexity bound (upper bound on ppl)' if r['kind'] == 'mdlm'
               else 'perplexity (teacher-forced, context up to seq_len)',
               'train_tokens': tokens, 'train_minutes': train_s / 60, 'steps': step}
+    if args.init_run:
+        metric['init'] = dict(init['metrics'], run=args.init_run)
     log(f'final {json.dumps(metric)}')
     save_atomic({'model': model.state_dict(), 'kind': r['kind'], 'cfg': r['cfg'], 'metrics': metric}, 
                 os.path.join(out, 'final.pt'))
