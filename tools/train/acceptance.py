@@ -9,7 +9,8 @@ forward. Reported per drafter (no randomness in the acceptance step: expectation
   greedy  (temperature 0): drafts = argmax q; accepted = leading drafts equal to argmax p
 tokens/call = accepted + 1 (the target's own token). MDLM drafts with T = 1: context + gamma masks, one forward,
 every drafted token drawn independently from its position's SUBS distribution (exact for the acceptance test);
---window W gives the MDLM only the last W context tokens, like the runtime's drafter window.
+--window W gives the MDLM only the last W context tokens, like the runtime's drafter window; --continue-greedy N
+first extends every context by the target's own N greedy tokens (the situation inside greedy decoding).
 Writes tools/train/runs/acceptance.json.
 """
 import argparse
@@ -83,12 +84,18 @@ def main():
                                                    'drafter-mdlm+distil'])
     ap.add_argument('--window', type=int, default=0, help='MDLM drafts see only the last W context tokens, as the '
                     "runtime's DiffusionDrafter does (0: the whole context)")
+    ap.add_argument('--continue-greedy', type=int, default=0, metavar='N',
+                    help="extend each context by the target's N next greedy tokens first: the situation N tokens "
+                    'into greedy decoding, where the target repeats itself more than real text does')
     ap.add_argument('--target', default='target')
     ap.add_argument('--out', default=os.path.join(RUNS, 'acceptance.json'))
     args = ap.parse_args()
     torch.set_num_threads(2)
     target, _ = load(args.target)
     windows = val_windows(args.context_len - 1, limit=args.contexts)     # (N, context_len)
+    if args.continue_greedy:
+        with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+            windows = target.generate(windows, args.continue_greedy, temperature=0)
     path = args.out
     results = json.load(open(path)) if os.path.exists(path) else {}
     for run in args.runs:
@@ -99,6 +106,8 @@ def main():
         r['context_len'] = args.context_len
         if kind == 'mdlm' and args.window:
             r['window'] = args.window
+        if args.continue_greedy:
+            r['continue_greedy'] = args.continue_greedy
         results[run] = r
         print(run, json.dumps(r), flush=True)
     with open(path, 'w') as f:

@@ -23,4 +23,16 @@ train target target
 # acceptance (tools/train/acceptance.py compares against the plain short runs). SpecDiff's drafter goes first.
 train drafter-mdlm drafter-mdlm+distil --distil --distil-weight 0.5
 train drafter-ar drafter-ar+distil --distil --distil-weight 0.5
-$PY tools/train/export.py --ar-run drafter-ar+distil --mdlm-run drafter-mdlm+distil >> $R/export.txt 2>&1
+# Third session: an MDLM trained from scratch this briefly stays at the unigram level (NELBO bound = unigram
+# perplexity), so the SpecDiff drafter starts from the AR drafter's weights (ar_to_mdlm.py) and is fine-tuned on
+# the drafting objective; both drafters get the same new data: the target's greedy and temperature-1 continuations
+# of short prompts (what greedy and sampled decoding make them predict).
+[ -f $R/distil-greedy/train.bin ] || $PY tools/train/sample_distil.py --temperature 0 --length 96 --tokens 300000 \
+  --threads 2 --batch 128 --out distil-greedy >> $R/sample_distil.txt 2>&1
+[ -f $R/distil-t1/train.bin ] || $PY tools/train/sample_distil.py --temperature 1 --length 96 --tokens 300000 \
+  --threads 2 --batch 128 --out distil-t1 >> $R/sample_distil.txt 2>&1
+[ -f $R/mdlm-from-ar/done ] || $PY tools/train/ar_to_mdlm.py --ar-run drafter-ar+distil --out mdlm-from-ar
+NEW_DATA="--data distil-greedy=1 --data distil-t1=1"
+train drafter-mdlm drafter-mdlm+ar-init --init-run mdlm-from-ar $NEW_DATA --draft-batch 64 --batch 4 --steps 1000 --lr 5e-4
+train drafter-ar drafter-ar+draft --init-run drafter-ar+distil $NEW_DATA --steps 400 --lr 5e-4
+$PY tools/train/export.py --ar-run drafter-ar+draft --mdlm-run drafter-mdlm+ar-init >> $R/export.txt 2>&1

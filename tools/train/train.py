@@ -123,7 +123,8 @@ DRAFT_GAMMA = (1, 16)     # masked tokens after it, uniform
 def mdlm_draft_loss(model, data, batch, g):
     """The SpecDiff drafting situation: W clean tokens then gamma mask tokens, every mask predicted in one pass
     (the T = 1 draft; with the left-to-right schedule every later pass is again a clean prefix + masked suffix).
-    Mean cross-entropy of the masked tokens under SUBS (mask column excluded). One (W, gamma) per call."""
+    Mean cross-entropy of the masked tokens under SUBS (mask column excluded), and the tokens the windows hold.
+    One (W, gamma) per call."""
     W = int(torch.randint(DRAFT_CONTEXT[0], DRAFT_CONTEXT[1] + 1, (1,), generator=g))
     gamma = int(torch.randint(DRAFT_GAMMA[0], DRAFT_GAMMA[1] + 1, (1,), generator=g))
     x0 = data.next(batch, W + gamma)
@@ -132,7 +133,7 @@ def mdlm_draft_loss(model, data, batch, g):
     xt[:, W:] = m
     x, c = model.backbone.features(xt, torch.zeros(batch))
     logits = model.backbone.output_layer(x[:, W:].reshape(-1, x.shape[-1]), c.repeat_interleave(gamma, 0))
-    return F.cross_entropy(logits.float()[:, :m], x0[:, W:].reshape(-1))
+    return F.cross_entropy(logits.float()[:, :m], x0[:, W:].reshape(-1)), batch * (W + gamma)
 
 
 @torch.no_grad()
@@ -265,16 +266,18 @@ def main():
         x = data.next(r['batch'])
         with torch.autocast('cpu', dtype=torch.bfloat16):
             loss = ar_loss(model, x) if r['kind'] == 'gpt2' else mdlm_train_loss(model, x, r, g_noise)
+            step_tokens = r['batch'] * r['seq_len']
             if args.draft_batch:
-                loss = loss + mdlm_draft_loss(model, data, args.draft_batch, g_noise)
+                draft_loss, draft_tokens = mdlm_draft_loss(model, data, args.draft_batch, g_noise)
+                loss, step_tokens = loss + draft_loss, step_tokens + draft_tokens
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), r['grad_clip'])
         opt.step()
         opt.zero_grad(set_to_none=True)
         step += 1
-        tokens += r['batch'] * r['seq_len']
+        tokens += step_tokens
         train_s += time.time() - t0
-        loss_acc, n_acc, tok_log = loss_acc + loss.item(), n_acc + 1, tok_log + r['batch'] * r['seq_len']
+        loss_acc, n_acc, tok_log = loss_acc + loss.item(), n_acc + 1, tok_log + step_tokens
         if step % 10 == 0 or step == r['steps']:
             now = time.time()
             log(f'step {step}/{r["steps"]} loss {loss_acc / n_acc:.4f} gnorm {gnorm:.2f} lr {lr_at(step - 1, r):.2e} '
