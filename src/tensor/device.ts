@@ -53,8 +53,13 @@ export interface CreateDeviceOptions {
 
 /** Waits shorter than this are not worth a timer (timers fire at ~1 ms granularity). */
 const MIN_SLEEP_MS = 2;
-/** Fraction of the last wait of the same readback slept before mapping: a GPU that got faster is found within a few calls. */
+/**
+ * A readback sleeps this fraction of the shorter of its last two waits, and only when those two
+ * agree within WAIT_AGREEMENT: a wait inflated by a pipeline compile or a stall is never slept
+ * again, and a GPU that got faster is found within a few calls.
+ */
 const SLEEP_FRACTION = 0.8;
+const WAIT_AGREEMENT = 1.25;
 
 const LIMIT_NAMES: Array<keyof DeviceLimits> = [
   'maxStorageBufferBindingSize',
@@ -112,8 +117,8 @@ export class Device {
   private arenaUsed = 0;
   private readPool = new Map<number, GPUBuffer[]>();
   private scopes: Array<Set<{ dispose(): void }>> = [];
-  /** Last wait (submit to mapped, ms) of each named readback, when sleeping while waiting. */
-  private lastWait = new Map<string, number>();
+  /** The last two waits (submit to mapped, ms) of each named readback, when sleeping while waiting. */
+  private lastWaits = new Map<string, [number, number]>();
   /** Dispatches recorded since the device was made (for tests of batching). */
   dispatchCount = 0;
   submitCount = 0;
@@ -443,7 +448,7 @@ export class Device {
   /**
    * Several ranges read back through one staging buffer, one submit and one wait. `site` names
    * a readback that recurs with about the same work before it (a decode step): with
-   * sleepWhileWaiting, most of its last wait is slept before mapping.
+   * sleepWhileWaiting, most of its recent wait is slept before mapping.
    */
   async readBuffers(ranges: Array<{ buffer: GPUBuffer; offset?: number; size: number }>, site?: string): Promise<ArrayBuffer[]> {
     const offsets: number[] = [];
@@ -457,10 +462,16 @@ export class Device {
     this.flush();
     const t0 = performance.now();
     try {
-      const last = site !== undefined && this.sleepWhileWaiting ? this.lastWait.get(site) : undefined;
-      if (last !== undefined && last >= MIN_SLEEP_MS) await new Promise((r) => setTimeout(r, last * SLEEP_FRACTION));
+      const waits = site !== undefined && this.sleepWhileWaiting ? this.lastWaits.get(site) : undefined;
+      if (waits) {
+        const [shorter, longer] = waits[0] < waits[1] ? waits : [waits[1], waits[0]];
+        if (shorter >= MIN_SLEEP_MS && longer <= shorter * WAIT_AGREEMENT) await new Promise((r) => setTimeout(r, shorter * SLEEP_FRACTION));
+      }
       await Promise.race([staging.mapAsync(MAP_MODE_READ, 0, Math.max(total, 4)), this.lostPromise]);
-      if (site !== undefined) this.lastWait.set(site, performance.now() - t0);
+      if (site !== undefined && this.sleepWhileWaiting) {
+        const wait = performance.now() - t0;
+        this.lastWaits.set(site, [waits?.[1] ?? Infinity, wait]);
+      }
       await this.checkScopes();
       const mapped = staging.getMappedRange(0, Math.max(total, 4));
       const out = ranges.map((r, i) => mapped.slice(offsets[i], offsets[i] + r.size));
