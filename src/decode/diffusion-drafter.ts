@@ -18,7 +18,7 @@ import { unmaskPlan } from './schedule.js';
 /** Defaults measured fastest by bench:decode on the bundled models (README, Performance). */
 export const DEFAULT_STEPS = 1;
 /** Context tokens a diffusion draft sees by default. */
-export const DEFAULT_WINDOW = 8;
+export const DEFAULT_WINDOW = 4;
 
 export interface DiffusionDrafterOptions {
   /** Denoising steps T (default DEFAULT_STEPS). */
