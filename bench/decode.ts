@@ -118,7 +118,7 @@ console.log(`target ${target.config.nLayer}×${target.config.nEmbd}, AR drafter 
 
 if (values.autotune) {
   const sigs = [...target.matmulSignatures(1), ...arModel.matmulSignatures(1)];
-  for (const g of gammas) sigs.push(...target.matmulSignatures(g + 1), ...mdlm.matmulSignatures(g));
+  for (const g of gammas) sigs.push(...target.matmulSignatures(g + 1), ...mdlm.matmulSignatures(g, window ?? DEFAULT_WINDOW));
   const t0 = performance.now();
   const table = await autotuneMatmul(device, sigs);
   console.log(`autotuned ${Object.keys(table).length} matmul shapes in ${((performance.now() - t0) / 1000).toFixed(0)} s`);

@@ -82,7 +82,7 @@ async function load(values: Record<string, unknown>, needAr: boolean): Promise<P
   if (!values.json) process.stderr.write(`adapter: ${device.info.adapter}\n`);
   if (values.autotune) {
     const t = performance.now();
-    const table = await pipe.autotune(Number(values.gamma ?? DEFAULT_GAMMA));
+    const table = await pipe.autotune(Number(values.gamma ?? DEFAULT_GAMMA), values.window === undefined ? undefined : Number(values.window));
     if (!values.json) process.stderr.write(`autotuned ${Object.keys(table).length} matmul shapes in ${((performance.now() - t) / 1000).toFixed(1)} s\n`);
   }
   return pipe;

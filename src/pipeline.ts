@@ -9,7 +9,7 @@ import { loadGPT2, loadMDLM, loadTokenizer } from './models/load.js';
 import type { CheckpointFolder } from './models/safetensors.js';
 import type { Tokenizer } from './models/tokenizer.js';
 import { ARDrafter } from './decode/ar-drafter.js';
-import { DiffusionDrafter } from './decode/diffusion-drafter.js';
+import { DEFAULT_WINDOW, DiffusionDrafter } from './decode/diffusion-drafter.js';
 import { DEFAULT_GAMMA, generate, type GenerateOptions, type Generation } from './decode/generate.js';
 import { autotuneMatmul, type TuningTable } from './tensor/tune.js';
 
@@ -50,12 +50,13 @@ export class Pipeline {
 
   /**
    * Times the candidate matmul kernels for the shapes decoding with draft length γ runs (one-token
-   * steps, γ + 1-row verification, γ-row draft projections) and keeps the fastest per shape.
+   * steps, γ + 1-row verification, the diffusion drafter's passes over W + γ tokens with drafter
+   * window W) and keeps the fastest per shape.
    */
-  async autotune(gamma = DEFAULT_GAMMA): Promise<TuningTable> {
+  async autotune(gamma = DEFAULT_GAMMA, window = DEFAULT_WINDOW): Promise<TuningTable> {
     const sigs = [...this.target.matmulSignatures(1), ...this.target.matmulSignatures(gamma + 1)];
     if (this.arDrafter) sigs.push(...this.arDrafter.matmulSignatures(1));
-    if (this.diffusionDrafter) sigs.push(...this.diffusionDrafter.matmulSignatures(gamma));
+    if (this.diffusionDrafter) sigs.push(...this.diffusionDrafter.matmulSignatures(gamma, window));
     return autotuneMatmul(this.device, sigs);
   }
 

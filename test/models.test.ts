@@ -120,6 +120,17 @@ describe('MDLM against the PyTorch reference', () => {
   });
 });
 
+describe('autotuning signatures', () => {
+  it("the MDLM's cover every block matmul of a draft pass at W + γ rows and the vocabulary projection at γ rows", async () => {
+    const dev = await getDevice();
+    const model = await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny'));
+    const { hiddenDim: d, vocabSize: V } = model.config;
+    const shapes = model.matmulSignatures(3, 5).map((s) => [s.rows, s.K, s.N]);
+    expect(shapes).toEqual([[8, d, 3 * d], [8, d, d], [8, d, 4 * d], [8, 4 * d, d], [3, d, V]]);
+    model.dispose();
+  });
+});
+
 describe('GPT-2 small shape (154 MB tied embedding, past a 128 MiB binding limit)', () => {
   it('gathers and projects through the split embedding: with zeroed blocks, logits = LN(wte[id] + wpe[pos]) · wteᵀ', async () => {
     const { GPT2 } = await import('../src/models/gpt2.js');

@@ -160,10 +160,16 @@ export class MDLM {
     return this.config.maskTokenId;
   }
 
-  /** The few-row matmul a draft of γ positions runs: the vocabulary projection (for autotuning). */
-  matmulSignatures(gamma: number): MatmulSignature[] {
-    const { hiddenDim: K, vocabSize: N } = this.config;
-    return [{ layout: 'nk', dtype: this.linear.w.dtype as 'f32' | 'f16', rows: gamma, K, N }];
+  /**
+   * The matmuls one draft pass over `context` tokens and γ masks runs (for autotuning): every
+   * block's at context + γ rows, the vocabulary projection at the γ masked rows.
+   */
+  matmulSignatures(gamma: number, context: number): MatmulSignature[] {
+    const { hiddenDim: d, vocabSize: V } = this.config;
+    const dtype = this.linear.w.dtype as 'f32' | 'f16';
+    const rows = context + gamma;
+    const nk = (rows: number, K: number, N: number): MatmulSignature => ({ layout: 'nk', dtype, rows, K, N });
+    return [nk(rows, d, 3 * d), nk(rows, d, d), nk(rows, d, 4 * d), nk(rows, 4 * d, d), nk(gamma, d, V)];
   }
 
   /**
