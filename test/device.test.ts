@@ -264,7 +264,8 @@ describe('kernel profiler', () => {
     expect(keys[0]).toMatch(/^matmul_gemv_kn_f32/);
     expect(keys[1]).toBe('unary_gelu');
     expect(report.find((r) => r.key === 'unary_gelu')?.count).toBe(2);
-    for (const r of report) expect(r.ms).toBeGreaterThan(0);
+    // Kernels this small can start and end on the same timestamp tick: durations are ≥ 0, not > 0.
+    for (const r of report) expect(Number.isFinite(r.ms) && r.ms >= 0).toBe(true);
     gelu(a);
     expect(await dev.stopProfiling()).toEqual([]);
   });
