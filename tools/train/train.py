@@ -12,9 +12,9 @@ State lives in tools/train/runs/<run>/ (run = model name, '+distil' appended wit
 Matmuls run in bfloat16 autocast (mkldnn; about 10x the fp32 OpenBLAS speed on this CPU), weights and
 optimizer state stay fp32.
 
-Fine-tuning a drafter for drafting (how the bundled drafters were finished; README.md):
-  train.py --model drafter-mdlm --run drafter-mdlm+draft --init-run drafter-mdlm-bundled \
-           --data distil-greedy=1 --data distil-t1=1 --draft-batch 64 --batch 4 --steps 600 --lr 5e-4
+Fine-tuning a drafter for drafting (how the bundled MDLM drafter was finished; run_all.sh, README.md):
+  train.py --model drafter-mdlm --run drafter-mdlm+ar-init --init-run mdlm-from-ar \
+           --data distil-greedy=1 --data distil-t1=1 --draft-batch 64 --batch 4 --steps 1000 --lr 5e-4
 --init-run starts from another run's final.pt (fresh optimizer and schedule); --data NAME=W mixes in
 runs/NAME/train.bin with sampling weight W (real text has 1); --draft-batch adds, for the MDLM, the drafting
 objective on short windows: W clean context tokens followed by gamma masks, cross-entropy of every masked token.
