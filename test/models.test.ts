@@ -121,13 +121,27 @@ describe('MDLM against the PyTorch reference', () => {
 });
 
 describe('autotuning signatures', () => {
-  it("the MDLM's cover every block matmul of a draft pass at W + γ rows and the vocabulary projection at γ rows", async () => {
-    const dev = await getDevice();
+  it("the MDLM's name every matmul of a draft pass over W context tokens and γ masks", async () => {
+    const { createNodeDevice } = await import('../src/node.js');
+    const { setMatmulChoice, tuneKey } = await import('../src/tensor/ops/matmul.js');
+    const dev = await createNodeDevice(); // its own device: the tuning table below must not reach other tests
     const model = await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny'));
-    const { hiddenDim: d, vocabSize: V } = model.config;
-    const shapes = model.matmulSignatures(3, 5).map((s) => [s.rows, s.K, s.N]);
-    expect(shapes).toEqual([[8, d, 3 * d], [8, d, d], [8, d, 4 * d], [8, 4 * d, d], [3, d, V]]);
+    const [W, gamma] = [5, 3];
+    // Tune every signature to a family no default picks: a matmul the list misses keeps its default kernel.
+    for (const s of model.matmulSignatures(gamma, W)) setMatmulChoice(dev, tuneKey(s.layout, s.dtype, s.rows, s.K, s.N), { family: 'gemv-split', split: 2 });
+    const keys: string[] = [];
+    const dispatch = dev.dispatch.bind(dev);
+    dev.dispatch = (spec, ...rest) => {
+      keys.push(spec.key);
+      dispatch(spec, ...rest);
+    };
+    const ids = [...Array.from({ length: W }, (_, i) => i + 1), ...new Array(gamma).fill(model.maskTokenId)];
+    await model.logits(ids, [W, W + 1, W + 2]).read();
+    const matmuls = keys.filter((k) => k.startsWith('matmul_'));
+    expect(matmuls.length).toBe(4 * model.config.nBlocks + 1);
+    for (const k of matmuls) expect(k).toMatch(/^matmul_gemv-split_/);
     model.dispose();
+    dev.gpu.destroy();
   });
 });
 
