@@ -108,6 +108,28 @@ describe('matmul', () => {
     expectClose(await matmul(Tensor.from(dev, big, [20, K]), wt, { layout: 'nk' }).read(), matmulRef(big, w16, 20, K, N, 'nk'), 1e-4, 1e-4);
   });
 
+  // Wide loads take 8 halves at a time: K = 8 (one load), 40 and 2048 (many); K = 12 falls back.
+  for (const [M, K, N] of [[1, 8, 5], [3, 40, 24], [7, 2048, 9], [5, 12, 6]] as const) {
+    for (const choice of [{ family: 'gemv-uniform', split: 1, group: 8, wide: true }, { family: 'gemv', split: 1, group: 4, wide: true }] as MatmulChoice[]) {
+      it(`${choice.family} wide f16 M=${M} K=${K} N=${N} matches the reference`, async () => {
+        const dev = await getDevice();
+        if (!dev.info.features.shaderF16) return expect(dev.info.features.shaderF16).toBe(false);
+        const a = randn(M * K, 14);
+        const wt = Tensor.from(dev, randn(K * N, 15, 0.5), [N, K], 'f16');
+        const ref = matmulRef(a, (await wt.read()) as Float32Array, M, K, N, 'nk');
+        const keys: string[] = [];
+        const dispatch = dev.dispatch;
+        dev.dispatch = (spec, ...rest) => (keys.push(spec.key), dispatch.call(dev, spec, ...rest));
+        try {
+          expectClose(await matmul(Tensor.from(dev, a, [M, K]), wt, { layout: 'nk' }, choice).read(), ref, 1e-4, 1e-4);
+        } finally {
+          dev.dispatch = dispatch;
+        }
+        expect(keys.every((k) => k.endsWith('_w8') === (K % 8 === 0))).toBe(true);
+      });
+    }
+  }
+
   it('rejects mismatched inner dimensions with the shapes in the message', async () => {
     const dev = await getDevice();
     const a = Tensor.from(dev, new Float32Array(6), [2, 3]);

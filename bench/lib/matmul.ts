@@ -62,13 +62,15 @@ export function variantsFor(M: number, layout: WeightLayout = 'kn'): Array<{ var
     { variant: 'split4', choice: { family: 'gemv-split', split: 4 } as MatmulChoice },
     { variant: 'split16', choice: { family: 'gemv-split', split: 16 } as MatmulChoice },
   ];
-  // [N, K] weights: 8 or 16 output rows per invocation (activations in storage or uniform), and one subgroup per row.
+  // [N, K] weights: 8 or 16 output rows per invocation (activations in storage or uniform; f16: 4 or 8 weights per load), and one subgroup per row.
   if (layout === 'nk') {
     v.push(
       { variant: 'gemv8', choice: { family: 'gemv', split: 1, group: 8 } },
       { variant: 'gemv16', choice: { family: 'gemv', split: 1, group: 16 } },
       { variant: 'uniform8', choice: { family: 'gemv-uniform', split: 1, group: 8 } },
       { variant: 'uniform16', choice: { family: 'gemv-uniform', split: 1, group: 16 } },
+      { variant: 'uniform4w', choice: { family: 'gemv-uniform', split: 1, group: 4, wide: true } },
+      { variant: 'uniform8w', choice: { family: 'gemv-uniform', split: 1, group: 8, wide: true } },
       { variant: 'subgroup', choice: { family: 'gemv-subgroup', split: 1 } },
     );
   }

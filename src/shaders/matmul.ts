@@ -35,6 +35,12 @@ export interface MatmulVariant {
   group: number;
   /** 'gemv-uniform': K, which sizes the uniform array (0 otherwise). */
   uniformK: number;
+  /**
+   * f16 'nk' gemv (split 1) with K % 8 == 0: weights loaded 8 halves (one vec4<u32>) at a time.
+   * Lanes read different rows of W, so an implementation without coalescing (llvmpipe) issues one
+   * load per lane per load instruction; wider loads halve their number.
+   */
+  wide: boolean;
 }
 
 /** M: rows (of this dispatch, for the gemv families); mBase: first row of this dispatch; nBase/nCount: the weight chunk's columns. */
@@ -42,7 +48,7 @@ export const MATMUL_PARAMS = 'uuuuuu';
 const PARAM_NAMES = ['M', 'N', 'K', 'nBase', 'nCount', 'mBase'];
 
 export function matmulKey(v: MatmulVariant): string {
-  return `matmul_${v.family}_${v.layout}_${v.wtype}${v.aligned ? '_v4' : ''}${v.bias ? '_bias' : ''}${v.gelu ? '_gelu' : ''}${v.residual ? '_res' : ''}_r${v.rows}_s${v.split}_g${v.group}${v.uniformK ? `_k${v.uniformK}` : ''}`;
+  return `matmul_${v.family}_${v.layout}_${v.wtype}${v.aligned ? '_v4' : ''}${v.bias ? '_bias' : ''}${v.gelu ? '_gelu' : ''}${v.residual ? '_res' : ''}_r${v.rows}_s${v.split}_g${v.group}${v.uniformK ? `_k${v.uniformK}` : ''}${v.wide ? '_w8' : ''}`;
 }
 
 /** Bindings in order: A, W, [bias], [residual], C. */
@@ -71,8 +77,18 @@ fn loadA(m: u32, k: u32) -> vec4<f32> {
   // are bound as packed u32 words: two halves per 32-bit load, no shader-f16 needed.
   const decl = {
     f32: vecW ? 'array<vec4<f32>>' : 'array<f32>',
-    f16: vecW ? 'array<vec2<u32>>' : 'array<u32>',
+    f16: v.wide ? 'array<vec4<u32>>' : vecW ? 'array<vec2<u32>>' : 'array<u32>',
   }[wt];
+  if (v.wide) {
+    return `${a}
+fn loadA8(m: u32, k: u32) -> mat2x4<f32> { return mat2x4<f32>(loadA(m, k), loadA(m, k + 4u)); }
+@group(0) @binding(1) var<storage, read> W: ${decl};
+// W[n, k..k+7] with n local to this chunk (k % 8 == 0).
+fn loadW8(n: u32, k: u32) -> mat2x4<f32> {
+  let p = W[(n * P.K + k) / 8u];
+  return mat2x4<f32>(vec4<f32>(unpack2x16float(p.x), unpack2x16float(p.y)), vec4<f32>(unpack2x16float(p.z), unpack2x16float(p.w)));
+}`;
+  }
   const access = vecW
     ? wt === 'f32'
       ? 'fn w4(i: u32) -> vec4<f32> { return W[i / 4u]; }'
@@ -221,6 +237,9 @@ function gemvNkBody(v: MatmulVariant): string {
     // G rows of W per invocation: each vec4 of A loaded serves G rows.
     const G = v.group;
     const rows = Array.from({ length: G }, (_, j) => j);
+    const [step, load, fma] = v.wide
+      ? [8, 'loadW8', (j: number) => `acc[m][${j}] += dot(a[0], w${j}[0]) + dot(a[1], w${j}[1]);`]
+      : [4, 'loadW', (j: number) => `acc[m][${j}] += dot(a, w${j});`];
     return `
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -229,11 +248,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (n0 >= P.nCount) { return; }
   let last = P.nCount - 1u;
   var acc: array<array<f32, ${G}>, ${R}>;
-  for (var k = 0u; k < P.K; k += 4u) {
-    ${rows.map((j) => `let w${j} = loadW(min(n0 + ${j}u, last), k);`).join('\n    ')}
+  for (var k = 0u; k < P.K; k += ${step}u) {
+    ${rows.map((j) => `let w${j} = ${load}(min(n0 + ${j}u, last), k);`).join('\n    ')}
     for (var m = 0u; m < ${R}u; m++) {
-      let a = loadA(m, k);
-      ${rows.map((j) => `acc[m][${j}] += dot(a, w${j});`).join('\n      ')}
+      let a = ${v.wide ? 'loadA8' : 'loadA'}(m, k);
+      ${rows.map(fma).join('\n      ')}
     }
   }
   for (var m = 0u; m < ${R}u; m++) {

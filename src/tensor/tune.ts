@@ -19,11 +19,12 @@ export interface MatmulSignature {
 
 export type TuningTable = Record<string, MatmulChoice>;
 
-function candidates(dev: Device, layout: WeightLayout, rows: number): MatmulChoice[] {
+function candidates(dev: Device, layout: WeightLayout, dtype: 'f32' | 'f16', rows: number): MatmulChoice[] {
+  const wides = dtype === 'f16' ? [false, true] : [false];
   const c: MatmulChoice[] = [
     { family: 'gemv', split: 1 },
     ...(layout === 'nk' ? [8, 16].map((group) => ({ family: 'gemv' as const, split: 1, group })) : []),
-    ...(layout === 'nk' ? [4, 8, 16].map((group) => ({ family: 'gemv-uniform' as const, split: 1, group })) : []),
+    ...(layout === 'nk' ? [4, 8, 16].flatMap((group) => wides.map((wide) => ({ family: 'gemv-uniform' as const, split: 1, group, wide }))) : []),
     { family: 'gemv-split', split: 4 },
     { family: 'gemv-split', split: 16 },
   ];
@@ -57,7 +58,7 @@ export async function autotuneMatmul(dev: Device, signatures: MatmulSignature[],
       const w = Tensor.empty(dev, s.layout === 'kn' ? [s.K, s.N] : [s.N, s.K], s.dtype === 'f16' && dev.info.features.shaderF16 ? 'f16' : 'f32');
       let bestChoice: MatmulChoice = { family: 'gemv', split: 1 };
       let bestMs = Infinity;
-      for (const c of candidates(dev, s.layout, s.rows)) {
+      for (const c of candidates(dev, s.layout, w.dtype as 'f32' | 'f16', s.rows)) {
         const ms = await timeChoice(dev, a, w, s.layout, c, reps);
         if (ms < bestMs) [bestMs, bestChoice] = [ms, c];
       }

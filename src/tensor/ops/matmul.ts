@@ -44,16 +44,21 @@ export interface MatmulChoice {
   split: number;
   /** Output rows per invocation of the 'nk' gemv: 4 (default), 8 or 16. */
   group?: number;
+  /** f16 'nk' gemv: 8 weights per load where K % 8 == 0 (ignored elsewhere). */
+  wide?: boolean;
 }
 
 /**
  * Without tuning: gemv up to STREAMED_MAX_ROWS rows (activations as a uniform buffer where they
  * fit one), reusing each activation load over more weight rows as activation rows grow. Measured
- * on lavapipe (bench:kernels): at 5-64 rows this beats the tiled kernel by 1.2-2.5x.
+ * on lavapipe (bench:kernels): at 5-64 rows this beats the tiled kernel by 1.2-2.5x. Wide f16
+ * loads up to 7 rows: 1.0-1.5x at GPT-2 shapes; at 8+ rows, with 16 weight rows per invocation,
+ * the wider registers cost more than they save (0.66x at 12 rows, K = 2048).
  */
 export function defaultChoice(rows: number): MatmulChoice {
   if (rows > STREAMED_MAX_ROWS) return { family: 'tiled', split: 1 };
-  return { family: 'gemv-uniform', split: 1, group: rows >= 8 ? 16 : rows >= 4 ? 8 : 4 };
+  if (rows >= 8) return { family: 'gemv-uniform', split: 1, group: 16 };
+  return { family: 'gemv-uniform', split: 1, group: rows >= 4 ? 8 : 4, wide: true };
 }
 
 /** Tuning table key: everything that can change which kernel is fastest. */
@@ -114,6 +119,7 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
     split: family === 'gemv-split' ? c.split : 1,
     group: (family === 'gemv' || family === 'gemv-uniform') && layout === 'nk' ? (c.group ?? 4) : 1,
     uniformK: family === 'gemv-uniform' ? K : 0,
+    wide: !!c.wide && w.dtype === 'f16' && layout === 'nk' && K % 8 === 0 && (family === 'gemv' || family === 'gemv-uniform'),
   });
   // The tiled kernel takes every row at once; the gemv families take at most GEMV_MAX_ROWS per
   // dispatch, in equal chunks (20 rows as 10 + 10: per-row cost grows with the accumulator count).
