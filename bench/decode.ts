@@ -8,6 +8,9 @@
  *
  * After the γ × T grid (at window W, default the drafter's), the best SpecDiff setting of each
  * temperature is run again over the drafter windows in --windows (default 4,8,16,32,64; quick: 8,32).
+ * Then a head-to-head: AR, the best speculative and the best SpecDiff setting take turns prompt by
+ * prompt for --rounds rounds (default 3), so the machine's drift hits all three alike; the ratios
+ * are given per round (median and range). The adapter's roofline is printed first.
  */
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,6 +19,7 @@ import { ARDrafter, autotuneMatmul, createNodeDevice, DiffusionDrafter, dirFolde
 import { Rng } from '../src/decode/rng.js';
 import { verifyDraft } from '../src/decode/verify.js';
 import { DEFAULT_WINDOW } from '../src/decode/diffusion-drafter.js';
+import { gpuPeakGflops, gpuReadBandwidth } from './lib/roofline.js';
 
 const { values } = parseArgs({
   options: {
@@ -27,6 +31,7 @@ const { values } = parseArgs({
     window: { type: 'string' },
     windows: { type: 'string' },
     autotune: { type: 'boolean' },
+    rounds: { type: 'string' },
   },
 });
 const root = new URL('..', import.meta.url).pathname;
@@ -38,6 +43,7 @@ const gammas = quick ? [4, 8] : [4, 8, 16, 24];
 const stepsList = quick ? [1, 4] : [1, 2, 4, 8];
 const temperatures = [0, 1];
 const windowList = (values.windows ?? (quick ? '8,32' : '4,8,16,32,64')).split(',').map(Number);
+const rounds = Number(values.rounds ?? 3);
 
 const device = await createNodeDevice();
 const dtype = values.f32 || !device.info.features.shaderF16 ? 'f32' : 'f16';
@@ -115,6 +121,9 @@ async function run(method: 'ar' | 'speculative' | 'specdiff', temperature: numbe
 
 console.log(`adapter: ${device.info.adapter}; weights ${dtype}; ${prompts.length} prompts × ${maxNewTokens} tokens; drafter window ${window ?? DEFAULT_WINDOW}`);
 console.log(`target ${target.config.nLayer}×${target.config.nEmbd}, AR drafter ${arModel.config.nLayer}×${arModel.config.nEmbd}, MDLM ${mdlm.config.nBlocks}×${mdlm.config.hiddenDim}`);
+const roofline = { readGBps: (await gpuReadBandwidth(device, 64 << 20)).gbps, peakGflops: (await gpuPeakGflops(device)).gflops };
+console.log(`roofline: read bandwidth ${roofline.readGBps.toFixed(1)} GB/s, peak ${roofline.peakGflops.toFixed(1)} GFLOP/s; ` +
+  `target weights ${(targetBytes / 1e6).toFixed(1)} MB: a bandwidth-bound AR step would take ${(targetBytes / roofline.readGBps / 1e6).toFixed(1)} ms`);
 
 if (values.autotune) {
   const sigs = [...target.matmulSignatures(1), ...arModel.matmulSignatures(1)];
@@ -222,6 +231,54 @@ for (const temperature of temperatures) {
   console.log(`  temp ${temperature}: best window W=${w.window} (${w.speedup.toFixed(2)}x AR)`);
 }
 
+// Head-to-head at the winning settings: the three methods take turns on each prompt, round after round.
+interface Contender {
+  name: string;
+  method: 'ar' | 'speculative' | 'specdiff';
+  gamma?: number;
+  steps?: number;
+  window?: number;
+}
+const headToHead: Record<string, { contenders: Contender[]; tokensPerSecond: number[][] }> = {};
+console.log(`\nhead-to-head (${rounds} rounds, methods alternating prompt by prompt):`);
+for (const temperature of temperatures) {
+  const sp = best[`speculative@${temperature}`];
+  const sd = [best[`specdiff@${temperature}`], ...windowRows.filter((r) => r.temperature === temperature)].reduce((x, y) => (y.tokensPerSecond > x.tokensPerSecond ? y : x));
+  const contenders: Contender[] = [
+    { name: 'ar', method: 'ar' },
+    { name: `speculative γ=${sp.gamma}`, method: 'speculative', gamma: sp.gamma },
+    { name: `specdiff γ=${sd.gamma} T=${sd.steps} W=${sd.window}`, method: 'specdiff', gamma: sd.gamma, steps: sd.steps, window: sd.window },
+  ];
+  await compileDraftShapes(sd.gamma!, sd.window);
+  const rates: number[][] = contenders.map(() => []);
+  for (let round = 0; round < rounds; round++) {
+    const tokens = contenders.map(() => 0);
+    const ms = contenders.map(() => 0);
+    for (const [p, prompt] of prompts.entries()) {
+      for (let k = 0; k < contenders.length; k++) {
+        const i = (k + round + p) % contenders.length;
+        const c = contenders[i];
+        const drafter = c.method === 'specdiff' ? new DiffusionDrafter(mdlm, { steps: c.steps }) : c.method === 'speculative' ? new ARDrafter(arModel) : undefined;
+        const r = await generate(target, tokenizer, { prompt, method: c.method, drafter, gamma: c.gamma, steps: c.steps, window: c.window, temperature, seed: p, maxNewTokens, stopAtEos: false }).result();
+        drafter?.dispose();
+        tokens[i] += r.stats.generatedTokens;
+        ms[i] += r.stats.wallMs;
+      }
+    }
+    contenders.forEach((_, i) => rates[i].push((tokens[i] * 1000) / ms[i]));
+  }
+  headToHead[`temp ${temperature}`] = { contenders, tokensPerSecond: rates };
+  const ratio = (a: number, b: number) => rates[a].map((x, r) => x / rates[b][r]);
+  const show = (xs: number[]) => {
+    const s = [...xs].sort((x, y) => x - y);
+    return `${s[s.length >> 1].toFixed(2)}x (${s[0].toFixed(2)}-${s[s.length - 1].toFixed(2)})`;
+  };
+  for (const [i, c] of contenders.entries()) {
+    console.log(`  temp ${temperature}  ${c.name.padEnd(26)} ${rates[i].map((x) => x.toFixed(1)).join(' / ')} tok/s${i ? `   ${show(ratio(i, 0))} AR` : ''}`);
+  }
+  console.log(`  temp ${temperature}: specdiff ${show(ratio(2, 0))} AR, ${show(ratio(2, 1))} speculative (median of rounds, range)`);
+}
+
 // Where one draft and one verify spend their GPU time, at the best greedy SpecDiff setting.
 const profile: Record<string, Array<{ key: string; ms: number; count: number }>> = {};
 if (device.info.features.timestampQuery) {
@@ -257,7 +314,7 @@ if (device.info.features.timestampQuery) {
 
 mkdirSync(join(root, 'bench/results'), { recursive: true });
 const out = join(root, `bench/results/decode-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-writeFileSync(out, JSON.stringify({ adapter: device.info.adapter, dtype, prompts, maxNewTokens, rows, best, windowRows, profile }, null, 2));
+writeFileSync(out, JSON.stringify({ adapter: device.info.adapter, dtype, roofline, prompts, maxNewTokens, rows, best, windowRows, headToHead, profile }, null, 2));
 console.log(`\nwrote ${out}`);
 for (const m of [target, mdlm, arModel]) m.dispose();
 device.destroy();
