@@ -4,7 +4,8 @@
  * writes JSON to bench/results/, says which settings win, and profiles where a draft and a
  * verify spend their GPU time (timestamp queries, where the adapter has them).
  *
- *   npm run bench:decode [-- --quick] [--tokens N] [--prompts N] [--models DIR] [--f32] [--window W] [--windows W1,W2,..] [--autotune]
+ *   npm run bench:decode [-- --quick] [--tokens N] [--prompts N] [--models DIR] [--f32] [--window W] [--windows W1,W2,..]
+ *                        [--gammas G1,G2,..] [--steps T1,T2,..] [--rounds N] [--autotune]
  *
  * After the γ × T grid (at window W, default the drafter's), the best SpecDiff setting of each
  * temperature is run again over the drafter windows in --windows (default 4,8,16,32,64; quick: 8,32).
@@ -32,6 +33,8 @@ const { values } = parseArgs({
     windows: { type: 'string' },
     autotune: { type: 'boolean' },
     rounds: { type: 'string' },
+    gammas: { type: 'string' },
+    steps: { type: 'string' },
   },
 });
 const root = new URL('..', import.meta.url).pathname;
@@ -39,10 +42,11 @@ const modelsDir = values.models ?? join(root, 'models');
 const quick = !!values.quick;
 const maxNewTokens = Number(values.tokens ?? (quick ? 24 : 48));
 const prompts = readFileSync(join(root, 'bench/prompts.txt'), 'utf8').trim().split('\n').slice(0, Number(values.prompts ?? (quick ? 2 : 4)));
-const gammas = quick ? [4, 8] : [4, 8, 16, 24];
-const stepsList = quick ? [1, 4] : [1, 2, 4, 8];
+const list = (s: string) => s.split(',').map(Number);
+const gammas = list(values.gammas ?? (quick ? '4,8' : '4,8,16,24'));
+const stepsList = list(values.steps ?? (quick ? '1,4' : '1,2,4,8'));
 const temperatures = [0, 1];
-const windowList = (values.windows ?? (quick ? '8,32' : '4,8,16,32,64')).split(',').map(Number);
+const windowList = list(values.windows ?? (quick ? '8,32' : '4,8,16,32,64'));
 const rounds = Number(values.rounds ?? 3);
 
 const device = await createNodeDevice();
