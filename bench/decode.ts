@@ -193,6 +193,7 @@ function format(r: Row): string {
     `acc ${(100 * r.acceptanceRate).toFixed(0).padStart(3)}%`,
     `mean acc ${r.meanAccepted.toFixed(2).padStart(5)}`,
     `tok/pass ${r.tokensPerTargetPass.toFixed(2).padStart(5)}`,
+    `drafter passes/tok ${r.drafterPassesPerToken.toFixed(2).padStart(4)}`,
     `bw-bound ${r.projectedSpeedup.toFixed(2).padStart(5)}x`,
     `draft/verify/accept ${(r.draftMs / r.tokens).toFixed(1)}/${(r.verifyMs / r.tokens).toFixed(1)}/${(r.acceptMs / r.tokens).toFixed(2)} ms/tok`,
   ].join('  ');

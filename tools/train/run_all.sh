@@ -35,4 +35,12 @@ train drafter-ar drafter-ar+distil --distil --distil-weight 0.5
 NEW_DATA="--data distil-greedy=1 --data distil-t1=1"
 train drafter-mdlm drafter-mdlm+ar-init --init-run mdlm-from-ar $NEW_DATA --draft-batch 64 --batch 4 --steps 1000 --lr 5e-4
 train drafter-ar drafter-ar+draft --init-run drafter-ar+distil $NEW_DATA --steps 400 --lr 5e-4
-$PY tools/train/export.py --ar-run drafter-ar+draft --mdlm-run drafter-mdlm+ar-init >> $R/export.txt 2>&1
+# Fourth session: the MDLM drafter's acceptance was still rising when its fine-tuning ended, so it goes on
+# (3000 more steps, lower peak lr) with four times the greedy continuations (re-made from row 0: prompts are
+# seeded per batch, so the first 300 K tokens come from the same prompts), weighted twice, since greedy
+# decoding is where SpecDiff is judged.
+[ "$(stat -c %s $R/distil-greedy/train.bin)" -ge 2400000 ] || $PY tools/train/sample_distil.py --temperature 0 \
+  --length 96 --tokens 1200000 --threads 2 --batch 128 --out distil-greedy >> $R/sample_distil.txt 2>&1
+train drafter-mdlm drafter-mdlm+long --init-run drafter-mdlm+ar-init --data distil-greedy=2 --data distil-t1=1 \
+  --draft-batch 64 --batch 4 --steps 3000 --lr 3e-4
+$PY tools/train/export.py --ar-run drafter-ar+draft --mdlm-run drafter-mdlm+long >> $R/export.txt 2>&1
