@@ -33,41 +33,42 @@ function candidates(dev: Device, layout: WeightLayout, dtype: 'f32' | 'f16', row
   return c;
 }
 
-/** Median wall time of `reps` batched calls after a warm-up (which also compiles the pipeline). */
-async function timeChoice(dev: Device, a: Tensor, w: Tensor, layout: WeightLayout, choice: MatmulChoice, reps: number): Promise<number> {
-  matmul(a, w, { layout }, choice).dispose();
+/** Wall time per call of `reps` batched calls. */
+async function timeBatch(dev: Device, a: Tensor, w: Tensor, layout: WeightLayout, choice: MatmulChoice, reps: number): Promise<number> {
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) matmul(a, w, { layout }, choice).dispose();
   await dev.sync();
-  const times: number[] = [];
-  for (let r = 0; r < 3; r++) {
-    const t0 = performance.now();
-    for (let i = 0; i < reps; i++) matmul(a, w, { layout }, choice).dispose();
-    await dev.sync();
-    times.push((performance.now() - t0) / reps);
-  }
-  return times.sort((x, y) => x - y)[1];
+  return (performance.now() - t0) / reps;
 }
 
-/** Tunes every signature not yet tuned on this device; returns the table of choices made. */
-export async function autotuneMatmul(dev: Device, signatures: MatmulSignature[], reps = 4): Promise<TuningTable> {
+/**
+ * Tunes every signature not yet tuned on this device; returns the table of choices made. The
+ * candidates take turns, one batch each per round, and each is judged by its fastest batch: load
+ * from other processes only ever slows a batch down, and a burst of it then hits every candidate
+ * alike instead of the one being timed (timing candidates one after another, by the median of
+ * three batches, once picked for the 6-row LM head a kernel about 3x slower than the default).
+ */
+export async function autotuneMatmul(dev: Device, signatures: MatmulSignature[], reps = 4, rounds = 5): Promise<TuningTable> {
   const table: TuningTable = {};
   for (const s of signatures) {
     const key = tuneKey(s.layout, s.dtype, s.rows, s.K, s.N);
     if (s.rows > STREAMED_MAX_ROWS || getMatmulChoice(dev, key) || table[key]) continue;
-    const best = await (async () => {
-      const a = Tensor.from(dev, new Float32Array(s.rows * s.K).fill(0.01), [s.rows, s.K]);
-      const w = Tensor.empty(dev, s.layout === 'kn' ? [s.K, s.N] : [s.N, s.K], s.dtype === 'f16' && dev.info.features.shaderF16 ? 'f16' : 'f32');
-      let bestChoice: MatmulChoice = { family: 'gemv', split: 1 };
-      let bestMs = Infinity;
-      for (const c of candidates(dev, s.layout, w.dtype as 'f32' | 'f16', s.rows)) {
-        const ms = await timeChoice(dev, a, w, s.layout, c, reps);
-        if (ms < bestMs) [bestMs, bestChoice] = [ms, c];
+    const a = Tensor.from(dev, new Float32Array(s.rows * s.K).fill(0.01), [s.rows, s.K]);
+    const w = Tensor.empty(dev, s.layout === 'kn' ? [s.K, s.N] : [s.N, s.K], s.dtype === 'f16' && dev.info.features.shaderF16 ? 'f16' : 'f32');
+    const cands = candidates(dev, s.layout, w.dtype as 'f32' | 'f16', s.rows);
+    for (const c of cands) await timeBatch(dev, a, w, s.layout, c, 1); // compiles the pipelines
+    const best = cands.map(() => Infinity);
+    for (let r = 0; r < rounds; r++) {
+      for (let k = 0; k < cands.length; k++) {
+        const i = (k + r) % cands.length;
+        best[i] = Math.min(best[i], await timeBatch(dev, a, w, s.layout, cands[i], reps));
       }
-      a.dispose();
-      w.dispose();
-      return bestChoice;
-    })();
-    setMatmulChoice(dev, key, best);
-    table[key] = best;
+    }
+    a.dispose();
+    w.dispose();
+    const choice = cands[best.indexOf(Math.min(...best))];
+    setMatmulChoice(dev, key, choice);
+    table[key] = choice;
   }
   return table;
 }
