@@ -5,13 +5,15 @@
  * verify spend their GPU time (timestamp queries, where the adapter has them).
  *
  *   npm run bench:decode [-- --quick] [--tokens N] [--prompts N] [--models DIR] [--f32] [--window W] [--windows W1,W2,..]
- *                        [--gammas G1,G2,..] [--steps T1,T2,..] [--rounds N] [--autotune]
+ *                        [--gammas G1,G2,..] [--steps T1,T2,..] [--rounds N] [--autotune] [--compare]
  *
  * After the γ × T grid (at window W, default the drafter's), the best SpecDiff setting of each
  * temperature is run again over the drafter windows in --windows (default 4,8,16,32,64; quick: 8,32).
  * Then a head-to-head: AR, the best speculative and the best SpecDiff setting take turns prompt by
  * prompt for --rounds rounds (default 3), so the machine's drift hits all three alike; the ratios
- * are given per round (median and range). The adapter's roofline is printed first.
+ * are given per round (median and range). The adapter's roofline is printed first. --compare runs
+ * only such a head-to-head, of AR, speculative at every γ and SpecDiff at every γ × window (to choose
+ * defaults: --compare --gammas 4,5 --windows 4,8 --steps 1).
  */
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -33,6 +35,7 @@ const { values } = parseArgs({
     windows: { type: 'string' },
     autotune: { type: 'boolean' },
     rounds: { type: 'string' },
+    compare: { type: 'boolean' },
     gammas: { type: 'string' },
     steps: { type: 'string' },
   },
@@ -131,7 +134,8 @@ console.log(`roofline: read bandwidth ${roofline.readGBps.toFixed(1)} GB/s, peak
 
 if (values.autotune) {
   const sigs = [...target.matmulSignatures(1), ...arModel.matmulSignatures(1)];
-  for (const g of gammas) sigs.push(...target.matmulSignatures(g + 1), ...mdlm.matmulSignatures(g, window ?? DEFAULT_WINDOW));
+  const tunedWindows = values.compare ? windowList : [window ?? DEFAULT_WINDOW];
+  for (const g of gammas) sigs.push(...target.matmulSignatures(g + 1), ...tunedWindows.flatMap((W) => mdlm.matmulSignatures(g, W)));
   const t0 = performance.now();
   const table = await autotuneMatmul(device, sigs);
   console.log(`autotuned ${Object.keys(table).length} matmul shapes in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
@@ -165,6 +169,81 @@ async function compileDraftShapes(maxGamma: number, W = window): Promise<void> {
   console.log(`compiled the pipelines of drafts of 1..${maxGamma} tokens (W=${W ?? DEFAULT_WINDOW}) in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
 }
 await compileDraftShapes(Math.max(...gammas));
+
+interface Contender {
+  name: string;
+  method: 'ar' | 'speculative' | 'specdiff';
+  gamma?: number;
+  steps?: number;
+  window?: number;
+}
+
+/**
+ * The contenders take turns on each prompt (the order rotating), round after round, so the machine's
+ * drift hits them alike; returns tokens/s per contender per round and prints them, the first
+ * contender being the AR baseline.
+ */
+async function compete(temperature: number, contenders: Contender[]): Promise<number[][]> {
+  const rates: number[][] = contenders.map(() => []);
+  for (let round = 0; round < rounds; round++) {
+    const tokens = contenders.map(() => 0);
+    const ms = contenders.map(() => 0);
+    for (const [p, prompt] of prompts.entries()) {
+      for (let k = 0; k < contenders.length; k++) {
+        const i = (k + round + p) % contenders.length;
+        const c = contenders[i];
+        const drafter = c.method === 'specdiff' ? new DiffusionDrafter(mdlm, { steps: c.steps }) : c.method === 'speculative' ? new ARDrafter(arModel) : undefined;
+        const r = await generate(target, tokenizer, { prompt, method: c.method, drafter, gamma: c.gamma, steps: c.steps, window: c.window, temperature, seed: p, maxNewTokens, stopAtEos: false }).result();
+        drafter?.dispose();
+        tokens[i] += r.stats.generatedTokens;
+        ms[i] += r.stats.wallMs;
+      }
+    }
+    contenders.forEach((_, i) => rates[i].push((tokens[i] * 1000) / ms[i]));
+  }
+  for (const [i, c] of contenders.entries()) {
+    console.log(`  temp ${temperature}  ${c.name.padEnd(26)} ${rates[i].map((x) => x.toFixed(1)).join(' / ')} tok/s${i ? `   ${spread(ratios(rates, i, 0))} AR` : ''}`);
+  }
+  return rates;
+}
+
+/** One short untimed generation: the contender's pipelines and bind groups exist before the timed rounds. */
+async function warm(temperature: number, c: Contender): Promise<void> {
+  const drafter = c.method === 'specdiff' ? new DiffusionDrafter(mdlm, { steps: c.steps }) : c.method === 'speculative' ? new ARDrafter(arModel) : undefined;
+  await generate(target, tokenizer, { prompt: prompts[0], method: c.method, drafter, gamma: c.gamma, steps: c.steps, window: c.window, temperature, maxNewTokens: 8, stopAtEos: false }).result();
+  drafter?.dispose();
+}
+
+/** Per-round ratios of contender a's rate to b's. */
+const ratios = (rates: number[][], a: number, b: number) => rates[a].map((x, r) => x / rates[b][r]);
+/** Median (range) of per-round ratios. */
+function spread(xs: number[]): string {
+  const s = [...xs].sort((x, y) => x - y);
+  return `${s[s.length >> 1].toFixed(2)}x (${s[0].toFixed(2)}-${s[s.length - 1].toFixed(2)})`;
+}
+
+// --compare: only a head-to-head of AR, speculative at every γ and SpecDiff at every γ × window (T = the first
+// of --steps), e.g. to choose defaults: --compare --gammas 4,5 --windows 4,8 --steps 1.
+if (values.compare) {
+  const results: Record<string, { contenders: Contender[]; tokensPerSecond: number[][] }> = {};
+  for (const W of windowList) await compileDraftShapes(Math.max(...gammas), W);
+  const T = stepsList[0];
+  const contenders: Contender[] = [
+    { name: 'ar', method: 'ar' },
+    ...gammas.map((gamma): Contender => ({ name: `speculative γ=${gamma}`, method: 'speculative', gamma })),
+    ...gammas.flatMap((gamma) => windowList.map((window): Contender => ({ name: `specdiff γ=${gamma} T=${T} W=${window}`, method: 'specdiff', gamma, steps: T, window }))),
+  ];
+  console.log(`\nhead-to-head (${rounds} rounds, methods alternating prompt by prompt):`);
+  for (const temperature of temperatures) {
+    for (const c of contenders) await warm(temperature, c);
+    results[`temp ${temperature}`] = { contenders, tokensPerSecond: await compete(temperature, contenders) };
+  }
+  mkdirSync(join(root, 'bench/results'), { recursive: true });
+  const out = join(root, `bench/results/compare-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(out, JSON.stringify({ adapter: device.info.adapter, dtype, roofline, prompts, maxNewTokens, rounds, headToHead: results }, null, 2));
+  console.log(`\nwrote ${out}`);
+  process.exit(0);
+}
 
 const rows: Row[] = [];
 for (const temperature of temperatures) {
@@ -237,13 +316,6 @@ for (const temperature of temperatures) {
 }
 
 // Head-to-head at the winning settings: the three methods take turns on each prompt, round after round.
-interface Contender {
-  name: string;
-  method: 'ar' | 'speculative' | 'specdiff';
-  gamma?: number;
-  steps?: number;
-  window?: number;
-}
 const headToHead: Record<string, { contenders: Contender[]; tokensPerSecond: number[][] }> = {};
 console.log(`\nhead-to-head (${rounds} rounds, methods alternating prompt by prompt):`);
 for (const temperature of temperatures) {
@@ -255,33 +327,9 @@ for (const temperature of temperatures) {
     { name: `specdiff γ=${sd.gamma} T=${sd.steps} W=${sd.window}`, method: 'specdiff', gamma: sd.gamma, steps: sd.steps, window: sd.window },
   ];
   await compileDraftShapes(sd.gamma!, sd.window);
-  const rates: number[][] = contenders.map(() => []);
-  for (let round = 0; round < rounds; round++) {
-    const tokens = contenders.map(() => 0);
-    const ms = contenders.map(() => 0);
-    for (const [p, prompt] of prompts.entries()) {
-      for (let k = 0; k < contenders.length; k++) {
-        const i = (k + round + p) % contenders.length;
-        const c = contenders[i];
-        const drafter = c.method === 'specdiff' ? new DiffusionDrafter(mdlm, { steps: c.steps }) : c.method === 'speculative' ? new ARDrafter(arModel) : undefined;
-        const r = await generate(target, tokenizer, { prompt, method: c.method, drafter, gamma: c.gamma, steps: c.steps, window: c.window, temperature, seed: p, maxNewTokens, stopAtEos: false }).result();
-        drafter?.dispose();
-        tokens[i] += r.stats.generatedTokens;
-        ms[i] += r.stats.wallMs;
-      }
-    }
-    contenders.forEach((_, i) => rates[i].push((tokens[i] * 1000) / ms[i]));
-  }
+  const rates = await compete(temperature, contenders);
   headToHead[`temp ${temperature}`] = { contenders, tokensPerSecond: rates };
-  const ratio = (a: number, b: number) => rates[a].map((x, r) => x / rates[b][r]);
-  const show = (xs: number[]) => {
-    const s = [...xs].sort((x, y) => x - y);
-    return `${s[s.length >> 1].toFixed(2)}x (${s[0].toFixed(2)}-${s[s.length - 1].toFixed(2)})`;
-  };
-  for (const [i, c] of contenders.entries()) {
-    console.log(`  temp ${temperature}  ${c.name.padEnd(26)} ${rates[i].map((x) => x.toFixed(1)).join(' / ')} tok/s${i ? `   ${show(ratio(i, 0))} AR` : ''}`);
-  }
-  console.log(`  temp ${temperature}: specdiff ${show(ratio(2, 0))} AR, ${show(ratio(2, 1))} speculative (median of rounds, range)`);
+  console.log(`  temp ${temperature}: specdiff ${spread(ratios(rates, 2, 0))} AR, ${spread(ratios(rates, 2, 1))} speculative (median of rounds, range)`);
 }
 
 // Where one draft and one verify spend their GPU time, at the best greedy SpecDiff setting.
