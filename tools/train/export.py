@@ -217,11 +217,12 @@ def write_card(card, total_bytes, prompt_text, out):
         L += ['## Acceptance against the target', '',
               f"{a0['contexts']} held-out contexts of {a0['context_len']} tokens, gamma = {a0['gamma']} drafted "
               'tokens (tools/train/acceptance.py; expectations computed exactly). MDLM drafts with T = 1.', '',
-              '| drafter | run | alpha (1st token, T=1) | accepted / gamma, sampling | accepted / gamma, greedy |',
-              '|---|---|---|---|---|']
+              '| drafter | run | context it sees | alpha (1st token, T=1) | accepted / gamma, sampling | accepted / gamma, greedy |',
+              '|---|---|---|---|---|---|']
         for c in acc:
             a = c['acceptance']
-            L.append(f"| `{c['name']}` | `{c['run']}` | {a['alpha_1']:.3f} | {a['sampled_accepted']:.2f} | "
+            seen = f"last {a['window']} tokens" if a.get('window') else 'all'
+            L.append(f"| `{c['name']}` | `{c['run']}` | {seen} | {a['alpha_1']:.3f} | {a['sampled_accepted']:.2f} | "
                      f"{a['greedy_accepted']:.2f} |")
         L.append('')
     L += ['## Samples', '', f'Prompt for the AR models and the prompted MDLM sample: "{prompt_text}".', '']
