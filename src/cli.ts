@@ -24,7 +24,7 @@ options:
   --method ar|speculative|specdiff  (default specdiff)
   --gamma N          draft length (default 4)
   --steps N          diffusion steps T (default 1)
-  --window N         drafter context window W (default 4)
+  --window N         drafter context window W (default 8)
   --schedule left-to-right|random
   --temperature X    0 = greedy (default 0)
   --top-k N  --top-p X  --seed N  --max-new-tokens N (default 64)
