@@ -86,6 +86,25 @@ interface Row {
   projectedSpeedup: number;
 }
 
+interface Contender {
+  name: string;
+  method: 'ar' | 'speculative' | 'specdiff';
+  gamma?: number;
+  steps?: number;
+  window?: number;
+}
+
+/** One generation with a contender's settings (its drafter made for it and released after). */
+async function decode(c: Omit<Contender, 'name'>, prompt: string, temperature: number, seed: number, tokens = maxNewTokens): Promise<GenerationStats> {
+  const drafter = c.method === 'specdiff' ? new DiffusionDrafter(mdlm, { steps: c.steps }) : c.method === 'speculative' ? new ARDrafter(arModel) : undefined;
+  try {
+    const r = await generate(target, tokenizer, { prompt, method: c.method, drafter, gamma: c.gamma, steps: c.steps, window: c.window, temperature, seed, maxNewTokens: tokens, stopAtEos: false }).result();
+    return r.stats;
+  } finally {
+    drafter?.dispose();
+  }
+}
+
 /**
  * Runs every prompt with the same settings; sums tokens and times so the rate is tokens / total time.
  * The first prompt runs once untimed before: llvmpipe compiles a pipeline at its first dispatch, and
@@ -94,10 +113,8 @@ interface Row {
 async function run(method: 'ar' | 'speculative' | 'specdiff', temperature: number, gamma?: number, steps?: number, W = window): Promise<Omit<Row, 'speedup'>> {
   const all: GenerationStats[] = [];
   for (const [i, prompt] of [prompts[0], ...prompts].entries()) {
-    const drafter = method === 'specdiff' ? new DiffusionDrafter(mdlm, { steps }) : method === 'speculative' ? new ARDrafter(arModel) : undefined;
-    const r = await generate(target, tokenizer, { prompt, method, drafter, gamma, steps, window: method === 'specdiff' ? W : undefined, temperature, seed: Math.max(0, i - 1), maxNewTokens, stopAtEos: false }).result();
-    drafter?.dispose();
-    if (i > 0) all.push(r.stats);
+    const stats = await decode({ method, gamma, steps, window: method === 'specdiff' ? W : undefined }, prompt, temperature, Math.max(0, i - 1));
+    if (i > 0) all.push(stats);
   }
   const sum = (f: (s: GenerationStats) => number) => all.reduce((a, s) => a + f(s), 0);
   const wallMs = sum((s) => s.wallMs);
@@ -170,14 +187,6 @@ async function compileDraftShapes(maxGamma: number, W = window): Promise<void> {
 }
 await compileDraftShapes(Math.max(...gammas));
 
-interface Contender {
-  name: string;
-  method: 'ar' | 'speculative' | 'specdiff';
-  gamma?: number;
-  steps?: number;
-  window?: number;
-}
-
 /**
  * The contenders take turns on each prompt (the order rotating), round after round, so the machine's
  * drift hits them alike; returns tokens/s per contender per round and prints them, the first
@@ -191,12 +200,9 @@ async function compete(temperature: number, contenders: Contender[]): Promise<nu
     for (const [p, prompt] of prompts.entries()) {
       for (let k = 0; k < contenders.length; k++) {
         const i = (k + round + p) % contenders.length;
-        const c = contenders[i];
-        const drafter = c.method === 'specdiff' ? new DiffusionDrafter(mdlm, { steps: c.steps }) : c.method === 'speculative' ? new ARDrafter(arModel) : undefined;
-        const r = await generate(target, tokenizer, { prompt, method: c.method, drafter, gamma: c.gamma, steps: c.steps, window: c.window, temperature, seed: p, maxNewTokens, stopAtEos: false }).result();
-        drafter?.dispose();
-        tokens[i] += r.stats.generatedTokens;
-        ms[i] += r.stats.wallMs;
+        const stats = await decode(contenders[i], prompt, temperature, p);
+        tokens[i] += stats.generatedTokens;
+        ms[i] += stats.wallMs;
       }
     }
     contenders.forEach((_, i) => rates[i].push((tokens[i] * 1000) / ms[i]));
@@ -205,13 +211,6 @@ async function compete(temperature: number, contenders: Contender[]): Promise<nu
     console.log(`  temp ${temperature}  ${c.name.padEnd(26)} ${rates[i].map((x) => x.toFixed(1)).join(' / ')} tok/s${i ? `   ${spread(ratios(rates, i, 0))} AR` : ''}`);
   }
   return rates;
-}
-
-/** One short untimed generation: the contender's pipelines and bind groups exist before the timed rounds. */
-async function warm(temperature: number, c: Contender): Promise<void> {
-  const drafter = c.method === 'specdiff' ? new DiffusionDrafter(mdlm, { steps: c.steps }) : c.method === 'speculative' ? new ARDrafter(arModel) : undefined;
-  await generate(target, tokenizer, { prompt: prompts[0], method: c.method, drafter, gamma: c.gamma, steps: c.steps, window: c.window, temperature, maxNewTokens: 8, stopAtEos: false }).result();
-  drafter?.dispose();
 }
 
 /** Per-round ratios of contender a's rate to b's. */
@@ -235,7 +234,7 @@ if (values.compare) {
   ];
   console.log(`\nhead-to-head (${rounds} rounds, methods alternating prompt by prompt):`);
   for (const temperature of temperatures) {
-    for (const c of contenders) await warm(temperature, c);
+    for (const c of contenders) await decode(c, prompts[0], temperature, 0, 8); // untimed: pipelines and bind groups exist before the rounds
     results[`temp ${temperature}`] = { contenders, tokensPerSecond: await compete(temperature, contenders) };
   }
   mkdirSync(join(root, 'bench/results'), { recursive: true });
