@@ -119,6 +119,25 @@ describe('attention', () => {
     }
   }
 
+  it('block-causal: the last rows of a causal step see every key, the others stay causal', async () => {
+    const dev = await getDevice();
+    const [H, hd, P, n, tail] = [2, 16, 5, 7, 3];
+    const d = H * hd;
+    const qkv = randn((P + n) * 3 * d, 77);
+    const cache = new KVCache(dev, H, P + n, hd);
+    step(dev, qkv.subarray(0, P * 3 * d), cache).dispose(); // a cached causal prefix
+    const q = appendQKV(Tensor.from(dev, qkv.subarray(P * 3 * d), [n, 3 * d]), cache);
+    const out = await attention(q, cache, { bidirectionalTail: tail }).read();
+    const { q: qa, k, v } = split(qkv, P + n, d);
+    expectClose(out, attentionRef(rows(qa, d, P, P + n), k, v, n, P + n, H, hd, true, 1 / Math.sqrt(hd), tail), 1e-5, 1e-5);
+    // Row n − tail − 1 is causal and row n − tail is not: a check that the test can tell them apart.
+    const causalOnly = attentionRef(rows(qa, d, P, P + n), k, v, n, P + n, H, hd, true);
+    expect(Math.abs(out[(n - tail) * d] - causalOnly[(n - tail) * d])).toBeGreaterThan(1e-4);
+    expect(() => attention(q, cache, { bidirectionalTail: n + 1 })).toThrow(/bidirectionalTail 8/);
+    expect(() => attention(q, cache, { causal: false, bidirectionalTail: 1 })).toThrow(/with causal attention/);
+    cache.dispose();
+  });
+
   /**
    * Scores around +120 (a shared component of q and every key) plus a spread of about ±30: exp
    * of a raw score overflows f32 (above 88.7), so only a max-subtracted (online) softmax gets

@@ -5,7 +5,9 @@
  *    when asked. A KV cache then grows by append and rolls back by its length alone.
  *  - attention: one workgroup per (query row, head); its invocations share out the keys, each
  *    keeps an online softmax (running max, sum and weighted V), and the partial results are
- *    merged in workgroup memory, so any length is numerically stable.
+ *    merged in workgroup memory, so any length is numerically stable. Causal attention may end
+ *    in a bidirectional tail: its last `tail` query rows see every key (a block-causal drafter's
+ *    masked block).
  */
 import { LINEAR_WG, paramsStruct } from './common.js';
 
@@ -78,7 +80,7 @@ export function attentionWGSL(hd: number, causal: boolean, T: number): string {
   const V = hd % 4 === 0 ? 4 : 1;
   const ty = V === 4 ? 'vec4<f32>' : 'f32';
   const n = hd / V;
-  return `${paramsStruct(['n', 'H', 'cap', 'kvLen', 'qPos0', 'pad', 'scale'], ATTN_PARAMS, 4)}
+  return `${paramsStruct(['n', 'H', 'cap', 'kvLen', 'qPos0', 'tail', 'scale'], ATTN_PARAMS, 4)}
 @group(0) @binding(0) var<storage, read> Q: array<${ty}>;
 @group(0) @binding(1) var<storage, read> Kc: array<${ty}>;
 @group(0) @binding(2) var<storage, read> Vc: array<${ty}>;
@@ -101,7 +103,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let qoff = (row * P.H + h) * HD;
   var q: array<${ty}, ${n}>;
   for (var d = 0u; d < HD; d++) { q[d] = Q[qoff + d] * P.scale; }
-  ${causal ? 'let end = min(P.kvLen, P.qPos0 + row + 1u);' : 'let end = P.kvLen;'}
+  ${causal ? 'let end = select(min(P.kvLen, P.qPos0 + row + 1u), P.kvLen, row + P.tail >= P.n);' : 'let end = P.kvLen;'}
   var m = -3.0e38;
   var l = 0.0;
   var o: array<${ty}, ${n}>;

@@ -112,13 +112,13 @@ export function argmaxRef(x: ArrayLike<number>, D: number): Int32Array {
  */
 export function attentionRef(
   q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>,
-  n: number, L: number, H: number, hd: number, causal: boolean, scale = 1 / Math.sqrt(hd),
+  n: number, L: number, H: number, hd: number, causal: boolean, scale = 1 / Math.sqrt(hd), bidirectionalTail = 0,
 ): Float32Array {
   const d = H * hd;
   const out = new Float32Array(n * d);
   const s = new Float64Array(L);
   for (let i = 0; i < n; i++) {
-    const end = causal ? L - n + i + 1 : L;
+    const end = causal && i < n - bidirectionalTail ? L - n + i + 1 : L;
     for (let h = 0; h < H; h++) {
       let m = -Infinity;
       for (let j = 0; j < end; j++) {

@@ -87,6 +87,11 @@ export function appendQKV(qkv: Tensor, cache: KVCache, rope?: Tensor): Tensor {
 export interface AttentionOptions {
   /** Query i sits at position kvLength - n + i and sees keys up to it (default true). */
   causal?: boolean;
+  /**
+   * Causal only: the last `bidirectionalTail` queries see every key, the others stay causal
+   * (block-causal attention; default 0).
+   */
+  bidirectionalTail?: number;
   scale?: number;
 }
 
@@ -97,13 +102,15 @@ export function attention(q: Tensor, cache: KVCache, opts: AttentionOptions = {}
   const n = q.size / (H * hd);
   assertShape(Number.isInteger(n) && n <= cache.length, 'attention', `q ${shapeStr(q.shape)} for ${H} heads of ${hd} with ${cache.length} cached positions`);
   const causal = opts.causal ?? true;
+  const tail = opts.bidirectionalTail ?? 0;
+  assertShape(Number.isInteger(tail) && tail >= 0 && tail <= n && (causal || tail === 0), 'attention', `bidirectionalTail ${tail} must be an integer in 0..${n} rows, with causal attention`);
   const out = Tensor.empty(q.device, [n, H * hd]);
   const T = attentionThreads(hd, cache.length);
   const spec = kernelSpec(`attention_hd${hd}_t${T}${causal ? '_causal' : ''}`, ['r', 'r', 'r', 'w'], ATTN_PARAMS, () => attentionWGSL(hd, causal, T));
   q.device.dispatch(
     spec,
     [q.binding, cache.k.binding, cache.v.binding, out.binding],
-    [n, H, cache.capacity, cache.length, cache.length - n, 0, opts.scale ?? 1 / Math.sqrt(hd)],
+    [n, H, cache.capacity, cache.length, cache.length - n, tail, opts.scale ?? 1 / Math.sqrt(hd)],
     grid2d(n * H),
   );
   return out;
