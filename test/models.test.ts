@@ -120,6 +120,56 @@ describe('MDLM against the PyTorch reference', () => {
   });
 });
 
+describe('block-causal MDLM against the PyTorch reference', () => {
+  /** Log-softmax of logitsCached at the given rows, through the cache in pieces of the given sizes. */
+  async function blockCausal(pieces: number[]) {
+    const { logSoftmax } = await import('../src/tensor/ops/rowwise.js');
+    const dev = await getDevice();
+    const model = await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny'));
+    const g = await golden('mdlm-tiny');
+    const ids = Array.from(await g.get('input_ids'));
+    const P = (await g.get('block_causal_prefix'))[0];
+    const expected = await g.get('log_probs_block_causal');
+    const cache = model.createCache();
+    const V = model.vocabSize;
+    const got = new Float32Array(ids.length * V);
+    let at = 0;
+    for (const size of [...pieces, ids.length - pieces.reduce((a, b) => a + b, 0)]) {
+      const chunk = ids.slice(at, at + size);
+      const block = at + size === ids.length ? ids.length - P : 0;
+      const lp = dev.scope(() => logSoftmax(model.logitsCached(chunk, cache, block, chunk.map((_, i) => i))));
+      got.set(await lp.read(), at * V);
+      lp.dispose();
+      expect(cache.length).toBe(Math.min(at + size, P));
+      at += size;
+    }
+    const masked = ids.map((t, i) => (t === model.maskTokenId ? i : -1)).filter((i) => i >= 0);
+    expect(masked.filter((i) => i < P).length).toBeGreaterThan(0); // masks inside the causal prefix too
+    for (const r of masked) {
+      const row = (x: Float32Array | Int32Array) => x.subarray(r * V, (r + 1) * V);
+      expect(maxRelErr(row(got), row(expected), (i) => i === model.maskTokenId), `row ${r}`).toBeLessThan(1e-4);
+    }
+    cache.dispose();
+    model.dispose();
+    await g.close();
+  }
+
+  it('in one pass: causal prefix, bidirectional masked block', () => blockCausal([]));
+
+  it('through the cache: the prefix fed in pieces gives the same log-probabilities', () => blockCausal([1, 16, 19]));
+
+  it('refuses a pass past the model length, naming both', async () => {
+    const dev = await getDevice();
+    const model = await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny'));
+    const cache = model.createCache();
+    dev.scope(() => model.logitsCached(new Array(100).fill(1), cache, 0, [0]));
+    expect(() => model.logitsCached(new Array(29).fill(1), cache, 4, [0])).toThrow(/100 cached \+ 29 new positions exceed the model length of 128/);
+    expect(cache.length).toBe(100);
+    cache.dispose();
+    model.dispose();
+  });
+});
+
 describe('autotuning signatures', () => {
   it("the MDLM's name every matmul of a draft pass over W context tokens and γ masks", async () => {
     const { createNodeDevice } = await import('../src/node.js');

@@ -23,6 +23,12 @@ export interface MDLMConfig {
   condDim: number;
   modelLength: number;
   timeConditioning: boolean;
+  /**
+   * This project's extension ("block_causal": true in config.json, absent upstream): the model was
+   * trained, or is known to work, with block-causal attention, so a drafter drafts with a KV cache of
+   * the context by default instead of a bidirectional pass over a window of it.
+   */
+  blockCausal: boolean;
   /** GPT-2 tokenizer + one mask token: the mask is the last id. */
   maskTokenId: number;
 }
@@ -94,6 +100,7 @@ export function parseMDLMConfig(json: unknown, source = 'config.json'): MDLMConf
     condDim: field(cfg, source, 'cond_dim'),
     modelLength: field(cfg, source, 'model_length'),
     timeConditioning: cfg.time_conditioning === true,
+    blockCausal: cfg.block_causal === true,
     maskTokenId: vocabSize - 1,
   };
 }

@@ -13,7 +13,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { embedding } from '../tensor/ops/gather.js';
 import { matmul } from '../tensor/ops/matmul.js';
 import { layerNorm, logSoftmax } from '../tensor/ops/rowwise.js';
-import { appendQKV, attention, KVCache, ropeTable } from '../tensor/ops/attention.js';
+import { appendQKV, attention, KVCache, ropeTable, type AttentionOptions } from '../tensor/ops/attention.js';
 import { ConfigError, type MDLMConfig } from './config.js';
 import type { Checkpoint } from './safetensors.js';
 import { WeightReader, type WeightDType } from './weights.js';
@@ -68,6 +68,32 @@ function scaleRows(w: Float32Array, gate: Float64Array): Float32Array {
   const out = new Float32Array(w.length);
   for (let r = 0; r < gate.length; r++) for (let c = 0; c < cols; c++) out[r * cols + c] = w[r * cols + c] * gate[r];
   return out;
+}
+
+/** Keys and values of a block-causal MDLM's context, one cache per block, all of the same length. */
+export class MDLMCache {
+  readonly blocks: KVCache[];
+
+  constructor(nBlocks: number, make: () => KVCache) {
+    this.blocks = Array.from({ length: nBlocks }, make);
+  }
+
+  /** Context positions cached. */
+  get length(): number {
+    return this.blocks[0].length;
+  }
+
+  get capacity(): number {
+    return this.blocks[0].capacity;
+  }
+
+  truncate(n: number): void {
+    for (const kv of this.blocks) kv.truncate(n);
+  }
+
+  dispose(): void {
+    for (const kv of this.blocks) kv.dispose();
+  }
 }
 
 export class MDLM {
@@ -178,27 +204,68 @@ export class MDLM {
    * computed only at those positions.
    */
   logits(ids: ArrayLike<number> | Tensor, positions: ArrayLike<number>): Tensor {
-    const L = ids instanceof Tensor ? ids.size : ids.length;
-    const { modelLength, nHeads, hiddenDim: d } = this.config;
-    if (!(ids instanceof Tensor)) checkTokenIds(ids, this.config.vocabSize, 'MDLM.logits');
-    if (L === 0) throw new RangeError('MDLM.logits: no tokens');
-    if (L > modelLength) throw new ContextError(`MDLM.logits: ${L} tokens exceed the model length of ${modelLength}`);
-    checkTokenIds(positions, L, 'MDLM.logits positions');
+    const L = this.checkInput(ids, positions, 'MDLM.logits');
+    if (L > this.config.modelLength) throw new ContextError(`MDLM.logits: ${L} tokens exceed the model length of ${this.config.modelLength}`);
     return this.device.scope(() => {
-      const kv = new KVCache(this.device, nHeads, L, d / nHeads); // one cache reused by every block
-      const tokens = ids instanceof Tensor ? ids : Tensor.from(this.device, Int32Array.from(ids), [L]);
-      let x = embedding(this.vocab_embed, tokens); // (L, d)
-      for (const b of this.blocks) {
+      const kv = this.newKV(L); // one cache reused by every block
+      const out = this.forward(ids, positions, () => {
         kv.truncate(0);
-        const q = appendQKV(matmul(layerNorm(x, b.norm1), b.attn_qkv, { layout: 'nk' }), kv, this.rope);
-        x = matmul(attention(q, kv, { causal: false }), b.attn_out, { layout: 'nk', residual: x });
-        const h = matmul(layerNorm(x, b.norm2), b.mlp0.w, { layout: 'nk', bias: b.mlp0.b, gelu: true });
-        x = matmul(h, b.mlp2.w, { layout: 'nk', bias: b.mlp2.b, residual: x });
-      }
+        return kv;
+      }, { causal: false });
       kv.dispose();
-      const rows = embedding(x, Tensor.from(this.device, Int32Array.from(positions), [positions.length])); // (P, d)
-      return matmul(layerNorm(rows, this.norm_final), this.linear.w, { layout: 'nk', bias: this.linear.b });
+      return out;
     });
+  }
+
+  /** Per-block caches of keys and values for block-causal drafting (capacity: the model length). */
+  createCache(): MDLMCache {
+    return new MDLMCache(this.config.nBlocks, () => this.newKV(this.config.modelLength));
+  }
+
+  /**
+   * Block-causal pass over `ids` appended at the end of `cache`: the first ids.length − block
+   * rows are context, which attends causally and whose keys and values stay in the cache; the
+   * last `block` rows (the masked draft) attend to every position, and their keys and values are
+   * dropped afterwards. Logits [positions, V] at the given indices into `ids`, SUBS offset applied.
+   */
+  logitsCached(ids: ArrayLike<number> | Tensor, cache: MDLMCache, block: number, positions: ArrayLike<number>): Tensor {
+    const L = this.checkInput(ids, positions, 'MDLM.logitsCached');
+    if (!Number.isInteger(block) || block < 0 || block > L) throw new RangeError(`MDLM.logitsCached: block of ${block} rows outside 0..${L}`);
+    const base = cache.length;
+    if (base + L > this.config.modelLength) {
+      throw new ContextError(`MDLM.logitsCached: ${base} cached + ${L} new positions exceed the model length of ${this.config.modelLength}`);
+    }
+    const out = this.device.scope(() => this.forward(ids, positions, (i) => cache.blocks[i], { causal: true, bidirectionalTail: block }));
+    cache.truncate(base + L - block);
+    return out;
+  }
+
+  private checkInput(ids: ArrayLike<number> | Tensor, positions: ArrayLike<number>, op: string): number {
+    const L = ids instanceof Tensor ? ids.size : ids.length;
+    if (!(ids instanceof Tensor)) checkTokenIds(ids, this.config.vocabSize, op);
+    if (L === 0) throw new RangeError(`${op}: no tokens`);
+    checkTokenIds(positions, L, `${op} positions`);
+    return L;
+  }
+
+  private newKV(capacity: number): KVCache {
+    const { nHeads, hiddenDim: d } = this.config;
+    return new KVCache(this.device, nHeads, capacity, d / nHeads);
+  }
+
+  /** The DiT: block i appends its keys and values to kvFor(i) (at positions from its length on). */
+  private forward(ids: ArrayLike<number> | Tensor, positions: ArrayLike<number>, kvFor: (block: number) => KVCache, attn: AttentionOptions): Tensor {
+    const tokens = ids instanceof Tensor ? ids : Tensor.from(this.device, Int32Array.from(ids), [ids.length]);
+    let x = embedding(this.vocab_embed, tokens); // (L, d)
+    this.blocks.forEach((b, i) => {
+      const kv = kvFor(i);
+      const q = appendQKV(matmul(layerNorm(x, b.norm1), b.attn_qkv, { layout: 'nk' }), kv, this.rope);
+      x = matmul(attention(q, kv, attn), b.attn_out, { layout: 'nk', residual: x });
+      const h = matmul(layerNorm(x, b.norm2), b.mlp0.w, { layout: 'nk', bias: b.mlp0.b, gelu: true });
+      x = matmul(h, b.mlp2.w, { layout: 'nk', bias: b.mlp2.b, residual: x });
+    });
+    const rows = embedding(x, Tensor.from(this.device, Int32Array.from(positions), [positions.length])); // (P, d)
+    return matmul(layerNorm(rows, this.norm_final), this.linear.w, { layout: 'nk', bias: this.linear.b });
   }
 
   /**

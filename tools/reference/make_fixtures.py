@@ -24,6 +24,7 @@ MDLM_CFG = mdlm.mdlm_config(vocab_size=1001, model_length=128, hidden_dim=64, co
 MDLM_MASK_ID = MDLM_CFG["vocab_size"] - 1
 GPT2_N = 40
 MDLM_L = 48
+MDLM_BLOCK = 12                                                         # masked draft slots at the end
 SIGMA2 = 0.5
 
 
@@ -222,6 +223,9 @@ MDLM_META = {
     "log_probs_sigma05": "SUBS log-probs with sigma 0.5 fed to sigma_map, i.e. what the model gives if "
                          "time_conditioning were true (with the shipped config it equals log_probs)",
     "c_sigma05": "SiLU(sigma_map(0.5)) [cond_dim]",
+    "block_causal_prefix": f"scalar P = {MDLM_L - MDLM_BLOCK}",
+    "log_probs_block_causal": "SUBS log-probs [L, V] with block-causal attention: positions < P attend "
+                              "causally, positions >= P (the last 12, all masks) attend to every position",
     "precision": "computed in float64 from the stored F32 weights (cos/sin tables and the 256-dim "
                  "timestep embedding in float32 as the original), rounded to float32",
 }
@@ -244,6 +248,11 @@ def mdlm_golden(params, ids):
     g["sigma05"] = torch.tensor(SIGMA2)
     g["log_probs_sigma05"] = mdlm.subs(logits2, ids, MDLM_MASK_ID).float()
     g["c_sigma05"] = ex2["c"].float()
+    prefix = MDLM_L - MDLM_BLOCK
+    with torch.no_grad():
+        logits3, _ = mdlm.backbone(p, MDLM_CFG, ids, 0.0, prefix=prefix)
+    g["block_causal_prefix"] = torch.tensor(prefix, dtype=torch.int32)
+    g["log_probs_block_causal"] = mdlm.subs(logits3, ids, MDLM_MASK_ID).float()
     return g
 
 
@@ -252,7 +261,7 @@ def make_mdlm():
     params = mdlm.random_params(MDLM_CFG, gen)
     L = MDLM_L
     ids = torch.randint(0, MDLM_MASK_ID, (L,), generator=gen)          # never the mask id
-    ids[-12:] = MDLM_MASK_ID                                            # the draft slots
+    ids[-MDLM_BLOCK:] = MDLM_MASK_ID                                    # the draft slots
     for pos in (3, 11, 20, 29):                                         # scattered masks
         ids[pos] = MDLM_MASK_ID
     ids[7] = ids[30] = 5                                                # a repeated token
@@ -311,7 +320,13 @@ def check_mdlm(params, ids, golden):
     ids2 = ids.clone()
     ids2[-1] = 1
     assert max_diff(mdlm.backbone(f64(p), cfg, ids2, 0.0)[0][0], mdlm.backbone(f64(p), cfg, ids, 0.0)[0][0]) > 1e-6
-    print("  mdlm: SUBS structure, rotary == complex rotation, LN == F.layer_norm, bidirectional")
+    # block-causal: the prefix's outputs do not depend on the masked block; the block's differ from bidirectional
+    P0 = int(g["block_causal_prefix"])
+    bc, _ = mdlm.backbone(f64(p), cfg, ids, 0.0, prefix=P0)
+    bc2, _ = mdlm.backbone(f64(p), cfg, ids2, 0.0, prefix=P0)
+    assert torch.equal(bc[:P0], bc2[:P0]) and max_diff(bc[:P0], mdlm.backbone(f64(p), cfg, ids[:P0], 0.0, prefix=P0)[0]) < 1e-12
+    assert max_diff(bc[P0:], mdlm.backbone(f64(p), cfg, ids, 0.0)[0][P0:]) > 1e-6
+    print("  mdlm: SUBS structure, rotary == complex rotation, LN == F.layer_norm, bidirectional, block-causal")
 
 
 # ------------------------------------------------------------------------------- safetensors I/O

@@ -153,7 +153,7 @@ def rotate(x, cos, sin):
     return x * cos[:, None, :] + rot * sin[:, None, :]
 
 
-def block(p, b, x, c, cos, sin, n_heads):
+def block(p, b, x, c, cos, sin, n_heads, prefix=None):
     L, D = x.shape
     hd = D // n_heads
     mod = c @ p[b + "adaLN_modulation.weight"].T + p[b + "adaLN_modulation.bias"]  # (6D,)
@@ -162,7 +162,12 @@ def block(p, b, x, c, cos, sin, n_heads):
     qkv = (h @ p[b + "attn_qkv.weight"].T).reshape(L, 3, n_heads, hd)              # (L, 3, H, hd)
     q, k, v = rotate(qkv[:, 0], cos, sin), rotate(qkv[:, 1], cos, sin), qkv[:, 2]    # (L, H, hd)
     q, k, v = (t.transpose(0, 1) for t in (q, k, v))                                # (H, L, hd)
-    a = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(hd), dim=-1) @ v            # bidirectional
+    s = q @ k.transpose(1, 2) / math.sqrt(hd)                                       # (H, L, L)
+    if prefix is not None:
+        # Block-causal: query i < prefix sees keys j <= i only; queries >= prefix see all keys.
+        i = torch.arange(L)
+        s = s.masked_fill(~((i[None] <= i[:, None]) | (i[:, None] >= prefix)), float("-inf"))
+    a = torch.softmax(s, dim=-1) @ v                                                # bidirectional without prefix
     a = a.transpose(0, 1).reshape(L, D)
     x = x + gate_msa * (a @ p[b + "attn_out.weight"].T)
     h = norm(x, p[b + "norm2.weight"]) * (1 + scale_mlp) + shift_mlp
@@ -170,8 +175,11 @@ def block(p, b, x, c, cos, sin, n_heads):
     return x + gate_mlp * (h @ p[b + "mlp.2.weight"].T + p[b + "mlp.2.bias"])
 
 
-def backbone(p, cfg, ids, sigma, honor_time_conditioning=True):
+def backbone(p, cfg, ids, sigma, honor_time_conditioning=True, prefix=None):
     """DIT.forward for one sequence. Returns (logits (L, V), extras dict).
+
+    prefix P: block-causal attention (this project's drafter with a KV cache; not in upstream MDLM):
+    positions < P attend causally, positions >= P (the masked block) attend to every position.
 
     With honor_time_conditioning (the default, like DITBackbone / _process_sigma) sigma is
     replaced by 0 when cfg["time_conditioning"] is false; pass False to feed sigma regardless."""
@@ -183,7 +191,7 @@ def backbone(p, cfg, ids, sigma, honor_time_conditioning=True):
     cos, sin = rotary_cos_sin(ids.shape[0], cfg["hidden_dim"] // cfg["n_heads"], dtype)
     extras = {"c": c}
     for i in range(cfg["n_blocks"]):
-        x = block(p, f"{P}blocks.{i}.", x, c, cos, sin, cfg["n_heads"])
+        x = block(p, f"{P}blocks.{i}.", x, c, cos, sin, cfg["n_heads"], prefix)
         extras[f"hidden_after_block{i}"] = x
     o = P + "output_layer."
     shift, scale = (c @ p[o + "adaLN_modulation.weight"].T + p[o + "adaLN_modulation.bias"]).chunk(2)
