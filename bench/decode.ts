@@ -7,8 +7,11 @@
  *   npm run bench:decode [-- --quick] [--tokens N] [--prompts N] [--models DIR] [--f32] [--window W] [--windows W1,W2,..]
  *                        [--gammas G1,G2,..] [--steps T1,T2,..] [--rounds N] [--autotune] [--compare]
  *
- * After the γ × T grid (at window W, default the drafter's), the best SpecDiff setting of each
- * temperature is run again over the drafter windows in --windows (default 4,8,16,32,64; quick: 8,32).
+ * A drafter window W is a number (a bidirectional pass over the last W context tokens and the γ
+ * masks) or 'cached' (block-causal drafting with a KV cache of the whole context). After the γ × T
+ * grid (at window W, default the drafter's: 'cached' when its config says block_causal), the best
+ * SpecDiff setting of each temperature is run again over the windows in --windows (default
+ * 4,8,16,32,64,cached; quick: 8,cached).
  * Then a head-to-head: AR, the best speculative and the best SpecDiff setting take turns prompt by
  * prompt for --rounds rounds (default 3), so the machine's drift hits all three alike; the ratios
  * are given per round (median and range). The adapter's roofline is printed first. --compare runs
@@ -49,16 +52,24 @@ const list = (s: string) => s.split(',').map(Number);
 const gammas = list(values.gammas ?? (quick ? '4,8' : '4,8,16,24'));
 const stepsList = list(values.steps ?? (quick ? '1,4' : '1,2,4,8'));
 const temperatures = [0, 1];
-const windowList = list(values.windows ?? (quick ? '8,32' : '4,8,16,32,64'));
+/** A drafter's view of the context: a bidirectional window of W tokens, or block-causal with a KV cache. */
+type View = number | 'cached';
+const parseView = (s: string): View => (s === 'cached' ? 'cached' : Number(s));
+const windowList = (values.windows ?? (quick ? '8,cached' : '4,8,16,32,64,cached')).split(',').map(parseView);
 const rounds = Number(values.rounds ?? 3);
 
 const device = await createNodeDevice();
 const dtype = values.f32 || !device.info.features.shaderF16 ? 'f32' : 'f16';
-const window = values.window === undefined ? undefined : Number(values.window);
 const tokenizer = await loadTokenizer(dirFolder(join(modelsDir, 'target')));
 const target = await loadGPT2(device, dirFolder(join(modelsDir, 'target')), { dtype });
 const mdlm = await loadMDLM(device, dirFolder(join(modelsDir, 'drafter-mdlm')), { dtype });
 const arModel = await loadGPT2(device, dirFolder(join(modelsDir, 'drafter-ar')), { dtype });
+const window: View = values.window === undefined ? (mdlm.config.blockCausal ? 'cached' : DEFAULT_WINDOW) : parseView(values.window);
+const diffusionDrafter = (steps: number | undefined, view: View) =>
+  new DiffusionDrafter(mdlm, view === 'cached' ? { steps, attention: 'block-causal' } : { steps, attention: 'bidirectional', window: view });
+/** The MDLM's matmuls at draft length γ: over W + γ rows, or over the 1..γ + 1 new tokens + γ when cached. */
+const mdlmSignatures = (gamma: number, view: View) =>
+  (view === 'cached' ? Array.from({ length: gamma + 1 }, (_, i) => i + 1) : [view]).flatMap((c) => mdlm.matmulSignatures(gamma, c));
 
 /** Weight bytes of each model: on a bandwidth-bound GPU a few-row pass costs about this much. */
 const bytesOf = (dir: string) => statSync(join(modelsDir, dir, 'model.safetensors')).size;
@@ -70,7 +81,7 @@ interface Row {
   temperature: number;
   gamma?: number;
   steps?: number;
-  window?: number;
+  window?: View;
   tokensPerSecond: number;
   speedup: number;
   acceptanceRate: number;
@@ -91,14 +102,14 @@ interface Contender {
   method: 'ar' | 'speculative' | 'specdiff';
   gamma?: number;
   steps?: number;
-  window?: number;
+  window?: View;
 }
 
 /** One generation with a contender's settings (its drafter made for it and released after). */
 async function decode(c: Omit<Contender, 'name'>, prompt: string, temperature: number, seed: number, tokens = maxNewTokens): Promise<GenerationStats> {
-  const drafter = c.method === 'specdiff' ? new DiffusionDrafter(mdlm, { steps: c.steps }) : c.method === 'speculative' ? new ARDrafter(arModel) : undefined;
+  const drafter = c.method === 'specdiff' ? diffusionDrafter(c.steps, c.window ?? window) : c.method === 'speculative' ? new ARDrafter(arModel) : undefined;
   try {
-    const r = await generate(target, tokenizer, { prompt, method: c.method, drafter, gamma: c.gamma, steps: c.steps, window: c.window, temperature, seed, maxNewTokens: tokens, stopAtEos: false }).result();
+    const r = await generate(target, tokenizer, { prompt, method: c.method, drafter, gamma: c.gamma, steps: c.steps, temperature, seed, maxNewTokens: tokens, stopAtEos: false }).result();
     return r.stats;
   } finally {
     drafter?.dispose();
@@ -110,7 +121,7 @@ async function decode(c: Omit<Contender, 'name'>, prompt: string, temperature: n
  * The first prompt runs once untimed before: llvmpipe compiles a pipeline at its first dispatch, and
  * every γ, window and end-of-output draft length has its own matmul and attention shapes.
  */
-async function run(method: 'ar' | 'speculative' | 'specdiff', temperature: number, gamma?: number, steps?: number, W = window): Promise<Omit<Row, 'speedup'>> {
+async function run(method: 'ar' | 'speculative' | 'specdiff', temperature: number, gamma?: number, steps?: number, W: View = window): Promise<Omit<Row, 'speedup'>> {
   const all: GenerationStats[] = [];
   for (const [i, prompt] of [prompts[0], ...prompts].entries()) {
     const stats = await decode({ method, gamma, steps, window: method === 'specdiff' ? W : undefined }, prompt, temperature, Math.max(0, i - 1));
@@ -129,7 +140,7 @@ async function run(method: 'ar' | 'speculative' | 'specdiff', temperature: numbe
     temperature,
     gamma,
     steps,
-    window: method === 'specdiff' ? (W ?? DEFAULT_WINDOW) : undefined,
+    window: method === 'specdiff' ? W : undefined,
     tokens,
     wallMs,
     tokensPerSecond: (tokens * 1000) / wallMs,
@@ -143,7 +154,7 @@ async function run(method: 'ar' | 'speculative' | 'specdiff', temperature: numbe
   };
 }
 
-console.log(`adapter: ${device.info.adapter}; weights ${dtype}; ${prompts.length} prompts × ${maxNewTokens} tokens; drafter window ${window ?? DEFAULT_WINDOW}`);
+console.log(`adapter: ${device.info.adapter}; weights ${dtype}; ${prompts.length} prompts × ${maxNewTokens} tokens; drafter window ${window}`);
 console.log(`target ${target.config.nLayer}×${target.config.nEmbd}, AR drafter ${arModel.config.nLayer}×${arModel.config.nEmbd}, MDLM ${mdlm.config.nBlocks}×${mdlm.config.hiddenDim}`);
 const roofline = { readGBps: (await gpuReadBandwidth(device, 64 << 20)).gbps, peakGflops: (await gpuPeakGflops(device)).gflops };
 console.log(`roofline: read bandwidth ${roofline.readGBps.toFixed(1)} GB/s, peak ${roofline.peakGflops.toFixed(1)} GFLOP/s; ` +
@@ -151,8 +162,8 @@ console.log(`roofline: read bandwidth ${roofline.readGBps.toFixed(1)} GB/s, peak
 
 if (values.autotune) {
   const sigs = [...target.matmulSignatures(1), ...arModel.matmulSignatures(1)];
-  const tunedWindows = values.compare ? windowList : [window ?? DEFAULT_WINDOW];
-  for (const g of gammas) sigs.push(...target.matmulSignatures(g + 1), ...tunedWindows.flatMap((W) => mdlm.matmulSignatures(g, W)));
+  const tunedWindows = values.compare ? windowList : [window];
+  for (const g of gammas) sigs.push(...target.matmulSignatures(g + 1), ...tunedWindows.flatMap((W) => mdlmSignatures(g, W)));
   const t0 = performance.now();
   const table = await autotuneMatmul(device, sigs);
   console.log(`autotuned ${Object.keys(table).length} matmul shapes in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
@@ -164,12 +175,12 @@ if (values.autotune) {
  * dispatch, and a draft of g tokens (g ≤ γ; shorter near the end of the output) has its own matmul
  * shapes in the verify and, with the MDLM, per drafter window.
  */
-async function compileDraftShapes(maxGamma: number, W = window): Promise<void> {
+async function compileDraftShapes(maxGamma: number, W: View = window): Promise<void> {
   const t0 = performance.now();
   const ids = tokenizer.encode(prompts[0]);
   const rng = new Rng(0);
   for (let g = 1; g <= maxGamma; g++) {
-    for (const drafter of [new ARDrafter(arModel), new DiffusionDrafter(mdlm, { steps: 1, window: W })]) {
+    for (const drafter of [new ARDrafter(arModel), diffusionDrafter(1, W)]) {
       for (const temperature of temperatures) {
         const sampling = { temperature, topK: 0, topP: 1 };
         const cache = target.createCache();
@@ -179,11 +190,24 @@ async function compileDraftShapes(maxGamma: number, W = window): Promise<void> {
         draft.tokens.dispose();
         draft.q?.dispose();
         cache.dispose();
+        // A cached drafter's later drafts run the 1..g + 1 tokens the last verification added, + g masks.
+        if (drafter instanceof DiffusionDrafter && W === 'cached') {
+          for (let added = 1; added <= g + 1; added++) {
+            const fresh = diffusionDrafter(1, W);
+            for (const ctx of [ids, [...ids, ...ids.slice(0, added)]]) {
+              const d = device.scope(() => fresh.draft(ctx, g, sampling, rng));
+              await readTensors([d.tokens]);
+              d.tokens.dispose();
+              d.q?.dispose();
+            }
+            fresh.dispose();
+          }
+        }
       }
       drafter.dispose();
     }
   }
-  console.log(`compiled the pipelines of drafts of 1..${maxGamma} tokens (W=${W ?? DEFAULT_WINDOW}) in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  console.log(`compiled the pipelines of drafts of 1..${maxGamma} tokens (W=${W}) in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
 }
 await compileDraftShapes(Math.max(...gammas));
 
@@ -337,7 +361,7 @@ if (device.info.features.timestampQuery) {
   const b = best['specdiff@0'];
   const gamma = b.gamma ?? 8;
   const ids = tokenizer.encode(prompts[0]);
-  const drafter = new DiffusionDrafter(mdlm, { steps: b.steps, window: b.window });
+  const drafter = diffusionDrafter(b.steps, b.window ?? window);
   const sampling = { temperature: 0, topK: 0, topP: 1 };
   const rng = new Rng(0);
   const cache = target.createCache();

@@ -24,7 +24,10 @@ options:
   --method ar|speculative|specdiff  (default specdiff)
   --gamma N          draft length (default 4)
   --steps N          diffusion steps T (default 1)
-  --window N         drafter context window W (default 8)
+  --window N         drafter context window W of bidirectional drafting (default 8)
+  --draft-attention bidirectional|block-causal
+                     how the MDLM drafter sees the context (default: its config.json;
+                     block-causal caches the whole context's keys and values)
   --schedule left-to-right|random
   --temperature X    0 = greedy (default 0)
   --top-k N  --top-p X  --seed N  --max-new-tokens N (default 64)
@@ -95,6 +98,7 @@ function genOptions(v: Record<string, unknown>) {
     steps: num('steps'),
     window: num('window'),
     schedule: v.schedule as 'left-to-right' | 'random' | undefined,
+    draftAttention: v['draft-attention'] as 'bidirectional' | 'block-causal' | undefined,
     temperature: num('temperature') ?? 0,
     topK: num('top-k'),
     topP: num('top-p'),
@@ -112,6 +116,7 @@ async function main(): Promise<void> {
       steps: { type: 'string' },
       window: { type: 'string' },
       schedule: { type: 'string' },
+      'draft-attention': { type: 'string' },
       temperature: { type: 'string' },
       'top-k': { type: 'string' },
       'top-p': { type: 'string' },

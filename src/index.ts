@@ -11,7 +11,7 @@ export { autotuneMatmul, applyTuning, type MatmulSignature, type TuningTable } f
 
 export { Tokenizer, TokenizerError, type StreamDecoder } from './models/tokenizer.js';
 export { GPT2, GPT2Cache, type ModelLoadOptions } from './models/gpt2.js';
-export { MDLM } from './models/mdlm.js';
+export { MDLM, MDLMCache } from './models/mdlm.js';
 export { ConfigError, parseGPT2Config, parseMDLMConfig, type GPT2Config, type MDLMConfig } from './models/config.js';
 export { ContextError } from './models/errors.js';
 export { WeightError } from './models/weights.js';
@@ -43,5 +43,5 @@ export type { GenerationStats, StopReason } from './decode/stats.js';
 export type { Method, SamplingOptions, SpeculationOptions, UnmaskSchedule } from './decode/options.js';
 export type { Drafter, Draft } from './decode/drafter.js';
 export { ARDrafter } from './decode/ar-drafter.js';
-export { DiffusionDrafter, type DiffusionDrafterOptions } from './decode/diffusion-drafter.js';
+export { DiffusionDrafter, type DiffusionDrafterOptions, type DraftAttention } from './decode/diffusion-drafter.js';
 export { Pipeline, loadPipeline, type PipelineSources, type PipelineGenerateOptions } from './pipeline.js';

@@ -44,19 +44,24 @@ export class Pipeline {
       if (!this.arDrafter) throw new RangeError("method 'speculative' needs an AR drafter: load one with the pipeline");
       drafter = new ARDrafter(this.arDrafter);
     }
-    const gen = generate(this.target, this.tokenizer, { ...opts, prompt, method, drafter });
-    return gen;
+    return generate(this.target, this.tokenizer, { ...opts, prompt, method, drafter, disposeDrafter: true });
   }
 
   /**
    * Times the candidate matmul kernels for the shapes decoding with draft length γ runs (one-token
-   * steps, γ + 1-row verification, the diffusion drafter's passes over W + γ tokens with drafter
-   * window W) and keeps the fastest per shape.
+   * steps, γ + 1-row verification, the diffusion drafter's passes: over W + γ tokens with drafter
+   * window W, or over the 1..γ + 1 new context tokens and γ masks when block-causal) and keeps the
+   * fastest per shape.
    */
   async autotune(gamma = DEFAULT_GAMMA, window = DEFAULT_WINDOW): Promise<TuningTable> {
     const sigs = [...this.target.matmulSignatures(1), ...this.target.matmulSignatures(gamma + 1)];
     if (this.arDrafter) sigs.push(...this.arDrafter.matmulSignatures(1));
-    if (this.diffusionDrafter) sigs.push(...this.diffusionDrafter.matmulSignatures(gamma, window));
+    const mdlm = this.diffusionDrafter;
+    if (mdlm) {
+      // Block-causal drafts append the tokens the last verification added (1..γ + 1) to the γ masks.
+      const contexts = mdlm.config.blockCausal ? Array.from({ length: gamma + 1 }, (_, i) => i + 1) : [window];
+      for (const c of contexts) sigs.push(...mdlm.matmulSignatures(gamma, c));
+    }
     return autotuneMatmul(this.device, sigs);
   }
 

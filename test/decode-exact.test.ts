@@ -115,6 +115,16 @@ describe('speculative sampling is exact (chi-square on the first two tokens)', a
     }
   }, 400_000);
 
+  it('block-causal diffusion drafter keeping its context cache across generations, T = 1 and T = 2, γ = 2', async () => {
+    const mdlm = await tinyMDLM(dev, { vocab: V, seed: 13, scale: 1.0 });
+    for (const steps of [1, 2]) {
+      const drafter = new DiffusionDrafter(mdlm, { steps, attention: 'block-causal' });
+      const { stat } = chiSquare(await empirical(target, { method: 'specdiff', drafter, gamma: 2 }), joint);
+      expect(stat, `T=${steps}: chi-square ${stat.toFixed(1)}`).toBeLessThan(critical);
+      drafter.dispose();
+    }
+  }, 400_000);
+
   it('detects a drafter that tests its tokens against the wrong q', async () => {
     const honest = new ARDrafter(await tinyGPT2(dev, { vocab: V, seed: 12, scale: 1.0 }));
     const liar = new ARDrafter(await tinyGPT2(dev, { vocab: V, seed: 14, scale: 3.0 }));

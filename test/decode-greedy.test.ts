@@ -40,6 +40,25 @@ describe('greedy speculative decoding reproduces AR greedy token for token', () 
       }
     }
   }, 400_000);
+
+  it('with a block-causal diffusion drafter, over prompts, γ, T and both schedules, past its model length', async () => {
+    const dev = await getDevice();
+    const target = await tinyGPT2(dev, { vocab: 24, seed: 1, scale: 0.5 });
+    const mdlm = await tinyMDLM(dev, { vocab: 24, seed: 3, scale: 0.5, positions: 24 });
+    for (const prompt of prompts) {
+      // 40 tokens: the drafter (24 positions) restarts its context at least once.
+      const ar = await generate(target, null, { prompt, maxNewTokens: 40, temperature: 0, stopAtEos: false }).result();
+      for (const [gamma, steps] of [[4, 1], [6, 3], [8, 8]] as const) {
+        for (const schedule of ['left-to-right', 'random'] as const) {
+          const drafter = new DiffusionDrafter(mdlm, { attention: 'block-causal' });
+          const spec = await generate(target, null, { prompt, maxNewTokens: 40, temperature: 0, method: 'specdiff', drafter, gamma, steps, schedule, stopAtEos: false }).result();
+          expect(spec.tokens, `prompt ${prompt} γ=${gamma} T=${steps} ${schedule}`).toEqual(ar.tokens);
+          expect(spec.stats.drafterPasses).toBeLessThanOrEqual(spec.stats.targetPasses * Math.min(steps, gamma));
+          drafter.dispose();
+        }
+      }
+    }
+  }, 400_000);
 });
 
 describe('cache rollback', () => {
@@ -63,6 +82,34 @@ describe('cache rollback', () => {
       kept.afterVerify(Array.from(ta));
       ctx.push(...Array.from(ta).slice(0, accepted), 5);
     }
+    kept.dispose();
+  });
+
+  it('a block-causal diffusion drafter that kept its context cache drafts what a fresh one drafts', async () => {
+    const { readTensors } = await import('../src/tensor/tensor.js');
+    const { Rng } = await import('../src/decode/rng.js');
+    const dev = await getDevice();
+    const mdlm = await tinyMDLM(dev, { vocab: 24, seed: 3, scale: 0.5, positions: 14 });
+    const kept = new DiffusionDrafter(mdlm, { attention: 'block-causal' });
+    const greedy = { temperature: 0, topK: 0, topP: 1 };
+    const ctx = [1, 2, 3];
+    let restarts = 0;
+    for (let step = 0; step < 12; step++) {
+      const a = kept.draft(ctx, 4, greedy, new Rng(0));
+      if (kept.contextLength < ctx.length) restarts++;
+      const fresh = new DiffusionDrafter(mdlm, { attention: 'block-causal' });
+      const b = fresh.draft(ctx.slice(-kept.contextLength), 4, greedy, new Rng(0));
+      const [ta, tb] = await readTensors([a.tokens, b.tokens]);
+      expect(Array.from(ta), `step ${step}`).toEqual(Array.from(tb));
+      fresh.dispose();
+      const accepted = step % 3;
+      kept.afterVerify();
+      // The target accepted `step % 3` tokens and chose its own token 5; every sixth step a new prompt.
+      // Past 10 context tokens (14 positions − γ) the drafter restarts on the most recent ones.
+      if (step % 6 === 5) ctx.splice(0, ctx.length, 7, 8);
+      else ctx.push(...Array.from(ta).slice(0, accepted), 5);
+    }
+    expect(restarts).toBeGreaterThan(0);
     kept.dispose();
   });
 
@@ -92,5 +139,23 @@ describe('memory', () => {
     const after = dev.memoryStats();
     expect(after.created).toBe(before.created);
     expect(after.liveBytes).toBe(before.liveBytes);
+  });
+
+  it('Pipeline.generate releases the drafter it makes (and its caches) when the generation ends', async () => {
+    const { Pipeline } = await import('../src/pipeline.js');
+    const { Tokenizer } = await import('../src/models/tokenizer.js');
+    const dev = await getDevice();
+    const target = await tinyGPT2(dev, { vocab: 24, seed: 1, scale: 0.5 });
+    const vocab = Object.fromEntries(Array.from({ length: 24 }, (_, i) => [String.fromCharCode(97 + i), i]));
+    const pipe = new Pipeline(dev, Tokenizer.fromVocabMerges(vocab, ''), target, await tinyMDLM(dev, { vocab: 24, seed: 3, scale: 0.5 }), await tinyGPT2(dev, { vocab: 24, seed: 2, scale: 0.5 }));
+    const runs = [
+      () => pipe.generate([1, 2], { method: 'speculative', maxNewTokens: 8, stopAtEos: false }).result(),
+      () => pipe.generate([1, 2], { method: 'specdiff', draftAttention: 'block-causal', maxNewTokens: 8, stopAtEos: false }).result(),
+    ];
+    for (const run of runs) await run();
+    const before = dev.memoryStats().liveBytes;
+    for (const run of runs) await run();
+    expect(dev.memoryStats().liveBytes).toBe(before);
+    pipe.dispose();
   });
 });

@@ -1,14 +1,22 @@
 /**
- * Diffusion drafter (SpecDiff): the MDLM sees the last W context tokens followed by γ mask
- * tokens and fills the masks in T denoising steps; drafting costs T forwards whatever γ is.
- * Each step samples every masked position from its current distribution and keeps the tokens
- * (and their distributions, as q) of the positions the schedule fills at that step. Steps that
- * fill nothing reuse the previous result, as MDLM's ddpm_cache does, and cost no forward.
- * Everything stays on the GPU; the loop reads back the γ tokens once.
+ * Diffusion drafter (SpecDiff): the MDLM sees the context followed by γ mask tokens and fills
+ * the masks in T denoising steps; drafting costs T forwards whatever γ is. Each step samples
+ * every masked position from its current distribution and keeps the tokens (and their
+ * distributions, as q) of the positions the schedule fills at that step. Steps that fill nothing
+ * reuse the previous result, as MDLM's ddpm_cache does, and cost no forward. Everything stays on
+ * the GPU; the loop reads back the γ tokens once.
+ *
+ * Two ways to see the context:
+ *  - 'bidirectional' (MDLM as trained upstream): every step is a bidirectional pass over the last
+ *    W context tokens and the γ masks, so W sets the cost of a draft and bounds what it sees.
+ *  - 'block-causal': the context attends causally and its keys and values are cached across
+ *    drafts, like an AR drafter's; only the masked block attends to everything. A draft then
+ *    costs the new context tokens + γ rows (the first step; later steps γ) and sees the whole
+ *    context. Needs a model that works that way (config.json "block_causal": true).
  */
 import { Tensor } from '../tensor/tensor.js';
-import { copy2d, copyRows } from '../tensor/ops/gather.js';
-import type { MDLM } from '../models/mdlm.js';
+import { copy2d, copyRows, slice } from '../tensor/ops/gather.js';
+import type { MDLM, MDLMCache } from '../models/mdlm.js';
 import type { Draft, Drafter } from './drafter.js';
 import type { ResolvedSampling, UnmaskSchedule } from './options.js';
 import type { Rng } from './rng.js';
@@ -34,7 +42,11 @@ export interface DiffusionDrafterOptions {
    */
   window?: number;
   schedule?: UnmaskSchedule;
+  /** How the context is seen (default: 'block-causal' if the model's config says it supports it). */
+  attention?: DraftAttention;
 }
+
+export type DraftAttention = 'bidirectional' | 'block-causal';
 
 export class DiffusionDrafter implements Drafter {
   readonly kind = 'diffusion';
@@ -42,6 +54,12 @@ export class DiffusionDrafter implements Drafter {
   /** Context tokens seen (capped by what fits beside the γ masks). */
   window: number;
   schedule: UnmaskSchedule;
+  private mode: DraftAttention = 'bidirectional';
+  /** Context tokens the last draft saw (the window, or everything cached when block-causal). */
+  contextLength = 0;
+  /** Block-causal: the context's keys and values, and the tokens they are of. */
+  private cache: MDLMCache | null = null;
+  private cached: number[] = [];
 
   constructor(
     readonly model: MDLM,
@@ -50,6 +68,17 @@ export class DiffusionDrafter implements Drafter {
     this.steps = opts.steps ?? DEFAULT_STEPS;
     this.window = opts.window ?? DEFAULT_WINDOW;
     this.schedule = opts.schedule ?? 'left-to-right';
+    this.attention = opts.attention ?? (model.config.blockCausal ? 'block-causal' : 'bidirectional');
+  }
+
+  get attention(): DraftAttention {
+    return this.mode;
+  }
+
+  set attention(a: DraftAttention) {
+    if (a !== 'bidirectional' && a !== 'block-causal') throw new RangeError(`draft attention must be 'bidirectional' or 'block-causal', got ${String(a)}`);
+    if (a !== this.mode) this.dispose();
+    this.mode = a;
   }
 
   /** The mask token is the drafter's own: it proposes from the rest of its vocabulary. */
@@ -64,8 +93,12 @@ export class DiffusionDrafter implements Drafter {
   draft(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng): Draft {
     const dev = this.model.device;
     const mask = this.model.maskTokenId;
-    const W = Math.min(this.window, context.length, this.model.config.modelLength - gamma);
-    const ids = Tensor.from(dev, Int32Array.from([...context.slice(context.length - W), ...new Array(gamma).fill(mask)]), [W + gamma]);
+    const cache = this.attention === 'block-causal' ? (this.cache ??= this.model.createCache()) : null;
+    // Block-causal: the context the cache lacks; bidirectional: the window.
+    const feed = cache ? this.uncached(context, gamma, cache) : context.slice(context.length - Math.min(this.window, context.length, this.model.config.modelLength - gamma));
+    const W = feed.length;
+    this.contextLength = cache ? this.cached.length : W;
+    const ids = Tensor.from(dev, Int32Array.from([...feed, ...new Array(gamma).fill(mask)]), [W + gamma]);
     const tail = Array.from({ length: gamma }, (_, i) => W + i);
     const V = this.vocabSize;
     const tokens = Tensor.empty(dev, [gamma], 'i32');
@@ -73,7 +106,12 @@ export class DiffusionDrafter implements Drafter {
     let passes = 0;
     for (const fill of unmaskPlan(this.schedule, gamma, this.steps, rng)) {
       if (fill.length === 0) continue;
-      const logits = this.model.logits(ids, tail); // (γ, V + 1)
+      // The first block-causal pass appends the new context to the cache; later ones run the block alone.
+      const logits = !cache
+        ? this.model.logits(ids, tail)
+        : passes === 0
+          ? this.model.logitsCached(ids, cache, gamma, tail)
+          : this.model.logitsCached(slice(ids, W, W + gamma, 0), cache, gamma, tail.map((i) => i - W)); // (γ, V + 1)
       passes++;
       const { ids: drawn, probs } = selectTokens(dev, logits, sampling, rng);
       const rows = Tensor.from(dev, Int32Array.from(fill), [fill.length]);
@@ -89,7 +127,33 @@ export class DiffusionDrafter implements Drafter {
     return { tokens, q, passes };
   }
 
+  /**
+   * Rolls the cache back to the longest prefix it shares with the context and returns the rest
+   * of the context, which the next pass appends. Past the model length it restarts on the most
+   * recent half of it, so that the next drafts are incremental again.
+   */
+  private uncached(context: readonly number[], gamma: number, cache: MDLMCache): number[] {
+    const limit = this.model.config.modelLength;
+    let keep = 0;
+    const shared = Math.min(this.cached.length, cache.length, context.length);
+    while (keep < shared && this.cached[keep] === context[keep]) keep++;
+    let feed = context.slice(keep);
+    if (keep + feed.length + gamma > limit) {
+      keep = 0;
+      feed = context.slice(Math.max(0, context.length - Math.max(1, Math.floor(limit / 2) - gamma)));
+      if (feed.length + gamma > limit) feed = feed.slice(feed.length + gamma - limit);
+    }
+    cache.truncate(keep);
+    this.cached.length = keep;
+    this.cached.push(...feed);
+    return feed;
+  }
+
   afterVerify(): void {}
 
-  dispose(): void {}
+  dispose(): void {
+    this.cache?.dispose();
+    this.cache = null;
+    this.cached = [];
+  }
 }

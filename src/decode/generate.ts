@@ -38,6 +38,8 @@ export interface GenerateOptions extends SamplingOptions, SpeculationOptions {
   /** 'ar' (default without a drafter), 'speculative' (AR drafter) or 'specdiff' (diffusion drafter). */
   method?: Method;
   drafter?: Drafter;
+  /** Dispose the drafter (its caches) when the generation ends (default false: the caller owns it). */
+  disposeDrafter?: boolean;
 }
 
 export interface GenerationChunk {
@@ -124,6 +126,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
       const schedule = opts.schedule ?? drafter.schedule;
       if (schedule !== 'left-to-right' && schedule !== 'random') throw new RangeError(`schedule must be 'left-to-right' or 'random', got ${schedule}`);
       drafter.schedule = schedule;
+      if (opts.draftAttention !== undefined) drafter.attention = opts.draftAttention;
     }
   }
   const stops = (opts.stop ?? []).filter((s) => s.length > 0);
@@ -220,6 +223,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
       return { tokens: out, text: text?.text ?? '', stats: result };
     } finally {
       cache.dispose();
+      if (opts.disposeDrafter) drafter?.dispose();
     }
   });
 }

@@ -1,4 +1,5 @@
 /** Options of generate(), validated with errors that name the option and its allowed range. */
+import type { DraftAttention } from './diffusion-drafter.js';
 
 export type Method = 'ar' | 'speculative' | 'specdiff';
 export type UnmaskSchedule = 'left-to-right' | 'random';
@@ -21,6 +22,12 @@ export interface SpeculationOptions {
   window?: number;
   /** Diffusion drafter: which masked positions each step fills. */
   schedule?: UnmaskSchedule;
+  /**
+   * Diffusion drafter: 'bidirectional' (a pass over the last W context tokens and the masks) or
+   * 'block-causal' (the whole context, its keys and values cached across drafts). Default: the
+   * drafter's, which follows the model's config.json ("block_causal").
+   */
+  draftAttention?: DraftAttention;
 }
 
 export interface ResolvedSampling {
