@@ -36,7 +36,7 @@ def load(run):
 
 
 @torch.no_grad()
-def draft(drafter, kind, ctx, gamma, greedy, g, window=0):
+def draft(drafter, kind, ctx, gamma, greedy, g, window=0, block_causal=False):
     """-> tokens (B, gamma), q (B, gamma, V) the distributions they were drawn from."""
     if kind == 'gpt2':
         x, qs = ctx, []
@@ -50,24 +50,25 @@ def draft(drafter, kind, ctx, gamma, greedy, g, window=0):
     if window:
         ctx = ctx[:, -window:]
     x = torch.cat([ctx, torch.full((ctx.shape[0], gamma), m, dtype=torch.long)], dim=1)
-    q = drafter.subs_log_probs(x, torch.ones(x.shape[0]))[:, ctx.shape[1]:, :m].exp()
+    prefix = ctx.shape[1] if block_causal else None
+    q = drafter.subs_log_probs(x, torch.ones(x.shape[0]), prefix)[:, ctx.shape[1]:, :m].exp()
     toks = q.argmax(-1) if greedy else torch.multinomial(q.reshape(-1, m), 1, generator=g).view(q.shape[:2])
     return toks, q
 
 
 @torch.no_grad()
-def measure(target, drafter, kind, windows, gamma, batch=16, seed=0, window=0):
+def measure(target, drafter, kind, windows, gamma, batch=16, seed=0, window=0, block_causal=False):
     g = torch.Generator().manual_seed(seed)
     acc_s, acc_g, alpha, n = 0.0, 0.0, 0.0, 0
     for i in range(0, len(windows), batch):
         ctx = windows[i:i + batch]
         with torch.autocast('cpu', dtype=torch.bfloat16):
-            toks, q = draft(drafter, kind, ctx, gamma, False, g, window)
+            toks, q = draft(drafter, kind, ctx, gamma, False, g, window, block_causal)
             p = target(torch.cat([ctx, toks], 1))[:, ctx.shape[1] - 1:-1].float().softmax(-1)   # (B, gamma, V)
             ratio = (p.gather(-1, toks[..., None]) / q.gather(-1, toks[..., None]).clamp_min(1e-30)).squeeze(-1)
             acc_s += torch.cumprod(ratio.clamp(max=1.0), dim=1).sum().item()
             alpha += torch.minimum(p[:, 0], q[:, 0]).sum().item()
-            gt, _ = draft(drafter, kind, ctx, gamma, True, g, window)
+            gt, _ = draft(drafter, kind, ctx, gamma, True, g, window, block_causal)
             pg = target(torch.cat([ctx, gt], 1))[:, ctx.shape[1] - 1:-1].argmax(-1)
             acc_g += torch.cumprod((pg == gt).long(), dim=1).sum().item()
         n += ctx.shape[0]
@@ -87,6 +88,8 @@ def main():
     ap.add_argument('--continue-greedy', type=int, default=0, metavar='N',
                     help="extend each context by the target's N next greedy tokens first: the situation N tokens "
                     'into greedy decoding, where the target repeats itself more than real text does')
+    ap.add_argument('--block-causal', action='store_true', help='MDLM drafts with block-causal attention (context '
+                    'causal, masked block bidirectional), as a drafter with a KV cache runs')
     ap.add_argument('--target', default='target')
     ap.add_argument('--out', default=os.path.join(RUNS, 'acceptance.json'))
     args = ap.parse_args()
@@ -102,10 +105,12 @@ def main():
         if not os.path.exists(os.path.join(RUNS, run, 'final.pt')):
             continue
         drafter, kind = load(run)
-        r = measure(target, drafter, kind, windows, args.gamma, window=args.window)
+        r = measure(target, drafter, kind, windows, args.gamma, window=args.window, block_causal=args.block_causal)
         r['context_len'] = args.context_len
         if kind == 'mdlm' and args.window:
             r['window'] = args.window
+        if kind == 'mdlm' and args.block_causal:
+            r['block_causal'] = True
         if args.continue_greedy:
             r['continue_greedy'] = args.continue_greedy
         results[run] = r

@@ -48,7 +48,7 @@ def f16_tensors(model):
     return out
 
 
-def hf_config(model, kind):
+def hf_config(model, kind, metrics=None):
     c = model.cfg
     if kind == 'gpt2':
         cfg = ref_gpt2.gpt2_config(c.vocab_size, c.n_positions, c.n_embd, c.n_layer, c.n_head, c.layer_norm_epsilon)
@@ -57,8 +57,18 @@ def hf_config(model, kind):
         cfg = ref_mdlm.mdlm_config(c.vocab_size, c.model_length, c.hidden_dim, c.cond_dim, c.n_blocks, c.n_heads,
                                    dropout=c.dropout, time_conditioning=c.time_conditioning,
                                    name_or_path='spec-diff-webgpu/drafter-mdlm')
+        if any(m.get('block_causal') for m in lineage(metrics or {})):
+            # This project's extension: drafts with a KV cache of the context by default (src/models/config.ts).
+            cfg['block_causal'] = True
     cfg['torch_dtype'] = 'float16'
     return cfg
+
+
+def lineage(m):
+    """A run's metrics, then those of the run it was fine-tuned from, and so on."""
+    while m:
+        yield m
+        m = m.get('init')
 
 
 @torch.no_grad()
@@ -72,8 +82,9 @@ def check_against_reference(model, kind, path, cfg, ids):
         ref, _, _ = ref_gpt2.forward(p, cfg, ids)
         mine = m(ids[None])[0]
     else:
-        ref, _ = ref_mdlm.backbone(p, cfg, ids, 0.0)
-        mine = m.backbone(ids[None], torch.zeros(1))[0]
+        prefix = len(ids) - 8 if cfg.get('block_causal') else None
+        ref, _ = ref_mdlm.backbone(p, cfg, ids, 0.0, prefix=prefix)
+        mine = m.backbone(ids[None], torch.zeros(1), prefix)[0]
     diff = (ref - mine).abs().max().item()
     assert diff < 1e-3, f'{path}: models.py and tools/reference disagree by {diff}'
     return m, diff
@@ -130,7 +141,7 @@ def main():
         path = os.path.join(out, 'model.safetensors')
         meta = {'format': 'pt', 'source_run': run, 'trained_tokens': str(ck['metrics']['train_tokens'])}
         safetensors_io.save_file(f16_tensors(model), path, metadata=meta)
-        cfg = hf_config(model, kind)
+        cfg = hf_config(model, kind, ck['metrics'])
         with open(os.path.join(out, 'config.json'), 'w') as f:
             json.dump(cfg, f, indent=2)
         for fn in TOKENIZER_FILES:
@@ -221,7 +232,7 @@ def write_card(card, total_bytes, prompt_text, out):
               '|---|---|---|---|---|---|']
         for c in acc:
             a = c['acceptance']
-            seen = f"last {a['window']} tokens" if a.get('window') else 'all'
+            seen = (f"last {a['window']} tokens" if a.get('window') else 'all') + (' (block-causal)' if a.get('block_causal') else '')
             L.append(f"| `{c['name']}` | `{c['run']}` | {seen} | {a['alpha_1']:.3f} | {a['sampled_accepted']:.2f} | "
                      f"{a['greedy_accepted']:.2f} |")
         L.append('')

@@ -224,13 +224,16 @@ class DDiTBlock(nn.Module):
         nn.init.zeros_(self.adaLN_modulation.weight)
         nn.init.zeros_(self.adaLN_modulation.bias)
 
-    def forward(self, x, cos, sin, c):                       # x (B, T, d), c (B, cond)
+    def forward(self, x, cos, sin, c, allowed=None):         # x (B, T, d), c (B, cond), allowed (T, T) or None
         B, T, d = x.shape
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c)[:, None].chunk(6, dim=2)
         qkv = self.attn_qkv(modulate(self.norm1(x), shift_msa, scale_msa)).view(B, T, 3, self.n_heads, d // self.n_heads)
         q, k, v = apply_rotary(qkv[:, :, 0], cos, sin), apply_rotary(qkv[:, :, 1], cos, sin), qkv[:, :, 2]
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)   # (B, H, T, hd)
-        att = ((q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))).float().softmax(dim=-1).to(v.dtype)
+        att = ((q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))).float()
+        if allowed is not None:
+            att = att.masked_fill(~allowed, float('-inf'))
+        att = att.softmax(dim=-1).to(v.dtype)
         o = (att @ v).transpose(1, 2).reshape(B, T, d)
         x = x + gate_msa * self.drop(self.attn_out(o))
         return x + gate_mlp * self.drop(self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp)))
@@ -262,6 +265,12 @@ class EmbeddingLayer(nn.Module):
         return self.embedding[x]
 
 
+def block_causal(T, prefix, device=None):
+    """(T, T) attention mask: row i < prefix sees keys j <= i; rows >= prefix see every key."""
+    i = torch.arange(T, device=device)
+    return (i[None] <= i[:, None]) | (i[:, None] >= prefix)
+
+
 class DIT(nn.Module):
     def __init__(self, cfg):
         super().__init__()
@@ -271,16 +280,21 @@ class DIT(nn.Module):
         self.blocks = nn.ModuleList(DDiTBlock(cfg) for _ in range(cfg.n_blocks))
         self.output_layer = DDiTFinalLayer(cfg)
 
-    def features(self, idx, sigma):                          # idx (B, T), sigma (B,) -> x (B, T, d), c (B, cond)
+    def features(self, idx, sigma, prefix=None):             # idx (B, T), sigma (B,) -> x (B, T, d), c (B, cond)
+        """prefix P (block-causal attention): positions < P see only positions up to themselves, so their keys and
+        values do not depend on what follows and can be cached across drafts; positions >= P (the masked block) see
+        everything. None: bidirectional everywhere (MDLM)."""
         x = self.vocab_embed(idx)
         c = F.silu(self.sigma_map(sigma))
-        cos, sin = self.rotary_emb(idx.shape[1], idx.device)
+        T = idx.shape[1]
+        cos, sin = self.rotary_emb(T, idx.device)
+        allowed = None if prefix is None else block_causal(T, prefix, idx.device)
         for block in self.blocks:
-            x = block(x, cos, sin, c)
+            x = block(x, cos, sin, c, allowed)
         return x, c
 
-    def forward(self, idx, sigma):                           # -> logits (B, T, V)
-        x, c = self.features(idx, sigma)
+    def forward(self, idx, sigma, prefix=None):              # -> logits (B, T, V)
+        x, c = self.features(idx, sigma, prefix)
         return self.output_layer(x, c)
 
 
@@ -299,11 +313,11 @@ class MDLM(nn.Module):
     def sigma(self, t):                                      # total noise sigma(t) = -log(1 - (1 - eps) t)
         return -torch.log1p(-(1 - self.cfg.noise_eps) * t)
 
-    def subs_log_probs(self, xt, sigma):
+    def subs_log_probs(self, xt, sigma, prefix=None):
         """log p(x0 | xt): mask logit -inf, log-softmax, unmasked positions carried over."""
         if not self.cfg.time_conditioning:
             sigma = torch.zeros_like(sigma)
-        logits = self.backbone(xt, sigma).float()
+        logits = self.backbone(xt, sigma, prefix).float()
         logits[:, :, self.cfg.mask_index] += self.NEG_INF
         logits = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
         unmasked = xt != self.cfg.mask_index

@@ -17,7 +17,9 @@ Fine-tuning a drafter for drafting (how the bundled MDLM drafter was finished; r
            --data distil-greedy=1 --data distil-t1=1 --draft-batch 64 --batch 4 --steps 1000 --lr 5e-4
 --init-run starts from another run's final.pt (fresh optimizer and schedule); --data NAME=W mixes in
 runs/NAME/train.bin with sampling weight W (real text has 1); --draft-batch adds, for the MDLM, the drafting
-objective on short windows: W clean context tokens followed by gamma masks, cross-entropy of every masked token.
+objective on short windows: W clean context tokens followed by gamma masks, cross-entropy of every masked token;
+with --block-causal that objective runs with block-causal attention (the context causal, the masked block sees
+everything), the way the runtime drafts with a KV cache of the context.
 """
 import argparse
 import json
@@ -120,18 +122,19 @@ DRAFT_CONTEXT = (4, 64)   # clean context tokens of a drafting window, uniform
 DRAFT_GAMMA = (1, 16)     # masked tokens after it, uniform
 
 
-def mdlm_draft_loss(model, data, batch, g):
+def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=False):
     """The SpecDiff drafting situation: W clean tokens then gamma mask tokens, every mask predicted in one pass
     (the T = 1 draft; with the left-to-right schedule every later pass is again a clean prefix + masked suffix).
     Mean cross-entropy of the masked tokens under SUBS (mask column excluded), and the tokens the windows hold.
-    One (W, gamma) per call."""
-    W = int(torch.randint(DRAFT_CONTEXT[0], DRAFT_CONTEXT[1] + 1, (1,), generator=g))
+    One (W, gamma) per call. block_causal: the context attends causally and only the masked block sees everything
+    (the runtime's drafter with a KV cache of the context)."""
+    W = int(torch.randint(context[0], context[1] + 1, (1,), generator=g))
     gamma = int(torch.randint(DRAFT_GAMMA[0], DRAFT_GAMMA[1] + 1, (1,), generator=g))
     x0 = data.next(batch, W + gamma)
     m = model.cfg.mask_index
     xt = x0.clone()
     xt[:, W:] = m
-    x, c = model.backbone.features(xt, torch.zeros(batch))
+    x, c = model.backbone.features(xt, torch.zeros(batch), W if block_causal else None)
     logits = model.backbone.output_layer(x[:, W:].reshape(-1, x.shape[-1]), c.repeat_interleave(gamma, 0))
     return F.cross_entropy(logits.float()[:, :m], x0[:, W:].reshape(-1)), batch * (W + gamma)
 
@@ -177,6 +180,10 @@ def main():
     ap.add_argument('--data', action='append', default=[], metavar='NAME=WEIGHT',
                     help='also sample windows from runs/NAME/train.bin with this weight (real text: 1)')
     ap.add_argument('--draft-batch', type=int, default=0, help='MDLM: rows of the drafting objective per step')
+    ap.add_argument('--draft-context', default=f'{DRAFT_CONTEXT[0]},{DRAFT_CONTEXT[1]}', metavar='MIN,MAX',
+                    help='clean context tokens of a drafting window, uniform in MIN..MAX')
+    ap.add_argument('--block-causal', action='store_true', help='drafting objective with block-causal attention '
+                    '(context causal, masked block bidirectional); exported models get "block_causal": true')
     ap.add_argument('--batch', type=int, default=0, help='override the recipe batch')
     ap.add_argument('--lr', type=float, default=0, help='override the peak learning rate (min: a tenth of it)')
     ap.add_argument('--seed', type=int, default=1337)
@@ -194,6 +201,8 @@ def main():
     if args.lr:
         r['lr'], r['min_lr'] = args.lr, args.lr / 10
     assert not args.draft_batch or r['kind'] == 'mdlm', '--draft-batch is the MDLM drafting objective'
+    assert not args.block_causal or args.draft_batch, '--block-causal applies to the drafting objective (--draft-batch)'
+    draft_context = tuple(int(v) for v in args.draft_context.split(','))
     run = args.run or args.model + ('+distil' if args.distil else '')
     out = os.path.join(HERE, 'runs', run)
     os.makedirs(out, exist_ok=True)
@@ -240,7 +249,8 @@ def main():
         log(f'start {run}: {r["cfg"]}  params {sum(p.numel() for p in model.parameters())} '
             f'non-embedding {model.non_embedding_params()}  batch {r["batch"]}x{r["seq_len"]} steps {r["steps"]} '
             f'lr {r["lr"]} sources {sources}' + (f' init {args.init_run}' if args.init_run else '') +
-            (f' draft-batch {args.draft_batch}' if args.draft_batch else ''))
+            (f' draft-batch {args.draft_batch} context {draft_context}' if args.draft_batch else '') +
+            (' block-causal' if args.block_causal else ''))
 
     def checkpoint():
         save_atomic({'model': model.state_dict(), 'opt': opt.state_dict(), 'data_rng': data.g.get_state(),
@@ -268,7 +278,8 @@ def main():
             loss = ar_loss(model, x) if r['kind'] == 'gpt2' else mdlm_train_loss(model, x, r, g_noise)
             step_tokens = r['batch'] * r['seq_len']
             if args.draft_batch:
-                draft_loss, draft_tokens = mdlm_draft_loss(model, data, args.draft_batch, g_noise)
+                draft_loss, draft_tokens = mdlm_draft_loss(model, data, args.draft_batch, g_noise, draft_context,
+                                                           args.block_causal)
                 loss, step_tokens = loss + draft_loss, step_tokens + draft_tokens
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), r['grad_clip'])
@@ -302,6 +313,8 @@ def main():
               'train_tokens': tokens, 'train_minutes': train_s / 60, 'steps': step}
     if args.init_run:
         metric['init'] = dict(init['metrics'], run=args.init_run)
+    if args.block_causal:
+        metric['block_causal'] = True
     log(f'final {json.dumps(metric)}')
     save_atomic({'model': model.state_dict(), 'kind': r['kind'], 'cfg': r['cfg'], 'metrics': metric}, 
                 os.path.join(out, 'final.pt'))
