@@ -93,10 +93,14 @@ describe('cache rollback', () => {
     const kept = new DiffusionDrafter(mdlm, { attention: 'block-causal' });
     const greedy = { temperature: 0, topK: 0, topP: 1 };
     const ctx = [1, 2, 3];
-    let restarts = 0;
-    for (let step = 0; step < 12; step++) {
+    let [restarts, seen, added] = [0, 0, ctx.length];
+    for (let step = 0; step < 20; step++) {
       const a = kept.draft(ctx, 4, greedy, new Rng(0));
-      if (kept.contextLength < ctx.length) restarts++;
+      if (kept.contextLength < seen + added) {
+        restarts++;
+        expect(seen + added + 4, `step ${step}: restarted with room left`).toBeGreaterThan(14);
+      }
+      seen = kept.contextLength;
       const fresh = new DiffusionDrafter(mdlm, { attention: 'block-causal' });
       const b = fresh.draft(ctx.slice(-kept.contextLength), 4, greedy, new Rng(0));
       const [ta, tb] = await readTensors([a.tokens, b.tokens]);
@@ -104,10 +108,12 @@ describe('cache rollback', () => {
       fresh.dispose();
       const accepted = step % 3;
       kept.afterVerify();
-      // The target accepted `step % 3` tokens and chose its own token 5; every sixth step a new prompt.
+      // The target accepted `step % 3` tokens and chose its own token 5; every tenth step a new prompt.
       // Past 10 context tokens (14 positions − γ) the drafter restarts on the most recent ones.
-      if (step % 6 === 5) ctx.splice(0, ctx.length, 7, 8);
+      const before = ctx.length;
+      if (step % 10 === 9) ctx.splice(0, ctx.length, 7, 8);
       else ctx.push(...Array.from(ta).slice(0, accepted), 5);
+      [seen, added] = step % 10 === 9 ? [0, ctx.length] : [seen, ctx.length - before];
     }
     expect(restarts).toBeGreaterThan(0);
     kept.dispose();

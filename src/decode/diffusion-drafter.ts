@@ -36,9 +36,9 @@ export interface DiffusionDrafterOptions {
   /** Denoising steps T (default DEFAULT_STEPS). */
   steps?: number;
   /**
-   * Context tokens the drafter sees (default DEFAULT_WINDOW). Every denoising step is a bidirectional pass
-   * over W + γ tokens, so W sets the cost of a draft; undefined in the options keeps the default,
-   * Infinity means as many as fit.
+   * Bidirectional drafting: context tokens the drafter sees (default DEFAULT_WINDOW). Every denoising
+   * step is a bidirectional pass over W + γ tokens, so W sets the cost of a draft; undefined in the
+   * options keeps the default, Infinity means as many as fit. Block-causal drafting sees everything.
    */
   window?: number;
   schedule?: UnmaskSchedule;
@@ -51,15 +51,16 @@ export type DraftAttention = 'bidirectional' | 'block-causal';
 export class DiffusionDrafter implements Drafter {
   readonly kind = 'diffusion';
   steps: number;
-  /** Context tokens seen (capped by what fits beside the γ masks). */
+  /** Bidirectional drafting: context tokens seen (capped by what fits beside the γ masks). */
   window: number;
   schedule: UnmaskSchedule;
   private mode: DraftAttention = 'bidirectional';
   /** Context tokens the last draft saw (the window, or everything cached when block-causal). */
   contextLength = 0;
-  /** Block-causal: the context's keys and values, and the tokens they are of. */
+  /** Block-causal: the context's keys and values, the tokens they are of, and where in the context those start. */
   private cache: MDLMCache | null = null;
   private cached: number[] = [];
+  private offset = 0;
 
   constructor(
     readonly model: MDLM,
@@ -128,20 +129,23 @@ export class DiffusionDrafter implements Drafter {
   }
 
   /**
-   * Rolls the cache back to the longest prefix it shares with the context and returns the rest
-   * of the context, which the next pass appends. Past the model length it restarts on the most
-   * recent half of it, so that the next drafts are incremental again.
+   * Rolls the cache back to the longest prefix it shares with the context (from where the cached
+   * tokens start in it) and returns the rest of the context, which the next pass appends. Past
+   * the model length it restarts on the most recent half of it, so that the next drafts are
+   * incremental again; a context that shares nothing starts over from its beginning.
    */
   private uncached(context: readonly number[], gamma: number, cache: MDLMCache): number[] {
     const limit = this.model.config.modelLength;
     let keep = 0;
-    const shared = Math.min(this.cached.length, cache.length, context.length);
-    while (keep < shared && this.cached[keep] === context[keep]) keep++;
-    let feed = context.slice(keep);
+    const shared = Math.min(this.cached.length, context.length - this.offset);
+    while (keep < shared && this.cached[keep] === context[this.offset + keep]) keep++;
+    if (keep === 0) this.offset = 0;
+    let feed = context.slice(this.offset + keep);
     if (keep + feed.length + gamma > limit) {
       keep = 0;
-      feed = context.slice(Math.max(0, context.length - Math.max(1, Math.floor(limit / 2) - gamma)));
-      if (feed.length + gamma > limit) feed = feed.slice(feed.length + gamma - limit);
+      const recent = Math.min(Math.max(1, Math.floor(limit / 2) - gamma), limit - gamma);
+      this.offset = Math.max(0, context.length - recent);
+      feed = context.slice(this.offset);
     }
     cache.truncate(keep);
     this.cached.length = keep;
@@ -155,5 +159,6 @@ export class DiffusionDrafter implements Drafter {
     this.cache?.dispose();
     this.cache = null;
     this.cached = [];
+    this.offset = 0;
   }
 }
