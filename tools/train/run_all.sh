@@ -43,4 +43,9 @@ train drafter-ar drafter-ar+draft --init-run drafter-ar+distil $NEW_DATA --steps
   --length 96 --tokens 1200000 --threads 2 --batch 128 --out distil-greedy >> $R/sample_distil.txt 2>&1
 train drafter-mdlm drafter-mdlm+long --init-run drafter-mdlm+ar-init --data distil-greedy=2 --data distil-t1=1 \
   --draft-batch 64 --batch 4 --steps 3000 --lr 3e-4
-$PY tools/train/export.py --ar-run drafter-ar+draft --mdlm-run drafter-mdlm+long >> $R/export.txt 2>&1
+# Fifth session: the drafting objective with block-causal attention and contexts up to 192 tokens, so that the
+# runtime drafts with a KV cache of the whole context (drafter-mdlm+long already worked that way untrained,
+# having started from an AR model; this teaches it). Its NELBO term stays bidirectional (upstream MDLM use).
+train drafter-mdlm drafter-mdlm+bc --init-run drafter-mdlm+long --data distil-greedy=2 --data distil-t1=1 \
+  --draft-batch 64 --draft-context 8,192 --block-causal --batch 4 --steps 1200 --lr 2e-4
+$PY tools/train/export.py --ar-run drafter-ar+draft --mdlm-run drafter-mdlm+bc >> $R/export.txt 2>&1
