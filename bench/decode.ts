@@ -218,6 +218,8 @@ await compileDraftShapes(Math.max(...gammas));
  */
 async function compete(temperature: number, contenders: Contender[]): Promise<number[][]> {
   const rates: number[][] = contenders.map(() => []);
+  // Hardware-independent counts over all rounds: generated tokens, target passes, drafter passes.
+  const counts = contenders.map(() => ({ tokens: 0, passes: 0, drafterPasses: 0 }));
   for (let round = 0; round < rounds; round++) {
     const tokens = contenders.map(() => 0);
     const ms = contenders.map(() => 0);
@@ -227,12 +229,17 @@ async function compete(temperature: number, contenders: Contender[]): Promise<nu
         const stats = await decode(contenders[i], prompt, temperature, p);
         tokens[i] += stats.generatedTokens;
         ms[i] += stats.wallMs;
+        counts[i].tokens += stats.generatedTokens;
+        counts[i].passes += stats.targetPasses;
+        counts[i].drafterPasses += stats.drafterPasses;
       }
     }
     contenders.forEach((_, i) => rates[i].push((tokens[i] * 1000) / ms[i]));
   }
   for (const [i, c] of contenders.entries()) {
-    console.log(`  temp ${temperature}  ${c.name.padEnd(26)} ${rates[i].map((x) => x.toFixed(1)).join(' / ')} tok/s${i ? `   ${spread(ratios(rates, i, 0))} AR` : ''}`);
+    const n = counts[i];
+    const perPass = i ? `   tok/pass ${(n.tokens / n.passes).toFixed(2)}, drafter passes/tok ${(n.drafterPasses / n.tokens).toFixed(2)}` : '';
+    console.log(`  temp ${temperature}  ${c.name.padEnd(26)} ${rates[i].map((x) => x.toFixed(1)).join(' / ')} tok/s${i ? `   ${spread(ratios(rates, i, 0))} AR` : ''}${perPass}`);
   }
   return rates;
 }
