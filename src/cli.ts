@@ -9,7 +9,6 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { createNodeDevice, dirFolder, loadPipeline, urlFolder, type GenerationStats, type Pipeline } from './node.js';
 import type { CheckpointFolder } from './models/safetensors.js';
-import { DEFAULT_GAMMA } from './decode/generate.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The bundled models, beside dist/ (or src/ when run through tsx). */
@@ -22,7 +21,7 @@ const HELP = `usage:
 
 options:
   --method ar|speculative|specdiff  (default specdiff)
-  --gamma N          draft length (default 4)
+  --gamma N          draft length (default 5 for specdiff, 4 for speculative)
   --steps N          diffusion steps T (default 1)
   --window N         drafter context window W of bidirectional drafting (default 8)
   --draft-attention bidirectional|block-causal
@@ -85,7 +84,7 @@ async function load(values: Record<string, unknown>, needAr: boolean): Promise<P
   if (!values.json) process.stderr.write(`adapter: ${device.info.adapter}\n`);
   if (values.autotune) {
     const t = performance.now();
-    const table = await pipe.autotune(Number(values.gamma ?? DEFAULT_GAMMA), values.window === undefined ? undefined : Number(values.window));
+    const table = await pipe.autotune(values.gamma === undefined ? undefined : Number(values.gamma), values.window === undefined ? undefined : Number(values.window));
     if (!values.json) process.stderr.write(`autotuned ${Object.keys(table).length} matmul shapes in ${((performance.now() - t) / 1000).toFixed(1)} s\n`);
   }
   return pipe;

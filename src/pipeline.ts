@@ -10,7 +10,7 @@ import type { CheckpointFolder } from './models/safetensors.js';
 import type { Tokenizer } from './models/tokenizer.js';
 import { ARDrafter } from './decode/ar-drafter.js';
 import { DEFAULT_WINDOW, DiffusionDrafter } from './decode/diffusion-drafter.js';
-import { DEFAULT_GAMMA, generate, type GenerateOptions, type Generation } from './decode/generate.js';
+import { DEFAULT_DIFFUSION_GAMMA, DEFAULT_GAMMA, generate, type GenerateOptions, type Generation } from './decode/generate.js';
 import { autotuneMatmul, type TuningTable } from './tensor/tune.js';
 
 export interface PipelineSources {
@@ -48,19 +48,25 @@ export class Pipeline {
   }
 
   /**
-   * Times the candidate matmul kernels for the shapes decoding with draft length γ runs (one-token
+   * Times the candidate matmul kernels for the shapes decoding with draft length γ (default: each
+   * method's) runs (one-token
    * steps, γ + 1-row verification, the diffusion drafter's passes: over W + γ tokens with drafter
    * window W, or over the 1..γ + 1 new context tokens and γ masks when block-causal) and keeps the
    * fastest per shape.
    */
-  async autotune(gamma = DEFAULT_GAMMA, window = DEFAULT_WINDOW): Promise<TuningTable> {
-    const sigs = [...this.target.matmulSignatures(1), ...this.target.matmulSignatures(gamma + 1)];
-    if (this.arDrafter) sigs.push(...this.arDrafter.matmulSignatures(1));
+  async autotune(gamma?: number, window = DEFAULT_WINDOW): Promise<TuningTable> {
+    const sigs = [...this.target.matmulSignatures(1)];
+    if (this.arDrafter) {
+      const g = gamma ?? DEFAULT_GAMMA;
+      sigs.push(...this.target.matmulSignatures(g + 1), ...this.arDrafter.matmulSignatures(1));
+    }
     const mdlm = this.diffusionDrafter;
     if (mdlm) {
+      const g = gamma ?? DEFAULT_DIFFUSION_GAMMA;
+      sigs.push(...this.target.matmulSignatures(g + 1));
       // Block-causal drafts append the tokens the last verification added (1..γ + 1) to the γ masks.
-      const contexts = mdlm.config.blockCausal ? Array.from({ length: gamma + 1 }, (_, i) => i + 1) : [window];
-      for (const c of contexts) sigs.push(...mdlm.matmulSignatures(gamma, c));
+      const contexts = mdlm.config.blockCausal ? Array.from({ length: g + 1 }, (_, i) => i + 1) : [window];
+      for (const c of contexts) sigs.push(...mdlm.matmulSignatures(g, c));
     }
     return autotuneMatmul(this.device, sigs);
   }

@@ -10,8 +10,13 @@ import { readTensors } from '../tensor/tensor.js';
 import type { Drafter } from './drafter.js';
 import { DiffusionDrafter } from './diffusion-drafter.js';
 
-/** Default draft length: the fastest in bench:decode on the bundled models (see README, Performance). */
+/** Default draft length of speculative decoding (AR drafter): the fastest in bench:decode on the bundled models. */
 export const DEFAULT_GAMMA = 4;
+/**
+ * Default draft length of SpecDiff: a diffusion draft costs one pass whatever γ is, and γ = 5 led
+ * γ = 4 in every interleaved head-to-head of the bundled models at both temperatures (README, Performance).
+ */
+export const DEFAULT_DIFFUSION_GAMMA = 5;
 import { checkInt, resolveSampling, type Method, type SamplingOptions, type SpeculationOptions } from './options.js';
 import { Rng } from './rng.js';
 import { selectTokens } from './sample.js';
@@ -119,7 +124,8 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
     if (drafter.vocabSize !== target.vocabSize) {
       throw new VocabularyMismatchError(`the drafter proposes from ${drafter.vocabSize} tokens but the target's vocabulary has ${target.vocabSize}: they must share a tokenizer`);
     }
-    gamma = checkInt('gamma', opts.gamma ?? DEFAULT_GAMMA, 1, Math.min(drafter.maxGamma, capacity - 1));
+    const defaultGamma = drafter instanceof DiffusionDrafter ? DEFAULT_DIFFUSION_GAMMA : DEFAULT_GAMMA;
+    gamma = checkInt('gamma', opts.gamma ?? defaultGamma, 1, Math.min(drafter.maxGamma, capacity - 1));
     if (drafter instanceof DiffusionDrafter) {
       drafter.steps = checkInt('steps', opts.steps ?? drafter.steps, 1, 1024);
       if (opts.window !== undefined) drafter.window = checkInt('window', opts.window, 1, drafter.model.config.modelLength - gamma);
