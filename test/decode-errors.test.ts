@@ -45,6 +45,7 @@ describe('generate rejects bad input with a clear error', async () => {
     [{ window: 0 }, /window/],
     [{ window: 40 }, /window/],
     [{ schedule: 'sideways' as never }, /schedule/],
+    [{ draftAttention: 'sideways' as never }, /draft attention must be 'bidirectional' or 'block-causal', got sideways/],
   ])('speculation option %o', (o, msg) => {
     expect(() => generate(target, null, { prompt: [1], method: 'specdiff', drafter: new DiffusionDrafter(mdlm), ...o })).toThrow(msg);
   });
