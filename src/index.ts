@@ -10,8 +10,8 @@ export * as ops from './tensor/ops/index.js';
 export { autotuneMatmul, applyTuning, type MatmulSignature, type TuningTable } from './tensor/tune.js';
 
 export { Tokenizer, TokenizerError, type StreamDecoder } from './models/tokenizer.js';
-export { GPT2, GPT2Cache, type ModelLoadOptions } from './models/gpt2.js';
-export { MDLM, MDLMCache } from './models/mdlm.js';
+export { GPT2, type GPT2Cache, type ModelLoadOptions } from './models/gpt2.js';
+export { MDLM, type MDLMCache } from './models/mdlm.js';
 export { ConfigError, parseGPT2Config, parseMDLMConfig, type GPT2Config, type MDLMConfig } from './models/config.js';
 export { ContextError } from './models/errors.js';
 export { WeightError } from './models/weights.js';

@@ -9,7 +9,7 @@ import { add } from '../tensor/ops/elementwise.js';
 import { embedding, slice } from '../tensor/ops/gather.js';
 import { matmul } from '../tensor/ops/matmul.js';
 import { layerNorm } from '../tensor/ops/rowwise.js';
-import { appendQKV, attention, KVCache } from '../tensor/ops/attention.js';
+import { appendQKV, attention, KVCache, LayerKVCaches } from '../tensor/ops/attention.js';
 import type { GPT2Config } from './config.js';
 import type { MatmulSignature } from '../tensor/tune.js';
 import type { Checkpoint, ProgressCallback } from './safetensors.js';
@@ -47,26 +47,7 @@ export interface ModelLoadOptions {
 }
 
 /** One KV cache per layer, kept at the same length. */
-export class GPT2Cache {
-  constructor(readonly layers: KVCache[]) {}
-
-  get length(): number {
-    return this.layers[0].length;
-  }
-
-  get capacity(): number {
-    return this.layers[0].capacity;
-  }
-
-  /** Rolls every layer back to the first n positions. */
-  truncate(n: number): void {
-    for (const l of this.layers) l.truncate(n);
-  }
-
-  dispose(): void {
-    for (const l of this.layers) l.dispose();
-  }
-}
+export type GPT2Cache = LayerKVCaches;
 
 export class GPT2 {
   private constructor(
@@ -137,7 +118,7 @@ export class GPT2 {
       throw new ContextError(`cache capacity ${capacity} exceeds the model's context of ${this.config.nPositions} positions`);
     }
     const { nLayer, nHead, nEmbd } = this.config;
-    return new GPT2Cache(Array.from({ length: nLayer }, () => new KVCache(this.device, nHead, capacity, nEmbd / nHead)));
+    return new LayerKVCaches(Array.from({ length: nLayer }, () => new KVCache(this.device, nHead, capacity, nEmbd / nHead)));
   }
 
   /**

@@ -13,7 +13,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { embedding } from '../tensor/ops/gather.js';
 import { matmul } from '../tensor/ops/matmul.js';
 import { layerNorm, logSoftmax } from '../tensor/ops/rowwise.js';
-import { appendQKV, attention, KVCache, ropeTable, type AttentionOptions } from '../tensor/ops/attention.js';
+import { appendQKV, attention, KVCache, LayerKVCaches, ropeTable, type AttentionOptions } from '../tensor/ops/attention.js';
 import { ConfigError, type MDLMConfig } from './config.js';
 import type { Checkpoint } from './safetensors.js';
 import { WeightReader, type WeightDType } from './weights.js';
@@ -70,31 +70,8 @@ function scaleRows(w: Float32Array, gate: Float64Array): Float32Array {
   return out;
 }
 
-/** Keys and values of a block-causal MDLM's context, one cache per block, all of the same length. */
-export class MDLMCache {
-  readonly blocks: KVCache[];
-
-  constructor(nBlocks: number, make: () => KVCache) {
-    this.blocks = Array.from({ length: nBlocks }, make);
-  }
-
-  /** Context positions cached. */
-  get length(): number {
-    return this.blocks[0].length;
-  }
-
-  get capacity(): number {
-    return this.blocks[0].capacity;
-  }
-
-  truncate(n: number): void {
-    for (const kv of this.blocks) kv.truncate(n);
-  }
-
-  dispose(): void {
-    for (const kv of this.blocks) kv.dispose();
-  }
-}
+/** Keys and values of a block-causal MDLM's context, one cache per block. */
+export type MDLMCache = LayerKVCaches;
 
 export class MDLM {
   private constructor(
@@ -219,7 +196,7 @@ export class MDLM {
 
   /** Per-block caches of keys and values for block-causal drafting (capacity: the model length). */
   createCache(): MDLMCache {
-    return new MDLMCache(this.config.nBlocks, () => this.newKV(this.config.modelLength));
+    return new LayerKVCaches(Array.from({ length: this.config.nBlocks }, () => this.newKV(this.config.modelLength)));
   }
 
   /**
@@ -235,7 +212,7 @@ export class MDLM {
     if (base + L > this.config.modelLength) {
       throw new ContextError(`MDLM.logitsCached: ${base} cached + ${L} new positions exceed the model length of ${this.config.modelLength}`);
     }
-    const out = this.device.scope(() => this.forward(ids, positions, (i) => cache.blocks[i], { causal: true, bidirectionalTail: block }));
+    const out = this.device.scope(() => this.forward(ids, positions, (i) => cache.layers[i], { causal: true, bidirectionalTail: block }));
     cache.truncate(base + L - block);
     return out;
   }

@@ -61,6 +61,28 @@ export class KVCache {
   }
 }
 
+/** One KV cache per layer (block) of a model, all kept at the same length. */
+export class LayerKVCaches {
+  constructor(readonly layers: KVCache[]) {}
+
+  get length(): number {
+    return this.layers[0].length;
+  }
+
+  get capacity(): number {
+    return this.layers[0].capacity;
+  }
+
+  /** Rolls every layer back to the first n positions. */
+  truncate(n: number): void {
+    for (const l of this.layers) l.truncate(n);
+  }
+
+  dispose(): void {
+    for (const l of this.layers) l.dispose();
+  }
+}
+
 /**
  * Splits qkv [n, 3·H·hd] (laid out [q | k | v], heads contiguous) into Q [n, H·hd] and appends
  * K and V to the cache at its current length (rotary applied to Q and K when a table is given).

@@ -2,5 +2,5 @@ export { matmul, type MatmulOptions } from './matmul.js';
 export { add, sub, mul, gelu, silu, scale, unary, binary } from './elementwise.js';
 export { layerNorm, softmax, logSoftmax, argmax, type LayerNormOptions } from './rowwise.js';
 export { embedding, slice, concat, copy2d, copyRows } from './gather.js';
-export { KVCache, appendQKV, attention, rotary, ropeTable, type AttentionOptions } from './attention.js';
+export { KVCache, LayerKVCaches, appendQKV, attention, rotary, ropeTable, type AttentionOptions } from './attention.js';
 export { filteredProbs, sampleRows, gather2d, type SamplingFilter } from './sample.js';
