@@ -67,9 +67,6 @@ const arModel = await loadGPT2(device, dirFolder(join(modelsDir, 'drafter-ar')),
 const window: View = values.window === undefined ? (mdlm.config.blockCausal ? 'cached' : DEFAULT_WINDOW) : parseView(values.window);
 const diffusionDrafter = (steps: number | undefined, view: View) =>
   new DiffusionDrafter(mdlm, view === 'cached' ? { steps, attention: 'block-causal' } : { steps, attention: 'bidirectional', window: view });
-/** The MDLM's matmuls at draft length γ: over W + γ rows, or over the 1..γ + 1 new tokens + γ when cached. */
-const mdlmSignatures = (gamma: number, view: View) =>
-  (view === 'cached' ? Array.from({ length: gamma + 1 }, (_, i) => i + 1) : [view]).flatMap((c) => mdlm.matmulSignatures(gamma, c));
 
 /** Weight bytes of each model: on a bandwidth-bound GPU a few-row pass costs about this much. */
 const bytesOf = (dir: string) => statSync(join(modelsDir, dir, 'model.safetensors')).size;
@@ -163,7 +160,7 @@ console.log(`roofline: read bandwidth ${roofline.readGBps.toFixed(1)} GB/s, peak
 if (values.autotune) {
   const sigs = [...target.matmulSignatures(1), ...arModel.matmulSignatures(1)];
   const tunedWindows = values.compare ? windowList : [window];
-  for (const g of gammas) sigs.push(...target.matmulSignatures(g + 1), ...tunedWindows.flatMap((W) => mdlmSignatures(g, W)));
+  for (const g of gammas) sigs.push(...target.matmulSignatures(g + 1), ...tunedWindows.flatMap((W) => diffusionDrafter(1, W).matmulSignatures(g)));
   const t0 = performance.now();
   const table = await autotuneMatmul(device, sigs);
   console.log(`autotuned ${Object.keys(table).length} matmul shapes in ${((performance.now() - t0) / 1000).toFixed(0)} s`);

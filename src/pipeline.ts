@@ -48,11 +48,9 @@ export class Pipeline {
   }
 
   /**
-   * Times the candidate matmul kernels for the shapes decoding with draft length γ (default: each
-   * method's) runs (one-token
-   * steps, γ + 1-row verification, the diffusion drafter's passes: over W + γ tokens with drafter
-   * window W, or over the 1..γ + 1 new context tokens and γ masks when block-causal) and keeps the
-   * fastest per shape.
+   * Times the candidate matmul kernels for the shapes decoding runs with draft length γ (default:
+   * each method's): one-token steps, γ + 1-row verification, the drafters' passes (the diffusion
+   * drafter's with window W when bidirectional), and keeps the fastest per shape.
    */
   async autotune(gamma?: number, window = DEFAULT_WINDOW): Promise<TuningTable> {
     const sigs = [...this.target.matmulSignatures(1)];
@@ -60,13 +58,9 @@ export class Pipeline {
       const g = gamma ?? DEFAULT_GAMMA;
       sigs.push(...this.target.matmulSignatures(g + 1), ...this.arDrafter.matmulSignatures(1));
     }
-    const mdlm = this.diffusionDrafter;
-    if (mdlm) {
+    if (this.diffusionDrafter) {
       const g = gamma ?? DEFAULT_DIFFUSION_GAMMA;
-      sigs.push(...this.target.matmulSignatures(g + 1));
-      // Block-causal drafts append the tokens the last verification added (1..γ + 1) to the γ masks.
-      const contexts = mdlm.config.blockCausal ? Array.from({ length: g + 1 }, (_, i) => i + 1) : [window];
-      for (const c of contexts) sigs.push(...mdlm.matmulSignatures(g, c));
+      sigs.push(...this.target.matmulSignatures(g + 1), ...new DiffusionDrafter(this.diffusionDrafter, { window }).matmulSignatures(g));
     }
     return autotuneMatmul(this.device, sigs);
   }

@@ -193,6 +193,37 @@ describe('autotuning signatures', () => {
     model.dispose();
     dev.gpu.destroy();
   });
+
+  it("a block-causal drafter's name every matmul of its drafts after 1..γ + 1 new tokens", async () => {
+    const { createNodeDevice } = await import('../src/node.js');
+    const { setMatmulChoice, tuneKey } = await import('../src/tensor/ops/matmul.js');
+    const { DiffusionDrafter } = await import('../src/decode/diffusion-drafter.js');
+    const { Rng } = await import('../src/decode/rng.js');
+    const dev = await createNodeDevice(); // its own device: the tuning table below must not reach other tests
+    const model = await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny'));
+    const drafter = new DiffusionDrafter(model, { attention: 'block-causal' });
+    const gamma = 3;
+    for (const s of drafter.matmulSignatures(gamma)) setMatmulChoice(dev, tuneKey(s.layout, s.dtype, s.rows, s.K, s.N), { family: 'gemv-split', split: 2 });
+    const keys: string[] = [];
+    const dispatch = dev.dispatch.bind(dev);
+    dev.dispatch = (spec, ...rest) => {
+      keys.push(spec.key);
+      dispatch(spec, ...rest);
+    };
+    const greedy = { temperature: 0, topK: 0, topP: 1 };
+    const ctx = [1, 2, 3, 4, 5, 6, 7];
+    for (let added = 1; added <= gamma + 1; added++) {
+      await dev.scope(() => drafter.draft(ctx, gamma, greedy, new Rng(0))).tokens.read(); // the cache holds ctx
+      keys.length = 0;
+      await dev.scope(() => drafter.draft([...ctx, ...ctx.slice(0, added)], gamma, greedy, new Rng(0))).tokens.read();
+      const matmuls = keys.filter((k) => k.startsWith('matmul_'));
+      expect(matmuls.length, `${added} added`).toBe(4 * model.config.nBlocks + 1);
+      for (const k of matmuls) expect(k, `${added} added`).toMatch(/^matmul_gemv-split_/);
+    }
+    drafter.dispose();
+    model.dispose();
+    dev.gpu.destroy();
+  });
 });
 
 describe('GPT-2 small shape (154 MB tied embedding, past a 128 MiB binding limit)', () => {

@@ -17,6 +17,7 @@
 import { Tensor } from '../tensor/tensor.js';
 import { copy2d, copyRows, slice } from '../tensor/ops/gather.js';
 import type { MDLM, MDLMCache } from '../models/mdlm.js';
+import type { MatmulSignature } from '../tensor/tune.js';
 import type { Draft, Drafter } from './drafter.js';
 import type { ResolvedSampling, UnmaskSchedule } from './options.js';
 import type { Rng } from './rng.js';
@@ -80,6 +81,15 @@ export class DiffusionDrafter implements Drafter {
     if (a !== 'bidirectional' && a !== 'block-causal') throw new RangeError(`draft attention must be 'bidirectional' or 'block-causal', got ${String(a)}`);
     if (a !== this.mode) this.dispose();
     this.mode = a;
+  }
+
+  /**
+   * The matmuls its drafts of γ tokens run (for autotuning): over W + γ rows when bidirectional;
+   * block-causal, over the 1..γ + 1 tokens the last verification added and the γ masks.
+   */
+  matmulSignatures(gamma: number): MatmulSignature[] {
+    const contexts = this.attention === 'block-causal' ? Array.from({ length: gamma + 1 }, (_, i) => i + 1) : [this.window];
+    return contexts.flatMap((c) => this.model.matmulSignatures(gamma, c));
   }
 
   /** The mask token is the drafter's own: it proposes from the rest of its vocabulary. */
