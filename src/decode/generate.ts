@@ -10,6 +10,13 @@ import { readTensors } from '../tensor/tensor.js';
 import type { Drafter } from './drafter.js';
 import { DiffusionDrafter } from './diffusion-drafter.js';
 
+import { checkInt, resolveSampling, type Method, type SamplingOptions, type SpeculationOptions } from './options.js';
+import { Rng } from './rng.js';
+import { selectTokens } from './sample.js';
+import { StatsRecorder, type GenerationStats, type StopReason } from './stats.js';
+import { TextStreamer } from './text.js';
+import { verifyDraft } from './verify.js';
+
 /** Default draft length of speculative decoding (AR drafter): the fastest in bench:decode on the bundled models. */
 export const DEFAULT_GAMMA = 4;
 /**
@@ -18,12 +25,6 @@ export const DEFAULT_GAMMA = 4;
  * (greedy: 1.23/1.26/1.25x AR against 1.12/1.21/1.28x; README, Performance): a small edge, within noise.
  */
 export const DEFAULT_DIFFUSION_GAMMA = 5;
-import { checkInt, resolveSampling, type Method, type SamplingOptions, type SpeculationOptions } from './options.js';
-import { Rng } from './rng.js';
-import { selectTokens } from './sample.js';
-import { StatsRecorder, type GenerationStats, type StopReason } from './stats.js';
-import { TextStreamer } from './text.js';
-import { verifyDraft } from './verify.js';
 
 export class VocabularyMismatchError extends Error {
   override name = 'VocabularyMismatchError';
