@@ -9,7 +9,6 @@ import { ContextError } from '../models/errors.js';
 import { readTensors } from '../tensor/tensor.js';
 import type { Drafter } from './drafter.js';
 import { DiffusionDrafter } from './diffusion-drafter.js';
-
 import { checkInt, resolveSampling, type Method, type SamplingOptions, type SpeculationOptions } from './options.js';
 import { Rng } from './rng.js';
 import { selectTokens } from './sample.js';
