@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../src/tensor/tensor.js';
-import { matmul, uniformChunkRows, type MatmulChoice } from '../src/tensor/ops/matmul.js';
+import { defaultThreads, matmul, uniformChunkRows, type MatmulChoice } from '../src/tensor/ops/matmul.js';
 import { getDevice } from './helpers/device.js';
 import { expectClose, geluRef, matmulRef, randn } from './helpers/reference.js';
 
@@ -129,6 +129,37 @@ describe('matmul', () => {
       });
     }
   }
+
+  // Workgroups of 16, 32 and 64 invocations, over several workgroups with a partial last one
+  // (N = 700 rows of W at 4 or 8 per invocation); the dispatched kernel must be the one asked for.
+  for (const threads of [16, 32, 64]) {
+    for (const choice of [{ family: 'gemv-uniform', split: 1, group: 8, threads }, { family: 'gemv', split: 1, group: 4, threads }] as MatmulChoice[]) {
+      it(`${choice.family} nk with ${threads} invocations per workgroup matches the reference`, async () => {
+        const dev = await getDevice();
+        const [M, K, N] = [6, 24, 700];
+        const a = randn(M * K, 16);
+        const w = randn(K * N, 17, 0.5);
+        const keys: string[] = [];
+        const dispatch = dev.dispatch;
+        dev.dispatch = (spec, ...rest) => (keys.push(spec.key), dispatch.call(dev, spec, ...rest));
+        try {
+          expectClose(await matmul(Tensor.from(dev, a, [M, K]), Tensor.from(dev, w, [N, K]), { layout: 'nk' }, choice).read(), matmulRef(a, w, M, K, N, 'nk'), 1e-4, 1e-4);
+        } finally {
+          dev.dispatch = dispatch;
+        }
+        expect(keys.every((k) => k.includes('_t') === (threads !== 64) && (threads === 64 || k.includes(`_t${threads}`)))).toBe(true);
+      });
+    }
+  }
+
+  it('defaultThreads keeps 64 invocations per workgroup unless that leaves fewer than 4 workgroups', () => {
+    expect(defaultThreads(8192, 8)).toBe(64);
+    expect(defaultThreads(2048, 8)).toBe(64);
+    expect(defaultThreads(1536, 8)).toBe(32);
+    expect(defaultThreads(512, 8)).toBe(16);
+    expect(defaultThreads(512, 4)).toBe(32);
+    expect(defaultThreads(5, 4)).toBe(16);
+  });
 
   it('rejects mismatched inner dimensions with the shapes in the message', async () => {
     const dev = await getDevice();

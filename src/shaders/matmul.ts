@@ -33,6 +33,11 @@ export interface MatmulVariant {
   split: number;
   /** 'nk' gemv: output rows per invocation (4, 8 or 16). */
   group: number;
+  /**
+   * 'nk' gemv (split 1): invocations per workgroup (16, 32 or 64). Fewer let a narrow matmul
+   * (N = 512 at 8 rows per invocation is one workgroup of 64) spread over more cores.
+   */
+  threads: number;
   /** 'gemv-uniform': K, which sizes the uniform array (0 otherwise). */
   uniformK: number;
   /**
@@ -48,7 +53,7 @@ export const MATMUL_PARAMS = 'uuuuuu';
 const PARAM_NAMES = ['M', 'N', 'K', 'nBase', 'nCount', 'mBase'];
 
 export function matmulKey(v: MatmulVariant): string {
-  return `matmul_${v.family}_${v.layout}_${v.wtype}${v.aligned ? '_v4' : ''}${v.bias ? '_bias' : ''}${v.gelu ? '_gelu' : ''}${v.residual ? '_res' : ''}_r${v.rows}_s${v.split}_g${v.group}${v.uniformK ? `_k${v.uniformK}` : ''}${v.wide ? '_w8' : ''}`;
+  return `matmul_${v.family}_${v.layout}_${v.wtype}${v.aligned ? '_v4' : ''}${v.bias ? '_bias' : ''}${v.gelu ? '_gelu' : ''}${v.residual ? '_res' : ''}_r${v.rows}_s${v.split}_g${v.group}${v.threads !== 64 ? `_t${v.threads}` : ''}${v.uniformK ? `_k${v.uniformK}` : ''}${v.wide ? '_w8' : ''}`;
 }
 
 /** Bindings in order: A, W, [bias], [residual], C. */
@@ -241,10 +246,10 @@ function gemvNkBody(v: MatmulVariant): string {
       ? [8, 'loadW8', (j: number) => `acc[m][${j}] += dot(a[0], w${j}[0]) + dot(a[1], w${j}[1]);`]
       : [4, 'loadW', (j: number) => `acc[m][${j}] += dot(a, w${j});`];
     return `
-@compute @workgroup_size(64)
+@compute @workgroup_size(${v.threads})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>) {
-  let n0 = ((${LINEAR_WG}) * 64u + lid.x) * ${G}u;
+  let n0 = ((${LINEAR_WG}) * ${v.threads}u + lid.x) * ${G}u;
   if (n0 >= P.nCount) { return; }
   let last = P.nCount - 1u;
   var acc: array<array<f32, ${G}>, ${R}>;

@@ -24,7 +24,7 @@ function candidates(dev: Device, layout: WeightLayout, dtype: 'f32' | 'f16', row
   const c: MatmulChoice[] = [
     { family: 'gemv', split: 1 },
     ...(layout === 'nk' ? [8, 16].map((group) => ({ family: 'gemv' as const, split: 1, group })) : []),
-    ...(layout === 'nk' ? [4, 8, 16].flatMap((group) => wides.map((wide) => ({ family: 'gemv-uniform' as const, split: 1, group, wide }))) : []),
+    ...(layout === 'nk' ? [4, 8, 16].flatMap((group) => wides.flatMap((wide) => [64, 16].map((threads) => ({ family: 'gemv-uniform' as const, split: 1, group, wide, threads })))) : []),
     { family: 'gemv-split', split: 4 },
     { family: 'gemv-split', split: 16 },
   ];
