@@ -7,7 +7,7 @@
 import type { Device } from './device.js';
 import { Tensor } from './tensor.js';
 import type { WeightLayout } from '../shaders/matmul.js';
-import { STREAMED_MAX_ROWS, getMatmulChoice, matmul, setMatmulChoice, tuneKey, type MatmulChoice } from './ops/matmul.js';
+import { STREAMED_MAX_ROWS, defaultThreads, getMatmulChoice, matmul, setMatmulChoice, tuneKey, type MatmulChoice } from './ops/matmul.js';
 
 export interface MatmulSignature {
   layout: WeightLayout;
@@ -19,12 +19,14 @@ export interface MatmulSignature {
 
 export type TuningTable = Record<string, MatmulChoice>;
 
-function candidates(dev: Device, layout: WeightLayout, dtype: 'f32' | 'f16', rows: number): MatmulChoice[] {
+function candidates(dev: Device, layout: WeightLayout, dtype: 'f32' | 'f16', rows: number, N: number): MatmulChoice[] {
   const wides = dtype === 'f16' ? [false, true] : [false];
+  // Smaller workgroups only matter where 64 invocations leave few of them: there, both.
+  const threads = (group: number) => [...new Set([64, defaultThreads(N, group)])];
   const c: MatmulChoice[] = [
     { family: 'gemv', split: 1 },
     ...(layout === 'nk' ? [8, 16].map((group) => ({ family: 'gemv' as const, split: 1, group })) : []),
-    ...(layout === 'nk' ? [4, 8, 16].flatMap((group) => wides.flatMap((wide) => [64, 16].map((threads) => ({ family: 'gemv-uniform' as const, split: 1, group, wide, threads })))) : []),
+    ...(layout === 'nk' ? [4, 8, 16].flatMap((group) => wides.flatMap((wide) => threads(group).map((t) => ({ family: 'gemv-uniform' as const, split: 1, group, wide, threads: t })))) : []),
     { family: 'gemv-split', split: 4 },
     { family: 'gemv-split', split: 16 },
   ];
@@ -55,7 +57,7 @@ export async function autotuneMatmul(dev: Device, signatures: MatmulSignature[],
     if (s.rows > STREAMED_MAX_ROWS || getMatmulChoice(dev, key) || table[key]) continue;
     const a = Tensor.from(dev, new Float32Array(s.rows * s.K).fill(0.01), [s.rows, s.K]);
     const w = Tensor.empty(dev, s.layout === 'kn' ? [s.K, s.N] : [s.N, s.K], s.dtype === 'f16' && dev.info.features.shaderF16 ? 'f16' : 'f32');
-    const cands = candidates(dev, s.layout, w.dtype as 'f32' | 'f16', s.rows);
+    const cands = candidates(dev, s.layout, w.dtype as 'f32' | 'f16', s.rows, s.N);
     for (const c of cands) await timeBatch(dev, a, w, s.layout, c, 1); // compiles the pipelines
     const best = cands.map(() => Infinity);
     for (let r = 0; r < rounds; r++) {
