@@ -4,8 +4,8 @@
  * writes JSON to bench/results/, says which settings win, and profiles where a draft and a
  * verify spend their GPU time (timestamp queries, where the adapter has them).
  *
- *   npm run bench:decode [-- --quick] [--tokens N] [--prompts N] [--models DIR] [--f32] [--window W] [--windows W1,W2,..]
- *                        [--gammas G1,G2,..] [--steps T1,T2,..] [--rounds N] [--autotune] [--compare]
+ *   npm run bench:decode [-- --quick] [--tokens N] [--prompts N] [--prompt-set passages|fragments] [--models DIR] [--f32] [--window W] [--windows W1,W2,..]
+ *                        [--gammas G1,G2,..] [--steps T1,T2,..] [--temperatures 0,1] [--rounds N] [--autotune] [--compare]
  *
  * A drafter window W is a number (a bidirectional pass over the last W context tokens and the γ
  * masks) or 'cached' (block-causal drafting with a KV cache of the whole context). After the γ × T
@@ -41,17 +41,25 @@ const { values } = parseArgs({
     compare: { type: 'boolean' },
     gammas: { type: 'string' },
     steps: { type: 'string' },
+    'prompt-set': { type: 'string' },
+    temperatures: { type: 'string' },
   },
 });
 const root = new URL('..', import.meta.url).pathname;
 const modelsDir = values.models ?? join(root, 'models');
 const quick = !!values.quick;
 const maxNewTokens = Number(values.tokens ?? (quick ? 24 : 48));
-const prompts = readFileSync(join(root, 'bench/prompts.txt'), 'utf8').trim().split('\n').slice(0, Number(values.prompts ?? (quick ? 2 : 4)));
+/** Held-out prompts: 'passages' (~64 tokens of a document, bench/passages.json) or 'fragments' (their last ~12, bench/prompts.txt). */
+const promptSet = values['prompt-set'] ?? 'passages';
+const allPrompts: string[] =
+  promptSet === 'passages' ? JSON.parse(readFileSync(join(root, 'bench/passages.json'), 'utf8'))
+  : promptSet === 'fragments' ? readFileSync(join(root, 'bench/prompts.txt'), 'utf8').trim().split('\n')
+  : (() => { throw new RangeError(`--prompt-set must be 'passages' or 'fragments', got '${promptSet}'`); })();
+const prompts = allPrompts.slice(0, Number(values.prompts ?? (quick ? 2 : 4)));
 const list = (s: string) => s.split(',').map(Number);
 const gammas = list(values.gammas ?? (quick ? '4,8' : '4,8,16,24'));
 const stepsList = list(values.steps ?? (quick ? '1,4' : '1,2,4,8'));
-const temperatures = [0, 1];
+const temperatures = list(values.temperatures ?? '0,1');
 /** A drafter's view of the context: a bidirectional window of W tokens, or block-causal with a KV cache. */
 type View = number | 'cached';
 const parseView = (s: string): View => (s === 'cached' ? 'cached' : Number(s));
@@ -151,7 +159,7 @@ async function run(method: 'ar' | 'speculative' | 'specdiff', temperature: numbe
   };
 }
 
-console.log(`adapter: ${device.info.adapter}; weights ${dtype}; ${prompts.length} prompts × ${maxNewTokens} tokens; drafter window ${window}`);
+console.log(`adapter: ${device.info.adapter}; weights ${dtype}; ${prompts.length} ${promptSet} × ${maxNewTokens} tokens; drafter window ${window}`);
 console.log(`target ${target.config.nLayer}×${target.config.nEmbd}, AR drafter ${arModel.config.nLayer}×${arModel.config.nEmbd}, MDLM ${mdlm.config.nBlocks}×${mdlm.config.hiddenDim}`);
 const roofline = { readGBps: (await gpuReadBandwidth(device, 64 << 20)).gbps, peakGflops: (await gpuPeakGflops(device)).gflops };
 console.log(`roofline: read bandwidth ${roofline.readGBps.toFixed(1)} GB/s, peak ${roofline.peakGflops.toFixed(1)} GFLOP/s; ` +
@@ -267,7 +275,7 @@ if (values.compare) {
   }
   mkdirSync(join(root, 'bench/results'), { recursive: true });
   const out = join(root, `bench/results/compare-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(out, JSON.stringify({ adapter: device.info.adapter, dtype, roofline, prompts, maxNewTokens, rounds, headToHead: results }, null, 2));
+  writeFileSync(out, JSON.stringify({ adapter: device.info.adapter, dtype, roofline, promptSet, prompts, maxNewTokens, rounds, headToHead: results }, null, 2));
   console.log(`\nwrote ${out}`);
   process.exit(0);
 }
@@ -394,7 +402,7 @@ if (device.info.features.timestampQuery) {
 
 mkdirSync(join(root, 'bench/results'), { recursive: true });
 const out = join(root, `bench/results/decode-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-writeFileSync(out, JSON.stringify({ adapter: device.info.adapter, dtype, roofline, prompts, maxNewTokens, rows, best, windowRows, headToHead, profile }, null, 2));
+writeFileSync(out, JSON.stringify({ adapter: device.info.adapter, dtype, roofline, promptSet, prompts, maxNewTokens, rows, best, windowRows, headToHead, profile }, null, 2));
 console.log(`\nwrote ${out}`);
 for (const m of [target, mdlm, arModel]) m.dispose();
 device.destroy();
