@@ -33,22 +33,31 @@ fn gelu(x: f32) -> f32 {
 }`;
 
 /**
- * WGSL for a workgroup tree reduction `name(v, t) -> ty` over `wg` invocations (t = local
- * index), combining with `op` ('+' or 'max'), in its own workgroup scratch array.
+ * WGSL for a workgroup reduction `name(v, t) -> ty` over `wg` invocations (t = local index),
+ * combining with `op` ('+' or 'max'), in its own workgroup scratch arrays. Two levels of fan-in
+ * F ≈ √wg (F invocations each combine F values, then every invocation combines those F) take two
+ * barriers where a tree takes log2(wg) + 2: an implementation that runs a workgroup's invocations
+ * as coroutines (llvmpipe) pays for every barrier, and a top-k threshold search reduces 32 times.
+ * The barriers also keep a later call from overwriting values an earlier one still reads.
  */
 export function workgroupReduce(name: string, ty: 'f32' | 'u32', op: '+' | 'max', wg: number): string {
-  const combine = op === '+' ? `scratch_${name}[t] += scratch_${name}[t + s];` : `scratch_${name}[t] = max(scratch_${name}[t], scratch_${name}[t + s]);`;
+  const F = 2 ** Math.ceil(Math.log2(wg) / 2);
+  const groups = Math.ceil(wg / F);
+  const fold = (acc: string, x: string) => (op === '+' ? `${acc} += ${x};` : `${acc} = max(${acc}, ${x});`);
   return `
 var<workgroup> scratch_${name}: array<${ty}, ${wg}>;
+var<workgroup> partial_${name}: array<${ty}, ${groups}>;
 fn ${name}(v: ${ty}, t: u32) -> ${ty} {
   scratch_${name}[t] = v;
   workgroupBarrier();
-  for (var s = ${wg / 2}u; s > 0u; s >>= 1u) {
-    if (t < s) { ${combine} }
-    workgroupBarrier();
+  if (t < ${groups}u) {
+    var a = scratch_${name}[t * ${F}u];
+    for (var j = t * ${F}u + 1u; j < min(t * ${F}u + ${F}u, ${wg}u); j++) { ${fold('a', `scratch_${name}[j]`)} }
+    partial_${name}[t] = a;
   }
-  let r = scratch_${name}[0];
   workgroupBarrier();
+  var r = partial_${name}[0];
+  for (var j = 1u; j < ${groups}u; j++) { ${fold('r', `partial_${name}[j]`)} }
   return r;
 }`;
 }
