@@ -36,12 +36,12 @@ def load(run):
 
 
 @torch.no_grad()
-def draft(drafter, kind, ctx, gamma, greedy, g, window=0, block_causal=False):
-    """-> tokens (B, gamma), q (B, gamma, V) the distributions they were drawn from."""
+def draft(drafter, kind, ctx, gamma, greedy, g, window=0, block_causal=False, tau=1.0):
+    """-> tokens (B, gamma), q (B, gamma, V) the distributions they were drawn from (the drafter's at temperature tau)."""
     if kind == 'gpt2':
         x, qs = ctx, []
         for _ in range(gamma):
-            q = drafter(x)[:, -1].float().softmax(-1)
+            q = (drafter(x)[:, -1].float() / tau).softmax(-1)
             nxt = q.argmax(-1, keepdim=True) if greedy else torch.multinomial(q, 1, generator=g)
             qs.append(q)
             x = torch.cat([x, nxt], dim=1)
@@ -51,19 +51,19 @@ def draft(drafter, kind, ctx, gamma, greedy, g, window=0, block_causal=False):
         ctx = ctx[:, -window:]
     x = torch.cat([ctx, torch.full((ctx.shape[0], gamma), m, dtype=torch.long)], dim=1)
     prefix = ctx.shape[1] if block_causal else None
-    q = drafter.subs_log_probs(x, torch.ones(x.shape[0]), prefix)[:, ctx.shape[1]:, :m].exp()
+    q = (drafter.subs_log_probs(x, torch.ones(x.shape[0]), prefix)[:, ctx.shape[1]:, :m].float() / tau).softmax(-1)
     toks = q.argmax(-1) if greedy else torch.multinomial(q.reshape(-1, m), 1, generator=g).view(q.shape[:2])
     return toks, q
 
 
 @torch.no_grad()
-def measure(target, drafter, kind, windows, gamma, batch=16, seed=0, window=0, block_causal=False):
+def measure(target, drafter, kind, windows, gamma, batch=16, seed=0, window=0, block_causal=False, tau=1.0):
     g = torch.Generator().manual_seed(seed)
     acc_s, acc_g, alpha, n = 0.0, 0.0, 0.0, 0
     for i in range(0, len(windows), batch):
         ctx = windows[i:i + batch]
         with torch.autocast('cpu', dtype=torch.bfloat16):
-            toks, q = draft(drafter, kind, ctx, gamma, False, g, window, block_causal)
+            toks, q = draft(drafter, kind, ctx, gamma, False, g, window, block_causal, tau)
             p = target(torch.cat([ctx, toks], 1))[:, ctx.shape[1] - 1:-1].float().softmax(-1)   # (B, gamma, V)
             ratio = (p.gather(-1, toks[..., None]) / q.gather(-1, toks[..., None]).clamp_min(1e-30)).squeeze(-1)
             acc_s += torch.cumprod(ratio.clamp(max=1.0), dim=1).sum().item()
@@ -90,6 +90,8 @@ def main():
                     'into greedy decoding, where the target repeats itself more than real text does')
     ap.add_argument('--block-causal', action='store_true', help='MDLM drafts with block-causal attention (context '
                     'causal, masked block bidirectional), as a drafter with a KV cache runs')
+    ap.add_argument('--draft-temperature', type=float, default=1.0, help='sampled drafts come from the drafter '
+                    "at this temperature (the target's stays 1; exact acceptance uses the q drafted from)")
     ap.add_argument('--target', default='target')
     ap.add_argument('--out', default=os.path.join(RUNS, 'acceptance.json'))
     args = ap.parse_args()
@@ -105,7 +107,8 @@ def main():
         if not os.path.exists(os.path.join(RUNS, run, 'final.pt')):
             continue
         drafter, kind = load(run)
-        r = measure(target, drafter, kind, windows, args.gamma, window=args.window, block_causal=args.block_causal)
+        r = measure(target, drafter, kind, windows, args.gamma, window=args.window, block_causal=args.block_causal,
+                    tau=args.draft_temperature)
         r['context_len'] = args.context_len
         if kind == 'mdlm' and args.window:
             r['window'] = args.window
@@ -113,6 +116,8 @@ def main():
             r['block_causal'] = True
         if args.continue_greedy:
             r['continue_greedy'] = args.continue_greedy
+        if args.draft_temperature != 1.0:
+            r['draft_temperature'] = args.draft_temperature
         results[run] = r
         print(run, json.dumps(r), flush=True)
     with open(path, 'w') as f:
