@@ -152,6 +152,13 @@ describe('matmul', () => {
     }
   }
 
+  it('rejects a workgroup size other than 16, 32 or 64 invocations, naming the value', async () => {
+    const dev = await getDevice();
+    const a = Tensor.from(dev, new Float32Array(8), [1, 8]);
+    const w = Tensor.from(dev, new Float32Array(32), [4, 8]);
+    expect(() => matmul(a, w, { layout: 'nk' }, { family: 'gemv', split: 1, threads: 48 })).toThrow(/16, 32 or 64, got 48/);
+  });
+
   it('defaultThreads keeps 64 invocations per workgroup unless that leaves fewer than 4 workgroups', () => {
     expect(defaultThreads(8192, 8)).toBe(64);
     expect(defaultThreads(2048, 8)).toBe(64);

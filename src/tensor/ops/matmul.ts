@@ -114,6 +114,9 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
   const out = Tensor.empty(dev, outShape);
   if (M === 0 || N === 0) return out;
   const c = choice ?? getMatmulChoice(dev, tuneKey(layout, w.dtype, M, K, N)) ?? defaultChoice(M);
+  if (c.threads !== undefined && ![16, 32, 64].includes(c.threads)) {
+    throw new RangeError(`matmul: threads (invocations per workgroup) must be 16, 32 or 64, got ${c.threads}`);
+  }
   const subgroupOk = dev.info.features.subgroups && dev.info.subgroupMaxSize > 0 && dev.info.subgroupMaxSize <= 64 && layout === 'nk';
   const uniformRows = c.family === 'gemv-uniform' && M <= STREAMED_MAX_ROWS ? uniformChunkRows(dev, layout, M, K) : 0;
   const family =
