@@ -138,6 +138,34 @@ describe('attention', () => {
     cache.dispose();
   });
 
+  // Several query rows per workgroup: rows that end at different keys share each key and value
+  // load. A cached prefix of 40 keys (several per invocation), 7 rows (a partial last block),
+  // 3 of them block-causal.
+  for (const R of [1, 2, 3, 4, 16]) {
+    it(`with ${R} query rows per workgroup, block-causal rows over a long prefix match the reference`, async () => {
+      const dev = await getDevice();
+      const [H, hd, P, n, tail] = [2, 64, 40, 7, 3];
+      const d = H * hd;
+      const qkv = randn((P + n) * 3 * d, 78);
+      const cache = new KVCache(dev, H, P + n, hd);
+      step(dev, qkv.subarray(0, P * 3 * d), cache).dispose();
+      const q = appendQKV(Tensor.from(dev, qkv.subarray(P * 3 * d), [n, 3 * d]), cache);
+      const out = await attention(q, cache, { bidirectionalTail: tail, rowsPerWorkgroup: R }).read();
+      const { q: qa, k, v } = split(qkv, P + n, d);
+      expectClose(out, attentionRef(rows(qa, d, P, P + n), k, v, n, P + n, H, hd, true, 1 / Math.sqrt(hd), tail), 1e-5, 1e-5);
+      cache.dispose();
+    });
+  }
+
+  it('rejects a number of query rows per workgroup outside 1..16', async () => {
+    const dev = await getDevice();
+    const cache = new KVCache(dev, 1, 4, 4);
+    cache.length = 4;
+    const q = Tensor.from(dev, new Float32Array(8), [2, 4]);
+    expect(() => attention(q, cache, { rowsPerWorkgroup: 0 })).toThrow(/rowsPerWorkgroup must be an integer in 1..16, got 0/);
+    cache.dispose();
+  });
+
   /**
    * Scores around +120 (a shared component of q and every key) plus a spread of about ±30: exp
    * of a raw score overflows f32 (above 88.7), so only a max-subtracted (online) softmax gets

@@ -64,19 +64,21 @@ export const ATTN_PARAMS = 'uuuuuuf';
 /**
  * Invocations per workgroup: enough to share out the keys (about 8 each), few enough that the
  * merge of partial results stays cheap for short contexts, and the partial outputs fit
- * workgroup memory (T·hd floats).
+ * workgroup memory (T·hd floats per query row).
  */
-export function attentionThreads(hd: number, keys: number): number {
-  const byMemory = 2 ** Math.floor(Math.log2(4096 / hd));
+export function attentionThreads(hd: number, keys: number, rows = 1): number {
+  const byMemory = 2 ** Math.floor(Math.log2(4096 / (hd * rows)));
   const byKeys = 2 ** Math.ceil(Math.log2(Math.max(1, keys / 8)));
   return Math.max(4, Math.min(64, byMemory, byKeys));
 }
 
 /**
  * Head dimensions divisible by 4 are read, accumulated and merged as vec4 (a quarter of the
- * indexed loads and private-array accesses: on lavapipe each one is issued per lane).
+ * indexed loads and private-array accesses: on lavapipe each one is issued per lane). A
+ * workgroup takes R query rows of one head, so each key and value it loads serves R rows (a
+ * verify's or a draft's rows would otherwise each reload the whole cache).
  */
-export function attentionWGSL(hd: number, causal: boolean, T: number): string {
+export function attentionWGSL(hd: number, causal: boolean, T: number, R = 1): string {
   const V = hd % 4 === 0 ? 4 : 1;
   const ty = V === 4 ? 'vec4<f32>' : 'f32';
   const n = hd / V;
@@ -85,53 +87,79 @@ export function attentionWGSL(hd: number, causal: boolean, T: number): string {
 @group(0) @binding(1) var<storage, read> Kc: array<${ty}>;
 @group(0) @binding(2) var<storage, read> Vc: array<${ty}>;
 @group(0) @binding(3) var<storage, read_write> O: array<${ty}>;
-// A head is HD elements of ${ty}.
+// A head is HD elements of ${ty}; a workgroup takes R rows.
 const HD = ${n}u;
 const T = ${T}u;
+const R = ${R}u;
 fn dotv(a: ${ty}, b: ${ty}) -> f32 { return ${V === 4 ? 'dot(a, b)' : 'a * b'}; }
-var<workgroup> partO: array<${ty}, ${T * n}>;
-var<workgroup> partM: array<f32, ${T}>;
-var<workgroup> partL: array<f32, ${T}>;
+var<workgroup> partO: array<${ty}, ${T * R * n}>;
+var<workgroup> partM: array<f32, ${T * R}>;
+var<workgroup> partL: array<f32, ${T * R}>;
 @compute @workgroup_size(${T})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>) {
   let item = ${LINEAR_WG};
-  let row = item / P.H;
+  let row0 = (item / P.H) * R;
   let h = item % P.H;
   let t = lid.x;
-  if (row >= P.n) { return; }
-  let qoff = (row * P.H + h) * HD;
-  var q: array<${ty}, ${n}>;
-  for (var d = 0u; d < HD; d++) { q[d] = Q[qoff + d] * P.scale; }
-  ${causal ? 'let end = select(min(P.kvLen, P.qPos0 + row + 1u), P.kvLen, row + P.tail >= P.n);' : 'let end = P.kvLen;'}
-  var m = -3.0e38;
-  var l = 0.0;
-  var o: array<${ty}, ${n}>;
-  for (var j = t; j < end; j += T) {
-    let koff = (h * P.cap + j) * HD;
-    var s = 0.0;
-    for (var d = 0u; d < HD; d++) { s += dotv(q[d], Kc[koff + d]); }
-    let mNew = max(m, s);
-    let corr = exp(m - mNew);
-    let p = exp(s - mNew);
-    l = l * corr + p;
-    for (var d = 0u; d < HD; d++) { o[d] = o[d] * corr + p * Vc[koff + d]; }
-    m = mNew;
+  if (row0 >= P.n) { return; }
+  let rows = min(R, P.n - row0);
+  var q: array<${ty}, ${R * n}>;
+  var ends: array<u32, ${R}>;
+  var last = 0u;
+  for (var r = 0u; r < rows; r++) {
+    let row = row0 + r;
+    let qoff = (row * P.H + h) * HD;
+    for (var d = 0u; d < HD; d++) { q[r * HD + d] = Q[qoff + d] * P.scale; }
+    ${causal ? 'ends[r] = select(min(P.kvLen, P.qPos0 + row + 1u), P.kvLen, row + P.tail >= P.n);' : 'ends[r] = P.kvLen;'}
+    last = max(last, ends[r]);
   }
-  partM[t] = m;
+  var m: array<f32, ${R}>;
+  var l: array<f32, ${R}>;
+  var o: array<${ty}, ${R * n}>;
+  for (var r = 0u; r < R; r++) { m[r] = -3.0e38; }
+  for (var j = t; j < last; j += T) {
+    let koff = (h * P.cap + j) * HD;
+    var k: array<${ty}, ${n}>;
+    for (var d = 0u; d < HD; d++) { k[d] = Kc[koff + d]; }
+    var p: array<f32, ${R}>;
+    for (var r = 0u; r < rows; r++) {
+      p[r] = 0.0;
+      if (j < ends[r]) {
+        var s = 0.0;
+        for (var d = 0u; d < HD; d++) { s += dotv(q[r * HD + d], k[d]); }
+        let mNew = max(m[r], s);
+        let corr = exp(m[r] - mNew);
+        p[r] = exp(s - mNew);
+        l[r] = l[r] * corr + p[r];
+        for (var d = 0u; d < HD; d++) { o[r * HD + d] = o[r * HD + d] * corr; }
+        m[r] = mNew;
+      }
+    }
+    for (var d = 0u; d < HD; d++) {
+      let vd = Vc[koff + d];
+      for (var r = 0u; r < rows; r++) { o[r * HD + d] += p[r] * vd; }
+    }
+  }
+  for (var r = 0u; r < R; r++) { partM[t * R + r] = m[r]; }
   workgroupBarrier();
-  var gm = -3.0e38;
-  for (var u = 0u; u < T; u++) { gm = max(gm, partM[u]); }
-  let w = select(0.0, exp(m - gm), l > 0.0);
-  partL[t] = l * w;
-  for (var d = 0u; d < HD; d++) { partO[t * HD + d] = o[d] * w; }
+  for (var r = 0u; r < rows; r++) {
+    var gm = -3.0e38;
+    for (var u = 0u; u < T; u++) { gm = max(gm, partM[u * R + r]); }
+    let w = select(0.0, exp(m[r] - gm), l[r] > 0.0);
+    partL[t * R + r] = l[r] * w;
+    for (var d = 0u; d < HD; d++) { partO[(t * R + r) * HD + d] = o[r * HD + d] * w; }
+  }
   workgroupBarrier();
-  var gl = 0.0;
-  for (var u = 0u; u < T; u++) { gl += partL[u]; }
-  for (var d = t; d < HD; d += T) {
-    var acc = ${ty}(0.0);
-    for (var u = 0u; u < T; u++) { acc += partO[u * HD + d]; }
-    O[qoff + d] = acc / gl;
+  for (var r = 0u; r < rows; r++) {
+    var gl = 0.0;
+    for (var u = 0u; u < T; u++) { gl += partL[u * R + r]; }
+    let qoff = ((row0 + r) * P.H + h) * HD;
+    for (var d = t; d < HD; d += T) {
+      var acc = ${ty}(0.0);
+      for (var u = 0u; u < T; u++) { acc += partO[(u * R + r) * HD + d]; }
+      O[qoff + d] = acc / gl;
+    }
   }
 }`;
 }
