@@ -49,13 +49,14 @@ const root = new URL('..', import.meta.url).pathname;
 const modelsDir = values.models ?? join(root, 'models');
 const quick = !!values.quick;
 const maxNewTokens = Number(values.tokens ?? (quick ? 24 : 48));
-/** Held-out prompts: 'passages' (~64 tokens of a document, bench/passages.json) or 'fragments' (their last ~12, bench/prompts.txt). */
+/** Held-out prompts: 'passages' (~64 tokens of a document) or 'fragments' (their last ~12 tokens). */
+const promptSets: Record<string, () => string[]> = {
+  passages: () => JSON.parse(readFileSync(join(root, 'bench/passages.json'), 'utf8')),
+  fragments: () => readFileSync(join(root, 'bench/prompts.txt'), 'utf8').trim().split('\n'),
+};
 const promptSet = values['prompt-set'] ?? 'passages';
-const allPrompts: string[] =
-  promptSet === 'passages' ? JSON.parse(readFileSync(join(root, 'bench/passages.json'), 'utf8'))
-  : promptSet === 'fragments' ? readFileSync(join(root, 'bench/prompts.txt'), 'utf8').trim().split('\n')
-  : (() => { throw new RangeError(`--prompt-set must be 'passages' or 'fragments', got '${promptSet}'`); })();
-const prompts = allPrompts.slice(0, Number(values.prompts ?? (quick ? 2 : 4)));
+if (!Object.hasOwn(promptSets, promptSet)) throw new RangeError(`--prompt-set must be 'passages' or 'fragments', got '${promptSet}'`);
+const prompts = promptSets[promptSet]().slice(0, Number(values.prompts ?? (quick ? 2 : 4)));
 const list = (s: string) => s.split(',').map(Number);
 const gammas = list(values.gammas ?? (quick ? '4,8' : '4,8,16,24'));
 const stepsList = list(values.steps ?? (quick ? '1,4' : '1,2,4,8'));
