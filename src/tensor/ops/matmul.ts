@@ -124,6 +124,7 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
     : (c.family === 'gemv-subgroup' && !subgroupOk) || (c.family === 'gemv-uniform' && !uniformRows) ? 'gemv'
     : c.family;
   const nkGemv = (family === 'gemv' || family === 'gemv-uniform') && layout === 'nk';
+  const group = c.group ?? 4;
   const variant = (rows: number): MatmulVariant => ({
     family,
     layout,
@@ -134,8 +135,8 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
     residual: !!opts.residual,
     rows: family === 'tiled' ? 0 : rows,
     split: family === 'gemv-split' ? c.split : 1,
-    group: nkGemv ? (c.group ?? 4) : 1,
-    threads: nkGemv ? (c.threads ?? defaultThreads(N, c.group ?? 4)) : 64,
+    group: nkGemv ? group : 1,
+    threads: nkGemv ? (c.threads ?? defaultThreads(N, group)) : 64,
     uniformK: family === 'gemv-uniform' ? K : 0,
     wide: !!c.wide && w.dtype === 'f16' && layout === 'nk' && K % 8 === 0 && (family === 'gemv' || family === 'gemv-uniform'),
   });
