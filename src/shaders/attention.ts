@@ -124,7 +124,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var d = 0u; d < HD; d++) { k[d] = Kc[koff + d]; }
     var p: array<f32, ${R}>;
     for (var r = 0u; r < rows; r++) {
-      p[r] = 0.0;
+      p[r] = 0.0; // explicitly: lavapipe kept the previous key's weights in this loop-local array
       if (j < ends[r]) {
         var s = 0.0;
         for (var d = 0u; d < HD; d++) { s += dotv(q[r * HD + d], k[d]); }
