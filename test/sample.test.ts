@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../src/tensor/tensor.js';
-import { filteredProbs, gather2d, sampleRows } from '../src/tensor/ops/sample.js';
+import { checkSearch, filteredProbs, gather2d, sampleRows } from '../src/tensor/ops/sample.js';
+import { thresholdSearchBytes, type ThresholdSearch } from '../src/shaders/sample.js';
 import { getDevice } from './helpers/device.js';
 import { expectClose, filteredProbsRef, randn, rng, sampleRef } from './helpers/reference.js';
 
@@ -115,6 +116,30 @@ describe('filteredProbs', () => {
     const out = await filteredProbs(Tensor.from(dev, x, [3, V]), f).read();
     expect(kept(out.subarray(V, 2 * V)).length).toBe(V);
     expectClose(out, filteredProbsRef(x, V, f), 1e-5, 1e-9);
+  });
+
+  it('every threshold search (1, 2 or 4 bits per pass, workgroups of 32 to 256) keeps what the reference keeps', async () => {
+    const dev = await getDevice();
+    const V = 5000;
+    const x = randn(2 * V, 41, 2);
+    x.fill(0.75, V, V + 300); // the second row: 300 tokens tied at its top
+    const ties = Float32Array.of(1, 5, 3, 3, 0, 3, 4);
+    const searches: ThresholdSearch[] = [1, 2, 4].flatMap((digitBits) => [32, 64, 128, 256].map((wg) => ({ digitBits, wg }) as ThresholdSearch));
+    for (const search of searches.filter((s) => thresholdSearchBytes(s) <= dev.limits.maxComputeWorkgroupStorageSize)) {
+      for (const f of [{ temperature: 0.8, topK: 50 }, { temperature: 0.8, topK: 301 }, { temperature: 1.1, topP: 0.6 }, { temperature: 1, topK: 80, topP: 0.7 }]) {
+        const out = await filteredProbs(Tensor.from(dev, x, [2, V]), f, search).read();
+        expectClose(out, filteredProbsRef(x, V, f), 1e-5, 1e-9);
+      }
+      const tied = await filteredProbs(Tensor.from(dev, ties, [1, 7]), { temperature: 1, topK: 3 }, search).read();
+      expect(kept(tied), JSON.stringify(search)).toEqual([1, 2, 3, 5, 6]);
+    }
+  });
+
+  it('refuses a threshold search that does not fit the workgroup memory (naming the bytes) or that it does not have', () => {
+    expect(() => checkSearch({ digitBits: 4, wg: 256 }, 16384)).toThrow(/needs 19584 bytes of workgroup memory; this device allows 16384/);
+    expect(() => checkSearch({ digitBits: 4, wg: 128 }, 16384)).not.toThrow();
+    expect(() => checkSearch({ digitBits: 3 as never, wg: 64 }, 16384)).toThrow(/digitBits must be 1, 2 or 4/);
+    expect(() => checkSearch({ digitBits: 2, wg: 48 as never }, 16384)).toThrow(/wg must be/);
   });
 
   it('rejects a non-positive temperature and a top-p outside (0, 1]', async () => {

@@ -34,16 +34,20 @@ fn gelu(x: f32) -> f32 {
 
 /**
  * WGSL for a workgroup reduction `name(v, t) -> ty` over `wg` invocations (t = local index),
- * combining with `op` ('+' or 'max'), in its own workgroup scratch arrays. Two levels of fan-in
- * F ≈ √wg (F invocations each combine F values, then every invocation combines those F) take two
- * barriers where a tree takes log2(wg) + 2: an implementation that runs a workgroup's invocations
- * as coroutines (llvmpipe) pays for every barrier, and a top-k threshold search reduces 32 times.
+ * combining with `op` ('+' or 'max'), in its own workgroup scratch arrays. `ty` may also be
+ * `array<vec4<f32>, n>` (summed lane by lane: several sums for the barriers of one). Two levels
+ * of fan-in F ≈ √wg (F invocations each combine F values, then every invocation combines those F)
+ * take two barriers where a tree takes log2(wg) + 2: an implementation that runs a workgroup's
+ * invocations as coroutines (llvmpipe) pays for every barrier.
  * The barriers also keep a later call from overwriting values an earlier one still reads.
  */
-export function workgroupReduce(name: string, ty: 'f32' | 'u32', op: '+' | 'max', wg: number): string {
+export function workgroupReduce(name: string, ty: 'f32' | 'u32' | `array<vec4<f32>, ${number}>`, op: '+' | 'max', wg: number): string {
   const F = 2 ** Math.ceil(Math.log2(wg) / 2);
   const groups = Math.ceil(wg / F);
-  const fold = (acc: string, x: string) => (op === '+' ? `${acc} += ${x};` : `${acc} = max(${acc}, ${x});`);
+  const lanes = /^array<vec4<f32>, (\d+)>$/.exec(ty)?.[1];
+  if (lanes && op !== '+') throw new Error(`workgroupReduce: arrays are only summed, not '${op}'`);
+  const fold = (acc: string, x: string) =>
+    lanes ? `for (var q = 0u; q < ${lanes}u; q++) { ${acc}[q] += ${x}[q]; }` : op === '+' ? `${acc} += ${x};` : `${acc} = max(${acc}, ${x});`;
   return `
 var<workgroup> scratch_${name}: array<${ty}, ${wg}>;
 var<workgroup> partial_${name}: array<${ty}, ${groups}>;

@@ -3,7 +3,7 @@ import { assertShape } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { kernelSpec } from '../spec.js';
 import { grid2d } from '../../shaders/common.js';
-import { filteredProbsWGSL, GATHER_PARAMS, gatherWGSL, PROBS_PARAMS, SAMPLE_PARAMS, sampleRowsWGSL } from '../../shaders/sample.js';
+import { filteredProbsWGSL, GATHER_PARAMS, gatherWGSL, PROBS_PARAMS, SAMPLE_PARAMS, sampleRowsWGSL, THRESHOLD_SEARCH, thresholdSearchBytes, type ThresholdSearch } from '../../shaders/sample.js';
 
 export interface SamplingFilter {
   /** > 0. */
@@ -23,16 +23,27 @@ export function validateFilter(f: SamplingFilter, V: number): void {
   if (V <= 0) throw new RangeError('empty vocabulary');
 }
 
-/** Probabilities [rows, V] after temperature, top-k and top-p, renormalised. */
-export function filteredProbs(logits: Tensor, f: SamplingFilter): Tensor {
+/** Probabilities [rows, V] after temperature, top-k and top-p, renormalised. `search`: how thresholds are found (for tests and A/B runs). */
+export function filteredProbs(logits: Tensor, f: SamplingFilter, search: ThresholdSearch = THRESHOLD_SEARCH): Tensor {
   logits.assertLive('filteredProbs');
   const V = logits.shape[logits.shape.length - 1];
   validateFilter(f, V);
   const rows = logits.size / V;
+  checkSearch(search, logits.device.limits.maxComputeWorkgroupStorageSize);
   const out = Tensor.empty(logits.device, logits.shape);
-  const spec = kernelSpec('filtered_probs', ['r', 'w'], PROBS_PARAMS, filteredProbsWGSL);
+  const spec = kernelSpec(`filtered_probs_b${search.digitBits}_wg${search.wg}`, ['r', 'w'], PROBS_PARAMS, () => filteredProbsWGSL(search));
   logits.device.dispatch(spec, [logits.binding, out.binding], [rows, V, f.topK ?? 0, 1 / f.temperature, f.topP ?? 1], grid2d(rows));
   return out;
+}
+
+/** Throws a RangeError for a search this kernel does not have or that needs more than `workgroupBytes`. */
+export function checkSearch(s: ThresholdSearch, workgroupBytes: number): void {
+  if (![1, 2, 4].includes(s.digitBits)) throw new RangeError(`threshold search: digitBits must be 1, 2 or 4, got ${s.digitBits}`);
+  if (![32, 64, 128, 256].includes(s.wg)) throw new RangeError(`threshold search: wg must be 32, 64, 128 or 256, got ${s.wg}`);
+  const bytes = thresholdSearchBytes(s);
+  if (bytes > workgroupBytes) {
+    throw new RangeError(`threshold search with ${s.digitBits}-bit digits in workgroups of ${s.wg} needs ${bytes} bytes of workgroup memory; this device allows ${workgroupBytes}`);
+  }
 }
 
 /** One index per row drawn from non-negative weights [rows, V] with the given uniforms u ∈ [0, 1). */
