@@ -1,6 +1,6 @@
 /**
  * Kernel benchmark (`npm run bench:kernels [-- --quick] [-- --no-tfjs]`): the adapter's roofline,
- * then matmul at GPT-2 shapes for every gemv variant, attention, and the same shapes through
+ * then matmul at GPT-2 shapes for every gemv variant, attention, the sampling filter, and the same shapes through
  * tfjs-backend-webgpu on the same adapter. Prints tables and the targets; writes
  * bench/results/kernels-<date>.json. Wall-clock timing of batches of calls, median of batches.
  */
@@ -11,6 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { attentionCases, benchOursAttention, type AttentionRow } from './lib/attention.js';
 import { benchDevice, dawnGPU, deviceDescription } from './lib/gpu.js';
 import { benchMatmulCase, weightData, type MatmulCase, type MatmulRow } from './lib/matmul.js';
+import { benchSampling, type SamplingRow } from './lib/sampling.js';
+import { THRESHOLD_SEARCH } from '../src/shaders/sample.js';
 import { attentionTable, matmulTable, targetLines, targets } from './lib/report.js';
 import { cpuReadBandwidth, dispatchOverhead, gpuPeakGflops, gpuReadBandwidth } from './lib/roofline.js';
 import { fmt, section, table } from './lib/table.js';
@@ -152,6 +154,20 @@ async function main(): Promise<void> {
   notes.push('tfjs attention = matMul(q, k^T)*scale (+ mask) -> softmax -> matMul(p, v) on [H, n, 64], head transposes not timed');
   console.log(attentionTable(attn));
 
+  section('sampling filter (filteredProbs: softmax(x / T), top-k, top-p)');
+  let sampling: SamplingRow[] = [];
+  if (elapsed() > DEADLINE_S) notes.push('skipped the sampling filter: past the deadline');
+  else {
+    progress('sampling filter');
+    sampling = await benchSampling(dev, QUICK);
+    const ms = (t: SamplingRow['searches'][string] | undefined) => (t === undefined ? '' : typeof t === 'string' ? `error: ${t}` : fmt(t.ms));
+    console.log(table(['rows', '>V', 'filter', `>ms (${THRESHOLD_SEARCH.digitBits}-bit digits, wg ${THRESHOLD_SEARCH.wg})`, '>ms (1 bit per pass, wg 256)', '>speedup'], sampling.map((r) => {
+      const [ours, bitwise] = Object.values(r.searches);
+      const ratio = typeof ours === 'object' && typeof bitwise === 'object' ? `${fmt(bitwise.ms / ours.ms)}x` : '';
+      return [r.rows, r.V, r.filter, ms(ours), ms(bitwise), ratio];
+    })));
+  }
+
   section('Targets');
   const ts = targets(rows, readGBs);
   console.log(targetLines(ts));
@@ -176,6 +192,7 @@ async function main(): Promise<void> {
     tfjs: tfjs ? { version: tfjs.version } : { error: tfjsError ?? 'disabled' },
     matmul: rows,
     attention: attn,
+    sampling,
     targets: ts,
     notes,
   };
