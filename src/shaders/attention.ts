@@ -105,13 +105,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (row0 >= P.n) { return; }
   let rows = min(R, P.n - row0);
   var q: array<${ty}, ${R * n}>;
-  var ends: array<u32, ${R}>;
+  var ends: array<u32, ${R}>; // 0 for rows past the end: they see no keys
   var last = 0u;
-  for (var r = 0u; r < rows; r++) {
-    let row = row0 + r;
+  for (var r = 0u; r < R; r++) {
+    let row = min(row0 + r, P.n - 1u);
     let qoff = (row * P.H + h) * HD;
     for (var d = 0u; d < HD; d++) { q[r * HD + d] = Q[qoff + d] * P.scale; }
     ${causal ? 'ends[r] = select(min(P.kvLen, P.qPos0 + row + 1u), P.kvLen, row + P.tail >= P.n);' : 'ends[r] = P.kvLen;'}
+    ends[r] = select(0u, ends[r], r < rows);
     last = max(last, ends[r]);
   }
   var m: array<f32, ${R}>;
@@ -123,7 +124,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var k: array<${ty}, ${n}>;
     for (var d = 0u; d < HD; d++) { k[d] = Kc[koff + d]; }
     var p: array<f32, ${R}>;
-    for (var r = 0u; r < rows; r++) {
+    for (var r = 0u; r < R; r++) {
       p[r] = 0.0; // explicitly: lavapipe kept the previous key's weights in this loop-local array
       if (j < ends[r]) {
         var s = 0.0;
@@ -138,12 +139,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     for (var d = 0u; d < HD; d++) {
       let vd = Vc[koff + d];
-      for (var r = 0u; r < rows; r++) { o[r * HD + d] += p[r] * vd; }
+      for (var r = 0u; r < R; r++) { o[r * HD + d] += p[r] * vd; }
     }
   }
   for (var r = 0u; r < R; r++) { partM[t * R + r] = m[r]; }
   workgroupBarrier();
-  for (var r = 0u; r < rows; r++) {
+  for (var r = 0u; r < R; r++) {
     var gm = -3.0e38;
     for (var u = 0u; u < T; u++) { gm = max(gm, partM[u * R + r]); }
     let w = select(0.0, exp(m[r] - gm), l[r] > 0.0);

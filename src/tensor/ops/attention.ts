@@ -120,11 +120,14 @@ export interface AttentionOptions {
 }
 
 /**
- * Two rows per workgroup halve the key and value loads of a verify or a draft. On lavapipe, a
- * 6-row, 8-head attention over 64 keys went from 783 to 497 µs; 4 or 8 rows were slower than 1
- * (their per-row registers spill), and larger register sets would also cost occupancy on a GPU.
+ * Four rows per workgroup share each key and value load of a verify or a draft four ways. The
+ * kernel's loops over a workgroup's rows have a constant trip count, so the per-row arrays stay
+ * in registers (with the row count as the bound, lavapipe kept them in memory and 4 rows ran
+ * slower than 1). On lavapipe, alternating in one process, 8 heads × 64 keys, 6 rows: R 2/3/4/5/6
+ * = 450–461/368–456/377–456/1163–1544/1133–1280 µs (5 and more spill); 10 rows of 4 heads:
+ * 381–545/400–495/342–484 µs for R 2/3/4. Before that change R 2 took 610–724 µs for 6 rows.
  */
-export const ATTENTION_ROWS = 2;
+export const ATTENTION_ROWS = 4;
 
 /** softmax(q·Kᵀ·scale [+ causal mask]) · V for q [n, H·hd] against the cache's valid positions. */
 export function attention(q: Tensor, cache: KVCache, opts: AttentionOptions = {}): Tensor {
