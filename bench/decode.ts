@@ -15,7 +15,7 @@
  * Then a head-to-head: AR, the best speculative and the best SpecDiff setting take turns prompt by
  * prompt for --rounds rounds (default 3), so the machine's drift hits all three alike; the ratios
  * are given per round (median and range). The adapter's roofline is printed first. --compare runs
- * only such a head-to-head, of AR, speculative at every γ and SpecDiff at every γ × window (to choose
+ * only such a head-to-head, of AR, speculative at every γ and SpecDiff at every γ × T × window (to choose
  * defaults: --compare --gammas 4,5 --windows 4,8 --steps 1).
  */
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -258,16 +258,17 @@ function spread(xs: number[]): string {
   return `${s[s.length >> 1].toFixed(2)}x (${s[0].toFixed(2)}-${s[s.length - 1].toFixed(2)})`;
 }
 
-// --compare: only a head-to-head of AR, speculative at every γ and SpecDiff at every γ × window (T = the first
-// of --steps), e.g. to choose defaults: --compare --gammas 4,5 --windows 4,8 --steps 1.
+// --compare: only a head-to-head of AR, speculative at every γ and SpecDiff at every γ × T (≤ γ) × window,
+// e.g. to choose defaults: --compare --gammas 4,5 --windows 4,8 --steps 1.
 if (values.compare) {
   const results: Record<string, { contenders: Contender[]; tokensPerSecond: number[][] }> = {};
   for (const W of windowList) await compileDraftShapes(Math.max(...gammas), W);
-  const T = stepsList[0];
   const contenders: Contender[] = [
     { name: 'ar', method: 'ar' },
     ...gammas.map((gamma): Contender => ({ name: `speculative γ=${gamma}`, method: 'speculative', gamma })),
-    ...gammas.flatMap((gamma) => windowList.map((window): Contender => ({ name: `specdiff γ=${gamma} T=${T} W=${window}`, method: 'specdiff', gamma, steps: T, window }))),
+    ...gammas.flatMap((gamma) =>
+      stepsList.filter((T) => T <= gamma).flatMap((T) => windowList.map((window): Contender => ({ name: `specdiff γ=${gamma} T=${T} W=${window}`, method: 'specdiff', gamma, steps: T, window }))),
+    ),
   ];
   console.log(`\nhead-to-head (${rounds} rounds, methods alternating prompt by prompt):`);
   for (const temperature of temperatures) {
