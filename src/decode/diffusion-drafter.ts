@@ -115,8 +115,8 @@ export class DiffusionDrafter implements Drafter {
     const tokens = Tensor.empty(dev, [gamma], 'i32');
     const q = sampling.temperature === 0 ? null : Tensor.empty(dev, [gamma, V]);
     let passes = 0;
-    for (const fill of unmaskPlan(this.schedule, gamma, this.steps, rng)) {
-      if (fill.length === 0) continue;
+    const plan = unmaskPlan(this.schedule, gamma, this.steps, rng).filter((fill) => fill.length > 0);
+    for (const [step, fill] of plan.entries()) {
       // The first block-causal pass appends the new context to the cache; later ones run the block alone.
       const logits = !cache
         ? this.model.logits(ids, tail)
@@ -126,13 +126,18 @@ export class DiffusionDrafter implements Drafter {
       passes++;
       const { ids: drawn, probs } = selectTokens(dev, logits, sampling, rng);
       const rows = Tensor.from(dev, Int32Array.from(fill), [fill.length]);
-      copyRows(drawn.reshape([gamma, 1]), rows, ids.reshape([W + gamma, 1]), Tensor.from(dev, Int32Array.from(fill, (i) => W + i), [fill.length]));
+      // The next step sees the tokens drawn so far; the last one has no next step.
+      if (step < plan.length - 1) copyRows(drawn.reshape([gamma, 1]), rows, ids.reshape([W + gamma, 1]), Tensor.from(dev, Int32Array.from(fill, (i) => W + i), [fill.length]));
       copyRows(drawn.reshape([gamma, 1]), rows, tokens.reshape([gamma, 1]), rows);
       if (q && probs) {
         // Drop the mask column (SUBS gives it probability 0) so q lives on the target's vocabulary.
-        const qStep = Tensor.empty(dev, [gamma, V]);
-        copy2d(probs, qStep, { rows: gamma, cols: V, srcOffset: 0, srcStride: V + 1, dstOffset: 0, dstStride: V });
-        copyRows(qStep, rows, q, rows);
+        const drop = { rows: gamma, cols: V, srcOffset: 0, srcStride: V + 1, dstOffset: 0, dstStride: V };
+        if (fill.length === gamma) copy2d(probs, q, drop);
+        else {
+          const qStep = Tensor.empty(dev, [gamma, V]);
+          copy2d(probs, qStep, drop);
+          copyRows(qStep, rows, q, rows);
+        }
       }
     }
     return { tokens, q, passes };
