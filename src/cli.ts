@@ -21,7 +21,7 @@ const HELP = `usage:
 
 options:
   --method ar|speculative|specdiff  (default specdiff)
-  --gamma N          draft length (default 5 for specdiff, 4 for speculative)
+  --gamma N          draft length (default for specdiff 6 greedy, 3 sampled; 4 for speculative)
   --steps N          diffusion steps T (default 1)
   --window N         drafter context window W of bidirectional drafting (default 8)
   --draft-attention bidirectional|block-causal

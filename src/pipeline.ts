@@ -10,7 +10,7 @@ import type { CheckpointFolder } from './models/safetensors.js';
 import type { Tokenizer } from './models/tokenizer.js';
 import { ARDrafter } from './decode/ar-drafter.js';
 import { DEFAULT_WINDOW, DiffusionDrafter } from './decode/diffusion-drafter.js';
-import { DEFAULT_DIFFUSION_GAMMA, DEFAULT_GAMMA, generate, type GenerateOptions, type Generation } from './decode/generate.js';
+import { DEFAULT_DIFFUSION_GAMMA, DEFAULT_DIFFUSION_GAMMA_SAMPLED, DEFAULT_GAMMA, generate, type GenerateOptions, type Generation } from './decode/generate.js';
 import { autotuneMatmul, type TuningTable } from './tensor/tune.js';
 
 export interface PipelineSources {
@@ -49,7 +49,7 @@ export class Pipeline {
 
   /**
    * Times the candidate matmul kernels for the shapes decoding runs with draft length γ (default:
-   * each method's): one-token steps, γ + 1-row verification, the drafters' passes (the diffusion
+   * each method's, SpecDiff's greedy and sampled ones): one-token steps, γ + 1-row verification, the drafters' passes (the diffusion
    * drafter's with window W when bidirectional), and keeps the fastest per shape.
    */
   async autotune(gamma?: number, window = DEFAULT_WINDOW): Promise<TuningTable> {
@@ -59,8 +59,9 @@ export class Pipeline {
       sigs.push(...this.target.matmulSignatures(g + 1), ...this.arDrafter.matmulSignatures(1));
     }
     if (this.diffusionDrafter) {
-      const g = gamma ?? DEFAULT_DIFFUSION_GAMMA;
-      sigs.push(...this.target.matmulSignatures(g + 1), ...new DiffusionDrafter(this.diffusionDrafter, { window }).matmulSignatures(g));
+      for (const g of gamma === undefined ? [DEFAULT_DIFFUSION_GAMMA, DEFAULT_DIFFUSION_GAMMA_SAMPLED] : [gamma]) {
+        sigs.push(...this.target.matmulSignatures(g + 1), ...new DiffusionDrafter(this.diffusionDrafter, { window }).matmulSignatures(g));
+      }
     }
     return autotuneMatmul(this.device, sigs);
   }

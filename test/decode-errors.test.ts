@@ -70,3 +70,25 @@ describe('generate rejects bad input with a clear error', async () => {
     expect(r.tokens.length).toBe(0);
   });
 });
+
+describe('default draft lengths', async () => {
+  const dev = await getDevice();
+  const target = await tinyGPT2(dev, { vocab: 16, seed: 1, positions: 32 });
+  const mdlm = await tinyMDLM(dev, { vocab: 16, seed: 2, positions: 32 });
+  const ar = await tinyGPT2(dev, { vocab: 16, seed: 3, positions: 32 });
+  const gammaOf = async (method: 'specdiff' | 'speculative', temperature: number) => {
+    const drafter = method === 'specdiff' ? new DiffusionDrafter(mdlm) : new ARDrafter(ar);
+    const r = await generate(target, null, { prompt: [1, 2], method, drafter, temperature, maxNewTokens: 8, stopAtEos: false, disposeDrafter: true }).result();
+    return r.stats.gamma;
+  };
+
+  it('SpecDiff drafts 6 tokens greedy and 3 when sampling (fewer sampled drafts survive)', async () => {
+    expect(await gammaOf('specdiff', 0)).toBe(6);
+    expect(await gammaOf('specdiff', 0.8)).toBe(3);
+  });
+
+  it('speculative decoding drafts 4 tokens at any temperature', async () => {
+    expect(await gammaOf('speculative', 0)).toBe(4);
+    expect(await gammaOf('speculative', 1)).toBe(4);
+  });
+});
