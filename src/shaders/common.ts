@@ -42,8 +42,7 @@ fn gelu(x: f32) -> f32 {
  * The barriers also keep a later call from overwriting values an earlier one still reads.
  */
 export function workgroupReduce(name: string, ty: 'f32' | 'u32' | `array<vec4<f32>, ${number}>`, op: '+' | 'max', wg: number): string {
-  const F = 2 ** Math.ceil(Math.log2(wg) / 2);
-  const groups = Math.ceil(wg / F);
+  const { F, groups } = fanIn(wg);
   const lanes = /^array<vec4<f32>, (\d+)>$/.exec(ty)?.[1];
   if (lanes && op !== '+') throw new Error(`workgroupReduce: arrays are only summed, not '${op}'`);
   const fold = (acc: string, x: string) =>
@@ -64,6 +63,16 @@ fn ${name}(v: ${ty}, t: u32) -> ${ty} {
   for (var j = 1u; j < ${groups}u; j++) { ${fold('r', `partial_${name}[j]`)} }
   return r;
 }`;
+}
+
+function fanIn(wg: number): { F: number; groups: number } {
+  const F = 2 ** Math.ceil(Math.log2(wg) / 2);
+  return { F, groups: Math.ceil(wg / F) };
+}
+
+/** Workgroup memory of one workgroupReduce over `wg` invocations of `valueBytes`-byte values. */
+export function workgroupReduceBytes(valueBytes: number, wg: number): number {
+  return (wg + fanIn(wg).groups) * valueBytes;
 }
 
 /** The shared entry of one-workgroup-per-row kernels: `row`, `t` and `base` (first element of the row). */

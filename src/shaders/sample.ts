@@ -8,7 +8,7 @@
  *  - sampleRows: inverse-CDF draw per row from non-negative weights (need not sum to 1) with a
  *    uniform supplied by the caller's seeded generator.
  */
-import { paramsStruct, rowEntry, workgroupReduce } from './common.js';
+import { paramsStruct, rowEntry, workgroupReduce, workgroupReduceBytes } from './common.js';
 
 const WG = 256;
 
@@ -39,22 +39,26 @@ export const THRESHOLD_SEARCH: ThresholdSearch = { digitBits: 4, wg: 64 };
 
 /** Workgroup memory filteredProbs needs: its scalar sums and max, and the candidates' sums. */
 export function thresholdSearchBytes(s: ThresholdSearch): number {
-  const groups = Math.ceil(s.wg / 2 ** Math.ceil(Math.log2(s.wg) / 2));
-  return (s.wg + groups) * 4 * 2 + (s.wg + groups) * 16 * Math.ceil((2 ** s.digitBits - 1) / 4);
+  return 2 * workgroupReduceBytes(4, s.wg) + workgroupReduceBytes(16 * candidateVecs(s), s.wg);
+}
+
+/** vec4s that hold the 2^digitBits − 1 candidates' sums. */
+function candidateVecs(s: ThresholdSearch): number {
+  return Math.ceil((2 ** s.digitBits - 1) / 4);
 }
 
 /**
- * WGSL that sets `result` (u32) to the largest threshold th with Σ weight(x_i) over key(x_i) ≥ th
- * at least `goal`, searched digit by digit from the top: each pass counts every candidate digit
- * at once (in vec4 lanes: slot j − 1 holds digit j) and keeps the largest that still reaches the goal.
+ * WGSL that raises `result` (a u32 variable holding 0) to the largest threshold th with
+ * Σ weight(x_i) over key(x_i) ≥ th at least `goal`, searched digit by digit from the top: each
+ * pass counts every candidate digit at once (in vec4 lanes: slot j − 1 holds digit j) and keeps
+ * the largest that still reaches the goal.
  */
-function thresholdSearch(s: ThresholdSearch, o: { result: string; load: string; key: string; weight: string; goal: string; reduce: string }): string {
+function thresholdSearch(s: ThresholdSearch, o: { result: string; load: string; key: string; weight: string; goal: string }): string {
   const B = s.digitBits;
-  const vecs = Math.ceil((2 ** B - 1) / 4);
+  const vecs = candidateVecs(s);
   const ids = Array.from({ length: vecs }, (_, q) => q);
   const digits = Array.from({ length: 2 ** B - 1 }, (_, j) => j + 1);
   return `
-  var ${o.result} = 0u;
   for (var digitIndex = 1u; digitIndex <= ${32 / B}u; digitIndex++) {
     let shift = vec4<u32>(32u - ${B}u * digitIndex);
     ${ids.map((q) => `let cand${q} = vec4<u32>(${o.result}) | (vec4<u32>(${4 * q + 1}u, ${4 * q + 2}u, ${4 * q + 3}u, ${4 * q + 4}u) << shift);`).join('\n    ')}
@@ -65,7 +69,7 @@ function thresholdSearch(s: ThresholdSearch, o: { result: string; load: string; 
       let w = vec4<f32>(${o.weight});
       ${ids.map((q) => `c${q} += select(vec4<f32>(0.0), w, k >= cand${q});`).join('\n      ')}
     }
-    let total = ${o.reduce}(array<vec4<f32>, ${vecs}>(${ids.map((q) => `c${q}`).join(', ')}), t);
+    let total = sumCounts(array<vec4<f32>, ${vecs}>(${ids.map((q) => `c${q}`).join(', ')}), t);
     var digit = 0u;
     ${digits.map((j) => `if (total[${(j - 1) >> 2}][${(j - 1) & 3}] >= ${o.goal}) { digit = ${j}u; }`).join('\n    ')}
     ${o.result} |= digit << shift.x;
@@ -75,11 +79,10 @@ function thresholdSearch(s: ThresholdSearch, o: { result: string; load: string; 
 export const PROBS_PARAMS = 'uuuff';
 
 export function filteredProbsWGSL(s: ThresholdSearch = THRESHOLD_SEARCH): string {
-  const vecs = Math.ceil((2 ** s.digitBits - 1) / 4);
   return `${paramsStruct(['rows', 'V', 'topK', 'invTemp', 'topP'], PROBS_PARAMS, 2)}
 @group(0) @binding(0) var<storage, read> X: array<f32>;
 @group(0) @binding(1) var<storage, read_write> Prob: array<f32>;
-${workgroupReduce('sumF', 'f32', '+', s.wg)}${workgroupReduce('maxF', 'f32', 'max', s.wg)}${workgroupReduce('sumCounts', `array<vec4<f32>, ${vecs}>`, '+', s.wg)}
+${workgroupReduce('sumF', 'f32', '+', s.wg)}${workgroupReduce('maxF', 'f32', 'max', s.wg)}${workgroupReduce('sumCounts', `array<vec4<f32>, ${candidateVecs(s)}>`, '+', s.wg)}
 ${KEY_FN}
 ${rowEntry(s.wg, 'P.V')}
   var m = -3.0e38;
@@ -87,8 +90,7 @@ ${rowEntry(s.wg, 'P.V')}
   m = maxF(m, t);
   // Top-k: the largest key threshold that still keeps at least k tokens (counts are exact in f32).
   var kth = 0u;
-  if (P.topK > 0u && P.topK < P.V) {${thresholdSearch(s, { result: 'found', load: 'let x = X[base + i];', key: 'key(x)', weight: '1.0', goal: 'f32(P.topK)', reduce: 'sumCounts' })}
-    kth = found;
+  if (P.topK > 0u && P.topK < P.V) {${thresholdSearch(s, { result: 'kth', load: 'let x = X[base + i];', key: 'key(x)', weight: '1.0', goal: 'f32(P.topK)' })}
   }
   var s = 0.0;
   for (var i = t; i < P.V; i += ${s.wg}u) {
@@ -101,8 +103,7 @@ ${rowEntry(s.wg, 'P.V')}
   // Top-p: the largest probability threshold whose kept mass still reaches topP.
   var pth = 0u;
   if (P.topP < 1.0) {
-    let need = P.topP * s;${thresholdSearch(s, { result: 'found', load: 'let e = Prob[base + i];', key: 'bitcast<u32>(e)', weight: 'e', goal: 'need', reduce: 'sumCounts' })}
-    pth = found;
+    let need = P.topP * s;${thresholdSearch(s, { result: 'pth', load: 'let e = Prob[base + i];', key: 'bitcast<u32>(e)', weight: 'e', goal: 'need' })}
     var s2 = 0.0;
     for (var i = t; i < P.V; i += ${s.wg}u) {
       let e = Prob[base + i];
