@@ -21,8 +21,8 @@ export const DEFAULT_GAMMA = 4;
 /**
  * Default draft length of SpecDiff: a diffusion draft costs one pass whatever γ is, so γ stops
  * paying only when the verify's extra rows cost more than the tokens they add. Once attention kept
- * its per-row state in registers, γ = 6 led or tied γ = 5 in two greedy head-to-heads on held-out
- * passages (1.60x/1.63x AR against 1.60x/1.52x; γ = 7: 1.44x; README, Performance).
+ * its per-row state in registers, γ = 6 led or tied γ = 5 in three greedy head-to-heads on held-out
+ * passages (1.60x/1.63x/1.50x AR against 1.60x/1.52x/1.42x; γ = 4 led one; γ = 7: 1.44x; README, Performance).
  */
 export const DEFAULT_DIFFUSION_GAMMA = 6;
 /**
