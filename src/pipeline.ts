@@ -49,8 +49,9 @@ export class Pipeline {
 
   /**
    * Times the candidate matmul kernels for the shapes decoding runs with draft length γ (default:
-   * each method's, SpecDiff's greedy and sampled ones): one-token steps, γ + 1-row verification, the drafters' passes (the diffusion
-   * drafter's with window W when bidirectional), and keeps the fastest per shape.
+   * each method's, SpecDiff's greedy and sampled ones): one-token steps, γ + 1-row verification,
+   * the drafters' passes (the diffusion drafter's with window W when bidirectional), and keeps
+   * the fastest per shape.
    */
   async autotune(gamma?: number, window = DEFAULT_WINDOW): Promise<TuningTable> {
     const sigs = [...this.target.matmulSignatures(1)];
