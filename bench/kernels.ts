@@ -9,7 +9,8 @@ import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { attentionCases, benchOursAttention, type AttentionRow } from './lib/attention.js';
-import { benchDevice, dawnGPU, deviceDescription } from './lib/gpu.js';
+import { benchDevice, deviceDescription } from './lib/gpu.js';
+import { nodeGPU } from '../src/node.js';
 import { benchMatmulCase, weightData, type MatmulCase, type MatmulRow } from './lib/matmul.js';
 import { benchSampling, type SamplingRow } from './lib/sampling.js';
 import { THRESHOLD_SEARCH } from '../src/shaders/sample.js';
@@ -88,7 +89,7 @@ async function main(): Promise<void> {
   let tfjsError: string | undefined;
   if (WITH_TFJS) {
     try {
-      tfjs = await initTfjs(await dawnGPU());
+      tfjs = await initTfjs(await nodeGPU());
       console.log(`\ntfjs ${tfjs.version}, backend webgpu on the same Dawn instance`);
     } catch (e) {
       tfjsError = (e as Error).message;

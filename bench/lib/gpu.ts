@@ -1,23 +1,12 @@
 /**
- * One Dawn GPU object for the whole process, shared by our runtime's Device and by
- * tfjs-backend-webgpu (which looks for navigator.gpu), so both run on the same adapter.
+ * The benchmarks' device on nodeGPU(), the process's one Dawn GPU object, which
+ * tfjs-backend-webgpu (looking for navigator.gpu) shares, so both run on the same adapter.
  */
 import { Device } from '../../src/tensor/device.js';
-
-let dawn: GPU | null = null;
-
-export async function dawnGPU(): Promise<GPU> {
-  if (!dawn) {
-    const mod = (await import('webgpu')) as unknown as { create(flags: string[]): GPU; globals: Record<string, unknown> };
-    process.env.XDG_RUNTIME_DIR ??= '/tmp';
-    Object.assign(globalThis, mod.globals);
-    dawn = mod.create([]);
-  }
-  return dawn;
-}
+import { nodeGPU } from '../../src/node.js';
 
 export async function benchDevice(): Promise<Device> {
-  return Device.create({ gpu: await dawnGPU() });
+  return Device.create({ gpu: await nodeGPU() });
 }
 
 /** Exposes the GPU object as navigator.gpu (Node 20 has no navigator; Node 21+ has one without gpu). */
