@@ -161,11 +161,10 @@ async function main(): Promise<void> {
   else {
     progress('sampling filter');
     sampling = await benchSampling(dev, QUICK);
-    const ms = (t: SamplingRow['searches'][string] | undefined) => (t === undefined ? '' : typeof t === 'string' ? `error: ${t}` : fmt(t.ms));
+    const ms = (t: SamplingRow['ours'] | undefined) => (t === undefined ? '' : typeof t === 'string' ? `error: ${t}` : fmt(t.ms));
     console.log(table(['rows', '>V', 'filter', `>ms (${THRESHOLD_SEARCH.digitBits}-bit digits, wg ${THRESHOLD_SEARCH.wg})`, '>ms (1 bit per pass, wg 256)', '>speedup'], sampling.map((r) => {
-      const [ours, bitwise] = Object.values(r.searches);
-      const ratio = typeof ours === 'object' && typeof bitwise === 'object' ? `${fmt(bitwise.ms / ours.ms)}x` : '';
-      return [r.rows, r.V, r.filter, ms(ours), ms(bitwise), ratio];
+      const ratio = typeof r.ours === 'object' && typeof r.bitPerPass === 'object' ? `${fmt(r.bitPerPass.ms / r.ours.ms)}x` : '';
+      return [r.rows, r.V, r.filter, ms(r.ours), ms(r.bitPerPass), ratio];
     })));
   }
 

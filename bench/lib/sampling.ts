@@ -14,8 +14,10 @@ export interface SamplingRow {
   rows: number;
   V: number;
   filter: string;
-  /** Per search, 'digitBits/wg': its timing or error. */
-  searches: Record<string, Timing | string>;
+  /** The search decoding uses: its timing, or the error it gave. */
+  ours: Timing | string;
+  /** A bit per pass, where there is a threshold to search (top-k or top-p). */
+  bitPerPass?: Timing | string;
 }
 
 const BIT_PER_PASS: ThresholdSearch = { digitBits: 1, wg: 256 };
@@ -34,12 +36,8 @@ export async function benchSampling(dev: Device, quick: boolean): Promise<Sampli
       for (const [name, f] of filters) {
         const searches = f.topK || f.topP ? [THRESHOLD_SEARCH, BIT_PER_PASS] : [THRESHOLD_SEARCH];
         const timings = await timeEach(searches.map((s) => () => filteredProbs(logits, f, s).dispose()), () => dev.sync(), { budgetMs: 1500 });
-        const row: SamplingRow = { rows, V, filter: name, searches: {} };
-        searches.forEach((s, i) => {
-          const t = timings[i];
-          row.searches[`${s.digitBits}/${s.wg}`] = t instanceof Error ? t.message : t;
-        });
-        out.push(row);
+        const [ours, bitPerPass] = timings.map((t) => (t instanceof Error ? t.message : t));
+        out.push({ rows, V, filter: name, ours, bitPerPass });
       }
       logits.dispose();
     }

@@ -125,7 +125,8 @@ export interface AttentionOptions {
  * in registers (with the row count as the bound, lavapipe kept them in memory and 4 rows ran
  * slower than 1). On lavapipe, alternating in one process, 8 heads × 64 keys, 6 rows: R 2/3/4/5/6
  * = 450–461/368–456/377–456/1163–1544/1133–1280 µs (5 and more spill); 10 rows of 4 heads:
- * 381–545/400–495/342–484 µs for R 2/3/4. Before that change R 2 took 610–724 µs for 6 rows.
+ * 381–545/400–495/342–484 µs for R 2/3/4 (two runs). Before that change R 2 took 610–724 µs and
+ * R 4 1459–1700 µs for 6 rows.
  */
 export const ATTENTION_ROWS = 4;
 
