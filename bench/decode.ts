@@ -82,23 +82,15 @@ const bytesOf = (dir: string) => statSync(join(modelsDir, dir, 'model.safetensor
 const targetBytes = bytesOf('target');
 const drafterBytes = { speculative: bytesOf('drafter-ar'), specdiff: bytesOf('drafter-mdlm') };
 
-interface Row {
+/** A contender's figures over all prompts: the rates and times of GenerationStats, summed or pooled. */
+interface Row extends Pick<GenerationStats, 'tokensPerSecond' | 'acceptanceRate' | 'meanAccepted' | 'tokensPerTargetPass' | 'drafterPassesPerToken' | 'draftMs' | 'verifyMs' | 'acceptMs' | 'wallMs'> {
   method: string;
   temperature: number;
   gamma?: number;
   steps?: number;
   window?: View;
-  tokensPerSecond: number;
   speedup: number;
-  acceptanceRate: number;
-  meanAccepted: number;
-  tokensPerTargetPass: number;
-  drafterPassesPerToken: number;
-  draftMs: number;
-  verifyMs: number;
-  acceptMs: number;
   tokens: number;
-  wallMs: number;
   /** Speedup over AR if every pass cost its weight bytes (a bandwidth-bound GPU): hardware-independent. */
   projectedSpeedup: number;
 }
