@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../src/tensor/tensor.js';
-import { argmax, layerNorm, logSoftmax, softmax } from '../src/tensor/ops/rowwise.js';
+import { argmax, argmaxProb, layerNorm, logSoftmax, softmax } from '../src/tensor/ops/rowwise.js';
 import { getDevice } from './helpers/device.js';
 import { argmaxRef, expectClose, layerNormRef, randn, softmaxRef } from './helpers/reference.js';
 
@@ -166,6 +166,27 @@ describe('argmax', () => {
     const dev = await getDevice();
     const x = Float32Array.from([...new Array(257).fill(-7), ...new Array(257).fill(-3e38)]);
     expect(Array.from(await argmax(Tensor.from(dev, x, [2, 257])).read())).toEqual([0, 0]);
+  });
+
+  it('argmaxProb gives the same ids and the softmax probability of each row\'s maximum', async () => {
+    const dev = await getDevice();
+    for (const [rows, D] of [...SHAPES, [6, 8193] as [number, number]]) {
+      const x = randn(rows * D, 70 + D).map((v) => 4 * v);
+      x[D - 1] = -1e30; // a masked-out column, as SUBS gives the MDLM's mask token
+      const { ids, prob } = argmaxProb(Tensor.from(dev, x, [rows, D]));
+      expect(prob.shape).toEqual([rows]);
+      const expectedIds = argmaxRef(x, D);
+      expect(Array.from(await ids.read())).toEqual(Array.from(expectedIds));
+      const sm = softmaxRef(x, D, 1, false);
+      const expected = Float32Array.from(expectedIds, (i, r) => sm[r * D + i]);
+      expectClose(await prob.read(), expected, 1e-6, 1e-5);
+    }
+  });
+
+  it('argmaxProb gives 1 / D for a row of equal values', async () => {
+    const dev = await getDevice();
+    const { prob } = argmaxProb(Tensor.from(dev, new Float32Array(300).fill(2), [1, 300]));
+    expectClose(await prob.read(), Float32Array.of(1 / 300), 1e-7, 1e-5);
   });
 
   it('handles more than 65535 rows (grid folded into two dimensions)', async () => {

@@ -76,11 +76,16 @@ ${ENTRY}
 }`;
 }
 
-/** Index of the largest element of each row (the first one on ties). */
-export function argmaxWGSL(): string {
-  return `${paramsStruct(['rows', 'D', 'alpha'], ROW_PARAMS, 2)}
+/**
+ * Index of the largest element of each row (the first one on ties); with `probability`, also its
+ * probability under the row's softmax, 1 / Σ exp(x − max): a greedy drafter's confidence.
+ */
+export function argmaxWGSL(probability = false): string {
+  return `${paramsStruct(['rows', 'D', 'alpha'], ROW_PARAMS, probability ? 3 : 2)}
 @group(0) @binding(0) var<storage, read> X: array<f32>;
 @group(0) @binding(1) var<storage, read_write> Out: array<i32>;
+${probability ? `@group(0) @binding(2) var<storage, read_write> Prob: array<f32>;
+${workgroupReduce('reduceSum', 'f32', '+', ROW_WG)}` : ''}
 var<workgroup> bestV: array<f32, ${ROW_WG}>;
 var<workgroup> bestI: array<u32, ${ROW_WG}>;
 ${ENTRY}
@@ -104,6 +109,11 @@ ${ENTRY}
     }
     workgroupBarrier();
   }
-  if (t == 0u) { Out[row] = i32(bestI[0]); }
+  if (t == 0u) { Out[row] = i32(bestI[0]); }${probability ? `
+  let m = bestV[0];
+  var s = 0.0;
+  for (var i = t; i < P.D; i += ${ROW_WG}u) { s += exp(X[base + i] - m); }
+  s = reduceSum(s, t);
+  if (t == 0u) { Prob[row] = 1.0 / s; }` : ''}
 }`;
 }

@@ -1,4 +1,4 @@
-/** Ops over the last axis, one workgroup per row: LayerNorm, softmax, log-softmax, argmax. */
+/** Ops over the last axis, one workgroup per row: LayerNorm, softmax, log-softmax, argmax (with its probability). */
 import { assertShape, shapeStr } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { grid2d } from '../../shaders/common.js';
@@ -53,13 +53,20 @@ export const softmax = (x: Tensor, alpha = 1) => softmaxImpl(x, false, alpha);
 /** log-softmax(alpha · x) over the last axis. */
 export const logSoftmax = (x: Tensor, alpha = 1) => softmaxImpl(x, true, alpha);
 
-/** Index of the maximum of each row (first on ties), as i32 [rows]. */
-export function argmax(x: Tensor): Tensor {
-  x.assertLive('argmax');
-  assertShape(x.dtype === 'f32', 'argmax', `expects f32, got ${x.dtype}`);
-  const spec = kernelSpec('argmax', ['r', 'w'], ROW_PARAMS, argmaxWGSL);
+function argmaxImpl(x: Tensor, probability: boolean): { ids: Tensor; prob: Tensor | null } {
+  const op = probability ? 'argmaxProb' : 'argmax';
+  x.assertLive(op);
+  assertShape(x.dtype === 'f32', op, `expects f32, got ${x.dtype}`);
+  const spec = kernelSpec(op, probability ? ['r', 'w', 'w'] : ['r', 'w'], ROW_PARAMS, () => argmaxWGSL(probability));
   const [rows, D] = rowsOf(x);
-  const out = Tensor.empty(x.device, x.shape.slice(0, -1), 'i32');
-  x.device.dispatch(spec, [x.binding, out.binding], [rows, D, 0], grid2d(rows));
-  return out;
+  const ids = Tensor.empty(x.device, x.shape.slice(0, -1), 'i32');
+  const prob = probability ? Tensor.empty(x.device, x.shape.slice(0, -1)) : null;
+  x.device.dispatch(spec, [x.binding, ids.binding, ...(prob ? [prob.binding] : [])], [rows, D, 0], grid2d(rows));
+  return { ids, prob };
 }
+
+/** Index of the maximum of each row (first on ties), as i32 [rows]. */
+export const argmax = (x: Tensor): Tensor => argmaxImpl(x, false).ids;
+
+/** argmax of each row and its probability under the row's softmax (f32 [rows]), in one pass. */
+export const argmaxProb = (x: Tensor) => argmaxImpl(x, true) as { ids: Tensor; prob: Tensor };
