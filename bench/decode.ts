@@ -5,7 +5,7 @@
  * verify spend their GPU time (timestamp queries, where the adapter has them).
  *
  *   npm run bench:decode [-- --quick] [--tokens N] [--prompts N] [--prompt-set passages|fragments] [--models DIR] [--f32] [--window W] [--windows W1,W2,..]
- *                        [--gammas G1,G2,..] [--steps T1,T2,..] [--temperatures 0,1] [--rounds N] [--autotune] [--compare]
+ *                        [--gammas G1,G2,..] [--steps T1,T2,..] [--temperatures 0,1] [--rounds N] [--autotune] [--compare] [--cutoffs C1,C2,..]
  *
  * A drafter window W is a number (a bidirectional pass over the last W context tokens and the γ
  * masks) or 'cached' (block-causal drafting with a KV cache of the whole context). After the γ × T
@@ -16,7 +16,8 @@
  * prompt for --rounds rounds (default 3), so the machine's drift hits all three alike; the ratios
  * are given per round (median and range). The adapter's roofline is printed first. --compare runs
  * only such a head-to-head, of AR, speculative at every γ and SpecDiff at every γ × T × window (to choose
- * defaults: --compare --gammas 4,5 --windows 4,8 --steps 1).
+ * defaults: --compare --gammas 4,5 --windows 4,8 --steps 1), each drafted one at every confidence cutoff
+ * of --cutoffs (default 0: verify every drafted token).
  */
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -43,6 +44,7 @@ const { values } = parseArgs({
     steps: { type: 'string' },
     'prompt-set': { type: 'string' },
     temperatures: { type: 'string' },
+    cutoffs: { type: 'string' },
   },
 });
 const root = new URL('..', import.meta.url).pathname;
@@ -61,6 +63,8 @@ const list = (s: string) => s.split(',').map(Number);
 const gammas = list(values.gammas ?? (quick ? '4,8' : '4,8,16,24'));
 const stepsList = list(values.steps ?? (quick ? '1,4' : '1,2,4,8'));
 const temperatures = list(values.temperatures ?? '0,1');
+/** --compare: confidence cutoffs to try for each drafted contender (generate's confidenceCutoff; 0 = off). */
+const cutoffs = list(values.cutoffs ?? '0');
 /** A drafter's view of the context: a bidirectional window of W tokens, or block-causal with a KV cache. */
 type View = number | 'cached';
 const parseView = (s: string): View => (s === 'cached' ? 'cached' : Number(s));
@@ -101,13 +105,14 @@ interface Contender {
   gamma?: number;
   steps?: number;
   window?: View;
+  cutoff?: number;
 }
 
 /** One generation with a contender's settings (its drafter made for it and released after). */
 async function decode(c: Omit<Contender, 'name'>, prompt: string, temperature: number, seed: number, tokens = maxNewTokens): Promise<GenerationStats> {
   const drafter = c.method === 'specdiff' ? diffusionDrafter(c.steps, c.window ?? window) : c.method === 'speculative' ? new ARDrafter(arModel) : undefined;
   try {
-    const r = await generate(target, tokenizer, { prompt, method: c.method, drafter, gamma: c.gamma, steps: c.steps, temperature, seed, maxNewTokens: tokens, stopAtEos: false }).result();
+    const r = await generate(target, tokenizer, { prompt, method: c.method, drafter, gamma: c.gamma, steps: c.steps, confidenceCutoff: c.cutoff, temperature, seed, maxNewTokens: tokens, stopAtEos: false }).result();
     return r.stats;
   } finally {
     drafter?.dispose();
@@ -256,12 +261,12 @@ if (values.compare) {
   const results: Record<string, { contenders: Contender[]; tokensPerSecond: number[][] }> = {};
   for (const W of windowList) await compileDraftShapes(Math.max(...gammas), W);
   const contenders: Contender[] = [
-    { name: 'ar', method: 'ar' },
+    { name: 'ar', method: 'ar' } as Contender,
     ...gammas.map((gamma): Contender => ({ name: `speculative γ=${gamma}`, method: 'speculative', gamma })),
     ...gammas.flatMap((gamma) =>
       stepsList.filter((T) => T <= gamma).flatMap((T) => windowList.map((window): Contender => ({ name: `specdiff γ=${gamma} T=${T} W=${window}`, method: 'specdiff', gamma, steps: T, window }))),
     ),
-  ];
+  ].flatMap((c) => (c.method === 'ar' ? [c] : cutoffs.map((cutoff): Contender => (cutoff ? { ...c, name: `${c.name} c=${cutoff}`, cutoff } : c))));
   console.log(`\nhead-to-head (${rounds} rounds, methods alternating prompt by prompt):`);
   for (const temperature of temperatures) {
     for (const c of contenders) await decode(c, prompts[0], temperature, 0, 8); // untimed: pipelines and bind groups exist before the rounds

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { acceptedPrefix, acceptedPrefixGreedy, residual } from '../src/decode/accept.js';
+import { acceptedPrefix, acceptedPrefixGreedy, residual, verifiedLength } from '../src/decode/accept.js';
 import { Rng } from '../src/decode/rng.js';
 import { unmaskPlan } from '../src/decode/schedule.js';
 
@@ -58,6 +58,13 @@ describe('acceptance rule', () => {
 
   it('the residual is max(0, p − q) normalised', () => {
     expect(Array.from(residual([0.5, 0.3, 0.2], [0.2, 0.5, 0.3]))).toEqual([1, 0, 0]);
+  });
+
+  it('a confidence cutoff verifies the draft up to and including its first unsure token', () => {
+    expect(verifiedLength([0.9, 0.8, 0.3, 0.95], 0.5)).toBe(3);
+    expect(verifiedLength([0.2, 0.9], 0.5)).toBe(1);
+    expect(verifiedLength([0.9, 0.5, 0.6], 0.5)).toBe(3); // at the cutoff is sure enough
+    expect(verifiedLength([0.1, 0.2], 0)).toBe(2);
   });
 });
 

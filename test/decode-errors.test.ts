@@ -46,6 +46,9 @@ describe('generate rejects bad input with a clear error', async () => {
     [{ window: 40 }, /window/],
     [{ schedule: 'sideways' as never }, /schedule/],
     [{ draftAttention: 'sideways' as never }, /draft attention must be 'bidirectional' or 'block-causal', got sideways/],
+    [{ confidenceCutoff: -0.1 }, /confidenceCutoff must be in \[0, 1\] \(0 = off\), got -0.1/],
+    [{ confidenceCutoff: 1.5 }, /confidenceCutoff/],
+    [{ confidenceCutoff: NaN }, /confidenceCutoff/],
   ])('speculation option %o', (o, msg) => {
     expect(() => generate(target, null, { prompt: [1], method: 'specdiff', drafter: new DiffusionDrafter(mdlm), ...o })).toThrow(msg);
   });

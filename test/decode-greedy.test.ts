@@ -61,6 +61,33 @@ describe('greedy speculative decoding reproduces AR greedy token for token', () 
   }, 400_000);
 });
 
+describe('a confidence cutoff', () => {
+  it('leaves greedy output unchanged for both drafters, verifying fewer drafted tokens (one per pass at cutoff 1)', async () => {
+    const dev = await getDevice();
+    const target = await tinyGPT2(dev, { vocab: 24, seed: 1, scale: 0.5 });
+    const arModel = await tinyGPT2(dev, { vocab: 24, seed: 2, scale: 0.5 });
+    // Small weights: the drafters must be unsure of some tokens for the cutoff to cut.
+    const mdlm = await tinyMDLM(dev, { vocab: 24, seed: 3, scale: 0.05 });
+    const gamma = 5;
+    for (const prompt of prompts) {
+      const ar = await generate(target, null, { prompt, maxNewTokens: 16, temperature: 0, stopAtEos: false }).result();
+      for (const method of ['speculative', 'specdiff'] as const) {
+        const drafted: number[] = [];
+        for (const confidenceCutoff of [0, 0.5, 1]) {
+          const drafter = method === 'speculative' ? new ARDrafter(arModel) : new DiffusionDrafter(mdlm, { attention: 'block-causal' });
+          const r = await generate(target, null, { prompt, maxNewTokens: 16, temperature: 0, method, drafter, gamma, confidenceCutoff, stopAtEos: false }).result();
+          drafter.dispose();
+          expect(r.tokens, `${method} cutoff ${confidenceCutoff} prompt ${prompt}`).toEqual(ar.tokens);
+          // One drafted token verified per pass; the last pass may have had no room to draft.
+          if (confidenceCutoff === 1) expect(r.stats.targetPasses - r.stats.draftedTokens).toBeOneOf([0, 1]);
+          drafted.push(r.stats.draftedTokens / r.stats.targetPasses);
+        }
+        expect(drafted[0]).toBeGreaterThan(drafted[2]);
+      }
+    }
+  }, 400_000);
+});
+
 describe('cache rollback', () => {
   it('an AR drafter that kept its cache across verifications drafts what a fresh one drafts', async () => {
     const { readTensors } = await import('../src/tensor/tensor.js');

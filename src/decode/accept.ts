@@ -40,3 +40,14 @@ export function residual(p: ArrayLike<number>, q: ArrayLike<number>): Float64Arr
   if (s > 0) for (let i = 0; i < r.length; i++) r[i] /= s;
   return r;
 }
+
+/**
+ * How much of a draft to verify: up to and including the first token the drafter gave less than
+ * `cutoff` probability (all of it if none; cutoff 0 keeps everything). Tokens after an unsure one
+ * are seldom accepted, and each costs the verify a row. The cut depends on the draft alone, so
+ * the output distribution stays the target's.
+ */
+export function verifiedLength(confidence: ArrayLike<number>, cutoff: number): number {
+  for (let i = 0; i < confidence.length; i++) if (confidence[i] < cutoff) return i + 1;
+  return confidence.length;
+}

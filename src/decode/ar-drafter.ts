@@ -29,7 +29,7 @@ export class ARDrafter implements Drafter {
     return this.model.config.nPositions - 1;
   }
 
-  draft(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng): Draft {
+  draft(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng, withConfidence = false): Draft {
     const dev = this.model.device;
     const capacity = this.cache.capacity;
     // Keep the cached prefix shared with the context; feed the rest (at least one token).
@@ -48,14 +48,17 @@ export class ARDrafter implements Drafter {
     const V = this.vocabSize;
     const tokens = Tensor.empty(dev, [gamma], 'i32');
     const q = sampling.temperature === 0 ? null : Tensor.empty(dev, [gamma, V]);
+    const confidence = withConfidence ? Tensor.empty(dev, [gamma]) : null;
     let input: number[] | Tensor = feed;
     for (let i = 0; i < gamma; i++) {
-      const { ids, probs } = selectTokens(dev, this.model.forward(input, this.cache, 1), sampling, rng);
-      copy2d(ids, tokens, { rows: 1, cols: 1, srcOffset: 0, srcStride: 1, dstOffset: i, dstStride: 1 });
-      if (q && probs) copy2d(probs, q, { rows: 1, cols: V, srcOffset: 0, srcStride: V, dstOffset: i * V, dstStride: V });
-      input = ids;
+      const step = selectTokens(dev, this.model.forward(input, this.cache, 1), sampling, rng, withConfidence);
+      const one = { rows: 1, cols: 1, srcOffset: 0, srcStride: 1, dstOffset: i, dstStride: 1 };
+      copy2d(step.ids, tokens, one);
+      if (confidence && step.confidence) copy2d(step.confidence, confidence, one);
+      if (q && step.probs) copy2d(step.probs, q, { rows: 1, cols: V, srcOffset: 0, srcStride: V, dstOffset: i * V, dstStride: V });
+      input = step.ids;
     }
-    return { tokens, q, passes: gamma };
+    return { tokens, q, confidence, passes: gamma };
   }
 
   /** The cache holds the first γ − 1 drafted tokens; the next draft keeps those the context shares. */

@@ -101,7 +101,7 @@ export class DiffusionDrafter implements Drafter {
     return this.model.config.modelLength - 1;
   }
 
-  draft(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng): Draft {
+  draft(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng, withConfidence = false): Draft {
     const dev = this.model.device;
     const mask = this.model.maskTokenId;
     const cache = this.attention === 'block-causal' ? (this.cache ??= this.model.createCache()) : null;
@@ -114,6 +114,7 @@ export class DiffusionDrafter implements Drafter {
     const V = this.vocabSize;
     const tokens = Tensor.empty(dev, [gamma], 'i32');
     const q = sampling.temperature === 0 ? null : Tensor.empty(dev, [gamma, V]);
+    const confidence = withConfidence ? Tensor.empty(dev, [gamma]) : null;
     let passes = 0;
     const plan = unmaskPlan(this.schedule, gamma, this.steps, rng).filter((fill) => fill.length > 0);
     for (const [step, fill] of plan.entries()) {
@@ -124,11 +125,12 @@ export class DiffusionDrafter implements Drafter {
           ? this.model.logitsCached(ids, cache, gamma, tail)
           : this.model.logitsCached(slice(ids, W, W + gamma, 0), cache, gamma, tail.map((i) => i - W)); // (γ, V + 1)
       passes++;
-      const { ids: drawn, probs } = selectTokens(dev, logits, sampling, rng);
+      const { ids: drawn, probs, confidence: drawnConfidence } = selectTokens(dev, logits, sampling, rng, withConfidence);
       const rows = Tensor.from(dev, Int32Array.from(fill), [fill.length]);
       // The next step sees the tokens drawn so far; the last one has no next step.
       if (step < plan.length - 1) copyRows(drawn.reshape([gamma, 1]), rows, ids.reshape([W + gamma, 1]), Tensor.from(dev, Int32Array.from(fill, (i) => W + i), [fill.length]));
       copyRows(drawn.reshape([gamma, 1]), rows, tokens.reshape([gamma, 1]), rows);
+      if (confidence && drawnConfidence) copyRows(drawnConfidence.reshape([gamma, 1]), rows, confidence.reshape([gamma, 1]), rows);
       if (q && probs) {
         // Drop the mask column (SUBS gives it probability 0) so q lives on the target's vocabulary.
         const drop = { rows: gamma, cols: V, srcOffset: 0, srcStride: V + 1, dstOffset: 0, dstStride: V };
@@ -140,7 +142,7 @@ export class DiffusionDrafter implements Drafter {
         }
       }
     }
-    return { tokens, q, passes };
+    return { tokens, q, confidence, passes };
   }
 
   /**

@@ -11,6 +11,12 @@ export interface Draft {
    * vocabulary (null when greedy: then only the tokens matter).
    */
   q: Tensor | null;
+  /**
+   * f32 [γ] on the GPU, when asked for: the probability the drafter gave each proposed token
+   * (greedy: its softmax maximum). A function of the draft alone, so cutting the draft where it
+   * falls keeps speculative decoding exact.
+   */
+  confidence: Tensor | null;
   /** Drafter forward passes spent on this draft. */
   passes: number;
 }
@@ -25,7 +31,7 @@ export interface Drafter {
    * Proposes γ tokens to follow `context` (prompt + everything generated). Tensors are owned
    * by the caller's device scope.
    */
-  draft(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng): Draft;
+  draft(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng, withConfidence?: boolean): Draft;
   /** Told, after verification, which tokens it drafted and how many the target accepted. */
   afterVerify(drafted: readonly number[], accepted: number): void;
   /** Releases GPU memory (caches). */

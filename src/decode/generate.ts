@@ -15,6 +15,8 @@ import { selectTokens } from './sample.js';
 import { StatsRecorder, type GenerationStats, type StopReason } from './stats.js';
 import { TextStreamer } from './text.js';
 import { verifyDraft } from './verify.js';
+import { verifiedLength } from './accept.js';
+import { slice } from '../tensor/ops/gather.js';
 
 /** Default draft length of speculative decoding (AR drafter): the fastest in bench:decode on the bundled models. */
 export const DEFAULT_GAMMA = 4;
@@ -143,6 +145,8 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
       if (opts.draftAttention !== undefined) drafter.attention = opts.draftAttention;
     }
   }
+  const cutoff = opts.confidenceCutoff ?? 0;
+  if (typeof cutoff !== 'number' || !(cutoff >= 0 && cutoff <= 1)) throw new RangeError(`confidenceCutoff must be in [0, 1] (0 = off), got ${opts.confidenceCutoff}`);
   const stops = (opts.stop ?? []).filter((s) => s.length > 0);
   if (stops.length && !tokenizer) throw new RangeError('stop sequences need a tokenizer');
   const eos = opts.stopAtEos === false ? undefined : (tokenizer?.eosTokenId ?? target.config.eosTokenId);
@@ -187,25 +191,34 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
           drafted = [false];
         } else {
           const t1 = performance.now();
-          const draft = dev.scope(() => drafter.draft(ctx, g, sampling, rng));
-          // Submit the draft now and record the verify while it runs; the verify reads the
-          // drafted tokens on the GPU. This small readback only times the draft: it resolves
-          // when the draft is done (or, if later, when recording the verify ends).
-          const draftDone = readTensors([draft.tokens], `draft:${drafter.kind}:${g}`).then(() => performance.now());
-          draftDone.catch(() => undefined); // a failure surfaces from the verify's own readback
+          const draft = dev.scope(() => drafter.draft(ctx, g, sampling, rng, cutoff > 0));
           stats.drafterPasses += draft.passes;
+          let { tokens, q } = draft;
+          let draftDone: Promise<number>;
+          if (draft.confidence) {
+            // The cut needs the draft's confidences before the verify is recorded.
+            const [confidence] = await readTensors([draft.confidence], `draft:${drafter.kind}:${g}`);
+            draftDone = Promise.resolve(performance.now());
+            const n = verifiedLength(confidence, cutoff);
+            if (n < g) [tokens, q] = dev.scope(() => [slice(draft.tokens, 0, n, 0), draft.q && slice(draft.q, 0, n, 0)]);
+          } else {
+            // Submit the draft now and record the verify while it runs; the verify reads the
+            // drafted tokens on the GPU. This small readback only times the draft: it resolves
+            // when the draft is done (or, if later, when recording the verify ends).
+            draftDone = readTensors([draft.tokens], `draft:${drafter.kind}:${g}`).then(() => performance.now());
+            draftDone.catch(() => undefined); // a failure surfaces from the verify's own readback
+          }
           const base = cache.length;
-          const verdict = await verifyDraft(target, cache, pending, draft.tokens, draft.q, sampling, rng);
+          const verdict = await verifyDraft(target, cache, pending, tokens, q, sampling, rng);
           const t2 = await draftDone;
           const t3 = performance.now();
           const proposal = verdict.draft;
-          draft.tokens.dispose();
-          draft.q?.dispose();
+          for (const t of new Set([tokens, q, draft.tokens, draft.q, draft.confidence])) t?.dispose();
           cache.truncate(base + 1 + verdict.accepted);
           drafter.afterVerify(proposal, verdict.accepted);
           stats.targetPasses++;
           stats.iterations++;
-          stats.drafted += g;
+          stats.drafted += proposal.length;
           stats.accepted += verdict.accepted;
           emitted = [...proposal.slice(0, verdict.accepted), verdict.next];
           drafted = emitted.map((_, i) => i < verdict.accepted);

@@ -19,6 +19,11 @@ export interface SpeculationOptions {
    * with an AR drafter; with a diffusion drafter 6 greedy and 3 when sampling.
    */
   gamma?: number;
+  /**
+   * Verify the draft only up to its first token whose drafter probability is below this (0 = verify
+   * all γ; in [0, 1]). Costs a readback of the draft before the verify is recorded. Default: 0.
+   */
+  confidenceCutoff?: number;
   /** Diffusion drafter: denoising steps T per draft (≤ γ). */
   steps?: number;
   /** Diffusion drafter: how many context tokens it sees (W). */

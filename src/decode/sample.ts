@@ -1,8 +1,8 @@
 /** Token selection on the GPU from logits rows: argmax at temperature 0, else a draw from the filtered distribution. */
 import type { Device } from '../tensor/device.js';
 import { Tensor } from '../tensor/tensor.js';
-import { argmax } from '../tensor/ops/rowwise.js';
-import { filteredProbs, sampleRows } from '../tensor/ops/sample.js';
+import { argmax, argmaxProb } from '../tensor/ops/rowwise.js';
+import { filteredProbs, gather2d, sampleRows } from '../tensor/ops/sample.js';
 import type { ResolvedSampling } from './options.js';
 import type { Rng } from './rng.js';
 
@@ -11,11 +11,19 @@ export interface Selection {
   ids: Tensor;
   /** [rows, V]: the distribution each id was drawn from; null when greedy. */
   probs: Tensor | null;
+  /** f32 [rows]: the probability of each id (greedy: under the unfiltered softmax); when asked for. */
+  confidence: Tensor | null;
 }
 
-export function selectTokens(device: Device, logits: Tensor, s: ResolvedSampling, rng: Rng): Selection {
-  if (s.temperature === 0) return { ids: argmax(logits), probs: null };
+export function selectTokens(device: Device, logits: Tensor, s: ResolvedSampling, rng: Rng, withConfidence = false): Selection {
+  if (s.temperature === 0) {
+    if (!withConfidence) return { ids: argmax(logits), probs: null, confidence: null };
+    const { ids, prob } = argmaxProb(logits);
+    return { ids, probs: null, confidence: prob };
+  }
   const rows = logits.size / logits.shape[logits.shape.length - 1];
   const probs = filteredProbs(logits, { temperature: s.temperature, topK: s.topK, topP: s.topP });
-  return { ids: sampleRows(probs, Tensor.from(device, rng.uniforms(rows), [rows])), probs };
+  const ids = sampleRows(probs, Tensor.from(device, rng.uniforms(rows), [rows]));
+  const confidence = withConfidence ? gather2d(probs, Tensor.from(device, Int32Array.from({ length: rows }, (_, i) => i), [rows]), ids) : null;
+  return { ids, probs, confidence };
 }
