@@ -122,12 +122,16 @@ DRAFT_CONTEXT = (4, 64)   # clean context tokens of a drafting window, uniform
 DRAFT_GAMMA = (1, 16)     # masked tokens after it, uniform
 
 
-def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=False):
+def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=False, teacher=None,
+                    teacher_weight=0.0):
     """The SpecDiff drafting situation: W clean tokens then gamma mask tokens, every mask predicted in one pass
     (the T = 1 draft; with the left-to-right schedule every later pass is again a clean prefix + masked suffix).
     Mean cross-entropy of the masked tokens under SUBS (mask column excluded), and the tokens the windows hold.
     One (W, gamma) per call. block_causal: the context attends causally and only the masked block sees everything
-    (the runtime's drafter with a KV cache of the context)."""
+    (the runtime's drafter with a KV cache of the context).
+    teacher (a GPT-2): mix in, with teacher_weight, the cross-entropy against the teacher's teacher-forced
+    distribution of each masked token (soft labels: for position 1 exactly the p that the acceptance rule
+    compares q with; averaged over the data, the teacher's marginal at later positions)."""
     W = int(torch.randint(context[0], context[1] + 1, (1,), generator=g))
     gamma = int(torch.randint(DRAFT_GAMMA[0], DRAFT_GAMMA[1] + 1, (1,), generator=g))
     x0 = data.next(batch, W + gamma)
@@ -136,7 +140,13 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
     xt[:, W:] = m
     x, c = model.backbone.features(xt, torch.zeros(batch), W if block_causal else None)
     logits = model.backbone.output_layer(x[:, W:].reshape(-1, x.shape[-1]), c.repeat_interleave(gamma, 0))
-    return F.cross_entropy(logits.float()[:, :m], x0[:, W:].reshape(-1)), batch * (W + gamma)
+    log_q = F.log_softmax(logits.float()[:, :m], dim=-1)
+    loss = F.nll_loss(log_q, x0[:, W:].reshape(-1))
+    if teacher is not None:
+        with torch.no_grad():
+            p = F.softmax(teacher(x0[:, :-1]).float()[:, W - 1:], dim=-1).reshape(-1, m)
+        loss = (1 - teacher_weight) * loss - teacher_weight * (p * log_q).sum(-1).mean()
+    return loss, batch * (W + gamma)
 
 
 @torch.no_grad()
@@ -184,6 +194,8 @@ def main():
                     help='clean context tokens of a drafting window, uniform in MIN..MAX')
     ap.add_argument('--block-causal', action='store_true', help='drafting objective with block-causal attention '
                     '(context causal, masked block bidirectional); exported models get "block_causal": true')
+    ap.add_argument('--teacher-run', default='', help="MDLM drafting objective: soft labels from runs/<run>/final.pt")
+    ap.add_argument('--teacher-weight', type=float, default=0.5, help='weight of the soft labels against the tokens')
     ap.add_argument('--batch', type=int, default=0, help='override the recipe batch')
     ap.add_argument('--lr', type=float, default=0, help='override the peak learning rate (min: a tenth of it)')
     ap.add_argument('--seed', type=int, default=1337)
@@ -202,6 +214,7 @@ def main():
         r['lr'], r['min_lr'] = args.lr, args.lr / 10
     assert not args.draft_batch or r['kind'] == 'mdlm', '--draft-batch is the MDLM drafting objective'
     assert not args.block_causal or args.draft_batch, '--block-causal applies to the drafting objective (--draft-batch)'
+    assert not args.teacher_run or args.draft_batch, '--teacher-run applies to the drafting objective (--draft-batch)'
     draft_context = tuple(int(v) for v in args.draft_context.split(','))
     run = args.run or args.model + ('+distil' if args.distil else '')
     out = os.path.join(HERE, 'runs', run)
@@ -223,6 +236,15 @@ def main():
         init = torch.load(os.path.join(HERE, 'runs', args.init_run, 'final.pt'))
         assert init['cfg'] == r['cfg'], f'--init-run {args.init_run}: {init["cfg"]} is not this recipe ({r["cfg"]})'
         model.load_state_dict(init['model'])
+    teacher = None
+    if args.teacher_run:
+        ck = torch.load(os.path.join(HERE, 'runs', args.teacher_run, 'final.pt'))
+        teacher = GPT2(ck['cfg'])
+        teacher.load_state_dict(ck['model'])
+        teacher.eval().requires_grad_(False)
+        assert teacher.cfg.vocab_size == model.cfg.mask_index, \
+            f'--teacher-run {args.teacher_run}: vocabulary {teacher.cfg.vocab_size} is not the drafter\'s ' \
+            f'{model.cfg.mask_index}'
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{'params': decay, 'weight_decay': r['weight_decay']},
@@ -250,7 +272,8 @@ def main():
             f'non-embedding {model.non_embedding_params()}  batch {r["batch"]}x{r["seq_len"]} steps {r["steps"]} '
             f'lr {r["lr"]} sources {sources}' + (f' init {args.init_run}' if args.init_run else '') +
             (f' draft-batch {args.draft_batch} context {draft_context}' if args.draft_batch else '') +
-            (' block-causal' if args.block_causal else ''))
+            (' block-causal' if args.block_causal else '') +
+            (f' teacher {args.teacher_run} weight {args.teacher_weight}' if teacher is not None else ''))
 
     def checkpoint():
         save_atomic({'model': model.state_dict(), 'opt': opt.state_dict(), 'data_rng': data.g.get_state(),
@@ -279,7 +302,7 @@ def main():
             step_tokens = r['batch'] * r['seq_len']
             if args.draft_batch:
                 draft_loss, draft_tokens = mdlm_draft_loss(model, data, args.draft_batch, g_noise, draft_context,
-                                                           args.block_causal)
+                                                           args.block_causal, teacher, args.teacher_weight)
                 loss, step_tokens = loss + draft_loss, step_tokens + draft_tokens
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), r['grad_clip'])
@@ -315,6 +338,8 @@ def main():
         metric['init'] = dict(init['metrics'], run=args.init_run)
     if args.block_causal:
         metric['block_causal'] = True
+    if teacher is not None:
+        metric['teacher'] = {'run': args.teacher_run, 'weight': args.teacher_weight}
     log(f'final {json.dumps(metric)}')
     save_atomic({'model': model.state_dict(), 'kind': r['kind'], 'cfg': r['cfg'], 'metrics': metric}, 
                 os.path.join(out, 'final.pt'))
