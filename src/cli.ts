@@ -23,6 +23,8 @@ options:
   --method ar|speculative|specdiff  (default specdiff)
   --gamma N          draft length (default for specdiff 6 greedy, 3 sampled; 4 for speculative)
   --steps N          diffusion steps T (default 1)
+  --cutoff X         verify a draft only up to its first token the drafter gives
+                     probability < X (default 0: verify all γ)
   --window N         drafter context window W of bidirectional drafting (default 8)
   --draft-attention bidirectional|block-causal
                      how the MDLM drafter sees the context (default: its config.json;
@@ -95,6 +97,7 @@ function genOptions(v: Record<string, unknown>) {
   return {
     gamma: num('gamma'),
     steps: num('steps'),
+    confidenceCutoff: num('cutoff'),
     window: num('window'),
     schedule: v.schedule as 'left-to-right' | 'random' | undefined,
     draftAttention: v['draft-attention'] as 'bidirectional' | 'block-causal' | undefined,
@@ -113,6 +116,7 @@ async function main(): Promise<void> {
       method: { type: 'string' },
       gamma: { type: 'string' },
       steps: { type: 'string' },
+      cutoff: { type: 'string' },
       window: { type: 'string' },
       schedule: { type: 'string' },
       'draft-attention': { type: 'string' },
