@@ -15,6 +15,7 @@ export interface GenerationStats {
   targetPasses: number;
   /** Drafter forward passes (γ per AR draft; ≤ T per diffusion draft). */
   drafterPasses: number;
+  /** Drafted tokens the target verified (γ per iteration, fewer where a confidenceCutoff cut the draft). */
   draftedTokens: number;
   acceptedTokens: number;
   /** acceptedTokens / draftedTokens. */
