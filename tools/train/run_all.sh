@@ -48,4 +48,9 @@ train drafter-mdlm drafter-mdlm+long --init-run drafter-mdlm+ar-init --data dist
 # having started from an AR model; this teaches it). Its NELBO term stays bidirectional (upstream MDLM use).
 train drafter-mdlm drafter-mdlm+bc --init-run drafter-mdlm+long --data distil-greedy=2 --data distil-t1=1 \
   --draft-batch 64 --draft-context 8,192 --block-causal --batch 4 --steps 1200 --lr 2e-4
-$PY tools/train/export.py --ar-run drafter-ar+draft --mdlm-run drafter-mdlm+bc >> $R/export.txt 2>&1
+# Eighth session: soft labels. The sampled acceptance rule compares q with the target's p, so the drafting
+# objective also learns p itself (the target's teacher-forced distribution at each masked position, weight 0.7).
+train drafter-mdlm drafter-mdlm+kd --init-run drafter-mdlm+bc --data distil-greedy=2 --data distil-t1=1 \
+  --draft-batch 64 --draft-context 8,192 --block-causal --batch 4 --steps 900 --lr 2e-4 --teacher-run target \
+  --teacher-weight 0.7
+$PY tools/train/export.py --ar-run drafter-ar+draft --mdlm-run drafter-mdlm+kd >> $R/export.txt 2>&1
