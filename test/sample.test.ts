@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../src/tensor/tensor.js';
-import { checkSearch, filteredProbs, gather2d, sampleRows } from '../src/tensor/ops/sample.js';
+import { checkSearch, filteredProbs, gather2d, pickPerRow, sampleRows } from '../src/tensor/ops/sample.js';
 import { thresholdSearchBytes, type ThresholdSearch } from '../src/shaders/sample.js';
 import { getDevice } from './helpers/device.js';
 import { expectClose, filteredProbsRef, randn, rng, sampleRef } from './helpers/reference.js';
@@ -271,6 +271,14 @@ describe('gather2d', () => {
     const c = [0, GPT2_V - 1, 12345, 256, 50000];
     const out = gather2d(Tensor.from(dev, x, [3, GPT2_V]), Tensor.from(dev, Int32Array.from(r), [5]), Tensor.from(dev, Int32Array.from(c), [5]));
     expect(Array.from(await out.read())).toEqual(r.map((row, i) => x[row * GPT2_V + c[i]]));
+  });
+
+  it('pickPerRow takes x[i, cols[i]] from the first cols.size rows', async () => {
+    const dev = await getDevice();
+    const x = randn(4 * 257, 9);
+    const c = [256, 0, 100];
+    const out = pickPerRow(Tensor.from(dev, x, [4, 257]), Tensor.from(dev, Int32Array.from(c), [3]));
+    expect(Array.from(await out.read())).toEqual(c.map((col, i) => x[i * 257 + col]));
   });
 
   it('handles more indices than one workgroup (n = 1000)', async () => {

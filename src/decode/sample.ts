@@ -2,7 +2,7 @@
 import type { Device } from '../tensor/device.js';
 import { Tensor } from '../tensor/tensor.js';
 import { argmax, argmaxProb } from '../tensor/ops/rowwise.js';
-import { filteredProbs, gather2d, sampleRows } from '../tensor/ops/sample.js';
+import { filteredProbs, pickPerRow, sampleRows } from '../tensor/ops/sample.js';
 import type { ResolvedSampling } from './options.js';
 import type { Rng } from './rng.js';
 
@@ -24,6 +24,6 @@ export function selectTokens(device: Device, logits: Tensor, s: ResolvedSampling
   const rows = logits.size / logits.shape[logits.shape.length - 1];
   const probs = filteredProbs(logits, { temperature: s.temperature, topK: s.topK, topP: s.topP });
   const ids = sampleRows(probs, Tensor.from(device, rng.uniforms(rows), [rows]));
-  const confidence = withConfidence ? gather2d(probs, Tensor.from(device, Int32Array.from({ length: rows }, (_, i) => i), [rows]), ids) : null;
+  const confidence = withConfidence ? pickPerRow(probs, ids) : null;
   return { ids, probs, confidence };
 }

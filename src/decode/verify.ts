@@ -10,7 +10,7 @@ import { Tensor, readTensors } from '../tensor/tensor.js';
 import { binary } from '../tensor/ops/elementwise.js';
 import { slice } from '../tensor/ops/gather.js';
 import { argmax } from '../tensor/ops/rowwise.js';
-import { filteredProbs, gather2d, sampleRows } from '../tensor/ops/sample.js';
+import { filteredProbs, pickPerRow, sampleRows } from '../tensor/ops/sample.js';
 import type { GPT2, GPT2Cache } from '../models/gpt2.js';
 import { acceptedPrefix, acceptedPrefixGreedy } from './accept.js';
 import type { ResolvedSampling } from './options.js';
@@ -46,12 +46,11 @@ export async function verifyDraft(
     const logits = target.forward(ids, cache, g + 1); // (γ + 1, V)
     if (sampling.temperature === 0 || !q) return { greedy: true as const, argmax: argmax(logits) };
     const p = filteredProbs(logits, { temperature: sampling.temperature, topK: sampling.topK, topP: sampling.topP });
-    const rows = Tensor.from(dev, Int32Array.from({ length: g }, (_, i) => i), [g]);
     const residual = binary('subRelu', slice(p, 0, g, 0), q); // max(0, p_i − q_i), unnormalised
     return {
       greedy: false as const,
-      px: gather2d(p, rows, draft),
-      qx: gather2d(q, rows, draft),
+      px: pickPerRow(p, draft),
+      qx: pickPerRow(q, draft),
       draws: sampleRows(residual, Tensor.from(dev, uDraw.subarray(0, g), [g])),
       bonus: sampleRows(slice(p, g, g + 1, 0), Tensor.from(dev, uDraw.subarray(g), [1])),
     };

@@ -58,6 +58,12 @@ export function sampleRows(weights: Tensor, uniforms: Tensor): Tensor {
   return out;
 }
 
+/** x[i, cols[i]] for each of the first cols.size rows of x [R, V]: the value at each row's chosen index. */
+export function pickPerRow(x: Tensor, cols: Tensor): Tensor {
+  const n = cols.size;
+  return gather2d(x, Tensor.from(x.device, Int32Array.from({ length: n }, (_, i) => i), [n]), cols);
+}
+
 /** x[rows[i], cols[i]] for i < n, from x [R, V] and i32 index tensors. */
 export function gather2d(x: Tensor, rows: Tensor, cols: Tensor): Tensor {
   x.assertLive('gather2d');
