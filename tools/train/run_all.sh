@@ -53,4 +53,14 @@ train drafter-mdlm drafter-mdlm+bc --init-run drafter-mdlm+long --data distil-gr
 train drafter-mdlm drafter-mdlm+kd --init-run drafter-mdlm+bc --data distil-greedy=2 --data distil-t1=1 \
   --draft-batch 64 --draft-context 8,192 --block-causal --batch 4 --steps 900 --lr 2e-4 --teacher-run target \
   --teacher-weight 0.7
-$PY tools/train/export.py --ar-run drafter-ar+draft --mdlm-run drafter-mdlm+kd >> $R/export.txt 2>&1
+# Ninth session: inside longer greedy generations the target loops ("and the United States, and the United
+# States and ..."), and there the MDLM drafter fell behind the AR drafter (128 tokens: 4.06 against 4.79 tokens
+# per pass at gamma 6). New data: the target's greedy continuations of 192 tokens after 64-token prompts (the
+# bench's prompt length), weighted like the short ones, contexts up to 256, soft-label weight 0.5. (The first 359
+# steps ran under a 1000-step schedule; the run was then resumed with --steps 700 to finish within the session.)
+[ -f $R/distil-greedy-long/train.bin ] || $PY tools/train/sample_distil.py --temperature 0 --prompt 64 \
+  --length 192 --tokens 600000 --threads 2 --batch 128 --out distil-greedy-long >> $R/sample_distil.txt 2>&1
+train drafter-mdlm drafter-mdlm+loop --init-run drafter-mdlm+kd --data distil-greedy=2 --data distil-greedy-long=2 \
+  --data distil-t1=1 --draft-batch 64 --draft-context 8,256 --block-causal --batch 4 --steps 700 --lr 1.5e-4 \
+  --teacher-run target --teacher-weight 0.5
+$PY tools/train/export.py --ar-run drafter-ar+draft --mdlm-run drafter-mdlm+loop >> $R/export.txt 2>&1
