@@ -214,37 +214,51 @@ async function compileDraftShapes(maxGamma: number, W: View = window): Promise<v
 }
 await compileDraftShapes(Math.max(...gammas));
 
+/** Per contender, per round: decoding rate, and the rate over prefill + decoding. */
+interface Rates {
+  tokensPerSecond: number[][];
+  endToEndTokensPerSecond: number[][];
+}
+
 /**
  * The contenders take turns on each prompt (the order rotating), round after round, so the machine's
  * drift hits them alike; returns tokens/s per contender per round and prints them, the first
  * contender being the AR baseline.
  */
-async function compete(temperature: number, contenders: Contender[]): Promise<number[][]> {
+async function compete(temperature: number, contenders: Contender[]): Promise<Rates> {
   const rates: number[][] = contenders.map(() => []);
+  // The same tokens over prefill + decoding: what a user waits for, the drafter's prompt pass included.
+  const endToEnd: number[][] = contenders.map(() => []);
   // Hardware-independent counts over all rounds: generated tokens, target passes, drafter passes.
   const counts = contenders.map(() => ({ tokens: 0, passes: 0, drafterPasses: 0 }));
   for (let round = 0; round < rounds; round++) {
     const tokens = contenders.map(() => 0);
     const ms = contenders.map(() => 0);
+    const totalMs = contenders.map(() => 0);
     for (const [p, prompt] of prompts.entries()) {
       for (let k = 0; k < contenders.length; k++) {
         const i = (k + round + p) % contenders.length;
         const stats = await decode(contenders[i], prompt, temperature, p);
         tokens[i] += stats.generatedTokens;
         ms[i] += stats.wallMs;
+        totalMs[i] += stats.prefillMs + stats.wallMs;
         counts[i].tokens += stats.generatedTokens;
         counts[i].passes += stats.targetPasses;
         counts[i].drafterPasses += stats.drafterPasses;
       }
     }
-    contenders.forEach((_, i) => rates[i].push((tokens[i] * 1000) / ms[i]));
+    contenders.forEach((_, i) => {
+      rates[i].push((tokens[i] * 1000) / ms[i]);
+      endToEnd[i].push((tokens[i] * 1000) / totalMs[i]);
+    });
   }
   for (const [i, c] of contenders.entries()) {
     const n = counts[i];
     const perPass = i ? `   tok/pass ${(n.tokens / n.passes).toFixed(2)}, drafter passes/tok ${(n.drafterPasses / n.tokens).toFixed(2)}` : '';
-    console.log(`  temp ${temperature}  ${c.name.padEnd(26)} ${rates[i].map((x) => x.toFixed(1)).join(' / ')} tok/s${i ? `   ${spread(ratios(rates, i, 0))} AR` : ''}${perPass}`);
+    const e2e = i ? `, ${spread(ratios(endToEnd, i, 0))} with prefill` : '';
+    console.log(`  temp ${temperature}  ${c.name.padEnd(26)} ${rates[i].map((x) => x.toFixed(1)).join(' / ')} tok/s${i ? `   ${spread(ratios(rates, i, 0))} AR${e2e}` : ''}${perPass}`);
   }
-  return rates;
+  return { tokensPerSecond: rates, endToEndTokensPerSecond: endToEnd };
 }
 
 /** Per-round ratios of contender a's rate to b's. */
@@ -258,7 +272,7 @@ function spread(xs: number[]): string {
 // --compare: only a head-to-head of AR, speculative at every γ and SpecDiff at every γ × T (≤ γ) × window,
 // e.g. to choose defaults: --compare --gammas 4,5 --windows 4,8 --steps 1.
 if (values.compare) {
-  const results: Record<string, { contenders: Contender[]; tokensPerSecond: number[][] }> = {};
+  const results: Record<string, { contenders: Contender[] } & Rates> = {};
   for (const W of windowList) await compileDraftShapes(Math.max(...gammas), W);
   const contenders: Contender[] = [
     { name: 'ar', method: 'ar' } as Contender,
@@ -269,8 +283,9 @@ if (values.compare) {
   ].flatMap((c) => (c.method === 'ar' ? [c] : cutoffs.map((cutoff): Contender => (cutoff ? { ...c, name: `${c.name} c=${cutoff}`, cutoff } : c))));
   console.log(`\nhead-to-head (${rounds} rounds, methods alternating prompt by prompt):`);
   for (const temperature of temperatures) {
-    for (const c of contenders) await decode(c, prompts[0], temperature, 0, 8); // untimed: pipelines and bind groups exist before the rounds
-    results[`temp ${temperature}`] = { contenders, tokensPerSecond: await compete(temperature, contenders) };
+    // Untimed: pipelines and bind groups exist before the rounds (every prompt: prefill shapes differ by length).
+    for (const c of contenders) for (const prompt of prompts) await decode(c, prompt, temperature, 0, 8);
+    results[`temp ${temperature}`] = { contenders, ...(await compete(temperature, contenders)) };
   }
   mkdirSync(join(root, 'bench/results'), { recursive: true });
   const out = join(root, `bench/results/compare-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
@@ -350,7 +365,7 @@ for (const temperature of temperatures) {
 }
 
 // Head-to-head at the winning settings: the three methods take turns on each prompt, round after round.
-const headToHead: Record<string, { contenders: Contender[]; tokensPerSecond: number[][] }> = {};
+const headToHead: Record<string, { contenders: Contender[] } & Rates> = {};
 console.log(`\nhead-to-head (${rounds} rounds, methods alternating prompt by prompt):`);
 for (const temperature of temperatures) {
   const sp = best[`speculative@${temperature}`];
@@ -361,9 +376,11 @@ for (const temperature of temperatures) {
     { name: `specdiff γ=${sd.gamma} T=${sd.steps} W=${sd.window}`, method: 'specdiff', gamma: sd.gamma, steps: sd.steps, window: sd.window },
   ];
   await compileDraftShapes(sd.gamma!, sd.window);
-  const rates = await compete(temperature, contenders);
-  headToHead[`temp ${temperature}`] = { contenders, tokensPerSecond: rates };
-  console.log(`  temp ${temperature}: specdiff ${spread(ratios(rates, 2, 0))} AR, ${spread(ratios(rates, 2, 1))} speculative (median of rounds, range)`);
+  const measured = await compete(temperature, contenders);
+  const rates = measured.tokensPerSecond;
+  headToHead[`temp ${temperature}`] = { contenders, ...measured };
+  console.log(`  temp ${temperature}: specdiff ${spread(ratios(rates, 2, 0))} AR, ${spread(ratios(rates, 2, 1))} speculative (median of rounds, range); ` +
+    `with the prompt's prefill ${spread(ratios(measured.endToEndTokensPerSecond, 2, 0))} AR`);
 }
 
 // Where one draft and one verify spend their GPU time, at the best greedy SpecDiff setting.

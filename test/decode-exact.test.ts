@@ -91,6 +91,10 @@ class LyingDrafter implements Drafter {
     d.q?.dispose();
     return { ...d, q: lie.q };
   }
+  prefill(ctx: readonly number[]) {
+    this.inner.prefill(ctx);
+    this.liar.prefill(ctx);
+  }
   afterVerify(drafted: readonly number[]) {
     this.inner.afterVerify(drafted);
   }

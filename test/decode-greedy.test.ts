@@ -146,6 +146,29 @@ describe('cache rollback', () => {
     kept.dispose();
   });
 
+  it('a drafter that read the prompt in the prefill drafts what a fresh one drafts (AR, block-causal MDLM, past its length)', async () => {
+    const { readTensors } = await import('../src/tensor/tensor.js');
+    const { Rng } = await import('../src/decode/rng.js');
+    const dev = await getDevice();
+    const model = await tinyGPT2(dev, { vocab: 24, seed: 2, scale: 0.5, positions: 16 });
+    const mdlm = await tinyMDLM(dev, { vocab: 24, seed: 3, scale: 0.5, positions: 14 });
+    const greedy = { temperature: 0, topK: 0, topP: 1 };
+    const make = [() => new ARDrafter(model), () => new DiffusionDrafter(mdlm, { attention: 'block-causal' })];
+    // 13 and 15 tokens: with γ = 4 the MDLM (14 positions) restarts on recent context; 17 overflows the AR drafter.
+    for (const n of [1, 2, 5, 13, 15, 17]) {
+      const ctx = Array.from({ length: n }, (_, i) => (i * 7 + 3) % 23);
+      for (const drafter of make) {
+        const [prefilled, fresh] = [drafter(), drafter()];
+        prefilled.prefill(ctx);
+        const [a, b] = [prefilled.draft(ctx, 4, greedy, new Rng(0)), fresh.draft(ctx, 4, greedy, new Rng(0))];
+        const [ta, tb] = await readTensors([a.tokens, b.tokens]);
+        expect(Array.from(ta), `${prefilled.kind} drafter, ${n} prompt tokens`).toEqual(Array.from(tb));
+        prefilled.dispose();
+        fresh.dispose();
+      }
+    }
+  });
+
   it('the target cache truncated after a rejected verification gives the same logits as one never extended', async () => {
     const dev = await getDevice();
     const target = await tinyGPT2(dev, { vocab: 24, seed: 1, scale: 0.5 });

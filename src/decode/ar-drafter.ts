@@ -31,20 +31,7 @@ export class ARDrafter implements Drafter {
 
   draft(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng, withConfidence = false): Draft {
     const dev = this.model.device;
-    const capacity = this.cache.capacity;
-    // Keep the cached prefix shared with the context; feed the rest (at least one token).
-    let keep = 0;
-    const limit = Math.min(this.cached.length, context.length - 1);
-    while (keep < limit && this.cached[keep] === context[keep]) keep++;
-    let feed = context.slice(keep);
-    if (keep + feed.length + gamma - 1 > capacity) {
-      // Past the drafter's own context: restart it on the most recent tokens that fit.
-      keep = 0;
-      feed = context.slice(Math.max(0, context.length - (capacity - gamma + 1)));
-    }
-    this.cache.truncate(keep);
-    this.cached.length = keep;
-    this.cached.push(...feed);
+    const feed = this.uncached(context, gamma);
     const V = this.vocabSize;
     const tokens = Tensor.empty(dev, [gamma], 'i32');
     const q = sampling.temperature === 0 ? null : Tensor.empty(dev, [gamma, V]);
@@ -59,6 +46,34 @@ export class ARDrafter implements Drafter {
       input = step.ids;
     }
     return { tokens, q, confidence, passes: gamma };
+  }
+
+  /** Appends the prompt but its last token to the cache; the first draft then feeds that token. */
+  prefill(context: readonly number[]): void {
+    if (context.length < 2 || context.length > this.cache.capacity) return;
+    const feed = this.uncached(context.slice(0, -1), 1);
+    if (feed.length) this.model.forward(feed, this.cache, 1).dispose();
+  }
+
+  /**
+   * Rolls the cache back to the longest prefix it shares with the context (feeding at least one
+   * token) and returns the rest, which the next forward appends; past the drafter's own context
+   * it restarts on the most recent tokens that leave room for γ − 1 drafted ones.
+   */
+  private uncached(context: readonly number[], gamma: number): number[] {
+    const capacity = this.cache.capacity;
+    let keep = 0;
+    const limit = Math.min(this.cached.length, context.length - 1);
+    while (keep < limit && this.cached[keep] === context[keep]) keep++;
+    let feed = context.slice(keep);
+    if (keep + feed.length + gamma - 1 > capacity) {
+      keep = 0;
+      feed = context.slice(Math.max(0, context.length - (capacity - gamma + 1)));
+    }
+    this.cache.truncate(keep);
+    this.cached.length = keep;
+    this.cached.push(...feed);
+    return feed;
   }
 
   /** The cache holds the first γ − 1 drafted tokens; the next draft keeps those the context shares. */

@@ -145,6 +145,15 @@ export class DiffusionDrafter implements Drafter {
     return { tokens, q, confidence, passes };
   }
 
+  /** Block-causal: appends the prompt but its last token to the cache (bidirectional drafts keep no cache). */
+  prefill(context: readonly number[]): void {
+    if (this.attention !== 'block-causal' || context.length < 2) return;
+    const cache = (this.cache ??= this.model.createCache());
+    const feed = this.uncached(context.slice(0, -1), 0, cache);
+    // The one logit row asked for is discarded: only the keys and values are wanted.
+    if (feed.length) this.model.logitsCached(feed, cache, 0, [feed.length - 1]).dispose();
+  }
+
   /**
    * Rolls the cache back to the longest prefix it shares with the context (from where the cached
    * tokens start in it) and returns the rest of the context, which the next pass appends. Past

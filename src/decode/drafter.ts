@@ -32,6 +32,13 @@ export interface Drafter {
    * by the caller's device scope.
    */
   draft(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng, withConfidence?: boolean): Draft;
+  /**
+   * Records the prompt's pass through the drafter's cache (all but its last token, which the
+   * first draft feeds), so that prompt processing happens with the target's prefill rather than
+   * inside the first draft. A drafter without a cache does nothing. The caller owns the scope
+   * and the sync.
+   */
+  prefill(context: readonly number[]): void;
   /** Told, after verification, which tokens it drafted and how many the target accepted. */
   afterVerify(drafted: readonly number[], accepted: number): void;
   /** Releases GPU memory (caches). */

@@ -9,7 +9,9 @@ export interface GenerationStats {
   generatedTokens: number;
   /** From the first forward to the last token, excluding the prompt's prefill. */
   wallMs: number;
+  /** The prompt's pass through the target and, when speculating, the drafter's cache. */
   prefillMs: number;
+  /** Decoding rate: generated tokens / wallMs. */
   tokensPerSecond: number;
   /** Target forward passes after the prefill (one per AR token; one per draft-verify iteration). */
   targetPasses: number;
