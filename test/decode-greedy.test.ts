@@ -169,6 +169,33 @@ describe('cache rollback', () => {
     }
   });
 
+  it("after the prefill, a drafter's first draft runs only the prompt's last token, as for a one-token prompt", async () => {
+    const { readTensors } = await import('../src/tensor/tensor.js');
+    const { Rng } = await import('../src/decode/rng.js');
+    const dev = await getDevice();
+    const model = await tinyGPT2(dev, { vocab: 24, seed: 2, scale: 0.5 });
+    const mdlm = await tinyMDLM(dev, { vocab: 24, seed: 3, scale: 0.5 });
+    const greedy = { temperature: 0, topK: 0, topP: 1 };
+    const make = [() => new ARDrafter(model), () => new DiffusionDrafter(mdlm, { attention: 'block-causal' })];
+    // 20 prompt tokens + 4 drafted rows: more than one 16-row matmul chunk, so a draft that fed the whole prompt dispatches more.
+    const ctx = Array.from({ length: 20 }, (_, i) => (i * 5 + 1) % 23);
+    for (const drafter of make) {
+      const dispatches = async (d: ReturnType<(typeof make)[number]>, context: number[]) => {
+        const before = dev.dispatchCount;
+        const { tokens } = d.draft(context, 4, greedy, new Rng(0));
+        await readTensors([tokens]);
+        return dev.dispatchCount - before;
+      };
+      const [prefilled, oneToken] = [drafter(), drafter()];
+      const before = dev.dispatchCount;
+      prefilled.prefill(ctx);
+      expect(dev.dispatchCount, `${prefilled.kind} prefill records the prompt's pass`).toBeGreaterThan(before);
+      expect(await dispatches(prefilled, ctx), `${prefilled.kind} drafter`).toBe(await dispatches(oneToken, ctx.slice(-1)));
+      prefilled.dispose();
+      oneToken.dispose();
+    }
+  });
+
   it('the target cache truncated after a rejected verification gives the same logits as one never extended', async () => {
     const dev = await getDevice();
     const target = await tinyGPT2(dev, { vocab: 24, seed: 1, scale: 0.5 });

@@ -164,7 +164,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
       const t0 = performance.now();
       // Every model that decodes reads the prompt here, so the decoding rate counts decoding alone.
       if (ctx.length > 1) dev.scope(() => target.forward(ctx.slice(0, -1), cache, 1).dispose());
-      if (drafter && gamma > 0) dev.scope(() => drafter.prefill(ctx));
+      if (drafter) dev.scope(() => drafter.prefill(ctx));
       await dev.sync();
       stats.prefillMs = performance.now() - t0;
       stats.begin();
