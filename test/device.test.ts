@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { createNodeDevice } from '../src/node.js';
 import { Tensor, readTensors } from '../src/tensor/tensor.js';
@@ -19,19 +20,50 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
+/** CPU time (ms) the main thread has used, from Linux's per-thread accounting (10 ms ticks). */
+function mainThreadCpuMs(): number {
+  const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime, USER_HZ = 100
+}
+
 describe('waiting for the GPU', () => {
-  it('a named readback that sleeps through its expected wait still returns the work recorded just before it', async () => {
+  it('a device that naps while waiting still returns the work recorded just before each read and sync', async () => {
     const dev = await createNodeDevice({ sleepWhileWaiting: true });
     const x = Tensor.from(dev, randn(64 * 256, 1), [64, 256]);
     const w = Tensor.from(dev, randn(256 * 512, 2), [256, 512]);
     const base = matmul(x, w, { layout: 'kn' });
     const [ref] = await readTensors([base]);
     for (let round = 2; round <= 5; round++) {
-      const [got] = await readTensors([scale(matmul(x, w, { layout: 'kn' }), round)], 'named-site');
+      const y = scale(matmul(x, w, { layout: 'kn' }), round);
+      await dev.sync();
+      const [got] = await readTensors([y]);
       expectClose(got, ref.map((v) => v * round), 1e-5, 1e-4);
     }
     dev.gpu.destroy();
   });
+
+  it.runIf(existsSync(`/proc/self/task/${process.pid}/stat`))(
+    'while a device that naps waits for long GPU work, its thread uses a small part of a core instead of spinning one',
+    async () => {
+      const dev = await createNodeDevice({ sleepWhileWaiting: true });
+      const x = Tensor.from(dev, randn(64 * 512, 3), [64, 512]);
+      const w = Tensor.from(dev, randn(512 * 512, 4), [512, 512]);
+      await dev.sync();
+      // Enough work to wait at least 100 ms on any adapter (a software one needs the first batch only).
+      let [wall, cpu] = [0, 0];
+      for (let n = 60; wall < 100; n *= 4) {
+        dev.scope(() => { for (let i = 0; i < n; i++) matmul(x, w, { layout: 'kn' }); });
+        const cpu0 = mainThreadCpuMs();
+        const t0 = performance.now();
+        await dev.sync();
+        [wall, cpu] = [performance.now() - t0, mainThreadCpuMs() - cpu0];
+      }
+      // Dawn's own waiting spins the thread for the whole wait (cpu ≈ wall).
+      expect(cpu).toBeLessThan(0.25 * wall);
+      dev.gpu.destroy();
+    },
+  );
 });
 
 describe('batched recording', () => {

@@ -185,7 +185,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
         if (!drafter || g < 1) {
           const t = performance.now();
           const ids = dev.scope(() => selectTokens(dev, target.forward([pending], cache, 1), sampling, rng).ids);
-          const [id] = await readTensors([ids], 'ar-step');
+          const [id] = await readTensors([ids]);
           ids.dispose();
           stats.targetPasses++;
           stats.verifyMs += performance.now() - t;
@@ -199,7 +199,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
           let draftDone: Promise<number>;
           if (draft.confidence) {
             // The cut needs the draft's confidences before the verify is recorded.
-            const [confidence] = await readTensors([draft.confidence], `draft:${drafter.kind}:${g}`);
+            const [confidence] = await readTensors([draft.confidence]);
             draftDone = Promise.resolve(performance.now());
             const n = verifiedLength(confidence, cutoff);
             if (n < g) [tokens, q] = dev.scope(() => [slice(draft.tokens, 0, n, 0), draft.q && slice(draft.q, 0, n, 0)]);
@@ -207,7 +207,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
             // Submit the draft now and record the verify while it runs; the verify reads the
             // drafted tokens on the GPU. This small readback only times the draft: it resolves
             // when the draft is done (or, if later, when recording the verify ends).
-            draftDone = readTensors([draft.tokens], `draft:${drafter.kind}:${g}`).then(() => performance.now());
+            draftDone = readTensors([draft.tokens]).then(() => performance.now());
             draftDone.catch(() => undefined); // a failure surfaces from the verify's own readback
           }
           const base = cache.length;

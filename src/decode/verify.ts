@@ -56,13 +56,13 @@ export async function verifyDraft(
     };
   });
   if (out.greedy) {
-    const [d, am] = await readTensors([draft, out.argmax], `verify:${g}`);
+    const [d, am] = await readTensors([draft, out.argmax]);
     out.argmax.dispose();
     const accepted = acceptedPrefixGreedy(d, am);
     return { draft: Array.from(d), accepted, next: am[accepted] };
   }
   const { px, qx, draws, bonus } = out;
-  const [d, p, qv, r, b] = await readTensors([draft, px, qx, draws, bonus], `verify:${g}`);
+  const [d, p, qv, r, b] = await readTensors([draft, px, qx, draws, bonus]);
   for (const t of [px, qx, draws, bonus]) t.dispose();
   const accepted = acceptedPrefix({ p, q: qv, u: uAccept });
   return { draft: Array.from(d), accepted, next: accepted < g ? r[accepted] : b[0] };

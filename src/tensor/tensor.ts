@@ -106,14 +106,11 @@ export class Tensor {
   }
 }
 
-/**
- * Reads several tensors with one submit and one wait. `site` names a readback that recurs with
- * about the same GPU work before it (see Device.readBuffers).
- */
-export async function readTensors(ts: Tensor[], site?: string): Promise<HostArray[]> {
+/** Reads several tensors with one submit and one wait. */
+export async function readTensors(ts: Tensor[]): Promise<HostArray[]> {
   if (ts.length === 0) return [];
   for (const t of ts) t.assertLive('read');
-  const bytes = await ts[0].device.readBuffers(ts.map((t) => ({ buffer: t.buffer, size: t.byteLength })), site);
+  const bytes = await ts[0].device.readBuffers(ts.map((t) => ({ buffer: t.buffer, size: t.byteLength })));
   return bytes.map((b, i) => {
     const dtype = ts[i].dtype;
     if (dtype === 'f16') return f16BitsToF32Array(new Uint16Array(b));
