@@ -120,6 +120,7 @@ export class Device {
   private arenaUsed = 0;
   private readPool = new Map<number, GPUBuffer[]>();
   private scopes: Array<Set<{ dispose(): void }>> = [];
+  /** The cell that naps wait on (see waitFor). */
   private napCell: Int32Array | null = null;
   /** Dispatches recorded since the device was made (for tests of batching). */
   dispatchCount = 0;
