@@ -308,6 +308,15 @@ describe('decoding through the KV cache', () => {
     expect(cache.length).toBe(0);
     cache.dispose();
   });
+
+  it('a disposed cache is refused by appendQKV and attention: its buffers may belong to other tensors now', async () => {
+    const dev = await getDevice();
+    const cache = new KVCache(dev, 1, 8, 16);
+    const q = appendQKV(Tensor.from(dev, randn(3 * 48, 25), [3, 48]), cache);
+    cache.dispose();
+    expect(() => appendQKV(Tensor.from(dev, randn(48, 26), [1, 48]), cache)).toThrow(/appendQKV \(KV cache keys\): tensor \[1, ?8, ?16\] was disposed/);
+    expect(() => attention(q, cache)).toThrow(/attention \(KV cache keys\)/);
+  });
 });
 
 describe('rotary', () => {

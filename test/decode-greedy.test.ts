@@ -112,6 +112,25 @@ describe('cache rollback', () => {
     kept.dispose();
   });
 
+  it('a drafter disposed and used again drafts what a fresh one drafts (AR, block-causal MDLM)', async () => {
+    const { readTensors } = await import('../src/tensor/tensor.js');
+    const { Rng } = await import('../src/decode/rng.js');
+    const dev = await getDevice();
+    const greedy = { temperature: 0, topK: 0, topP: 1 };
+    const ar = await tinyGPT2(dev, { vocab: 24, seed: 2, scale: 0.5 });
+    const mdlm = await tinyMDLM(dev, { vocab: 24, seed: 3, scale: 0.5 });
+    for (const fresh of [() => new ARDrafter(ar), () => new DiffusionDrafter(mdlm, { attention: 'block-causal' })]) {
+      const reused = fresh();
+      reused.draft([1, 2, 3, 7], 3, greedy, new Rng(0)).tokens.dispose();
+      reused.dispose();
+      const other = fresh();
+      const [a, b] = await readTensors([reused.draft([1, 2, 3], 4, greedy, new Rng(0)).tokens, other.draft([1, 2, 3], 4, greedy, new Rng(0)).tokens]);
+      expect(Array.from(a), reused.kind).toEqual(Array.from(b));
+      reused.dispose();
+      other.dispose();
+    }
+  });
+
   it('a block-causal diffusion drafter that kept its context cache drafts what a fresh one drafts', async () => {
     const { readTensors } = await import('../src/tensor/tensor.js');
     const { Rng } = await import('../src/decode/rng.js');

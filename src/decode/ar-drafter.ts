@@ -13,12 +13,15 @@ import { selectTokens } from './sample.js';
 
 export class ARDrafter implements Drafter {
   readonly kind = 'ar';
-  private cache: GPT2Cache;
+  /** Made at the first draft or prefill, and again after dispose(): a disposed drafter can be reused. */
+  private kv: GPT2Cache | null = null;
   /** Tokens whose keys and values are in the cache, in order. */
   private cached: number[] = [];
 
-  constructor(readonly model: GPT2) {
-    this.cache = model.createCache();
+  constructor(readonly model: GPT2) {}
+
+  private get cache(): GPT2Cache {
+    return (this.kv ??= this.model.createCache());
   }
 
   get vocabSize(): number {
@@ -82,6 +85,8 @@ export class ARDrafter implements Drafter {
   }
 
   dispose(): void {
-    this.cache.dispose();
+    this.kv?.dispose();
+    this.kv = null;
+    this.cached = [];
   }
 }

@@ -55,6 +55,12 @@ export class KVCache {
     this.length = n;
   }
 
+  /** Throws if disposed: its buffers may already belong to other tensors. */
+  assertLive(op: string): void {
+    this.k.assertLive(`${op} (KV cache keys)`);
+    this.v.assertLive(`${op} (KV cache values)`);
+  }
+
   dispose(): void {
     this.k.dispose();
     this.v.dispose();
@@ -89,6 +95,7 @@ export class LayerKVCaches {
  */
 export function appendQKV(qkv: Tensor, cache: KVCache, rope?: Tensor): Tensor {
   qkv.assertLive('appendQKV');
+  cache.assertLive('appendQKV');
   const { heads: H, headDim: hd } = cache;
   const d = H * hd;
   const n = qkv.size / (3 * d);
@@ -133,6 +140,7 @@ export const ATTENTION_ROWS = 4;
 /** softmax(q·Kᵀ·scale [+ causal mask]) · V for q [n, H·hd] against the cache's valid positions. */
 export function attention(q: Tensor, cache: KVCache, opts: AttentionOptions = {}): Tensor {
   q.assertLive('attention');
+  cache.assertLive('attention');
   const { heads: H, headDim: hd } = cache;
   const n = q.size / (H * hd);
   assertShape(Number.isInteger(n) && n <= cache.length, 'attention', `q ${shapeStr(q.shape)} for ${H} heads of ${hd} with ${cache.length} cached positions`);
