@@ -22,6 +22,9 @@ const HELP = `usage:
 options:
   --method ar|speculative|specdiff  (default specdiff)
   --gamma N          draft length (default for specdiff 6 greedy, 3 sampled; 4 for speculative)
+  --max-gamma N      let the draft length grow after wholly accepted drafts (2γ + 1 each
+                     time) up to N, back to γ after a rejection (default: specdiff greedy 31
+                     when --gamma is not given; otherwise γ, a fixed length)
   --steps N          diffusion steps T (default 1)
   --cutoff X         verify a draft only up to its first token the drafter gives
                      probability < X (default 0: verify all γ)
@@ -65,7 +68,7 @@ function summary(s: GenerationStats): string {
   if (s.method !== 'ar') {
     lines.push(
       `  drafted ${s.draftedTokens}, accepted ${s.acceptedTokens} (${(100 * s.acceptanceRate).toFixed(1)}%), mean accepted per iteration ${s.meanAccepted.toFixed(2)}, drafter passes per token ${s.drafterPassesPerToken.toFixed(2)}`,
-      `  time: draft ${s.draftMs.toFixed(0)} ms, verify ${s.verifyMs.toFixed(0)} ms, accept ${s.acceptMs.toFixed(0)} ms (γ=${s.gamma}${s.steps ? `, T=${s.steps}` : ''})`,
+      `  time: draft ${s.draftMs.toFixed(0)} ms, verify ${s.verifyMs.toFixed(0)} ms, accept ${s.acceptMs.toFixed(0)} ms (γ=${s.gamma}${s.maxGamma !== s.gamma ? `..${s.maxGamma}, mean ${s.meanDrafted.toFixed(1)}` : ''}${s.steps ? `, T=${s.steps}` : ''})`,
     );
   }
   return lines.join('\n');
@@ -86,7 +89,8 @@ async function load(values: Record<string, unknown>, needAr: boolean): Promise<P
   if (!values.json) process.stderr.write(`adapter: ${device.info.adapter}\n`);
   if (values.autotune) {
     const t = performance.now();
-    const table = await pipe.autotune(values.gamma === undefined ? undefined : Number(values.gamma), values.window === undefined ? undefined : Number(values.window));
+    const { gamma, maxGamma, window } = genOptions(values);
+    const table = await pipe.autotune({ gamma, maxGamma, window });
     if (!values.json) process.stderr.write(`autotuned ${Object.keys(table).length} matmul shapes in ${((performance.now() - t) / 1000).toFixed(1)} s\n`);
   }
   return pipe;
@@ -96,6 +100,7 @@ function genOptions(v: Record<string, unknown>) {
   const num = (k: string) => (v[k] === undefined ? undefined : Number(v[k]));
   return {
     gamma: num('gamma'),
+    maxGamma: num('max-gamma'),
     steps: num('steps'),
     confidenceCutoff: num('cutoff'),
     window: num('window'),
@@ -115,6 +120,7 @@ async function main(): Promise<void> {
     options: {
       method: { type: 'string' },
       gamma: { type: 'string' },
+      'max-gamma': { type: 'string' },
       steps: { type: 'string' },
       cutoff: { type: 'string' },
       window: { type: 'string' },

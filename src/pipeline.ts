@@ -10,8 +10,9 @@ import type { CheckpointFolder } from './models/safetensors.js';
 import type { Tokenizer } from './models/tokenizer.js';
 import { ARDrafter } from './decode/ar-drafter.js';
 import { DEFAULT_WINDOW, DiffusionDrafter } from './decode/diffusion-drafter.js';
-import { DEFAULT_DIFFUSION_GAMMA, DEFAULT_DIFFUSION_GAMMA_SAMPLED, DEFAULT_GAMMA, generate, type GenerateOptions, type Generation } from './decode/generate.js';
+import { DEFAULT_DIFFUSION_GAMMA, DEFAULT_DIFFUSION_GAMMA_SAMPLED, DEFAULT_DIFFUSION_MAX_GAMMA, DEFAULT_GAMMA, generate, type GenerateOptions, type Generation } from './decode/generate.js';
 import { autotuneMatmul, type TuningTable } from './tensor/tune.js';
+import { draftLengths, draftShapes, type DraftLength } from './decode/draft-length.js';
 
 export interface PipelineSources {
   /** GPT-2 family target; its tokenizer files are read from here too. */
@@ -48,20 +49,25 @@ export class Pipeline {
   }
 
   /**
-   * Times the candidate matmul kernels for the shapes decoding runs with draft length γ (default:
-   * each method's, SpecDiff's greedy and sampled ones): one-token steps, γ + 1-row verification,
-   * the drafters' passes (the diffusion drafter's with window W when bidirectional), and keeps
-   * the fastest per shape.
+   * Times the candidate matmul kernels for the shapes decoding runs and keeps the fastest per
+   * shape: one-token steps, and for each draft length the (γ + 1)-row verification and the
+   * drafters' passes (the diffusion drafter's with window W when bidirectional). The draft
+   * lengths are those of `gamma` growing to `maxGamma`; by default each method's own, SpecDiff's
+   * greedy (adaptive) and sampled ones.
    */
-  async autotune(gamma?: number, window = DEFAULT_WINDOW): Promise<TuningTable> {
+  async autotune(opts: { gamma?: number; maxGamma?: number; window?: number } = {}): Promise<TuningTable> {
+    const { gamma, window = DEFAULT_WINDOW } = opts;
+    const lengths = (base: number, max = base): DraftLength => ({ base, max: Math.max(base, max) });
     const sigs = [...this.target.matmulSignatures(1)];
     if (this.arDrafter) {
-      const g = gamma ?? DEFAULT_GAMMA;
-      sigs.push(...this.target.matmulSignatures(g + 1), ...this.arDrafter.matmulSignatures(1));
+      for (const g of draftLengths(lengths(gamma ?? DEFAULT_GAMMA, opts.maxGamma))) sigs.push(...this.target.matmulSignatures(g + 1));
+      sigs.push(...this.arDrafter.matmulSignatures(1));
     }
     if (this.diffusionDrafter) {
-      for (const g of gamma === undefined ? [DEFAULT_DIFFUSION_GAMMA, DEFAULT_DIFFUSION_GAMMA_SAMPLED] : [gamma]) {
-        sigs.push(...this.target.matmulSignatures(g + 1), ...new DiffusionDrafter(this.diffusionDrafter, { window }).matmulSignatures(g));
+      const drafter = new DiffusionDrafter(this.diffusionDrafter, { window });
+      const schedules = gamma === undefined ? [lengths(DEFAULT_DIFFUSION_GAMMA, DEFAULT_DIFFUSION_MAX_GAMMA), lengths(DEFAULT_DIFFUSION_GAMMA_SAMPLED)] : [lengths(gamma, opts.maxGamma)];
+      for (const { gamma: g, added } of schedules.flatMap(draftShapes)) {
+        sigs.push(...this.target.matmulSignatures(g + 1), ...drafter.matmulSignatures(g, added));
       }
     }
     return autotuneMatmul(this.device, sigs);

@@ -20,30 +20,39 @@ const PROMPT = [2];
 /** Chi-square critical value for 35 degrees of freedom at p = 0.001. */
 const CHI2_35_999 = 66.62;
 
-async function exactJoint(target: GPT2): Promise<Float64Array> {
-  const dev = target.device;
+/** The target's exact joint distribution of generated tokens `first` and `first + 1` (first ≤ 1). */
+async function exactJoint(target: GPT2, first = 0): Promise<Float64Array> {
   const cache = target.createCache();
-  const p1 = await softmax(target.forward(PROMPT, cache, 1)).read();
+  const next = async (ids: number[]) => {
+    cache.truncate(PROMPT.length + ids.length - 1);
+    return softmax(target.forward(ids.slice(-1), cache, 1)).read();
+  };
   const joint = new Float64Array(V * V);
+  const p1 = await softmax(target.forward(PROMPT, cache, 1)).read();
   for (let a = 0; a < V; a++) {
-    cache.truncate(1);
-    const p2 = await softmax(target.forward([a], cache, 1)).read();
-    for (let b = 0; b < V; b++) joint[a * V + b] = p1[a] * p2[b];
+    const p2 = await next([a]);
+    if (first === 0) {
+      for (let b = 0; b < V; b++) joint[a * V + b] = p1[a] * p2[b];
+      continue;
+    }
+    for (let b = 0; b < V; b++) {
+      const p3 = await next([a, b]);
+      for (let c = 0; c < V; c++) joint[b * V + c] += p1[a] * p2[b] * p3[c];
+    }
   }
   cache.dispose();
-  void dev;
   return joint;
 }
 
 /**
- * Counts of the first two tokens over N seeds. Generation runs to γ + 1 tokens so that the first
- * draft has all γ (the loop drafts at most what is left to make, less one).
+ * Counts of generated tokens `first` and `first + 1` over N seeds. Generation runs to γ + 1 tokens
+ * by default so that the first draft has all γ (the loop drafts at most what is left to make, less one).
  */
-async function empirical(target: GPT2, opts: Omit<GenerateOptions, 'prompt'>): Promise<Float64Array> {
+async function empirical(target: GPT2, opts: Omit<GenerateOptions, 'prompt'>, first = 0): Promise<Float64Array> {
   const counts = new Float64Array(V * V);
   for (let seed = 0; seed < N; seed++) {
     const { tokens } = await generate(target, null, { maxNewTokens: (opts.gamma ?? 1) + 1, ...opts, prompt: PROMPT, seed, stopAtEos: false }).result();
-    counts[tokens[0] * V + tokens[1]]++;
+    counts[tokens[first] * V + tokens[first + 1]]++;
   }
   return counts;
 }
@@ -136,6 +145,15 @@ describe('speculative sampling is exact (chi-square on the first two tokens)', a
       expect(stat, `${method}: chi-square ${stat.toFixed(1)}`).toBeLessThan(critical);
       drafter.dispose();
     }
+  }, 400_000);
+
+  // γ = 1 growing to 3: the third token comes from a longer draft exactly when the first draft
+  // was accepted, so a length chosen in a way that favoured some tokens would show here.
+  it('with an adaptive draft length (γ = 1 growing to 3), the second and third tokens, diffusion drafter', async () => {
+    const drafter = new DiffusionDrafter(await tinyMDLM(dev, { vocab: V, seed: 13, scale: 1.0 }), { attention: 'block-causal' });
+    const { stat } = chiSquare(await empirical(target, { method: 'specdiff', drafter, gamma: 1, maxGamma: 3, maxNewTokens: 6 }, 1), await exactJoint(target, 1));
+    expect(stat, `chi-square ${stat.toFixed(1)}`).toBeLessThan(critical);
+    drafter.dispose();
   }, 400_000);
 
   it('detects a drafter that tests its tokens against the wrong q', async () => {

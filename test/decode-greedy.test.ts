@@ -61,6 +61,49 @@ describe('greedy speculative decoding reproduces AR greedy token for token', () 
   }, 400_000);
 });
 
+describe('an adaptive draft length', () => {
+  it('leaves greedy output unchanged for both drafters', async () => {
+    const dev = await getDevice();
+    const target = await tinyGPT2(dev, { vocab: 24, seed: 1, scale: 0.5 });
+    const drafters = [new ARDrafter(await tinyGPT2(dev, { vocab: 24, seed: 2, scale: 0.5 })), new DiffusionDrafter(await tinyMDLM(dev, { vocab: 24, seed: 3, scale: 0.5 }), { attention: 'block-causal' })];
+    for (const prompt of prompts) {
+      const ar = await generate(target, null, { prompt, maxNewTokens: 30, temperature: 0, stopAtEos: false }).result();
+      for (const drafter of drafters) {
+        const method = drafter instanceof DiffusionDrafter ? 'specdiff' : 'speculative';
+        const spec = await generate(target, null, { prompt, maxNewTokens: 30, temperature: 0, method, drafter, gamma: 2, maxGamma: 11, stopAtEos: false }).result();
+        expect(spec.tokens, `${method} prompt ${prompt}`).toEqual(ar.tokens);
+        expect(spec.stats.maxGamma).toBe(11);
+        drafter.dispose();
+      }
+    }
+  }, 400_000);
+
+  it('drafts 2γ + 1 after a draft accepted whole and γ again after a rejection', async () => {
+    const dev = await getDevice();
+    const target = await tinyGPT2(dev, { vocab: 24, seed: 1, scale: 0.5 });
+    // The target drafting for itself is always right; its weights at a fifth of their scale, sometimes.
+    for (const model of [target, await tinyGPT2(dev, { vocab: 24, seed: 1, scale: 0.1 })]) {
+      const maxNewTokens = 40;
+      const gen = generate(target, null, { prompt: [1], maxNewTokens, temperature: 0, method: 'speculative', drafter: new ARDrafter(model), gamma: 2, maxGamma: 11, stopAtEos: false });
+      // Each chunk is one iteration, whose drafted flags count the drafted tokens accepted.
+      const lengths: number[] = [];
+      let length = 2;
+      let made = 0;
+      for await (const chunk of gen) {
+        if (!chunk.tokens.length) continue;
+        const drafted = Math.min(length, maxNewTokens - made - 1);
+        lengths.push(drafted);
+        length = chunk.drafted.filter(Boolean).length < drafted ? 2 : Math.min(11, 2 * length + 1);
+        made += chunk.tokens.length;
+      }
+      const { stats } = await gen.result();
+      expect(stats.draftedTokens).toBe(lengths.reduce((a, b) => a + b, 0));
+      if (model === target) expect(lengths.slice(0, 4)).toEqual([2, 5, 11, 11]);
+      else expect(lengths.some((g, i) => g === 11 && lengths[i + 1] === 2), `lengths ${lengths}`).toBe(true);
+    }
+  }, 400_000);
+});
+
 describe('a confidence cutoff', () => {
   it('leaves greedy output unchanged for both drafters, verifying fewer drafted tokens (one per pass at cutoff 1)', async () => {
     const dev = await getDevice();

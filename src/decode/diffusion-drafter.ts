@@ -85,10 +85,10 @@ export class DiffusionDrafter implements Drafter {
 
   /**
    * The matmuls its drafts of γ tokens run (for autotuning): over W + γ rows when bidirectional;
-   * block-causal, over the 1..γ + 1 tokens the last verification added and the γ masks.
+   * block-causal, over the tokens the last verification added (`added`, default 1..γ + 1) and the γ masks.
    */
-  matmulSignatures(gamma: number): MatmulSignature[] {
-    const contexts = this.attention === 'block-causal' ? Array.from({ length: gamma + 1 }, (_, i) => i + 1) : [this.window];
+  matmulSignatures(gamma: number, added?: readonly number[]): MatmulSignature[] {
+    const contexts = this.attention === 'block-causal' ? (added ?? Array.from({ length: gamma + 1 }, (_, i) => i + 1)) : [this.window];
     return contexts.flatMap((c) => this.model.matmulSignatures(gamma, c));
   }
 

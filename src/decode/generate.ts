@@ -16,6 +16,7 @@ import { StatsRecorder, type GenerationStats, type StopReason } from './stats.js
 import { TextStreamer } from './text.js';
 import { verifyDraft } from './verify.js';
 import { verifiedLength } from './accept.js';
+import { nextDraftLength, type DraftLength } from './draft-length.js';
 import { slice } from '../tensor/ops/gather.js';
 
 /** Default draft length of speculative decoding (AR drafter): the fastest in bench:decode on the bundled models. */
@@ -33,6 +34,12 @@ export const DEFAULT_DIFFUSION_GAMMA = 6;
  * γ = 5/6 (README, Performance), and γ ≤ 4 led larger γ in the runs before.
  */
 export const DEFAULT_DIFFUSION_GAMMA_SAMPLED = 3;
+/**
+ * Longest draft of SpecDiff's adaptive draft length at greedy (draft-length.ts): 6 → 13 → 27 → 31.
+ * A diffusion draft of 31 costs one drafter pass like a draft of 6, and inside the target's greedy
+ * loops the drafter gets 17-32 tokens in a row right (README, Performance).
+ */
+export const DEFAULT_DIFFUSION_MAX_GAMMA = 31;
 
 export class VocabularyMismatchError extends Error {
   override name = 'VocabularyMismatchError';
@@ -126,6 +133,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
   }
   const drafter = method === 'ar' ? null : opts.drafter;
   let gamma = 0;
+  let maxGamma = 0;
   if (drafter === undefined) throw new RangeError(`method '${method}' needs a drafter`);
   if (drafter) {
     if ((method === 'specdiff') !== drafter instanceof DiffusionDrafter) {
@@ -135,7 +143,10 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
       throw new VocabularyMismatchError(`the drafter proposes from ${drafter.vocabSize} tokens but the target's vocabulary has ${target.vocabSize}: they must share a tokenizer`);
     }
     const defaultGamma = drafter instanceof DiffusionDrafter ? (sampling.temperature === 0 ? DEFAULT_DIFFUSION_GAMMA : DEFAULT_DIFFUSION_GAMMA_SAMPLED) : DEFAULT_GAMMA;
-    gamma = checkInt('gamma', opts.gamma ?? defaultGamma, 1, Math.min(drafter.maxGamma, capacity - 1));
+    const longest = Math.min(drafter.maxGamma, capacity - 1);
+    gamma = checkInt('gamma', opts.gamma ?? defaultGamma, 1, longest);
+    const defaultMax = drafter instanceof DiffusionDrafter && sampling.temperature === 0 && opts.gamma === undefined ? Math.min(DEFAULT_DIFFUSION_MAX_GAMMA, longest) : gamma;
+    maxGamma = checkInt('maxGamma', opts.maxGamma ?? defaultMax, gamma, longest);
     if (drafter instanceof DiffusionDrafter) {
       drafter.steps = checkInt('steps', opts.steps ?? drafter.steps, 1, 1024);
       if (opts.window !== undefined) drafter.window = checkInt('window', opts.window, 1, drafter.model.config.modelLength - gamma);
@@ -159,6 +170,8 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
     const ctx = [...promptIds];
     const text = tokenizer ? new TextStreamer(tokenizer, stops) : null;
     const out: number[] = [];
+    const lengths: DraftLength = { base: gamma, max: maxGamma };
+    let draftLength = gamma;
     let stopReason: StopReason = 'length';
     try {
       const t0 = performance.now();
@@ -179,7 +192,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
           stopReason = 'context';
           break;
         }
-        const g = Math.min(gamma, room, maxNewTokens - out.length - 1);
+        const g = Math.min(draftLength, room, maxNewTokens - out.length - 1);
         let emitted: number[];
         let drafted: boolean[];
         if (!drafter || g < 1) {
@@ -222,6 +235,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
           stats.iterations++;
           stats.drafted += proposal.length;
           stats.accepted += verdict.accepted;
+          draftLength = nextDraftLength(draftLength, proposal.length, verdict.accepted, lengths);
           emitted = [...proposal.slice(0, verdict.accepted), verdict.next];
           drafted = emitted.map((_, i) => i < verdict.accepted);
           stats.draftMs += t2 - t1;
@@ -248,7 +262,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
       }
       const tail = text?.flush() ?? '';
       if (tail) yield { tokens: [], text: tail, drafted: [] };
-      const result = stats.finish(method, promptIds.length, stopReason, drafter ? { gamma, steps: drafter instanceof DiffusionDrafter ? Math.min(drafter.steps, gamma) : undefined } : {});
+      const result = stats.finish(method, promptIds.length, stopReason, drafter ? { gamma, maxGamma, steps: drafter instanceof DiffusionDrafter ? Math.min(drafter.steps, gamma) : undefined } : {});
       return { tokens: out, text: text?.text ?? '', stats: result };
     } finally {
       cache.dispose();

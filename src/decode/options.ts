@@ -20,6 +20,12 @@ export interface SpeculationOptions {
    */
   gamma?: number;
   /**
+   * Longest draft of an adaptive draft length (≥ gamma): after a draft the target accepts whole,
+   * the next drafts 2γ + 1 tokens, up to this; after a rejection it drafts gamma again. Default:
+   * gamma (a fixed length), except SpecDiff greedy (DEFAULT_DIFFUSION_MAX_GAMMA).
+   */
+  maxGamma?: number;
+  /**
    * Verify the draft only up to its first token whose drafter probability is below this (0 = verify
    * all γ; in [0, 1]). Costs a readback of the draft before the verify is recorded. Default: 0.
    */

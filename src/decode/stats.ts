@@ -24,6 +24,8 @@ export interface GenerationStats {
   acceptanceRate: number;
   /** Drafted tokens accepted per iteration. */
   meanAccepted: number;
+  /** Drafted tokens per iteration (γ; its mean when the draft length adapts). */
+  meanDrafted: number;
   /** Tokens emitted per target pass (accepted + the target's own token): the hardware-independent speedup bound. */
   tokensPerTargetPass: number;
   drafterPassesPerToken: number;
@@ -33,6 +35,8 @@ export interface GenerationStats {
   stopReason: StopReason;
   /** Effective settings (after clamping to the context). */
   gamma?: number;
+  /** Longest draft of the adaptive draft length (= gamma: fixed). */
+  maxGamma?: number;
   steps?: number;
 }
 
@@ -68,6 +72,7 @@ export class StatsRecorder {
       acceptedTokens: this.accepted,
       acceptanceRate: this.drafted ? this.accepted / this.drafted : 0,
       meanAccepted: this.iterations ? this.accepted / this.iterations : 0,
+      meanDrafted: this.iterations ? this.drafted / this.iterations : 0,
       tokensPerTargetPass: this.targetPasses ? this.generated / this.targetPasses : 0,
       drafterPassesPerToken: this.generated ? this.drafterPasses / this.generated : 0,
       draftMs: this.draftMs,
