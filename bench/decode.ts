@@ -6,6 +6,7 @@
  *
  *   npm run bench:decode [-- --quick] [--tokens N] [--prompts N] [--prompt-set passages|fragments] [--models DIR] [--f32] [--window W] [--windows W1,W2,..]
  *                        [--gammas G1,G2,..] [--steps T1,T2,..] [--temperatures 0,1] [--rounds N] [--autotune] [--compare] [--cutoffs C1,C2,..]
+ *                        [--max-gammas M1,M2,..]
  *
  * A drafter window W is a number (a bidirectional pass over the last W context tokens and the γ
  * masks) or 'cached' (block-causal drafting with a KV cache of the whole context). After the γ × T
@@ -17,7 +18,8 @@
  * are given per round (median and range). The adapter's roofline is printed first. --compare runs
  * only such a head-to-head, of AR, speculative at every γ and SpecDiff at every γ × T × window (to choose
  * defaults: --compare --gammas 4,5 --windows 4,8 --steps 1), each drafted one at every confidence cutoff
- * of --cutoffs (default 0: verify every drafted token).
+ * of --cutoffs (default 0: verify every drafted token) and at every longest draft of --max-gammas
+ * (generate's maxGamma: the draft length grows after wholly accepted drafts; default 0: fixed γ).
  */
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -26,6 +28,7 @@ import { ARDrafter, autotuneMatmul, createNodeDevice, DiffusionDrafter, dirFolde
 import { Rng } from '../src/decode/rng.js';
 import { verifyDraft } from '../src/decode/verify.js';
 import { DEFAULT_WINDOW } from '../src/decode/diffusion-drafter.js';
+import { draftShapes } from '../src/decode/draft-length.js';
 import { gpuPeakGflops, gpuReadBandwidth } from './lib/roofline.js';
 
 const { values } = parseArgs({
@@ -45,6 +48,7 @@ const { values } = parseArgs({
     'prompt-set': { type: 'string' },
     temperatures: { type: 'string' },
     cutoffs: { type: 'string' },
+    'max-gammas': { type: 'string' },
   },
 });
 const root = new URL('..', import.meta.url).pathname;
@@ -65,6 +69,10 @@ const stepsList = list(values.steps ?? (quick ? '1,4' : '1,2,4,8'));
 const temperatures = list(values.temperatures ?? '0,1');
 /** --compare: confidence cutoffs to try for each drafted contender (generate's confidenceCutoff; 0 = off). */
 const cutoffs = list(values.cutoffs ?? '0');
+/** --compare: longest drafts of an adaptive draft length to try for each drafted contender (0 or ≤ γ: fixed γ). */
+const maxGammas = list(values['max-gammas'] ?? '0');
+/** The longest draft any contender can make. */
+const longestDraft = Math.max(...gammas, ...maxGammas);
 /** A drafter's view of the context: a bidirectional window of W tokens, or block-causal with a KV cache. */
 type View = number | 'cached';
 const parseView = (s: string): View => (s === 'cached' ? 'cached' : Number(s));
@@ -106,13 +114,14 @@ interface Contender {
   steps?: number;
   window?: View;
   cutoff?: number;
+  maxGamma?: number;
 }
 
 /** One generation with a contender's settings (its drafter made for it and released after). */
 async function decode(c: Omit<Contender, 'name'>, prompt: string, temperature: number, seed: number, tokens = maxNewTokens): Promise<GenerationStats> {
   const drafter = c.method === 'specdiff' ? diffusionDrafter(c.steps, c.window ?? window) : c.method === 'speculative' ? new ARDrafter(arModel) : undefined;
   try {
-    const r = await generate(target, tokenizer, { prompt, method: c.method, drafter, gamma: c.gamma, steps: c.steps, confidenceCutoff: c.cutoff, temperature, seed, maxNewTokens: tokens, stopAtEos: false }).result();
+    const r = await generate(target, tokenizer, { prompt, method: c.method, drafter, gamma: c.gamma, maxGamma: c.maxGamma, steps: c.steps, confidenceCutoff: c.cutoff, temperature, seed, maxNewTokens: tokens, stopAtEos: false }).result();
     return r.stats;
   } finally {
     drafter?.dispose();
@@ -166,7 +175,8 @@ console.log(`roofline: read bandwidth ${roofline.readGBps.toFixed(1)} GB/s, peak
 if (values.autotune) {
   const sigs = [...target.matmulSignatures(1), ...arModel.matmulSignatures(1)];
   const tunedWindows = values.compare ? windowList : [window];
-  for (const g of gammas) sigs.push(...target.matmulSignatures(g + 1), ...tunedWindows.flatMap((W) => diffusionDrafter(1, W).matmulSignatures(g)));
+  const shapes = gammas.flatMap((g) => (values.compare ? maxGammas : [0]).flatMap((max) => draftShapes({ base: g, max: Math.max(g, max) })));
+  for (const { gamma: g, added } of shapes) sigs.push(...target.matmulSignatures(g + 1), ...tunedWindows.flatMap((W) => diffusionDrafter(1, W).matmulSignatures(g, added)));
   const t0 = performance.now();
   const table = await autotuneMatmul(device, sigs);
   console.log(`autotuned ${Object.keys(table).length} matmul shapes in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
@@ -212,7 +222,7 @@ async function compileDraftShapes(maxGamma: number, W: View = window): Promise<v
   }
   console.log(`compiled the pipelines of drafts of 1..${maxGamma} tokens (W=${W}) in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
 }
-await compileDraftShapes(Math.max(...gammas));
+if (!values.compare) await compileDraftShapes(longestDraft);
 
 /** Per contender, per round: decoding rate, and the rate over prefill + decoding. */
 interface Rates {
@@ -256,7 +266,7 @@ async function compete(temperature: number, contenders: Contender[]): Promise<Ra
     const n = counts[i];
     const perPass = i ? `   tok/pass ${(n.tokens / n.passes).toFixed(2)}, drafter passes/tok ${(n.drafterPasses / n.tokens).toFixed(2)}` : '';
     const e2e = i ? `, ${spread(ratios(endToEnd, i, 0))} with prefill` : '';
-    console.log(`  temp ${temperature}  ${c.name.padEnd(26)} ${rates[i].map((x) => x.toFixed(1)).join(' / ')} tok/s${i ? `   ${spread(ratios(rates, i, 0))} AR${e2e}` : ''}${perPass}`);
+    console.log(`  temp ${temperature}  ${c.name.padEnd(32)} ${rates[i].map((x) => x.toFixed(1)).join(' / ')} tok/s${i ? `   ${spread(ratios(rates, i, 0))} AR${e2e}` : ''}${perPass}`);
   }
   return { tokensPerSecond: rates, endToEndTokensPerSecond: endToEnd };
 }
@@ -273,14 +283,16 @@ function spread(xs: number[]): string {
 // e.g. to choose defaults: --compare --gammas 4,5 --windows 4,8 --steps 1.
 if (values.compare) {
   const results: Record<string, { contenders: Contender[] } & Rates> = {};
-  for (const W of windowList) await compileDraftShapes(Math.max(...gammas), W);
+  for (const W of windowList) await compileDraftShapes(longestDraft, W);
   const contenders: Contender[] = [
     { name: 'ar', method: 'ar' } as Contender,
     ...gammas.map((gamma): Contender => ({ name: `speculative γ=${gamma}`, method: 'speculative', gamma })),
     ...gammas.flatMap((gamma) =>
       stepsList.filter((T) => T <= gamma).flatMap((T) => windowList.map((window): Contender => ({ name: `specdiff γ=${gamma} T=${T} W=${window}`, method: 'specdiff', gamma, steps: T, window }))),
     ),
-  ].flatMap((c) => (c.method === 'ar' ? [c] : cutoffs.map((cutoff): Contender => (cutoff ? { ...c, name: `${c.name} c=${cutoff}`, cutoff } : c))));
+  ]
+    .flatMap((c) => (c.method === 'ar' ? [c] : cutoffs.map((cutoff): Contender => (cutoff ? { ...c, name: `${c.name} c=${cutoff}`, cutoff } : c))))
+    .flatMap((c) => (c.method === 'ar' ? [c] : [...new Set(maxGammas.map((m) => Math.max(m, c.gamma!)))].map((maxGamma): Contender => (maxGamma > c.gamma! ? { ...c, name: `${c.name} ..${maxGamma}`, maxGamma } : c))));
   console.log(`\nhead-to-head (${rounds} rounds, methods alternating prompt by prompt):`);
   for (const temperature of temperatures) {
     // Untimed: pipelines and bind groups exist before the rounds (every prompt: prefill shapes differ by length).
