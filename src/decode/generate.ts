@@ -22,12 +22,14 @@ import { slice } from '../tensor/ops/gather.js';
 /** Default draft length of speculative decoding (AR drafter): the fastest in bench:decode on the bundled models. */
 export const DEFAULT_GAMMA = 4;
 /**
- * Default draft length of SpecDiff: a diffusion draft costs one pass whatever γ is, so γ stops
- * paying only when the verify's extra rows cost more than the tokens they add. Once attention kept
- * its per-row state in registers, γ = 6 led or tied γ = 5 in three greedy head-to-heads on held-out
- * passages (1.60x/1.63x/1.50x AR against 1.60x/1.52x/1.42x; γ = 4 led one; γ = 7: 1.44x; README, Performance).
+ * Default draft length of SpecDiff at greedy, where it grows to DEFAULT_DIFFUSION_MAX_GAMMA after
+ * wholly accepted drafts. A diffusion draft costs one pass whatever γ is, so γ stops paying only
+ * when the verify's extra rows cost more than the tokens they add. With a fixed length γ = 6 led
+ * (1.60x/1.63x/1.50x AR against 1.60x/1.52x/1.42x for γ = 5); growing, the base drafts are the ones
+ * mostly rejected, and γ = 4 → 31 led γ = 6 → 31 in both head-to-heads (2.27x/2.00x AR against
+ * 1.93x/1.74x; γ = 5 → 31: 2.01x; README, Performance).
  */
-export const DEFAULT_DIFFUSION_GAMMA = 6;
+export const DEFAULT_DIFFUSION_GAMMA = 4;
 /**
  * When sampling, fewer drafted tokens survive (independent draws given the context), so the
  * verify's extra rows buy less: at temperature 1, γ = 3 ran 0.89x AR against 0.76x/0.75x for
@@ -35,8 +37,8 @@ export const DEFAULT_DIFFUSION_GAMMA = 6;
  */
 export const DEFAULT_DIFFUSION_GAMMA_SAMPLED = 3;
 /**
- * Longest draft of SpecDiff's adaptive draft length at greedy (draft-length.ts): 6 → 13 → 27 → 31.
- * A diffusion draft of 31 costs one drafter pass like a draft of 6, and inside the target's greedy
+ * Longest draft of SpecDiff's adaptive draft length at greedy (draft-length.ts): 4 → 9 → 19 → 31.
+ * A diffusion draft of 31 costs one drafter pass like a draft of 4, and inside the target's greedy
  * loops the drafter gets 17-32 tokens in a row right (README, Performance).
  */
 export const DEFAULT_DIFFUSION_MAX_GAMMA = 31;

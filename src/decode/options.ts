@@ -16,13 +16,13 @@ export interface SamplingOptions {
 export interface SpeculationOptions {
   /**
    * Draft length γ (tokens proposed per target pass). Default (fastest on the bundled models): 4
-   * with an AR drafter; with a diffusion drafter 6 greedy and 3 when sampling.
+   * with an AR drafter; with a diffusion drafter 4 greedy (growing to maxGamma) and 3 when sampling.
    */
   gamma?: number;
   /**
    * Longest draft of an adaptive draft length (≥ gamma): after a draft the target accepts whole,
    * the next drafts 2γ + 1 tokens, up to this; after a rejection it drafts gamma again. Default:
-   * gamma (a fixed length), except SpecDiff greedy (DEFAULT_DIFFUSION_MAX_GAMMA).
+   * gamma (a fixed length), except SpecDiff greedy without a given gamma (DEFAULT_DIFFUSION_MAX_GAMMA, 31).
    */
   maxGamma?: number;
   /**
