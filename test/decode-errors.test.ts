@@ -41,6 +41,8 @@ describe('generate rejects bad input with a clear error', async () => {
   it.each([
     [{ gamma: 0 }, /gamma/],
     [{ gamma: 40 }, /gamma/],
+    [{ gamma: 6, maxGamma: 5 }, /maxGamma must be an integer in \[6, \d+\], got 5/],
+    [{ maxGamma: 400 }, /maxGamma/],
     [{ steps: 0 }, /steps/],
     [{ window: 0 }, /window/],
     [{ window: 40 }, /window/],
@@ -82,16 +84,23 @@ describe('default draft lengths', async () => {
   const gammaOf = async (method: 'specdiff' | 'speculative', temperature: number) => {
     const drafter = method === 'specdiff' ? new DiffusionDrafter(mdlm) : new ARDrafter(ar);
     const r = await generate(target, null, { prompt: [1, 2], method, drafter, temperature, maxNewTokens: 8, stopAtEos: false, disposeDrafter: true }).result();
-    return r.stats.gamma;
+    return [r.stats.gamma, r.stats.maxGamma];
   };
 
-  it('SpecDiff drafts 6 tokens greedy and 3 when sampling (fewer sampled drafts survive)', async () => {
-    expect(await gammaOf('specdiff', 0)).toBe(6);
-    expect(await gammaOf('specdiff', 0.8)).toBe(3);
+  it('SpecDiff drafts 4 tokens growing to 31 greedy, and a fixed 3 when sampling (fewer sampled drafts survive)', async () => {
+    expect(await gammaOf('specdiff', 0)).toEqual([4, 31]);
+    expect(await gammaOf('specdiff', 0.8)).toEqual([3, 3]);
   });
 
-  it('speculative decoding drafts 4 tokens at any temperature', async () => {
-    expect(await gammaOf('speculative', 0)).toBe(4);
-    expect(await gammaOf('speculative', 1)).toBe(4);
+  it('speculative decoding drafts a fixed 4 tokens at any temperature', async () => {
+    expect(await gammaOf('speculative', 0)).toEqual([4, 4]);
+    expect(await gammaOf('speculative', 1)).toEqual([4, 4]);
+  });
+
+  it('a given gamma stays fixed unless maxGamma is given too', async () => {
+    const run = (o: { gamma?: number; maxGamma?: number }) =>
+      generate(target, null, { prompt: [1, 2], method: 'specdiff', drafter: new DiffusionDrafter(mdlm), temperature: 0, maxNewTokens: 4, stopAtEos: false, disposeDrafter: true, ...o }).result();
+    expect((await run({ gamma: 6 })).stats.maxGamma).toBe(6);
+    expect((await run({ gamma: 6, maxGamma: 13 })).stats.maxGamma).toBe(13);
   });
 });
