@@ -13,8 +13,9 @@
  * grid (at window W, default the drafter's: 'cached' when its config says block_causal), the best
  * SpecDiff setting of each temperature is run again over the windows in --windows (default
  * 4,8,16,32,64,cached; quick: 8,cached).
- * Then a head-to-head: AR, the best speculative and the best SpecDiff setting take turns prompt by
- * prompt for --rounds rounds (default 3), so the machine's drift hits all three alike; the ratios
+ * Then a head-to-head: AR, the best speculative and the best SpecDiff setting, and SpecDiff with
+ * generate()'s defaults (at greedy a draft length that grows), take turns prompt by prompt for
+ * --rounds rounds (default 3), so the machine's drift hits them alike; the ratios
  * are given per round (median and range). The adapter's roofline is printed first. --compare runs
  * only such a head-to-head, of AR, speculative at every γ and SpecDiff at every γ × T × window (to choose
  * defaults: --compare --gammas 4,5 --windows 4,8 --steps 1), each drafted one at every confidence cutoff
@@ -29,6 +30,7 @@ import { Rng } from '../src/decode/rng.js';
 import { verifyDraft } from '../src/decode/verify.js';
 import { DEFAULT_WINDOW } from '../src/decode/diffusion-drafter.js';
 import { draftShapes } from '../src/decode/draft-length.js';
+import { DEFAULT_DIFFUSION_GAMMA, DEFAULT_DIFFUSION_GAMMA_SAMPLED, DEFAULT_DIFFUSION_MAX_GAMMA } from '../src/decode/generate.js';
 import { gpuPeakGflops, gpuReadBandwidth } from './lib/roofline.js';
 
 const { values } = parseArgs({
@@ -176,6 +178,8 @@ if (values.autotune) {
   const sigs = [...target.matmulSignatures(1), ...arModel.matmulSignatures(1)];
   const tunedWindows = values.compare ? windowList : [window];
   const shapes = gammas.flatMap((g) => (values.compare ? maxGammas : [0]).flatMap((max) => draftShapes({ base: g, max: Math.max(g, max) })));
+  // The grid's head-to-head also runs generate()'s defaults, which grow the greedy draft.
+  if (!values.compare) shapes.push(...draftShapes({ base: DEFAULT_DIFFUSION_GAMMA, max: DEFAULT_DIFFUSION_MAX_GAMMA }), ...draftShapes({ base: DEFAULT_DIFFUSION_GAMMA_SAMPLED, max: DEFAULT_DIFFUSION_GAMMA_SAMPLED }));
   for (const { gamma: g, added } of shapes) sigs.push(...target.matmulSignatures(g + 1), ...tunedWindows.flatMap((W) => diffusionDrafter(1, W).matmulSignatures(g, added)));
   const t0 = performance.now();
   const table = await autotuneMatmul(device, sigs);
@@ -386,13 +390,18 @@ for (const temperature of temperatures) {
     { name: 'ar', method: 'ar' },
     { name: `speculative γ=${sp.gamma}`, method: 'speculative', gamma: sp.gamma },
     { name: `specdiff γ=${sd.gamma} T=${sd.steps} W=${sd.window}`, method: 'specdiff', gamma: sd.gamma, steps: sd.steps, window: sd.window },
+    // generate()'s own settings, which at greedy grow the draft (the grid's are fixed lengths).
+    { name: 'specdiff defaults', method: 'specdiff' },
   ];
-  await compileDraftShapes(sd.gamma!, sd.window);
+  await compileDraftShapes(Math.max(sd.gamma!, DEFAULT_DIFFUSION_MAX_GAMMA), sd.window);
+  if (sd.window !== window) await compileDraftShapes(DEFAULT_DIFFUSION_MAX_GAMMA);
   const measured = await compete(temperature, contenders);
   const rates = measured.tokensPerSecond;
   headToHead[`temp ${temperature}`] = { contenders, ...measured };
-  console.log(`  temp ${temperature}: specdiff ${spread(ratios(rates, 2, 0))} AR, ${spread(ratios(rates, 2, 1))} speculative (median of rounds, range); ` +
-    `with the prompt's prefill ${spread(ratios(measured.endToEndTokensPerSecond, 2, 0))} AR`);
+  for (const i of [2, 3]) {
+    console.log(`  temp ${temperature}: ${contenders[i].name} ${spread(ratios(rates, i, 0))} AR, ${spread(ratios(rates, i, 1))} speculative (median of rounds, range); ` +
+      `with the prompt's prefill ${spread(ratios(measured.endToEndTokensPerSecond, i, 0))} AR`);
+  }
 }
 
 // Where one draft and one verify spend their GPU time, at the best greedy SpecDiff setting.
