@@ -6,6 +6,8 @@ export type Method = 'ar' | 'specdiff';
 export interface Settings {
   prompt: string;
   gamma: number;
+  /** Longest draft: the draft length grows to it after drafts accepted whole (≤ gamma: fixed). */
+  maxGamma: number;
   steps: number;
   temperature: number;
   maxNewTokens: number;

@@ -43,7 +43,7 @@ async function load(base: string, dtype: 'auto' | 'f16' | 'f32'): Promise<void> 
 async function run(p: Pipeline, method: Method, s: Settings, signal: AbortSignal): Promise<void> {
   post({ type: 'start', method });
   const t0 = performance.now();
-  const gen = p.generate(s.prompt, { method, gamma: s.gamma, steps: s.steps, temperature: s.temperature, maxNewTokens: s.maxNewTokens, seed: s.seed, signal });
+  const gen = p.generate(s.prompt, { method, gamma: s.gamma, maxGamma: Math.max(s.gamma, s.maxGamma), steps: s.steps, temperature: s.temperature, maxNewTokens: s.maxNewTokens, seed: s.seed, signal });
   // Each token decoded on its own (bytes of a split character are held back) so that it can be coloured.
   const decoder = p.tokenizer.createStreamDecoder();
   let count = 0;

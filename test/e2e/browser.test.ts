@@ -20,7 +20,7 @@ import { writeTinyFolders } from './tiny-folders.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARGS = ['--enable-unsafe-webgpu', '--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--headless=new'];
-const SETTINGS = { prompt: 'The ship sailed', gamma: 4, steps: 2, temperature: 0, maxNewTokens: 16, seed: 0 };
+const SETTINGS = { prompt: 'The ship sailed', gamma: 4, maxGamma: 11, steps: 2, temperature: 0, maxNewTokens: 16, seed: 0 };
 const SCREENSHOT = join(tmpdir(), 'specdiff-browser-e2e.png');
 const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.json': 'application/json', '.txt': 'text/plain' };
 
