@@ -29,7 +29,7 @@ import { ARDrafter, autotuneMatmul, createNodeDevice, DiffusionDrafter, dirFolde
 import { Rng } from '../src/decode/rng.js';
 import { verifyDraft } from '../src/decode/verify.js';
 import { DEFAULT_WINDOW } from '../src/decode/diffusion-drafter.js';
-import { draftShapes } from '../src/decode/draft-length.js';
+import { draftLength, draftShapes } from '../src/decode/draft-length.js';
 import { DEFAULT_DIFFUSION_GAMMA, DEFAULT_DIFFUSION_GAMMA_SAMPLED, DEFAULT_DIFFUSION_MAX_GAMMA } from '../src/decode/generate.js';
 import { gpuPeakGflops, gpuReadBandwidth } from './lib/roofline.js';
 
@@ -177,9 +177,9 @@ console.log(`roofline: read bandwidth ${roofline.readGBps.toFixed(1)} GB/s, peak
 if (values.autotune) {
   const sigs = [...target.matmulSignatures(1), ...arModel.matmulSignatures(1)];
   const tunedWindows = values.compare ? windowList : [window];
-  const shapes = gammas.flatMap((g) => (values.compare ? maxGammas : [0]).flatMap((max) => draftShapes({ base: g, max: Math.max(g, max) })));
+  const shapes = gammas.flatMap((g) => (values.compare ? maxGammas : [0]).flatMap((max) => draftShapes(draftLength(g, max))));
   // The grid's head-to-head also runs generate()'s defaults, which grow the greedy draft.
-  if (!values.compare) shapes.push(...draftShapes({ base: DEFAULT_DIFFUSION_GAMMA, max: DEFAULT_DIFFUSION_MAX_GAMMA }), ...draftShapes({ base: DEFAULT_DIFFUSION_GAMMA_SAMPLED, max: DEFAULT_DIFFUSION_GAMMA_SAMPLED }));
+  if (!values.compare) shapes.push(...draftShapes(draftLength(DEFAULT_DIFFUSION_GAMMA, DEFAULT_DIFFUSION_MAX_GAMMA)), ...draftShapes(draftLength(DEFAULT_DIFFUSION_GAMMA_SAMPLED)));
   for (const { gamma: g, added } of shapes) sigs.push(...target.matmulSignatures(g + 1), ...tunedWindows.flatMap((W) => diffusionDrafter(1, W).matmulSignatures(g, added)));
   const t0 = performance.now();
   const table = await autotuneMatmul(device, sigs);

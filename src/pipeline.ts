@@ -12,7 +12,7 @@ import { ARDrafter } from './decode/ar-drafter.js';
 import { DEFAULT_WINDOW, DiffusionDrafter } from './decode/diffusion-drafter.js';
 import { DEFAULT_DIFFUSION_GAMMA, DEFAULT_DIFFUSION_GAMMA_SAMPLED, DEFAULT_DIFFUSION_MAX_GAMMA, DEFAULT_GAMMA, generate, type GenerateOptions, type Generation } from './decode/generate.js';
 import { autotuneMatmul, type TuningTable } from './tensor/tune.js';
-import { draftLengths, draftShapes, type DraftLength } from './decode/draft-length.js';
+import { draftLength, draftLengths, draftShapes } from './decode/draft-length.js';
 
 export interface PipelineSources {
   /** GPT-2 family target; its tokenizer files are read from here too. */
@@ -57,15 +57,14 @@ export class Pipeline {
    */
   async autotune(opts: { gamma?: number; maxGamma?: number; window?: number } = {}): Promise<TuningTable> {
     const { gamma, window = DEFAULT_WINDOW } = opts;
-    const lengths = (base: number, max = base): DraftLength => ({ base, max: Math.max(base, max) });
     const sigs = [...this.target.matmulSignatures(1)];
     if (this.arDrafter) {
-      for (const g of draftLengths(lengths(gamma ?? DEFAULT_GAMMA, opts.maxGamma))) sigs.push(...this.target.matmulSignatures(g + 1));
+      for (const g of draftLengths(draftLength(gamma ?? DEFAULT_GAMMA, opts.maxGamma))) sigs.push(...this.target.matmulSignatures(g + 1));
       sigs.push(...this.arDrafter.matmulSignatures(1));
     }
     if (this.diffusionDrafter) {
       const drafter = new DiffusionDrafter(this.diffusionDrafter, { window });
-      const schedules = gamma === undefined ? [lengths(DEFAULT_DIFFUSION_GAMMA, DEFAULT_DIFFUSION_MAX_GAMMA), lengths(DEFAULT_DIFFUSION_GAMMA_SAMPLED)] : [lengths(gamma, opts.maxGamma)];
+      const schedules = gamma === undefined ? [draftLength(DEFAULT_DIFFUSION_GAMMA, DEFAULT_DIFFUSION_MAX_GAMMA), draftLength(DEFAULT_DIFFUSION_GAMMA_SAMPLED)] : [draftLength(gamma, opts.maxGamma)];
       for (const { gamma: g, added } of schedules.flatMap(draftShapes)) {
         sigs.push(...this.target.matmulSignatures(g + 1), ...drafter.matmulSignatures(g, added));
       }

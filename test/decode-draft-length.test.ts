@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { draftLengths, draftShapes, nextDraftLength } from '../src/decode/draft-length.js';
+import { draftLength, draftLengths, draftShapes, nextDraftLength } from '../src/decode/draft-length.js';
 
 describe('adaptive draft length', () => {
   const lengths = { base: 6, max: 31 };
@@ -30,11 +30,17 @@ describe('adaptive draft length', () => {
     expect(draftLengths({ base: 3, max: 15 })).toEqual([3, 7, 15]);
   });
 
-  it('tunes a base draft after 1..γ + 1 added tokens and a longer one after the whole draft before it', () => {
+  it('tunes a base draft after 1..γ + 1 added tokens, a longer one after the whole draft before it, the longest also after itself', () => {
     expect(draftShapes({ base: 2, max: 11 })).toEqual([
       { gamma: 2, added: [1, 2, 3] },
       { gamma: 5, added: [3] },
-      { gamma: 11, added: [6] },
+      { gamma: 11, added: [6, 12] },
     ]);
+  });
+
+  it('reads a maximum below the base, or none, as a fixed length', () => {
+    expect(draftLength(6, 0)).toEqual({ base: 6, max: 6 });
+    expect(draftLength(6)).toEqual({ base: 6, max: 6 });
+    expect(draftLength(4, 31)).toEqual({ base: 4, max: 31 });
   });
 });

@@ -14,6 +14,11 @@ export interface DraftLength {
   max: number;
 }
 
+/** A schedule from `base` growing to `max` (a max below base, or none, keeps the length fixed). */
+export function draftLength(base: number, max = base): DraftLength {
+  return { base, max: Math.max(base, max) };
+}
+
 /** The next draft's length after `drafted` tokens were verified and `accepted` of them accepted. */
 export function nextDraftLength(current: number, drafted: number, accepted: number, { base, max }: DraftLength): number {
   return accepted < drafted ? base : Math.min(max, 2 * current + 1);
@@ -28,11 +33,15 @@ export function draftLengths({ base, max }: DraftLength): number[] {
 
 /**
  * The drafts the schedule makes, each with how many tokens the verification before it can have
- * added (for autotuning a drafter with a cache): 1..base + 1 before a base-length draft, and
- * before a longer one the whole draft before it plus the target's token. A base draft that
- * follows a long rejected one adds more; those rarer shapes run untuned.
+ * added (for autotuning a drafter with a cache): 1..base + 1 before a base-length draft; before a
+ * longer one the whole draft before it plus the target's token, and before the longest also a
+ * whole draft of its own length (inside a loop it repeats). A base draft that follows a long
+ * rejected one adds more; those rarer shapes run untuned.
  */
 export function draftShapes(lengths: DraftLength): Array<{ gamma: number; added: number[] }> {
   const all = draftLengths(lengths);
-  return all.map((gamma, i) => ({ gamma, added: i === 0 ? Array.from({ length: gamma + 1 }, (_, j) => j + 1) : [all[i - 1] + 1] }));
+  return all.map((gamma, i) => ({
+    gamma,
+    added: i === 0 ? Array.from({ length: gamma + 1 }, (_, j) => j + 1) : i < all.length - 1 ? [all[i - 1] + 1] : [all[i - 1] + 1, gamma + 1],
+  }));
 }
