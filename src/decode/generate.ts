@@ -234,9 +234,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
           cache.truncate(base + 1 + verdict.accepted);
           drafter.afterVerify(proposal, verdict.accepted);
           stats.targetPasses++;
-          stats.iterations++;
-          stats.drafted += proposal.length;
-          stats.accepted += verdict.accepted;
+          stats.recordDraft(proposal.length, verdict.accepted);
           draftLength = nextDraftLength(draftLength, proposal.length, verdict.accepted, lengths);
           emitted = [...proposal.slice(0, verdict.accepted), verdict.next];
           drafted = emitted.map((_, i) => i < verdict.accepted);

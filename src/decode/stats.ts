@@ -26,6 +26,15 @@ export interface GenerationStats {
   meanAccepted: number;
   /** Drafted tokens per iteration (γ; its mean when the draft length adapts). */
   meanDrafted: number;
+  /**
+   * Per draft position i (0-based): of the drafts at least i + 1 long, the fraction whose token i the
+   * target accepted (so also every token before it: the rule goes left to right).
+   */
+  acceptanceByPosition: number[];
+  /** Per draft position i: how many drafts were at least i + 1 long (the denominators of acceptanceByPosition). */
+  draftedByPosition: number[];
+  /** Histogram of accepted tokens per draft: entry k counts drafts that had exactly k tokens accepted. */
+  acceptedLengthCounts: number[];
   /** Tokens emitted per target pass (accepted + the target's own token): the hardware-independent speedup bound. */
   tokensPerTargetPass: number;
   drafterPassesPerToken: number;
@@ -52,6 +61,22 @@ export class StatsRecorder {
   acceptMs = 0;
   prefillMs = 0;
   private start = 0;
+  private reached: number[] = [];
+  private acceptedAt: number[] = [];
+  private acceptedLengths: number[] = [];
+
+  /** One verified draft: its length and how many of its tokens the target accepted. */
+  recordDraft(drafted: number, accepted: number): void {
+    this.iterations++;
+    this.drafted += drafted;
+    this.accepted += accepted;
+    for (let i = 0; i < drafted; i++) {
+      this.reached[i] = (this.reached[i] ?? 0) + 1;
+      if (i < accepted) this.acceptedAt[i] = (this.acceptedAt[i] ?? 0) + 1;
+    }
+    while (this.acceptedLengths.length <= accepted) this.acceptedLengths.push(0);
+    this.acceptedLengths[accepted]++;
+  }
 
   begin(): void {
     this.start = performance.now();
@@ -73,6 +98,9 @@ export class StatsRecorder {
       acceptanceRate: this.drafted ? this.accepted / this.drafted : 0,
       meanAccepted: this.iterations ? this.accepted / this.iterations : 0,
       meanDrafted: this.iterations ? this.drafted / this.iterations : 0,
+      acceptanceByPosition: this.reached.map((n, i) => (this.acceptedAt[i] ?? 0) / n),
+      draftedByPosition: [...this.reached],
+      acceptedLengthCounts: [...this.acceptedLengths],
       tokensPerTargetPass: this.targetPasses ? this.generated / this.targetPasses : 0,
       drafterPassesPerToken: this.generated ? this.drafterPasses / this.generated : 0,
       draftMs: this.draftMs,
