@@ -136,6 +136,16 @@ describe('speculative sampling is exact (chi-square on the first two tokens)', a
     }
   }, 400_000);
 
+  it('diffusion drafter reading the target\'s hidden states (block-causal), left-to-right, T = 1 and T = 2, γ = 2', async () => {
+    const mdlm = await tinyMDLM(dev, { vocab: V, seed: 13, scale: 0.5, targetFeatures: target.config.nEmbd });
+    for (const steps of [1, 2]) {
+      const drafter = new DiffusionDrafter(mdlm, { steps, attention: 'block-causal' });
+      const { stat } = chiSquare(await empirical(target, { method: 'specdiff', drafter, gamma: 2 }), joint);
+      expect(stat, `T = ${steps}`).toBeLessThan(critical);
+      drafter.dispose();
+    }
+  }, 400_000);
+
   // Drafters with small weights are unsure often enough that the cut halves what is verified.
   it('with a confidence cutoff (the draft cut after its first token below q = 0.4), AR and diffusion drafters, γ = 3', async () => {
     const drafters = [new ARDrafter(await tinyGPT2(dev, { vocab: V, seed: 12, scale: 0.1 })), new DiffusionDrafter(await tinyMDLM(dev, { vocab: V, seed: 13, scale: 0.1 }), { attention: 'block-causal' })];

@@ -41,6 +41,21 @@ describe('greedy speculative decoding reproduces AR greedy token for token', () 
     }
   }, 400_000);
 
+  it('with a diffusion drafter reading the target\'s hidden states, block-causal and bidirectional, past its model length', async () => {
+    const dev = await getDevice();
+    const target = await tinyGPT2(dev, { vocab: 24, seed: 1, scale: 0.5 });
+    const mdlm = await tinyMDLM(dev, { vocab: 24, seed: 3, scale: 0.5, positions: 24, targetFeatures: target.config.nEmbd });
+    for (const prompt of prompts) {
+      const ar = await generate(target, null, { prompt, maxNewTokens: 40, temperature: 0, stopAtEos: false }).result();
+      for (const [gamma, steps, attention] of [[4, 1, 'block-causal'], [6, 3, 'block-causal'], [5, 2, 'bidirectional']] as const) {
+        const drafter = new DiffusionDrafter(mdlm, { attention, window: 8 });
+        const spec = await generate(target, null, { prompt, maxNewTokens: 40, temperature: 0, method: 'specdiff', drafter, gamma, steps, stopAtEos: false }).result();
+        expect(spec.tokens, `prompt ${prompt} γ=${gamma} T=${steps} ${attention}`).toEqual(ar.tokens);
+        drafter.dispose();
+      }
+    }
+  }, 400_000);
+
   it('with a block-causal diffusion drafter, over prompts, γ, T and both schedules, past its model length', async () => {
     const dev = await getDevice();
     const target = await tinyGPT2(dev, { vocab: 24, seed: 1, scale: 0.5 });

@@ -65,6 +65,28 @@ describe('GPT-2 against the PyTorch reference', () => {
     await g.close();
   });
 
+  it("writes each position p's final hidden state (ln_f output) to row p + 1 of HiddenStates, row 0 staying zero, also after a rollback", async () => {
+    const dev = await getDevice();
+    const model = await loadGPT2(dev, dirFolder(FIX + 'gpt2-tiny'));
+    const g = await golden('gpt2-tiny');
+    const ids = Array.from(await g.get('input_ids'));
+    const expected = await g.get('hidden_final');
+    const d = model.config.nEmbd;
+    const cache = model.createCache();
+    const states = model.createHiddenStates();
+    dev.scope(() => model.forward(ids.slice(0, 20), cache, 1, states).dispose());
+    dev.scope(() => model.forward(ids.slice(20, 28), cache, 8, states).dispose());
+    cache.truncate(23); // a rejected verify: positions 23.. are written again
+    dev.scope(() => model.forward(ids.slice(23, 30), cache, 7, states).dispose());
+    const rows = await states.rows.read();
+    expect(rows.subarray(0, d).every((v) => v === 0)).toBe(true);
+    expect(maxRelErr(rows.subarray(d, 31 * d), expected.subarray(0, 30 * d))).toBeLessThan(1e-4);
+    states.dispose();
+    cache.dispose();
+    model.dispose();
+    await g.close();
+  });
+
   it('f16 weights stay within 2e-2 of the f32 reference', async () => {
     const dev = await getDevice();
     if (!dev.info.features.shaderF16) return;
@@ -121,15 +143,21 @@ describe('MDLM against the PyTorch reference', () => {
 });
 
 describe('block-causal MDLM against the PyTorch reference', () => {
-  /** Log-softmax of logitsCached at the given rows, through the cache in pieces of the given sizes. */
-  async function blockCausal(pieces: number[]) {
+  /**
+   * Log-softmax of logitsCached at the given rows, through the cache in pieces of the given sizes;
+   * the features fixture also feeds each piece its rows of the target features.
+   */
+  async function blockCausal(pieces: number[], fixture: 'mdlm-tiny' | 'mdlm-tiny-features' = 'mdlm-tiny') {
     const { logSoftmax } = await import('../src/tensor/ops/rowwise.js');
+    const { Tensor } = await import('../src/tensor/tensor.js');
     const dev = await getDevice();
-    const model = await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny'));
-    const g = await golden('mdlm-tiny');
+    const model = await loadMDLM(dev, dirFolder(FIX + fixture));
+    const g = await golden(fixture);
     const ids = Array.from(await g.get('input_ids'));
     const P = (await g.get('block_causal_prefix'))[0];
     const expected = await g.get('log_probs_block_causal');
+    const F = model.config.targetFeatures;
+    const features = F ? ((await g.get('target_features')) as Float32Array) : null;
     const cache = model.createCache();
     const V = model.vocabSize;
     const got = new Float32Array(ids.length * V);
@@ -137,7 +165,10 @@ describe('block-causal MDLM against the PyTorch reference', () => {
     for (const size of [...pieces, ids.length - pieces.reduce((a, b) => a + b, 0)]) {
       const chunk = ids.slice(at, at + size);
       const block = at + size === ids.length ? ids.length - P : 0;
-      const lp = dev.scope(() => logSoftmax(model.logitsCached(chunk, cache, block, chunk.map((_, i) => i))));
+      const lp = dev.scope(() => {
+        const f = features ? Tensor.from(dev, features.subarray(at * F, (at + size) * F), [size, F]) : undefined;
+        return logSoftmax(model.logitsCached(chunk, cache, block, chunk.map((_, i) => i), f));
+      });
       got.set(await lp.read(), at * V);
       lp.dispose();
       expect(cache.length).toBe(Math.min(at + size, P));
@@ -157,6 +188,33 @@ describe('block-causal MDLM against the PyTorch reference', () => {
   it('in one pass: causal prefix, bidirectional masked block', () => blockCausal([]));
 
   it('through the cache: the prefix fed in pieces gives the same log-probabilities', () => blockCausal([1, 16, 19]));
+
+  it('reading target features (config "target_features"), in one pass and through the cache', async () => {
+    await blockCausal([], 'mdlm-tiny-features');
+    await blockCausal([1, 16, 19], 'mdlm-tiny-features');
+  });
+
+  it('reading target features, bidirectional: every masked position matches within 1e-4', async () => {
+    const { Tensor } = await import('../src/tensor/tensor.js');
+    const { logSoftmax } = await import('../src/tensor/ops/rowwise.js');
+    const dev = await getDevice();
+    const model = await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny-features'));
+    const g = await golden('mdlm-tiny-features');
+    const ids = Array.from(await g.get('input_ids'));
+    const expected = await g.get('log_probs');
+    const features = (await g.get('target_features')) as Float32Array;
+    const V = model.vocabSize;
+    const masked = ids.map((t, i) => (t === model.maskTokenId ? i : -1)).filter((i) => i >= 0);
+    const lp = dev.scope(() => logSoftmax(model.logits(ids, masked, Tensor.from(dev, features, [ids.length, model.config.targetFeatures]))));
+    const got = await lp.read();
+    masked.forEach((p, r) => {
+      const e = expected.subarray(p * V, (p + 1) * V);
+      expect(maxRelErr(got.subarray(r * V, (r + 1) * V), e, (i) => i === model.maskTokenId), `row ${p}`).toBeLessThan(1e-4);
+    });
+    lp.dispose();
+    model.dispose();
+    await g.close();
+  });
 
   it('refuses a pass past the model length, naming both', async () => {
     const dev = await getDevice();

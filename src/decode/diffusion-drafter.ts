@@ -15,8 +15,9 @@
  *    context. Needs a model that works that way (config.json "block_causal": true).
  */
 import { Tensor } from '../tensor/tensor.js';
-import { copy2d, copyRows, slice } from '../tensor/ops/gather.js';
+import { copy2d, copyRows, embedding, slice } from '../tensor/ops/gather.js';
 import type { MDLM, MDLMCache } from '../models/mdlm.js';
+import type { HiddenStates } from '../models/gpt2.js';
 import type { MatmulSignature } from '../tensor/tune.js';
 import type { Draft, Drafter } from './drafter.js';
 import type { ResolvedSampling, UnmaskSchedule } from './options.js';
@@ -101,13 +102,18 @@ export class DiffusionDrafter implements Drafter {
     return this.model.config.modelLength - 1;
   }
 
-  draft(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng, withConfidence = false): Draft {
+  get targetFeatures(): number {
+    return this.model.config.targetFeatures;
+  }
+
+  draft(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng, withConfidence = false, states?: HiddenStates): Draft {
     const dev = this.model.device;
     const mask = this.model.maskTokenId;
     const cache = this.attention === 'block-causal' ? (this.cache ??= this.model.createCache()) : null;
     // Block-causal: the context the cache lacks; bidirectional: the window.
     const feed = cache ? this.uncached(context, gamma, cache) : context.slice(context.length - Math.min(this.window, context.length, this.model.config.modelLength - gamma));
     const W = feed.length;
+    const features = this.features(states, context.length - W, W, gamma, 'draft');
     this.contextLength = cache ? this.cached.length : W;
     const ids = Tensor.from(dev, Int32Array.from([...feed, ...new Array(gamma).fill(mask)]), [W + gamma]);
     const tail = Array.from({ length: gamma }, (_, i) => W + i);
@@ -119,10 +125,11 @@ export class DiffusionDrafter implements Drafter {
     const plan = unmaskPlan(this.schedule, gamma, this.steps, rng).filter((fill) => fill.length > 0);
     for (const [step, fill] of plan.entries()) {
       // The first block-causal pass appends the new context to the cache; later ones run the block alone.
+      // The masks have no target state, so a pass over the block alone reads no features.
       const logits = !cache
-        ? this.model.logits(ids, tail)
+        ? this.model.logits(ids, tail, features)
         : passes === 0
-          ? this.model.logitsCached(ids, cache, gamma, tail)
+          ? this.model.logitsCached(ids, cache, gamma, tail, features)
           : this.model.logitsCached(slice(ids, W, W + gamma, 0), cache, gamma, tail.map((i) => i - W)); // (γ, V + 1)
       passes++;
       const { ids: drawn, probs, confidence: drawnConfidence } = selectTokens(dev, logits, sampling, rng, withConfidence);
@@ -146,12 +153,27 @@ export class DiffusionDrafter implements Drafter {
   }
 
   /** Block-causal: appends the prompt but its last token to the cache (bidirectional drafts keep no cache). */
-  prefill(context: readonly number[]): void {
+  prefill(context: readonly number[], states?: HiddenStates): void {
     if (this.attention !== 'block-causal' || context.length < 2) return;
     const cache = (this.cache ??= this.model.createCache());
     const feed = this.uncached(context.slice(0, -1), 0, cache);
+    if (!feed.length) return;
+    const features = this.features(states, context.length - 1 - feed.length, feed.length, 0, 'prefill');
     // The one logit row asked for is discarded: only the keys and values are wanted.
-    if (feed.length) this.model.logitsCached(feed, cache, 0, [feed.length - 1]).dispose();
+    this.model.logitsCached(feed, cache, 0, [feed.length - 1], features).dispose();
+  }
+
+  /**
+   * What a drafter with target features reads beside the W tokens from context position `start` and γ
+   * masks: row i of the states is the target's state that predicted token i (row 0, zeros, for none).
+   */
+  private features(states: HiddenStates | undefined, start: number, W: number, gamma: number, op: string): Tensor | undefined {
+    const width = this.model.config.targetFeatures;
+    if (!width) return undefined;
+    if (!states) throw new RangeError(`DiffusionDrafter.${op}: this drafter reads the target's hidden states ("target_features": ${width}); pass them`);
+    if (states.width !== width) throw new RangeError(`DiffusionDrafter.${op}: the drafter reads target states of width ${width}, got ${states.width}`);
+    const rows = Int32Array.from({ length: W + gamma }, (_, i) => (i < W ? start + i : 0));
+    return embedding(states.rows, Tensor.from(this.model.device, rows, [W + gamma]));
   }
 
   /**

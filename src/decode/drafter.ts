@@ -1,5 +1,6 @@
 /** What the decoding loop needs from a drafter; AR and diffusion drafters implement it. */
 import type { Tensor } from '../tensor/tensor.js';
+import type { HiddenStates } from '../models/gpt2.js';
 import type { ResolvedSampling } from './options.js';
 import type { Rng } from './rng.js';
 
@@ -27,18 +28,21 @@ export interface Drafter {
   readonly vocabSize: number;
   /** Most tokens it can propose at once. */
   readonly maxGamma: number;
+  /** Width of the target's hidden states it reads beside the context (0 or absent: none). */
+  readonly targetFeatures?: number;
   /**
    * Proposes γ tokens to follow `context` (prompt + everything generated). Tensors are owned
-   * by the caller's device scope.
+   * by the caller's device scope. `states`: the target's hidden states of the context, for a
+   * drafter with targetFeatures > 0 (written by the target's forwards before this is recorded).
    */
-  draft(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng, withConfidence?: boolean): Draft;
+  draft(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng, withConfidence?: boolean, states?: HiddenStates): Draft;
   /**
    * Records the prompt's pass through the drafter's cache (all but its last token, which the
    * first draft feeds), so that prompt processing happens with the target's prefill rather than
    * inside the first draft. A drafter without a cache does nothing. The caller owns the scope
    * and the sync.
    */
-  prefill(context: readonly number[]): void;
+  prefill(context: readonly number[], states?: HiddenStates): void;
   /** Told, after verification, which tokens it drafted and how many the target accepted. */
   afterVerify(drafted: readonly number[], accepted: number): void;
   /** Releases GPU memory (caches). */

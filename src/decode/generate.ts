@@ -6,6 +6,7 @@
 import type { GPT2 } from '../models/gpt2.js';
 import type { Tokenizer } from '../models/tokenizer.js';
 import { ContextError } from '../models/errors.js';
+import { ConfigError } from '../models/config.js';
 import { readTensors } from '../tensor/tensor.js';
 import type { Drafter } from './drafter.js';
 import { DiffusionDrafter } from './diffusion-drafter.js';
@@ -144,6 +145,9 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
     if (drafter.vocabSize !== target.vocabSize) {
       throw new VocabularyMismatchError(`the drafter proposes from ${drafter.vocabSize} tokens but the target's vocabulary has ${target.vocabSize}: they must share a tokenizer`);
     }
+    if (drafter.targetFeatures && drafter.targetFeatures !== target.config.nEmbd) {
+      throw new ConfigError(`the drafter reads target hidden states of width ${drafter.targetFeatures} ("target_features") but the target's n_embd is ${target.config.nEmbd}: it was trained for another target`);
+    }
     const defaultGamma = drafter instanceof DiffusionDrafter ? (sampling.temperature === 0 ? DEFAULT_DIFFUSION_GAMMA : DEFAULT_DIFFUSION_GAMMA_SAMPLED) : DEFAULT_GAMMA;
     const longest = Math.min(drafter.maxGamma, capacity - 1);
     gamma = checkInt('gamma', opts.gamma ?? defaultGamma, 1, longest);
@@ -169,6 +173,8 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
     const rng = new Rng(seed);
     const stats = new StatsRecorder();
     const cache = target.createCache();
+    // The target's hidden states, kept only for a drafter that reads them.
+    const states = drafter?.targetFeatures ? target.createHiddenStates() : undefined;
     const ctx = [...promptIds];
     const text = tokenizer ? new TextStreamer(tokenizer, stops) : null;
     const out: number[] = [];
@@ -178,8 +184,8 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
     try {
       const t0 = performance.now();
       // Every model that decodes reads the prompt here, so the decoding rate counts decoding alone.
-      if (ctx.length > 1) dev.scope(() => target.forward(ctx.slice(0, -1), cache, 1).dispose());
-      if (drafter) dev.scope(() => drafter.prefill(ctx));
+      if (ctx.length > 1) dev.scope(() => target.forward(ctx.slice(0, -1), cache, 1, states).dispose());
+      if (drafter) dev.scope(() => drafter.prefill(ctx, states));
       await dev.sync();
       stats.prefillMs = performance.now() - t0;
       stats.begin();
@@ -199,7 +205,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
         let drafted: boolean[];
         if (!drafter || g < 1) {
           const t = performance.now();
-          const ids = dev.scope(() => selectTokens(dev, target.forward([pending], cache, 1), sampling, rng).ids);
+          const ids = dev.scope(() => selectTokens(dev, target.forward([pending], cache, 1, states), sampling, rng).ids);
           const [id] = await readTensors([ids]);
           ids.dispose();
           stats.targetPasses++;
@@ -208,7 +214,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
           drafted = [false];
         } else {
           const t1 = performance.now();
-          const draft = dev.scope(() => drafter.draft(ctx, g, sampling, rng, cutoff > 0));
+          const draft = dev.scope(() => drafter.draft(ctx, g, sampling, rng, cutoff > 0, states));
           stats.drafterPasses += draft.passes;
           let { tokens, q } = draft;
           let draftDone: Promise<number>;
@@ -226,7 +232,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
             draftDone.catch(() => undefined); // a failure surfaces from the verify's own readback
           }
           const base = cache.length;
-          const verdict = await verifyDraft(target, cache, pending, tokens, q, sampling, rng);
+          const verdict = await verifyDraft(target, cache, pending, tokens, q, sampling, rng, states);
           const t2 = await draftDone;
           const t3 = performance.now();
           const proposal = verdict.draft;
@@ -266,6 +272,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
       return { tokens: out, text: text?.text ?? '', stats: result };
     } finally {
       cache.dispose();
+      states?.dispose();
       if (opts.disposeDrafter) drafter?.dispose();
     }
   });

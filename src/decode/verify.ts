@@ -11,7 +11,7 @@ import { binary } from '../tensor/ops/elementwise.js';
 import { slice } from '../tensor/ops/gather.js';
 import { argmax } from '../tensor/ops/rowwise.js';
 import { filteredProbs, pickPerRow, sampleRows } from '../tensor/ops/sample.js';
-import type { GPT2, GPT2Cache } from '../models/gpt2.js';
+import type { GPT2, GPT2Cache, HiddenStates } from '../models/gpt2.js';
 import { acceptedPrefix, acceptedPrefixGreedy } from './accept.js';
 import type { ResolvedSampling } from './options.js';
 import type { Rng } from './rng.js';
@@ -25,7 +25,10 @@ export interface Verdict {
   next: number;
 }
 
-/** `draft`: i32 [γ] on the GPU; `q`: [γ, V], the distributions it was drawn from (null when greedy). */
+/**
+ * `draft`: i32 [γ] on the GPU; `q`: [γ, V], the distributions it was drawn from (null when greedy);
+ * `states`: where the target also writes its hidden states, for a drafter that reads them.
+ */
 export async function verifyDraft(
   target: GPT2,
   cache: GPT2Cache,
@@ -34,6 +37,7 @@ export async function verifyDraft(
   q: Tensor | null,
   sampling: ResolvedSampling,
   rng: Rng,
+  states?: HiddenStates,
 ): Promise<Verdict> {
   const dev = target.device;
   const g = draft.size;
@@ -43,7 +47,7 @@ export async function verifyDraft(
     const ids = Tensor.empty(dev, [1 + g], 'i32');
     dev.upload(ids.buffer, 0, Int32Array.of(pending));
     dev.copy(draft.buffer, 0, ids.buffer, 4, 4 * g);
-    const logits = target.forward(ids, cache, g + 1); // (γ + 1, V)
+    const logits = target.forward(ids, cache, g + 1, states); // (γ + 1, V)
     if (sampling.temperature === 0 || !q) return { greedy: true as const, argmax: argmax(logits) };
     const p = filteredProbs(logits, { temperature: sampling.temperature, topK: sampling.topK, topP: sampling.topP });
     const residual = binary('subRelu', slice(p, 0, g, 0), q); // max(0, p_i − q_i), unnormalised

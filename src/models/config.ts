@@ -29,6 +29,12 @@ export interface MDLMConfig {
    * the context by default instead of a bidirectional pass over a window of it.
    */
   blockCausal: boolean;
+  /**
+   * This project's extension ("target_features": width in config.json, absent upstream): the drafter
+   * also reads the target's final hidden state of each context position's predecessor, through a
+   * learned projection `feature_proj` [hidden_dim, width] added to the token embedding. 0: it does not.
+   */
+  targetFeatures: number;
   /** GPT-2 tokenizer + one mask token: the mask is the last id. */
   maskTokenId: number;
 }
@@ -101,6 +107,7 @@ export function parseMDLMConfig(json: unknown, source = 'config.json'): MDLMConf
     modelLength: field(cfg, source, 'model_length'),
     timeConditioning: cfg.time_conditioning === true,
     blockCausal: cfg.block_causal === true,
+    targetFeatures: cfg.target_features === undefined ? 0 : field(cfg, source, 'target_features'),
     maskTokenId: vocabSize - 1,
   };
 }

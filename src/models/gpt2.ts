@@ -49,6 +49,29 @@ export interface ModelLoadOptions {
 /** One KV cache per layer, kept at the same length. */
 export type GPT2Cache = LayerKVCaches;
 
+/**
+ * The target's final hidden states (ln_f output) by position, kept for a drafter that reads them
+ * (config "target_features"). Row 0 stays zero and position p's state is row p + 1, so row i holds
+ * the state that predicted token i, and row 0 stands for "none" (the first token, the masks).
+ * Rows past the verified context are stale until a forward writes them again: no rollback needed.
+ */
+export class HiddenStates {
+  readonly rows: Tensor; // (capacity + 1, d)
+
+  constructor(device: Device, capacity: number, width: number) {
+    this.rows = Tensor.empty(device, [capacity + 1, width]).keep();
+    device.upload(this.rows.buffer, 0, new Float32Array(width));
+  }
+
+  get width(): number {
+    return this.rows.shape[1];
+  }
+
+  dispose(): void {
+    this.rows.dispose();
+  }
+}
+
 export class GPT2 {
   private constructor(
     readonly device: Device,
@@ -121,11 +144,16 @@ export class GPT2 {
     return new LayerKVCaches(Array.from({ length: nLayer }, () => new KVCache(this.device, nHead, capacity, nEmbd / nHead)));
   }
 
+  createHiddenStates(capacity = this.config.nPositions): HiddenStates {
+    return new HiddenStates(this.device, capacity, this.config.nEmbd);
+  }
+
   /**
    * Appends `ids` at the cache's end and returns logits [logitRows, V] of the last `logitRows`
-   * positions (1 for decoding; k + 1 to verify k drafted tokens).
+   * positions (1 for decoding; k + 1 to verify k drafted tokens). With `states`, every new
+   * position's final hidden state is also written there.
    */
-  forward(ids: ArrayLike<number> | Tensor, cache: GPT2Cache, logitRows = 1): Tensor {
+  forward(ids: ArrayLike<number> | Tensor, cache: GPT2Cache, logitRows = 1, states?: HiddenStates): Tensor {
     const n = ids instanceof Tensor ? ids.size : ids.length;
     const pos0 = cache.length;
     // Ids already on the GPU come from sampling, hence from the vocabulary.
@@ -135,7 +163,10 @@ export class GPT2 {
       throw new ContextError(`GPT2.forward: ${pos0} cached + ${n} new tokens exceed the context of ${cache.capacity} positions`);
     }
     if (!(logitRows >= 1 && logitRows <= n)) throw new RangeError(`GPT2.forward: logitRows ${logitRows} not in [1, ${n}]`);
-    const { layerNormEpsilon: eps } = this.config;
+    const { layerNormEpsilon: eps, nEmbd: d } = this.config;
+    if (states && (states.width !== d || states.rows.shape[0] < pos0 + n + 1)) {
+      throw new RangeError(`GPT2.forward: hidden states [${states.rows.shape}] cannot hold positions up to ${pos0 + n} of width ${d}`);
+    }
     return this.device.scope(() => {
       const tokens = ids instanceof Tensor ? ids : Tensor.from(this.device, Int32Array.from(ids), [n]);
       let x = add(embedding(this.wte, tokens), slice(this.wpe, pos0, pos0 + n, 0)); // (n, d)
@@ -146,8 +177,13 @@ export class GPT2 {
         const h = matmul(layerNorm(x, { ...b.ln_2, eps }), b.c_fc.w, { layout: 'nk', bias: b.c_fc.b, gelu: true }); // (n, 4d)
         x = matmul(h, b.mlp_proj.w, { layout: 'nk', bias: b.mlp_proj.b, residual: x });
       });
-      const last = logitRows === n ? x : slice(x, n - logitRows, n, 0);
-      return matmul(layerNorm(last, { ...this.ln_f, eps }), this.wte, { layout: 'nk' }); // (rows, V)
+      if (!states) {
+        const last = logitRows === n ? x : slice(x, n - logitRows, n, 0);
+        return matmul(layerNorm(last, { ...this.ln_f, eps }), this.wte, { layout: 'nk' }); // (rows, V)
+      }
+      const h = layerNorm(x, { ...this.ln_f, eps }); // (n, d)
+      this.device.copy(h.buffer, 0, states.rows.buffer, (pos0 + 1) * d * 4, n * d * 4);
+      return matmul(logitRows === n ? h : slice(h, n - logitRows, n, 0), this.wte, { layout: 'nk' }); // (rows, V)
     });
   }
 

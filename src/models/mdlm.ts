@@ -82,6 +82,7 @@ export class MDLM {
     private readonly norm_final: Norm, // modulated by the final (shift, scale)
     private readonly linear: { w: Tensor; b: Tensor }, // (V, d), bias with the mask logit at −1e6
     private readonly rope: Tensor, // (model_length, hd/2, 2)
+    private readonly feature_proj: Tensor | null, // (d, target_features): reads the target's hidden states
   ) {}
 
   static async load(device: Device, ckpt: Checkpoint, config: MDLMConfig, opts: ModelLoadOptions = {}): Promise<MDLM> {
@@ -93,6 +94,7 @@ export class MDLM {
     const { hiddenDim: d, nBlocks, condDim, vocabSize: V, nHeads, modelLength } = config;
     const blockKeys = ['norm1.weight', 'attn_qkv.weight', 'attn_out.weight', 'norm2.weight', 'mlp.0.weight', 'mlp.0.bias', 'mlp.2.weight', 'mlp.2.bias', 'adaLN_modulation.weight', 'adaLN_modulation.bias'];
     const expected = [
+      ...(config.targetFeatures ? ['feature_proj.weight'] : []),
       'vocab_embed.embedding',
       'sigma_map.mlp.0.weight',
       'sigma_map.mlp.0.bias',
@@ -152,7 +154,8 @@ export class MDLM {
     };
     const vocabEmbed = await r.gpu(device, 'vocab_embed.embedding', [V, d], dtype);
     const rope = ropeTable(device, modelLength, d / nHeads).keep();
-    return new MDLM(device, config, vocabEmbed, blocks, normFinal, linear, rope);
+    const featureProj = config.targetFeatures ? await r.gpu(device, 'feature_proj.weight', [d, config.targetFeatures], dtype) : null;
+    return new MDLM(device, config, vocabEmbed, blocks, normFinal, linear, rope, featureProj);
   }
 
   get vocabSize(): number {
@@ -172,23 +175,25 @@ export class MDLM {
     const dtype = this.linear.w.dtype as 'f32' | 'f16';
     const rows = context + gamma;
     const nk = (rows: number, K: number, N: number): MatmulSignature => ({ layout: 'nk', dtype, rows, K, N });
-    return [nk(rows, d, 3 * d), nk(rows, d, d), nk(rows, d, 4 * d), nk(rows, 4 * d, d), nk(gamma, d, V)];
+    const features = this.config.targetFeatures ? [nk(rows, this.config.targetFeatures, d)] : [];
+    return [...features, nk(rows, d, 3 * d), nk(rows, d, d), nk(rows, d, 4 * d), nk(rows, 4 * d, d), nk(gamma, d, V)];
   }
 
   /**
    * Logits [positions, V] at the given positions of the sequence `ids`, with SUBS's mask-logit
    * offset applied (so the mask token gets ~zero probability). The vocabulary projection is
-   * computed only at those positions.
+   * computed only at those positions. `features` (L, target_features): the target's hidden state
+   * that predicted each token (zero rows where there is none); omitted, none anywhere.
    */
-  logits(ids: ArrayLike<number> | Tensor, positions: ArrayLike<number>): Tensor {
-    const L = this.checkInput(ids, positions, 'MDLM.logits');
+  logits(ids: ArrayLike<number> | Tensor, positions: ArrayLike<number>, features?: Tensor): Tensor {
+    const L = this.checkInput(ids, positions, 'MDLM.logits', features);
     if (L > this.config.modelLength) throw new ContextError(`MDLM.logits: ${L} tokens exceed the model length of ${this.config.modelLength}`);
     return this.device.scope(() => {
       const kv = this.newKV(L); // one cache reused by every block
       const out = this.forward(ids, positions, () => {
         kv.truncate(0);
         return kv;
-      }, { causal: false });
+      }, { causal: false }, features);
       kv.dispose();
       return out;
     });
@@ -203,24 +208,32 @@ export class MDLM {
    * Block-causal pass over `ids` appended at the end of `cache`: the first ids.length − block
    * rows are context, which attends causally and whose keys and values stay in the cache; the
    * last `block` rows (the masked draft) attend to every position, and their keys and values are
-   * dropped afterwards. Logits [positions, V] at the given indices into `ids`, SUBS offset applied.
+   * dropped afterwards. Logits [positions, V] at the given indices into `ids`, SUBS offset applied;
+   * `features` as in logits().
    */
-  logitsCached(ids: ArrayLike<number> | Tensor, cache: MDLMCache, block: number, positions: ArrayLike<number>): Tensor {
-    const L = this.checkInput(ids, positions, 'MDLM.logitsCached');
+  logitsCached(ids: ArrayLike<number> | Tensor, cache: MDLMCache, block: number, positions: ArrayLike<number>, features?: Tensor): Tensor {
+    const L = this.checkInput(ids, positions, 'MDLM.logitsCached', features);
     if (!Number.isInteger(block) || block < 0 || block > L) throw new RangeError(`MDLM.logitsCached: block of ${block} rows outside 0..${L}`);
     const base = cache.length;
     if (base + L > this.config.modelLength) {
       throw new ContextError(`MDLM.logitsCached: ${base} cached + ${L} new positions exceed the model length of ${this.config.modelLength}`);
     }
-    const out = this.device.scope(() => this.forward(ids, positions, (i) => cache.layers[i], { causal: true, bidirectionalTail: block }));
+    const out = this.device.scope(() => this.forward(ids, positions, (i) => cache.layers[i], { causal: true, bidirectionalTail: block }, features));
     cache.truncate(base + L - block);
     return out;
   }
 
-  private checkInput(ids: ArrayLike<number> | Tensor, positions: ArrayLike<number>, op: string): number {
+  private checkInput(ids: ArrayLike<number> | Tensor, positions: ArrayLike<number>, op: string, features?: Tensor): number {
     const L = ids instanceof Tensor ? ids.size : ids.length;
     if (!(ids instanceof Tensor)) checkTokenIds(ids, this.config.vocabSize, op);
     if (L === 0) throw new RangeError(`${op}: no tokens`);
+    if (features) {
+      const width = this.config.targetFeatures;
+      if (!width) throw new RangeError(`${op}: this MDLM reads no target features (its config has no "target_features")`);
+      if (features.shape.length !== 2 || features.shape[0] !== L || features.shape[1] !== width) {
+        throw new RangeError(`${op}: features must be [${L}, ${width}], got [${features.shape}]`);
+      }
+    }
     checkTokenIds(positions, L, `${op} positions`);
     return L;
   }
@@ -231,9 +244,10 @@ export class MDLM {
   }
 
   /** The DiT: block i appends its keys and values to kvFor(i) (at positions from its length on). */
-  private forward(ids: ArrayLike<number> | Tensor, positions: ArrayLike<number>, kvFor: (block: number) => KVCache, attn: AttentionOptions): Tensor {
+  private forward(ids: ArrayLike<number> | Tensor, positions: ArrayLike<number>, kvFor: (block: number) => KVCache, attn: AttentionOptions, features?: Tensor): Tensor {
     const tokens = ids instanceof Tensor ? ids : Tensor.from(this.device, Int32Array.from(ids), [ids.length]);
     let x = embedding(this.vocab_embed, tokens); // (L, d)
+    if (features && this.feature_proj) x = matmul(features, this.feature_proj, { layout: 'nk', residual: x });
     this.blocks.forEach((b, i) => {
       const kv = kvFor(i);
       const q = appendQKV(matmul(layerNorm(x, b.norm1), b.attn_qkv, { layout: 'nk' }), kv, this.rope);
@@ -265,6 +279,7 @@ export class MDLM {
 
   dispose(): void {
     const ts: Tensor[] = [this.vocab_embed, this.rope, this.norm_final.weight, this.norm_final.bias, this.linear.w, this.linear.b];
+    if (this.feature_proj) ts.push(this.feature_proj);
     for (const b of this.blocks) ts.push(b.norm1.weight, b.norm1.bias, b.attn_qkv, b.attn_out, b.norm2.weight, b.norm2.bias, b.mlp0.w, b.mlp0.b, b.mlp2.w, b.mlp2.b);
     for (const t of ts) t.dispose();
   }

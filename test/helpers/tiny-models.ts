@@ -15,6 +15,8 @@ export interface TinySpec {
   seed: number;
   /** Weight scale: larger makes sharper (less uniform) distributions. */
   scale?: number;
+  /** MDLM: width of the target hidden states it reads (config "target_features"; 0: none). */
+  targetFeatures?: number;
 }
 
 /** Random F32 tensors of the given shapes; LayerNorm-like weights (`ones`) sit around 1. */
@@ -77,11 +79,15 @@ export async function tinyGPT2(device: Device, spec: TinySpec): Promise<GPT2> {
 
 /** vocab = the target's vocabulary; the MDLM gets one more id, its mask. */
 export async function tinyMDLM(device: Device, spec: TinySpec): Promise<MDLM> {
-  const { vocab, d = 32, layers = 2, heads = 2, positions = 64, seed, scale = 0.3 } = spec;
+  const { vocab, d = 32, layers = 2, heads = 2, positions = 64, seed, scale = 0.3, targetFeatures = 0 } = spec;
   const V = vocab + 1;
   const c = 16;
   const shapes = mdlmShapes(V, d, layers, c);
+  if (targetFeatures) shapes['backbone.feature_proj.weight'] = [d, targetFeatures];
   const bytes = writeSafetensors(randomTensors(shapes, seed, scale, (n) => /norm.*weight$/.test(n)));
-  const config = parseMDLMConfig({ model_type: 'mdlm', vocab_size: V, hidden_dim: d, n_blocks: layers, n_heads: heads, cond_dim: c, model_length: positions, time_conditioning: false });
+  const config = parseMDLMConfig({
+    model_type: 'mdlm', vocab_size: V, hidden_dim: d, n_blocks: layers, n_heads: heads, cond_dim: c, model_length: positions, time_conditioning: false,
+    ...(targetFeatures ? { target_features: targetFeatures } : {}),
+  });
   return MDLM.load(device, await openSafetensors(memorySource(bytes, `tiny-mdlm-${seed}`)), config);
 }

@@ -329,6 +329,52 @@ def check_mdlm(params, ids, golden):
     print("  mdlm: SUBS structure, rotary == complex rotation, LN == F.layer_norm, bidirectional, block-causal")
 
 
+# ------------------------------------------------------------ MDLM reading target features
+
+MDLM_FEATURES = 40
+MDLM_FEATURES_CFG = dict(MDLM_CFG, target_features=MDLM_FEATURES,
+                         _name_or_path="mdlm-tiny-features (random, test fixture)")
+
+
+def make_mdlm_features(params, ids):
+    """test/fixtures/mdlm-tiny-features/: mdlm-tiny's weights plus feature_proj [D, F], random target features
+    (zero at position 0 and at the draft slots, as at run time), and block-causal / bidirectional log-probs."""
+    gen = torch.Generator().manual_seed(2408_05636)
+    D = MDLM_CFG["hidden_dim"]
+    fparams = dict(params)
+    fparams[mdlm.P + "feature_proj.weight"] = 0.05 * torch.randn(D, MDLM_FEATURES, generator=gen)
+    feats = torch.randn(MDLM_L, MDLM_FEATURES, generator=gen)
+    feats[0] = 0
+    feats[-MDLM_BLOCK:] = 0
+    prefix = MDLM_L - MDLM_BLOCK
+    with torch.no_grad():
+        p = f64(fparams)
+        bc, _ = mdlm.backbone(p, MDLM_FEATURES_CFG, ids, 0.0, prefix=prefix, target_feats=feats.double())
+        bi, _ = mdlm.backbone(p, MDLM_FEATURES_CFG, ids, 0.0, target_feats=feats.double())
+        plain, _ = mdlm.backbone(p, MDLM_FEATURES_CFG, ids, 0.0, prefix=prefix)
+    golden = {
+        "input_ids": ids.to(torch.int32),
+        "target_features": feats,
+        "block_causal_prefix": torch.tensor(prefix, dtype=torch.int32),
+        "log_probs_block_causal": mdlm.subs(bc, ids, MDLM_MASK_ID).float(),
+        "log_probs": mdlm.subs(bi, ids, MDLM_MASK_ID).float(),
+    }
+    # The features must matter, or the fixture proves nothing.
+    assert (mdlm.subs(plain, ids, MDLM_MASK_ID) - mdlm.subs(bc, ids, MDLM_MASK_ID))[ids == MDLM_MASK_ID].abs().max() > 0.1
+    meta = {"format": "golden v1", "model": "mdlm", "mask_token_id": str(MDLM_MASK_ID),
+            "target_features": f"[L, {MDLM_FEATURES}] what each position reads through feature_proj",
+            "log_probs_block_causal": "SUBS log-probs [L, V], block-causal (prefix P), with the features",
+            "log_probs": "SUBS log-probs [L, V], bidirectional, with the features",
+            "precision": "float64 from the stored F32 weights, rounded to float32"}
+    d = os.path.join(OUT, "mdlm-tiny-features")
+    os.makedirs(d, exist_ok=True)
+    for name in os.listdir(d):
+        os.remove(os.path.join(d, name))
+    write_json(os.path.join(d, "config.json"), MDLM_FEATURES_CFG)
+    st.save_file(fparams, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+    st.save_file(golden, os.path.join(d, "golden.safetensors"), metadata=meta)
+
+
 # ------------------------------------------------------------------------------- safetensors I/O
 
 def make_dtype_sample():
@@ -376,6 +422,7 @@ def main():
     check_gpt2(params, ids, goldens)
     mparams, mids, mgolden = make_mdlm()
     check_mdlm(mparams, mids, mgolden)
+    make_mdlm_features(mparams, mids)
     total = 0
     for dirpath, _, files in sorted(os.walk(OUT)):
         for f in sorted(files):

@@ -175,11 +175,14 @@ def block(p, b, x, c, cos, sin, n_heads, prefix=None):
     return x + gate_mlp * (h @ p[b + "mlp.2.weight"].T + p[b + "mlp.2.bias"])
 
 
-def backbone(p, cfg, ids, sigma, honor_time_conditioning=True, prefix=None):
+def backbone(p, cfg, ids, sigma, honor_time_conditioning=True, prefix=None, target_feats=None):
     """DIT.forward for one sequence. Returns (logits (L, V), extras dict).
 
     prefix P: block-causal attention (this project's drafter with a KV cache; not in upstream MDLM):
     positions < P attend causally, positions >= P (the masked block) attend to every position.
+
+    target_feats (L, F): this project's target-feature conditioning (config "target_features": F, not in
+    upstream MDLM): x = embedding + target_feats @ feature_proj.weight^T before the first block.
 
     With honor_time_conditioning (the default, like DITBackbone / _process_sigma) sigma is
     replaced by 0 when cfg["time_conditioning"] is false; pass False to feed sigma regardless."""
@@ -188,6 +191,8 @@ def backbone(p, cfg, ids, sigma, honor_time_conditioning=True, prefix=None):
     dtype = p[P + "vocab_embed.embedding"].dtype
     c = conditioning(p, sigma)
     x = p[P + "vocab_embed.embedding"][ids]                                         # (L, D)
+    if target_feats is not None:
+        x = x + target_feats @ p[P + "feature_proj.weight"].T                          # (L, F) x (F, D)
     cos, sin = rotary_cos_sin(ids.shape[0], cfg["hidden_dim"] // cfg["n_heads"], dtype)
     extras = {"c": c}
     for i in range(cfg["n_blocks"]):

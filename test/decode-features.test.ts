@@ -1,0 +1,98 @@
+/**
+ * A diffusion drafter that reads the target's hidden states (config "target_features"): token i of
+ * the context is read beside the target's state that predicted it, from the target's HiddenStates.
+ */
+import { describe, expect, it } from 'vitest';
+import { generate } from '../src/decode/generate.js';
+import { DiffusionDrafter } from '../src/decode/diffusion-drafter.js';
+import { resolveSampling } from '../src/decode/options.js';
+import { Rng } from '../src/decode/rng.js';
+import { Tensor } from '../src/tensor/tensor.js';
+import { embedding } from '../src/tensor/ops/gather.js';
+import { getDevice } from './helpers/device.js';
+import { tinyGPT2, tinyMDLM } from './helpers/tiny-models.js';
+
+const V = 24;
+const greedy = resolveSampling({ temperature: 0 });
+const sampled = resolveSampling({ temperature: 1 });
+
+/** Softmax of each row's first `keep` of `cols` logits (the drafter's q leaves out the mask column). */
+function softmaxRows(logits: ArrayLike<number>, rows: number, cols: number, keep: number): Float64Array {
+  const out = new Float64Array(rows * keep);
+  for (let r = 0; r < rows; r++) {
+    const row = Array.from({ length: keep }, (_, j) => logits[r * cols + j]);
+    const m = Math.max(...row);
+    const z = row.reduce((a, v) => a + Math.exp(v - m), 0);
+    row.forEach((v, j) => (out[r * keep + j] = Math.exp(v - m) / z));
+  }
+  return out;
+}
+
+describe('drafting with the target hidden states', () => {
+  it('a block-causal draft is drawn from one pass over the whole context with state i beside token i, as the context grows', async () => {
+    const dev = await getDevice();
+    const target = await tinyGPT2(dev, { vocab: V, seed: 1, scale: 0.5 });
+    const mdlm = await tinyMDLM(dev, { vocab: V, seed: 3, targetFeatures: target.config.nEmbd });
+    const drafter = new DiffusionDrafter(mdlm, { attention: 'block-causal' });
+    const cache = target.createCache();
+    const states = target.createHiddenStates();
+    const ctx = [3, 7, 1, 9, 4, 4, 12, 5];
+    const gamma = 4;
+    dev.scope(() => target.forward(ctx.slice(0, -1), cache, 1, states).dispose());
+    drafter.prefill(ctx, states);
+    for (const grow of [[], [8, 2, 17], [6]]) {
+      if (grow.length) {
+        // What a verify does: the target reads the pending token and the accepted ones.
+        dev.scope(() => target.forward([ctx[ctx.length - 1], ...grow.slice(0, -1)], cache, 1, states).dispose());
+        ctx.push(...grow);
+      }
+      const draft = dev.scope(() => drafter.draft(ctx, gamma, sampled, new Rng(0), false, states));
+      const expected = dev.scope(() => {
+        const rows = Tensor.from(dev, Int32Array.from([...ctx.keys(), ...new Array(gamma).fill(0)]), [ctx.length + gamma]);
+        const ids = [...ctx, ...new Array(gamma).fill(mdlm.maskTokenId)];
+        const tail = Array.from({ length: gamma }, (_, i) => ctx.length + i);
+        return mdlm.logitsCached(ids, mdlm.createCache(), gamma, tail, embedding(states.rows, rows));
+      });
+      const [q, logits] = await Promise.all([draft.q!.read(), expected.read()]);
+      const want = softmaxRows(logits, gamma, V + 1, V);
+      expect(Math.max(...q.map((v, i) => Math.abs(v - want[i]))), `context of ${ctx.length}`).toBeLessThan(1e-5);
+      for (const t of [draft.tokens, draft.q!, expected]) t.dispose();
+    }
+    drafter.dispose();
+    states.dispose();
+    cache.dispose();
+  }, 400_000);
+
+  it('the draft depends on the states: zeroed states give other distributions', async () => {
+    const dev = await getDevice();
+    const target = await tinyGPT2(dev, { vocab: V, seed: 1, scale: 0.5 });
+    const mdlm = await tinyMDLM(dev, { vocab: V, seed: 3, targetFeatures: target.config.nEmbd });
+    const ctx = [3, 7, 1, 9, 4, 4, 12, 5, 8, 2, 17, 6];
+    const draftWith = async (fill: boolean) => {
+      const states = target.createHiddenStates();
+      const cache = target.createCache();
+      if (fill) dev.scope(() => target.forward(ctx.slice(0, -1), cache, 1, states).dispose());
+      else dev.upload(states.rows.buffer, 0, new Float32Array(states.rows.size));
+      const drafter = new DiffusionDrafter(mdlm, { attention: 'bidirectional', window: ctx.length });
+      const draft = dev.scope(() => drafter.draft(ctx, 4, sampled, new Rng(0), false, states));
+      const q = await draft.q!.read();
+      draft.tokens.dispose();
+      draft.q!.dispose();
+      states.dispose();
+      cache.dispose();
+      return q;
+    };
+    const [withStates, zeroed] = [await draftWith(true), await draftWith(false)];
+    expect(Math.max(...withStates.map((v, i) => Math.abs(v - zeroed[i])))).toBeGreaterThan(1e-3);
+  }, 400_000);
+
+  it('refuses to draft without the states, and generate refuses a target of another width, naming both widths', async () => {
+    const dev = await getDevice();
+    const target = await tinyGPT2(dev, { vocab: V, seed: 1, scale: 0.5, d: 16 });
+    const mdlm = await tinyMDLM(dev, { vocab: V, seed: 3, targetFeatures: 32 });
+    const drafter = new DiffusionDrafter(mdlm, { attention: 'block-causal' });
+    expect(() => dev.scope(() => drafter.draft([1, 2, 3], 2, greedy, new Rng(0)))).toThrow(/reads the target's hidden states \("target_features": 32\)/);
+    expect(() => generate(target, null, { prompt: [1, 2], method: 'specdiff', drafter })).toThrow(/width 32 .* n_embd is 16/);
+    drafter.dispose();
+  });
+});
