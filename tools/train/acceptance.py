@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from models import GPT2, MDLM  # noqa: E402
-from train import val_windows  # noqa: E402
+from train import shifted_features, val_windows  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNS = os.path.join(HERE, 'runs')
@@ -36,8 +36,9 @@ def load(run):
 
 
 @torch.no_grad()
-def draft(drafter, kind, ctx, gamma, greedy, g, window=0, block_causal=False, tau=1.0):
-    """-> tokens (B, gamma), q (B, gamma, V) the distributions they were drawn from (the drafter's at temperature tau)."""
+def draft(drafter, kind, ctx, gamma, greedy, g, window=0, block_causal=False, tau=1.0, target=None):
+    """-> tokens (B, gamma), q (B, gamma, V) the distributions they were drawn from (the drafter's at temperature tau).
+    A drafter with target_features reads the target's hidden states of the context."""
     if kind == 'gpt2':
         x, qs = ctx, []
         for _ in range(gamma):
@@ -47,11 +48,14 @@ def draft(drafter, kind, ctx, gamma, greedy, g, window=0, block_causal=False, ta
             x = torch.cat([x, nxt], dim=1)
         return x[:, ctx.shape[1]:], torch.stack(qs, 1)
     m = drafter.cfg.mask_index
+    hidden = target.hidden(ctx) if drafter.cfg.target_features else None
     if window:
         ctx = ctx[:, -window:]
     x = torch.cat([ctx, torch.full((ctx.shape[0], gamma), m, dtype=torch.long)], dim=1)
+    feats = None if hidden is None else shifted_features(hidden, x.shape[1] + hidden.shape[1] - ctx.shape[1])[:, -x.shape[1]:]
     prefix = ctx.shape[1] if block_causal else None
-    q = (drafter.subs_log_probs(x, torch.ones(x.shape[0]), prefix)[:, ctx.shape[1]:, :m].float() / tau).softmax(-1)
+    logp = drafter.subs_log_probs(x, torch.ones(x.shape[0]), prefix, feats)
+    q = (logp[:, ctx.shape[1]:, :m].float() / tau).softmax(-1)
     toks = q.argmax(-1) if greedy else torch.multinomial(q.reshape(-1, m), 1, generator=g).view(q.shape[:2])
     return toks, q
 
@@ -63,12 +67,12 @@ def measure(target, drafter, kind, windows, gamma, batch=16, seed=0, window=0, b
     for i in range(0, len(windows), batch):
         ctx = windows[i:i + batch]
         with torch.autocast('cpu', dtype=torch.bfloat16):
-            toks, q = draft(drafter, kind, ctx, gamma, False, g, window, block_causal, tau)
+            toks, q = draft(drafter, kind, ctx, gamma, False, g, window, block_causal, tau, target)
             p = target(torch.cat([ctx, toks], 1))[:, ctx.shape[1] - 1:-1].float().softmax(-1)   # (B, gamma, V)
             ratio = (p.gather(-1, toks[..., None]) / q.gather(-1, toks[..., None]).clamp_min(1e-30)).squeeze(-1)
             acc_s += torch.cumprod(ratio.clamp(max=1.0), dim=1).sum().item()
             alpha += torch.minimum(p[:, 0], q[:, 0]).sum().item()
-            gt, _ = draft(drafter, kind, ctx, gamma, True, g, window, block_causal)
+            gt, _ = draft(drafter, kind, ctx, gamma, True, g, window, block_causal, target=target)
             pg = target(torch.cat([ctx, gt], 1))[:, ctx.shape[1] - 1:-1].argmax(-1)
             acc_g += torch.cumprod((pg == gt).long(), dim=1).sum().item()
         n += ctx.shape[0]

@@ -60,6 +60,9 @@ def hf_config(model, kind, metrics=None):
         if any(m.get('block_causal') for m in lineage(metrics or {})):
             # This project's extension: drafts with a KV cache of the context by default (src/models/config.ts).
             cfg['block_causal'] = True
+        if c.target_features:
+            # This project's extension: reads the target's hidden states through feature_proj (src/models/config.ts).
+            cfg['target_features'] = c.target_features
     cfg['torch_dtype'] = 'float16'
     return cfg
 
@@ -83,8 +86,13 @@ def check_against_reference(model, kind, path, cfg, ids):
         mine = m(ids[None])[0]
     else:
         prefix = len(ids) - 8 if cfg.get('block_causal') else None
-        ref, _ = ref_mdlm.backbone(p, cfg, ids, 0.0, prefix=prefix)
-        mine = m.backbone(ids[None], torch.zeros(1), prefix)[0]
+        # Any features serve to compare the two forwards; zero where the runtime has none (first position).
+        feats = None
+        if cfg.get('target_features'):
+            feats = torch.randn(len(ids), cfg['target_features'], generator=torch.Generator().manual_seed(0))
+            feats[0] = 0
+        ref, _ = ref_mdlm.backbone(p, cfg, ids, 0.0, prefix=prefix, target_feats=feats)
+        mine = m.backbone(ids[None], torch.zeros(1), prefix, None if feats is None else feats[None])[0]
     diff = (ref - mine).abs().max().item()
     assert diff < 1e-3, f'{path}: models.py and tools/reference disagree by {diff}'
     return m, diff

@@ -46,6 +46,7 @@ class MDLMConfig:
     dropout: float = 0.0
     time_conditioning: bool = False
     noise_eps: float = 1e-3         # log-linear noise: move_chance(t) = (1 - eps) t
+    target_features: int = 0        # width of the target's hidden states the drafter reads (0: none)
 
     @property
     def mask_index(self):
@@ -62,6 +63,7 @@ class MDLMConfig:
             # not in mdlm-owt's config; stated for readers of this export
             'mask_token_id': self.mask_index, 'noise_schedule': 'loglinear', 'noise_eps': self.noise_eps,
             'parameterization': 'subs',
+            **({'target_features': self.target_features} if self.target_features else {}),
         }
 
 
@@ -138,12 +140,15 @@ class GPT2(nn.Module):
             for proj in (b.attn.c_proj, b.mlp.c_proj):
                 nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * cfg.n_layer))
 
-    def forward(self, idx):                                  # idx (B, T) -> logits (B, T, V)
+    def hidden(self, idx):                                   # idx (B, T) -> ln_f output (B, T, d)
         pos = torch.arange(idx.shape[1], device=idx.device)
         x = self.wte(idx) + self.wpe(pos)
         for block in self.h:
             x = block(x)
-        return self.ln_f(x) @ self.wte.weight.t()            # tied LM head
+        return self.ln_f(x)
+
+    def forward(self, idx):                                  # idx (B, T) -> logits (B, T, V)
+        return self.hidden(idx) @ self.wte.weight.t()        # tied LM head
 
     def non_embedding_params(self):
         return count_params(self, exclude=('wte.', 'wpe.'))
@@ -275,16 +280,24 @@ class DIT(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         self.vocab_embed = EmbeddingLayer(cfg.hidden_dim, cfg.vocab_size)
+        if cfg.target_features:
+            # Target-feature conditioning: position i also reads the target's final hidden state at i - 1 (the one
+            # that predicted token i). Zero-initialised, so a drafter without it is where training starts.
+            self.feature_proj = nn.Linear(cfg.target_features, cfg.hidden_dim, bias=False)
+            nn.init.zeros_(self.feature_proj.weight)
         self.sigma_map = TimestepEmbedder(cfg.cond_dim)
         self.rotary_emb = Rotary(cfg.hidden_dim // cfg.n_heads)
         self.blocks = nn.ModuleList(DDiTBlock(cfg) for _ in range(cfg.n_blocks))
         self.output_layer = DDiTFinalLayer(cfg)
 
-    def features(self, idx, sigma, prefix=None):             # idx (B, T), sigma (B,) -> x (B, T, d), c (B, cond)
+    def features(self, idx, sigma, prefix=None, target_feats=None):  # idx (B, T), sigma (B,) -> x (B, T, d), c (B, cond)
         """prefix P (block-causal attention): positions < P see only positions up to themselves, so their keys and
         values do not depend on what follows and can be cached across drafts; positions >= P (the masked block) see
-        everything. None: bidirectional everywhere (MDLM)."""
+        everything. None: bidirectional everywhere (MDLM). target_feats (B, T, Dt): the target's hidden state that
+        predicted each position's token (zeros where there is none: the first position and the masks)."""
         x = self.vocab_embed(idx)
+        if target_feats is not None:
+            x = x + self.feature_proj(target_feats)
         c = F.silu(self.sigma_map(sigma))
         T = idx.shape[1]
         cos, sin = self.rotary_emb(T, idx.device)
@@ -293,8 +306,8 @@ class DIT(nn.Module):
             x = block(x, cos, sin, c, allowed)
         return x, c
 
-    def forward(self, idx, sigma, prefix=None):              # -> logits (B, T, V)
-        x, c = self.features(idx, sigma, prefix)
+    def forward(self, idx, sigma, prefix=None, target_feats=None):  # -> logits (B, T, V)
+        x, c = self.features(idx, sigma, prefix, target_feats)
         return self.output_layer(x, c)
 
 
@@ -313,11 +326,11 @@ class MDLM(nn.Module):
     def sigma(self, t):                                      # total noise sigma(t) = -log(1 - (1 - eps) t)
         return -torch.log1p(-(1 - self.cfg.noise_eps) * t)
 
-    def subs_log_probs(self, xt, sigma, prefix=None):
+    def subs_log_probs(self, xt, sigma, prefix=None, target_feats=None):
         """log p(x0 | xt): mask logit -inf, log-softmax, unmasked positions carried over."""
         if not self.cfg.time_conditioning:
             sigma = torch.zeros_like(sigma)
-        logits = self.backbone(xt, sigma, prefix).float()
+        logits = self.backbone(xt, sigma, prefix, target_feats).float()
         logits[:, :, self.cfg.mask_index] += self.NEG_INF
         logits = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
         unmasked = xt != self.cfg.mask_index

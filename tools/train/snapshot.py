@@ -23,7 +23,8 @@ def main():
     os.makedirs(out, exist_ok=True)
     metrics = {'train_tokens': int(ck['tokens']), 'train_minutes': ck['train_s'] / 60, 'steps': int(ck['step']),
                'note': f'snapshot of an unfinished {recipe["steps"]}-step run'}
-    torch.save({'model': ck['model'], 'kind': recipe['kind'], 'cfg': recipe['cfg'], 'metrics': metrics},
+    # A run that changed the recipe's architecture (--target-features) stored its own config.
+    torch.save({'model': ck['model'], 'kind': recipe['kind'], 'cfg': ck.get('cfg', recipe['cfg']), 'metrics': metrics},
                os.path.join(out, 'final.pt'))
     print(out)
 

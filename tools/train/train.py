@@ -22,6 +22,7 @@ with --block-causal that objective runs with block-causal attention (the context
 everything), the way the runtime drafts with a KV cache of the context.
 """
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -122,6 +123,17 @@ DRAFT_CONTEXT = (4, 64)   # clean context tokens of a drafting window, uniform
 DRAFT_GAMMA = (1, 16)     # masked tokens after it, uniform
 
 
+def shifted_features(hidden, T):
+    """Target hidden states of W context tokens (B, W, Dt) -> what the drafter reads beside each of T >= W tokens
+    (B, T, Dt): position i < W gets the state at i - 1 (the one that predicted token i), position 0 and the masks
+    none (zeros). The last context state, which predicts the first mask, is not used: at run time the target has not
+    computed it yet (its token is the one the last verify drew)."""
+    W = hidden.shape[1]
+    feats = hidden.new_zeros(hidden.shape[0], T, hidden.shape[2])
+    feats[:, 1:W] = hidden[:, :W - 1]
+    return feats
+
+
 def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=False, teacher=None,
                     teacher_weight=0.0):
     """The SpecDiff drafting situation: W clean tokens then gamma mask tokens, every mask predicted in one pass
@@ -131,20 +143,29 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
     (the runtime's drafter with a KV cache of the context).
     teacher (a GPT-2): mix in, with teacher_weight, the cross-entropy against the teacher's teacher-forced
     distribution of each masked token (soft labels: for position 1 exactly the p that the acceptance rule
-    compares q with; averaged over the data, the teacher's marginal at later positions)."""
+    compares q with; averaged over the data, the teacher's marginal at later positions).
+    A drafter with target_features reads the teacher's hidden states of the context (shifted_features); the
+    masked positions get none, as at run time, where the verify has not reached them."""
     W = int(torch.randint(context[0], context[1] + 1, (1,), generator=g))
     gamma = int(torch.randint(DRAFT_GAMMA[0], DRAFT_GAMMA[1] + 1, (1,), generator=g))
     x0 = data.next(batch, W + gamma)
     m = model.cfg.mask_index
     xt = x0.clone()
     xt[:, W:] = m
-    x, c = model.backbone.features(xt, torch.zeros(batch), W if block_causal else None)
+    hidden = None
+    if teacher is not None:
+        with torch.no_grad():
+            hidden = teacher.hidden(x0[:, :-1])
+    feats = None
+    if model.cfg.target_features:
+        feats = shifted_features(hidden[:, :W], W + gamma)
+    x, c = model.backbone.features(xt, torch.zeros(batch), W if block_causal else None, feats)
     logits = model.backbone.output_layer(x[:, W:].reshape(-1, x.shape[-1]), c.repeat_interleave(gamma, 0))
     log_q = F.log_softmax(logits.float()[:, :m], dim=-1)
     loss = F.nll_loss(log_q, x0[:, W:].reshape(-1))
-    if teacher is not None:
+    if teacher is not None and teacher_weight > 0:
         with torch.no_grad():
-            p = F.softmax(teacher(x0[:, :-1]).float()[:, W - 1:], dim=-1).reshape(-1, m)
+            p = F.softmax((hidden[:, W - 1:] @ teacher.wte.weight.t()).float(), dim=-1).reshape(-1, m)
         loss = (1 - teacher_weight) * loss - teacher_weight * (p * log_q).sum(-1).mean()
     return loss, batch * (W + gamma)
 
@@ -196,6 +217,11 @@ def main():
                     '(context causal, masked block bidirectional); exported models get "block_causal": true')
     ap.add_argument('--teacher-run', default='', help="MDLM drafting objective: soft labels from runs/<run>/final.pt")
     ap.add_argument('--teacher-weight', type=float, default=0.5, help='weight of the soft labels against the tokens')
+    ap.add_argument('--target-features', action='store_true', help='MDLM: the drafter reads the teacher\'s final '
+                    'hidden states of the context (needs --teacher-run; starts from --init-run with the new '
+                    'projection at zero)')
+    ap.add_argument('--feature-lr-scale', type=float, default=0.1, help='learning rate of the target-feature '
+                    'projection relative to the rest')
     ap.add_argument('--batch', type=int, default=0, help='override the recipe batch')
     ap.add_argument('--lr', type=float, default=0, help='override the peak learning rate (min: a tenth of it)')
     ap.add_argument('--seed', type=int, default=1337)
@@ -215,7 +241,11 @@ def main():
     assert not args.draft_batch or r['kind'] == 'mdlm', '--draft-batch is the MDLM drafting objective'
     assert not args.block_causal or args.draft_batch, '--block-causal applies to the drafting objective (--draft-batch)'
     assert not args.teacher_run or args.draft_batch, '--teacher-run applies to the drafting objective (--draft-batch)'
+    assert not args.target_features or args.teacher_run, '--target-features reads the hidden states of --teacher-run'
     draft_context = tuple(int(v) for v in args.draft_context.split(','))
+    if args.target_features:
+        teacher_cfg = torch.load(os.path.join(HERE, 'runs', args.teacher_run, 'final.pt'))['cfg']
+        r['cfg'] = dataclasses.replace(r['cfg'], target_features=teacher_cfg.n_embd)
     run = args.run or args.model + ('+distil' if args.distil else '')
     out = os.path.join(HERE, 'runs', run)
     os.makedirs(out, exist_ok=True)
@@ -234,8 +264,11 @@ def main():
     model = build(r)
     if args.init_run:
         init = torch.load(os.path.join(HERE, 'runs', args.init_run, 'final.pt'))
-        assert init['cfg'] == r['cfg'], f'--init-run {args.init_run}: {init["cfg"]} is not this recipe ({r["cfg"]})'
-        model.load_state_dict(init['model'])
+        same = dataclasses.replace(init['cfg'], target_features=r['cfg'].target_features) == r['cfg']
+        assert same, f'--init-run {args.init_run}: {init["cfg"]} is not this recipe ({r["cfg"]})'
+        missing, unexpected = model.load_state_dict(init['model'], strict=False)
+        new = ['backbone.feature_proj.weight'] if r['cfg'].target_features and not init['cfg'].target_features else []
+        assert missing == new and not unexpected, f'--init-run {args.init_run}: missing {missing}, unexpected {unexpected}'
     teacher = None
     if args.teacher_run:
         ck = torch.load(os.path.join(HERE, 'runs', args.teacher_run, 'final.pt'))
@@ -245,10 +278,16 @@ def main():
         assert teacher.cfg.vocab_size == model.cfg.mask_index, \
             f'--teacher-run {args.teacher_run}: vocabulary {teacher.cfg.vocab_size} is not the drafter\'s ' \
             f'{model.cfg.mask_index}'
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    # The target's hidden states are ~25x the drafter's embeddings in norm, so the projection that reads them learns
+    # at a fraction of the rate: a full-rate Adam step on 512 inputs would swamp the embeddings at once.
+    slow = {'backbone.feature_proj.weight'}
+    feature_lr = args.feature_lr_scale if r['kind'] == 'mdlm' and model.cfg.target_features else 1.0
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and n not in slow]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{'params': decay, 'weight_decay': r['weight_decay']},
-                             {'params': no_decay, 'weight_decay': 0.0}], lr=r['lr'], betas=(0.9, 0.95), eps=1e-8)
+    groups = [{'params': decay, 'weight_decay': r['weight_decay']}, {'params': no_decay, 'weight_decay': 0.0}]
+    if feature_lr != 1.0:
+        groups.append({'params': [model.backbone.feature_proj.weight], 'weight_decay': 0.0, 'lr_scale': feature_lr})
+    opt = torch.optim.AdamW(groups, lr=r['lr'], betas=(0.9, 0.95), eps=1e-8)
     sources = [(os.path.join(DATA, 'train.bin'), 1.0)]
     if args.distil:
         sources.append((args.distil_data, args.distil_weight))
@@ -278,7 +317,8 @@ def main():
     def checkpoint():
         save_atomic({'model': model.state_dict(), 'opt': opt.state_dict(), 'data_rng': data.g.get_state(),
                      'noise_rng': g_noise.get_state(), 'torch_rng': torch.get_rng_state(), 'step': step,
-                     'tokens': tokens, 'train_s': train_s, 'recipe': {k: str(v) for k, v in r.items()}}, ckpt_path)
+                     'tokens': tokens, 'train_s': train_s, 'recipe': {k: str(v) for k, v in r.items()},
+                     'cfg': r['cfg']}, ckpt_path)
 
     stop = []  # SIGTERM / SIGINT: finish the current step, checkpoint, exit
     signal.signal(signal.SIGTERM, lambda *_: stop.append('SIGTERM'))
@@ -294,7 +334,7 @@ def main():
             log(f'{why} at step {step}: checkpoint saved, rerun to resume')
             sys.exit(3 if stop else 0)
         for grp in opt.param_groups:
-            grp['lr'] = lr_at(step, r)
+            grp['lr'] = lr_at(step, r) * grp.get('lr_scale', 1.0)
         t0 = time.time()
         x = data.next(r['batch'])
         with torch.autocast('cpu', dtype=torch.bfloat16):
@@ -338,6 +378,8 @@ def main():
         metric['init'] = dict(init['metrics'], run=args.init_run)
     if args.block_causal:
         metric['block_causal'] = True
+    if r['cfg'].target_features:
+        metric['target_features'] = r['cfg'].target_features
     if teacher is not None:
         metric['teacher'] = {'run': args.teacher_run, 'weight': args.teacher_weight}
     log(f'final {json.dumps(metric)}')
