@@ -1,0 +1,264 @@
+/**
+ * npm run bench:decode -- --regimes: AR, speculative decoding (AR drafter) and SpecDiff with each MDLM
+ * drafter given, in the regimes users run (greedy; temperature 0.8 with top-k 50; temperature 1), on
+ * held-out passages of the training corpora and on out-of-domain prompts (Debian manual pages).
+ * Methods take turns prompt by prompt with the same seed, rounds repeat, and speed ratios are taken
+ * per round (median, range), so the shared machine's drift hits every method alike.
+ *
+ * Per regime and method: tokens/s, ratio to AR and to speculative decoding, tokens per target pass
+ * (hardware-independent, per prompt set), acceptance by draft position, drafter passes per token;
+ * at greedy also split at the first repetition loop (the first 8-gram that repeats earlier text):
+ * tokens per pass and tokens/s before it and inside it. Writes JSON and SVG charts to bench/results/.
+ *
+ *   npm run bench:decode -- --regimes [--drafters DIR1,DIR2] [--models DIR] [--prompt-sets passages,ood]
+ *       [--prompts N] [--tokens N] [--rounds N] [--regime-list greedy,t0.8-k50,t1] [--sampled-gammas G1,G2] [--f32]
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, join, relative, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ARDrafter, createNodeDevice, DiffusionDrafter, dirFolder, generate, loadGPT2, loadMDLM, loadTokenizer, type GenerationStats } from '../src/node.js';
+import type { MDLM } from '../src/models/mdlm.js';
+import { table, fmt } from './lib/table.js';
+import { barChart, lineChart } from './lib/svg.js';
+
+const { values } = parseArgs({
+  options: {
+    regimes: { type: 'boolean' },
+    drafters: { type: 'string' },
+    models: { type: 'string' },
+    'prompt-sets': { type: 'string' },
+    prompts: { type: 'string' },
+    tokens: { type: 'string' },
+    rounds: { type: 'string' },
+    'regime-list': { type: 'string' },
+    'sampled-gammas': { type: 'string' },
+    f32: { type: 'boolean' },
+  },
+});
+
+const root = new URL('..', import.meta.url).pathname;
+const modelsDir = values.models ?? join(root, 'models');
+const maxNewTokens = Number(values.tokens ?? 64);
+const rounds = Number(values.rounds ?? 2);
+const perSet = Number(values.prompts ?? 8);
+/** A repeated n-gram of this many tokens marks the start of a repetition loop. */
+const LOOP_NGRAM = 8;
+
+const REGIMES: Record<string, { temperature: number; topK?: number }> = {
+  greedy: { temperature: 0 },
+  't0.8-k50': { temperature: 0.8, topK: 50 },
+  t1: { temperature: 1 },
+};
+const regimes = (values['regime-list'] ?? Object.keys(REGIMES).join(',')).split(',');
+for (const r of regimes) if (!Object.hasOwn(REGIMES, r)) throw new RangeError(`--regime-list: unknown regime '${r}' (allowed: ${Object.keys(REGIMES).join(', ')})`);
+const sampledGammas = values['sampled-gammas'] ? values['sampled-gammas'].split(',').map(Number) : [];
+
+const PROMPT_SETS: Record<string, string> = { passages: 'bench/passages.json', ood: 'bench/passages-ood.json' };
+const setNames = (values['prompt-sets'] ?? 'passages,ood').split(',');
+const prompts = setNames.flatMap((set) => {
+  if (!Object.hasOwn(PROMPT_SETS, set)) throw new RangeError(`--prompt-sets: unknown set '${set}' (allowed: ${Object.keys(PROMPT_SETS).join(', ')})`);
+  const texts: string[] = JSON.parse(readFileSync(join(root, PROMPT_SETS[set]), 'utf8'));
+  return texts.slice(0, perSet).map((text) => ({ set, text }));
+});
+
+const device = await createNodeDevice();
+const dtype = values.f32 || !device.info.features.shaderF16 ? 'f32' : 'f16';
+const tokenizer = await loadTokenizer(dirFolder(join(modelsDir, 'target')));
+const target = await loadGPT2(device, dirFolder(join(modelsDir, 'target')), { dtype });
+const arModel = await loadGPT2(device, dirFolder(join(modelsDir, 'drafter-ar')), { dtype });
+const drafterDirs = (values.drafters ?? join(modelsDir, 'drafter-mdlm')).split(',');
+const mdlms: Array<{ name: string; model: MDLM }> = [];
+// Named by folder, or by the path from the repository when two folders share a name.
+const folderName = (dir: string) => (drafterDirs.filter((d) => basename(d) === basename(dir)).length > 1 ? relative(root, resolve(dir)) : basename(dir));
+for (const dir of drafterDirs) mdlms.push({ name: folderName(dir), model: await loadMDLM(device, dirFolder(dir), { dtype }) });
+
+interface Contender {
+  name: string;
+  method: 'ar' | 'speculative' | 'specdiff';
+  mdlm?: MDLM;
+  gamma?: number;
+}
+
+function contendersFor(regime: string): Contender[] {
+  const sampled = REGIMES[regime].temperature > 0;
+  const list: Contender[] = [{ name: 'AR', method: 'ar' }, { name: 'speculative', method: 'speculative' }];
+  for (const { name, model } of mdlms) {
+    list.push({ name: `specdiff ${name}`, method: 'specdiff', mdlm: model });
+    if (sampled) for (const gamma of sampledGammas) list.push({ name: `specdiff ${name} γ=${gamma}`, method: 'specdiff', mdlm: model, gamma });
+  }
+  return list;
+}
+
+/** The generated index where the first repeated LOOP_NGRAM-gram starts (its earlier copy may lie in the prompt). */
+function loopStart(promptIds: number[], out: number[]): number {
+  const all = [...promptIds, ...out];
+  const seen = new Set<string>();
+  for (let s = 0; s + LOOP_NGRAM <= all.length; s++) {
+    const key = all.slice(s, s + LOOP_NGRAM).join(',');
+    if (s >= promptIds.length && seen.has(key)) return s - promptIds.length;
+    seen.add(key);
+  }
+  return out.length;
+}
+
+/** Sums over generations; rates and fractions are taken from these at the end. */
+interface Tally {
+  tokens: number;
+  ms: number;
+  passes: number;
+  drafterPasses: number;
+  drafted: number;
+  accepted: number;
+  draftedAt: number[];
+  acceptedAt: number[];
+  /** Greedy stretches: before the first repetition loop and inside it. */
+  before: { tokens: number; passes: number; ms: number };
+  inside: { tokens: number; passes: number; ms: number };
+  bySet: Record<string, { tokens: number; passes: number }>;
+}
+
+const newTally = (): Tally => ({
+  tokens: 0, ms: 0, passes: 0, drafterPasses: 0, drafted: 0, accepted: 0, draftedAt: [], acceptedAt: [],
+  before: { tokens: 0, passes: 0, ms: 0 }, inside: { tokens: 0, passes: 0, ms: 0 }, bySet: {},
+});
+
+function add(t: Tally, s: GenerationStats, set: string, iterations: Array<{ start: number; n: number; ms: number }>, loop: number): void {
+  t.tokens += s.generatedTokens;
+  t.ms += s.wallMs;
+  t.passes += s.targetPasses;
+  t.drafterPasses += s.drafterPasses;
+  t.drafted += s.draftedTokens;
+  t.accepted += s.acceptedTokens;
+  s.draftedByPosition.forEach((n, i) => {
+    t.draftedAt[i] = (t.draftedAt[i] ?? 0) + n;
+    t.acceptedAt[i] = (t.acceptedAt[i] ?? 0) + Math.round(n * s.acceptanceByPosition[i]);
+  });
+  for (const it of iterations) {
+    const stretch = it.start < loop ? t.before : t.inside;
+    stretch.tokens += it.n;
+    stretch.passes++;
+    stretch.ms += it.ms;
+  }
+  const b = (t.bySet[set] ??= { tokens: 0, passes: 0 });
+  b.tokens += s.generatedTokens;
+  b.passes += s.targetPasses;
+}
+
+async function run(c: Contender, prompt: string, regime: string, seed: number) {
+  const drafter = c.method === 'specdiff' ? new DiffusionDrafter(c.mdlm!) : c.method === 'speculative' ? new ARDrafter(arModel) : undefined;
+  try {
+    const gen = generate(target, tokenizer, { prompt, method: c.method, drafter, gamma: c.gamma, ...REGIMES[regime], seed, maxNewTokens, stopAtEos: false });
+    // One chunk per target pass: its tokens and the time since the previous one.
+    const iterations: Array<{ start: number; n: number; ms: number }> = [];
+    let last = performance.now();
+    let at = 0;
+    for await (const chunk of gen) {
+      const now = performance.now();
+      if (chunk.tokens.length) iterations.push({ start: at, n: chunk.tokens.length, ms: now - last });
+      at += chunk.tokens.length;
+      last = now;
+    }
+    const { stats, tokens } = await gen.result();
+    if (iterations.length) iterations[0].ms = Math.max(0, iterations[0].ms - stats.prefillMs);
+    return { stats, iterations, loop: loopStart(tokenizer.encode(prompt), tokens) };
+  } finally {
+    drafter?.dispose();
+  }
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const rate = (tokens: number, ms: number) => (ms > 0 ? (tokens * 1000) / ms : 0);
+
+console.log(`adapter: ${device.info.adapter}; weights ${dtype}; ${prompts.length} prompts (${setNames.map((s) => `${prompts.filter((p) => p.set === s).length} ${s}`).join(', ')}) × ${maxNewTokens} tokens; ${rounds} rounds; regimes ${regimes.join(', ')}`);
+// Compile kernels first, on the first two prompts of each set, so that timed generations seldom pay for it.
+const warmups = setNames.flatMap((set) => prompts.filter((p) => p.set === set).slice(0, 2));
+for (const regime of regimes) for (const c of contendersFor(regime)) for (const p of warmups) await run(c, p.text, regime, 0);
+
+const results: Record<string, { contenders: string[]; total: Record<string, Tally>; perRound: Array<Record<string, Tally>> }> = {};
+for (const regime of regimes) results[regime] = { contenders: contendersFor(regime).map((c) => c.name), total: {}, perRound: [] };
+for (let round = 0; round < rounds; round++) {
+  for (const regime of regimes) {
+    const contenders = contendersFor(regime);
+    const tallies: Record<string, Tally> = Object.fromEntries(contenders.map((c) => [c.name, newTally()]));
+    for (const [p, { set, text }] of prompts.entries()) {
+      // Rotate the order prompt by prompt, so no method always runs first after a switch.
+      for (let k = 0; k < contenders.length; k++) {
+        const c = contenders[(k + p + round) % contenders.length];
+        const { stats, iterations, loop } = await run(c, text, regime, 1000 * round + p);
+        add(tallies[c.name], stats, set, iterations, loop);
+        add((results[regime].total[c.name] ??= newTally()), stats, set, iterations, loop);
+      }
+    }
+    results[regime].perRound.push(tallies);
+    const ar = tallies.AR;
+    process.stderr.write(`round ${round + 1} ${regime}: ` + contenders.map((c) => `${c.name} ${(rate(tallies[c.name].tokens, tallies[c.name].ms) / rate(ar.tokens, ar.ms)).toFixed(2)}x`).join(', ') + '\n');
+  }
+}
+
+const summary: Record<string, unknown> = {};
+for (const regime of regimes) {
+  const { contenders, total, perRound } = results[regime];
+  const ratioTo = (name: string, base: string) => perRound.map((t) => rate(t[name].tokens, t[name].ms) / rate(t[base].tokens, t[base].ms));
+  const greedy = REGIMES[regime].temperature === 0;
+  const head = ['method', '>tok/s', '>x AR', '>x spec', '>tok/pass', ...setNames.map((s) => `>tok/pass ${s}`), '>accept@1', '>@2', '>@3', '>@4', '>@8', '>drafter passes/tok'];
+  if (greedy) head.push('>before loop tok/pass', '>inside tok/pass', '>before tok/s', '>inside tok/s', '>tokens inside');
+  const rows = contenders.map((name) => {
+    const t = total[name];
+    const xAr = ratioTo(name, 'AR');
+    const xSpec = ratioTo(name, 'speculative');
+    const at = (i: number) => (t.draftedAt[i] ? t.acceptedAt[i] / t.draftedAt[i] : null);
+    const row = [
+      name,
+      rate(t.tokens, t.ms),
+      `${fmt(median(xAr))} (${fmt(Math.min(...xAr))}-${fmt(Math.max(...xAr))})`,
+      fmt(median(xSpec)),
+      t.tokens / t.passes,
+      ...setNames.map((s) => (t.bySet[s] ? t.bySet[s].tokens / t.bySet[s].passes : null)),
+      at(0), at(1), at(2), at(3), at(7),
+      t.tokens ? t.drafterPasses / t.tokens : 0,
+    ];
+    if (greedy) {
+      row.push(t.before.passes ? t.before.tokens / t.before.passes : null, t.inside.passes ? t.inside.tokens / t.inside.passes : null);
+      row.push(rate(t.before.tokens, t.before.ms), t.inside.ms ? rate(t.inside.tokens, t.inside.ms) : null, `${((100 * t.inside.tokens) / t.tokens).toFixed(0)}%`);
+    }
+    summary[`${regime} ${name}`] = {
+      tokensPerSecond: rate(t.tokens, t.ms), xAR: xAr, xSpeculative: xSpec, tokensPerTargetPass: t.tokens / t.passes,
+      tokensPerTargetPassBySet: Object.fromEntries(Object.entries(t.bySet).map(([s, b]) => [s, b.tokens / b.passes])),
+      acceptanceByPosition: t.draftedAt.map((n, i) => t.acceptedAt[i] / n), draftedByPosition: t.draftedAt,
+      drafterPassesPerToken: t.tokens ? t.drafterPasses / t.tokens : 0,
+      ...(greedy ? { beforeLoop: t.before, insideLoop: t.inside } : {}),
+    };
+    return row;
+  });
+  console.log(`\n${regime} (${JSON.stringify(REGIMES[regime])}): x AR and x spec are medians over rounds of the per-round ratio`);
+  console.log(table(head, rows));
+}
+
+mkdirSync(join(root, 'bench/results'), { recursive: true });
+const stamp = `regimes-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+const out = join(root, 'bench/results', stamp);
+writeFileSync(`${out}.json`, JSON.stringify({ adapter: device.info.adapter, dtype, maxNewTokens, rounds, prompts, drafters: drafterDirs, regimes, summary }, null, 2));
+// Charts: tokens per pass and speed by regime (greedy split at the loop), acceptance by position per regime.
+const drafted = (regime: string) => results[regime].contenders.filter((n) => n !== 'AR');
+const names = [...new Set(regimes.flatMap(drafted))];
+const categories = regimes.flatMap((r) => (REGIMES[r].temperature === 0 ? [`${r} before loop`, `${r} inside loop`] : [r]));
+const perPass = (name: string) =>
+  regimes.flatMap((r) => {
+    const t = results[r].total[name];
+    if (!t) return REGIMES[r].temperature === 0 ? [NaN, NaN] : [NaN];
+    return REGIMES[r].temperature === 0 ? [t.before.tokens / t.before.passes, t.inside.tokens / t.inside.passes] : [t.tokens / t.passes];
+  });
+writeFileSync(`${out}-tokens-per-pass.svg`, barChart('Tokens per target pass', 'tokens / pass', categories, names.map((n) => ({ name: n, values: perPass(n) }))));
+writeFileSync(`${out}-speed.svg`, barChart('Decoding speed relative to AR (median of rounds)', 'x AR', regimes, names.map((n) => ({ name: n, values: regimes.map((r) => (results[r].total[n] ? median(results[r].perRound.map((t) => rate(t[n].tokens, t[n].ms) / rate(t.AR.tokens, t.AR.ms))) : NaN)) }))));
+for (const r of regimes) {
+  const series = drafted(r).map((n) => ({ name: n, values: results[r].total[n].draftedAt.slice(0, 16).map((d, i) => results[r].total[n].acceptedAt[i] / d) }));
+  writeFileSync(`${out}-acceptance-${r}.svg`, lineChart(`Acceptance by draft position, ${r}`, 'accepted | reached', 'draft position', series));
+}
+console.log(`\nwrote ${out}.json and its SVG charts`);
+for (const { model } of mdlms) model.dispose();
+target.dispose();
+arModel.dispose();
+device.destroy();
