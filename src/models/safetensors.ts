@@ -209,7 +209,7 @@ async function parseFile(source: ByteSource): Promise<ParsedFile> {
     if (name === '__metadata__') metadata = parseMetadata(value, fail);
     else tensors.set(name, parseEntry(name, value, dataStart, source.size - dataStart, fail));
   }
-  checkOverlaps(tensors, dataStart, fail);
+  checkLayout(tensors, dataStart, source.size - dataStart, fail);
   return { source, metadata, tensors };
 }
 
@@ -220,11 +220,54 @@ function parseJson(bytes: Uint8Array, what: string, fail: Fail): unknown {
   } catch {
     throw fail(`${what} is not valid UTF-8`);
   }
+  let json: unknown;
   try {
-    return JSON.parse(text);
+    json = JSON.parse(text);
   } catch (error) {
     throw fail(`${what} is not valid JSON (${truncate(errorMessage(error), 200)})`);
   }
+  const duplicate = duplicateKey(text);
+  if (duplicate !== undefined) throw fail(`${what} has the key ${quote(duplicate)} twice (JSON.parse would keep the last silently)`);
+  return json;
+}
+
+/** The first key repeated within one object of valid JSON text, if any. */
+export function duplicateKey(text: string): string | undefined {
+  // One entry per open container: the keys seen (objects) or null (arrays).
+  const stack: Array<Set<string> | null> = [];
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      let end = text.indexOf('"', i + 1);
+      while (isEscaped(text, end)) end = text.indexOf('"', end + 1);
+      const keys = stack[stack.length - 1];
+      if (expectKey && keys) {
+        const raw = text.slice(i + 1, end);
+        const key = raw.includes('\\') ? (JSON.parse(`"${raw}"`) as string) : raw;
+        if (keys.has(key)) return key;
+        keys.add(key);
+        expectKey = false;
+      }
+      i = end;
+    } else if (c === 0x7b) {
+      stack.push(new Set());
+      expectKey = true;
+    } else if (c === 0x5b) {
+      stack.push(null);
+    } else if (c === 0x7d || c === 0x5d) {
+      stack.pop();
+    } else if (c === 0x2c) {
+      expectKey = stack[stack.length - 1] != null;
+    }
+  }
+  return undefined;
+}
+
+function isEscaped(text: string, quoteAt: number): boolean {
+  let backslashes = 0;
+  while (text.charCodeAt(quoteAt - 1 - backslashes) === 0x5c) backslashes++;
+  return backslashes % 2 === 1;
 }
 
 function parseMetadata(value: unknown, fail: Fail): ReadonlyMap<string, string> {
@@ -276,16 +319,25 @@ function byteCount(shape: readonly number[], size: number): bigint | undefined {
   return bytes;
 }
 
-function checkOverlaps(tensors: ReadonlyMap<string, Entry>, dataStart: number, fail: Fail): void {
+/** Tensors must tile the data area exactly, as the reference reader requires: an overlap, a gap or trailing bytes
+ * mean the header and the data disagree (e.g. a header length off by a padding byte shifts every tensor). */
+function checkLayout(tensors: ReadonlyMap<string, Entry>, dataStart: number, dataSize: number, fail: Fail): void {
   // Empty tensors occupy no bytes and so cannot overlap anything.
   const ranges = [...tensors].filter(([, e]) => e.byteLength > 0).sort(([, a], [, b]) => a.offset - b.offset);
-  for (let i = 1; i < ranges.length; i++) {
-    const [prevName, prev] = ranges[i - 1];
+  const span = (e: Entry) => `[${e.offset - dataStart}, ${e.offset - dataStart + e.byteLength})`;
+  let covered = 0;
+  for (let i = 0; i < ranges.length; i++) {
     const [name, entry] = ranges[i];
-    if (entry.offset < prev.offset + prev.byteLength) {
-      const span = (e: Entry) => `[${e.offset - dataStart}, ${e.offset - dataStart + e.byteLength})`;
+    const begin = entry.offset - dataStart;
+    if (begin < covered) {
+      const [prevName, prev] = ranges[i - 1];
       throw fail(`data_offsets ${span(entry)} overlap tensor ${quote(prevName)} at ${span(prev)}`, name);
     }
+    if (begin > covered) throw fail(`data_offsets ${span(entry)} leave bytes [${covered}, ${begin}) of the data area in no tensor`, name);
+    covered = begin + entry.byteLength;
+  }
+  if (covered !== dataSize) {
+    throw fail(`bytes [${covered}, ${dataSize}) of the data area belong to no tensor (is the header length ${dataStart - 8} right?)`);
   }
 }
 
