@@ -59,12 +59,20 @@ export function urlFolder(base: string, options: FetchOptions = {}): CheckpointF
   return { name: root, open: (rel) => fetchSource(root + rel, options) };
 }
 
+/** `name` inside the folder, for messages. */
+export function filePath(folder: CheckpointFolder, name: string): string {
+  return folder.name.endsWith('/') ? folder.name + name : `${folder.name}/${name}`;
+}
+
 /** tokenizer.json, or vocab.json + merges.txt. */
 export async function loadTokenizer(folder: CheckpointFolder): Promise<Tokenizer> {
   const has = async (name: string) => (folder.exists ? folder.exists(name) : readText(folder, name).then(() => true, () => false));
-  if (await has('tokenizer.json')) return Tokenizer.fromTokenizerJson(await readText(folder, 'tokenizer.json'));
+  if (await has('tokenizer.json')) return Tokenizer.fromTokenizerJson(await readText(folder, 'tokenizer.json'), filePath(folder, 'tokenizer.json'));
   if ((await has('vocab.json')) && (await has('merges.txt'))) {
-    return Tokenizer.fromVocabMerges(JSON.parse(await readText(folder, 'vocab.json')), await readText(folder, 'merges.txt'));
+    return Tokenizer.fromVocabMerges(await readText(folder, 'vocab.json'), await readText(folder, 'merges.txt'), {
+      vocabSource: filePath(folder, 'vocab.json'),
+      mergesSource: filePath(folder, 'merges.txt'),
+    });
   }
   throw new ConfigError(`${folder.name}: no tokenizer (tokenizer.json, or vocab.json and merges.txt)`);
 }
