@@ -1,7 +1,8 @@
 // Hostile or malformed tokenizer files and configs: each ends quickly in a typed error naming the file, the field
 // and the limit, before anything is sized by the bad value.
 import { describe, expect, it } from 'vitest';
-import { loadTokenizer } from '../src/models/load.js';
+import { ConfigError, parseGPT2Config, parseMDLMConfig } from '../src/models/config.js';
+import { loadGPT2, loadTokenizer } from '../src/models/load.js';
 import { MAX_MERGES, Tokenizer, TokenizerError } from '../src/models/tokenizer.js';
 import { memoryFolder } from './helpers/memory-folder.js';
 
@@ -71,5 +72,31 @@ describe('special tokens and merges', () => {
   it('a merges.txt naming a missing symbol fails at that line, before later lines are parsed and held', () => {
     // Were every line parsed first, the malformed line 3 would be reported instead.
     expect(() => Tokenizer.fromVocabMerges(VOCAB, 'a c\na b\na b c\n')).toThrow('merges.txt line 1: symbol "c" is not in the vocab');
+  });
+});
+
+describe('config numbers are bounded before they size a loop or a list', () => {
+  const gpt2 = { model_type: 'gpt2', vocab_size: 16, n_positions: 32, n_embd: 32, n_layer: 2, n_head: 2 };
+  const mdlm = { model_type: 'mdlm', vocab_size: 17, hidden_dim: 32, n_blocks: 2, n_heads: 2, cond_dim: 16, model_length: 32 };
+
+  it.each([1e7, 2 ** 31, 2 ** 53 - 1])('GPT-2 n_layer of %d', (n) => {
+    expect(() => parseGPT2Config({ ...gpt2, n_layer: n }, 'ckpt/config.json')).toThrow(new ConfigError(`ckpt/config.json: "n_layer" is ${n}, over the limit of 1024`));
+  });
+
+  it.each([1e7, 2 ** 31])('MDLM n_blocks of %d', (n) => {
+    expect(() => parseMDLMConfig({ ...mdlm, n_blocks: n }, 'ckpt/config.json')).toThrow(new ConfigError(`ckpt/config.json: "n_blocks" is ${n}, over the limit of 1024`));
+  });
+
+  it('a vocab_size past the tokenizer limit', () => {
+    expect(() => parseGPT2Config({ ...gpt2, vocab_size: 2 ** 30 })).toThrow(`"vocab_size" is ${2 ** 30}, over the limit of ${2 ** 24}`);
+  });
+
+  it('an eos_token_id outside the vocabulary', () => {
+    expect(() => parseGPT2Config({ ...gpt2, eos_token_id: 16 })).toThrow('"eos_token_id" must be an id in [0, 16), got 16');
+  });
+
+  it('loadGPT2 refuses n_layer 1e7 from config.json before opening the weights', async () => {
+    const folder = memoryFolder('ckpt', { 'config.json': JSON.stringify({ ...gpt2, n_layer: 1e7 }) });
+    await expect(loadGPT2(null as never, folder)).rejects.toThrow('ckpt/config.json: "n_layer" is 10000000, over the limit of 1024');
   });
 });
