@@ -5,7 +5,7 @@
  */
 import type { GPT2 } from '../models/gpt2.js';
 import type { Tokenizer } from '../models/tokenizer.js';
-import { ContextError } from '../models/errors.js';
+import { ContextError, checkSampledIds } from '../models/errors.js';
 import { readTensors } from '../tensor/tensor.js';
 import type { Drafter } from './drafter.js';
 import { DiffusionDrafter } from './diffusion-drafter.js';
@@ -80,7 +80,10 @@ export interface GenerationResult {
   stats: GenerationStats;
 }
 
-/** An async iterable of chunks; `result` resolves when generation ends. */
+/**
+ * An async iterable of chunks; `result` resolves when generation ends. Leaving the loop early ends
+ * the run (its KV cache is freed) and `result` resolves with what was generated, stopReason 'closed'.
+ */
 export class Generation implements AsyncIterable<GenerationChunk> {
   private iterator: AsyncGenerator<GenerationChunk, GenerationResult>;
   private done: Promise<GenerationResult>;
@@ -88,7 +91,8 @@ export class Generation implements AsyncIterable<GenerationChunk> {
   private rejectDone!: (e: unknown) => void;
   private started = false;
 
-  constructor(run: () => AsyncGenerator<GenerationChunk, GenerationResult>) {
+  /** `partial`: the result so far, for a run closed early. */
+  constructor(run: () => AsyncGenerator<GenerationChunk, GenerationResult>, private readonly partial?: () => GenerationResult) {
     this.iterator = run();
     this.done = new Promise((res, rej) => {
       this.resolveDone = res;
@@ -100,18 +104,34 @@ export class Generation implements AsyncIterable<GenerationChunk> {
   async *[Symbol.asyncIterator](): AsyncIterator<GenerationChunk> {
     if (this.started) throw new Error('a Generation can be iterated once');
     this.started = true;
+    let settled = false;
     try {
       for (;;) {
         const r = await this.iterator.next();
         if (r.done) {
+          settled = true;
           this.resolveDone(r.value);
           return;
         }
         yield r.value;
       }
     } catch (e) {
+      settled = true;
       this.rejectDone(e);
       throw e;
+    } finally {
+      // The consumer left the loop: end the run, whose own cleanup frees its caches.
+      if (!settled) await this.close();
+    }
+  }
+
+  private async close(): Promise<void> {
+    try {
+      await this.iterator.return(undefined as never);
+      if (this.partial) this.resolveDone(this.partial());
+      else this.rejectDone(new Error('the generation was closed before it ended'));
+    } catch (e) {
+      this.rejectDone(e);
     }
   }
 
@@ -164,17 +184,20 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
   if (stops.length && !tokenizer) throw new RangeError('stop sequences need a tokenizer');
   const eos = opts.stopAtEos === false ? undefined : (tokenizer?.eosTokenId ?? target.config.eosTokenId);
 
+  const settings = (): Partial<GenerationStats> => (drafter ? { gamma, maxGamma, steps: drafter instanceof DiffusionDrafter ? Math.min(drafter.steps, gamma) : undefined } : {});
+  let partial = (): GenerationResult => ({ tokens: [], text: '', stats: new StatsRecorder().finish(method, promptIds.length, 'closed', settings()) });
   return new Generation(async function* () {
     const dev = target.device;
     const rng = new Rng(seed);
     const stats = new StatsRecorder();
-    const cache = target.createCache();
     const ctx = [...promptIds];
     const text = tokenizer ? new TextStreamer(tokenizer, stops) : null;
     const out: number[] = [];
+    partial = () => ({ tokens: [...out], text: text?.text ?? '', stats: stats.finish(method, promptIds.length, 'closed', settings()) });
     const lengths: DraftLength = { base: gamma, max: maxGamma };
     let draftLength = gamma;
     let stopReason: StopReason = 'length';
+    const cache = target.createCache();
     try {
       const t0 = performance.now();
       // Every model that decodes reads the prompt here, so the decoding rate counts decoding alone.
@@ -202,6 +225,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
           const ids = dev.scope(() => selectTokens(dev, target.forward([pending], cache, 1), sampling, rng).ids);
           const [id] = await readTensors([ids]);
           ids.dispose();
+          checkSampledIds(id, target.vocabSize, 'the target');
           stats.targetPasses++;
           stats.verifyMs += performance.now() - t;
           emitted = [id[0]];
@@ -264,13 +288,13 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
       }
       const tail = text?.flush() ?? '';
       if (tail) yield { tokens: [], text: tail, drafted: [] };
-      const result = stats.finish(method, promptIds.length, stopReason, drafter ? { gamma, maxGamma, steps: drafter instanceof DiffusionDrafter ? Math.min(drafter.steps, gamma) : undefined } : {});
+      const result = stats.finish(method, promptIds.length, stopReason, settings());
       return { tokens: out, text: text?.text ?? '', stats: result };
     } finally {
       cache.dispose();
       if (opts.disposeDrafter) drafter?.dispose();
     }
-  });
+  }, () => partial());
 }
 
 function tokenizePrompt(target: GPT2, tokenizer: Tokenizer | null, prompt: string | readonly number[]): number[] {
