@@ -113,7 +113,9 @@ describe('fetchSource', () => {
 
 describe('loadTokenizer over a URL', () => {
   it('files that are absent (404) are reported as no tokenizer', async () => {
-    await expect(loadTokenizer(urlFolder(`${base}/none`, fast))).rejects.toThrow(`${base}/none/: no tokenizer`);
+    await expect(loadTokenizer(urlFolder(`${base}/none`, fast))).rejects.toThrow(
+      `${base}/none/: no tokenizer (tokenizer.json, or vocab.json and merges.txt): tokenizer.json: HTTP 404; vocab.json: HTTP 404`,
+    );
   });
 
   it('a server that cannot be reached is reported as such, not as a missing tokenizer', async () => {

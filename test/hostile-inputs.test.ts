@@ -5,6 +5,10 @@ import { ConfigError, parseGPT2Config, parseMDLMConfig } from '../src/models/con
 import { loadGPT2, loadTokenizer } from '../src/models/load.js';
 import { MAX_MERGES, Tokenizer, TokenizerError } from '../src/models/tokenizer.js';
 import { memoryFolder } from './helpers/memory-folder.js';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { dirFolder } from '../src/models/safetensors-node.js';
+import { SafetensorsError } from '../src/models/safetensors.js';
 
 const VOCAB = { a: 0, b: 1, ab: 2, '<|endoftext|>': 3 };
 
@@ -98,5 +102,20 @@ describe('config numbers are bounded before they size a loop or a list', () => {
   it('loadGPT2 refuses n_layer 1e7 from config.json before opening the weights', async () => {
     const folder = memoryFolder('ckpt', { 'config.json': JSON.stringify({ ...gpt2, n_layer: 1e7 }) });
     await expect(loadGPT2(null as never, folder)).rejects.toThrow('ckpt/config.json: "n_layer" is 10000000, over the limit of 1024');
+  });
+});
+
+describe('a missing folder is not a folder without a tokenizer', () => {
+  it('loadTokenizer names the folder and the system error', async () => {
+    const dir = join(tmpdir(), `specdiff-missing-${process.pid}-${Date.now()}`);
+    const e = await loadTokenizer(dirFolder(dir)).then(() => undefined, (x: unknown) => x);
+    expect(e).toBeInstanceOf(SafetensorsError);
+    expect((e as Error).message).toBe(`${dir}: cannot read the folder (ENOENT)`);
+  });
+
+  it('a folder without tokenizer files says what it looked for', async () => {
+    await expect(loadTokenizer(memoryFolder('ckpt', { 'vocab.json': '{}' }))).rejects.toThrow(
+      new ConfigError('ckpt: no tokenizer (tokenizer.json, or vocab.json and merges.txt): tokenizer.json: not found; merges.txt: not found'),
+    );
   });
 });

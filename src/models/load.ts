@@ -70,25 +70,34 @@ export function filePath(folder: CheckpointFolder, name: string): string {
   return folder.name.endsWith('/') ? folder.name + name : `${folder.name}/${name}`;
 }
 
-/** The file's text, or undefined if the folder says it is absent; a server that fails to answer is an error. */
-async function readOptional(folder: CheckpointFolder, name: string): Promise<string | undefined> {
-  if (folder.exists) return (await folder.exists(name)) ? readText(folder, name) : undefined;
+/**
+ * The file's text, or undefined (with why in `absent`) if the folder says it is absent; a server that fails to
+ * answer is an error, not an absent file.
+ */
+async function readOptional(folder: CheckpointFolder, name: string, absent: string[]): Promise<string | undefined> {
+  if (folder.exists) {
+    if (await folder.exists(name)) return readText(folder, name);
+    absent.push(`${name}: not found`);
+    return undefined;
+  }
   try {
     return await readText(folder, name);
   } catch (e) {
     if (e instanceof FetchError && !e.notFound) throw e;
+    absent.push(e instanceof FetchError ? `${name}: HTTP ${e.status}` : `${name}: ${(e as Error).message}`);
     return undefined;
   }
 }
 
 /** tokenizer.json, or vocab.json + merges.txt. */
 export async function loadTokenizer(folder: CheckpointFolder): Promise<Tokenizer> {
-  const json = await readOptional(folder, 'tokenizer.json');
+  const absent: string[] = [];
+  const json = await readOptional(folder, 'tokenizer.json', absent);
   if (json !== undefined) return Tokenizer.fromTokenizerJson(json, filePath(folder, 'tokenizer.json'));
-  const vocab = await readOptional(folder, 'vocab.json');
-  const merges = vocab === undefined ? undefined : await readOptional(folder, 'merges.txt');
+  const vocab = await readOptional(folder, 'vocab.json', absent);
+  const merges = vocab === undefined ? undefined : await readOptional(folder, 'merges.txt', absent);
   if (vocab !== undefined && merges !== undefined) {
     return Tokenizer.fromVocabMerges(vocab, merges, { vocabSource: filePath(folder, 'vocab.json'), mergesSource: filePath(folder, 'merges.txt') });
   }
-  throw new ConfigError(`${folder.name}: no tokenizer (tokenizer.json, or vocab.json and merges.txt)`);
+  throw new ConfigError(`${folder.name}: no tokenizer (tokenizer.json, or vocab.json and merges.txt): ${absent.join('; ')}`);
 }
