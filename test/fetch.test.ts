@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FetchError, fetchSource } from '../src/models/safetensors.js';
 import { loadTokenizer, urlFolder } from '../src/models/load.js';
+import { cachedFetch } from '../examples/browser/cache.js';
 
 const BODY = new Uint8Array(1000).fill(7);
 const held: ServerResponse[] = [];
@@ -127,5 +128,32 @@ describe('loadTokenizer over a URL', () => {
   it('a server that never answers is reported after connectTimeoutMs', async () => {
     const e = await failure(loadTokenizer(urlFolder(`${base}/silent-dir`, fast)));
     expect(e.code).toBe('TIMEOUT');
+  });
+});
+
+describe("the browser example's caching fetch", () => {
+  // A Cache API that stores a response once its whole body has been read, as browsers do.
+  function fakeCaches() {
+    const stored = new Map<string, number>();
+    const cache = {
+      match: async () => undefined,
+      put: async (url: string, response: Response) => void stored.set(url, (await response.arrayBuffer()).byteLength),
+    };
+    return { stored, caches: { open: async () => cache, delete: async () => true } };
+  }
+  const within = <T>(p: Promise<T>) => Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('cache write never ended')), 3000))]);
+
+  it('stores a complete download, and nothing of one that stalled and was aborted', async () => {
+    const fake = fakeCaches();
+    (globalThis as { caches?: unknown }).caches = fake.caches;
+    try {
+      const f = cachedFetch();
+      await fetchSource(`${base}/ok`, { ...fast, fetch: f });
+      await failure(fetchSource(`${base}/stall`, { ...fast, fetch: f }));
+      await within(f.stored());
+      expect([...fake.stored]).toEqual([[`${base}/ok`, BODY.length]]);
+    } finally {
+      delete (globalThis as { caches?: unknown }).caches;
+    }
   });
 });
