@@ -81,6 +81,13 @@ describe('leaving a stream early', async () => {
     expect((await within(run.result())).stats.stopReason).toBe('closed');
   });
 
+  it('an iterator closed before its first chunk settles result() with no tokens', async () => {
+    const run = generate(target, null, { prompt: [1], maxNewTokens: 5 });
+    await run[Symbol.asyncIterator]().return?.();
+    const r = await within(run.result());
+    expect([r.tokens, r.stats.stopReason]).toEqual([[], 'closed']);
+  });
+
   it('a Generation is still iterable once only', async () => {
     const run: Generation = generate(target, null, { prompt: [1], maxNewTokens: 2 });
     await run.result();

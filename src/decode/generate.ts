@@ -101,28 +101,34 @@ export class Generation implements AsyncIterable<GenerationChunk> {
     this.done.catch(() => undefined);
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<GenerationChunk> {
+  [Symbol.asyncIterator](): AsyncIterator<GenerationChunk> {
     if (this.started) throw new Error('a Generation can be iterated once');
     this.started = true;
     let settled = false;
-    try {
-      for (;;) {
-        const r = await this.iterator.next();
-        if (r.done) {
+    return {
+      next: async () => {
+        if (settled) return { done: true, value: undefined };
+        try {
+          const r = await this.iterator.next();
+          if (!r.done) return { done: false, value: r.value };
           settled = true;
           this.resolveDone(r.value);
-          return;
+        } catch (e) {
+          settled = true;
+          this.rejectDone(e);
+          throw e;
         }
-        yield r.value;
-      }
-    } catch (e) {
-      settled = true;
-      this.rejectDone(e);
-      throw e;
-    } finally {
-      // The consumer left the loop: end the run, whose own cleanup frees its caches.
-      if (!settled) await this.close();
-    }
+        return { done: true, value: undefined };
+      },
+      // The consumer left the loop (break, return or throw): end the run, whose own cleanup frees its caches.
+      return: async () => {
+        if (!settled) {
+          settled = true;
+          await this.close();
+        }
+        return { done: true, value: undefined };
+      },
+    };
   }
 
   private async close(): Promise<void> {
