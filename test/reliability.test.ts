@@ -223,6 +223,17 @@ describe('GPT-2 configs the loader honours', async () => {
   });
 });
 
+describe('generate compares the tokenizer with the target', async () => {
+  const dev = await getDevice();
+  const target = await gpt2(dev, gpt2Tensors());
+
+  it('a tokenizer with another vocabulary size is a VocabularyMismatchError before decoding', async () => {
+    const { Tokenizer } = await import('../src/models/tokenizer.js');
+    const tokenizer = Tokenizer.fromVocabMerges(Object.fromEntries(Array.from({ length: V + 4 }, (_, i) => [String.fromCharCode(97 + i), i])), '');
+    expect(() => generate(target, tokenizer, { prompt: 'ab' })).toThrow(new VocabularyMismatchError(`the tokenizer has 20 tokens but the target's vocabulary has 16: ids past the smaller one would fail mid-generation`));
+  });
+});
+
 describe('loadPipeline compares vocabularies before loading weights', async () => {
   const dev = await getDevice();
   const vocab = Object.fromEntries(['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o', '<|endoftext|>'].map((t, i) => [t, i]));

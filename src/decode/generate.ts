@@ -152,6 +152,9 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
   const sampling = resolveSampling(opts);
   const method: Method = opts.method ?? (opts.drafter ? (opts.drafter instanceof DiffusionDrafter ? 'specdiff' : 'speculative') : 'ar');
   const maxNewTokens = checkInt('maxNewTokens', opts.maxNewTokens ?? 64, 1, 1 << 20);
+  if (tokenizer && tokenizer.vocabSize !== target.vocabSize) {
+    throw new VocabularyMismatchError(`the tokenizer has ${tokenizer.vocabSize} tokens but the target's vocabulary has ${target.vocabSize}: ids past the smaller one would fail mid-generation`);
+  }
   const seed = opts.seed ?? 0;
   if (!Number.isInteger(seed)) throw new RangeError(`seed must be an integer, got ${opts.seed}`);
   const promptIds = tokenizePrompt(target, tokenizer, opts.prompt);
