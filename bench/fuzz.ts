@@ -1,13 +1,15 @@
 /**
  * npm run fuzz — mutates small checkpoint folders (config.json, model.safetensors, tokenizer.json or
  * vocab.json + merges.txt, an MDLM drafter) and loads each with loadPipeline, counting loads, typed
- * errors, other errors, hangs and leaked GPU bytes (bench/lib/fuzz.ts). Exits 1 if any case ended in
- * another error, a hang or a leak.
+ * errors, other errors, hangs and leaked GPU bytes (bench/lib/fuzz.ts). The cases run in a child
+ * process: one that blocks the event loop past the watchdog is killed, counted as a hang, and the run
+ * goes on from the next case. Exits 1 if any case ended in another error, a hang or a leak.
  *
- *   npm run fuzz [-- --cases N] [--seed S] [--hang-ms MS]
+ *   npm run fuzz [-- --cases N] [--seed S] [--hang-ms MS] [--case I (replays one case)]
  */
+import { fork } from 'node:child_process';
 import { createNodeDevice } from '../src/node.js';
-import { runFuzz, type FuzzCounts } from './lib/fuzz.js';
+import { emptyCounts, fixtures, runCase, runFuzz, tally, type CaseResult, type FuzzCounts } from './lib/fuzz.js';
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -19,14 +21,56 @@ function arg(name: string, fallback: number): number {
 const cases = arg('cases', 100_000);
 const seed = arg('seed', Date.now() % 2 ** 31);
 const hangMs = arg('hang-ms', 2000);
-const device = await createNodeDevice();
-const line = (n: number, c: FuzzCounts, s: number) =>
-  `${n} cases in ${s.toFixed(0)} s: ${c.loaded} loaded, ${c.typed} typed errors, ${c.other} other errors, ${c.hangs} hangs, ${c.leakedBytes} leaked GPU bytes (${c.leaks} cases)`;
-const t0 = performance.now();
-console.log(`fuzzing model loading: ${cases} cases, seed ${seed}, a hang is a case over ${hangMs} ms`);
-const counts = await runFuzz(device, { seed, cases, hangMs, onProgress: (n, c) => console.log(line(n, c, (performance.now() - t0) / 1000)) });
-console.log(line(counts.cases, counts, (performance.now() - t0) / 1000));
-console.log('typed errors by class:', JSON.stringify(counts.byType));
-for (const [kind, list] of Object.entries(counts.examples)) for (const e of list) console.log(`${kind}: ${e}`);
-device.destroy();
-process.exit(counts.other + counts.hangs + counts.leaks > 0 ? 1 : 0);
+// A blocked event loop sends nothing: the child is killed this long after its last message.
+const WATCHDOG_MS = Math.max(10_000, 5 * hangMs);
+
+if (process.argv.includes('--child')) {
+  const device = await createNodeDevice();
+  await runFuzz(device, { seed, cases, hangMs, from: arg('from', 0), onCase: (c) => process.send!(c) });
+  device.destroy();
+  process.exit(0);
+} else if (process.argv.includes('--case')) {
+  const device = await createNodeDevice();
+  console.log(await runCase(device, fixtures(), seed, arg('case', 0)));
+  device.destroy();
+} else {
+  const counts = emptyCounts();
+  const t0 = performance.now();
+  const line = (c: FuzzCounts) =>
+    `${c.cases} cases in ${((performance.now() - t0) / 1000).toFixed(0)} s: ${c.loaded} loaded, ${c.typed} typed errors, ${c.other} other errors, ${c.hangs} hangs, ${c.leakedBytes} leaked GPU bytes (${c.leaks} cases)`;
+  console.log(`fuzzing model loading: ${cases} cases, seed ${seed}, a hang is a case over ${hangMs} ms (killed after ${WATCHDOG_MS} ms)`);
+  let next = 0;
+  while (next < cases) {
+    next = await runChild(next, cases - next, counts, line);
+  }
+  console.log(line(counts));
+  console.log('typed errors by class:', JSON.stringify(counts.byType));
+  for (const [kind, list] of Object.entries(counts.examples)) for (const e of list) console.log(`${kind}: ${e}`);
+  process.exit(counts.other + counts.hangs + counts.leaks > 0 ? 1 : 0);
+}
+
+/** Runs cases from `from` in a child; returns the index to go on from (past a killed case). */
+function runChild(from: number, n: number, counts: FuzzCounts, line: (c: FuzzCounts) => string): Promise<number> {
+  return new Promise((resolve) => {
+    const child = fork(process.argv[1], ['--child', '--seed', String(seed), '--cases', String(n), '--from', String(from), '--hang-ms', String(hangMs)], { execArgv: process.execArgv });
+    let next = from;
+    let timer = setTimeout(kill, WATCHDOG_MS);
+    function kill() {
+      child.kill('SIGKILL');
+      const c: CaseResult = { index: next, outcome: 'killed', detail: `killed: no result within ${WATCHDOG_MS} ms`, ms: WATCHDOG_MS, leakedBytes: 0 };
+      tally(counts, c, seed, hangMs);
+      next++;
+    }
+    child.on('message', (c: CaseResult) => {
+      clearTimeout(timer);
+      timer = setTimeout(kill, WATCHDOG_MS);
+      tally(counts, c, seed, hangMs);
+      next = c.index + 1;
+      if (next % 5000 === 0) console.log(line(counts));
+    });
+    child.on('exit', () => {
+      clearTimeout(timer);
+      resolve(next);
+    });
+  });
+}

@@ -250,54 +250,96 @@ function folder(name: string, files: Files): CheckpointFolder {
 
 // ---- the run ----
 
-export async function runFuzz(device: Device, opts: FuzzOptions): Promise<FuzzCounts> {
-  const hangMs = opts.hangMs ?? 2000;
-  const r = new Rng(opts.seed);
+export interface CaseResult {
+  index: number;
+  /** 'killed': the case never returned (npm run fuzz's watchdog ended its process); counted as a hang. */
+  outcome: 'loaded' | 'typed' | 'other' | 'killed';
+  /** The typed error's class, or the other error's name and message. */
+  detail?: string;
+  ms: number;
+  leakedBytes: number;
+}
+
+/** The base folders, built once per run. */
+export interface Fixtures {
+  target: Files;
+  targetVocabMerges: Files;
+  drafter: Files;
+}
+
+export function fixtures(): Fixtures {
   // Each tokenizer layout on its own, so that every mutation of a tokenizer file is read.
   const target: Files = gpt2Folder();
   const targetVocabMerges: Files = { ...target };
   delete target['vocab.json'];
   delete target['merges.txt'];
   delete targetVocabMerges['tokenizer.json'];
-  const drafter = mdlmFolder();
-  const counts: FuzzCounts = { cases: 0, loaded: 0, typed: 0, other: 0, hangs: 0, leakedBytes: 0, leaks: 0, examples: { other: [], hangs: [], leaks: [] }, byType: {} };
+  return { target, targetVocabMerges, drafter: mdlmFolder() };
+}
+
+/** Case `index` of run `seed`: the same pair always makes the same folders, so any case can be replayed alone. */
+export async function runCase(device: Device, base: Fixtures, seed: number, index: number): Promise<CaseResult> {
+  const r = new Rng(Math.imul(seed ^ 0x5bd1e995, 0x9e3779b1) ^ Math.imul(index + 1, 0x85ebca6b));
+  r.u32();
+  // Which folder is mutated: the target (with either tokenizer layout) or the drafter.
+  const which = r.int(10);
+  const t = which < 8 ? mutate(r, which < 2 ? base.targetVocabMerges : base.target) : base.target;
+  const d = which >= 8 ? mutate(r, base.drafter) : base.drafter;
+  const withDrafter = which >= 8 || r.chance(0.1);
+  const before = device.memoryStats().liveBytes;
+  const started = performance.now();
+  let outcome: CaseResult['outcome'] = 'loaded';
+  let detail: string | undefined;
+  try {
+    const pipe = await loadPipeline(device, { target: folder('target', t), diffusionDrafter: withDrafter ? folder('drafter', d) : undefined });
+    pipe.dispose();
+  } catch (e) {
+    const type = TYPED.find((T) => e instanceof T);
+    outcome = type ? 'typed' : 'other';
+    detail = type ? type.name : `${(e as Error)?.name}: ${String((e as Error)?.message ?? e).slice(0, 200)}`;
+  }
+  const ms = performance.now() - started;
+  return { index, outcome, detail, ms, leakedBytes: Math.max(0, device.memoryStats().liveBytes - before) };
+}
+
+export function emptyCounts(): FuzzCounts {
+  return { cases: 0, loaded: 0, typed: 0, other: 0, hangs: 0, leakedBytes: 0, leaks: 0, examples: { other: [], hangs: [], leaks: [] }, byType: {} };
+}
+
+/** Adds one case to the counts; a case slower than hangMs counts as a hang. */
+export function tally(counts: FuzzCounts, c: CaseResult, seed: number, hangMs: number): void {
+  const label = `case ${c.index} (seed ${seed})`;
   const note = (list: string[], text: string) => list.length < 5 && list.push(text);
-  for (let i = 0; i < opts.cases; i++) {
-    // Which folder is mutated: the target (with either tokenizer layout) or the drafter.
-    const which = r.int(10);
-    const base = which < 2 ? targetVocabMerges : target;
-    const t = which < 8 ? mutate(r, base) : base;
-    const d = which >= 8 ? mutate(r, drafter) : drafter;
-    const withDrafter = which >= 8 || r.chance(0.1);
-    const before = device.memoryStats().liveBytes;
-    const started = performance.now();
-    const label = `case ${i} (seed ${opts.seed})`;
-    try {
-      const pipe = await loadPipeline(device, { target: folder('target', t), diffusionDrafter: withDrafter ? folder('drafter', d) : undefined });
-      pipe.dispose();
-      counts.loaded++;
-    } catch (e) {
-      const type = TYPED.find((T) => e instanceof T);
-      if (type) {
-        counts.typed++;
-        counts.byType[type.name] = (counts.byType[type.name] ?? 0) + 1;
-      } else {
-        counts.other++;
-        note(counts.examples.other, `${label}: ${(e as Error)?.name}: ${String((e as Error)?.message ?? e).slice(0, 200)}`);
-      }
-    }
-    const ms = performance.now() - started;
-    if (ms > hangMs) {
-      counts.hangs++;
-      note(counts.examples.hangs, `${label}: ${ms.toFixed(0)} ms`);
-    }
-    const leaked = device.memoryStats().liveBytes - before;
-    if (leaked > 0) {
-      counts.leaks++;
-      counts.leakedBytes += leaked;
-      note(counts.examples.leaks, `${label}: ${leaked} bytes`);
-    }
-    counts.cases++;
+  counts.cases++;
+  if (c.outcome === 'loaded') counts.loaded++;
+  else if (c.outcome === 'typed') {
+    counts.typed++;
+    counts.byType[c.detail!] = (counts.byType[c.detail!] ?? 0) + 1;
+  } else if (c.outcome === 'other') {
+    counts.other++;
+    note(counts.examples.other, `${label}: ${c.detail}`);
+  }
+  if (c.ms > hangMs || c.outcome === 'killed') {
+    counts.hangs++;
+    note(counts.examples.hangs, `${label}: ${c.detail ?? `${c.ms.toFixed(0)} ms`}`);
+  }
+  if (c.leakedBytes > 0) {
+    counts.leaks++;
+    counts.leakedBytes += c.leakedBytes;
+    note(counts.examples.leaks, `${label}: ${c.leakedBytes} bytes`);
+  }
+}
+
+/** Cases from..from + cases - 1 in this process (a case that never returns stalls it: npm run fuzz runs this in a child it can kill). */
+export async function runFuzz(device: Device, opts: FuzzOptions & { from?: number; onCase?: (c: CaseResult) => void }): Promise<FuzzCounts> {
+  const hangMs = opts.hangMs ?? 2000;
+  const base = fixtures();
+  const counts = emptyCounts();
+  const from = opts.from ?? 0;
+  for (let i = from; i < from + opts.cases; i++) {
+    const c = await runCase(device, base, opts.seed, i);
+    tally(counts, c, opts.seed, hangMs);
+    opts.onCase?.(c);
     if (opts.onProgress && (i + 1) % 5000 === 0) opts.onProgress(i + 1, counts);
   }
   return counts;
