@@ -90,6 +90,10 @@ export async function loadPipeline(device: Device, sources: PipelineSources, opt
     if (size !== tokenizer.vocabSize) {
       throw new VocabularyMismatchError(`${source}: ${what} ${size} does not match the ${tokenizer.vocabSize} tokens of the tokenizer in ${tokenizerFile}`);
     }
+    const missing = tokenizer.missingIds();
+    if (missing.length > 0) {
+      throw new VocabularyMismatchError(`${tokenizerFile}: the tokenizer has no token for id ${missing.join(', ')}${missing.length === 5 ? ' …' : ''} of the ${size} of ${source}`);
+    }
   };
   const loaded: Array<{ dispose(): void }> = [];
   const keep = <M extends { dispose(): void }>(m: M): M => (loaded.push(m), m);

@@ -95,6 +95,10 @@ describe('config numbers are bounded before they size a loop or a list', () => {
     expect(() => parseGPT2Config({ ...gpt2, vocab_size: 2 ** 30 })).toThrow(`"vocab_size" is ${2 ** 30}, over the limit of ${2 ** 24}`);
   });
 
+  it('an odd GPT-2 head size, which the attention kernels cannot run', () => {
+    expect(() => parseGPT2Config({ ...gpt2, n_embd: 8, n_head: 8 })).toThrow(new ConfigError('config.json: n_embd 8 / n_head 8 is an odd head size (1); it must be even'));
+  });
+
   it('an eos_token_id outside the vocabulary', () => {
     expect(() => parseGPT2Config({ ...gpt2, eos_token_id: 16 })).toThrow('"eos_token_id" must be an id in [0, 16), got 16');
   });

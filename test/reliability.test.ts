@@ -5,7 +5,7 @@ import { ARDrafter } from '../src/decode/ar-drafter.js';
 import { GPT2 } from '../src/models/gpt2.js';
 import { MDLM } from '../src/models/mdlm.js';
 import { ConfigError, parseGPT2Config, parseMDLMConfig } from '../src/models/config.js';
-import { NumericalError } from '../src/models/errors.js';
+import { ContextError, NumericalError } from '../src/models/errors.js';
 import { WeightError } from '../src/models/weights.js';
 import { SafetensorsError, memorySource, openSafetensors, writeSafetensors, type TensorToWrite } from '../src/models/safetensors.js';
 import { loadPipeline } from '../src/pipeline.js';
@@ -97,6 +97,40 @@ describe('leaving a stream early', async () => {
   });
 });
 
+describe('errors inside a device scope', async () => {
+  const dev = await getDevice();
+
+  it('a scope that throws frees the tensors it created', async () => {
+    const { Tensor } = await import('../src/tensor/tensor.js');
+    const before = dev.memoryStats().liveBytes;
+    expect(() => dev.scope(() => {
+      Tensor.from(dev, new Float32Array(1024), [1024]);
+      throw new Error('op failed');
+    })).toThrow('op failed');
+    expect(dev.memoryStats().liveBytes).toBe(before);
+  });
+});
+
+describe('a drafter with a short context', async () => {
+  const dev = await getDevice();
+  const { tinyMDLM } = await import('./helpers/tiny-models.js');
+  const { DiffusionDrafter } = await import('../src/decode/diffusion-drafter.js');
+  const target = await gpt2(dev, gpt2Tensors());
+
+  it('shrinks the default draft length to fit instead of failing on an option the caller never gave', async () => {
+    const mdlm = await tinyMDLM(dev, { vocab: V, seed: 2, positions: 3 });
+    const r = await generate(target, null, { prompt: [1], method: 'specdiff', drafter: new DiffusionDrafter(mdlm), maxNewTokens: 4, temperature: 0, stopAtEos: false }).result();
+    expect([r.tokens.length, r.stats.gamma]).toEqual([4, 2]);
+  });
+
+  it('with no room for a draft at all is a ContextError', async () => {
+    const mdlm = await tinyMDLM(dev, { vocab: V, seed: 2, positions: 1 });
+    expect(() => generate(target, null, { prompt: [1], method: 'specdiff', drafter: new DiffusionDrafter(mdlm) })).toThrow(
+      new ContextError("the diffusion drafter's context of 1 positions leaves no room for a draft"),
+    );
+  });
+});
+
 describe('a load that fails part-way frees what it uploaded', async () => {
   const dev = await getDevice();
 
@@ -168,8 +202,10 @@ describe('non-finite weights and logits end in a clear error', async () => {
   it("a drafter whose logits overflow is named as the drafter's", async () => {
     const target = await gpt2(dev, gpt2Tensors(5));
     const drafter = await overflowing();
-    const run = generate(target, null, { prompt: [1, 2], maxNewTokens: 6, temperature: 0, method: 'speculative', drafter: new ARDrafter(drafter), gamma: 3, stopAtEos: false });
+    const before = dev.memoryStats().liveBytes;
+    const run = generate(target, null, { prompt: [1, 2], maxNewTokens: 6, temperature: 0, method: 'speculative', drafter: new ARDrafter(drafter), gamma: 3, stopAtEos: false, disposeDrafter: true });
     await expect(run.result()).rejects.toThrow(/^the drafter's logits are not finite/);
+    expect(dev.memoryStats().liveBytes).toBe(before); // the draft's tensors too
     target.dispose();
     drafter.dispose();
   });
@@ -226,6 +262,14 @@ describe('GPT-2 configs the loader honours', async () => {
 describe('generate compares the tokenizer with the target', async () => {
   const dev = await getDevice();
   const target = await gpt2(dev, gpt2Tensors());
+
+  it('a tokenizer that has no token for some id of the target is a VocabularyMismatchError before decoding', async () => {
+    const { Tokenizer } = await import('../src/models/tokenizer.js');
+    const vocab = Object.fromEntries(Array.from({ length: V }, (_, i) => [String.fromCharCode(97 + i), i]).filter(([, id]) => id !== 3));
+    const tokenizer = Tokenizer.fromVocabMerges(vocab, '');
+    expect(tokenizer.vocabSize).toBe(V);
+    expect(() => generate(target, tokenizer, { prompt: 'ab' })).toThrow(new VocabularyMismatchError("the tokenizer has no token for id 3 of the target's 16: text could not be decoded"));
+  });
 
   it('a tokenizer with another vocabulary size is a VocabularyMismatchError before decoding', async () => {
     const { Tokenizer } = await import('../src/models/tokenizer.js');

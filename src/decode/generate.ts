@@ -152,9 +152,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
   const sampling = resolveSampling(opts);
   const method: Method = opts.method ?? (opts.drafter ? (opts.drafter instanceof DiffusionDrafter ? 'specdiff' : 'speculative') : 'ar');
   const maxNewTokens = checkInt('maxNewTokens', opts.maxNewTokens ?? 64, 1, 1 << 20);
-  if (tokenizer && tokenizer.vocabSize !== target.vocabSize) {
-    throw new VocabularyMismatchError(`the tokenizer has ${tokenizer.vocabSize} tokens but the target's vocabulary has ${target.vocabSize}: ids past the smaller one would fail mid-generation`);
-  }
+  if (tokenizer) checkTokenizerCovers(tokenizer, target.vocabSize, 'the target');
   const seed = opts.seed ?? 0;
   if (!Number.isInteger(seed)) throw new RangeError(`seed must be an integer, got ${opts.seed}`);
   const promptIds = tokenizePrompt(target, tokenizer, opts.prompt);
@@ -175,7 +173,9 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
     }
     const defaultGamma = drafter instanceof DiffusionDrafter ? (sampling.temperature === 0 ? DEFAULT_DIFFUSION_GAMMA : DEFAULT_DIFFUSION_GAMMA_SAMPLED) : DEFAULT_GAMMA;
     const longest = Math.min(drafter.maxGamma, capacity - 1);
-    gamma = checkInt('gamma', opts.gamma ?? defaultGamma, 1, longest);
+    if (longest < 1) throw new ContextError(`the ${drafter.kind} drafter's context of ${drafter.maxGamma + 1} positions leaves no room for a draft`);
+    // A default longer than the drafter's context shrinks to fit; a given one is checked.
+    gamma = checkInt('gamma', opts.gamma ?? Math.min(defaultGamma, longest), 1, longest);
     const defaultMax = drafter instanceof DiffusionDrafter && sampling.temperature === 0 && opts.gamma === undefined ? Math.min(DEFAULT_DIFFUSION_MAX_GAMMA, longest) : gamma;
     maxGamma = checkInt('maxGamma', opts.maxGamma ?? defaultMax, gamma, longest);
     if (drafter instanceof DiffusionDrafter) {
@@ -259,11 +259,17 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
             draftDone.catch(() => undefined); // a failure surfaces from the verify's own readback
           }
           const base = cache.length;
-          const verdict = await verifyDraft(target, cache, pending, tokens, q, sampling, rng);
-          const t2 = await draftDone;
+          let verdict;
+          let t2: number;
+          try {
+            verdict = await verifyDraft(target, cache, pending, tokens, q, sampling, rng);
+            t2 = await draftDone;
+          } finally {
+            await draftDone.catch(() => undefined);
+            for (const t of new Set([tokens, q, draft.tokens, draft.q, draft.confidence])) t?.dispose();
+          }
           const t3 = performance.now();
           const proposal = verdict.draft;
-          for (const t of new Set([tokens, q, draft.tokens, draft.q, draft.confidence])) t?.dispose();
           cache.truncate(base + 1 + verdict.accepted);
           drafter.afterVerify(proposal, verdict.accepted);
           stats.targetPasses++;
@@ -304,6 +310,17 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
       if (opts.disposeDrafter) drafter?.dispose();
     }
   }, () => partial());
+}
+
+/** The model's ids and the tokenizer's must be the same set, or an id the model emits fails mid-generation. */
+export function checkTokenizerCovers(tokenizer: Tokenizer, vocabSize: number, model: string): void {
+  if (tokenizer.vocabSize !== vocabSize) {
+    throw new VocabularyMismatchError(`the tokenizer has ${tokenizer.vocabSize} tokens but ${model}'s vocabulary has ${vocabSize}: ids past the smaller one would fail mid-generation`);
+  }
+  const missing = tokenizer.missingIds();
+  if (missing.length > 0) {
+    throw new VocabularyMismatchError(`the tokenizer has no token for id ${missing.join(', ')}${missing.length === 5 ? ' …' : ''} of ${model}'s ${vocabSize}: text could not be decoded`);
+  }
 }
 
 function tokenizePrompt(target: GPT2, tokenizer: Tokenizer | null, prompt: string | readonly number[]): number[] {

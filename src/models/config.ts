@@ -99,6 +99,8 @@ export function parseGPT2Config(json: unknown, source = 'config.json'): GPT2Conf
   const nEmbd = field(cfg, source, 'n_embd');
   const nHead = field(cfg, source, 'n_head');
   if (nEmbd % nHead !== 0) throw new ConfigError(`${source}: n_embd ${nEmbd} is not divisible by n_head ${nHead}`);
+  // The attention kernels read heads in pairs of values.
+  if ((nEmbd / nHead) % 2 !== 0) throw new ConfigError(`${source}: n_embd ${nEmbd} / n_head ${nHead} is an odd head size (${nEmbd / nHead}); it must be even`);
   const eps = cfg.layer_norm_epsilon ?? 1e-5;
   if (typeof eps !== 'number' || !(eps > 0 && eps < 1)) throw new ConfigError(`${source}: layer_norm_epsilon must be in (0, 1), got ${String(eps).slice(0, 80)}`);
   const vocabSize = field(cfg, source, 'vocab_size');

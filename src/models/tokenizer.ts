@@ -197,6 +197,13 @@ export class Tokenizer {
     this.tokenBytes = Uint8Array.from(bytes);
   }
 
+  /** Ids below vocabSize that no token has (up to `limit` of them): a model could emit them, and they cannot be decoded. */
+  missingIds(limit = 5): number[] {
+    const missing: number[] = [];
+    for (let id = 0; id < this.vocabSize && missing.length < limit; id++) if (this.tokens[id] === undefined) missing.push(id);
+    return missing;
+  }
+
   tokenToId(token: string): number | undefined {
     return this.ids.get(token);
   }
