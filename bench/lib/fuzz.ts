@@ -1,7 +1,7 @@
 /**
  * Fuzzing of model loading: small valid checkpoint folders (GPT-2 target with tokenizer.json or
  * vocab.json + merges.txt, MDLM drafter) are mutated with a seeded PRNG and loaded with
- * loadPipeline. Each case ends as a load, a typed error, another error (a bug: a message that names
+ * loadPipeline, and what loads generates three tokens. Each case ends as a load, a typed error, another error (a bug: a message that names
  * nothing), a hang (over hangMs) or leaked GPU bytes (live bytes after the case above those before).
  * Most mutations hit the config, the tokenizer or the safetensors header, so most cases fail
  * before anything reaches the GPU.
@@ -292,7 +292,13 @@ export async function runCase(device: Device, base: Fixtures, seed: number, inde
   let detail: string | undefined;
   try {
     const pipe = await loadPipeline(device, { target: folder('target', t), diffusionDrafter: withDrafter ? folder('drafter', d) : undefined });
-    pipe.dispose();
+    try {
+      // A few tokens from what loaded: mutated weights may overflow only once they run.
+      const method = pipe.diffusionDrafter ? 'specdiff' : 'ar';
+      await pipe.generate('abc', { method, maxNewTokens: 3, temperature: r.chance(0.5) ? 0 : 1, stopAtEos: false }).result();
+    } finally {
+      pipe.dispose();
+    }
   } catch (e) {
     const type = TYPED.find((T) => e instanceof T);
     outcome = type ? 'typed' : 'other';
@@ -334,6 +340,10 @@ export function tally(counts: FuzzCounts, c: CaseResult, seed: number, hangMs: n
 export async function runFuzz(device: Device, opts: FuzzOptions & { from?: number; onCase?: (c: CaseResult) => void }): Promise<FuzzCounts> {
   const hangMs = opts.hangMs ?? 2000;
   const base = fixtures();
+  // Compiles every kernel the cases run, so that the first cases are not timed with shader compilation.
+  const pipe = await loadPipeline(device, { target: folder('target', base.target), diffusionDrafter: folder('drafter', base.drafter) });
+  for (const method of ['ar', 'specdiff'] as const) for (const temperature of [0, 1]) await pipe.generate('abc', { method, maxNewTokens: 3, temperature, stopAtEos: false }).result();
+  pipe.dispose();
   const counts = emptyCounts();
   const from = opts.from ?? 0;
   for (let i = from; i < from + opts.cases; i++) {
