@@ -20,7 +20,7 @@ function arg(name: string, fallback: number): number {
 
 const cases = arg('cases', 100_000);
 const seed = arg('seed', Date.now() % 2 ** 31);
-const hangMs = arg('hang-ms', 2000);
+const hangMs = arg('hang-ms', 5000);
 // A blocked event loop sends nothing: the child is killed this long after its last message.
 const WATCHDOG_MS = Math.max(10_000, 5 * hangMs);
 

@@ -20,7 +20,7 @@ const TYPED = [ConfigError, TokenizerError, SafetensorsError, WeightError, Vocab
 export interface FuzzOptions {
   seed: number;
   cases: number;
-  /** A case that takes longer counts as a hang (default 2000 ms). */
+  /** A case that takes longer counts as a hang (default 5000 ms: the hangs found took minutes, and a busy machine can slow a case several-fold). */
   hangMs?: number;
   onProgress?: (done: number, counts: FuzzCounts) => void;
 }
@@ -338,7 +338,7 @@ export function tally(counts: FuzzCounts, c: CaseResult, seed: number, hangMs: n
 
 /** Cases from..from + cases - 1 in this process (a case that never returns stalls it: npm run fuzz runs this in a child it can kill). */
 export async function runFuzz(device: Device, opts: FuzzOptions & { from?: number; onCase?: (c: CaseResult) => void }): Promise<FuzzCounts> {
-  const hangMs = opts.hangMs ?? 2000;
+  const hangMs = opts.hangMs ?? 5000;
   const base = fixtures();
   // Compiles every kernel the cases run, so that the first cases are not timed with shader compilation.
   const pipe = await loadPipeline(device, { target: folder('target', base.target), diffusionDrafter: folder('drafter', base.drafter) });
