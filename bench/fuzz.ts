@@ -23,10 +23,12 @@ const seed = arg('seed', Date.now() % 2 ** 31);
 const hangMs = arg('hang-ms', 5000);
 // A blocked event loop sends nothing: the child is killed this long after its last message.
 const WATCHDOG_MS = Math.max(10_000, 5 * hangMs);
+// Starting a child (a device, the warm-up's shader compiles) can take long on a busy machine.
+const STARTUP_MS = 300_000;
 
 if (process.argv.includes('--child')) {
   const device = await createNodeDevice();
-  await runFuzz(device, { seed, cases, hangMs, from: arg('from', 0), onCase: (c) => process.send!(c) });
+  await runFuzz(device, { seed, cases, hangMs, from: arg('from', 0), onReady: () => process.send!('ready'), onCase: (c) => process.send!(c) });
   device.destroy();
   process.exit(0);
 } else if (process.argv.includes('--case')) {
@@ -38,7 +40,7 @@ if (process.argv.includes('--child')) {
   const t0 = performance.now();
   const line = (c: FuzzCounts) =>
     `${c.cases} cases in ${((performance.now() - t0) / 1000).toFixed(0)} s: ${c.loaded} loaded, ${c.typed} typed errors, ${c.other} other errors, ${c.hangs} hangs, ${c.leakedBytes} leaked GPU bytes (${c.leaks} cases)`;
-  console.log(`fuzzing model loading: ${cases} cases, seed ${seed}, a hang is a case over ${hangMs} ms (killed after ${WATCHDOG_MS} ms)`);
+  console.log(`fuzzing model loading: ${cases} cases, seed ${seed}, a hang is a case using over ${hangMs} ms of CPU or giving no result within ${WATCHDOG_MS} ms (then killed)`);
   let next = 0;
   while (next < cases) {
     next = await runChild(next, cases - next, counts, line);
@@ -54,16 +56,17 @@ function runChild(from: number, n: number, counts: FuzzCounts, line: (c: FuzzCou
   return new Promise((resolve) => {
     const child = fork(process.argv[1], ['--child', '--seed', String(seed), '--cases', String(n), '--from', String(from), '--hang-ms', String(hangMs)], { execArgv: process.execArgv });
     let next = from;
-    let timer = setTimeout(kill, WATCHDOG_MS);
+    let timer = setTimeout(kill, STARTUP_MS);
     function kill() {
       child.kill('SIGKILL');
-      const c: CaseResult = { index: next, outcome: 'killed', detail: `killed: no result within ${WATCHDOG_MS} ms`, ms: WATCHDOG_MS, leakedBytes: 0 };
+      const c: CaseResult = { index: next, outcome: 'killed', detail: `killed: no result within ${WATCHDOG_MS} ms`, ms: WATCHDOG_MS, cpuMs: 0, leakedBytes: 0 };
       tally(counts, c, seed, hangMs);
       next++;
     }
-    child.on('message', (c: CaseResult) => {
+    child.on('message', (c: CaseResult | 'ready') => {
       clearTimeout(timer);
       timer = setTimeout(kill, WATCHDOG_MS);
+      if (c === 'ready') return;
       tally(counts, c, seed, hangMs);
       next = c.index + 1;
       if (next % 5000 === 0) console.log(line(counts));

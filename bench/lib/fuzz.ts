@@ -20,7 +20,7 @@ const TYPED = [ConfigError, TokenizerError, SafetensorsError, WeightError, Vocab
 export interface FuzzOptions {
   seed: number;
   cases: number;
-  /** A case that takes longer counts as a hang (default 5000 ms: the hangs found took minutes, and a busy machine can slow a case several-fold). */
+  /** A case that uses more CPU time counts as a hang (default 5000 ms; the hangs found took minutes). */
   hangMs?: number;
   onProgress?: (done: number, counts: FuzzCounts) => void;
 }
@@ -257,6 +257,8 @@ export interface CaseResult {
   /** The typed error's class, or the other error's name and message. */
   detail?: string;
   ms: number;
+  /** CPU time of this process during the case (the driver's threads included): unlike wall time, other processes barely change it. */
+  cpuMs: number;
   leakedBytes: number;
 }
 
@@ -288,6 +290,7 @@ export async function runCase(device: Device, base: Fixtures, seed: number, inde
   const withDrafter = which >= 8 || r.chance(0.1);
   const before = device.memoryStats().liveBytes;
   const started = performance.now();
+  const cpu = process.cpuUsage();
   let outcome: CaseResult['outcome'] = 'loaded';
   let detail: string | undefined;
   try {
@@ -305,14 +308,15 @@ export async function runCase(device: Device, base: Fixtures, seed: number, inde
     detail = type ? type.name : `${(e as Error)?.name}: ${String((e as Error)?.message ?? e).slice(0, 200)}`;
   }
   const ms = performance.now() - started;
-  return { index, outcome, detail, ms, leakedBytes: Math.max(0, device.memoryStats().liveBytes - before) };
+  const used = process.cpuUsage(cpu);
+  return { index, outcome, detail, ms, cpuMs: (used.user + used.system) / 1000, leakedBytes: Math.max(0, device.memoryStats().liveBytes - before) };
 }
 
 export function emptyCounts(): FuzzCounts {
   return { cases: 0, loaded: 0, typed: 0, other: 0, hangs: 0, leakedBytes: 0, leaks: 0, examples: { other: [], hangs: [], leaks: [] }, byType: {} };
 }
 
-/** Adds one case to the counts; a case slower than hangMs counts as a hang. */
+/** Adds one case to the counts; a case that used more than hangMs of CPU, or never returned, counts as a hang. */
 export function tally(counts: FuzzCounts, c: CaseResult, seed: number, hangMs: number): void {
   const label = `case ${c.index} (seed ${seed})`;
   const note = (list: string[], text: string) => list.length < 5 && list.push(text);
@@ -325,9 +329,9 @@ export function tally(counts: FuzzCounts, c: CaseResult, seed: number, hangMs: n
     counts.other++;
     note(counts.examples.other, `${label}: ${c.detail}`);
   }
-  if (c.ms > hangMs || c.outcome === 'killed') {
+  if (c.cpuMs > hangMs || c.outcome === 'killed') {
     counts.hangs++;
-    note(counts.examples.hangs, `${label}: ${c.detail ?? `${c.ms.toFixed(0)} ms`}`);
+    note(counts.examples.hangs, `${label}: ${c.detail ?? `${c.cpuMs.toFixed(0)} ms of CPU, ${c.ms.toFixed(0)} ms`}`);
   }
   if (c.leakedBytes > 0) {
     counts.leaks++;
@@ -337,13 +341,14 @@ export function tally(counts: FuzzCounts, c: CaseResult, seed: number, hangMs: n
 }
 
 /** Cases from..from + cases - 1 in this process (a case that never returns stalls it: npm run fuzz runs this in a child it can kill). */
-export async function runFuzz(device: Device, opts: FuzzOptions & { from?: number; onCase?: (c: CaseResult) => void }): Promise<FuzzCounts> {
+export async function runFuzz(device: Device, opts: FuzzOptions & { from?: number; onReady?: () => void; onCase?: (c: CaseResult) => void }): Promise<FuzzCounts> {
   const hangMs = opts.hangMs ?? 5000;
   const base = fixtures();
   // Compiles every kernel the cases run, so that the first cases are not timed with shader compilation.
   const pipe = await loadPipeline(device, { target: folder('target', base.target), diffusionDrafter: folder('drafter', base.drafter) });
   for (const method of ['ar', 'specdiff'] as const) for (const temperature of [0, 1]) await pipe.generate('abc', { method, maxNewTokens: 3, temperature, stopAtEos: false }).result();
   pipe.dispose();
+  opts.onReady?.();
   const counts = emptyCounts();
   const from = opts.from ?? 0;
   for (let i = from; i < from + opts.cases; i++) {
