@@ -10,7 +10,7 @@ import type { CheckpointFolder } from './models/safetensors.js';
 import type { Tokenizer } from './models/tokenizer.js';
 import { ARDrafter } from './decode/ar-drafter.js';
 import { DEFAULT_WINDOW, DiffusionDrafter } from './decode/diffusion-drafter.js';
-import { DEFAULT_DIFFUSION_GAMMA, DEFAULT_DIFFUSION_GAMMA_SAMPLED, DEFAULT_DIFFUSION_MAX_GAMMA, DEFAULT_GAMMA, generate, type GenerateOptions, type Generation } from './decode/generate.js';
+import { DEFAULT_DIFFUSION_GAMMA, DEFAULT_DIFFUSION_GAMMA_SAMPLED, DEFAULT_DIFFUSION_MAX_GAMMA, DEFAULT_GAMMA, generate, VocabularyMismatchError, type GenerateOptions, type Generation } from './decode/generate.js';
 import { autotuneMatmul, type TuningTable } from './tensor/tune.js';
 import { draftLength, draftLengths, draftShapes } from './decode/draft-length.js';
 
@@ -79,10 +79,31 @@ export class Pipeline {
   }
 }
 
+/**
+ * The tokenizer first, then the models, each config checked against the tokenizer's vocabulary
+ * before its weights are read; a failure frees the models already loaded.
+ */
 export async function loadPipeline(device: Device, sources: PipelineSources, opts: ModelLoadOptions = {}): Promise<Pipeline> {
   const tokenizer = await loadTokenizer(sources.target);
-  const target = await loadGPT2(device, sources.target, opts);
-  const mdlm = sources.diffusionDrafter ? await loadMDLM(device, sources.diffusionDrafter, opts) : null;
-  const ar = sources.arDrafter ? await loadGPT2(device, sources.arDrafter, opts) : null;
-  return new Pipeline(device, tokenizer, target, mdlm, ar);
+  const tokenizerFile = sources.target.name;
+  const vocab = (what: string, size: number, source: string) => {
+    if (size !== tokenizer.vocabSize) {
+      throw new VocabularyMismatchError(`${source}: ${what} ${size} does not match the ${tokenizer.vocabSize} tokens of the tokenizer in ${tokenizerFile}`);
+    }
+    const missing = tokenizer.missingIds();
+    if (missing.length > 0) {
+      throw new VocabularyMismatchError(`${tokenizerFile}: the tokenizer has no token for id ${missing.join(', ')}${missing.length === 5 ? ' …' : ''} of the ${size} of ${source}`);
+    }
+  };
+  const loaded: Array<{ dispose(): void }> = [];
+  const keep = <M extends { dispose(): void }>(m: M): M => (loaded.push(m), m);
+  try {
+    const target = keep(await loadGPT2(device, sources.target, opts, (c, src) => vocab('vocab_size', c.vocabSize, src)));
+    const mdlm = sources.diffusionDrafter ? keep(await loadMDLM(device, sources.diffusionDrafter, opts, (c, src) => vocab('vocab_size less its mask token', c.vocabSize - 1, src))) : null;
+    const ar = sources.arDrafter ? keep(await loadGPT2(device, sources.arDrafter, opts, (c, src) => vocab('vocab_size', c.vocabSize, src))) : null;
+    return new Pipeline(device, tokenizer, target, mdlm, ar);
+  } catch (e) {
+    for (const m of loaded) m.dispose();
+    throw e;
+  }
 }

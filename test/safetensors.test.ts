@@ -552,7 +552,7 @@ describe('Node file source', () => {
       expect(ckpt.info('c').file).toBe(join(sharded, SHARD2));
       expect(await ckpt.load('c')).toMatchObject({ data: new Int32Array([-3]) });
       await ckpt.close();
-      expect((await rejection(openCheckpointDir(join(dir, 'none')))).message).toContain('model.safetensors: not found');
+      expect((await rejection(openCheckpointDir(join(dir, 'none')))).message).toBe(`${join(dir, 'none')}: cannot read the folder (ENOENT)`);
     });
   });
 
@@ -646,6 +646,39 @@ describe('hostile files', () => {
   it('data_offsets overlapping another tensor', async () => {
     const header = { a: ok.w, b: { ...ok.w, data_offsets: [4, 12] } };
     await expectFailure(rawFile(header, 12), 'tensor "b": data_offsets [4, 12) overlap tensor "a" at [0, 8)');
+  });
+
+  it('bytes between two tensors that belong to neither', async () => {
+    const header = { a: ok.w, b: { ...ok.w, data_offsets: [12, 20] } };
+    await expectFailure(rawFile(header, 20), 'tensor "b": data_offsets [12, 20) leave bytes [8, 12) of the data area in no tensor');
+  });
+
+  it('trailing bytes after the last tensor', async () => {
+    await expectFailure(rawFile(ok, 9), 'bytes [8, 9) of the data area belong to no tensor');
+  });
+
+  it('a header length shortened by one padding byte, which would shift every tensor by one byte', async () => {
+    const good = writeSafetensors({ w: { dtype: 'F32', shape: [2], data: new Float32Array([1, 2]) } });
+    const declared = new DataView(good.buffer).getBigUint64(0, true);
+    expect(good[8 + Number(declared) - 1]).toBe(0x20); // the header ends in padding
+    const shifted = good.slice();
+    new DataView(shifted.buffer).setBigUint64(0, declared - 1n, true);
+    await expectFailure(shifted, 'belong to no tensor');
+  });
+
+  it('a tensor named twice in the header, where JSON.parse would keep the last silently', async () => {
+    const entry = JSON.stringify(ok.w);
+    await expectFailure(rawFile(`{"w": ${entry}, "w": ${entry}}`, 8), 'header has the key "w" twice');
+  });
+
+  it('a field named twice inside one entry, also when spelled with an escape', async () => {
+    const twice = '{"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8], "\\u0064type": "F16"}}';
+    await expectFailure(rawFile(twice, 8), 'header has the key "dtype" twice');
+  });
+
+  it('the same key in different objects is not a duplicate', async () => {
+    const ckpt = await open(rawFile({ a: ok.w, b: { ...ok.w, data_offsets: [8, 16] } }, 16));
+    expect(ckpt.names().sort()).toEqual(['a', 'b']);
   });
 
   it('a byte length that differs from shape x dtype size', async () => {

@@ -309,17 +309,17 @@ describe('errors', () => {
   it('a merge with an unknown symbol names its line', () => {
     const build = () => Tokenizer.fromVocabMerges({ a: 0, b: 1, ab: 2 }, '#version: 0.2\na b\nab c\n');
     expect(build).toThrow(TokenizerError);
-    expect(build).toThrow('merges line 3: symbol "c" is not in the vocab');
+    expect(build).toThrow('merges.txt line 3: symbol "c" is not in the vocab');
   });
 
   it('a merge whose result is not in the vocab names its line', () => {
     expect(() => Tokenizer.fromVocabMerges({ a: 0, b: 1 }, 'a b'))
-      .toThrow('merges line 1: symbol "ab" is not in the vocab');
+      .toThrow('merges.txt line 1: symbol "ab" is not in the vocab');
   });
 
   it('a merge line without exactly two symbols names its line', () => {
     expect(() => Tokenizer.fromVocabMerges({ a: 0, b: 1, ab: 2 }, '#version: 0.2\na b c\n'))
-      .toThrow('merges line 2: expected two symbols separated by one space, got "a b c"');
+      .toThrow('merges.txt line 2: expected two symbols separated by one space, got "a b c"');
   });
 
   it('a malformed tokenizer.json merge names its index', () => {

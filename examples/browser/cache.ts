@@ -5,7 +5,7 @@
 export const CACHE_NAME = 'specdiff-models-v1';
 
 export interface CachedFetch {
-  (url: string): Promise<Response>;
+  (url: string, init?: { signal?: AbortSignal }): Promise<Response>;
   /** Resolves when every response fetched so far is stored (or failed to be). */
   stored(): Promise<void>;
 }
@@ -14,14 +14,16 @@ export interface CachedFetch {
 export function cachedFetch(onSource: (url: string, fromCache: boolean) => void = () => {}): CachedFetch {
   const opened = 'caches' in globalThis ? caches.open(CACHE_NAME).catch(() => null) : Promise.resolve(null);
   const writes: Promise<void>[] = [];
-  const fetchThrough = async (url: string): Promise<Response> => {
+  const fetchThrough = async (url: string, init?: { signal?: AbortSignal }): Promise<Response> => {
     const cache = await opened;
     const hit = await cache?.match(url);
     if (hit) {
       onSource(url, true);
       return hit;
     }
-    const response = await fetch(url);
+    // The loader aborts a stalled or short download through the signal: the clone being stored then
+    // errors too, so cache.put rejects and no partial file is kept.
+    const response = await fetch(url, init);
     if (response.ok) {
       onSource(url, false);
       // The clone's stream is written to the cache while the caller reads the original.

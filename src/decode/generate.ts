@@ -5,7 +5,7 @@
  */
 import type { GPT2 } from '../models/gpt2.js';
 import type { Tokenizer } from '../models/tokenizer.js';
-import { ContextError } from '../models/errors.js';
+import { ContextError, checkSampledIds } from '../models/errors.js';
 import { ConfigError } from '../models/config.js';
 import { readTensors } from '../tensor/tensor.js';
 import type { Drafter } from './drafter.js';
@@ -81,7 +81,10 @@ export interface GenerationResult {
   stats: GenerationStats;
 }
 
-/** An async iterable of chunks; `result` resolves when generation ends. */
+/**
+ * An async iterable of chunks; `result` resolves when generation ends. Leaving the loop early ends
+ * the run (its KV cache is freed) and `result` resolves with what was generated, stopReason 'closed'.
+ */
 export class Generation implements AsyncIterable<GenerationChunk> {
   private iterator: AsyncGenerator<GenerationChunk, GenerationResult>;
   private done: Promise<GenerationResult>;
@@ -89,7 +92,8 @@ export class Generation implements AsyncIterable<GenerationChunk> {
   private rejectDone!: (e: unknown) => void;
   private started = false;
 
-  constructor(run: () => AsyncGenerator<GenerationChunk, GenerationResult>) {
+  /** `partial`: the result so far, for a run closed early. */
+  constructor(run: () => AsyncGenerator<GenerationChunk, GenerationResult>, private readonly partial?: () => GenerationResult) {
     this.iterator = run();
     this.done = new Promise((res, rej) => {
       this.resolveDone = res;
@@ -98,21 +102,43 @@ export class Generation implements AsyncIterable<GenerationChunk> {
     this.done.catch(() => undefined);
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<GenerationChunk> {
+  [Symbol.asyncIterator](): AsyncIterator<GenerationChunk> {
     if (this.started) throw new Error('a Generation can be iterated once');
     this.started = true;
-    try {
-      for (;;) {
-        const r = await this.iterator.next();
-        if (r.done) {
+    let settled = false;
+    return {
+      next: async () => {
+        if (settled) return { done: true, value: undefined };
+        try {
+          const r = await this.iterator.next();
+          if (!r.done) return { done: false, value: r.value };
+          settled = true;
           this.resolveDone(r.value);
-          return;
+        } catch (e) {
+          settled = true;
+          this.rejectDone(e);
+          throw e;
         }
-        yield r.value;
-      }
+        return { done: true, value: undefined };
+      },
+      // The consumer left the loop (break, return or throw): end the run, whose own cleanup frees its caches.
+      return: async () => {
+        if (!settled) {
+          settled = true;
+          await this.close();
+        }
+        return { done: true, value: undefined };
+      },
+    };
+  }
+
+  private async close(): Promise<void> {
+    try {
+      await this.iterator.return(undefined as never);
+      if (this.partial) this.resolveDone(this.partial());
+      else this.rejectDone(new Error('the generation was closed before it ended'));
     } catch (e) {
       this.rejectDone(e);
-      throw e;
     }
   }
 
@@ -127,6 +153,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
   const sampling = resolveSampling(opts);
   const method: Method = opts.method ?? (opts.drafter ? (opts.drafter instanceof DiffusionDrafter ? 'specdiff' : 'speculative') : 'ar');
   const maxNewTokens = checkInt('maxNewTokens', opts.maxNewTokens ?? 64, 1, 1 << 20);
+  if (tokenizer) checkTokenizerCovers(tokenizer, target.vocabSize, 'the target');
   const seed = opts.seed ?? 0;
   if (!Number.isInteger(seed)) throw new RangeError(`seed must be an integer, got ${opts.seed}`);
   const promptIds = tokenizePrompt(target, tokenizer, opts.prompt);
@@ -150,7 +177,9 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
     }
     const defaultGamma = drafter instanceof DiffusionDrafter ? (sampling.temperature === 0 ? DEFAULT_DIFFUSION_GAMMA : DEFAULT_DIFFUSION_GAMMA_SAMPLED) : DEFAULT_GAMMA;
     const longest = Math.min(drafter.maxGamma, capacity - 1);
-    gamma = checkInt('gamma', opts.gamma ?? defaultGamma, 1, longest);
+    if (longest < 1) throw new ContextError(`the ${drafter.kind} drafter's context of ${drafter.maxGamma + 1} positions leaves no room for a draft`);
+    // A default longer than the drafter's context shrinks to fit; a given one is checked.
+    gamma = checkInt('gamma', opts.gamma ?? Math.min(defaultGamma, longest), 1, longest);
     const defaultMax = drafter instanceof DiffusionDrafter && sampling.temperature === 0 && opts.gamma === undefined ? Math.min(DEFAULT_DIFFUSION_MAX_GAMMA, longest) : gamma;
     maxGamma = checkInt('maxGamma', opts.maxGamma ?? defaultMax, gamma, longest);
     if (drafter instanceof DiffusionDrafter) {
@@ -168,19 +197,22 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
   if (stops.length && !tokenizer) throw new RangeError('stop sequences need a tokenizer');
   const eos = opts.stopAtEos === false ? undefined : (tokenizer?.eosTokenId ?? target.config.eosTokenId);
 
+  const settings = (): Partial<GenerationStats> => (drafter ? { gamma, maxGamma, steps: drafter instanceof DiffusionDrafter ? Math.min(drafter.steps, gamma) : undefined } : {});
+  let partial = (): GenerationResult => ({ tokens: [], text: '', stats: new StatsRecorder().finish(method, promptIds.length, 'closed', settings()) });
   return new Generation(async function* () {
     const dev = target.device;
     const rng = new Rng(seed);
     const stats = new StatsRecorder();
-    const cache = target.createCache();
-    // The target's hidden states, kept only for a drafter that reads them.
-    const states = drafter?.targetFeatures ? target.createHiddenStates() : undefined;
     const ctx = [...promptIds];
     const text = tokenizer ? new TextStreamer(tokenizer, stops) : null;
     const out: number[] = [];
+    partial = () => ({ tokens: [...out], text: text?.text ?? '', stats: stats.finish(method, promptIds.length, 'closed', settings()) });
     const lengths: DraftLength = { base: gamma, max: maxGamma };
     let draftLength = gamma;
     let stopReason: StopReason = 'length';
+    const cache = target.createCache();
+    // The target's hidden states, kept only for a drafter that reads them.
+    const states = drafter?.targetFeatures ? target.createHiddenStates() : undefined;
     try {
       const t0 = performance.now();
       // Every model that decodes reads the prompt here, so the decoding rate counts decoding alone.
@@ -208,6 +240,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
           const ids = dev.scope(() => selectTokens(dev, target.forward([pending], cache, 1, states), sampling, rng).ids);
           const [id] = await readTensors([ids]);
           ids.dispose();
+          checkSampledIds(id, target.vocabSize, 'the target');
           stats.targetPasses++;
           stats.verifyMs += performance.now() - t;
           emitted = [id[0]];
@@ -232,11 +265,17 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
             draftDone.catch(() => undefined); // a failure surfaces from the verify's own readback
           }
           const base = cache.length;
-          const verdict = await verifyDraft(target, cache, pending, tokens, q, sampling, rng, states);
-          const t2 = await draftDone;
+          let verdict;
+          let t2: number;
+          try {
+            verdict = await verifyDraft(target, cache, pending, tokens, q, sampling, rng, states);
+            t2 = await draftDone;
+          } finally {
+            await draftDone.catch(() => undefined);
+            for (const t of new Set([tokens, q, draft.tokens, draft.q, draft.confidence])) t?.dispose();
+          }
           const t3 = performance.now();
           const proposal = verdict.draft;
-          for (const t of new Set([tokens, q, draft.tokens, draft.q, draft.confidence])) t?.dispose();
           cache.truncate(base + 1 + verdict.accepted);
           drafter.afterVerify(proposal, verdict.accepted);
           stats.targetPasses++;
@@ -268,14 +307,25 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
       }
       const tail = text?.flush() ?? '';
       if (tail) yield { tokens: [], text: tail, drafted: [] };
-      const result = stats.finish(method, promptIds.length, stopReason, drafter ? { gamma, maxGamma, steps: drafter instanceof DiffusionDrafter ? Math.min(drafter.steps, gamma) : undefined } : {});
+      const result = stats.finish(method, promptIds.length, stopReason, settings());
       return { tokens: out, text: text?.text ?? '', stats: result };
     } finally {
       cache.dispose();
       states?.dispose();
       if (opts.disposeDrafter) drafter?.dispose();
     }
-  });
+  }, () => partial());
+}
+
+/** The model's ids and the tokenizer's must be the same set, or an id the model emits fails mid-generation. */
+export function checkTokenizerCovers(tokenizer: Tokenizer, vocabSize: number, model: string): void {
+  if (tokenizer.vocabSize !== vocabSize) {
+    throw new VocabularyMismatchError(`the tokenizer has ${tokenizer.vocabSize} tokens but ${model}'s vocabulary has ${vocabSize}: ids past the smaller one would fail mid-generation`);
+  }
+  const missing = tokenizer.missingIds();
+  if (missing.length > 0) {
+    throw new VocabularyMismatchError(`the tokenizer has no token for id ${missing.join(', ')}${missing.length === 5 ? ' …' : ''} of ${model}'s ${vocabSize}: text could not be decoded`);
+  }
 }
 
 function tokenizePrompt(target: GPT2, tokenizer: Tokenizer | null, prompt: string | readonly number[]): number[] {

@@ -1,7 +1,8 @@
 /** Statistics of one generation: what was produced, how fast, and how speculation fared. */
 import type { Method } from './options.js';
 
-export type StopReason = 'length' | 'eos' | 'stop' | 'context' | 'aborted';
+/** 'closed': the consumer left the stream early (break, return or throw inside `for await`). */
+export type StopReason = 'length' | 'eos' | 'stop' | 'context' | 'aborted' | 'closed';
 
 export interface GenerationStats {
   method: Method;

@@ -13,6 +13,7 @@ import { argmax } from '../tensor/ops/rowwise.js';
 import { filteredProbs, pickPerRow, sampleRows } from '../tensor/ops/sample.js';
 import type { GPT2, GPT2Cache, HiddenStates } from '../models/gpt2.js';
 import { acceptedPrefix, acceptedPrefixGreedy } from './accept.js';
+import { checkSampledIds } from '../models/errors.js';
 import type { ResolvedSampling } from './options.js';
 import type { Rng } from './rng.js';
 
@@ -62,12 +63,18 @@ export async function verifyDraft(
   if (out.greedy) {
     const [d, am] = await readTensors([draft, out.argmax]);
     out.argmax.dispose();
+    checkSampledIds(d, target.vocabSize, 'the drafter');
+    checkSampledIds(am, target.vocabSize, 'the target');
     const accepted = acceptedPrefixGreedy(d, am);
     return { draft: Array.from(d), accepted, next: am[accepted] };
   }
   const { px, qx, draws, bonus } = out;
   const [d, p, qv, r, b] = await readTensors([draft, px, qx, draws, bonus]);
   for (const t of [px, qx, draws, bonus]) t.dispose();
+  checkSampledIds(d, target.vocabSize, 'the drafter');
+  // Only the draw that is used must be a token: residual rows past the accepted prefix may be empty.
   const accepted = acceptedPrefix({ p, q: qv, u: uAccept });
-  return { draft: Array.from(d), accepted, next: accepted < g ? r[accepted] : b[0] };
+  const next = accepted < g ? r[accepted] : b[0];
+  checkSampledIds([next], target.vocabSize, 'the target');
+  return { draft: Array.from(d), accepted, next };
 }

@@ -13,6 +13,12 @@ export interface GPT2Config {
   nInner: number;
   layerNormEpsilon: number;
   eosTokenId?: number;
+  /** false: the LM head is its own tensor, lm_head.weight (V, d), instead of wte. */
+  tieWordEmbeddings: boolean;
+  /** Attention scores scaled by 1/√head_size (HF scale_attn_weights, default true). */
+  scaleAttnWeights: boolean;
+  /** Attention scores of layer i further divided by i + 1 (HF scale_attn_by_inverse_layer_idx). */
+  scaleAttnByInverseLayerIdx: boolean;
 }
 
 export interface MDLMConfig {
@@ -39,11 +45,37 @@ export interface MDLMConfig {
   maskTokenId: number;
 }
 
+/**
+ * Upper bounds of sizes, far above any released checkpoint: a hostile config is refused before its numbers size a
+ * loop or a list (a checkpoint's tensors must match them anyway).
+ */
+export const CONFIG_LIMITS: Readonly<Record<string, number>> = {
+  vocab_size: 2 ** 24,
+  n_positions: 2 ** 20,
+  n_embd: 2 ** 16,
+  n_layer: 1024,
+  n_head: 1024,
+  n_inner: 2 ** 20,
+  hidden_dim: 2 ** 16,
+  n_blocks: 1024,
+  n_heads: 1024,
+  cond_dim: 2 ** 16,
+  model_length: 2 ** 20,
+};
+
 function field(cfg: Record<string, unknown>, source: string, name: string, fallback?: number): number {
   const v = cfg[name] ?? fallback;
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
-    throw new ConfigError(`${source}: "${name}" must be a positive integer, got ${JSON.stringify(cfg[name])}`);
+    throw new ConfigError(`${source}: "${name}" must be a positive integer, got ${String(JSON.stringify(cfg[name])).slice(0, 80)}`);
   }
+  const max = CONFIG_LIMITS[name];
+  if (max !== undefined && v > max) throw new ConfigError(`${source}: "${name}" is ${v}, over the limit of ${max}`);
+  return v;
+}
+
+function flag(cfg: Record<string, unknown>, source: string, name: string, fallback: boolean): boolean {
+  const v = cfg[name] ?? fallback;
+  if (typeof v !== 'boolean') throw new ConfigError(`${source}: "${name}" must be true or false, got ${String(JSON.stringify(v)).slice(0, 80)}`);
   return v;
 }
 
@@ -73,17 +105,27 @@ export function parseGPT2Config(json: unknown, source = 'config.json'): GPT2Conf
   const nEmbd = field(cfg, source, 'n_embd');
   const nHead = field(cfg, source, 'n_head');
   if (nEmbd % nHead !== 0) throw new ConfigError(`${source}: n_embd ${nEmbd} is not divisible by n_head ${nHead}`);
+  // The attention kernels read heads in pairs of values.
+  if ((nEmbd / nHead) % 2 !== 0) throw new ConfigError(`${source}: n_embd ${nEmbd} / n_head ${nHead} is an odd head size (${nEmbd / nHead}); it must be even`);
   const eps = cfg.layer_norm_epsilon ?? 1e-5;
-  if (typeof eps !== 'number' || !(eps > 0)) throw new ConfigError(`${source}: layer_norm_epsilon must be > 0`);
+  if (typeof eps !== 'number' || !(eps > 0 && eps < 1)) throw new ConfigError(`${source}: layer_norm_epsilon must be in (0, 1), got ${String(eps).slice(0, 80)}`);
+  const vocabSize = field(cfg, source, 'vocab_size');
+  const eos = cfg.eos_token_id;
+  if (eos != null && !(typeof eos === 'number' && Number.isInteger(eos) && eos >= 0 && eos < vocabSize)) {
+    throw new ConfigError(`${source}: "eos_token_id" must be an id in [0, ${vocabSize}), got ${String(JSON.stringify(eos)).slice(0, 80)}`);
+  }
   return {
-    vocabSize: field(cfg, source, 'vocab_size'),
+    vocabSize,
     nPositions: field(cfg, source, 'n_positions', cfg.n_ctx as number | undefined),
     nEmbd,
     nLayer: field(cfg, source, 'n_layer'),
     nHead,
     nInner: cfg.n_inner == null ? 4 * nEmbd : field(cfg, source, 'n_inner'),
     layerNormEpsilon: eps,
-    eosTokenId: typeof cfg.eos_token_id === 'number' ? cfg.eos_token_id : undefined,
+    eosTokenId: typeof eos === 'number' ? eos : undefined,
+    tieWordEmbeddings: flag(cfg, source, 'tie_word_embeddings', true),
+    scaleAttnWeights: flag(cfg, source, 'scale_attn_weights', true),
+    scaleAttnByInverseLayerIdx: flag(cfg, source, 'scale_attn_by_inverse_layer_idx', false),
   };
 }
 

@@ -1,6 +1,6 @@
 /**
  * GPT-2 (HF GPT2LMHeadModel) on the tensor runtime. Pre-LN blocks, Conv1D weights [in, out],
- * learned positions, tied LM head. forward() appends tokens to a KV cache and returns logits
+ * learned positions, tied LM head (or lm_head.weight with tie_word_embeddings false). forward() appends tokens to a KV cache and returns logits
  * for the last rows: prefill (N tokens), decode (1) and verify (k drafted tokens, k rows).
  */
 import type { Device } from '../tensor/device.js';
@@ -80,13 +80,14 @@ export class GPT2 {
     private readonly wpe: Tensor, // (P, d)
     private readonly blocks: Block[],
     private readonly ln_f: Norm,
+    private readonly lm_head: Tensor, // (V, d): wte when tied
   ) {}
 
   static async load(device: Device, ckpt: Checkpoint, config: GPT2Config, opts: ModelLoadOptions = {}): Promise<GPT2> {
     const dtype = opts.dtype ?? 'f32';
     const prefix = ckpt.has('wte.weight') ? '' : 'transformer.';
-    const r = new WeightReader(ckpt, prefix, opts.onProgress);
-    const { nEmbd: d, nLayer, nInner, vocabSize: V, nPositions } = config;
+    const r = new WeightReader(ckpt, '', opts.onProgress);
+    const { nEmbd: d, nLayer, nInner, vocabSize: V, nPositions, tieWordEmbeddings } = config;
     const expected = [
       'wte.weight',
       'wpe.weight',
@@ -96,32 +97,40 @@ export class GPT2 {
         ['ln_1.weight', 'ln_1.bias', 'attn.c_attn.weight', 'attn.c_attn.bias', 'attn.c_proj.weight', 'attn.c_proj.bias', 'ln_2.weight', 'ln_2.bias', 'mlp.c_fc.weight', 'mlp.c_fc.bias', 'mlp.c_proj.weight', 'mlp.c_proj.bias'].map((n) => `h.${i}.${n}`),
       ).flat(),
     ].map((n) => prefix + n);
+    if (!tieWordEmbeddings) expected.push('lm_head.weight');
     // Causal-mask buffers of older exports and an explicit (tied) lm_head are not weights we use.
     ckpt.checkTensorSet(expected, (n) => /(^|\.)attn\.(masked_)?bias$/.test(n) || n === 'lm_head.weight');
-    const vec = (name: string, n: number) => r.gpu(device, name, [n]);
+    const vec = (name: string, n: number) => r.gpu(device, prefix + name, [n]);
     const norm = async (name: string): Promise<Norm> => ({ weight: await vec(`${name}.weight`, d), bias: await vec(`${name}.bias`, d) });
     // Conv1D stores W [in, out]; it is kept transposed, [out, in], so that each output's weights
     // are contiguous: the few-row kernels then reuse every activation load across four outputs.
     const linear = async (name: string, k: number, n: number): Promise<Linear> => ({
-      w: await r.gpu(device, `${name}.weight`, [k, n], dtype, (w) => transpose(w, k, n), [n, k]),
+      w: await r.gpu(device, `${prefix}${name}.weight`, [k, n], dtype, (w) => transpose(w, k, n), [n, k]),
       b: await vec(`${name}.bias`, n),
     });
-    const wte = await r.gpu(device, 'wte.weight', [V, d], dtype);
-    const wpe = await r.gpu(device, 'wpe.weight', [nPositions, d]);
-    const blocks: Block[] = [];
-    for (let i = 0; i < nLayer; i++) {
-      const h = `h.${i}`;
-      blocks.push({
-        ln_1: await norm(`${h}.ln_1`),
-        c_attn: await linear(`${h}.attn.c_attn`, d, 3 * d),
-        c_proj: await linear(`${h}.attn.c_proj`, d, d),
-        ln_2: await norm(`${h}.ln_2`),
-        c_fc: await linear(`${h}.mlp.c_fc`, d, nInner),
-        mlp_proj: await linear(`${h}.mlp.c_proj`, nInner, d),
-      });
+    try {
+      const wte = await r.gpu(device, `${prefix}wte.weight`, [V, d], dtype);
+      const wpe = await r.gpu(device, `${prefix}wpe.weight`, [nPositions, d]);
+      const blocks: Block[] = [];
+      for (let i = 0; i < nLayer; i++) {
+        const h = `h.${i}`;
+        blocks.push({
+          ln_1: await norm(`${h}.ln_1`),
+          c_attn: await linear(`${h}.attn.c_attn`, d, 3 * d),
+          c_proj: await linear(`${h}.attn.c_proj`, d, d),
+          ln_2: await norm(`${h}.ln_2`),
+          c_fc: await linear(`${h}.mlp.c_fc`, d, nInner),
+          mlp_proj: await linear(`${h}.mlp.c_proj`, nInner, d),
+        });
+      }
+      const ln_f = await norm('ln_f');
+      // nn.Linear stores (out, in) = (V, d): the layout the head already uses.
+      const lm_head = tieWordEmbeddings ? wte : await r.gpu(device, 'lm_head.weight', [V, d], dtype);
+      return new GPT2(device, config, wte, wpe, blocks, ln_f, lm_head);
+    } catch (e) {
+      r.disposeAll();
+      throw e;
     }
-    const ln_f = await norm('ln_f');
-    return new GPT2(device, config, wte, wpe, blocks, ln_f);
   }
 
   get vocabSize(): number {
@@ -173,22 +182,29 @@ export class GPT2 {
       this.blocks.forEach((b, i) => {
         const kv = cache.layers[i];
         const q = appendQKV(matmul(layerNorm(x, { ...b.ln_1, eps }), b.c_attn.w, { layout: 'nk', bias: b.c_attn.b }), kv); // (n, d)
-        x = matmul(attention(q, kv), b.c_proj.w, { layout: 'nk', bias: b.c_proj.b, residual: x });
+        x = matmul(attention(q, kv, { scale: this.attnScale(i) }), b.c_proj.w, { layout: 'nk', bias: b.c_proj.b, residual: x });
         const h = matmul(layerNorm(x, { ...b.ln_2, eps }), b.c_fc.w, { layout: 'nk', bias: b.c_fc.b, gelu: true }); // (n, 4d)
         x = matmul(h, b.mlp_proj.w, { layout: 'nk', bias: b.mlp_proj.b, residual: x });
       });
       if (!states) {
         const last = logitRows === n ? x : slice(x, n - logitRows, n, 0);
-        return matmul(layerNorm(last, { ...this.ln_f, eps }), this.wte, { layout: 'nk' }); // (rows, V)
+        return matmul(layerNorm(last, { ...this.ln_f, eps }), this.lm_head, { layout: 'nk' }); // (rows, V)
       }
       const h = layerNorm(x, { ...this.ln_f, eps }); // (n, d)
       this.device.copy(h.buffer, 0, states.rows.buffer, (pos0 + 1) * d * 4, n * d * 4);
-      return matmul(logitRows === n ? h : slice(h, n - logitRows, n, 0), this.wte, { layout: 'nk' }); // (rows, V)
+      return matmul(logitRows === n ? h : slice(h, n - logitRows, n, 0), this.lm_head, { layout: 'nk' }); // (rows, V)
     });
+  }
+
+  /** Attention-score scale of layer i: 1/√head_size unless scale_attn_weights is false, over i + 1 with scale_attn_by_inverse_layer_idx. */
+  private attnScale(i: number): number {
+    const { nEmbd, nHead, scaleAttnWeights, scaleAttnByInverseLayerIdx } = this.config;
+    return (scaleAttnWeights ? 1 / Math.sqrt(nEmbd / nHead) : 1) / (scaleAttnByInverseLayerIdx ? i + 1 : 1);
   }
 
   dispose(): void {
     const all = [this.wte, this.wpe, ...Object.values(this.ln_f)];
+    if (this.lm_head !== this.wte) all.push(this.lm_head);
     for (const b of this.blocks) for (const part of Object.values(b)) all.push(...Object.values(part as object));
     for (const t of all) (t as Tensor).dispose();
   }

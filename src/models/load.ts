@@ -1,9 +1,9 @@
 /** Loading a model from a checkpoint folder (directory, URL base, in-memory files): config.json + safetensors. */
 import type { Device } from '../tensor/device.js';
-import { ConfigError, parseGPT2Config, parseMDLMConfig } from './config.js';
+import { ConfigError, parseGPT2Config, parseMDLMConfig, type GPT2Config, type MDLMConfig } from './config.js';
 import { GPT2, type ModelLoadOptions } from './gpt2.js';
 import { MDLM } from './mdlm.js';
-import { fetchSource, openCheckpoint, type Checkpoint, type CheckpointFolder, type FetchOptions } from './safetensors.js';
+import { FetchError, fetchSource, openCheckpoint, type Checkpoint, type CheckpointFolder, type FetchOptions } from './safetensors.js';
 import { Tokenizer } from './tokenizer.js';
 
 export async function readText(folder: CheckpointFolder, name: string): Promise<string> {
@@ -30,13 +30,19 @@ async function readConfig(folder: CheckpointFolder): Promise<unknown> {
   }
 }
 
+/** A check of the parsed config against what the model must fit (e.g. its tokenizer), before any weight is read. */
+export type ConfigCheck<C> = (config: C, source: string) => void;
+
 /** config.json parsed by `parse`, then the checkpoint (closed once the weights are on the GPU) loaded by `load`. */
 async function loadFolder<C, M>(
   folder: CheckpointFolder,
   parse: (json: unknown, source: string) => C,
   load: (ckpt: Checkpoint, config: C) => Promise<M>,
+  check?: ConfigCheck<C>,
 ): Promise<M> {
-  const config = parse(await readConfig(folder), `${folder.name}/config.json`);
+  const source = `${folder.name}/config.json`;
+  const config = parse(await readConfig(folder), source);
+  check?.(config, source);
   const ckpt = await openCheckpoint(folder);
   try {
     return await load(ckpt, config);
@@ -45,12 +51,12 @@ async function loadFolder<C, M>(
   }
 }
 
-export function loadGPT2(device: Device, folder: CheckpointFolder, opts: ModelLoadOptions = {}): Promise<GPT2> {
-  return loadFolder(folder, parseGPT2Config, (ckpt, config) => GPT2.load(device, ckpt, config, opts));
+export function loadGPT2(device: Device, folder: CheckpointFolder, opts: ModelLoadOptions = {}, check?: ConfigCheck<GPT2Config>): Promise<GPT2> {
+  return loadFolder(folder, parseGPT2Config, (ckpt, config) => GPT2.load(device, ckpt, config, opts), check);
 }
 
-export function loadMDLM(device: Device, folder: CheckpointFolder, opts: ModelLoadOptions = {}): Promise<MDLM> {
-  return loadFolder(folder, parseMDLMConfig, (ckpt, config) => MDLM.load(device, ckpt, config, opts));
+export function loadMDLM(device: Device, folder: CheckpointFolder, opts: ModelLoadOptions = {}, check?: ConfigCheck<MDLMConfig>): Promise<MDLM> {
+  return loadFolder(folder, parseMDLMConfig, (ckpt, config) => MDLM.load(device, ckpt, config, opts), check);
 }
 
 /** Files under a URL base (e.g. a Hugging Face `resolve/main/` URL or a static folder). */
@@ -59,12 +65,39 @@ export function urlFolder(base: string, options: FetchOptions = {}): CheckpointF
   return { name: root, open: (rel) => fetchSource(root + rel, options) };
 }
 
+/** `name` inside the folder, for messages. */
+export function filePath(folder: CheckpointFolder, name: string): string {
+  return folder.name.endsWith('/') ? folder.name + name : `${folder.name}/${name}`;
+}
+
+/**
+ * The file's text, or undefined (with why in `absent`) if the folder says it is absent; a server that fails to
+ * answer is an error, not an absent file.
+ */
+async function readOptional(folder: CheckpointFolder, name: string, absent: string[]): Promise<string | undefined> {
+  if (folder.exists) {
+    if (await folder.exists(name)) return readText(folder, name);
+    absent.push(`${name}: not found`);
+    return undefined;
+  }
+  try {
+    return await readText(folder, name);
+  } catch (e) {
+    if (e instanceof FetchError && !e.notFound) throw e;
+    absent.push(e instanceof FetchError ? `${name}: HTTP ${e.status}` : `${name}: ${(e as Error).message}`);
+    return undefined;
+  }
+}
+
 /** tokenizer.json, or vocab.json + merges.txt. */
 export async function loadTokenizer(folder: CheckpointFolder): Promise<Tokenizer> {
-  const has = async (name: string) => (folder.exists ? folder.exists(name) : readText(folder, name).then(() => true, () => false));
-  if (await has('tokenizer.json')) return Tokenizer.fromTokenizerJson(await readText(folder, 'tokenizer.json'));
-  if ((await has('vocab.json')) && (await has('merges.txt'))) {
-    return Tokenizer.fromVocabMerges(JSON.parse(await readText(folder, 'vocab.json')), await readText(folder, 'merges.txt'));
+  const absent: string[] = [];
+  const json = await readOptional(folder, 'tokenizer.json', absent);
+  if (json !== undefined) return Tokenizer.fromTokenizerJson(json, filePath(folder, 'tokenizer.json'));
+  const vocab = await readOptional(folder, 'vocab.json', absent);
+  const merges = vocab === undefined ? undefined : await readOptional(folder, 'merges.txt', absent);
+  if (vocab !== undefined && merges !== undefined) {
+    return Tokenizer.fromVocabMerges(vocab, merges, { vocabSource: filePath(folder, 'vocab.json'), mergesSource: filePath(folder, 'merges.txt') });
   }
-  throw new ConfigError(`${folder.name}: no tokenizer (tokenizer.json, or vocab.json and merges.txt)`);
+  throw new ConfigError(`${folder.name}: no tokenizer (tokenizer.json, or vocab.json and merges.txt): ${absent.join('; ')}`);
 }

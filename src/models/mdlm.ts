@@ -91,7 +91,7 @@ export class MDLM {
     }
     const dtype: WeightDType = opts.dtype ?? 'f32';
     const r = new WeightReader(ckpt, 'backbone.', opts.onProgress);
-    const { hiddenDim: d, nBlocks, condDim, vocabSize: V, nHeads, modelLength } = config;
+    const { nBlocks } = config;
     const blockKeys = ['norm1.weight', 'attn_qkv.weight', 'attn_out.weight', 'norm2.weight', 'mlp.0.weight', 'mlp.0.bias', 'mlp.2.weight', 'mlp.2.bias', 'adaLN_modulation.weight', 'adaLN_modulation.bias'];
     const expected = [
       ...(config.targetFeatures ? ['feature_proj.weight'] : []),
@@ -108,6 +108,16 @@ export class MDLM {
       ...Array.from({ length: nBlocks }, (_, i) => blockKeys.map((k) => `blocks.${i}.${k}`)).flat(),
     ].map((k) => r.key(k));
     ckpt.checkTensorSet(expected, [r.key('rotary_emb.inv_freq')]);
+    try {
+      return await MDLM.loadChecked(device, r, config, dtype);
+    } catch (e) {
+      r.disposeAll();
+      throw e;
+    }
+  }
+
+  private static async loadChecked(device: Device, r: WeightReader, config: MDLMConfig, dtype: WeightDType): Promise<MDLM> {
+    const { hiddenDim: d, nBlocks, condDim, vocabSize: V, nHeads, modelLength } = config;
 
     const c = conditioning(
       0,
@@ -123,10 +133,11 @@ export class MDLM {
     };
     const modulatedNorm = async (name: string, shift: Float64Array, scale: Float64Array): Promise<Norm> => {
       const w = await r.host(name, [d]);
-      return {
-        weight: Tensor.from(device, w.map((v, i) => v * (1 + scale[i])), [d]).keep(),
-        bias: Tensor.from(device, Float32Array.from(shift), [d]).keep(),
-      };
+      const weight = w.map((v, i) => v * (1 + scale[i]));
+      const bias = Float32Array.from(shift);
+      r.checkFinite(`${r.key(name)} (modulated)`, weight);
+      r.checkFinite(`${r.key(name)} (shift)`, bias);
+      return { weight: r.track(Tensor.from(device, weight, [d])), bias: r.track(Tensor.from(device, bias, [d])) };
     };
 
     const blocks: Block[] = [];
@@ -153,7 +164,7 @@ export class MDLM {
       b: await r.gpu(device, 'output_layer.linear.bias', [V], 'f32', (b) => b.map((v, j) => (j === mask ? v + NEG_INF : v))),
     };
     const vocabEmbed = await r.gpu(device, 'vocab_embed.embedding', [V, d], dtype);
-    const rope = ropeTable(device, modelLength, d / nHeads).keep();
+    const rope = r.track(ropeTable(device, modelLength, d / nHeads));
     const featureProj = config.targetFeatures ? await r.gpu(device, 'feature_proj.weight', [d, config.targetFeatures], dtype) : null;
     return new MDLM(device, config, vocabEmbed, blocks, normFinal, linear, rope, featureProj);
   }

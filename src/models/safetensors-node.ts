@@ -55,17 +55,23 @@ export function dirFolder(dir: string): CheckpointFolder {
   return {
     name: dir,
     open: (relPath) => fileSource(join(dir, relPath)),
-    exists: (relPath) => isFile(join(dir, relPath)),
+    exists: (relPath) => isFile(dir, join(dir, relPath)),
   };
 }
 
-/** Absent means absent: other stat failures (permissions, I/O) must surface, not look like a missing file. */
-async function isFile(path: string): Promise<boolean> {
+/**
+ * Absent means absent: other stat failures (permissions, I/O) must surface, not look like a missing file, and a
+ * missing folder is named as such rather than as a folder without the file.
+ */
+async function isFile(dir: string, path: string): Promise<boolean> {
   try {
     return (await stat(path)).isFile();
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
-    throw error;
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw error;
+    const folder = await stat(dir).catch((e: NodeJS.ErrnoException) => e);
+    if (folder instanceof Error) throw new SafetensorsError(dir, `cannot read the folder (${folder.code ?? folder.message})`);
+    if (!folder.isDirectory()) throw new SafetensorsError(dir, 'is not a folder');
+    return false;
   }
 }

@@ -21,7 +21,7 @@ export type Bytes = Uint8Array<ArrayBuffer>;
 export type ProgressCallback = (loadedBytes: number, totalBytes: number, name: string) => void;
 
 export class SafetensorsError extends Error {
-  override readonly name = 'SafetensorsError';
+  override readonly name: string = 'SafetensorsError';
 
   constructor(
     readonly file: string,
@@ -121,17 +121,102 @@ export function blobSource(blob: Blob, name = (blob as Partial<File>).name ?? '<
 
 export interface FetchOptions {
   readonly onProgress?: ProgressCallback;
-  readonly fetch?: (url: string) => Promise<Response>;
+  readonly fetch?: (url: string, init?: { signal?: AbortSignal }) => Promise<Response>;
+  /** Milliseconds to wait for the response's status and headers (default 30 000). */
+  readonly connectTimeoutMs?: number;
+  /** Milliseconds the body may go without a byte (default 30 000). */
+  readonly stallTimeoutMs?: number;
+  /** Cancels the download. */
+  readonly signal?: AbortSignal;
 }
 
-/** Downloads a whole file into memory, streaming into one buffer sized by Content-Length when the server sends it. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+export const DEFAULT_STALL_TIMEOUT_MS = 30_000;
+
+/** A download that failed: the HTTP status, the system error code, a timeout or an abort, with the URL. */
+export class FetchError extends SafetensorsError {
+  override readonly name = 'FetchError';
+
+  constructor(
+    url: string,
+    detail: string,
+    /** HTTP status, when the server answered. */
+    readonly status?: number,
+    /** System error (ECONNREFUSED, ENOTFOUND …), 'TIMEOUT' or 'ABORTED'. */
+    readonly code?: string,
+  ) {
+    super(url, detail);
+  }
+
+  /** The server says the file does not exist (as opposed to failing to say anything). */
+  get notFound(): boolean {
+    return this.status === 404 || this.status === 410;
+  }
+}
+
+/**
+ * Downloads a whole file into memory, streaming into one buffer sized by Content-Length when the server sends it.
+ * Fails with a FetchError when no response comes within connectTimeoutMs, when the body stalls for stallTimeoutMs,
+ * when it ends short of its Content-Length, or on `signal`; the fetch is then aborted, so nothing partial is kept
+ * (a caching fetch stores only complete bodies).
+ */
 export async function fetchSource(url: string, options: FetchOptions = {}): Promise<ByteSource> {
-  const response = await (options.fetch ?? fetch)(url);
-  if (!response.ok) throw new SafetensorsError(url, `HTTP ${response.status} ${response.statusText}`.trim());
-  return memorySource(await readBody(response, url, options.onProgress), url);
+  const connectMs = timeout(options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS, 'connectTimeoutMs');
+  const stallMs = timeout(options.stallTimeoutMs, DEFAULT_STALL_TIMEOUT_MS, 'stallTimeoutMs');
+  const controller = new AbortController();
+  let failure: FetchError | undefined;
+  const fail = (error: FetchError) => {
+    failure ??= error;
+    controller.abort(failure);
+  };
+  const failed = new Promise<never>((_, reject) => controller.signal.addEventListener('abort', () => reject(failure), { once: true }));
+  failed.catch(() => undefined);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const arm = (ms: number, detail: () => string) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fail(new FetchError(url, detail(), undefined, 'TIMEOUT')), ms);
+  };
+  const outer = options.signal;
+  const onAbort = () => fail(new FetchError(url, `aborted (${errorMessage(outer?.reason)})`, undefined, 'ABORTED'));
+  if (outer?.aborted) onAbort();
+  outer?.addEventListener('abort', onAbort, { once: true });
+  try {
+    arm(connectMs, () => `no response within ${connectMs} ms (connectTimeoutMs)`);
+    let response: Response;
+    try {
+      response = await Promise.race([(options.fetch ?? fetch)(url, { signal: controller.signal }), failed]);
+    } catch (error) {
+      throw failure ?? networkError(url, error);
+    }
+    if (!response.ok) {
+      response.body?.cancel().catch(() => undefined);
+      throw new FetchError(url, `HTTP ${response.status} ${response.statusText}`.trim(), response.status);
+    }
+    return memorySource(await readBody(response, url, options.onProgress, failed, (length) => arm(stallMs, () => `stalled: no data for ${stallMs} ms after ${length} bytes (stallTimeoutMs)`)), url);
+  } catch (error) {
+    controller.abort(error);
+    throw failure ?? (error instanceof SafetensorsError ? error : networkError(url, error));
+  } finally {
+    clearTimeout(timer);
+    outer?.removeEventListener('abort', onAbort);
+  }
 }
 
-async function readBody(response: Response, url: string, onProgress?: ProgressCallback): Promise<Bytes> {
+function timeout(value: number | undefined, fallback: number, name: string): number {
+  const ms = value ?? fallback;
+  if (!(ms > 0 && ms <= 2 ** 31 - 1)) throw new RangeError(`${name} must be in (0, ${2 ** 31 - 1}] ms, got ${value}`);
+  return ms;
+}
+
+/** fetch() reports a refused connection as TypeError("fetch failed") with the system error as its cause. */
+function networkError(url: string, error: unknown): FetchError {
+  const cause = (error as { cause?: unknown })?.cause;
+  const code = (cause as { code?: unknown })?.code ?? (error as { code?: unknown })?.code;
+  const detail = cause instanceof Error ? `${errorMessage(error)}: ${cause.message}` : errorMessage(error);
+  return new FetchError(url, detail, undefined, typeof code === 'string' ? code : undefined);
+}
+
+async function readBody(response: Response, url: string, onProgress: ProgressCallback | undefined, failed: Promise<never>, onData: (length: number) => void): Promise<Bytes> {
   const header = response.headers.get('content-length');
   const declared = header === null ? NaN : Number(header);
   const known = Number.isSafeInteger(declared) && declared >= 0;
@@ -139,16 +224,27 @@ async function readBody(response: Response, url: string, onProgress?: ProgressCa
   let buffer = allocate(url, known ? declared : 1 << 20);
   let length = 0;
   const reader = response.body.getReader();
-  for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
-    // A compressed transfer can deliver more than Content-Length: grow geometrically.
-    if (length + chunk.value.length > buffer.length) {
-      const grown = allocate(url, Math.max(length + chunk.value.length, buffer.length * 2));
-      grown.set(buffer.subarray(0, length));
-      buffer = grown;
+  try {
+    onData(0);
+    for (let chunk = await Promise.race([reader.read(), failed]); !chunk.done; chunk = await Promise.race([reader.read(), failed])) {
+      onData(length + chunk.value.length);
+      // A compressed transfer can deliver more than Content-Length: grow geometrically.
+      if (length + chunk.value.length > buffer.length) {
+        const grown = allocate(url, Math.max(length + chunk.value.length, buffer.length * 2));
+        grown.set(buffer.subarray(0, length));
+        buffer = grown;
+      }
+      buffer.set(chunk.value, length);
+      length += chunk.value.length;
+      onProgress?.(length, known ? Math.max(declared, length) : length, url);
     }
-    buffer.set(chunk.value, length);
-    length += chunk.value.length;
-    onProgress?.(length, known ? Math.max(declared, length) : length, url);
+  } catch (error) {
+    reader.cancel().catch(() => undefined);
+    throw error;
+  }
+  const encoding = response.headers.get('content-encoding');
+  if (known && length < declared && (encoding === null || encoding === 'identity')) {
+    throw new FetchError(url, `the body ended after ${length} of the ${declared} bytes of its Content-Length`);
   }
   return buffer.subarray(0, length);
 }
@@ -209,7 +305,7 @@ async function parseFile(source: ByteSource): Promise<ParsedFile> {
     if (name === '__metadata__') metadata = parseMetadata(value, fail);
     else tensors.set(name, parseEntry(name, value, dataStart, source.size - dataStart, fail));
   }
-  checkOverlaps(tensors, dataStart, fail);
+  checkLayout(tensors, dataStart, source.size - dataStart, fail);
   return { source, metadata, tensors };
 }
 
@@ -220,11 +316,54 @@ function parseJson(bytes: Uint8Array, what: string, fail: Fail): unknown {
   } catch {
     throw fail(`${what} is not valid UTF-8`);
   }
+  let json: unknown;
   try {
-    return JSON.parse(text);
+    json = JSON.parse(text);
   } catch (error) {
     throw fail(`${what} is not valid JSON (${truncate(errorMessage(error), 200)})`);
   }
+  const duplicate = duplicateKey(text);
+  if (duplicate !== undefined) throw fail(`${what} has the key ${quote(duplicate)} twice (JSON.parse would keep the last silently)`);
+  return json;
+}
+
+/** The first key repeated within one object of valid JSON text, if any. */
+export function duplicateKey(text: string): string | undefined {
+  // One entry per open container: the keys seen (objects) or null (arrays).
+  const stack: Array<Set<string> | null> = [];
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      let end = text.indexOf('"', i + 1);
+      while (isEscaped(text, end)) end = text.indexOf('"', end + 1);
+      const keys = stack[stack.length - 1];
+      if (expectKey && keys) {
+        const raw = text.slice(i + 1, end);
+        const key = raw.includes('\\') ? (JSON.parse(`"${raw}"`) as string) : raw;
+        if (keys.has(key)) return key;
+        keys.add(key);
+        expectKey = false;
+      }
+      i = end;
+    } else if (c === 0x7b) {
+      stack.push(new Set());
+      expectKey = true;
+    } else if (c === 0x5b) {
+      stack.push(null);
+    } else if (c === 0x7d || c === 0x5d) {
+      stack.pop();
+    } else if (c === 0x2c) {
+      expectKey = stack[stack.length - 1] != null;
+    }
+  }
+  return undefined;
+}
+
+function isEscaped(text: string, quoteAt: number): boolean {
+  let backslashes = 0;
+  while (text.charCodeAt(quoteAt - 1 - backslashes) === 0x5c) backslashes++;
+  return backslashes % 2 === 1;
 }
 
 function parseMetadata(value: unknown, fail: Fail): ReadonlyMap<string, string> {
@@ -276,16 +415,25 @@ function byteCount(shape: readonly number[], size: number): bigint | undefined {
   return bytes;
 }
 
-function checkOverlaps(tensors: ReadonlyMap<string, Entry>, dataStart: number, fail: Fail): void {
+/** Tensors must tile the data area exactly, as the reference reader requires: an overlap, a gap or trailing bytes
+ * mean the header and the data disagree (e.g. a header length off by a padding byte shifts every tensor). */
+function checkLayout(tensors: ReadonlyMap<string, Entry>, dataStart: number, dataSize: number, fail: Fail): void {
   // Empty tensors occupy no bytes and so cannot overlap anything.
   const ranges = [...tensors].filter(([, e]) => e.byteLength > 0).sort(([, a], [, b]) => a.offset - b.offset);
-  for (let i = 1; i < ranges.length; i++) {
-    const [prevName, prev] = ranges[i - 1];
+  const span = (e: Entry) => `[${e.offset - dataStart}, ${e.offset - dataStart + e.byteLength})`;
+  let covered = 0;
+  for (let i = 0; i < ranges.length; i++) {
     const [name, entry] = ranges[i];
-    if (entry.offset < prev.offset + prev.byteLength) {
-      const span = (e: Entry) => `[${e.offset - dataStart}, ${e.offset - dataStart + e.byteLength})`;
+    const begin = entry.offset - dataStart;
+    if (begin < covered) {
+      const [prevName, prev] = ranges[i - 1];
       throw fail(`data_offsets ${span(entry)} overlap tensor ${quote(prevName)} at ${span(prev)}`, name);
     }
+    if (begin > covered) throw fail(`data_offsets ${span(entry)} leave bytes [${covered}, ${begin}) of the data area in no tensor`, name);
+    covered = begin + entry.byteLength;
+  }
+  if (covered !== dataSize) {
+    throw fail(`bytes [${covered}, ${dataSize}) of the data area belong to no tensor (is the header length ${dataStart - 8} right?)`);
   }
 }
 
@@ -322,6 +470,8 @@ async function tryOpen(folder: CheckpointFolder, relPath: string): Promise<ByteS
   try {
     return await folder.open(relPath);
   } catch (error) {
+    // A server that failed to answer says nothing about whether the file exists.
+    if (error instanceof FetchError && !error.notFound) throw error;
     return `${relPath}: ${errorMessage(error)}`;
   }
 }

@@ -14,6 +14,9 @@ export interface TokenizerJson {
 export interface VocabMergesOptions {
   /** Extra special tokens, e.g. an MDLM mask token. `<|endoftext|>` is special whenever the vocab has it. */
   specialTokens?: Record<string, number>;
+  /** File names for error messages (default vocab.json and merges.txt). */
+  vocabSource?: string;
+  mergesSource?: string;
 }
 
 export interface EncodeOptions {
@@ -46,6 +49,11 @@ const CACHE_LIMIT = 100_000;
 // Heap entries pack (rank, position) into one number, rank in the high bits, so ties go to the leftmost pair;
 // exact while ranks stay below 2^21 (GPT-2 has 50k merges).
 const POSITION_RANGE = 2 ** 32;
+export const MAX_MERGES = 2 ** 21;
+/** Largest vocabulary (merge keys pack two ids below it into one exact number); real ones are under 2^18. */
+export const MAX_VOCAB_SIZE = 2 ** 24;
+/** Ids the vocabulary may leave unused below its largest one: a stray huge id must not size every table. */
+export const MAX_UNUSED_IDS = 1024;
 
 const utf8Encoder = new TextEncoder();
 // ignoreBOM keeps a leading U+FEFF in the output, so decode(encode(x)) === x holds for every x.
@@ -95,47 +103,62 @@ export class Tokenizer {
   private readonly tokenOffsets: Int32Array;
   private readonly cache = new Map<string, number[]>();
 
-  /** From vocab.json (token → id) and the text of merges.txt. */
-  static fromVocabMerges(vocab: Record<string, number>, merges: string, options: VocabMergesOptions = {}): Tokenizer {
-    const mergeList: Merge[] = [];
-    merges.split(/\r?\n/).forEach((line, i) => {
-      if (line.trim() === '' || (i === 0 && line.startsWith('#'))) return;
-      mergeList.push(parseMerge(line, `merges line ${i + 1}`));
-    });
-    return new Tokenizer(vocab, mergeList, new Map(Object.entries(options.specialTokens ?? {})));
+  /** From vocab.json (token → id, parsed or as text) and the text of merges.txt. */
+  static fromVocabMerges(vocab: Record<string, number> | string, merges: string, options: VocabMergesOptions = {}): Tokenizer {
+    const vocabSource = options.vocabSource ?? 'vocab.json';
+    const mergesSource = options.mergesSource ?? 'merges.txt';
+    const parsed = (typeof vocab === 'string' ? parseJson(vocab, vocabSource) : vocab) as Record<string, number>;
+    function* mergeList(): Generator<Merge> {
+      let i = 0;
+      for (let start = 0; start <= merges.length; i++) {
+        let end = merges.indexOf('\n', start);
+        if (end < 0) end = merges.length;
+        const line = merges.slice(start, end > start && merges.charCodeAt(end - 1) === 0x0d ? end - 1 : end);
+        start = end + 1;
+        if (line.trim() === '' || (i === 0 && line.startsWith('#'))) continue;
+        yield parseMerge(line, `${mergesSource} line ${i + 1}`);
+      }
+    }
+    return new Tokenizer(parsed, mergeList(), new Map(Object.entries(options.specialTokens ?? {})), vocabSource);
   }
 
-  /** From an HF tokenizer.json, parsed or as text. */
-  static fromTokenizerJson(json: TokenizerJson | string): Tokenizer {
-    const parsed: TokenizerJson = typeof json === 'string' ? JSON.parse(json) : json;
+  /** From an HF tokenizer.json, parsed or as text; `source` names it in errors. */
+  static fromTokenizerJson(json: TokenizerJson | string, source = 'tokenizer.json'): Tokenizer {
+    const parsed = (typeof json === 'string' ? parseJson(json, source) : json) as TokenizerJson;
     const model = parsed?.model;
     if (model?.type !== undefined && model.type !== 'BPE') {
-      throw new TokenizerError(`tokenizer.json: model.type is "${model.type}", expected "BPE"`);
+      throw new TokenizerError(`${source}: model.type is "${model.type}", expected "BPE"`);
     }
     if (typeof model?.vocab !== 'object' || !Array.isArray(model.merges)) {
-      throw new TokenizerError('tokenizer.json: model.vocab (object) and model.merges (array) are required');
+      throw new TokenizerError(`${source}: model.vocab (object) and model.merges (array) are required`);
     }
-    const mergeList = model.merges.map((merge, i) => {
-      const source = `tokenizer.json model.merges[${i}]`;
-      if (typeof merge === 'string') return parseMerge(merge, source);
-      if (Array.isArray(merge) && merge.length === 2 && merge.every((s) => typeof s === 'string')) {
-        return { left: merge[0], right: merge[1], source };
+    if (model.merges.length > MAX_MERGES) {
+      throw new TokenizerError(`${source}: model.merges has ${model.merges.length} entries, over the limit of ${MAX_MERGES}`);
+    }
+    function* mergeList(): Generator<Merge> {
+      for (const [i, merge] of model.merges.entries()) {
+        const where = `${source} model.merges[${i}]`;
+        if (typeof merge === 'string') yield parseMerge(merge, where);
+        else if (Array.isArray(merge) && merge.length === 2 && merge.every((s) => typeof s === 'string')) yield { left: merge[0], right: merge[1], source: where };
+        else throw new TokenizerError(`${where}: expected "a b" or ["a", "b"], got ${truncate(JSON.stringify(merge))}`);
       }
-      throw new TokenizerError(`${source}: expected "a b" or ["a", "b"], got ${JSON.stringify(merge)}`);
-    });
+    }
     const specials = new Map<string, number>();
-    (parsed.added_tokens ?? []).forEach((t, i) => {
-      if (typeof t?.content !== 'string') throw new TokenizerError(`tokenizer.json added_tokens[${i}]: no content`);
+    const added = parsed.added_tokens ?? [];
+    if (!Array.isArray(added)) throw new TokenizerError(`${source}: added_tokens must be an array`);
+    added.forEach((t, i) => {
+      if (typeof t?.content !== 'string') throw new TokenizerError(`${source} added_tokens[${i}]: no content`);
       specials.set(t.content, t.id);
     });
-    return new Tokenizer(model.vocab, mergeList, specials);
+    return new Tokenizer(model.vocab, mergeList(), specials, source);
   }
 
-  private constructor(vocab: Record<string, number>, merges: Merge[], specials: Map<string, number>) {
-    if (typeof vocab !== 'object' || vocab === null) throw new TokenizerError('vocab must be an object token → id');
-    for (const [token, id] of Object.entries(vocab)) this.addToken(token, id, 'vocab');
+  private constructor(vocab: Record<string, number>, merges: Iterable<Merge>, specials: Map<string, number>, source: string) {
+    if (typeof vocab !== 'object' || vocab === null || Array.isArray(vocab)) throw new TokenizerError(`${source}: vocab must be an object token → id`);
+    checkIds(vocab, specials, source);
+    for (const [token, id] of Object.entries(vocab)) this.addToken(token, id, 'vocab', source);
     if (vocab[EOS_TOKEN] !== undefined && !specials.has(EOS_TOKEN)) specials.set(EOS_TOKEN, vocab[EOS_TOKEN]);
-    for (const [token, id] of specials) this.addToken(token, id, 'special token');
+    for (const [token, id] of specials) this.addToken(token, id, 'special token', source);
     this.specials = specials;
     this.vocabSize = this.tokens.length;
     this.eosTokenId = this.ids.get(EOS_TOKEN);
@@ -146,17 +169,20 @@ export class Tokenizer {
 
     for (let b = 0; b < 256; b++) this.byteIds[b] = this.ids.get(BYTE_CHARS[b]) ?? -1;
 
-    this.mergedIds = new Int32Array(merges.length);
-    merges.forEach(({ left, right, source }, rank) => {
+    // Each merge is checked as it is parsed, so a bad file fails at its first bad line, before the rest is held.
+    const merged: number[] = [];
+    for (const { left, right, source } of merges) {
       const leftId = this.ids.get(left);
       const rightId = this.ids.get(right);
       const mergedId = this.ids.get(left + right);
       for (const [symbol, id] of [[left, leftId], [right, rightId], [left + right, mergedId]] as const) {
-        if (id === undefined) throw new TokenizerError(`${source}: symbol "${symbol}" is not in the vocab`);
+        if (id === undefined) throw new TokenizerError(`${source}: symbol ${truncate(JSON.stringify(symbol))} is not in the vocab`);
       }
-      this.mergeRanks.set(leftId! * this.vocabSize + rightId!, rank);
-      this.mergedIds[rank] = mergedId!;
-    });
+      if (merged.length === MAX_MERGES) throw new TokenizerError(`${source}: more than ${MAX_MERGES} merges, over the limit`);
+      this.mergeRanks.set(leftId! * this.vocabSize + rightId!, merged.length);
+      merged.push(mergedId!);
+    }
+    this.mergedIds = Int32Array.from(merged);
 
     const bytes: number[] = [];
     this.tokenOffsets = new Int32Array(this.vocabSize + 1);
@@ -169,6 +195,13 @@ export class Tokenizer {
     }
     this.tokenOffsets[this.vocabSize] = bytes.length;
     this.tokenBytes = Uint8Array.from(bytes);
+  }
+
+  /** Ids below vocabSize that no token has (up to `limit` of them): a model could emit them, and they cannot be decoded. */
+  missingIds(limit = 5): number[] {
+    const missing: number[] = [];
+    for (let id = 0; id < this.vocabSize && missing.length < limit; id++) if (this.tokens[id] === undefined) missing.push(id);
+    return missing;
   }
 
   tokenToId(token: string): number | undefined {
@@ -223,11 +256,12 @@ export class Tokenizer {
     };
   }
 
-  private addToken(token: string, id: number, kind: string): void {
-    if (!Number.isInteger(id) || id < 0) throw new TokenizerError(`${kind} "${token}" has invalid id ${id}`);
+  private addToken(token: string, id: number, kind: string, source: string): void {
+    // An empty special token would match between every two characters.
+    if (token === '' && kind !== 'vocab') throw new TokenizerError(`${source}: ${kind} with id ${id} has empty content`);
     const existing = this.tokens[id];
     if (existing !== undefined && existing !== token && kind === 'vocab') {
-      throw new TokenizerError(`vocab id ${id} is given to both "${existing}" and "${token}"`);
+      throw new TokenizerError(`${source}: vocab id ${id} is given to both ${truncate(JSON.stringify(existing))} and ${truncate(JSON.stringify(token))}`);
     }
     this.tokens[id] = token;
     this.ids.set(token, id);
@@ -299,11 +333,44 @@ export class Tokenizer {
 }
 
 function parseMerge(line: string, source: string): Merge {
-  const parts = line.split(' ');
+  const parts = line.split(' ', 3);
   if (parts.length !== 2 || parts[0] === '' || parts[1] === '') {
-    throw new TokenizerError(`${source}: expected two symbols separated by one space, got ${JSON.stringify(line)}`);
+    throw new TokenizerError(`${source}: expected two symbols separated by one space, got ${truncate(JSON.stringify(line))}`);
   }
   return { left: parts[0], right: parts[1], source };
+}
+
+function parseJson(text: string, source: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new TokenizerError(`${source}: invalid JSON (${truncate((e as Error).message)})`);
+  }
+}
+
+/**
+ * Ids are validated before anything is sized by them: integers, below MAX_VOCAB_SIZE, and leaving at most
+ * MAX_UNUSED_IDS ids unused below the largest (tables are indexed by id, so one stray huge id would size them all).
+ */
+function checkIds(vocab: Record<string, number>, specials: Map<string, number>, source: string): void {
+  let largest = -1;
+  let largestToken = '';
+  let count = 0;
+  const check = (token: string, id: unknown, kind: string) => {
+    count++;
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) throw new TokenizerError(`${source}: ${kind} ${truncate(JSON.stringify(token))} has invalid id ${truncate(String(id))}`);
+    if (id >= MAX_VOCAB_SIZE) throw new TokenizerError(`${source}: ${kind} ${truncate(JSON.stringify(token))} has id ${id}, over the limit of ${MAX_VOCAB_SIZE - 1}`);
+    if (id > largest) [largest, largestToken] = [id, token];
+  };
+  for (const token in vocab) if (Object.hasOwn(vocab, token)) check(token, vocab[token], 'vocab');
+  for (const [token, id] of specials) check(token, id, 'special token');
+  if (largest + 1 - count > MAX_UNUSED_IDS) {
+    throw new TokenizerError(`${source}: id ${largest} of ${truncate(JSON.stringify(largestToken))} leaves ${largest + 1 - count} or more ids unused among ${count} tokens (the limit is ${MAX_UNUSED_IDS})`);
+  }
+}
+
+function truncate(text: string, max = 120): string {
+  return text.length <= max ? text : `${text.slice(0, max)}…`;
 }
 
 function tokenToBytes(token: string, id: number): number[] {

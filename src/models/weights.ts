@@ -9,10 +9,18 @@ export class WeightError extends Error {
 
 export type WeightDType = 'f32' | 'f16';
 
-/** Maps HF key names to the names in the file (e.g. with or without `transformer.`), and reports progress. */
+/** Largest finite f16. */
+const F16_MAX = 65504;
+const F32_MAX = 3.4028234663852886e38;
+
+/**
+ * Maps HF key names to the names in the file (e.g. with or without `transformer.`), reports progress, refuses
+ * non-finite values (they would decode as token 0 forever), and keeps what it uploaded so a failed load can free it.
+ */
 export class WeightReader {
   private loaded = 0;
   private readonly total: number;
+  private readonly uploaded: Tensor[] = [];
 
   constructor(
     readonly ckpt: Checkpoint,
@@ -46,12 +54,43 @@ export class WeightReader {
     return key;
   }
 
-  /** Host f32 copy, shape-checked. */
+  /** Host f32 copy, shape-checked and finite. */
   async host(name: string, shape: number[]): Promise<Float32Array> {
     const key = this.check(name, shape);
     const data = await this.ckpt.loadFloat(key, 'f32', shape);
+    this.checkFinite(key, data, F32_MAX);
     this.progress(key);
     return data;
+  }
+
+  /** Keeps `t` to be freed by disposeAll (for tensors a model builds itself from host values). */
+  track(t: Tensor): Tensor {
+    this.uploaded.push(t.keep());
+    return t;
+  }
+
+  /** Frees every tensor this reader uploaded or tracked: the cleanup of a load that failed part-way. */
+  disposeAll(): void {
+    for (const t of this.uploaded.splice(0)) t.dispose();
+  }
+
+  /** Throws a WeightError naming the tensor and the element if a value is NaN, ±Inf or past `max`. */
+  checkFinite(key: string, data: Float32Array, max = F32_MAX): void {
+    for (let i = 0; i < data.length; i++) {
+      const v = data[i];
+      if (!(v <= max && v >= -max)) this.nonFinite(key, i, v, max);
+    }
+  }
+
+  private checkFiniteF16(key: string, bits: Uint16Array): void {
+    for (let i = 0; i < bits.length; i++) {
+      if ((bits[i] & 0x7c00) === 0x7c00) this.nonFinite(key, i, bits[i] & 0x3ff ? NaN : bits[i] & 0x8000 ? -Infinity : Infinity, F16_MAX);
+    }
+  }
+
+  private nonFinite(key: string, index: number, v: number, max: number): never {
+    const what = Number.isFinite(v) ? `${v}, past the largest ${max === F16_MAX ? 'f16' : 'f32'} value ${max}` : String(v);
+    throw new WeightError(`${this.ckpt.name}: tensor "${key}" has ${what} at element ${index}; the weights must be finite`);
   }
 
   /** Uploads a tensor (after an optional host-side transform) in the given dtype. */
@@ -61,11 +100,16 @@ export class WeightReader {
     const dtype = requested === 'f16' && !device.info.features.shaderF16 ? 'f32' : requested;
     if (dtype === 'f16' && !transform) {
       const key = this.check(name, shape);
-      const t = Tensor.from(device, await this.ckpt.loadFloat(key, 'f16', shape), shape, 'f16').keep();
+      const bits = await this.ckpt.loadFloat(key, 'f16', shape);
+      this.checkFiniteF16(key, bits);
+      const t = this.track(Tensor.from(device, bits, shape, 'f16'));
       this.progress(key);
       return t;
     }
     const host = await this.host(name, shape);
-    return Tensor.from(device, transform ? transform(host) : host, outShape, dtype as DType).keep();
+    const data = transform ? transform(host) : host;
+    // A transform can overflow, and values past 65504 become Inf in f16.
+    if (transform || dtype === 'f16') this.checkFinite(this.key(name), data, dtype === 'f16' ? F16_MAX : F32_MAX);
+    return this.track(Tensor.from(device, data, outShape, dtype as DType));
   }
 }

@@ -79,6 +79,7 @@ ${ENTRY}
 /**
  * Index of the largest element of each row (the first one on ties); with `probability`, also its
  * probability under the row's softmax, 1 / Σ exp(x − max): a greedy drafter's confidence.
+ * A row holding NaN or ±Inf gives -1, so that callers can tell broken logits from token 0.
  */
 export function argmaxWGSL(probability = false): string {
   return `${paramsStruct(['rows', 'D', 'alpha'], ROW_PARAMS, probability ? 3 : 2)}
@@ -88,13 +89,18 @@ ${probability ? `@group(0) @binding(2) var<storage, read_write> Prob: array<f32>
 ${workgroupReduce('reduceSum', 'f32', '+', ROW_WG)}` : ''}
 var<workgroup> bestV: array<f32, ${ROW_WG}>;
 var<workgroup> bestI: array<u32, ${ROW_WG}>;
+var<workgroup> nonFinite: atomic<u32>;
 ${ENTRY}
   var v = -3.4e38;
   var idx = 0xffffffffu;
+  var bad = 0u;
   for (var i = t; i < P.D; i += ${ROW_WG}u) {
     let x = X[base + i];
+    // On the bits: a compiler may assume floats are never NaN.
+    bad |= u32((bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u);
     if (x > v || idx == 0xffffffffu) { v = x; idx = i; }
   }
+  if (bad != 0u) { atomicOr(&nonFinite, 1u); }
   bestV[t] = v;
   bestI[t] = idx;
   workgroupBarrier();
@@ -109,7 +115,7 @@ ${ENTRY}
     }
     workgroupBarrier();
   }
-  if (t == 0u) { Out[row] = i32(bestI[0]); }${probability ? `
+  if (t == 0u) { Out[row] = select(i32(bestI[0]), -1, atomicLoad(&nonFinite) != 0u); }${probability ? `
   let m = bestV[0];
   var s = 0.0;
   for (var i = t; i < P.D; i += ${ROW_WG}u) { s += exp(X[base + i] - m); }

@@ -239,9 +239,13 @@ export class Device {
     let result: T;
     try {
       result = fn();
-    } finally {
+    } catch (e) {
+      // Nothing of a failed scope is returned: free it all.
       this.scopes.pop();
+      for (const t of set) t.dispose();
+      throw e;
     }
+    this.scopes.pop();
     const keep = new Set<unknown>();
     collect(result, keep);
     for (const t of set) {
