@@ -35,11 +35,36 @@ export async function verifyDraft(
   sampling: ResolvedSampling,
   rng: Rng,
 ): Promise<Verdict> {
-  const dev = target.device;
   const g = draft.size;
   const uAccept = rng.uniforms(g);
+  const out = recordVerify(target, cache, pending, draft, q, sampling, rng);
+  if (out.greedy) {
+    const [d, am] = await readTensors([draft, out.argmax]);
+    out.argmax.dispose();
+    const accepted = acceptedPrefixGreedy(d, am);
+    return { draft: Array.from(d), accepted, next: am[accepted] };
+  }
+  const { px, qx, draws, bonus } = out;
+  const [d, p, qv, r, b] = await readTensors([draft, px, qx, draws, bonus]);
+  for (const t of [px, qx, draws, bonus]) t.dispose();
+  const accepted = acceptedPrefix({ p, q: qv, u: uAccept });
+  return { draft: Array.from(d), accepted, next: accepted < g ? r[accepted] : b[0] };
+}
+
+/** Records the verification pass and the draws it needs (nothing is read back). */
+export function recordVerify(
+  target: GPT2,
+  cache: GPT2Cache,
+  pending: number,
+  draft: Tensor,
+  q: Tensor | null,
+  sampling: ResolvedSampling,
+  rng: Rng,
+) {
+  const dev = target.device;
+  const g = draft.size;
   const uDraw = rng.uniforms(g + 1);
-  const out = dev.scope(() => {
+  return dev.scope(() => {
     const ids = Tensor.empty(dev, [1 + g], 'i32');
     dev.upload(ids.buffer, 0, Int32Array.of(pending));
     dev.copy(draft.buffer, 0, ids.buffer, 4, 4 * g);
@@ -55,15 +80,4 @@ export async function verifyDraft(
       bonus: sampleRows(slice(p, g, g + 1, 0), Tensor.from(dev, uDraw.subarray(g), [1])),
     };
   });
-  if (out.greedy) {
-    const [d, am] = await readTensors([draft, out.argmax]);
-    out.argmax.dispose();
-    const accepted = acceptedPrefixGreedy(d, am);
-    return { draft: Array.from(d), accepted, next: am[accepted] };
-  }
-  const { px, qx, draws, bonus } = out;
-  const [d, p, qv, r, b] = await readTensors([draft, px, qx, draws, bonus]);
-  for (const t of [px, qx, draws, bonus]) t.dispose();
-  const accepted = acceptedPrefix({ p, q: qv, u: uAccept });
-  return { draft: Array.from(d), accepted, next: accepted < g ? r[accepted] : b[0] };
 }
