@@ -1,8 +1,7 @@
 /**
  * npm run bench:coldstart — time to the first generated token from a fresh process, for the CLI
  * (`specdiff generate`, from the built dist/) and for the library (load, warmup, generate; greedy
- * like the CLI), with
- * Mesa's on-disk shader cache empty (cold) and then as the cold run left it (warm). Each run is
+ * like the CLI), with Mesa's on-disk shader cache empty (cold) and then as the cold run left it (warm). Each run is
  * a new process with MESA_SHADER_CACHE_DIR pointing at its own folder, so nothing else's cache
  * is touched. Needs `npm run build` first.
  *
