@@ -67,7 +67,8 @@ export function reachableKernels(target: GPT2, drafter: Drafter | null, s: Reach
     drafter.prefill(ids(prompt));
     // New tokens before a draft: up to a rejected longest draft plus one, the prompt, or a
     // drafter's restart after its context filled up (past STREAMED_MAX_ROWS: one shape for all).
-    const added = rowCounts(longest >= capacity - G - 1 ? capacity : Math.max(prompt, G + 1));
+    const restarts = longest >= Math.min(capacity, drafter.maxGamma + 1) - G - 1;
+    const added = rowCounts(restarts ? capacity : Math.max(prompt, G + 1));
     for (let g = 1; g <= G; g++) {
       fresh();
       drafter.draft(ids(1), g, s.sampling, rng, s.withConfidence);
