@@ -153,7 +153,9 @@ export function attention(q: Tensor, cache: KVCache, opts: AttentionOptions = {}
   const perWorkgroup = opts.rowsPerWorkgroup ?? ATTENTION_ROWS;
   assertShape(Number.isInteger(perWorkgroup) && perWorkgroup >= 1 && perWorkgroup <= 16, 'attention', `rowsPerWorkgroup must be an integer in 1..16, got ${perWorkgroup}`);
   const dev = q.device;
-  const rows = Math.max(1, Math.min(n, perWorkgroup));
+  // A row's result does not depend on R and rows past the end see no keys: 2..R-1 rows run the
+  // R-row kernel, so each thread count has two variants (one row, R rows) instead of R.
+  const rows = n === 1 ? 1 : perWorkgroup;
   const spec = attentionSpec(dev, hd, causal, cache.length, rows);
   // Longer contexts take other thread counts: note them all while collecting kernels to compile.
   if (dev.collecting) {
