@@ -32,6 +32,8 @@ import { DEFAULT_WINDOW } from '../src/decode/diffusion-drafter.js';
 import { draftLength, draftShapes } from '../src/decode/draft-length.js';
 import { DEFAULT_DIFFUSION_GAMMA, DEFAULT_DIFFUSION_GAMMA_SAMPLED, DEFAULT_DIFFUSION_MAX_GAMMA } from '../src/decode/generate.js';
 import { gpuPeakGflops, gpuReadBandwidth } from './lib/roofline.js';
+import { reachableKernels } from '../src/decode/warmup.js';
+import { resolveSampling } from '../src/decode/options.js';
 
 const { values } = parseArgs({
   options: {
@@ -120,9 +122,15 @@ interface Contender {
 }
 
 /** One generation with a contender's settings (its drafter made for it and released after). */
-async function decode(c: Omit<Contender, 'name'>, prompt: string, temperature: number, seed: number, tokens = maxNewTokens): Promise<GenerationStats> {
+async function decode(c: Omit<Contender, 'name'>, prompt: string, temperature: number, seed: number, tokens = maxNewTokens, warm = false): Promise<GenerationStats> {
   const drafter = c.method === 'specdiff' ? diffusionDrafter(c.steps, c.window ?? window) : c.method === 'speculative' ? new ARDrafter(arModel) : undefined;
   try {
+    if (warm) {
+      // Every kernel these settings reach (any prompt, every draft length up to the longest default), compiled first.
+      const maxGamma = drafter ? Math.max(c.gamma ?? DEFAULT_DIFFUSION_MAX_GAMMA, c.maxGamma ?? 0) : 0;
+      await device.warmup(reachableKernels(target, drafter ?? null, { sampling: resolveSampling({ temperature }), maxGamma, withConfidence: (c.cutoff ?? 0) > 0, maxNewTokens: tokens }));
+      drafter?.dispose();
+    }
     const r = await generate(target, tokenizer, { prompt, method: c.method, drafter, gamma: c.gamma, maxGamma: c.maxGamma, steps: c.steps, confidenceCutoff: c.cutoff, temperature, seed, maxNewTokens: tokens, stopAtEos: false }).result();
     return r.stats;
   } finally {
@@ -130,16 +138,20 @@ async function decode(c: Omit<Contender, 'name'>, prompt: string, temperature: n
   }
 }
 
+/** Pipelines compiled during timed generations (0 when the warm-up covers them). */
+let compiledInTimedRuns = 0;
+
 /**
  * Runs every prompt with the same settings; sums tokens and times so the rate is tokens / total time.
- * The first prompt runs once untimed before: llvmpipe compiles a pipeline at its first dispatch, and
- * every γ, window and end-of-output draft length has its own matmul and attention shapes.
+ * Every kernel the settings can reach is compiled first (warm-up), and the first prompt runs once
+ * untimed (buffers for its shapes enter the pool); the report counts pipelines compiled while timed.
  */
 async function run(method: 'ar' | 'speculative' | 'specdiff', temperature: number, gamma?: number, steps?: number, W: View = window): Promise<Omit<Row, 'speedup'>> {
   const all: GenerationStats[] = [];
   for (const [i, prompt] of [prompts[0], ...prompts].entries()) {
-    const stats = await decode({ method, gamma, steps, window: method === 'specdiff' ? W : undefined }, prompt, temperature, Math.max(0, i - 1));
+    const stats = await decode({ method, gamma, steps, window: method === 'specdiff' ? W : undefined }, prompt, temperature, Math.max(0, i - 1), maxNewTokens, i === 0);
     if (i > 0) all.push(stats);
+    if (i > 0) compiledInTimedRuns += stats.pipelinesCompiled;
   }
   const sum = (f: (s: GenerationStats) => number) => all.reduce((a, s) => a + f(s), 0);
   const wallMs = sum((s) => s.wallMs);
@@ -303,7 +315,8 @@ if (values.compare) {
     for (const c of contenders) for (const prompt of prompts) await decode(c, prompt, temperature, 0, 8);
     results[`temp ${temperature}`] = { contenders, ...(await compete(temperature, contenders)) };
   }
-  mkdirSync(join(root, 'bench/results'), { recursive: true });
+  console.log(`\npipelines compiled during timed runs (grid): ${compiledInTimedRuns}`);
+mkdirSync(join(root, 'bench/results'), { recursive: true });
   const out = join(root, `bench/results/compare-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(out, JSON.stringify({ adapter: device.info.adapter, dtype, roofline, promptSet, prompts, maxNewTokens, rounds, headToHead: results }, null, 2));
   console.log(`\nwrote ${out}`);

@@ -3,7 +3,7 @@
  * decoding and Speculative Diffusion Decoding (SpecDiff). Browser-safe: no Node imports, no
  * dependencies. In Node, import from 'specdiff-webgpu/node' for a Dawn device and file loaders.
  */
-export { Device, type DeviceInfo, type DeviceLimits, type CreateDeviceOptions } from './tensor/device.js';
+export { Device, type DeviceInfo, type DeviceLimits, type CreateDeviceOptions, type CompileProgress, type KernelSpec } from './tensor/device.js';
 export { Tensor, readTensors, type DType } from './tensor/tensor.js';
 export * from './tensor/errors.js';
 export * as ops from './tensor/ops/index.js';
@@ -44,4 +44,4 @@ export type { Method, SamplingOptions, SpeculationOptions, UnmaskSchedule } from
 export type { Drafter, Draft } from './decode/drafter.js';
 export { ARDrafter } from './decode/ar-drafter.js';
 export { DiffusionDrafter, type DiffusionDrafterOptions, type DraftAttention } from './decode/diffusion-drafter.js';
-export { Pipeline, loadPipeline, type PipelineSources, type PipelineGenerateOptions } from './pipeline.js';
+export { Pipeline, loadPipeline, type PipelineSources, type PipelineGenerateOptions, type WarmupOptions, type WarmupResult } from './pipeline.js';

@@ -13,6 +13,9 @@ import { DEFAULT_WINDOW, DiffusionDrafter } from './decode/diffusion-drafter.js'
 import { DEFAULT_DIFFUSION_GAMMA, DEFAULT_DIFFUSION_GAMMA_SAMPLED, DEFAULT_DIFFUSION_MAX_GAMMA, DEFAULT_GAMMA, generate, VocabularyMismatchError, type GenerateOptions, type Generation } from './decode/generate.js';
 import { autotuneMatmul, type TuningTable } from './tensor/tune.js';
 import { draftLength, draftLengths, draftShapes } from './decode/draft-length.js';
+import { resolveSampling } from './decode/options.js';
+import { reachableKernels } from './decode/warmup.js';
+import type { CompileProgress } from './tensor/device.js';
 
 export interface PipelineSources {
   /** GPT-2 family target; its tokenizer files are read from here too. */
@@ -24,6 +27,24 @@ export interface PipelineSources {
 }
 
 export type PipelineGenerateOptions = Omit<GenerateOptions, 'prompt' | 'drafter'>;
+
+export interface WarmupOptions extends PipelineGenerateOptions {
+  /** The prompt to be generated from (its length bounds the prefill's shapes); default: any prompt. */
+  prompt?: string | readonly number[];
+  /** Called as pipelines finish compiling, with the number compiled so far and in all. */
+  onProgress?: CompileProgress;
+}
+
+export interface WarmupResult {
+  /** Kernels a generation with these options can reach. */
+  kernels: number;
+  /** Of them, compiled by this call (the others were compiled before). */
+  compiled: number;
+  /** Of them, run once by this call (drivers that compile at the first run do it then). */
+  launched: number;
+  /** Wall time of this call, finding the kernels included. */
+  ms: number;
+}
 
 export class Pipeline {
   constructor(
@@ -46,6 +67,53 @@ export class Pipeline {
       drafter = new ARDrafter(this.arDrafter);
     }
     return generate(this.target, this.tokenizer, { ...opts, prompt, method, drafter, disposeDrafter: true });
+  }
+
+  /**
+   * Compiles, in parallel, every pipeline a generation with these options can reach (every
+   * draft length its schedule can take, every context length up to the model's): generations
+   * with the same method, sampling and speculation options then compile nothing. Run it again
+   * after autotune, which changes kernel choices.
+   */
+  async warmup(opts: WarmupOptions = {}): Promise<WarmupResult> {
+    const t0 = performance.now();
+    const method = opts.method ?? 'ar';
+    const sampling = resolveSampling(opts);
+    const greedy = sampling.temperature === 0;
+    const capacity = this.target.config.nPositions;
+    let drafter: DiffusionDrafter | ARDrafter | null = null;
+    let maxGamma = 0;
+    if (method === 'specdiff') {
+      if (!this.diffusionDrafter) throw new RangeError("method 'specdiff' needs a diffusion drafter: load one with the pipeline");
+      const d = (drafter = new DiffusionDrafter(this.diffusionDrafter));
+      const gamma = opts.gamma ?? (greedy ? DEFAULT_DIFFUSION_GAMMA : DEFAULT_DIFFUSION_GAMMA_SAMPLED);
+      maxGamma = Math.max(gamma, opts.maxGamma ?? (greedy && opts.gamma === undefined ? DEFAULT_DIFFUSION_MAX_GAMMA : gamma));
+      if (opts.steps !== undefined) d.steps = opts.steps;
+      if (opts.window !== undefined) d.window = opts.window;
+      if (opts.schedule !== undefined) d.schedule = opts.schedule;
+      if (opts.draftAttention !== undefined) d.attention = opts.draftAttention;
+    } else if (method === 'speculative') {
+      if (!this.arDrafter) throw new RangeError("method 'speculative' needs an AR drafter: load one with the pipeline");
+      drafter = new ARDrafter(this.arDrafter);
+      const gamma = opts.gamma ?? DEFAULT_GAMMA;
+      maxGamma = Math.max(gamma, opts.maxGamma ?? gamma);
+    }
+    if (drafter) maxGamma = Math.max(1, Math.min(maxGamma, drafter.maxGamma, capacity - 1));
+    const prompt = opts.prompt === undefined ? undefined : typeof opts.prompt === 'string' ? this.tokenizer.encode(opts.prompt).length : opts.prompt.length;
+    let specs;
+    try {
+      specs = reachableKernels(this.target, drafter, {
+        sampling,
+        maxGamma,
+        withConfidence: (opts.confidenceCutoff ?? 0) > 0,
+        promptTokens: prompt === undefined ? undefined : Math.max(1, prompt),
+        maxNewTokens: opts.maxNewTokens ?? 64,
+      });
+    } finally {
+      drafter?.dispose();
+    }
+    const { compiled, launched } = await this.device.warmup(specs, opts.onProgress);
+    return { kernels: specs.length, compiled, launched, ms: performance.now() - t0 };
   }
 
   /**

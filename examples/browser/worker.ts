@@ -10,7 +10,6 @@ const scope = self as unknown as { postMessage(m: FromWorker): void; onmessage: 
 const post = (m: FromWorker) => scope.postMessage(m);
 
 let pipe: Pipeline | null = null;
-let warm = false;
 let abort: AbortController | null = null;
 
 async function load(base: string, dtype: 'auto' | 'f16' | 'f32'): Promise<void> {
@@ -40,10 +39,14 @@ async function load(base: string, dtype: 'auto' | 'f16' | 'f32'): Promise<void> 
   post({ type: 'ready', dtype: chosen, prompt: prompt?.trim() ?? null });
 }
 
+function options(method: Method, s: Settings) {
+  return { method, gamma: s.gamma, maxGamma: Math.max(s.gamma, s.maxGamma), steps: s.steps, temperature: s.temperature, maxNewTokens: s.maxNewTokens, seed: s.seed };
+}
+
 async function run(p: Pipeline, method: Method, s: Settings, signal: AbortSignal): Promise<void> {
   post({ type: 'start', method });
   const t0 = performance.now();
-  const gen = p.generate(s.prompt, { method, gamma: s.gamma, maxGamma: Math.max(s.gamma, s.maxGamma), steps: s.steps, temperature: s.temperature, maxNewTokens: s.maxNewTokens, seed: s.seed, signal });
+  const gen = p.generate(s.prompt, { ...options(method, s), signal });
   // Each token decoded on its own (bytes of a split character are held back) so that it can be coloured.
   const decoder = p.tokenizer.createStreamDecoder();
   let count = 0;
@@ -62,12 +65,10 @@ async function generateBoth(s: Settings): Promise<void> {
   if (!pipe) return;
   abort = new AbortController();
   try {
-    if (!warm) {
-      // Compile every kernel once, so that neither column pays for it.
-      post({ type: 'status', text: 'compiling kernels…' });
-      await pipe.generate(s.prompt, { method: 'specdiff', gamma: s.gamma, steps: s.steps, maxNewTokens: 2 }).result();
-      await pipe.generate(s.prompt, { method: 'ar', maxNewTokens: 2 }).result();
-      warm = true;
+    // Compile every kernel both runs can reach, with their exact settings, so that neither column pays for it
+    // (nothing to do when earlier settings reached them all).
+    for (const method of ['ar', 'specdiff'] as const) {
+      await pipe.warmup({ ...options(method, s), prompt: s.prompt, onProgress: (done, total) => { if (total) post({ type: 'status', text: `compiling kernels ${done}/${total}` }); } });
     }
     // One after the other on the same device: running both at once would make them share the GPU.
     for (const method of ['ar', 'specdiff'] as const) await run(pipe, method, s, abort.signal);

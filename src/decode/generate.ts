@@ -202,7 +202,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
   return new Generation(async function* () {
     const dev = target.device;
     const rng = new Rng(seed);
-    const stats = new StatsRecorder();
+    const stats = new StatsRecorder(dev);
     const ctx = [...promptIds];
     const text = tokenizer ? new TextStreamer(tokenizer, stops) : null;
     const out: number[] = [];

@@ -8,10 +8,14 @@ export interface GenerationStats {
   method: Method;
   promptTokens: number;
   generatedTokens: number;
-  /** From the first forward to the last token, excluding the prompt's prefill. */
+  /** From the first forward to the last token, excluding the prompt's prefill and compilation. */
   wallMs: number;
-  /** The prompt's pass through the target and, when speculating, the drafter's cache. */
+  /** The prompt's pass through the target and, when speculating, the drafter's cache (without compilation). */
   prefillMs: number;
+  /** Time spent compiling pipelines during the generation (0 after a warm-up with its settings). */
+  compileMs: number;
+  /** Pipelines compiled during the generation (0 after a warm-up with its settings). */
+  pipelinesCompiled: number;
   /** Decoding rate: generated tokens / wallMs. */
   tokensPerSecond: number;
   /** Target forward passes after the prefill (one per AR token; one per draft-verify iteration). */
@@ -62,9 +66,18 @@ export class StatsRecorder {
   acceptMs = 0;
   prefillMs = 0;
   private start = 0;
+  private compileAtStart: number;
+  private compileAtBegin = 0;
+  private pipelinesAtStart: number;
   private reached: number[] = [];
   private acceptedAt: number[] = [];
   private acceptedLengths: number[] = [];
+
+  /** Compilation is read from the device's counters and taken out of the phases it fell in. */
+  constructor(private readonly device: { compileMs: number; pipelineCount: number } = { compileMs: 0, pipelineCount: 0 }) {
+    this.compileAtStart = device.compileMs;
+    this.pipelinesAtStart = device.pipelineCount;
+  }
 
   /** One verified draft: its length and how many of its tokens the target accepted. */
   recordDraft(drafted: number, accepted: number): void {
@@ -81,16 +94,20 @@ export class StatsRecorder {
 
   begin(): void {
     this.start = performance.now();
+    this.compileAtBegin = this.device.compileMs;
   }
 
   finish(method: Method, promptTokens: number, stopReason: StopReason, extra: Partial<GenerationStats> = {}): GenerationStats {
-    const wallMs = performance.now() - this.start;
+    const compileMs = this.device.compileMs - this.compileAtStart;
+    const wallMs = performance.now() - this.start - (this.device.compileMs - this.compileAtBegin);
     return {
       method,
       promptTokens,
       generatedTokens: this.generated,
       wallMs,
-      prefillMs: this.prefillMs,
+      prefillMs: this.prefillMs - (this.compileAtBegin - this.compileAtStart),
+      compileMs,
+      pipelinesCompiled: this.device.pipelineCount - this.pipelinesAtStart,
       tokensPerSecond: wallMs > 0 ? (this.generated * 1000) / wallMs : 0,
       targetPasses: this.targetPasses,
       drafterPasses: this.drafterPasses,

@@ -40,26 +40,9 @@ export async function verifyDraft(
   rng: Rng,
   states?: HiddenStates,
 ): Promise<Verdict> {
-  const dev = target.device;
   const g = draft.size;
   const uAccept = rng.uniforms(g);
-  const uDraw = rng.uniforms(g + 1);
-  const out = dev.scope(() => {
-    const ids = Tensor.empty(dev, [1 + g], 'i32');
-    dev.upload(ids.buffer, 0, Int32Array.of(pending));
-    dev.copy(draft.buffer, 0, ids.buffer, 4, 4 * g);
-    const logits = target.forward(ids, cache, g + 1, states); // (γ + 1, V)
-    if (sampling.temperature === 0 || !q) return { greedy: true as const, argmax: argmax(logits) };
-    const p = filteredProbs(logits, { temperature: sampling.temperature, topK: sampling.topK, topP: sampling.topP });
-    const residual = binary('subRelu', slice(p, 0, g, 0), q); // max(0, p_i − q_i), unnormalised
-    return {
-      greedy: false as const,
-      px: pickPerRow(p, draft),
-      qx: pickPerRow(q, draft),
-      draws: sampleRows(residual, Tensor.from(dev, uDraw.subarray(0, g), [g])),
-      bonus: sampleRows(slice(p, g, g + 1, 0), Tensor.from(dev, uDraw.subarray(g), [1])),
-    };
-  });
+  const out = recordVerify(target, cache, pending, draft, q, sampling, rng, states);
   if (out.greedy) {
     const [d, am] = await readTensors([draft, out.argmax]);
     out.argmax.dispose();
@@ -77,4 +60,36 @@ export async function verifyDraft(
   const next = accepted < g ? r[accepted] : b[0];
   checkSampledIds([next], target.vocabSize, 'the target');
   return { draft: Array.from(d), accepted, next };
+}
+
+/** Records the verification pass and the draws it needs (nothing is read back). */
+export function recordVerify(
+  target: GPT2,
+  cache: GPT2Cache,
+  pending: number,
+  draft: Tensor,
+  q: Tensor | null,
+  sampling: ResolvedSampling,
+  rng: Rng,
+  states?: HiddenStates,
+) {
+  const dev = target.device;
+  const g = draft.size;
+  const uDraw = rng.uniforms(g + 1);
+  return dev.scope(() => {
+    const ids = Tensor.empty(dev, [1 + g], 'i32');
+    dev.upload(ids.buffer, 0, Int32Array.of(pending));
+    dev.copy(draft.buffer, 0, ids.buffer, 4, 4 * g);
+    const logits = target.forward(ids, cache, g + 1, states); // (γ + 1, V)
+    if (sampling.temperature === 0 || !q) return { greedy: true as const, argmax: argmax(logits) };
+    const p = filteredProbs(logits, { temperature: sampling.temperature, topK: sampling.topK, topP: sampling.topP });
+    const residual = binary('subRelu', slice(p, 0, g, 0), q); // max(0, p_i − q_i), unnormalised
+    return {
+      greedy: false as const,
+      px: pickPerRow(p, draft),
+      qx: pickPerRow(q, draft),
+      draws: sampleRows(residual, Tensor.from(dev, uDraw.subarray(0, g), [g])),
+      bonus: sampleRows(slice(p, g, g + 1, 0), Tensor.from(dev, uDraw.subarray(g), [1])),
+    };
+  });
 }

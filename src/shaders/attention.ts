@@ -64,12 +64,23 @@ export const ATTN_PARAMS = 'uuuuuuf';
 /**
  * Invocations per workgroup: enough to share out the keys (about 8 each), few enough that the
  * merge of partial results stays cheap for short contexts, and the partial outputs fit
- * workgroup memory (T·hd floats per query row).
+ * workgroup memory (T·hd floats per query row). Depends on the key count through powers of two
+ * only, from 4 (up to 32 keys) to 64 (over 256): five variants in all (ATTENTION_KEY_BUCKETS).
  */
 export function attentionThreads(hd: number, keys: number, rows = 1): number {
   const byMemory = 2 ** Math.floor(Math.log2(4096 / (hd * rows)));
   const byKeys = 2 ** Math.ceil(Math.log2(Math.max(1, keys / 8)));
   return Math.max(4, Math.min(64, byMemory, byKeys));
+}
+
+/** A key count in each bucket of attentionThreads: together they reach every thread count. */
+export const ATTENTION_KEY_BUCKETS = [32, 64, 128, 256, 512];
+
+/** Workgroup memory of the attention kernel: partial outputs, maxima and sums of T·R rows. */
+export function attentionWorkgroupBytes(hd: number, T: number, R: number): number {
+  const n = hd % 4 === 0 ? hd / 4 : hd;
+  const lane = hd % 4 === 0 ? 16 : 4;
+  return T * R * n * lane + 2 * T * R * 4;
 }
 
 /**

@@ -11,7 +11,7 @@ import {
   GPUValidationError,
   WebGPUUnavailableError,
 } from './errors.js';
-import { COPY_DST, COPY_SRC, MAP_MODE_READ, MAP_READ, UNIFORM } from './usage.js';
+import { COPY_DST, COPY_SRC, MAP_MODE_READ, MAP_READ, STORAGE, UNIFORM } from './usage.js';
 import { KernelProfiler, type KernelTime } from './profiler.js';
 
 export interface DeviceLimits {
@@ -20,6 +20,7 @@ export interface DeviceLimits {
   maxComputeWorkgroupStorageSize: number;
   maxComputeInvocationsPerWorkgroup: number;
   maxComputeWorkgroupSizeX: number;
+  maxComputeWorkgroupSizeY: number;
   maxComputeWorkgroupsPerDimension: number;
   maxStorageBuffersPerShaderStage: number;
   minStorageBufferOffsetAlignment: number;
@@ -50,7 +51,16 @@ export interface CreateDeviceOptions {
    * Node (setImmediate, and Atomics.wait on the main thread).
    */
   sleepWhileWaiting?: boolean;
+  /**
+   * 'adapter' (default) asks for the adapter's own limits; 'default' keeps the WebGPU
+   * specification's defaults (what a page gets without asking), to test that every kernel
+   * choice respects them.
+   */
+  limits?: 'adapter' | 'default';
 }
+
+/** Compiles ahead of use; `onProgress` is called with pipelines compiled so far and in all. */
+export type CompileProgress = (done: number, total: number) => void;
 
 /**
  * A nap is this fraction of the time waited so far, at most MAX_NAP_MS, and none until it would
@@ -71,6 +81,7 @@ const LIMIT_NAMES: Array<keyof DeviceLimits> = [
   'maxComputeWorkgroupStorageSize',
   'maxComputeInvocationsPerWorkgroup',
   'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
   'maxComputeWorkgroupsPerDimension',
   'maxStorageBuffersPerShaderStage',
   'minStorageBufferOffsetAlignment',
@@ -101,6 +112,8 @@ export interface BufferBinding {
 
 /** Uniform params and small uploads of one batch go through this arena, written once at submit. */
 const ARENA_BYTES = 1 << 20;
+/** Each binding of a launch (see launch): the largest uniform array a kernel declares fits. */
+const SCRATCH_BYTES = 1 << 16;
 
 export class Device {
   readonly info: DeviceInfo;
@@ -126,6 +139,16 @@ export class Device {
   /** Dispatches recorded since the device was made (for tests of batching). */
   dispatchCount = 0;
   submitCount = 0;
+  /** Pipelines compiled since the device was made: ahead of use (compile) or at a first dispatch. */
+  pipelineCount = 0;
+  /** Wall time spent compiling pipelines, ahead of use or at first dispatches. */
+  compileMs = 0;
+  /** While collectKernels runs: the kernels dispatches would have used, by key. */
+  private collected: Map<string, KernelSpec> | null = null;
+  /** While collectKernels runs: the most keys an attention can see (bounds the variants it notes). */
+  collectMaxKeys = Infinity;
+  /** Kernels dispatched at least once (their driver-side compilation is done). */
+  private launched = new Set<string>();
 
   private constructor(
     readonly gpu: GPUDevice,
@@ -163,7 +186,7 @@ export class Device {
     }
     const requiredLimits: Record<string, number> = {};
     for (const name of LIMIT_NAMES) {
-      if (name.startsWith('min')) continue;
+      if (name.startsWith('min') || opts.limits === 'default') continue;
       requiredLimits[name] = adapter.limits[name];
     }
     const disabled = new Set(opts.disableFeatures ?? []);
@@ -257,9 +280,7 @@ export class Device {
 
   // ---- recording ---------------------------------------------------------------------------
 
-  private kernel(spec: KernelSpec) {
-    let k = this.pipelines.get(spec.key);
-    if (k) return k;
+  private layoutFor(spec: KernelSpec): GPUBindGroupLayout {
     const layoutKey = spec.bindings.join('') + (spec.params ? '+params' : '');
     let layout = this.layouts.get(layoutKey);
     if (!layout) {
@@ -272,13 +293,24 @@ export class Device {
       layout = this.gpu.createBindGroupLayout({ entries, label: layoutKey });
       this.layouts.set(layoutKey, layout);
     }
-    this.gpu.pushErrorScope('validation');
-    const module = this.gpu.createShaderModule({ code: spec.wgsl(), label: spec.key });
-    const pipeline = this.gpu.createComputePipeline({
+    return layout;
+  }
+
+  private pipelineDescriptor(spec: KernelSpec, layout: GPUBindGroupLayout): GPUComputePipelineDescriptor {
+    return {
       layout: this.gpu.createPipelineLayout({ bindGroupLayouts: [layout] }),
-      compute: { module, entryPoint: 'main' },
+      compute: { module: this.gpu.createShaderModule({ code: spec.wgsl(), label: spec.key }), entryPoint: 'main' },
       label: spec.key,
-    });
+    };
+  }
+
+  private kernel(spec: KernelSpec) {
+    let k = this.pipelines.get(spec.key);
+    if (k) return k;
+    const t0 = performance.now();
+    const layout = this.layoutFor(spec);
+    this.gpu.pushErrorScope('validation');
+    const pipeline = this.gpu.createComputePipeline(this.pipelineDescriptor(spec, layout));
     const key = spec.key;
     this.pendingScopes.push(
       this.gpu.popErrorScope().then((e) => {
@@ -289,7 +321,133 @@ export class Device {
     );
     k = { pipeline, layout };
     this.pipelines.set(spec.key, k);
+    this.pipelineCount++;
+    this.compileMs += performance.now() - t0;
     return k;
+  }
+
+  /** Whether the pipeline of this kernel is compiled. */
+  hasPipeline(key: string): boolean {
+    return this.pipelines.has(key);
+  }
+
+  /**
+   * Compiles the pipelines of these kernels that are not compiled yet, all requested at once
+   * (createComputePipelineAsync: the driver may compile them in parallel, off this thread).
+   * Resolves with how many it compiled.
+   */
+  async compile(specs: Iterable<KernelSpec>, onProgress?: CompileProgress): Promise<number> {
+    this.checkAlive();
+    const todo = new Map<string, KernelSpec>();
+    for (const s of specs) if (!this.pipelines.has(s.key)) todo.set(s.key, s);
+    const total = todo.size;
+    let done = 0;
+    onProgress?.(0, total);
+    if (total === 0) return 0;
+    const t0 = performance.now();
+    try {
+      await Promise.all(
+        [...todo.values()].map(async (spec) => {
+          const layout = this.layoutFor(spec);
+          let pipeline: GPUComputePipeline;
+          try {
+            pipeline = await Promise.race([this.gpu.createComputePipelineAsync(this.pipelineDescriptor(spec, layout)), this.lostPromise]);
+          } catch (e) {
+            this.checkAlive();
+            throw new GPUValidationError(`kernel ${spec.key}: ${(e as Error).message}`);
+          }
+          if (!this.pipelines.has(spec.key)) {
+            this.pipelines.set(spec.key, { pipeline, layout });
+            this.pipelineCount++;
+          }
+          onProgress?.(++done, total);
+        }),
+      );
+    } finally {
+      this.compileMs += performance.now() - t0;
+    }
+    return total;
+  }
+
+  /**
+   * Runs each kernel once over one workgroup with zero parameters and zeroed scratch bindings
+   * (every kernel returns early then): drivers that finish compiling at the first dispatch (Mesa's
+   * llvmpipe compiles a pipeline's machine code when it first runs) do it here. One submission
+   * per kernel, waited for, so that progress is real.
+   */
+  async launch(specs: Iterable<KernelSpec>, onProgress?: CompileProgress): Promise<number> {
+    const list = [...new Map([...specs].filter((s) => !this.launched.has(s.key)).map((s) => [s.key, s])).values()];
+    const scratch: GPUBuffer[] = [];
+    const t0 = performance.now();
+    onProgress?.(0, list.length);
+    try {
+      for (const [i, spec] of list.entries()) {
+        const { pipeline, layout } = this.kernel(spec);
+        const entries: GPUBindGroupEntry[] = [];
+        for (let b = 0; b < spec.bindings.length + (spec.params ? 1 : 0); b++) {
+          scratch[b] ??= this.createBuffer(SCRATCH_BYTES, STORAGE | UNIFORM | COPY_DST, 'launch scratch');
+          entries.push({ binding: b, resource: { buffer: scratch[b], size: Math.min(SCRATCH_BYTES, this.limits.maxUniformBufferBindingSize) } });
+        }
+        const enc = this.gpu.createCommandEncoder();
+        const pass = enc.beginComputePass();
+        pass.setPipeline(pipeline);
+        pass.setBindGroup(0, this.gpu.createBindGroup({ layout, entries }));
+        pass.dispatchWorkgroups(1);
+        pass.end();
+        this.gpu.queue.submit([enc.finish()]);
+        await this.waitFor(this.gpu.queue.onSubmittedWorkDone());
+        this.launched.add(spec.key);
+        onProgress?.(i + 1, list.length);
+      }
+      await this.checkScopes();
+    } finally {
+      for (const b of scratch) b.destroy();
+      this.compileMs += performance.now() - t0;
+    }
+    return list.length;
+  }
+
+  /**
+   * Makes these kernels ready to run at full speed: compiles their pipelines (compile), then
+   * runs each once (launch). Progress counts both steps of every kernel not yet ready.
+   */
+  async warmup(specs: Iterable<KernelSpec>, onProgress?: CompileProgress): Promise<{ compiled: number; launched: number }> {
+    const list = [...specs];
+    const keys = (pending: (s: KernelSpec) => boolean) => new Set(list.filter(pending).map((s) => s.key)).size;
+    const total = keys((s) => !this.pipelines.has(s.key)) + keys((s) => !this.launched.has(s.key));
+    let compiled = 0;
+    const compiledCount = await this.compile(list, (d) => onProgress?.((compiled = d), total));
+    const launched = await this.launch(list, (d) => onProgress?.(compiled + d, total));
+    return { compiled: compiledCount, launched };
+  }
+
+  /**
+   * Runs fn with nothing recorded or run: every dispatch only notes its kernel. Returns the
+   * kernels fn would have dispatched (to compile them ahead, with compile). fn must not read back.
+   */
+  collectKernels(fn: () => void, opts: { maxKeys?: number } = {}): KernelSpec[] {
+    if (this.collected) throw new Error('collectKernels does not nest');
+    this.flush();
+    const found = new Map<string, KernelSpec>();
+    this.collected = found;
+    this.collectMaxKeys = opts.maxKeys ?? Infinity;
+    try {
+      this.scope(fn);
+    } finally {
+      this.collected = null;
+      this.collectMaxKeys = Infinity;
+    }
+    return [...found.values()];
+  }
+
+  /** Whether collectKernels is running (ops then also note the variants other sizes would pick). */
+  get collecting(): boolean {
+    return this.collected !== null;
+  }
+
+  /** Notes a kernel a later dispatch may use (no-op outside collectKernels). */
+  expect(spec: KernelSpec): void {
+    this.collected?.set(spec.key, spec);
   }
 
   private computePass(): GPUComputePassEncoder {
@@ -327,6 +485,7 @@ export class Device {
     if (gx > maxWg || gy > maxWg || gz > maxWg) {
       throw new GPULimitError(`kernel ${spec.key}: grid ${gx}x${gy}x${gz} exceeds ${maxWg} workgroups per dimension`);
     }
+    if (this.collected) return void this.collected.set(spec.key, spec);
     if (gx === 0 || gy === 0 || gz === 0) return;
     const maxBind = this.limits.maxStorageBufferBindingSize;
     for (const b of buffers) {
@@ -338,6 +497,7 @@ export class Device {
       }
     }
     const { pipeline, layout } = this.kernel(spec);
+    this.launched.add(spec.key);
     let paramOffset = -1;
     if (spec.params) {
       paramOffset = this.arenaAlloc(spec.params.length * 4);
@@ -404,7 +564,7 @@ export class Device {
   /** Records a buffer-to-buffer copy, ordered with the dispatches around it. */
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
     this.checkAlive();
-    if (bytes === 0) return;
+    if (bytes === 0 || this.collected) return;
     this.endPass().copyBufferToBuffer(src, srcOffset, dst, dstOffset, align(bytes, 4));
   }
 
@@ -414,6 +574,7 @@ export class Device {
    */
   upload(dst: GPUBuffer, dstOffset: number, data: ArrayBufferView): void {
     this.checkAlive();
+    if (this.collected) return;
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     const size = align(bytes.byteLength, 4);
     if (size <= 64 * 1024) {
@@ -455,6 +616,7 @@ export class Device {
 
   /** Several ranges read back through one staging buffer, one submit and one wait. */
   async readBuffers(ranges: Array<{ buffer: GPUBuffer; offset?: number; size: number }>): Promise<ArrayBuffer[]> {
+    if (this.collected) throw new Error('collectKernels: nothing runs, so nothing can be read back');
     const offsets: number[] = [];
     let total = 0;
     for (const r of ranges) {

@@ -8,8 +8,10 @@ import { Tensor } from '../tensor.js';
 import { kernelSpec } from '../spec.js';
 import { grid2d } from '../../shaders/common.js';
 import {
+  ATTENTION_KEY_BUCKETS,
   ATTN_PARAMS,
   attentionThreads,
+  attentionWorkgroupBytes,
   attentionWGSL,
   QKV_PARAMS,
   qkvSplitWGSL,
@@ -150,16 +152,44 @@ export function attention(q: Tensor, cache: KVCache, opts: AttentionOptions = {}
   const out = Tensor.empty(q.device, [n, H * hd]);
   const perWorkgroup = opts.rowsPerWorkgroup ?? ATTENTION_ROWS;
   assertShape(Number.isInteger(perWorkgroup) && perWorkgroup >= 1 && perWorkgroup <= 16, 'attention', `rowsPerWorkgroup must be an integer in 1..16, got ${perWorkgroup}`);
-  const R = Math.max(1, Math.min(n, perWorkgroup));
-  const T = attentionThreads(hd, cache.length, R);
-  const spec = kernelSpec(`attention_hd${hd}_t${T}_r${R}${causal ? '_causal' : ''}`, ['r', 'r', 'r', 'w'], ATTN_PARAMS, () => attentionWGSL(hd, causal, T, R));
-  q.device.dispatch(
+  const dev = q.device;
+  // A row's result does not depend on R and rows past the end see no keys: 2..R-1 rows run the
+  // R-row kernel, so each thread count has two variants (one row, R rows) instead of R.
+  const rows = n === 1 ? 1 : perWorkgroup;
+  const spec = attentionSpec(dev, hd, causal, cache.length, rows);
+  // Longer contexts take other thread counts: note them all while collecting kernels to compile.
+  if (dev.collecting) {
+    for (const keys of ATTENTION_KEY_BUCKETS) dev.expect(attentionSpec(dev, hd, causal, Math.max(cache.length, Math.min(keys, cache.capacity, dev.collectMaxKeys)), rows));
+  }
+  dev.dispatch(
     spec,
     [q.binding, cache.k.binding, cache.v.binding, out.binding],
     [n, H, cache.capacity, cache.length, cache.length - n, tail, opts.scale ?? 1 / Math.sqrt(hd)],
-    grid2d(Math.ceil(n / R) * H),
+    grid2d(Math.ceil(n / spec.rows) * H),
   );
   return out;
+}
+
+function attentionSpec(dev: Device, hd: number, causal: boolean, keys: number, rows: number) {
+  const { T, R } = attentionShape(dev, hd, keys, rows);
+  return { ...kernelSpec(`attention_hd${hd}_t${T}_r${R}${causal ? '_causal' : ''}`, ['r', 'r', 'r', 'w'], ATTN_PARAMS, () => attentionWGSL(hd, causal, T, R)), rows: R };
+}
+
+/**
+ * Threads T and rows R per workgroup within the device's workgroup memory and invocations. Rows
+ * go first: a row's result does not depend on R, so a small limit keeps the output the same;
+ * fewer threads, the last resort, change the order of the sums.
+ */
+export function attentionShape(dev: Pick<Device, 'limits'>, hd: number, keys: number, rows: number): { T: number; R: number } {
+  const { maxComputeWorkgroupStorageSize: bytes, maxComputeInvocationsPerWorkgroup: inv, maxComputeWorkgroupSizeX: x } = dev.limits;
+  let R = rows;
+  let T = Math.min(attentionThreads(hd, keys, R), 2 ** Math.floor(Math.log2(Math.min(inv, x))));
+  while (R > 1 && attentionWorkgroupBytes(hd, T, R) > bytes) R--;
+  while (T > 1 && attentionWorkgroupBytes(hd, T, R) > bytes) T /= 2;
+  if (attentionWorkgroupBytes(hd, T, R) > bytes) {
+    throw new GPULimitError(`attention: head size ${hd} needs ${attentionWorkgroupBytes(hd, T, R)} bytes of workgroup memory; the device allows ${bytes} (maxComputeWorkgroupStorageSize)`);
+  }
+  return { T, R };
 }
 
 /** Rotate-half rotary on x [n, H, hd] at positions pos0.. (table from ropeTable). */

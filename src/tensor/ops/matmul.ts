@@ -134,7 +134,7 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
     gelu: !!opts.gelu,
     residual: !!opts.residual,
     rows: family === 'tiled' ? 0 : rows,
-    split: family === 'gemv-split' ? c.split : 1,
+    split: family === 'gemv-split' ? fitSplit(dev, layout, c.split) : 1,
     group: nkGemv ? group : 1,
     threads: nkGemv ? (c.threads ?? defaultThreads(N, group)) : 64,
     uniformK: family === 'gemv-uniform' ? K : 0,
@@ -165,6 +165,17 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
     }
   }
   return out;
+}
+
+/**
+ * The 'kn' split gemv runs 64 × split invocations and reduces 64 × split vec4 in workgroup
+ * memory: fewer splits where the device allows less (the 'nk' one always runs 64).
+ */
+function fitSplit(dev: Device, layout: WeightLayout, split: number): number {
+  const { maxComputeInvocationsPerWorkgroup: inv, maxComputeWorkgroupSizeY: y, maxComputeWorkgroupStorageSize: bytes } = dev.limits;
+  let s = split;
+  while (layout === 'kn' && s > 1 && (64 * s > inv || s > y || 64 * s * 16 > bytes)) s /= 2;
+  return s;
 }
 
 /**

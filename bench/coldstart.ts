@@ -1,0 +1,107 @@
+/**
+ * npm run bench:coldstart — time to the first generated token from a fresh process, for the CLI
+ * (`specdiff generate`, from the built dist/) and for the library (load, warmup, generate; greedy
+ * like the CLI), with Mesa's on-disk shader cache empty (cold) and then as the cold run left it (warm). Each run is
+ * a new process with MESA_SHADER_CACHE_DIR pointing at its own folder, so nothing else's cache
+ * is touched. Needs `npm run build` first.
+ *
+ *   npm run bench:coldstart [-- --method specdiff] [--max-new-tokens N] [--warm-runs N] [--cache-dir DIR]
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const { values } = parseArgs({
+  options: {
+    method: { type: 'string', default: 'specdiff' },
+    'max-new-tokens': { type: 'string', default: '64' },
+    'warm-runs': { type: 'string', default: '2' },
+    prompt: { type: 'string', default: 'The ship sailed' },
+    /** Use (and keep) this cache folder instead of a fresh one: its first run is cold only if it is empty. */
+    'cache-dir': { type: 'string' },
+  },
+});
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const method = values.method!;
+const prompt = values.prompt!;
+const maxNew = values['max-new-tokens']!;
+
+interface Run {
+  /** Process start to the first generated token on stdout. */
+  firstTokenMs: number;
+  /** Process start to exit. */
+  totalMs: number;
+  /** The child's own figures (library runs). */
+  detail?: Record<string, number>;
+}
+
+/** Spawns node with the given args; resolves when stdout first holds more than `skip` characters, and at exit. */
+function time(args: string[], cacheDir: string, skip: number): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(process.execPath, args, {
+      cwd: root,
+      env: { ...process.env, MESA_SHADER_CACHE_DIR: cacheDir, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    let first = NaN;
+    child.stdout.on('data', (b: Buffer) => {
+      out += b.toString();
+      if (Number.isNaN(first) && out.length > skip) first = performance.now() - t0;
+    });
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (code !== 0) return reject(new Error(`${args.join(' ')} exited ${code}: ${err.slice(-2000)}`));
+      const detail = /^DETAIL (.*)$/m.exec(out)?.[1];
+      resolve({ firstTokenMs: first, totalMs: performance.now() - t0, detail: detail ? JSON.parse(detail) : undefined });
+    });
+  });
+}
+
+const cliArgs = ['dist/cli.js', 'generate', prompt, '--method', method, '--max-new-tokens', maxNew];
+// The library run: load, warm up with the exact settings, then print the first chunk and timings.
+const libScript = `
+const t0 = performance.now();
+const { createNodeDevice, dirFolder, loadPipeline } = await import('./dist/node.js');
+const device = await createNodeDevice();
+const m = (n) => dirFolder('models/' + n);
+const pipe = await loadPipeline(device, { target: m('target'), diffusionDrafter: m('drafter-mdlm'), arDrafter: m('drafter-ar') }, { dtype: 'f16' });
+const loaded = performance.now();
+const opts = { method: ${JSON.stringify(method)}, maxNewTokens: ${Number(maxNew)}, temperature: 0 };
+const w = await pipe.warmup({ ...opts, prompt: ${JSON.stringify(prompt)} });
+const warmed = performance.now();
+let first = 0;
+const gen = pipe.generate(${JSON.stringify(prompt)}, opts);
+for await (const c of gen) { if (!first) { first = performance.now(); process.stdout.write('TOKEN ' + c.text + '\\n'); } }
+const r = await gen.result();
+process.stdout.write('DETAIL ' + JSON.stringify({ importAndLoadMs: loaded - t0, warmupMs: warmed - loaded, kernels: w.kernels, compiled: w.compiled, firstTokenAfterWarmupMs: first - warmed, compiledDuringGeneration: r.stats.pipelinesCompiled, tokensPerSecond: r.stats.tokensPerSecond }) + '\\n');
+process.exit(0);
+`;
+const libArgs = ['--input-type=module', '-e', libScript];
+
+async function series(name: string, args: string[], skip: number): Promise<void> {
+  const given = values['cache-dir'];
+  const dir = given ?? mkdtempSync(join(tmpdir(), 'specdiff-shader-cache-'));
+  try {
+    const runs: Array<[string, Run]> = [];
+    runs.push([given ? 'first' : 'cold', await time(args, dir, skip)]);
+    for (let i = 0; i < Number(values['warm-runs']); i++) runs.push(['warm', await time(args, dir, skip)]);
+    for (const [kind, r] of runs) {
+      const detail = r.detail ? `  ${Object.entries(r.detail).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(1)}`).join(', ')}` : '';
+      console.log(`${name.padEnd(8)} ${kind.padEnd(5)} first token ${(r.firstTokenMs / 1000).toFixed(2).padStart(7)} s, exit ${(r.totalMs / 1000).toFixed(2).padStart(7)} s${detail}`);
+    }
+  } finally {
+    if (!given) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+console.log(`time to first token, ${method}, prompt ${JSON.stringify(prompt)}, ${maxNew} new tokens; cold = empty Mesa shader cache`);
+// The CLI echoes the prompt before generating: the first token is what comes after it.
+await series('cli', cliArgs, prompt.length);
+await series('library', libArgs, 0);

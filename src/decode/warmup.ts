@@ -1,0 +1,85 @@
+/**
+ * The kernels a generation can reach, found ahead by recording (never running) one pass of
+ * every shape it can take. Kernel choices depend on a pass's row count only up to
+ * STREAMED_MAX_ROWS (beyond it one tiled kernel does every count), and on its key count only
+ * through the attention's few buckets (which the attention op notes all at once while
+ * collecting), so a bounded set of recorded passes covers every later step.
+ */
+import type { KernelSpec } from '../tensor/device.js';
+import { Tensor } from '../tensor/tensor.js';
+import { STREAMED_MAX_ROWS } from '../tensor/ops/matmul.js';
+import type { GPT2 } from '../models/gpt2.js';
+import type { Drafter } from './drafter.js';
+import type { ResolvedSampling } from './options.js';
+import { Rng } from './rng.js';
+import { selectTokens } from './sample.js';
+import { recordVerify } from './verify.js';
+
+export interface ReachSettings {
+  sampling: ResolvedSampling;
+  /** Longest draft the schedule can reach (0: no drafter). */
+  maxGamma: number;
+  /** Whether drafts report confidences (a confidence cutoff is set). */
+  withConfidence: boolean;
+  /** Prompt tokens (undefined: any length up to the context). */
+  promptTokens?: number;
+  /** Tokens the generation may add (undefined: up to the context). */
+  maxNewTokens?: number;
+}
+
+/** Row counts 1..min(limit, STREAMED_MAX_ROWS), plus one past it (the tiled kernel) when the limit is beyond. */
+function rowCounts(limit: number): number[] {
+  const out = Array.from({ length: Math.min(limit, STREAMED_MAX_ROWS) }, (_, i) => i + 1);
+  if (limit > STREAMED_MAX_ROWS) out.push(STREAMED_MAX_ROWS + 1);
+  return out;
+}
+
+/** Every kernel a generation of `target` (with `drafter`, already configured) can dispatch. */
+export function reachableKernels(target: GPT2, drafter: Drafter | null, s: ReachSettings): KernelSpec[] {
+  const dev = target.device;
+  const capacity = target.config.nPositions;
+  const prompt = Math.min(s.promptTokens ?? capacity - 1, capacity - 1);
+  const longest = Math.min(capacity, prompt + (s.maxNewTokens ?? capacity) + s.maxGamma + 1);
+  const G = s.maxGamma;
+  const rng = new Rng(0);
+  const ids = (n: number) => new Array<number>(n).fill(0);
+  return dev.collectKernels(() => {
+    const cache = target.createCache();
+    // A drafter that reads the target's hidden states has the target write them (other kernels).
+    const states = drafter?.targetFeatures ? target.createHiddenStates() : undefined;
+    // Target: prefill rows, one-token steps, and a verify of each draft length (a cutoff only shortens it).
+    for (const n of rowCounts(Math.max(prompt - 1, 1))) {
+      cache.truncate(0);
+      target.forward(ids(n), cache, 1, states);
+    }
+    cache.truncate(0);
+    selectTokens(dev, target.forward([0], cache, 1, states), s.sampling, rng);
+    for (let g = 1; g <= G; g++) {
+      cache.truncate(0);
+      const draft = Tensor.from(dev, Int32Array.from(ids(g)), [g]);
+      const q = s.sampling.temperature === 0 ? null : Tensor.empty(dev, [g, drafter?.vocabSize ?? target.vocabSize]);
+      recordVerify(target, cache, 0, draft, q, s.sampling, rng, states);
+    }
+    cache.dispose();
+    if (!drafter) return;
+    // Drafter: a prefill, then drafts of every length after contexts of every new-token count
+    // (a fresh drafter reads its whole context, as one with a cache reads what is new to it).
+    const fresh = () => drafter.dispose();
+    fresh();
+    drafter.prefill(ids(prompt), states);
+    // New tokens before a draft: up to a rejected longest draft plus one, the prompt, or a
+    // drafter's restart after its context filled up (past STREAMED_MAX_ROWS: one shape for all).
+    const restarts = longest >= Math.min(capacity, drafter.maxGamma + 1) - G - 1;
+    const added = rowCounts(restarts ? capacity : Math.max(prompt, G + 1));
+    for (let g = 1; g <= G; g++) {
+      fresh();
+      drafter.draft(ids(1), g, s.sampling, rng, s.withConfidence, states);
+    }
+    for (const a of added) {
+      fresh();
+      drafter.draft(ids(a), G, s.sampling, rng, s.withConfidence, states);
+    }
+    fresh();
+    states?.dispose();
+  }, { maxKeys: longest });
+}

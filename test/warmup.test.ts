@@ -1,0 +1,49 @@
+/**
+ * Warm-up: after Pipeline.warmup, generations with the same settings create no pipeline, with
+ * every method, greedy and sampled, draft lengths growing to their longest and a context that
+ * crosses every attention key bucket.
+ */
+import { describe, expect, it } from 'vitest';
+import { getDevice } from './helpers/device.js';
+import { tinyGPT2, tinyMDLM } from './helpers/tiny-models.js';
+import { Pipeline, type WarmupOptions } from '../src/pipeline.js';
+import type { Tokenizer } from '../src/models/tokenizer.js';
+import { ATTENTION_KEY_BUCKETS } from '../src/shaders/attention.js';
+
+const V = 16;
+// Past the last bucket's lower edge, so the context reaches every attention variant.
+const POSITIONS = ATTENTION_KEY_BUCKETS[ATTENTION_KEY_BUCKETS.length - 2] + 24;
+const PROMPT = [1, 2, 3, 4, 5];
+
+describe('Pipeline.warmup', async () => {
+  const dev = await getDevice();
+  const target = await tinyGPT2(dev, { vocab: V, seed: 31, positions: POSITIONS });
+  const mdlm = await tinyMDLM(dev, { vocab: V, seed: 32, positions: 64 });
+  // The target as its own drafter: every draft is accepted, so the draft length grows to its longest.
+  const pipe = new Pipeline(dev, null as unknown as Tokenizer, target, mdlm, target);
+  const maxNewTokens = POSITIONS - PROMPT.length;
+
+  const settings: Array<[string, WarmupOptions]> = [
+    ['ar, greedy', { method: 'ar' }],
+    ['speculative, greedy, γ 2 growing to 11', { method: 'speculative', gamma: 2, maxGamma: 11 }],
+    ['specdiff, greedy, default growing γ', { method: 'specdiff' }],
+    ['ar, sampled', { method: 'ar', temperature: 0.9, topK: 8 }],
+    ['speculative, sampled, γ 3', { method: 'speculative', temperature: 0.9, gamma: 3 }],
+    ['specdiff, sampled, default γ, with a confidence cutoff', { method: 'specdiff', temperature: 0.9, topP: 0.9, confidenceCutoff: 0.2 }],
+  ];
+
+  for (const [name, opts] of settings) {
+    it(`${name}: a generation to the end of the context compiles nothing`, async () => {
+      const w = await pipe.warmup({ ...opts, prompt: PROMPT, maxNewTokens });
+      expect(w.kernels).toBeGreaterThan(0);
+      const before = dev.pipelineCount;
+      const r = await pipe.generate(PROMPT, { ...opts, maxNewTokens }).result();
+      expect(r.stats.stopReason === 'context' || r.stats.generatedTokens === maxNewTokens || r.stats.stopReason === 'eos').toBe(true);
+      expect(r.stats.promptTokens + r.stats.generatedTokens).toBeGreaterThan(ATTENTION_KEY_BUCKETS[ATTENTION_KEY_BUCKETS.length - 2]);
+      expect(dev.pipelineCount - before).toBe(0);
+      expect(r.stats.pipelinesCompiled).toBe(0);
+      expect(r.stats.compileMs).toBe(0);
+      if (opts.method === 'speculative' && !opts.temperature) expect(r.stats.meanDrafted).toBeGreaterThan(opts.gamma!);
+    }, 240_000);
+  }
+});
