@@ -19,7 +19,9 @@ function frame(title: string, yLabel: string, yMax: number, body: string[], lege
     const y = PAD.top + plotH - (t / yMax) * plotH;
     return `<line x1="${PAD.left}" x2="${W - PAD.right}" y1="${y}" y2="${y}" stroke="#ddd"/><text x="${PAD.left - 6}" y="${y + 4}" text-anchor="end">${+t.toFixed(2)}</text>`;
   });
-  const keys = legend.map((name, i) => `<rect x="${PAD.left + i * 170}" y="${H - 22}" width="12" height="12" fill="${COLOURS[i % COLOURS.length]}"/><text x="${PAD.left + i * 170 + 16}" y="${H - 12}">${esc(name)}</text>`);
+  // Legend entries side by side, each as wide as its name (about 6.5 px a character at 12 px).
+  const starts = legend.map((_, i) => PAD.left + legend.slice(0, i).reduce((x, n) => x + 28 + n.length * 6.5, 0));
+  const keys = legend.map((name, i) => `<rect x="${starts[i]}" y="${H - 22}" width="12" height="12" fill="${COLOURS[i % COLOURS.length]}"/><text x="${starts[i] + 16}" y="${H - 12}">${esc(name)}</text>`);
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
