@@ -5,9 +5,9 @@
  */
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { createNodeDevice, dirFolder, loadPipeline, urlFolder, type GenerationStats, type Pipeline, type WarmupOptions } from './node.js';
+import { createNodeDevice, dirFolder, loadPipeline, urlFolder, type GenerationStats, type Pipeline, type StepTrace, type WarmupOptions } from './node.js';
 import type { CheckpointFolder } from './models/safetensors.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -42,6 +42,8 @@ options:
   --f32              keep weights in f32 (default: f16 where the adapter has shader-f16)
   --autotune         time the matmul kernel variants for these shapes first and use the fastest
   --json             print the result and statistics as JSON
+  --trace FILE       write one JSON line per decoding iteration to FILE: drafted ids, p and q of
+                     each (when sampling), accepted count, emitted tokens, draft and verify ms
 `;
 
 function folder(spec: string): CheckpointFolder {
@@ -155,6 +157,7 @@ async function main(): Promise<void> {
       f32: { type: 'boolean' },
       autotune: { type: 'boolean' },
       json: { type: 'boolean' },
+      trace: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -168,12 +171,15 @@ async function main(): Promise<void> {
     const method = (values.method ?? 'specdiff') as 'ar' | 'speculative' | 'specdiff';
     const pipe = await load(values, method === 'speculative');
     await warmup(pipe, { ...genOptions(values), method, prompt }, !!values.json);
-    const run = pipe.generate(prompt, { ...genOptions(values), method });
+    const trace = values.trace ? openSync(values.trace, 'w') : undefined;
+    const onStep = trace === undefined ? undefined : (step: StepTrace) => writeSync(trace, `${JSON.stringify(step)}\n`);
+    const run = pipe.generate(prompt, { ...genOptions(values), method, onStep });
     if (!values.json) process.stdout.write(prompt);
     for await (const chunk of run) if (!values.json) process.stdout.write(chunk.text);
     const result = await run.result();
     if (values.json) process.stdout.write(`${JSON.stringify({ prompt, text: result.text, tokens: result.tokens, stats: result.stats }, null, 2)}\n`);
     else process.stdout.write(`\n\n${summary(result.stats)}\n`);
+    if (trace !== undefined) closeSync(trace);
     pipe.dispose();
     return;
   }

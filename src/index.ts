@@ -37,6 +37,7 @@ export {
   VocabularyMismatchError,
   type GenerateOptions,
   type GenerationChunk,
+  type StepTrace,
   type GenerationResult,
 } from './decode/generate.js';
 export type { GenerationStats, StopReason } from './decode/stats.js';

@@ -65,6 +65,25 @@ export interface GenerateOptions extends SamplingOptions, SpeculationOptions {
   drafter?: Drafter;
   /** Dispose the drafter (its caches) when the generation ends (default false: the caller owns it). */
   disposeDrafter?: boolean;
+  /** Called after every iteration with what it drafted, verified and emitted (a trace; costs no readback). */
+  onStep?: (step: StepTrace) => void;
+}
+
+/** One iteration of the decoding loop, for a trace (GenerateOptions.onStep). */
+export interface StepTrace {
+  /** Iteration index from 0. */
+  step: number;
+  /** Drafted token ids the target verified (empty for a plain AR step). */
+  drafted: number[];
+  /** When sampling: p(d_i) and q(d_i) of each drafted token, as the acceptance test compared them. */
+  p?: number[];
+  q?: number[];
+  /** Drafted tokens accepted. */
+  accepted: number;
+  /** Tokens this iteration produced: the accepted drafts and the target's own token (a stop condition may cut the stream inside them). */
+  emitted: number[];
+  draftMs: number;
+  verifyMs: number;
 }
 
 export interface GenerationChunk {
@@ -235,6 +254,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
         const g = Math.min(draftLength, room, maxNewTokens - out.length - 1);
         let emitted: number[];
         let drafted: boolean[];
+        let trace: StepTrace;
         if (!drafter || g < 1) {
           const t = performance.now();
           const ids = dev.scope(() => selectTokens(dev, target.forward([pending], cache, 1, states), sampling, rng).ids);
@@ -245,6 +265,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
           stats.verifyMs += performance.now() - t;
           emitted = [id[0]];
           drafted = [false];
+          trace = { step: stats.targetPasses - 1, drafted: [], accepted: 0, emitted, draftMs: 0, verifyMs: performance.now() - t };
         } else {
           const t1 = performance.now();
           const draft = dev.scope(() => drafter.draft(ctx, g, sampling, rng, cutoff > 0, states));
@@ -286,7 +307,9 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
           stats.draftMs += t2 - t1;
           stats.verifyMs += t3 - t2;
           stats.acceptMs += performance.now() - t3;
+          trace = { step: stats.targetPasses - 1, drafted: proposal, p: verdict.p, q: verdict.q, accepted: verdict.accepted, emitted, draftMs: t2 - t1, verifyMs: t3 - t2 };
         }
+        opts.onStep?.(trace);
         // Emit up to the limits: token budget, end of text, stop sequences.
         const take: number[] = [];
         for (const id of emitted) {

@@ -24,6 +24,9 @@ export interface Verdict {
   accepted: number;
   /** The target's token after them: residual draw, bonus draw, or argmax. */
   next: number;
+  /** When sampling: p(d_i) and q(d_i) of each drafted token, the numbers the acceptance test compared. */
+  p?: number[];
+  q?: number[];
 }
 
 /**
@@ -59,7 +62,7 @@ export async function verifyDraft(
   const accepted = acceptedPrefix({ p, q: qv, u: uAccept });
   const next = accepted < g ? r[accepted] : b[0];
   checkSampledIds([next], target.vocabSize, 'the target');
-  return { draft: Array.from(d), accepted, next };
+  return { draft: Array.from(d), accepted, next, p: Array.from(p), q: Array.from(qv) };
 }
 
 /** Records the verification pass and the draws it needs (nothing is read back). */
