@@ -65,6 +65,40 @@ const columns = {
 const results: Partial<Record<Method, GenerationStats>> = {};
 let readyText = '';
 
+/** SpecDiff's acceptance by draft position, drawn live as bars (one per position) into the column's chart. */
+const acceptance = {
+  drafts: [] as number[],
+  accepted: [] as number[],
+  reset(): void {
+    this.drafts = [];
+    this.accepted = [];
+    $('.acceptance').hidden = true;
+  },
+  add(drafted: number, accepted: number): void {
+    for (let i = 0; i < drafted; i++) {
+      this.drafts[i] = (this.drafts[i] ?? 0) + 1;
+      this.accepted[i] = (this.accepted[i] ?? 0) + (i < accepted ? 1 : 0);
+    }
+    this.draw();
+  },
+  draw(): void {
+    const n = this.drafts.length;
+    const W = 320;
+    const H = 90;
+    const bar = W / Math.max(n, 1);
+    const bars = this.drafts.map((d, i) => {
+      const share = this.accepted[i] / d;
+      const h = share * (H - 14);
+      return `<rect x="${i * bar + 1}" y="${H - 14 - h}" width="${Math.max(bar - 2, 1)}" height="${h}"><title>position ${i + 1}: ${this.accepted[i]} of ${d} (${(100 * share).toFixed(0)}%)</title></rect>` +
+        (n <= 16 || i % 4 === 0 ? `<text x="${i * bar + bar / 2}" y="${H - 2}" text-anchor="middle">${i + 1}</text>` : '');
+    });
+    const svg = $('#acceptance-chart');
+    svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+    svg.innerHTML = bars.join('');
+    $('.acceptance').hidden = n === 0;
+  },
+};
+
 function statsLine(s: GenerationStats): string {
   const head = `${s.generatedTokens} tokens in ${(s.wallMs / 1000).toFixed(2)} s · ${s.targetPasses} target passes · ${s.tokensPerTargetPass.toFixed(2)} tokens/pass`;
   if (s.method === 'ar') return head;
@@ -100,7 +134,11 @@ function handle(m: FromWorker): void {
       setState('ready');
       break;
     }
+    case 'step':
+      acceptance.add(m.drafted, m.accepted);
+      break;
     case 'start': {
+      if (m.method === 'specdiff') acceptance.reset();
       const col = columns[m.method];
       $('.rate', col).textContent = 'prefill…';
       col.classList.add('active');

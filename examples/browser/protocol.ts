@@ -35,6 +35,8 @@ export type FromWorker =
   | { type: 'start'; method: Method }
   /** elapsedMs: since this method's generation began (prefill included), on the worker's clock. */
   | { type: 'tokens'; method: Method; pieces: Piece[]; count: number; elapsedMs: number }
+  /** One verified draft: its length and how many of its tokens the target accepted. */
+  | { type: 'step'; method: Method; drafted: number; accepted: number }
   | { type: 'done'; method: Method; text: string; stats: GenerationStats }
   | { type: 'finished' }
   /** fatal: the page cannot go on (no WebGPU, models missing). */

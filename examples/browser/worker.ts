@@ -2,7 +2,7 @@
  * The worker owns the GPU: it loads the pipeline (downloads through the Cache API) and runs the
  * generations, posting tokens as they come. The page only renders what it is sent.
  */
-import { Device, WebGPUUnavailableError, loadPipeline, urlFolder, type Pipeline } from '../../src/index.js';
+import { Device, WebGPUUnavailableError, loadPipeline, urlFolder, type Pipeline, type StepTrace } from '../../src/index.js';
 import { cachedFetch } from './cache.js';
 import type { FromWorker, Method, Piece, Settings, ToWorker } from './protocol.js';
 
@@ -46,7 +46,8 @@ function options(method: Method, s: Settings) {
 async function run(p: Pipeline, method: Method, s: Settings, signal: AbortSignal): Promise<void> {
   post({ type: 'start', method });
   const t0 = performance.now();
-  const gen = p.generate(s.prompt, { ...options(method, s), signal });
+  const onStep = (step: StepTrace) => step.drafted.length && post({ type: 'step', method, drafted: step.drafted.length, accepted: step.accepted });
+  const gen = p.generate(s.prompt, { ...options(method, s), signal, onStep });
   // Each token decoded on its own (bytes of a split character are held back) so that it can be coloured.
   const decoder = p.tokenizer.createStreamDecoder();
   let count = 0;

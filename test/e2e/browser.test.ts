@@ -97,6 +97,9 @@ describe('browser example (chromium, WebGPU on SwiftShader)', () => {
     expect(ran, `${await pageProblem(page)}\n${logs.join('\n')}`).toBe('done');
     const shown = await page.$$eval('.column', (cols) => Object.fromEntries(cols.map((c) => [c.id, c.querySelector('.gen')!.textContent])));
     const drafted = await page.$$eval('#col-specdiff .tok.d', (spans) => spans.length);
+    // The live acceptance chart: one bar per draft position the run reached, the first one non-empty.
+    const bars = await page.$$eval('#acceptance-chart rect', (rects) => rects.map((r) => Number(r.getAttribute('height'))));
+    const chartShown = await page.$eval('.acceptance', (f) => !(f as HTMLElement).hidden);
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     console.log(`browser example screenshot: ${SCREENSHOT}`);
 
@@ -111,6 +114,9 @@ describe('browser example (chromium, WebGPU on SwiftShader)', () => {
       pipe.dispose();
     }
     expect(drafted).toBeGreaterThan(0); // the tiny drafter and target agree on spaces
+    expect(chartShown).toBe(true);
+    expect(bars.length).toBeGreaterThanOrEqual(SETTINGS.gamma);
+    expect(bars[0]).toBeGreaterThan(0);
 
     // A reload must not download the weights again.
     const downloads = () => requests.filter((p) => p.endsWith('.safetensors')).length;
