@@ -11,7 +11,10 @@
  * tokens per pass and tokens/s before it and inside it. Writes JSON and SVG charts to bench/results/.
  *
  *   npm run bench:decode -- --regimes [--drafters DIR1,DIR2] [--models DIR] [--prompt-sets passages,ood]
- *       [--prompts N] [--tokens N] [--rounds N] [--regime-list greedy,t0.8-k50,t1] [--sampled-gammas G1,G2] [--f32]
+ *       [--prompts N] [--tokens N] [--rounds N] [--regime-list greedy,t0.8-k50,t1] [--sampled-gammas G1,G2]
+ *       [--steps T1,T2] [--f32]
+ * --sampled-gammas adds SpecDiff contenders with other draft lengths when sampling; --steps adds
+ * contenders with T denoising steps (every regime).
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
@@ -35,6 +38,7 @@ const { values } = parseArgs({
     rounds: { type: 'string' },
     'regime-list': { type: 'string' },
     'sampled-gammas': { type: 'string' },
+    steps: { type: 'string' },
     f32: { type: 'boolean' },
   },
 });
@@ -55,6 +59,8 @@ const REGIMES: Record<string, { temperature: number; topK?: number }> = {
 const regimes = (values['regime-list'] ?? Object.keys(REGIMES).join(',')).split(',');
 for (const r of regimes) if (!Object.hasOwn(REGIMES, r)) throw new RangeError(`--regime-list: unknown regime '${r}' (allowed: ${Object.keys(REGIMES).join(', ')})`);
 const sampledGammas = values['sampled-gammas'] ? values['sampled-gammas'].split(',').map(Number) : [];
+/** More SpecDiff contenders with T denoising steps (left to right: later blocks see the earlier ones drawn). */
+const stepsList = values.steps ? values.steps.split(',').map(Number) : [];
 
 const PROMPT_SETS: Record<string, string> = { passages: 'bench/passages.json', ood: 'bench/passages-ood.json' };
 const setNames = (values['prompt-sets'] ?? 'passages,ood').split(',');
@@ -80,6 +86,7 @@ interface Contender {
   method: 'ar' | 'speculative' | 'specdiff';
   mdlm?: MDLM;
   gamma?: number;
+  steps?: number;
 }
 
 function contendersFor(regime: string): Contender[] {
@@ -88,6 +95,7 @@ function contendersFor(regime: string): Contender[] {
   for (const { name, model } of mdlms) {
     list.push({ name: `specdiff ${name}`, method: 'specdiff', mdlm: model });
     if (sampled) for (const gamma of sampledGammas) list.push({ name: `specdiff ${name} γ=${gamma}`, method: 'specdiff', mdlm: model, gamma });
+    for (const steps of stepsList) list.push({ name: `specdiff ${name} T=${steps}`, method: 'specdiff', mdlm: model, steps });
   }
   return list;
 }
@@ -151,7 +159,7 @@ function add(t: Tally, s: GenerationStats, set: string, iterations: Array<{ star
 }
 
 async function run(c: Contender, prompt: string, regime: string, seed: number) {
-  const drafter = c.method === 'specdiff' ? new DiffusionDrafter(c.mdlm!) : c.method === 'speculative' ? new ARDrafter(arModel) : undefined;
+  const drafter = c.method === 'specdiff' ? new DiffusionDrafter(c.mdlm!, { steps: c.steps }) : c.method === 'speculative' ? new ARDrafter(arModel) : undefined;
   try {
     const gen = generate(target, tokenizer, { prompt, method: c.method, drafter, gamma: c.gamma, ...REGIMES[regime], seed, maxNewTokens, stopAtEos: false });
     // One chunk per target pass: its tokens and the time since the previous one.
@@ -183,7 +191,7 @@ console.log(`adapter: ${device.info.adapter}; weights ${dtype}; ${prompts.length
 // default), so that no timed generation pays for it; pipelinesCompiled in the results says if one did.
 for (const regime of regimes) {
   for (const c of contendersFor(regime)) {
-    const drafter = c.method === 'specdiff' ? new DiffusionDrafter(c.mdlm!) : c.method === 'speculative' ? new ARDrafter(arModel) : null;
+    const drafter = c.method === 'specdiff' ? new DiffusionDrafter(c.mdlm!, { steps: c.steps }) : c.method === 'speculative' ? new ARDrafter(arModel) : null;
     const maxGamma = drafter ? Math.max(c.gamma ?? 0, DEFAULT_DIFFUSION_MAX_GAMMA, DEFAULT_GAMMA) : 0;
     await device.warmup(reachableKernels(target, drafter, { sampling: resolveSampling(REGIMES[regime]), maxGamma, withConfidence: false, maxNewTokens }));
     drafter?.dispose();
