@@ -41,10 +41,54 @@ options:
   --ar-drafter DIR|URL  GPT-2 drafter folder (default: bundled)
   --f32              keep weights in f32 (default: f16 where the adapter has shader-f16)
   --autotune         time the matmul kernel variants for these shapes first and use the fastest
-  --json             print the result and statistics as JSON
+  --json             print the result and statistics as JSON (stdout); otherwise the
+                     generated text alone goes to stdout, the prompt and statistics to stderr
+  --version          print the version
   --trace FILE       write one JSON line per decoding iteration to FILE: drafted ids, p and q of
                      each (when sampling), accepted count, emitted tokens, draft and verify ms
 `;
+
+/** A bad command line: reported before anything loads, exit code 2. */
+class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+const CHOICES: Record<string, readonly string[]> = {
+  method: ['ar', 'speculative', 'specdiff'],
+  schedule: ['left-to-right', 'random'],
+  'draft-attention': ['bidirectional', 'block-causal'],
+};
+/** Numeric flags: [least value, integer?, greatest value]. */
+const NUMBERS: Record<string, [number, boolean, number?]> = {
+  gamma: [1, true],
+  'max-gamma': [1, true],
+  steps: [1, true],
+  window: [1, true],
+  'top-k': [0, true],
+  seed: [0, true],
+  'max-new-tokens': [1, true],
+  temperature: [0, false],
+  'top-p': [Number.MIN_VALUE, false, 1],
+  cutoff: [0, false, 1],
+};
+
+/** Every flag's value checked against what it allows, naming both, before anything is loaded. */
+function checkFlags(values: Record<string, unknown>): void {
+  for (const [flag, allowed] of Object.entries(CHOICES)) {
+    const v = values[flag];
+    if (v !== undefined && !allowed.includes(v as string)) throw new UsageError(`--${flag} must be one of ${allowed.join(', ')}; got '${String(v)}'`);
+  }
+  for (const [flag, [least, integer, most]] of Object.entries(NUMBERS)) {
+    const v = values[flag];
+    if (v === undefined) continue;
+    const x = Number(v);
+    const kind = integer ? 'an integer' : 'a number';
+    const range = most === undefined ? `>= ${least === Number.MIN_VALUE ? '> 0' : least}` : `in ${least === Number.MIN_VALUE ? '(0' : `[${least}`}, ${most}]`;
+    if (String(v).trim() === '' || !Number.isFinite(x) || (integer && !Number.isInteger(x)) || x < least || (most !== undefined && x > most)) {
+      throw new UsageError(`--${flag} must be ${kind} ${range}; got '${String(v)}'`);
+    }
+  }
+}
 
 function folder(spec: string): CheckpointFolder {
   return /^https?:\/\//.test(spec) ? urlFolder(spec) : dirFolder(spec);
@@ -94,15 +138,16 @@ function summary(s: GenerationStats): string {
   return lines.join('\n');
 }
 
-async function load(values: Record<string, unknown>, needAr: boolean): Promise<Pipeline> {
+/** Loads the target and only the drafter the methods use. */
+async function load(values: Record<string, unknown>, methods: readonly string[]): Promise<Pipeline> {
   const device = await createNodeDevice();
   const target = folder((values.target as string) ?? join(BUNDLED, 'target'));
   const pipe = await loadPipeline(
     device,
     {
       target,
-      diffusionDrafter: folder((values.drafter as string) ?? join(BUNDLED, 'drafter-mdlm')),
-      arDrafter: needAr ? folder((values['ar-drafter'] as string) ?? join(BUNDLED, 'drafter-ar')) : undefined,
+      diffusionDrafter: methods.includes('specdiff') ? folder((values.drafter as string) ?? join(BUNDLED, 'drafter-mdlm')) : undefined,
+      arDrafter: methods.includes('speculative') ? folder((values['ar-drafter'] as string) ?? join(BUNDLED, 'drafter-ar')) : undefined,
     },
     { dtype: values.f32 ? 'f32' : 'f16', onProgress: progressBar('loading weights') },
   );
@@ -159,33 +204,43 @@ async function main(): Promise<void> {
       json: { type: 'boolean' },
       trace: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean' },
     },
   });
   const [command, ...rest] = positionals;
+  if (values.version) {
+    const pkg = JSON.parse(readFileSync(join(here, '..', 'package.json'), 'utf8')) as { version: string };
+    process.stdout.write(`${pkg.version}\n`);
+    return;
+  }
   if (values.help || !command) {
     process.stdout.write(HELP);
     return;
   }
+  if (command !== 'generate' && command !== 'demo') throw new UsageError(`unknown command '${command}' (commands: generate, demo)`);
+  checkFlags(values);
   if (command === 'generate') {
     const prompt = rest.join(' ');
+    if (prompt.trim() === '') throw new UsageError('generate needs a prompt: specdiff generate "The ship sailed"');
     const method = (values.method ?? 'specdiff') as 'ar' | 'speculative' | 'specdiff';
-    const pipe = await load(values, method === 'speculative');
+    const pipe = await load(values, [method]);
     await warmup(pipe, { ...genOptions(values), method, prompt }, !!values.json);
     const trace = values.trace ? openSync(values.trace, 'w') : undefined;
     const onStep = trace === undefined ? undefined : (step: StepTrace) => writeSync(trace, `${JSON.stringify(step)}\n`);
     const run = pipe.generate(prompt, { ...genOptions(values), method, onStep });
-    if (!values.json) process.stdout.write(prompt);
+    // The generated text alone goes to stdout; the prompt, progress and statistics to stderr.
+    if (!values.json) process.stderr.write(prompt);
     for await (const chunk of run) if (!values.json) process.stdout.write(chunk.text);
     const result = await run.result();
     if (values.json) process.stdout.write(`${JSON.stringify({ prompt, text: result.text, tokens: result.tokens, stats: result.stats }, null, 2)}\n`);
-    else process.stdout.write(`\n\n${summary(result.stats)}\n`);
+    else process.stderr.write(`\n\n${summary(result.stats)}\n`);
     if (trace !== undefined) closeSync(trace);
     pipe.dispose();
     return;
   }
   if (command === 'demo') {
     const prompt = rest.join(' ') || readFileSync(join(BUNDLED, 'prompt.txt'), 'utf8').trim();
-    const pipe = await load(values, false);
+    const pipe = await load(values, ['ar', 'specdiff']);
     // Sampled by default: the small bundled target's greedy text soon repeats itself.
     const opts = { ...genOptions(values), temperature: Number(values.temperature ?? 0.8), topK: Number(values['top-k'] ?? 50), seed: Number(values.seed ?? 0) };
     const results: Record<string, GenerationStats> = {};
@@ -204,14 +259,12 @@ async function main(): Promise<void> {
     pipe.dispose();
     return;
   }
-  process.stderr.write(`unknown command '${command}'\n${HELP}`);
-  process.exitCode = 2;
 }
 
 main().then(
   () => process.exit(process.exitCode ?? 0),
   (e: Error) => {
-    process.stderr.write(`error: ${e.message}\n`);
-    process.exit(1);
+    process.stderr.write(e instanceof UsageError ? `usage error: ${e.message}\n(specdiff --help lists the options)\n` : `error: ${e.message}\n`);
+    process.exit(e instanceof UsageError ? 2 : 1);
   },
 );
