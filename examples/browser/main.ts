@@ -102,7 +102,7 @@ const acceptance = {
 function statsLine(s: GenerationStats): string {
   const head = `${s.generatedTokens} tokens in ${(s.wallMs / 1000).toFixed(2)} s · ${s.targetPasses} target passes · ${s.tokensPerTargetPass.toFixed(2)} tokens/pass`;
   if (s.method === 'ar') return head;
-  return `${head} · accepted ${s.acceptedTokens}/${s.draftedTokens} drafts (${(100 * s.acceptanceRate).toFixed(0)}%) · γ=${s.gamma}${s.maxGamma !== s.gamma ? `..${s.maxGamma} (mean ${s.meanDrafted.toFixed(1)})` : ''}, T=${s.steps}`;
+  return `${head} · accepted ${s.acceptedTokens} of ${s.draftedTokens} drafted tokens (${(100 * s.acceptanceRate).toFixed(0)}%) · γ=${s.gamma}${s.maxGamma !== s.gamma ? `..${s.maxGamma} (mean ${s.meanDrafted.toFixed(1)})` : ''}, T=${s.steps}`;
 }
 
 function handle(m: FromWorker): void {
