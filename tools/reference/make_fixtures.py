@@ -256,6 +256,17 @@ def mdlm_golden(params, ids):
     return g
 
 
+def write_mdlm_fixture(name, cfg, params, golden, meta):
+    """test/fixtures/<name>/ emptied, then config.json, model.safetensors and golden.safetensors."""
+    d = os.path.join(OUT, name)
+    os.makedirs(d, exist_ok=True)
+    for f in os.listdir(d):
+        os.remove(os.path.join(d, f))
+    write_json(os.path.join(d, "config.json"), cfg)
+    st.save_file(params, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+    st.save_file(golden, os.path.join(d, "golden.safetensors"), metadata=meta)
+
+
 def make_mdlm():
     gen = torch.Generator().manual_seed(2406_07524)
     params = mdlm.random_params(MDLM_CFG, gen)
@@ -265,14 +276,8 @@ def make_mdlm():
     for pos in (3, 11, 20, 29):                                         # scattered masks
         ids[pos] = MDLM_MASK_ID
     ids[7] = ids[30] = 5                                                # a repeated token
-    d = os.path.join(OUT, "mdlm-tiny")
-    os.makedirs(d, exist_ok=True)
-    for name in os.listdir(d):
-        os.remove(os.path.join(d, name))
-    write_json(os.path.join(d, "config.json"), MDLM_CFG)
-    st.save_file(params, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
     golden = mdlm_golden(params, ids)
-    st.save_file(golden, os.path.join(d, "golden.safetensors"), metadata=MDLM_META)
+    write_mdlm_fixture("mdlm-tiny", MDLM_CFG, params, golden, MDLM_META)
     return params, ids, golden
 
 
@@ -366,13 +371,7 @@ def make_mdlm_features(params, ids):
             "log_probs_block_causal": "SUBS log-probs [L, V], block-causal (prefix P), with the features",
             "log_probs": "SUBS log-probs [L, V], bidirectional, with the features",
             "precision": "float64 from the stored F32 weights, rounded to float32"}
-    d = os.path.join(OUT, "mdlm-tiny-features")
-    os.makedirs(d, exist_ok=True)
-    for name in os.listdir(d):
-        os.remove(os.path.join(d, name))
-    write_json(os.path.join(d, "config.json"), MDLM_FEATURES_CFG)
-    st.save_file(fparams, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
-    st.save_file(golden, os.path.join(d, "golden.safetensors"), metadata=meta)
+    write_mdlm_fixture("mdlm-tiny-features", MDLM_FEATURES_CFG, fparams, golden, meta)
 
 
 # ------------------------------------------------------------------------------- safetensors I/O
