@@ -23,7 +23,7 @@ import { ARDrafter, createNodeDevice, DiffusionDrafter, dirFolder, generate, loa
 import type { MDLM } from '../src/models/mdlm.js';
 import { reachableKernels } from '../src/decode/warmup.js';
 import { resolveSampling } from '../src/decode/options.js';
-import { DEFAULT_DIFFUSION_MAX_GAMMA, DEFAULT_GAMMA } from '../src/decode/generate.js';
+import { DEFAULT_DIFFUSION_GAMMA_SAMPLED, DEFAULT_DIFFUSION_MAX_GAMMA, DEFAULT_GAMMA } from '../src/decode/generate.js';
 import { table, fmt } from './lib/table.js';
 import { barChart, lineChart } from './lib/svg.js';
 
@@ -192,7 +192,9 @@ console.log(`adapter: ${device.info.adapter}; weights ${dtype}; ${prompts.length
 for (const regime of regimes) {
   for (const c of contendersFor(regime)) {
     const drafter = c.method === 'specdiff' ? new DiffusionDrafter(c.mdlm!, { steps: c.steps }) : c.method === 'speculative' ? new ARDrafter(arModel) : null;
-    const maxGamma = drafter ? Math.max(c.gamma ?? 0, DEFAULT_DIFFUSION_MAX_GAMMA, DEFAULT_GAMMA) : 0;
+    // The longest draft generate() can make with these settings (SpecDiff grows to its maximum at greedy only).
+    const sampled = REGIMES[regime].temperature > 0;
+    const maxGamma = c.method === 'ar' ? 0 : c.method === 'speculative' ? DEFAULT_GAMMA : (c.gamma ?? (sampled ? DEFAULT_DIFFUSION_GAMMA_SAMPLED : DEFAULT_DIFFUSION_MAX_GAMMA));
     await device.warmup(reachableKernels(target, drafter, { sampling: resolveSampling(REGIMES[regime]), maxGamma, withConfidence: false, maxNewTokens }));
     drafter?.dispose();
   }
