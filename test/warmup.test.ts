@@ -1,18 +1,19 @@
 /**
  * Warm-up: after Pipeline.warmup, generations with the same settings create no pipeline, with
- * every method, greedy and sampled, draft lengths growing to their longest and a context that
- * crosses every attention key bucket.
+ * every method, greedy and sampled, draft lengths growing to their longest and a context of
+ * several attention tiles.
  */
 import { describe, expect, it } from 'vitest';
 import { getDevice } from './helpers/device.js';
 import { tinyGPT2, tinyMDLM } from './helpers/tiny-models.js';
 import { Pipeline, type WarmupOptions } from '../src/pipeline.js';
 import type { Tokenizer } from '../src/models/tokenizer.js';
-import { ATTENTION_KEY_BUCKETS } from '../src/shaders/attention.js';
+import { attentionTileKeys } from '../src/shaders/attention.js';
 
 const V = 16;
-// Past the last bucket's lower edge, so the context reaches every attention variant.
-const POSITIONS = ATTENTION_KEY_BUCKETS[ATTENTION_KEY_BUCKETS.length - 2] + 24;
+const HEAD = 16;
+// A context of several attention tiles and more rows than the few-row matmuls take.
+const POSITIONS = 4 * attentionTileKeys(HEAD) + 24;
 const PROMPT = [1, 2, 3, 4, 5];
 
 describe('Pipeline.warmup', async () => {
@@ -39,7 +40,7 @@ describe('Pipeline.warmup', async () => {
       const before = dev.pipelineCount;
       const r = await pipe.generate(PROMPT, { ...opts, maxNewTokens }).result();
       expect(r.stats.stopReason === 'context' || r.stats.generatedTokens === maxNewTokens || r.stats.stopReason === 'eos').toBe(true);
-      expect(r.stats.promptTokens + r.stats.generatedTokens).toBeGreaterThan(ATTENTION_KEY_BUCKETS[ATTENTION_KEY_BUCKETS.length - 2]);
+      expect(r.stats.promptTokens + r.stats.generatedTokens).toBeGreaterThan(3 * attentionTileKeys(HEAD));
       expect(dev.pipelineCount - before).toBe(0);
       expect(r.stats.pipelinesCompiled).toBe(0);
       expect(r.stats.compileMs).toBe(0);

@@ -1,9 +1,8 @@
 /**
  * The kernels a generation can reach, found ahead by recording (never running) one pass of
  * every shape it can take. Kernel choices depend on a pass's row count only up to
- * STREAMED_MAX_ROWS (beyond it one tiled kernel does every count), and on its key count only
- * through the attention's few buckets (which the attention op notes all at once while
- * collecting), so a bounded set of recorded passes covers every later step.
+ * STREAMED_MAX_ROWS (beyond it one tiled kernel does every count), and not on its key count, so
+ * a bounded set of recorded passes covers every later step.
  */
 import type { KernelSpec } from '../tensor/device.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -81,5 +80,5 @@ export function reachableKernels(target: GPT2, drafter: Drafter | null, s: Reach
     }
     fresh();
     states?.dispose();
-  }, { maxKeys: longest });
+  });
 }

@@ -3,11 +3,9 @@
  *  - qkvSplit: splits a fused [n, 3·H·hd] projection into Q [n, H·hd] and writes K and V into
  *    head-major caches [H, cap, hd] at positions pos0.., applying rotary (rotate-half) to Q and K
  *    when asked. A KV cache then grows by append and rolls back by its length alone.
- *  - attention: one workgroup per (query row, head); its invocations share out the keys, each
- *    keeps an online softmax (running max, sum and weighted V), and the partial results are
- *    merged in workgroup memory, so any length is numerically stable. Causal attention may end
- *    in a bidirectional tail: its last `tail` query rows see every key (a block-causal drafter's
- *    masked block).
+ *  - attention: one workgroup per (query rows, head), keys in tiles with an online softmax, so
+ *    any length is numerically stable. Causal attention may end in a bidirectional tail: its
+ *    last `tail` query rows see every key (a block-causal drafter's masked block).
  */
 import { LINEAR_WG, paramsStruct } from './common.js';
 
@@ -59,53 +57,70 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }`;
 }
 
-export const ATTN_PARAMS = 'uuuuuuf';
+/** hd: vectors per head (a loop bound the shader compiler must not unroll, see attentionWGSL). */
+export const ATTN_PARAMS = 'uuuuuufu';
 
 /**
- * Invocations per workgroup: enough to share out the keys (about 8 each), few enough that the
- * merge of partial results stays cheap for short contexts, and the partial outputs fit
- * workgroup memory (T·hd floats per query row). Depends on the key count through powers of two
- * only, from 4 (up to 32 keys) to 64 (over 256): five variants in all (ATTENTION_KEY_BUCKETS).
+ * Invocations per workgroup: one per vector of the head (its output dimension), at most 64.
+ * Fixed per head size, so one kernel serves every key count.
  */
-export function attentionThreads(hd: number, keys: number, rows = 1): number {
-  const byMemory = 2 ** Math.floor(Math.log2(4096 / (hd * rows)));
-  const byKeys = 2 ** Math.ceil(Math.log2(Math.max(1, keys / 8)));
-  return Math.max(4, Math.min(64, byMemory, byKeys));
+export function attentionThreads(hd: number): number {
+  return Math.min(64, hd % 4 === 0 ? hd / 4 : hd);
 }
 
-/** A key count in each bucket of attentionThreads: together they reach every thread count. */
-export const ATTENTION_KEY_BUCKETS = [32, 64, 128, 256, 512];
+/** Keys per tile: scored together, then one max, one exponentiation and one weighted sum each. */
+export function attentionTileKeys(hd: number): number {
+  return 4 * attentionThreads(hd);
+}
 
-/** Workgroup memory of the attention kernel: partial outputs, maxima and sums of T·R rows. */
-export function attentionWorkgroupBytes(hd: number, T: number, R: number): number {
-  const n = hd % 4 === 0 ? hd / 4 : hd;
-  const lane = hd % 4 === 0 ? 16 : 4;
-  return T * R * n * lane + 2 * T * R * 4;
+/** Workgroup memory of the attention kernel with R rows: queries, a tile's scores and weights, partial sums. */
+export function attentionWorkgroupBytes(hd: number, R: number): number {
+  const T = attentionThreads(hd);
+  return R * hd * 4 + 2 * R * attentionTileKeys(hd) * 4 + 2 * R * T * 4;
 }
 
 /**
- * Head dimensions divisible by 4 are read, accumulated and merged as vec4 (a quarter of the
- * indexed loads and private-array accesses: on lavapipe each one is issued per lane). A
- * workgroup takes R query rows of one head, so each key and value it loads serves R rows (a
- * verify's or a draft's rows would otherwise each reload the whole cache).
+ * One workgroup per (R query rows, head). The keys go in tiles: the invocations share out the
+ * tile's keys and score each against the R rows into workgroup memory, each then takes the tile's maxima (from each invocation's) and
+ * exponentiates its share into the weights (a separate array: others still read the scores),
+ * and each accumulates the weighted values of its own head dimension
+ * over the tile (an online softmax across tiles, so any length is numerically stable).
+ * The loops over keys and over the head have bounds known only at run time: llvmpipe unrolls
+ * constant-bound loops, and its JIT then takes seconds per kernel over the unrolled loads
+ * (docs/performance.md, "Compiling kernels").
  */
-export function attentionWGSL(hd: number, causal: boolean, T: number, R = 1): string {
+export function attentionWGSL(hd: number, causal: boolean, R = 1): string {
   const V = hd % 4 === 0 ? 4 : 1;
   const ty = V === 4 ? 'vec4<f32>' : 'f32';
   const n = hd / V;
-  return `${paramsStruct(['n', 'H', 'cap', 'kvLen', 'qPos0', 'tail', 'scale'], ATTN_PARAMS, 4)}
+  const T = attentionThreads(hd);
+  const KT = attentionTileKeys(hd);
+  const DPI = Math.ceil(n / T);
+  // The head loop unrolled by U inside its run-time bound.
+  const U = n % 4 === 0 ? 4 : 1;
+  const NEG = '-3.0e38';
+  // Only when T does not divide the head: a branch inside a constant-bound loop slows the JIT too.
+  const guard = n % T === 0 ? '' : 'if (d < P.hd)';
+  return `${paramsStruct(['n', 'H', 'cap', 'kvLen', 'qPos0', 'tail', 'scale', 'hd'], ATTN_PARAMS, 4)}
 @group(0) @binding(0) var<storage, read> Q: array<${ty}>;
 @group(0) @binding(1) var<storage, read> Kc: array<${ty}>;
 @group(0) @binding(2) var<storage, read> Vc: array<${ty}>;
 @group(0) @binding(3) var<storage, read_write> O: array<${ty}>;
-// A head is HD elements of ${ty}; a workgroup takes R rows.
-const HD = ${n}u;
+// A head is P.hd = ${n} elements of ${ty}; a workgroup takes R rows, T invocations, tiles of KT keys.
 const T = ${T}u;
 const R = ${R}u;
+const KT = ${KT}u;
+const DPI = ${DPI}u;
 fn dotv(a: ${ty}, b: ${ty}) -> f32 { return ${V === 4 ? 'dot(a, b)' : 'a * b'}; }
-var<workgroup> partO: array<${ty}, ${T * R * n}>;
-var<workgroup> partM: array<f32, ${T * R}>;
-var<workgroup> partL: array<f32, ${T * R}>;
+var<workgroup> Qs: array<${ty}, ${R * n}>;
+var<workgroup> S: array<f32, ${R * KT}>;
+var<workgroup> Pw: array<f32, ${R * KT}>;
+var<workgroup> partM: array<f32, ${R * T}>;
+var<workgroup> partL: array<f32, ${R * T}>;
+/** Keys query row \`row\` sees (none past the last row). */
+fn keysOf(row: u32) -> u32 {
+  return select(0u, ${causal ? 'select(min(P.kvLen, P.qPos0 + row + 1u), P.kvLen, row + P.tail >= P.n)' : 'P.kvLen'}, row < P.n);
+}
 @compute @workgroup_size(${T})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -115,62 +130,82 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let t = lid.x;
   if (row0 >= P.n) { return; }
   let rows = min(R, P.n - row0);
-  var q: array<${ty}, ${R * n}>;
-  var ends: array<u32, ${R}>; // 0 for rows past the end: they see no keys
-  var last = 0u;
-  for (var r = 0u; r < R; r++) {
-    let row = min(row0 + r, P.n - 1u);
-    let qoff = (row * P.H + h) * HD;
-    for (var d = 0u; d < HD; d++) { q[r * HD + d] = Q[qoff + d] * P.scale; }
-    ${causal ? 'ends[r] = select(min(P.kvLen, P.qPos0 + row + 1u), P.kvLen, row + P.tail >= P.n);' : 'ends[r] = P.kvLen;'}
-    ends[r] = select(0u, ends[r], r < rows);
-    last = max(last, ends[r]);
+  for (var i = t; i < R * P.hd; i += T) {
+    let row = min(row0 + i / P.hd, P.n - 1u);
+    Qs[i] = Q[(row * P.H + h) * P.hd + i % P.hd] * P.scale;
   }
+  var last = 0u;
+  for (var r = 0u; r < R; r++) { last = max(last, keysOf(row0 + r)); }
   var m: array<f32, ${R}>;
   var l: array<f32, ${R}>;
-  var o: array<${ty}, ${R * n}>;
-  for (var r = 0u; r < R; r++) { m[r] = -3.0e38; }
-  for (var j = t; j < last; j += T) {
-    let koff = (h * P.cap + j) * HD;
-    var k: array<${ty}, ${n}>;
-    for (var d = 0u; d < HD; d++) { k[d] = Kc[koff + d]; }
-    var p: array<f32, ${R}>;
-    for (var r = 0u; r < R; r++) {
-      p[r] = 0.0; // explicitly: lavapipe kept the previous key's weights in this loop-local array
-      if (j < ends[r]) {
-        var s = 0.0;
-        for (var d = 0u; d < HD; d++) { s += dotv(q[r * HD + d], k[d]); }
-        let mNew = max(m[r], s);
-        let corr = exp(m[r] - mNew);
-        p[r] = exp(s - mNew);
-        l[r] = l[r] * corr + p[r];
-        for (var d = 0u; d < HD; d++) { o[r * HD + d] = o[r * HD + d] * corr; }
-        m[r] = mNew;
+  var corr: array<f32, ${R}>;
+  var o: array<${ty}, ${R * DPI}>;
+  for (var r = 0u; r < R; r++) { m[r] = ${NEG}; }
+  workgroupBarrier();
+  for (var j0 = 0u; j0 < last; j0 += KT) {
+    let count = min(KT, last - j0);
+    var pm: array<f32, ${R}>;
+    for (var r = 0u; r < R; r++) { pm[r] = ${NEG}; }
+    for (var jj = t; jj < count; jj += T) {
+      let j = j0 + jj;
+      let koff = (h * P.cap + j) * P.hd;
+      // Zeroed explicitly: lavapipe kept a loop-local array's values from the previous iteration.
+      var s = array<f32, ${R}>();
+      for (var d = 0u; d < P.hd; d += ${U}u) {
+        ${Array.from({ length: U }, (_, u) => `let k${u} = Kc[koff + d${u ? ` + ${u}u` : ''}];`).join('\n        ')}
+        for (var r = 0u; r < R; r++) {
+          let qo = r * P.hd + d;
+          s[r] += ${Array.from({ length: U }, (_, u) => `dotv(Qs[qo${u ? ` + ${u}u` : ''}], k${u})`).join(' + ')};
+        }
+      }
+      for (var r = 0u; r < R; r++) {
+        let v = select(${NEG}, s[r], j < keysOf(row0 + r));
+        S[r * KT + jj] = v;
+        pm[r] = max(pm[r], v);
       }
     }
-    for (var d = 0u; d < HD; d++) {
-      let vd = Vc[koff + d];
-      for (var r = 0u; r < R; r++) { o[r * HD + d] += p[r] * vd; }
+    for (var r = 0u; r < R; r++) { partM[r * T + t] = pm[r]; }
+    workgroupBarrier();
+    for (var r = 0u; r < R; r++) {
+      var tm = ${NEG};
+      for (var u = 0u; u < T; u++) { tm = max(tm, partM[r * T + u]); }
+      let mNew = max(m[r], tm);
+      corr[r] = exp(m[r] - mNew);
+      m[r] = mNew;
+      var ps = 0.0;
+      for (var jj = t; jj < count; jj += T) {
+        let sv = S[r * KT + jj];
+        let p = select(0.0, exp(sv - mNew), sv > -1.0e38);
+        Pw[r * KT + jj] = p;
+        ps += p;
+      }
+      partL[r * T + t] = ps;
     }
+    workgroupBarrier();
+    for (var r = 0u; r < R; r++) {
+      var ts = 0.0;
+      for (var u = 0u; u < T; u++) { ts += partL[r * T + u]; }
+      l[r] = l[r] * corr[r] + ts;
+    }
+    for (var di = 0u; di < DPI; di++) {
+      let d = t + di * T;
+      ${guard} {
+        var acc: array<${ty}, ${R}>;
+        for (var r = 0u; r < R; r++) { acc[r] = o[r * DPI + di] * corr[r]; }
+        for (var jj = 0u; jj < count; jj++) {
+          let vd = Vc[(h * P.cap + j0 + jj) * P.hd + d];
+          for (var r = 0u; r < R; r++) { acc[r] += Pw[r * KT + jj] * vd; }
+        }
+        for (var r = 0u; r < R; r++) { o[r * DPI + di] = acc[r]; }
+      }
+    }
+    // The next tile overwrites S, Pw, partM and partL.
+    workgroupBarrier();
   }
-  for (var r = 0u; r < R; r++) { partM[t * R + r] = m[r]; }
-  workgroupBarrier();
-  for (var r = 0u; r < R; r++) {
-    var gm = -3.0e38;
-    for (var u = 0u; u < T; u++) { gm = max(gm, partM[u * R + r]); }
-    let w = select(0.0, exp(m[r] - gm), l[r] > 0.0);
-    partL[t * R + r] = l[r] * w;
-    for (var d = 0u; d < HD; d++) { partO[(t * R + r) * HD + d] = o[r * HD + d] * w; }
-  }
-  workgroupBarrier();
   for (var r = 0u; r < rows; r++) {
-    var gl = 0.0;
-    for (var u = 0u; u < T; u++) { gl += partL[u * R + r]; }
-    let qoff = ((row0 + r) * P.H + h) * HD;
-    for (var d = t; d < HD; d += T) {
-      var acc = ${ty}(0.0);
-      for (var u = 0u; u < T; u++) { acc += partO[(u * R + r) * HD + d]; }
-      O[qoff + d] = acc / gl;
+    for (var di = 0u; di < DPI; di++) {
+      let d = t + di * T;
+      ${guard} { O[((row0 + r) * P.H + h) * P.hd + d] = o[r * DPI + di] / l[r]; }
     }
   }
 }`;

@@ -145,8 +145,6 @@ export class Device {
   compileMs = 0;
   /** While collectKernels runs: the kernels dispatches would have used, by key. */
   private collected: Map<string, KernelSpec> | null = null;
-  /** While collectKernels runs: the most keys an attention can see (bounds the variants it notes). */
-  collectMaxKeys = Infinity;
   /** Kernels dispatched at least once (their driver-side compilation is done). */
   private launched = new Set<string>();
 
@@ -425,29 +423,17 @@ export class Device {
    * Runs fn with nothing recorded or run: every dispatch only notes its kernel. Returns the
    * kernels fn would have dispatched (to compile them ahead, with compile). fn must not read back.
    */
-  collectKernels(fn: () => void, opts: { maxKeys?: number } = {}): KernelSpec[] {
+  collectKernels(fn: () => void): KernelSpec[] {
     if (this.collected) throw new Error('collectKernels does not nest');
     this.flush();
     const found = new Map<string, KernelSpec>();
     this.collected = found;
-    this.collectMaxKeys = opts.maxKeys ?? Infinity;
     try {
       this.scope(fn);
     } finally {
       this.collected = null;
-      this.collectMaxKeys = Infinity;
     }
     return [...found.values()];
-  }
-
-  /** Whether collectKernels is running (ops then also note the variants other sizes would pick). */
-  get collecting(): boolean {
-    return this.collected !== null;
-  }
-
-  /** Notes a kernel a later dispatch may use (no-op outside collectKernels). */
-  expect(spec: KernelSpec): void {
-    this.collected?.set(spec.key, spec);
   }
 
   private computePass(): GPUComputePassEncoder {

@@ -8,7 +8,6 @@ import { Tensor } from '../tensor.js';
 import { kernelSpec } from '../spec.js';
 import { grid2d } from '../../shaders/common.js';
 import {
-  ATTENTION_KEY_BUCKETS,
   ATTN_PARAMS,
   attentionThreads,
   attentionWorkgroupBytes,
@@ -131,11 +130,7 @@ export interface AttentionOptions {
 /**
  * Four rows per workgroup share each key and value load of a verify or a draft four ways. The
  * kernel's loops over a workgroup's rows have a constant trip count, so the per-row arrays stay
- * in registers (with the row count as the bound, lavapipe kept them in memory and 4 rows ran
- * slower than 1). On lavapipe, alternating in one process, 8 heads × 64 keys, 6 rows: R 2/3/4/5/6
- * = 450–461/368–456/377–456/1163–1544/1133–1280 µs (5 and more spill); 10 rows of 4 heads:
- * 381–545/400–495/342–484 µs for R 2/3/4 (two runs). Before that change R 2 took 610–724 µs and
- * R 4 1459–1700 µs for 6 rows.
+ * in registers.
  */
 export const ATTENTION_ROWS = 4;
 
@@ -156,40 +151,36 @@ export function attention(q: Tensor, cache: KVCache, opts: AttentionOptions = {}
   // A row's result does not depend on R and rows past the end see no keys: 2..R-1 rows run the
   // R-row kernel, so each thread count has two variants (one row, R rows) instead of R.
   const rows = n === 1 ? 1 : perWorkgroup;
-  const spec = attentionSpec(dev, hd, causal, cache.length, rows);
-  // Longer contexts take other thread counts: note them all while collecting kernels to compile.
-  if (dev.collecting) {
-    for (const keys of ATTENTION_KEY_BUCKETS) dev.expect(attentionSpec(dev, hd, causal, Math.max(cache.length, Math.min(keys, cache.capacity, dev.collectMaxKeys)), rows));
-  }
+  const spec = attentionSpec(dev, hd, causal, rows);
   dev.dispatch(
     spec,
     [q.binding, cache.k.binding, cache.v.binding, out.binding],
-    [n, H, cache.capacity, cache.length, cache.length - n, tail, opts.scale ?? 1 / Math.sqrt(hd)],
+    [n, H, cache.capacity, cache.length, cache.length - n, tail, opts.scale ?? 1 / Math.sqrt(hd), hd % 4 === 0 ? hd / 4 : hd],
     grid2d(Math.ceil(n / spec.rows) * H),
   );
   return out;
 }
 
-function attentionSpec(dev: Device, hd: number, causal: boolean, keys: number, rows: number) {
-  const { T, R } = attentionShape(dev, hd, keys, rows);
-  return { ...kernelSpec(`attention_hd${hd}_t${T}_r${R}${causal ? '_causal' : ''}`, ['r', 'r', 'r', 'w'], ATTN_PARAMS, () => attentionWGSL(hd, causal, T, R)), rows: R };
+function attentionSpec(dev: Device, hd: number, causal: boolean, rows: number) {
+  const R = attentionRows(dev, hd, rows);
+  return { ...kernelSpec(`attention_hd${hd}_r${R}${causal ? '_causal' : ''}`, ['r', 'r', 'r', 'w'], ATTN_PARAMS, () => attentionWGSL(hd, causal, R)), rows: R };
 }
 
 /**
- * Threads T and rows R per workgroup within the device's workgroup memory and invocations. Rows
- * go first: a row's result does not depend on R, so a small limit keeps the output the same;
- * fewer threads, the last resort, change the order of the sums.
+ * Query rows per workgroup within the device's workgroup memory and invocations (a row's result
+ * does not depend on it).
  */
-export function attentionShape(dev: Pick<Device, 'limits'>, hd: number, keys: number, rows: number): { T: number; R: number } {
+export function attentionRows(dev: Pick<Device, 'limits'>, hd: number, rows: number): number {
   const { maxComputeWorkgroupStorageSize: bytes, maxComputeInvocationsPerWorkgroup: inv, maxComputeWorkgroupSizeX: x } = dev.limits;
-  let R = rows;
-  let T = Math.min(attentionThreads(hd, keys, R), 2 ** Math.floor(Math.log2(Math.min(inv, x))));
-  while (R > 1 && attentionWorkgroupBytes(hd, T, R) > bytes) R--;
-  while (T > 1 && attentionWorkgroupBytes(hd, T, R) > bytes) T /= 2;
-  if (attentionWorkgroupBytes(hd, T, R) > bytes) {
-    throw new GPULimitError(`attention: head size ${hd} needs ${attentionWorkgroupBytes(hd, T, R)} bytes of workgroup memory; the device allows ${bytes} (maxComputeWorkgroupStorageSize)`);
+  if (attentionThreads(hd) > Math.min(inv, x)) {
+    throw new GPULimitError(`attention: head size ${hd} needs ${attentionThreads(hd)} invocations per workgroup; the device allows ${Math.min(inv, x)} (maxComputeInvocationsPerWorkgroup, maxComputeWorkgroupSizeX)`);
   }
-  return { T, R };
+  let R = rows;
+  while (R > 1 && attentionWorkgroupBytes(hd, R) > bytes) R--;
+  if (attentionWorkgroupBytes(hd, R) > bytes) {
+    throw new GPULimitError(`attention: head size ${hd} needs ${attentionWorkgroupBytes(hd, R)} bytes of workgroup memory; the device allows ${bytes} (maxComputeWorkgroupStorageSize)`);
+  }
+  return R;
 }
 
 /** Rotate-half rotary on x [n, H, hd] at positions pos0.. (table from ropeTable). */
