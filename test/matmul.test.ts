@@ -62,6 +62,29 @@ describe('matmul', () => {
     }
   }
 
+  // Row buckets: each row count runs the smallest compiled bucket at least as large, its extra rows
+  // repeating the last; N = 37 also moves the last invocation's group of weight rows back.
+  for (const [name, choice] of [
+    ['gemv', { family: 'gemv', split: 1, group: 8 }],
+    ['gemv-uniform', { family: 'gemv-uniform', split: 1, group: 16 }],
+    ['gemv-uniform-wide', { family: 'gemv-uniform', split: 1, group: 8, wide: true }],
+  ] as Array<[string, MatmulChoice]>) {
+    it(`${name} nk with bias and residual gives the reference for every row count 1..16 (padded buckets)`, async () => {
+      const dev = await getDevice();
+      const [K, N] = [24, 37];
+      const wt = Tensor.from(dev, randn(K * N, 21, 0.5), [N, K], 'f16');
+      const w = (await wt.read()) as Float32Array;
+      const b = randn(N, 22);
+      for (let M = 1; M <= 16; M++) {
+        const a = randn(M * K, 20 + M);
+        const r = randn(M * N, 40 + M);
+        const out = matmul(Tensor.from(dev, a, [M, K]), wt, { layout: 'nk', bias: Tensor.from(dev, b, [N]), residual: Tensor.from(dev, r, [M, N]) }, choice);
+        const ref = matmulRef(a, w, M, K, N, 'nk').map((v, i) => v + b[i % N] + r[i]);
+        expectClose(await out.read(), ref, 1e-4, 1e-4);
+      }
+    });
+  }
+
   for (const layout of ['kn', 'nk'] as const) {
     for (const [M, K, N] of [[17, 13, 9], [64, 64, 64], [33, 128, 101], [100, 4, 37]] as const) {
       it(`tiled ${layout} M=${M} K=${K} N=${N} matches the reference`, async () => {

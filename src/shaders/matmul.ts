@@ -27,7 +27,10 @@ export interface MatmulVariant {
   bias: boolean;
   gelu: boolean;
   residual: boolean;
-  /** Rows, for the gemv families (1..16). */
+  /**
+   * Rows, for the gemv families (1..16). The 'nk' gemv with split 1 may run fewer (P.M): the
+   * rows past them repeat the last one.
+   */
   rows: number;
   /** K-split factor of 'gemv-split' (power of two). */
   split: number;
@@ -68,14 +71,14 @@ function loaders(v: MatmulVariant): string {
   // Row m is relative to this dispatch's first row, mBase.
   const a = v.family === 'gemv-uniform'
     ? `@group(0) @binding(0) var<uniform> A: array<vec4<f32>, ${(v.rows * v.uniformK) / 4}>;
-// Bound at this dispatch's first row: no mBase here.
-fn loadA(m: u32, k: u32) -> vec4<f32> { return A[(m * ${v.uniformK}u + k) / 4u]; }`
+// Bound at this dispatch's first row: no mBase here. Rows past M (a padded row bucket) repeat row M - 1.
+fn loadA(m: u32, k: u32) -> vec4<f32> { return A[(min(m, P.M - 1u) * ${v.uniformK}u + k) / 4u]; }`
     : v.aligned
     ? `@group(0) @binding(0) var<storage, read> A: array<vec4<f32>>;
-fn loadA(m: u32, k: u32) -> vec4<f32> { return A[((m + P.mBase) * P.K + k) / 4u]; }`
+fn loadA(m: u32, k: u32) -> vec4<f32> { return A[((min(m, P.M - 1u) + P.mBase) * P.K + k) / 4u]; }`
     : `@group(0) @binding(0) var<storage, read> A: array<f32>;
 fn loadA(m: u32, k: u32) -> vec4<f32> {
-  let i = (m + P.mBase) * P.K + k;
+  let i = (min(m, P.M - 1u) + P.mBase) * P.K + k;
   return vec4<f32>(A[i], select(0.0, A[i + 1u], k + 1u < P.K), select(0.0, A[i + 2u], k + 2u < P.K), select(0.0, A[i + 3u], k + 3u < P.K));
 }`;
   // Weights are read through w4 (four at a flat index divisible by 4) or w1 (one). f16 weights
@@ -239,7 +242,11 @@ function gemvNkBody(v: MatmulVariant): string {
   const R = v.rows;
   const S = v.family === 'gemv-split' ? v.split : 1;
   if (S === 1) {
-    // G rows of W per invocation: each vec4 of A loaded serves G rows.
+    // G rows of W per invocation: each vec4 of A loaded serves G rows. The last invocation's
+    // group is moved back to end at the chunk's last row, and rows past M (a padded row bucket)
+    // repeat row M - 1: the rows it shares with its neighbour and the repeated rows are stored
+    // twice with the same values, so stores need no branch (branches in these unrolled loops
+    // cost llvmpipe's JIT seconds per kernel; docs/performance.md, "Compiling kernels").
     const G = v.group;
     const rows = Array.from({ length: G }, (_, j) => j);
     const [step, load, fma] = v.wide
@@ -252,18 +259,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let n0 = ((${LINEAR_WG}) * ${v.threads}u + lid.x) * ${G}u;
   if (n0 >= P.nCount) { return; }
   let last = P.nCount - 1u;
+  let base = min(n0, P.nCount - min(${G}u, P.nCount));
   var acc: array<array<f32, ${G}>, ${R}>;
   for (var k = 0u; k < P.K; k += ${step}u) {
-    ${rows.map((j) => `let w${j} = ${load}(min(n0 + ${j}u, last), k);`).join('\n    ')}
+    ${rows.map((j) => `let w${j} = ${load}(min(base + ${j}u, last), k);`).join('\n    ')}
     for (var m = 0u; m < ${R}u; m++) {
       let a = ${v.wide ? 'loadA8' : 'loadA'}(m, k);
       ${rows.map(fma).join('\n      ')}
     }
   }
   for (var m = 0u; m < ${R}u; m++) {
-    for (var j = 0u; j < ${G}u; j++) {
-      if (n0 + j < P.nCount) { store(m, P.nBase + n0 + j, acc[m][j]); }
-    }
+    for (var j = 0u; j < ${G}u; j++) { store(min(m, P.M - 1u), P.nBase + min(base + j, last), acc[m][j]); }
   }
 }`;
   }

@@ -32,6 +32,20 @@ export interface MatmulOptions {
 export const GEMV_MAX_ROWS = 16;
 
 /**
+ * Row counts the 'nk' gemv kernels are compiled for: a dispatch of M rows runs the smallest
+ * bucket of at least M, its extra rows repeating the last (at most a third more arithmetic on
+ * the activations, which are not what these weight-streaming kernels wait on). Seven variants
+ * per matmul shape then serve every row count instead of sixteen, and each variant costs
+ * llvmpipe's JIT about a second in a cold process (docs/performance.md, "Compiling kernels").
+ */
+export const GEMV_ROW_BUCKETS = [1, 2, 4, 6, 8, 12, 16];
+
+/** The row bucket a gemv dispatch of `rows` rows runs. */
+export function rowBucket(rows: number): number {
+  return GEMV_ROW_BUCKETS.find((b) => b >= rows) ?? rows;
+}
+
+/**
  * Up to this many rows the gemv families are candidates too, run in chunks of GEMV_MAX_ROWS rows
  * that each stream the weights once: a drafter's 20-40 positions or a γ = 24 verify are still
  * weight-bound, and on adapters with little compute per byte that beats the tiled kernel.
@@ -113,7 +127,7 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
   }
   const out = Tensor.empty(dev, outShape);
   if (M === 0 || N === 0) return out;
-  const c = choice ?? getMatmulChoice(dev, tuneKey(layout, w.dtype, M, K, N)) ?? defaultChoice(M);
+  const c = choice ?? getMatmulChoice(dev, tuneKey(layout, w.dtype, M, K, N)) ?? defaultChoice(M <= GEMV_MAX_ROWS ? rowBucket(M) : M);
   if (c.threads !== undefined && ![16, 32, 64].includes(c.threads)) {
     throw new RangeError(`matmul: threads (invocations per workgroup) must be 16, 32 or 64, got ${c.threads}`);
   }
@@ -125,6 +139,13 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
     : c.family;
   const nkGemv = (family === 'gemv' || family === 'gemv-uniform') && layout === 'nk';
   const group = c.group ?? 4;
+  // A padded bucket must also fit the uniform binding and, read from the chunk's first row, the buffer.
+  const kernelRows = (mBase: number, rows: number): number => {
+    const b = nkGemv ? rowBucket(rows) : rows;
+    if (family !== 'gemv-uniform') return b;
+    const fits = b * K * 4 <= dev.limits.maxUniformBufferBindingSize && (mBase + b) * K * 4 <= a.buffer.size;
+    return fits ? b : rows;
+  };
   const variant = (rows: number): MatmulVariant => ({
     family,
     layout,
@@ -148,8 +169,8 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
   const rowChunks: Array<{ mBase: number; rows: number; v: MatmulVariant; spec: KernelSpec; aBinding: BufferBinding }> = [];
   for (let mBase = 0; mBase < M; mBase += perDispatch) {
     const rows = Math.min(perDispatch, M - mBase);
-    const v = variant(rows);
-    const aBinding = family === 'gemv-uniform' ? { buffer: a.buffer, offset: mBase * K * 4, size: rows * K * 4 } : a.binding;
+    const v = variant(kernelRows(mBase, rows));
+    const aBinding = family === 'gemv-uniform' ? { buffer: a.buffer, offset: mBase * K * 4, size: v.rows * K * 4 } : a.binding;
     rowChunks.push({ mBase, rows, v, aBinding, spec: kernelSpec(matmulKey(v), matmulBindings(v), MATMUL_PARAMS, () => matmulWGSL(v)) });
   }
   const extra = [opts.bias, opts.residual].filter((t): t is Tensor => !!t).map((t) => t.binding);
