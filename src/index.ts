@@ -14,10 +14,11 @@ export { GPT2, type GPT2Cache, type ModelLoadOptions } from './models/gpt2.js';
 export { MDLM, type MDLMCache } from './models/mdlm.js';
 export { ConfigError, parseGPT2Config, parseMDLMConfig, type GPT2Config, type MDLMConfig } from './models/config.js';
 export { ContextError, NumericalError } from './models/errors.js';
-export { WeightError } from './models/weights.js';
-export { loadGPT2, loadMDLM, loadTokenizer, urlFolder } from './models/load.js';
+export { WeightError, type WeightDType } from './models/weights.js';
+export { defaultWeightDType, loadGPT2, loadMDLM, loadTokenizer, urlFolder } from './models/load.js';
 export {
   SafetensorsError,
+  FetchError,
   openCheckpoint,
   openCheckpointUrl,
   openSafetensors,
