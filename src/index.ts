@@ -29,6 +29,7 @@ export {
   type ByteSource,
   type Checkpoint,
   type CheckpointFolder,
+  type FetchOptions,
   type ProgressCallback,
 } from './models/safetensors.js';
 

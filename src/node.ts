@@ -8,6 +8,9 @@ import { WebGPUUnavailableError } from './tensor/errors.js';
 
 export * from './index.js';
 export { dirFolder, fileSource, openCheckpointDir, openSafetensorsFile } from './models/safetensors-node.js';
+export { BUNDLED_MODELS, BundledModelsError, MODELS_PACKAGE, bundledModelPath, bundledModelsDir, type BundledModel } from './models/bundled-node.js';
+// In Node, urlFolder caches its downloads on disk (it replaces the browser entry's urlFolder).
+export { CacheError, defaultCacheDir, urlFolder, type CachedUrlOptions } from './models/url-cache-node.js';
 
 let dawn: GPU | null = null;
 
