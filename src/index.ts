@@ -1,3 +1,5 @@
+// The published types use WebGPU's (GPUDevice …): this dependency brings them to consumers with no setup.
+/// <reference types="@webgpu/types" preserve="true" />
 /**
  * specdiff-webgpu: a WebGPU tensor runtime for GPT-2 family language models with speculative
  * decoding and Speculative Diffusion Decoding (SpecDiff). Browser-safe: no Node imports, no

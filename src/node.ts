@@ -1,3 +1,5 @@
+// The published types use WebGPU's (GPUDevice …): this dependency brings them to consumers with no setup.
+/// <reference types="@webgpu/types" preserve="true" />
 /**
  * Node entry point: everything of the browser entry, plus a device from Dawn (the `webgpu`
  * npm package) and filesystem loaders. The browser entry never imports this file.
