@@ -7,12 +7,23 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { createNodeDevice, dirFolder, loadPipeline, urlFolder, type GenerationStats, type Pipeline, type StepTrace, type WarmupOptions } from './node.js';
+import {
+  bundledModelPath,
+  bundledModelsDir,
+  createNodeDevice,
+  dirFolder,
+  loadPipeline,
+  urlFolder,
+  type BundledModel,
+  type GenerationStats,
+  type Pipeline,
+  type StepTrace,
+  type WarmupOptions,
+} from './node.js';
 import type { CheckpointFolder } from './models/safetensors.js';
+import { formatBytes, ProgressBars } from './cli-progress.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-/** The bundled models, beside dist/ (or src/ when run through tsx). */
-const BUNDLED = join(here, '..', 'models');
 
 const HELP = `usage:
   specdiff generate "prompt" [options]   stream a generation
@@ -36,9 +47,12 @@ options:
   --schedule left-to-right|random
   --temperature X    0 = greedy (default 0)
   --top-k N  --top-p X  --seed N  --max-new-tokens N (default 64)
-  --target DIR|URL   GPT-2 checkpoint folder (default: bundled)
+  --target DIR|URL   GPT-2 checkpoint folder (default: the bundled models, from the
+                     specdiff-webgpu-models package or the repository's models/)
   --drafter DIR|URL  MDLM drafter folder (default: bundled)
   --ar-drafter DIR|URL  GPT-2 drafter folder (default: bundled)
+  --cache-dir DIR    where files loaded by URL are kept (default: the user's cache folder,
+                     e.g. ~/.cache/specdiff-webgpu)
   --f32              keep weights in f32 (default: f16 where the adapter has shader-f16)
   --autotune         time the matmul kernel variants for these shapes first and use the fastest
   --json             print the result and statistics as JSON (stdout); otherwise the
@@ -90,21 +104,18 @@ function checkFlags(values: Record<string, unknown>): void {
   }
 }
 
-function folder(spec: string): CheckpointFolder {
-  return /^https?:\/\//.test(spec) ? urlFolder(spec) : dirFolder(spec);
-}
-
-function progressBar(label: string) {
-  let last = -1;
-  return (loaded: number, total: number) => {
-    if (!process.stderr.isTTY) return;
-    const pct = Math.floor((100 * loaded) / Math.max(total, 1));
-    if (pct === last) return;
-    last = pct;
-    const w = 30;
-    const fill = Math.round((w * pct) / 100);
-    process.stderr.write(`\r${label.padEnd(16)} [${'#'.repeat(fill)}${'.'.repeat(w - fill)}] ${pct}%${pct === 100 ? '\n' : ''}`);
-  };
+/** The folder a model flag names (a directory or a URL, downloads cached), or the bundled model; bars labelled by the flag. */
+function folder(values: Record<string, unknown>, flag: 'target' | 'drafter' | 'ar-drafter', bundled: BundledModel, bars: ProgressBars | null): CheckpointFolder {
+  const spec = values[flag] as string | undefined;
+  if (spec === undefined) return dirFolder(bundledModelPath(bundled));
+  if (!/^https?:\/\//.test(spec)) return dirFolder(spec);
+  const base = spec.endsWith('/') ? spec : `${spec}/`;
+  const label = (url: string) => `${flag}: ${url.slice(base.length)}`;
+  return urlFolder(base, {
+    cacheDir: values['cache-dir'] as string | undefined,
+    onProgress: (loaded, total, url) => bars?.update(label(url), loaded, total, `${formatBytes(loaded)} / ${formatBytes(total)}`),
+    onFile: (url, fromCache, bytes) => bars?.finish(label(url), `${formatBytes(bytes)}${fromCache ? ' (cached)' : ''}`),
+  });
 }
 
 /** Compiles what a generation with these options can reach, showing "compiling kernels n/N" on stderr. */
@@ -138,19 +149,26 @@ function summary(s: GenerationStats): string {
   return lines.join('\n');
 }
 
-/** Loads the target and only the drafter the methods use. */
+/** Loads the target and only the drafter the methods use, with a progress bar per downloaded file and per model. */
 async function load(values: Record<string, unknown>, methods: readonly string[]): Promise<Pipeline> {
+  const bars = values.json ? null : new ProgressBars();
+  const sources = {
+    target: folder(values, 'target', 'target', bars),
+    diffusionDrafter: methods.includes('specdiff') ? folder(values, 'drafter', 'drafter-mdlm', bars) : undefined,
+    arDrafter: methods.includes('speculative') ? folder(values, 'ar-drafter', 'drafter-ar', bars) : undefined,
+  };
+  // loadPipeline loads the models in this order, each one's progress ending at its total.
+  const models = ['target', ...(sources.diffusionDrafter ? ['drafter'] : []), ...(sources.arDrafter ? ['ar-drafter'] : [])];
+  let loading = 0;
+  const onProgress = (loaded: number, total: number) => {
+    const label = `${models[loading]} weights to the GPU`;
+    if (loaded < total) return bars?.update(label, loaded, total, formatBytes(total));
+    bars?.finish(label, formatBytes(total));
+    loading++;
+  };
   const device = await createNodeDevice();
-  const target = folder((values.target as string) ?? join(BUNDLED, 'target'));
-  const pipe = await loadPipeline(
-    device,
-    {
-      target,
-      diffusionDrafter: methods.includes('specdiff') ? folder((values.drafter as string) ?? join(BUNDLED, 'drafter-mdlm')) : undefined,
-      arDrafter: methods.includes('speculative') ? folder((values['ar-drafter'] as string) ?? join(BUNDLED, 'drafter-ar')) : undefined,
-    },
-    { dtype: values.f32 ? 'f32' : 'f16', onProgress: progressBar('loading weights') },
-  );
+  // No dtype: the library's default (f16 where the adapter has shader-f16).
+  const pipe = await loadPipeline(device, sources, { dtype: values.f32 ? 'f32' : undefined, onProgress });
   if (!values.json) process.stderr.write(`adapter: ${device.info.adapter}\n`);
   if (values.autotune) {
     const t = performance.now();
@@ -199,6 +217,7 @@ async function main(): Promise<void> {
       target: { type: 'string' },
       drafter: { type: 'string' },
       'ar-drafter': { type: 'string' },
+      'cache-dir': { type: 'string' },
       f32: { type: 'boolean' },
       autotune: { type: 'boolean' },
       json: { type: 'boolean' },
@@ -239,7 +258,7 @@ async function main(): Promise<void> {
     return;
   }
   if (command === 'demo') {
-    const prompt = rest.join(' ') || readFileSync(join(BUNDLED, 'prompt.txt'), 'utf8').trim();
+    const prompt = rest.join(' ') || readFileSync(join(bundledModelsDir(), 'prompt.txt'), 'utf8').trim();
     const pipe = await load(values, ['ar', 'specdiff']);
     // Sampled by default: the small bundled target's greedy text soon repeats itself.
     const opts = { ...genOptions(values), temperature: Number(values.temperature ?? 0.8), topK: Number(values['top-k'] ?? 50), seed: Number(values.seed ?? 0) };

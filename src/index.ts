@@ -1,3 +1,5 @@
+// The published types use WebGPU's (GPUDevice …): this dependency brings them to consumers with no setup.
+/// <reference types="@webgpu/types" preserve="true" />
 /**
  * specdiff-webgpu: a WebGPU tensor runtime for GPT-2 family language models with speculative
  * decoding and Speculative Diffusion Decoding (SpecDiff). Browser-safe: no Node imports, no
@@ -14,10 +16,11 @@ export { GPT2, type GPT2Cache, type ModelLoadOptions } from './models/gpt2.js';
 export { MDLM, type MDLMCache } from './models/mdlm.js';
 export { ConfigError, parseGPT2Config, parseMDLMConfig, type GPT2Config, type MDLMConfig } from './models/config.js';
 export { ContextError, NumericalError } from './models/errors.js';
-export { WeightError } from './models/weights.js';
-export { loadGPT2, loadMDLM, loadTokenizer, urlFolder } from './models/load.js';
+export { WeightError, type WeightDType } from './models/weights.js';
+export { defaultWeightDType, loadGPT2, loadMDLM, loadTokenizer, urlFolder } from './models/load.js';
 export {
   SafetensorsError,
+  FetchError,
   openCheckpoint,
   openCheckpointUrl,
   openSafetensors,
@@ -28,6 +31,7 @@ export {
   type ByteSource,
   type Checkpoint,
   type CheckpointFolder,
+  type FetchOptions,
   type ProgressCallback,
 } from './models/safetensors.js';
 

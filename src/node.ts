@@ -1,3 +1,5 @@
+// The published types use WebGPU's (GPUDevice …): this dependency brings them to consumers with no setup.
+/// <reference types="@webgpu/types" preserve="true" />
 /**
  * Node entry point: everything of the browser entry, plus a device from Dawn (the `webgpu`
  * npm package) and filesystem loaders. The browser entry never imports this file.
@@ -8,6 +10,9 @@ import { WebGPUUnavailableError } from './tensor/errors.js';
 
 export * from './index.js';
 export { dirFolder, fileSource, openCheckpointDir, openSafetensorsFile } from './models/safetensors-node.js';
+export { BUNDLED_MODELS, BundledModelsError, MODELS_PACKAGE, bundledModelPath, bundledModelsDir, type BundledModel } from './models/bundled-node.js';
+// In Node, urlFolder caches its downloads on disk (it replaces the browser entry's urlFolder).
+export { CacheError, defaultCacheDir, urlFolder, type CachedUrlOptions } from './models/url-cache-node.js';
 
 let dawn: GPU | null = null;
 

@@ -1,10 +1,22 @@
 /** The command line checks every flag before it loads anything (these runs load no model). */
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { writeTinyFolders } from './e2e/tiny-folders.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
-const cli = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
+const ARGS = ['--import', 'tsx', 'src/cli.ts'];
+const cli = (...args: string[]) => spawnSync(process.execPath, [...ARGS, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
+/** The same, leaving the event loop free (for a server in this process). */
+const cliAsync = (...args: string[]) =>
+  new Promise<{ status: number; stdout: string; stderr: string }>((resolve) =>
+    execFile(process.execPath, [...ARGS, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 }, (e, stdout, stderr) => resolve({ status: e ? Number(e.code ?? 1) : 0, stdout, stderr })),
+  );
 
 describe('command line', () => {
   it.each([
@@ -32,6 +44,36 @@ describe('command line', () => {
     expect(r.stdout).not.toContain('The ship sailed');
     expect(r.stdout).not.toMatch(/tok\/s|target passes/);
     expect(r.stderr).toMatch(/ar: 4 tokens in .* tok\/s/);
+  }, 300_000);
+
+  it('a URL target: one labelled progress line per file and model, each ending at 100 %; a second run reads the files from the cache', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'specdiff-cli-url-'));
+    await writeTinyFolders(join(dir, 'models'), { tokenizerJson: true });
+    let requests = 0;
+    const server = createServer(async (req, res) => {
+      requests++;
+      const body = await readFile(join(dir, 'models', req.url ?? '')).catch(() => null);
+      if (body) res.writeHead(200, { 'content-length': body.length }).end(body);
+      else res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const target = `http://127.0.0.1:${(server.address() as AddressInfo).port}/target`;
+    const run = () => cliAsync('generate', 'The ship', '--method', 'ar', '--max-new-tokens', '2', '--target', target, '--cache-dir', join(dir, 'cache'));
+    const bar = (label: string, tail: string) => new RegExp(`^${label} +\\[#{30}\\] 100% ${tail}$`, 'm');
+    try {
+      const first = await run();
+      expect(first.status, first.stderr).toBe(0);
+      for (const file of ['tokenizer.json', 'config.json', 'model.safetensors']) expect(first.stderr).toMatch(bar(`target: ${file}`, '[\\d.]+ [KM]B'));
+      expect(first.stderr).toMatch(bar('target weights to the GPU', '[\\d.]+ [KM]B'));
+      const served = requests;
+      const second = await run();
+      expect(second.status, second.stderr).toBe(0);
+      for (const file of ['tokenizer.json', 'config.json', 'model.safetensors']) expect(second.stderr).toMatch(bar(`target: ${file}`, '[\\d.]+ [KM]B \\(cached\\)'));
+      expect(requests).toBe(served);
+    } finally {
+      server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   }, 300_000);
 
   it('--version prints the package version', () => {

@@ -3,6 +3,8 @@ import { dirFolder } from '../src/models/safetensors-node.js';
 import { loadGPT2, loadMDLM } from '../src/models/load.js';
 import { openSafetensorsFile } from '../src/models/safetensors-node.js';
 import { getDevice } from './helpers/device.js';
+import { createNodeDevice } from '../src/node.js';
+import type { Device } from '../src/tensor/device.js';
 
 const FIX = new URL('./fixtures/', import.meta.url).pathname;
 
@@ -27,7 +29,7 @@ describe('GPT-2 against the PyTorch reference', () => {
   for (const dir of ['gpt2-tiny', 'gpt2-tiny-prefixed', 'gpt2-tiny-sharded']) {
     it(`${dir}: prefill logits at every position match within 1e-4`, async () => {
       const dev = await getDevice();
-      const model = await loadGPT2(dev, dirFolder(FIX + dir));
+      const model = await loadGPT2(dev, dirFolder(FIX + dir), { dtype: 'f32' });
       const g = await golden(dir);
       const ids = Array.from(await g.get('input_ids'));
       const expected = await g.get('logits');
@@ -42,7 +44,7 @@ describe('GPT-2 against the PyTorch reference', () => {
 
   it('decode one token at a time and verify k tokens at once give the prefill logits', async () => {
     const dev = await getDevice();
-    const model = await loadGPT2(dev, dirFolder(FIX + 'gpt2-tiny'));
+    const model = await loadGPT2(dev, dirFolder(FIX + 'gpt2-tiny'), { dtype: 'f32' });
     const g = await golden('gpt2-tiny');
     const ids = Array.from(await g.get('input_ids'));
     const expected = await g.get('logits');
@@ -67,7 +69,7 @@ describe('GPT-2 against the PyTorch reference', () => {
 
   it("writes each position p's final hidden state (ln_f output) to row p + 1 of HiddenStates, row 0 staying zero, also after a rollback", async () => {
     const dev = await getDevice();
-    const model = await loadGPT2(dev, dirFolder(FIX + 'gpt2-tiny'));
+    const model = await loadGPT2(dev, dirFolder(FIX + 'gpt2-tiny'), { dtype: 'f32' });
     const g = await golden('gpt2-tiny');
     const ids = Array.from(await g.get('input_ids'));
     const expected = await g.get('hidden_final');
@@ -98,9 +100,24 @@ describe('GPT-2 against the PyTorch reference', () => {
     await g.close();
   });
 
+  it('without a dtype, weights load as f16 where the adapter has shader-f16 and as f32 where it does not', async () => {
+    const withF16 = await getDevice();
+    const withoutF16 = await createNodeDevice({ disableFeatures: ['shader-f16'] });
+    const weightDType = async (dev: Device) => {
+      const [gpt2, mdlm] = [await loadGPT2(dev, dirFolder(FIX + 'gpt2-tiny')), await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny'))];
+      const dtypes = [gpt2.matmulSignatures(1)[0].dtype, mdlm.matmulSignatures(0, 1)[0].dtype];
+      gpt2.dispose();
+      mdlm.dispose();
+      return dtypes;
+    };
+    expect(await weightDType(withF16)).toEqual(withF16.info.features.shaderF16 ? ['f16', 'f16'] : ['f32', 'f32']);
+    expect(await weightDType(withoutF16)).toEqual(['f32', 'f32']);
+    withoutF16.destroy();
+  });
+
   it('a prompt past the context length is a ContextError', async () => {
     const dev = await getDevice();
-    const model = await loadGPT2(dev, dirFolder(FIX + 'gpt2-tiny'));
+    const model = await loadGPT2(dev, dirFolder(FIX + 'gpt2-tiny'), { dtype: 'f32' });
     const cache = model.createCache();
     expect(() => model.forward(new Array(129).fill(1), cache)).toThrow(/exceed the context of 128/);
     expect(() => model.forward([1000], cache)).toThrow(/outside the vocabulary/);
@@ -110,7 +127,7 @@ describe('GPT-2 against the PyTorch reference', () => {
 describe('MDLM against the PyTorch reference', () => {
   it('SUBS log-probabilities at every position match within 1e-4', async () => {
     const dev = await getDevice();
-    const model = await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny'));
+    const model = await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny'), { dtype: 'f32' });
     const g = await golden('mdlm-tiny');
     const ids = Array.from(await g.get('input_ids'));
     const expected = await g.get('log_probs');
@@ -126,7 +143,7 @@ describe('MDLM against the PyTorch reference', () => {
 
   it('computes the vocabulary projection only at the positions asked for', async () => {
     const dev = await getDevice();
-    const model = await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny'));
+    const model = await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny'), { dtype: 'f32' });
     const g = await golden('mdlm-tiny');
     const ids = Array.from(await g.get('input_ids'));
     const expected = await g.get('log_probs');
@@ -151,7 +168,7 @@ describe('block-causal MDLM against the PyTorch reference', () => {
     const { logSoftmax } = await import('../src/tensor/ops/rowwise.js');
     const { Tensor } = await import('../src/tensor/tensor.js');
     const dev = await getDevice();
-    const model = await loadMDLM(dev, dirFolder(FIX + fixture));
+    const model = await loadMDLM(dev, dirFolder(FIX + fixture), { dtype: 'f32' });
     const g = await golden(fixture);
     const ids = Array.from(await g.get('input_ids'));
     const P = (await g.get('block_causal_prefix'))[0];
@@ -198,7 +215,7 @@ describe('block-causal MDLM against the PyTorch reference', () => {
     const { Tensor } = await import('../src/tensor/tensor.js');
     const { logSoftmax } = await import('../src/tensor/ops/rowwise.js');
     const dev = await getDevice();
-    const model = await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny-features'));
+    const model = await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny-features'), { dtype: 'f32' });
     const g = await golden('mdlm-tiny-features');
     const ids = Array.from(await g.get('input_ids'));
     const expected = await g.get('log_probs');
@@ -218,7 +235,7 @@ describe('block-causal MDLM against the PyTorch reference', () => {
 
   it('refuses a pass past the model length, naming both', async () => {
     const dev = await getDevice();
-    const model = await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny'));
+    const model = await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny'), { dtype: 'f32' });
     const cache = model.createCache();
     dev.scope(() => model.logitsCached(new Array(100).fill(1), cache, 0, [0]));
     expect(() => model.logitsCached(new Array(29).fill(1), cache, 4, [0])).toThrow(/100 cached \+ 29 new positions exceed the model length of 128/);
@@ -233,7 +250,7 @@ describe('autotuning signatures', () => {
     const { createNodeDevice } = await import('../src/node.js');
     const { setMatmulChoice, tuneKey } = await import('../src/tensor/ops/matmul.js');
     const dev = await createNodeDevice(); // its own device: the tuning table below must not reach other tests
-    const model = await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny'));
+    const model = await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny'), { dtype: 'f32' });
     const [W, gamma] = [5, 3];
     // Tune every signature to a family no default picks: a matmul the list misses keeps its default kernel.
     for (const s of model.matmulSignatures(gamma, W)) setMatmulChoice(dev, tuneKey(s.layout, s.dtype, s.rows, s.K, s.N), { family: 'gemv-split', split: 2 });
@@ -258,7 +275,7 @@ describe('autotuning signatures', () => {
     const { DiffusionDrafter } = await import('../src/decode/diffusion-drafter.js');
     const { Rng } = await import('../src/decode/rng.js');
     const dev = await createNodeDevice(); // its own device: the tuning table below must not reach other tests
-    const model = await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny'));
+    const model = await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny'), { dtype: 'f32' });
     const drafter = new DiffusionDrafter(model, { attention: 'block-causal' });
     const gamma = 3;
     for (const s of drafter.matmulSignatures(gamma)) setMatmulChoice(dev, tuneKey(s.layout, s.dtype, s.rows, s.K, s.N), { family: 'gemv-split', split: 2 });

@@ -62,6 +62,7 @@ const columns = {
   ar: $('#col-ar'),
   specdiff: $('#col-specdiff'),
 };
+const METHOD_NAMES: Record<Method, string> = { ar: 'Autoregressive', specdiff: 'SpecDiff' };
 const results: Partial<Record<Method, GenerationStats>> = {};
 let readyText = '';
 
@@ -139,6 +140,7 @@ function handle(m: FromWorker): void {
       break;
     case 'start': {
       if (m.method === 'specdiff') acceptance.reset();
+      $('#status').textContent = `${METHOD_NAMES[m.method]}: generating…`;
       const col = columns[m.method];
       $('.rate', col).textContent = 'prefill…';
       col.classList.add('active');
@@ -172,7 +174,7 @@ function handle(m: FromWorker): void {
       generateButton.disabled = false;
       stopButton.disabled = true;
       if (document.body.dataset.state === 'running') {
-        $('#status').textContent = readyText;
+        $('#status').textContent = `finished · ${readyText}`;
         setState('done');
       }
       break;

@@ -2,7 +2,7 @@
  * The worker owns the GPU: it loads the pipeline (downloads through the Cache API) and runs the
  * generations, posting tokens as they come. The page only renders what it is sent.
  */
-import { Device, WebGPUUnavailableError, loadPipeline, urlFolder, type Pipeline, type StepTrace } from '../../src/index.js';
+import { Device, WebGPUUnavailableError, defaultWeightDType, loadPipeline, urlFolder, type Pipeline, type StepTrace } from '../../src/index.js';
 import { cachedFetch } from './cache.js';
 import type { FromWorker, Method, Piece, Settings, ToWorker } from './protocol.js';
 
@@ -26,7 +26,7 @@ async function load(base: string, dtype: 'auto' | 'f16' | 'f32'): Promise<void> 
   const f = cachedFetch((url, fromCache) => post({ type: 'file', url, fromCache }));
   const onProgress = (loaded: number, total: number, url: string) => post({ type: 'progress', url, loaded, total });
   const folder = (name: string) => urlFolder(new URL(name, base).href, { fetch: f, onProgress });
-  const chosen = dtype === 'auto' ? (device.info.features.shaderF16 ? 'f16' : 'f32') : dtype;
+  const chosen = dtype === 'auto' ? defaultWeightDType(device) : dtype;
   try {
     const onGpu = (loaded: number, total: number) => post({ type: 'status', text: `weights on the GPU: ${Math.floor((100 * loaded) / Math.max(total, 1))}%` });
     pipe = await loadPipeline(device, { target: folder('target/'), diffusionDrafter: folder('drafter-mdlm/') }, { dtype: chosen, onProgress: onGpu });

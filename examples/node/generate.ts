@@ -3,16 +3,15 @@
  *   npx tsx examples/node/generate.ts "Your prompt"
  * (In your own project: import from 'specdiff-webgpu/node'.)
  */
-import { createNodeDevice, dirFolder, loadPipeline } from '../../src/node.js';
+import { bundledModelPath, createNodeDevice, dirFolder, loadPipeline } from '../../src/node.js';
 
-const models = new URL('../../models/', import.meta.url).pathname;
 const prompt = process.argv[2] ?? 'The old captain looked at the sea and said';
 
 const device = await createNodeDevice();
 console.error(`adapter: ${device.info.adapter}`);
 const pipe = await loadPipeline(device, {
-  target: dirFolder(`${models}target`),
-  diffusionDrafter: dirFolder(`${models}drafter-mdlm`),
+  target: dirFolder(bundledModelPath('target')),
+  diffusionDrafter: dirFolder(bundledModelPath('drafter-mdlm')),
 });
 
 const run = pipe.generate(prompt, { method: 'specdiff', gamma: 8, steps: 4, temperature: 0, maxNewTokens: 48 });

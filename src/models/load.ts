@@ -1,5 +1,6 @@
 /** Loading a model from a checkpoint folder (directory, URL base, in-memory files): config.json + safetensors. */
 import type { Device } from '../tensor/device.js';
+import type { WeightDType } from './weights.js';
 import { ConfigError, parseGPT2Config, parseMDLMConfig, type GPT2Config, type MDLMConfig } from './config.js';
 import { GPT2, type ModelLoadOptions } from './gpt2.js';
 import { MDLM } from './mdlm.js';
@@ -33,11 +34,22 @@ async function readConfig(folder: CheckpointFolder): Promise<unknown> {
 /** A check of the parsed config against what the model must fit (e.g. its tokenizer), before any weight is read. */
 export type ConfigCheck<C> = (config: C, source: string) => void;
 
-/** config.json parsed by `parse`, then the checkpoint (closed once the weights are on the GPU) loaded by `load`. */
+/** The weight format when none is asked for: f16 (half the memory and bandwidth) where the adapter has shader-f16. */
+export function defaultWeightDType(device: Device): WeightDType {
+  return device.info.features.shaderF16 ? 'f16' : 'f32';
+}
+
+/**
+ * config.json parsed by `parse`, then the checkpoint (closed once the weights are on the GPU) loaded by `load`,
+ * with the default weight format filled in and progress ending at the checkpoint's total (a model skips tensors
+ * it does not use, e.g. GPT-2's causal-mask buffers).
+ */
 async function loadFolder<C, M>(
+  device: Device,
   folder: CheckpointFolder,
   parse: (json: unknown, source: string) => C,
-  load: (ckpt: Checkpoint, config: C) => Promise<M>,
+  load: (ckpt: Checkpoint, config: C, opts: ModelLoadOptions) => Promise<M>,
+  opts: ModelLoadOptions,
   check?: ConfigCheck<C>,
 ): Promise<M> {
   const source = `${folder.name}/config.json`;
@@ -45,18 +57,33 @@ async function loadFolder<C, M>(
   check?.(config, source);
   const ckpt = await openCheckpoint(folder);
   try {
-    return await load(ckpt, config);
+    let ended = false;
+    const report = opts.onProgress;
+    const onProgress =
+      report &&
+      ((loaded: number, total: number, name: string) => {
+        ended = loaded >= total;
+        report(loaded, total, name);
+      });
+    const model = await load(ckpt, config, { ...opts, dtype: opts.dtype ?? defaultWeightDType(device), onProgress });
+    if (onProgress && !ended) {
+      const total = ckpt.names().reduce((sum, name) => sum + ckpt.info(name).byteLength, 0);
+      onProgress(total, total, ckpt.name);
+    }
+    return model;
   } finally {
     await ckpt.close();
   }
 }
 
+/** Weights in `opts.dtype`, by default defaultWeightDType(device). */
 export function loadGPT2(device: Device, folder: CheckpointFolder, opts: ModelLoadOptions = {}, check?: ConfigCheck<GPT2Config>): Promise<GPT2> {
-  return loadFolder(folder, parseGPT2Config, (ckpt, config) => GPT2.load(device, ckpt, config, opts), check);
+  return loadFolder(device, folder, parseGPT2Config, (ckpt, config, o) => GPT2.load(device, ckpt, config, o), opts, check);
 }
 
+/** Weights in `opts.dtype`, by default defaultWeightDType(device). */
 export function loadMDLM(device: Device, folder: CheckpointFolder, opts: ModelLoadOptions = {}, check?: ConfigCheck<MDLMConfig>): Promise<MDLM> {
-  return loadFolder(folder, parseMDLMConfig, (ckpt, config) => MDLM.load(device, ckpt, config, opts), check);
+  return loadFolder(device, folder, parseMDLMConfig, (ckpt, config, o) => MDLM.load(device, ckpt, config, o), opts, check);
 }
 
 /** Files under a URL base (e.g. a Hugging Face `resolve/main/` URL or a static folder). */

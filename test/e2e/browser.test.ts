@@ -24,8 +24,8 @@ const SETTINGS = { prompt: 'The ship sailed', gamma: 4, maxGamma: 11, steps: 2, 
 const SCREENSHOT = join(tmpdir(), 'specdiff-browser-e2e.png');
 const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.json': 'application/json', '.txt': 'text/plain' };
 
-/** Static files under root; every path requested is recorded. */
-function serve(root: string, requests: string[]): Promise<Server> {
+/** Static files under root; every path requested is recorded, and those answered 404 also in notFound. */
+function serve(root: string, requests: string[], notFound: string[]): Promise<Server> {
   const server = createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
     requests.push(path);
@@ -36,6 +36,7 @@ function serve(root: string, requests: string[]): Promise<Server> {
       res.writeHead(200, { 'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream', 'Content-Length': body.length });
       res.end(body);
     } catch {
+      notFound.push(path);
       res.writeHead(404).end();
     }
   });
@@ -57,6 +58,7 @@ describe('browser example (chromium, WebGPU on SwiftShader)', () => {
   let browser: Browser | undefined;
   let base = '';
   const requests: string[] = [];
+  const notFound: string[] = [];
   const logs: string[] = [];
 
   beforeAll(async () => {
@@ -64,9 +66,10 @@ describe('browser example (chromium, WebGPU on SwiftShader)', () => {
       throw new Error(`${CHROMIUM} not found: run \`bash .ci/setup-system.sh\` (installs Debian's chromium) or set CHROMIUM_PATH`);
     }
     root = await mkdtemp(join(tmpdir(), 'specdiff-e2e-'));
-    await writeTinyFolders(join(root, 'models'));
+    // With a tokenizer.json, as the bundled models have: the loader then probes for no absent file.
+    await writeTinyFolders(join(root, 'models'), { tokenizerJson: true });
     await build({ configFile: 'examples/browser/vite.config.ts', logLevel: 'warn', build: { outDir: root, emptyOutDir: false } });
-    server = await serve(root, requests);
+    server = await serve(root, requests, notFound);
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
   });
@@ -91,6 +94,14 @@ describe('browser example (chromium, WebGPU on SwiftShader)', () => {
     expect(loaded, `${await pageProblem(page)}\n${logs.join('\n')}`).toBe('ready');
     expect(await page.textContent('#adapter')).toMatch(/^Adapter: /);
 
+    expect(notFound, 'requests answered 404 while the page loaded').toEqual([]);
+
+    // Every status line shown during the run, with how much text had streamed by then.
+    await page.evaluate(() => {
+      const seen: Array<[string, number]> = ((window as unknown as { statusSeen: Array<[string, number]> }).statusSeen = []);
+      const status = document.querySelector('#status')!;
+      new MutationObserver(() => seen.push([status.textContent ?? '', document.querySelector('#col-ar .gen')!.textContent!.length])).observe(status, { childList: true, characterData: true, subtree: true });
+    });
     for (const [name, value] of Object.entries(SETTINGS)) await page.fill(`[name=${name}]`, String(value));
     await page.click('#generate');
     const ran = await waitForState(page, ['done', 'error'], 90_000);
@@ -100,10 +111,11 @@ describe('browser example (chromium, WebGPU on SwiftShader)', () => {
     // The live acceptance chart: one bar per draft position the run reached, the first one non-empty.
     const bars = await page.$$eval('#acceptance-chart rect', (rects) => rects.map((r) => Number(r.getAttribute('height'))));
     const chartShown = await page.$eval('.acceptance', (f) => !(f as HTMLElement).hidden);
+    const statusSeen = await page.evaluate(() => (window as unknown as { statusSeen: Array<[string, number]> }).statusSeen);
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     console.log(`browser example screenshot: ${SCREENSHOT}`);
 
-    const pipe = await loadPipeline(await getDevice(), { target: dirFolder(join(root, 'models/target')), diffusionDrafter: dirFolder(join(root, 'models/drafter-mdlm')) });
+    const pipe = await loadPipeline(await getDevice(), { target: dirFolder(join(root, 'models/target')), diffusionDrafter: dirFolder(join(root, 'models/drafter-mdlm')) }, { dtype: 'f32' });
     try {
       for (const method of ['ar', 'specdiff'] as const) {
         const node = await pipe.generate(SETTINGS.prompt, { ...SETTINGS, method }).result();
@@ -117,6 +129,9 @@ describe('browser example (chromium, WebGPU on SwiftShader)', () => {
     expect(chartShown).toBe(true);
     expect(bars.length).toBeGreaterThanOrEqual(SETTINGS.gamma);
     expect(bars[0]).toBeGreaterThan(0);
+    // The status line follows the run: once text streams it names the method generating, never the compilation.
+    expect(statusSeen.filter(([, streamed]) => streamed > 0).map(([s]) => s).filter((s) => /compiling/.test(s))).toEqual([]);
+    expect(statusSeen.map(([s]) => s)).toContain('SpecDiff: generating…');
 
     // A reload must not download the weights again.
     const downloads = () => requests.filter((p) => p.endsWith('.safetensors')).length;
@@ -127,6 +142,7 @@ describe('browser example (chromium, WebGPU on SwiftShader)', () => {
     expect(await page.textContent('#files')).toContain('target/model.safetensors');
     expect(await page.$$eval('#files .file', (rows) => rows.every((r) => r.textContent!.includes('(from cache)')))).toBe(true);
     expect(await page.textContent('#status')).toContain('all from the cache');
+    expect(notFound, 'requests answered 404').toEqual([]);
     await page.close();
   }, 180_000);
 

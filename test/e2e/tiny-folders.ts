@@ -34,8 +34,11 @@ export interface TinyFolders {
   drafter: string;
 }
 
-/** Writes root/target (GPT-2 + tokenizer), root/drafter-mdlm (MDLM) and root/prompt.txt. */
-export async function writeTinyFolders(root: string, { d = 32, layers = 2, heads = 2, positions = 128, seed = 1, DRAFT_NOISE = 0.2 } = {}): Promise<TinyFolders> {
+/**
+ * Writes root/target (GPT-2 + tokenizer: vocab.json and merges.txt, and with `tokenizerJson` the same as
+ * tokenizer.json), root/drafter-mdlm (MDLM) and root/prompt.txt.
+ */
+export async function writeTinyFolders(root: string, { d = 32, layers = 2, heads = 2, positions = 128, seed = 1, DRAFT_NOISE = 0.2, tokenizerJson = false } = {}): Promise<TinyFolders> {
   const target = join(root, 'target');
   const drafter = join(root, 'drafter-mdlm');
   const bias = boosts(10);
@@ -51,6 +54,7 @@ export async function writeTinyFolders(root: string, { d = 32, layers = 2, heads
   vocab['<|endoftext|>'] = EOS;
   await writeFile(join(target, 'vocab.json'), JSON.stringify(vocab));
   await writeFile(join(target, 'merges.txt'), '#version: 0.2\n');
+  if (tokenizerJson) await writeFile(join(target, 'tokenizer.json'), JSON.stringify({ model: { type: 'BPE', vocab, merges: [] } }));
 
   // MDLM: the target's vocabulary plus its mask token; the output bias carries the same preference.
   const V = VOCAB + 1;
