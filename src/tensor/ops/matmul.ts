@@ -127,7 +127,8 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
   }
   const out = Tensor.empty(dev, outShape);
   if (M === 0 || N === 0) return out;
-  const c = choice ?? getMatmulChoice(dev, tuneKey(layout, w.dtype, M, K, N)) ?? defaultChoice(M <= GEMV_MAX_ROWS ? rowBucket(M) : M);
+  const given = choice ?? getMatmulChoice(dev, tuneKey(layout, w.dtype, M, K, N));
+  const c = given ?? defaultChoice(M <= GEMV_MAX_ROWS ? rowBucket(M) : M);
   if (c.threads !== undefined && ![16, 32, 64].includes(c.threads)) {
     throw new RangeError(`matmul: threads (invocations per workgroup) must be 16, 32 or 64, got ${c.threads}`);
   }
@@ -138,7 +139,9 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
     : (c.family === 'gemv-subgroup' && !subgroupOk) || (c.family === 'gemv-uniform' && !uniformRows) ? 'gemv'
     : c.family;
   const nkGemv = (family === 'gemv' || family === 'gemv-uniform') && layout === 'nk';
-  const group = c.group ?? 4;
+  // Untuned, each row chunk takes the default for its own bucket (a 20-row matmul's 8-row chunks
+  // run the 8-row kernel a matmul of 8 rows runs).
+  const chunkChoice = (rows: number): MatmulChoice => given ?? (nkGemv ? defaultChoice(rows) : c);
   // A padded bucket must also fit the uniform binding and, read from the chunk's first row, the buffer.
   const kernelRows = (mBase: number, rows: number): number => {
     const b = nkGemv ? rowBucket(rows) : rows;
@@ -146,7 +149,7 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
     const fits = b * K * 4 <= dev.limits.maxUniformBufferBindingSize && (mBase + b) * K * 4 <= a.buffer.size;
     return fits ? b : rows;
   };
-  const variant = (rows: number): MatmulVariant => ({
+  const variant = (rows: number, cc = chunkChoice(rows), group = cc.group ?? 4): MatmulVariant => ({
     family,
     layout,
     wtype: w.dtype as 'f32' | 'f16',
@@ -157,9 +160,9 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
     rows: family === 'tiled' ? 0 : rows,
     split: family === 'gemv-split' ? fitSplit(dev, layout, c.split) : 1,
     group: nkGemv ? group : 1,
-    threads: nkGemv ? (c.threads ?? defaultThreads(N, group)) : 64,
+    threads: nkGemv ? (cc.threads ?? defaultThreads(N, group)) : 64,
     uniformK: family === 'gemv-uniform' ? K : 0,
-    wide: !!c.wide && w.dtype === 'f16' && layout === 'nk' && K % 8 === 0 && (family === 'gemv' || family === 'gemv-uniform'),
+    wide: !!cc.wide && w.dtype === 'f16' && layout === 'nk' && K % 8 === 0 && (family === 'gemv' || family === 'gemv-uniform'),
   });
   // The tiled kernel takes every row at once; the gemv families take at most GEMV_MAX_ROWS per
   // dispatch, in equal chunks (20 rows as 10 + 10: per-row cost grows with the accumulator count).
