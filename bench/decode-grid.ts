@@ -30,7 +30,7 @@ import { Rng } from '../src/decode/rng.js';
 import { verifyDraft } from '../src/decode/verify.js';
 import { DEFAULT_WINDOW } from '../src/decode/diffusion-drafter.js';
 import { draftLength, draftShapes } from '../src/decode/draft-length.js';
-import { DEFAULT_DIFFUSION_GAMMA, DEFAULT_DIFFUSION_GAMMA_SAMPLED, DEFAULT_DIFFUSION_MAX_GAMMA } from '../src/decode/generate.js';
+import { DEFAULT_DIFFUSION_GAMMA, DEFAULT_DIFFUSION_GAMMA_SAMPLED, DEFAULT_DIFFUSION_MAX_GAMMA } from '../src/decode/diffusion-drafter.js';
 import { gpuPeakGflops, gpuReadBandwidth } from './lib/roofline.js';
 import { reachableKernels } from '../src/decode/warmup.js';
 import { resolveSampling } from '../src/decode/options.js';

@@ -23,7 +23,8 @@ import { ARDrafter, createNodeDevice, DiffusionDrafter, dirFolder, generate, loa
 import type { MDLM } from '../src/models/mdlm.js';
 import { reachableKernels } from '../src/decode/warmup.js';
 import { resolveSampling } from '../src/decode/options.js';
-import { DEFAULT_DIFFUSION_GAMMA_SAMPLED, DEFAULT_DIFFUSION_MAX_GAMMA, DEFAULT_GAMMA } from '../src/decode/generate.js';
+import { DEFAULT_DIFFUSION_GAMMA_SAMPLED, DEFAULT_DIFFUSION_MAX_GAMMA } from '../src/decode/diffusion-drafter.js';
+import { DEFAULT_GAMMA } from '../src/decode/ar-drafter.js';
 import { table, fmt } from './lib/table.js';
 import { barChart, lineChart } from './lib/svg.js';
 
