@@ -1,6 +1,9 @@
 /**
- * npm run bench:decode: with --regimes, AR vs speculative vs SpecDiff in the regimes users run,
- * held-out and out-of-domain prompts (decode-regimes.ts); otherwise the γ × T grid, window sweep
- * and head-to-heads (decode-grid.ts). Each file documents its own options.
+ * npm run bench:decode: one mode per file under bench/decode/, each documenting its own flags.
+ *   --regimes   AR vs speculative vs SpecDiff in the regimes users run, held-out and out-of-domain prompts (regimes.ts)
+ *   --compare   only a head-to-head of every γ × T × window × cutoff × longest draft, to choose defaults (compare.ts)
+ *   otherwise   the γ × T grid, the window sweep, a head-to-head at the winners and a GPU profile (grid.ts)
  */
-await import(process.argv.includes('--regimes') ? './decode-regimes.js' : './decode-grid.js');
+if (process.argv.includes('--regimes')) await import('./decode/regimes.js');
+else if (process.argv.includes('--compare')) await import('./decode/compare.js');
+else await import('./decode/grid.js');

@@ -45,8 +45,8 @@ export {
   type GenerationResult,
 } from './decode/generate.js';
 export type { GenerationStats, StopReason } from './decode/stats.js';
-export type { Method, SamplingOptions, SpeculationOptions, UnmaskSchedule } from './decode/options.js';
-export type { Drafter, Draft } from './decode/drafter.js';
+export type { DraftAttention, Method, SamplingOptions, SpeculationOptions, UnmaskSchedule } from './decode/options.js';
+export type { Drafter, Draft, DraftDefaults } from './decode/drafter.js';
 export { ARDrafter } from './decode/ar-drafter.js';
-export { DiffusionDrafter, type DiffusionDrafterOptions, type DraftAttention } from './decode/diffusion-drafter.js';
+export { DiffusionDrafter, type DiffusionDrafterOptions } from './decode/diffusion-drafter.js';
 export { Pipeline, loadPipeline, type PipelineSources, type PipelineGenerateOptions, type WarmupOptions, type WarmupResult } from './pipeline.js';

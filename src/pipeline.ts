@@ -9,11 +9,12 @@ import { loadGPT2, loadMDLM, loadTokenizer } from './models/load.js';
 import type { CheckpointFolder } from './models/safetensors.js';
 import type { Tokenizer } from './models/tokenizer.js';
 import { ARDrafter } from './decode/ar-drafter.js';
-import { DEFAULT_WINDOW, DiffusionDrafter } from './decode/diffusion-drafter.js';
-import { DEFAULT_DIFFUSION_GAMMA, DEFAULT_DIFFUSION_GAMMA_SAMPLED, DEFAULT_DIFFUSION_MAX_GAMMA, DEFAULT_GAMMA, generate, VocabularyMismatchError, type GenerateOptions, type Generation } from './decode/generate.js';
+import { DiffusionDrafter } from './decode/diffusion-drafter.js';
+import type { Drafter } from './decode/drafter.js';
+import { generate, VocabularyMismatchError, type GenerateOptions, type Generation } from './decode/generate.js';
 import { autotuneMatmul, type TuningTable } from './tensor/tune.js';
 import { draftLength, draftLengths, draftShapes } from './decode/draft-length.js';
-import { resolveSampling } from './decode/options.js';
+import { resolveSampling, type Method } from './decode/options.js';
 import { reachableKernels } from './decode/warmup.js';
 import type { CompileProgress } from './tensor/device.js';
 
@@ -58,15 +59,20 @@ export class Pipeline {
   /** Streams a generation; method 'specdiff' or 'speculative' uses the matching loaded drafter. */
   generate(prompt: string | readonly number[], opts: PipelineGenerateOptions = {}): Generation {
     const method = opts.method ?? 'ar';
-    let drafter;
+    return generate(this.target, this.tokenizer, { ...opts, prompt, method, drafter: this.newDrafter(method), disposeDrafter: true });
+  }
+
+  /** A drafter of the loaded model the method uses (none for 'ar'). */
+  private newDrafter(method: Method): Drafter | undefined {
     if (method === 'specdiff') {
       if (!this.diffusionDrafter) throw new RangeError("method 'specdiff' needs a diffusion drafter: load one with the pipeline");
-      drafter = new DiffusionDrafter(this.diffusionDrafter);
-    } else if (method === 'speculative') {
-      if (!this.arDrafter) throw new RangeError("method 'speculative' needs an AR drafter: load one with the pipeline");
-      drafter = new ARDrafter(this.arDrafter);
+      return new DiffusionDrafter(this.diffusionDrafter);
     }
-    return generate(this.target, this.tokenizer, { ...opts, prompt, method, drafter, disposeDrafter: true });
+    if (method === 'speculative') {
+      if (!this.arDrafter) throw new RangeError("method 'speculative' needs an AR drafter: load one with the pipeline");
+      return new ARDrafter(this.arDrafter);
+    }
+    return undefined;
   }
 
   /**
@@ -79,26 +85,16 @@ export class Pipeline {
     const t0 = performance.now();
     const method = opts.method ?? 'ar';
     const sampling = resolveSampling(opts);
-    const greedy = sampling.temperature === 0;
     const capacity = this.target.config.nPositions;
-    let drafter: DiffusionDrafter | ARDrafter | null = null;
+    let drafter = this.newDrafter(method) ?? null;
     let maxGamma = 0;
-    if (method === 'specdiff') {
-      if (!this.diffusionDrafter) throw new RangeError("method 'specdiff' needs a diffusion drafter: load one with the pipeline");
-      const d = (drafter = new DiffusionDrafter(this.diffusionDrafter));
-      const gamma = opts.gamma ?? (greedy ? DEFAULT_DIFFUSION_GAMMA : DEFAULT_DIFFUSION_GAMMA_SAMPLED);
-      maxGamma = Math.max(gamma, opts.maxGamma ?? (greedy && opts.gamma === undefined ? DEFAULT_DIFFUSION_MAX_GAMMA : gamma));
-      if (opts.steps !== undefined) d.steps = opts.steps;
-      if (opts.window !== undefined) d.window = opts.window;
-      if (opts.schedule !== undefined) d.schedule = opts.schedule;
-      if (opts.draftAttention !== undefined) d.attention = opts.draftAttention;
-    } else if (method === 'speculative') {
-      if (!this.arDrafter) throw new RangeError("method 'speculative' needs an AR drafter: load one with the pipeline");
-      drafter = new ARDrafter(this.arDrafter);
-      const gamma = opts.gamma ?? DEFAULT_GAMMA;
-      maxGamma = Math.max(gamma, opts.maxGamma ?? gamma);
+    if (drafter) {
+      const defaults = drafter.defaults(sampling);
+      const gamma = opts.gamma ?? defaults.gamma;
+      maxGamma = Math.max(gamma, opts.maxGamma ?? (opts.gamma === undefined ? defaults.maxGamma : gamma));
+      maxGamma = Math.max(1, Math.min(maxGamma, drafter.maxGamma, capacity - 1));
+      drafter = drafter.configure(opts, gamma);
     }
-    if (drafter) maxGamma = Math.max(1, Math.min(maxGamma, drafter.maxGamma, capacity - 1));
     const prompt = opts.prompt === undefined ? undefined : typeof opts.prompt === 'string' ? this.tokenizer.encode(opts.prompt).length : opts.prompt.length;
     let specs;
     try {
@@ -124,15 +120,18 @@ export class Pipeline {
    * greedy (adaptive) and sampled ones.
    */
   async autotune(opts: { gamma?: number; maxGamma?: number; window?: number } = {}): Promise<TuningTable> {
-    const { gamma, window = DEFAULT_WINDOW } = opts;
+    const { gamma } = opts;
     const sigs = [...this.target.matmulSignatures(1)];
     if (this.arDrafter) {
-      for (const g of draftLengths(draftLength(gamma ?? DEFAULT_GAMMA, opts.maxGamma))) sigs.push(...this.target.matmulSignatures(g + 1));
+      const drafter = new ARDrafter(this.arDrafter);
+      for (const g of draftLengths(draftLength(gamma ?? drafter.defaults().gamma, opts.maxGamma))) sigs.push(...this.target.matmulSignatures(g + 1));
       sigs.push(...this.arDrafter.matmulSignatures(1));
     }
     if (this.diffusionDrafter) {
-      const drafter = new DiffusionDrafter(this.diffusionDrafter, { window });
-      const schedules = gamma === undefined ? [draftLength(DEFAULT_DIFFUSION_GAMMA, DEFAULT_DIFFUSION_MAX_GAMMA), draftLength(DEFAULT_DIFFUSION_GAMMA_SAMPLED)] : [draftLength(gamma, opts.maxGamma)];
+      const drafter = new DiffusionDrafter(this.diffusionDrafter, { window: opts.window });
+      // Without a given gamma, the draft lengths of its greedy (growing) and sampled defaults.
+      const defaults = [drafter.defaults(resolveSampling({ temperature: 0 })), drafter.defaults(resolveSampling({}))];
+      const schedules = gamma === undefined ? defaults.map((d) => draftLength(d.gamma, d.maxGamma)) : [draftLength(gamma, opts.maxGamma)];
       for (const { gamma: g, added } of schedules.flatMap(draftShapes)) {
         sigs.push(...this.target.matmulSignatures(g + 1), ...drafter.matmulSignatures(g, added));
       }

@@ -83,6 +83,7 @@ function chiSquare(counts: Float64Array, p: Float64Array): { stat: number; df: n
 /** Draws like its inner drafter but reports a different q: the exactness theorem no longer applies. */
 class LyingDrafter implements Drafter {
   readonly kind = 'ar';
+  readonly method = 'speculative';
   constructor(
     private inner: ARDrafter,
     private liar: ARDrafter,
@@ -92,6 +93,12 @@ class LyingDrafter implements Drafter {
   }
   get maxGamma() {
     return this.inner.maxGamma;
+  }
+  defaults() {
+    return this.inner.defaults();
+  }
+  configure() {
+    return this;
   }
   draft(ctx: readonly number[], g: number, s: Parameters<Drafter['draft']>[2], rng: Parameters<Drafter['draft']>[3]): Draft {
     const d = this.inner.draft(ctx, g, s, rng);

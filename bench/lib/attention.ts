@@ -5,8 +5,7 @@
 import type { Device } from '../../src/tensor/device.js';
 import { attention, KVCache } from '../../src/tensor/ops/attention.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import type { TfjsResult } from './tfjs.js';
-import { timeCalls, type Timing, type TimingOptions } from './timing.js';
+import { timeCalls, type TfjsResult, type Timing, type TimingOptions } from './timing.js';
 import { weightData } from './matmul.js';
 
 export interface AttentionCase {

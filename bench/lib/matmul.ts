@@ -9,8 +9,7 @@ import type { Device } from '../../src/tensor/device.js';
 import { STREAMED_MAX_ROWS, matmul, type MatmulChoice } from '../../src/tensor/ops/matmul.js';
 import { BYTES, Tensor } from '../../src/tensor/tensor.js';
 import type { WeightLayout } from '../../src/shaders/matmul.js';
-import type { TfjsResult } from './tfjs.js';
-import { timeEach, type Timing, type TimingOptions } from './timing.js';
+import { timeEach, type TfjsResult, type Timing, type TimingOptions } from './timing.js';
 
 export interface MatmulCase {
   name: string;

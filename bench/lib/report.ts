@@ -1,7 +1,7 @@
 /** The benchmark's tables and its targets. */
 import type { AttentionRow } from './attention.js';
 import type { MatmulRow } from './matmul.js';
-import type { TfjsResult } from './tfjs.js';
+import type { TfjsResult } from './timing.js';
 import { fmt, pct, table, type Cell } from './table.js';
 
 const VARIANT_COLUMNS = ['gemv', 'split4', 'split16', 'gemv8', 'subgroup', 'tiled'];

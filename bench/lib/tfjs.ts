@@ -9,7 +9,7 @@ import type * as TF from '@tensorflow/tfjs-core';
 import { exposeNavigatorGPU } from './gpu.js';
 import { copiesFor, weightData, type MatmulCase } from './matmul.js';
 import type { AttentionCase } from './attention.js';
-import { timeCalls, type TimingOptions } from './timing.js';
+import { timeCalls, type TfjsResult, type TimingOptions } from './timing.js';
 
 /** The parts of tfjs's WebGPU backend used to submit and wait. */
 interface WebGPUBackendLike {
@@ -24,14 +24,6 @@ export interface Tfjs {
   tf: typeof TF;
   backend: WebGPUBackendLike;
   version: string;
-}
-
-export interface TfjsResult {
-  ms?: number;
-  once?: boolean;
-  error?: string;
-  /** Not attempted, and why. */
-  skipped?: string;
 }
 
 export async function initTfjs(gpu: GPU): Promise<Tfjs> {

@@ -17,6 +17,15 @@ export interface TimingOptions {
   warmup?: boolean;
 }
 
+/** One tfjs-backend-webgpu measurement beside ours (tfjs.ts), kept with the row it compares against. */
+export interface TfjsResult {
+  ms?: number;
+  once?: boolean;
+  error?: string;
+  /** Not attempted, and why. */
+  skipped?: string;
+}
+
 export interface Timing {
   /** Median time per call over the batches (ms). */
   ms: number;

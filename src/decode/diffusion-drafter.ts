@@ -19,11 +19,13 @@ import { copy2d, copyRows, embedding, slice } from '../tensor/ops/gather.js';
 import type { MDLM, MDLMCache } from '../models/mdlm.js';
 import type { HiddenStates } from '../models/gpt2.js';
 import type { MatmulSignature } from '../tensor/tune.js';
-import type { Draft, Drafter } from './drafter.js';
-import type { ResolvedSampling, UnmaskSchedule } from './options.js';
+import type { Draft, DraftDefaults, Drafter } from './drafter.js';
+import { checkInt, type DraftAttention, type ResolvedSampling, type SpeculationOptions, type UnmaskSchedule } from './options.js';
 import type { Rng } from './rng.js';
 import { selectTokens } from './sample.js';
 import { unmaskPlan } from './schedule.js';
+
+export type { DraftAttention } from './options.js';
 
 /** Defaults measured fastest by bench:decode on the bundled models (README, Performance). */
 export const DEFAULT_STEPS = 1;
@@ -33,6 +35,29 @@ export const DEFAULT_STEPS = 1;
  * 1.21x at W = 4; at temperature 1, W = 4 led, 0.92x against 0.81x).
  */
 export const DEFAULT_WINDOW = 8;
+/**
+ * Default draft length of SpecDiff at greedy, where it grows to DEFAULT_DIFFUSION_MAX_GAMMA after
+ * wholly accepted drafts. A diffusion draft costs one pass whatever γ is, so γ stops paying only
+ * when the verify's extra rows cost more than the tokens they add. With a fixed length γ = 6 led
+ * (1.60x/1.63x/1.50x AR against 1.60x/1.52x/1.42x for γ = 5); growing, the base drafts are the ones
+ * mostly rejected, and γ = 4 → 31 led γ = 6 → 31 in both head-to-heads (2.27x/2.00x AR against
+ * 1.93x/1.74x; γ = 5 → 31: 2.01x; README, Performance).
+ */
+export const DEFAULT_DIFFUSION_GAMMA = 4;
+/**
+ * When sampling, fewer drafted tokens survive (independent draws given the context), so the
+ * verify's extra rows buy less: at temperature 1, γ = 3 ran 0.89x AR against 0.76x/0.75x for
+ * γ = 5/6 (README, Performance), and γ ≤ 4 led larger γ in the runs before.
+ */
+export const DEFAULT_DIFFUSION_GAMMA_SAMPLED = 3;
+/**
+ * Longest draft of SpecDiff's adaptive draft length at greedy (draft-length.ts): 4 → 9 → 19 → 31.
+ * A diffusion draft of 31 costs one drafter pass like a draft of 4, and inside the target's greedy
+ * loops the drafter gets 17-32 tokens in a row right (README, Performance).
+ */
+export const DEFAULT_DIFFUSION_MAX_GAMMA = 31;
+/** Most denoising steps a draft may be given. */
+const MAX_STEPS = 1024;
 
 export interface DiffusionDrafterOptions {
   /** Denoising steps T (default DEFAULT_STEPS). */
@@ -48,15 +73,14 @@ export interface DiffusionDrafterOptions {
   attention?: DraftAttention;
 }
 
-export type DraftAttention = 'bidirectional' | 'block-causal';
-
 export class DiffusionDrafter implements Drafter {
   readonly kind = 'diffusion';
-  steps: number;
+  readonly method = 'specdiff';
+  readonly steps: number;
   /** Bidirectional drafting: context tokens seen (capped by what fits beside the γ masks). */
-  window: number;
-  schedule: UnmaskSchedule;
-  private mode: DraftAttention = 'bidirectional';
+  readonly window: number;
+  readonly schedule: UnmaskSchedule;
+  readonly attention: DraftAttention;
   /** Context tokens the last draft saw (the window, or everything cached when block-causal). */
   contextLength = 0;
   /** Block-causal: the context's keys and values, the tokens they are of, and where in the context those start. */
@@ -71,17 +95,27 @@ export class DiffusionDrafter implements Drafter {
     this.steps = opts.steps ?? DEFAULT_STEPS;
     this.window = opts.window ?? DEFAULT_WINDOW;
     this.schedule = opts.schedule ?? 'left-to-right';
-    this.attention = opts.attention ?? (model.config.blockCausal ? 'block-causal' : 'bidirectional');
+    const attention = opts.attention ?? (model.config.blockCausal ? 'block-causal' : 'bidirectional');
+    if (attention !== 'bidirectional' && attention !== 'block-causal') throw new RangeError(`draft attention must be 'bidirectional' or 'block-causal', got ${String(attention)}`);
+    this.attention = attention;
   }
 
-  get attention(): DraftAttention {
-    return this.mode;
+  /** At greedy a short draft that grows while drafts are accepted whole; sampling, a shorter fixed one. */
+  defaults(sampling: ResolvedSampling): DraftDefaults {
+    return sampling.temperature === 0
+      ? { gamma: DEFAULT_DIFFUSION_GAMMA, maxGamma: DEFAULT_DIFFUSION_MAX_GAMMA }
+      : { gamma: DEFAULT_DIFFUSION_GAMMA_SAMPLED, maxGamma: DEFAULT_DIFFUSION_GAMMA_SAMPLED };
   }
 
-  set attention(a: DraftAttention) {
-    if (a !== 'bidirectional' && a !== 'block-causal') throw new RangeError(`draft attention must be 'bidirectional' or 'block-causal', got ${String(a)}`);
-    if (a !== this.mode) this.dispose();
-    this.mode = a;
+  /** Steps, window, schedule and attention from `o` where given, this drafter's elsewhere. */
+  configure(o: SpeculationOptions, gamma: number): DiffusionDrafter {
+    const steps = checkInt('steps', o.steps ?? this.steps, 1, MAX_STEPS);
+    const window = o.window === undefined ? this.window : checkInt('window', o.window, 1, this.model.config.modelLength - gamma);
+    const schedule = o.schedule ?? this.schedule;
+    if (schedule !== 'left-to-right' && schedule !== 'random') throw new RangeError(`schedule must be 'left-to-right' or 'random', got ${schedule}`);
+    const attention = o.draftAttention ?? this.attention;
+    if (steps === this.steps && window === this.window && schedule === this.schedule && attention === this.attention) return this;
+    return new DiffusionDrafter(this.model, { steps, window, schedule, attention });
   }
 
   /**

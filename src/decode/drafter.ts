@@ -1,7 +1,7 @@
 /** What the decoding loop needs from a drafter; AR and diffusion drafters implement it. */
 import type { Tensor } from '../tensor/tensor.js';
 import type { HiddenStates } from '../models/gpt2.js';
-import type { ResolvedSampling } from './options.js';
+import type { ResolvedSampling, SpeculationOptions } from './options.js';
 import type { Rng } from './rng.js';
 
 export interface Draft {
@@ -22,14 +22,34 @@ export interface Draft {
   passes: number;
 }
 
+/** A drafter's own draft lengths for a sampling setting. */
+export interface DraftDefaults {
+  /** Draft length γ when the caller gives none. */
+  gamma: number;
+  /** Longest draft of the adaptive draft length when the caller gives neither gamma nor maxGamma (= gamma: fixed). */
+  maxGamma: number;
+}
+
 export interface Drafter {
   readonly kind: string;
+  /** The generate() method it drafts for. */
+  readonly method: 'speculative' | 'specdiff';
+  /** Denoising steps per draft, for a drafter that has them (statistics report min(steps, γ)). */
+  readonly steps?: number;
   /** Vocabulary the drafter proposes from; must equal the target's. */
   readonly vocabSize: number;
   /** Most tokens it can propose at once. */
   readonly maxGamma: number;
   /** Width of the target's hidden states it reads beside the context (0 or absent: none). */
   readonly targetFeatures?: number;
+  /** Its default draft lengths when sampling this way. */
+  defaults(sampling: ResolvedSampling): DraftDefaults;
+  /**
+   * A drafter with the speculation options that concern it, checked against drafts of up to
+   * `gamma` tokens: this one when they change nothing, otherwise a new drafter sharing this one's
+   * model (its weights) with caches of its own. This drafter is never changed.
+   */
+  configure(options: SpeculationOptions, gamma: number): Drafter;
   /**
    * Proposes γ tokens to follow `context` (prompt + everything generated). Tensors are owned
    * by the caller's device scope. `states`: the target's hidden states of the context, for a

@@ -1,8 +1,9 @@
 /** Options of generate(), validated with errors that name the option and its allowed range. */
-import type { DraftAttention } from './diffusion-drafter.js';
 
 export type Method = 'ar' | 'speculative' | 'specdiff';
 export type UnmaskSchedule = 'left-to-right' | 'random';
+/** How a diffusion drafter sees the context (diffusion-drafter.ts). */
+export type DraftAttention = 'bidirectional' | 'block-causal';
 
 export interface SamplingOptions {
   /** 0 = greedy (argmax). Default 1. */
@@ -15,14 +16,15 @@ export interface SamplingOptions {
 
 export interface SpeculationOptions {
   /**
-   * Draft length γ (tokens proposed per target pass). Default (fastest on the bundled models): 4
-   * with an AR drafter; with a diffusion drafter 4 greedy (growing to maxGamma) and 3 when sampling.
+   * Draft length γ (tokens proposed per target pass). Default: the drafter's (Drafter.defaults):
+   * 4 with an AR drafter; with a diffusion drafter 4 greedy (growing to maxGamma) and 3 when sampling.
    */
   gamma?: number;
   /**
    * Longest draft of an adaptive draft length (≥ gamma): after a draft the target accepts whole,
    * the next drafts 2γ + 1 tokens, up to this; after a rejection it drafts gamma again. Default:
-   * gamma (a fixed length), except SpecDiff greedy without a given gamma (DEFAULT_DIFFUSION_MAX_GAMMA, 31).
+   * gamma (a fixed length), except where the drafter's default grows without a given gamma
+   * (SpecDiff greedy: DEFAULT_DIFFUSION_MAX_GAMMA, 31).
    */
   maxGamma?: number;
   /**
@@ -30,11 +32,11 @@ export interface SpeculationOptions {
    * all γ; in [0, 1]). Costs a readback of the draft before the verify is recorded. Default: 0.
    */
   confidenceCutoff?: number;
-  /** Diffusion drafter: denoising steps T per draft (≤ γ). */
+  /** Diffusion drafter: denoising steps T per draft (≤ γ). Default: the drafter's. */
   steps?: number;
-  /** Diffusion drafter: how many context tokens it sees (W). */
+  /** Diffusion drafter: how many context tokens it sees (W). Default: the drafter's. */
   window?: number;
-  /** Diffusion drafter: which masked positions each step fills. */
+  /** Diffusion drafter: which masked positions each step fills. Default: the drafter's. */
   schedule?: UnmaskSchedule;
   /**
    * Diffusion drafter: 'bidirectional' (a pass over the last W context tokens and the masks) or

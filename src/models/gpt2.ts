@@ -13,8 +13,9 @@ import { appendQKV, attention, KVCache, LayerKVCaches } from '../tensor/ops/atte
 import type { GPT2Config } from './config.js';
 import type { MatmulSignature } from '../tensor/tune.js';
 import type { Checkpoint, ProgressCallback } from './safetensors.js';
-import { WeightReader, type WeightDType } from './weights.js';
+import { tensorsIn, WeightReader, type WeightDType } from './weights.js';
 import { ContextError, checkTokenIds } from './errors.js';
+import { keyNames, keysOf, tensor, type Keys, type TensorKey } from './keys.js';
 
 interface Linear {
   w: Tensor; // (out, in)
@@ -32,12 +33,28 @@ interface Norm {
 }
 interface Block {
   ln_1: Norm;
-  c_attn: Linear;
-  c_proj: Linear;
+  attn: { c_attn: Linear; c_proj: Linear };
   ln_2: Norm;
-  c_fc: Linear;
-  mlp_proj: Linear;
+  mlp: { c_fc: Linear; c_proj: Linear };
 }
+
+/** HF GPT2Model's tensors, keyed as in its checkpoints (Conv1D weights [in, out]); `transformer.` in front in GPT2LMHeadModel files. */
+function transformerLayout({ nEmbd: d, nLayer, nInner, vocabSize: V, nPositions }: GPT2Config) {
+  const norm = { weight: tensor(d), bias: tensor(d) };
+  const conv1d = (inputs: number, outputs: number) => ({ weight: tensor(inputs, outputs), bias: tensor(outputs) });
+  return {
+    wte: { weight: tensor(V, d) },
+    wpe: { weight: tensor(nPositions, d) },
+    ln_f: norm,
+    h: Array.from({ length: nLayer }, () => ({
+      ln_1: norm,
+      attn: { c_attn: conv1d(d, 3 * d), c_proj: conv1d(d, d) },
+      ln_2: norm,
+      mlp: { c_fc: conv1d(d, nInner), c_proj: conv1d(nInner, d) },
+    })),
+  };
+}
+type TransformerKeys = Keys<ReturnType<typeof transformerLayout>>;
 
 export interface ModelLoadOptions {
   /** Storage of the big matrices: 'f16' halves memory and bandwidth (needs shader-f16). Default f32. */
@@ -85,47 +102,36 @@ export class GPT2 {
 
   static async load(device: Device, ckpt: Checkpoint, config: GPT2Config, opts: ModelLoadOptions = {}): Promise<GPT2> {
     const dtype = opts.dtype ?? 'f32';
-    const prefix = ckpt.has('wte.weight') ? '' : 'transformer.';
-    const r = new WeightReader(ckpt, '', opts.onProgress);
-    const { nEmbd: d, nLayer, nInner, vocabSize: V, nPositions, tieWordEmbeddings } = config;
-    const expected = [
-      'wte.weight',
-      'wpe.weight',
-      'ln_f.weight',
-      'ln_f.bias',
-      ...Array.from({ length: nLayer }, (_, i) =>
-        ['ln_1.weight', 'ln_1.bias', 'attn.c_attn.weight', 'attn.c_attn.bias', 'attn.c_proj.weight', 'attn.c_proj.bias', 'ln_2.weight', 'ln_2.bias', 'mlp.c_fc.weight', 'mlp.c_fc.bias', 'mlp.c_proj.weight', 'mlp.c_proj.bias'].map((n) => `h.${i}.${n}`),
-      ).flat(),
-    ].map((n) => prefix + n);
-    if (!tieWordEmbeddings) expected.push('lm_head.weight');
+    const { vocabSize: V, nEmbd: d, tieWordEmbeddings } = config;
+    const t = keysOf(transformerLayout(config), ckpt.has('wte.weight') ? '' : 'transformer.');
+    // The untied head sits beside the transformer, never under its prefix.
+    const head = keysOf({ lm_head: { weight: tensor(V, d) } }).lm_head;
     // Causal-mask buffers of older exports and an explicit (tied) lm_head are not weights we use.
-    ckpt.checkTensorSet(expected, (n) => /(^|\.)attn\.(masked_)?bias$/.test(n) || n === 'lm_head.weight');
-    const vec = (name: string, n: number) => r.gpu(device, prefix + name, [n]);
-    const norm = async (name: string): Promise<Norm> => ({ weight: await vec(`${name}.weight`, d), bias: await vec(`${name}.bias`, d) });
+    ckpt.checkTensorSet([...keyNames(t), ...(tieWordEmbeddings ? [] : [head.weight.name])], (n) => /(^|\.)attn\.(masked_)?bias$/.test(n) || n === head.weight.name);
+    const r = new WeightReader(ckpt, '', opts.onProgress);
+    const vec = (k: TensorKey) => r.gpu(device, k.name, k.shape);
+    const norm = async (k: TransformerKeys['ln_f']): Promise<Norm> => ({ weight: await vec(k.weight), bias: await vec(k.bias) });
     // Conv1D stores W [in, out]; it is kept transposed, [out, in], so that each output's weights
     // are contiguous: the few-row kernels then reuse every activation load across four outputs.
-    const linear = async (name: string, k: number, n: number): Promise<Linear> => ({
-      w: await r.gpu(device, `${prefix}${name}.weight`, [k, n], dtype, (w) => transpose(w, k, n), [n, k]),
-      b: await vec(`${name}.bias`, n),
-    });
+    const linear = async ({ weight, bias }: { weight: TensorKey; bias: TensorKey }): Promise<Linear> => {
+      const [k, n] = weight.shape;
+      return { w: await r.gpu(device, weight.name, weight.shape, dtype, (w) => transpose(w, k, n), [n, k]), b: await vec(bias) };
+    };
     try {
-      const wte = await r.gpu(device, `${prefix}wte.weight`, [V, d], dtype);
-      const wpe = await r.gpu(device, `${prefix}wpe.weight`, [nPositions, d]);
+      const wte = await r.gpu(device, t.wte.weight.name, t.wte.weight.shape, dtype);
+      const wpe = await vec(t.wpe.weight);
       const blocks: Block[] = [];
-      for (let i = 0; i < nLayer; i++) {
-        const h = `h.${i}`;
+      for (const h of t.h) {
         blocks.push({
-          ln_1: await norm(`${h}.ln_1`),
-          c_attn: await linear(`${h}.attn.c_attn`, d, 3 * d),
-          c_proj: await linear(`${h}.attn.c_proj`, d, d),
-          ln_2: await norm(`${h}.ln_2`),
-          c_fc: await linear(`${h}.mlp.c_fc`, d, nInner),
-          mlp_proj: await linear(`${h}.mlp.c_proj`, nInner, d),
+          ln_1: await norm(h.ln_1),
+          attn: { c_attn: await linear(h.attn.c_attn), c_proj: await linear(h.attn.c_proj) },
+          ln_2: await norm(h.ln_2),
+          mlp: { c_fc: await linear(h.mlp.c_fc), c_proj: await linear(h.mlp.c_proj) },
         });
       }
-      const ln_f = await norm('ln_f');
+      const ln_f = await norm(t.ln_f);
       // nn.Linear stores (out, in) = (V, d): the layout the head already uses.
-      const lm_head = tieWordEmbeddings ? wte : await r.gpu(device, 'lm_head.weight', [V, d], dtype);
+      const lm_head = tieWordEmbeddings ? wte : await r.gpu(device, head.weight.name, head.weight.shape, dtype);
       return new GPT2(device, config, wte, wpe, blocks, ln_f, lm_head);
     } catch (e) {
       r.disposeAll();
@@ -181,10 +187,12 @@ export class GPT2 {
       let x = add(embedding(this.wte, tokens), slice(this.wpe, pos0, pos0 + n, 0)); // (n, d)
       this.blocks.forEach((b, i) => {
         const kv = cache.layers[i];
-        const q = appendQKV(matmul(layerNorm(x, { ...b.ln_1, eps }), b.c_attn.w, { layout: 'nk', bias: b.c_attn.b }), kv); // (n, d)
-        x = matmul(attention(q, kv, { scale: this.attnScale(i) }), b.c_proj.w, { layout: 'nk', bias: b.c_proj.b, residual: x });
-        const h = matmul(layerNorm(x, { ...b.ln_2, eps }), b.c_fc.w, { layout: 'nk', bias: b.c_fc.b, gelu: true }); // (n, 4d)
-        x = matmul(h, b.mlp_proj.w, { layout: 'nk', bias: b.mlp_proj.b, residual: x });
+        const { c_attn, c_proj } = b.attn;
+        const q = appendQKV(matmul(layerNorm(x, { ...b.ln_1, eps }), c_attn.w, { layout: 'nk', bias: c_attn.b }), kv); // (n, d)
+        x = matmul(attention(q, kv, { scale: this.attnScale(i) }), c_proj.w, { layout: 'nk', bias: c_proj.b, residual: x });
+        const { c_fc, c_proj: mlp_proj } = b.mlp;
+        const h = matmul(layerNorm(x, { ...b.ln_2, eps }), c_fc.w, { layout: 'nk', bias: c_fc.b, gelu: true }); // (n, 4d)
+        x = matmul(h, mlp_proj.w, { layout: 'nk', bias: mlp_proj.b, residual: x });
       });
       if (!states) {
         const last = logitRows === n ? x : slice(x, n - logitRows, n, 0);
@@ -203,9 +211,8 @@ export class GPT2 {
   }
 
   dispose(): void {
-    const all = [this.wte, this.wpe, ...Object.values(this.ln_f)];
+    const all = tensorsIn([this.wte, this.wpe, this.ln_f, this.blocks]);
     if (this.lm_head !== this.wte) all.push(this.lm_head);
-    for (const b of this.blocks) for (const part of Object.values(b)) all.push(...Object.values(part as object));
-    for (const t of all) (t as Tensor).dispose();
+    for (const t of all) t.dispose();
   }
 }

@@ -16,33 +16,75 @@ import { layerNorm, logSoftmax } from '../tensor/ops/rowwise.js';
 import { appendQKV, attention, KVCache, LayerKVCaches, ropeTable, type AttentionOptions } from '../tensor/ops/attention.js';
 import { ConfigError, type MDLMConfig } from './config.js';
 import type { Checkpoint } from './safetensors.js';
-import { WeightReader, type WeightDType } from './weights.js';
+import { tensorsIn, WeightReader, type WeightDType } from './weights.js';
 import { checkTokenIds, ContextError } from './errors.js';
 import type { ModelLoadOptions } from './gpt2.js';
 import type { MatmulSignature } from '../tensor/tune.js';
+import { keyNames, keysOf, tensor, type Keys, type TensorKey } from './keys.js';
 
 /** SUBS: the value that stands for log(0). */
 export const NEG_INF = -1e6;
+/** Frequencies of the σ embedding: it is [cos σf_i, sin σf_i] over i < SIGMA_FREQUENCIES. */
+export const SIGMA_FREQUENCIES = 128;
+/** Width of the σ embedding, the input of sigma_map's first Linear (256). */
+export const SIGMA_EMBEDDING = 2 * SIGMA_FREQUENCIES;
+/** The longest period of the σ embedding's frequencies (f_i = SIGMA_MAX_PERIOD^(−i/SIGMA_FREQUENCIES)). */
+export const SIGMA_MAX_PERIOD = 10000;
+/** Width of the MLP of a DiT block, in hidden sizes. */
+export const MLP_RATIO = 4;
+/** A block's adaLN modulation: shift, scale and gate, for the attention and for the MLP. */
+export const BLOCK_MODULATIONS = 6;
+/** The output layer's adaLN modulation: shift and scale. */
+export const FINAL_MODULATIONS = 2;
 
 interface Norm {
   weight: Tensor;
   bias: Tensor;
+}
+interface Linear {
+  w: Tensor; // (out, in)
+  b: Tensor;
 }
 interface Block {
   norm1: Norm; // modulated by (shift_msa, scale_msa)
   attn_qkv: Tensor; // (3d, d)
   attn_out: Tensor; // (d, d), rows scaled by gate_msa
   norm2: Norm; // modulated by (shift_mlp, scale_mlp)
-  mlp0: { w: Tensor; b: Tensor }; // (4d, d)
-  mlp2: { w: Tensor; b: Tensor }; // (d, 4d), scaled by gate_mlp
+  mlp: { 0: Linear; 2: Linear }; // (4d, d) and (d, 4d), the second scaled by gate_mlp
 }
+
+/** The DiT backbone's tensors (PyTorch Linear weights [out, in]), keyed as in mdlm-owt's checkpoint under `backbone.`. */
+function backboneLayout({ hiddenDim: d, nBlocks, condDim, vocabSize: V, targetFeatures }: MDLMConfig) {
+  const linear = (inputs: number, outputs: number) => ({ weight: tensor(outputs, inputs), bias: tensor(outputs) });
+  return {
+    ...(targetFeatures ? { feature_proj: { weight: tensor(d, targetFeatures) } } : {}),
+    vocab_embed: { embedding: tensor(V, d) },
+    sigma_map: { mlp: { 0: linear(SIGMA_EMBEDDING, condDim), 2: linear(condDim, condDim) } },
+    output_layer: {
+      norm_final: { weight: tensor(d) },
+      linear: linear(d, V),
+      adaLN_modulation: linear(condDim, FINAL_MODULATIONS * d),
+    },
+    blocks: Array.from({ length: nBlocks }, () => ({
+      norm1: { weight: tensor(d) },
+      attn_qkv: { weight: tensor(3 * d, d) },
+      attn_out: { weight: tensor(d, d) },
+      norm2: { weight: tensor(d) },
+      mlp: { 0: linear(d, MLP_RATIO * d), 2: linear(MLP_RATIO * d, d) },
+      adaLN_modulation: linear(condDim, BLOCK_MODULATIONS * d),
+    })),
+  };
+}
+type BackboneKeys = Keys<ReturnType<typeof backboneLayout>>;
+/** A buffer some exports save beside the weights; the rotary table is recomputed instead. */
+const ROTARY_INV_FREQ = 'rotary_emb.inv_freq';
 
 /** c = SiLU(Linear(SiLU(Linear([cos σf, sin σf])))), f_i = 10000^(−i/128): computed on the CPU once. */
 export function conditioning(sigma: number, w0: Float32Array, b0: Float32Array, w2: Float32Array, b2: Float32Array, cond: number): Float64Array {
-  const half = 128;
-  const freq = new Float64Array(2 * half);
+  const half = SIGMA_FREQUENCIES;
+  const freq = new Float64Array(SIGMA_EMBEDDING);
   for (let i = 0; i < half; i++) {
-    const f = Math.exp((-Math.log(10000) * i) / half);
+    const f = Math.exp((-Math.log(SIGMA_MAX_PERIOD) * i) / half);
     freq[i] = Math.cos(sigma * f);
     freq[half + i] = Math.sin(sigma * f);
   }
@@ -80,7 +122,7 @@ export class MDLM {
     private readonly vocab_embed: Tensor, // (V, d)
     private readonly blocks: Block[],
     private readonly norm_final: Norm, // modulated by the final (shift, scale)
-    private readonly linear: { w: Tensor; b: Tensor }, // (V, d), bias with the mask logit at −1e6
+    private readonly linear: Linear, // (V, d), bias with the mask logit at −1e6
     private readonly rope: Tensor, // (model_length, hd/2, 2)
     private readonly feature_proj: Tensor | null, // (d, target_features): reads the target's hidden states
   ) {}
@@ -91,81 +133,61 @@ export class MDLM {
     }
     const dtype: WeightDType = opts.dtype ?? 'f32';
     const r = new WeightReader(ckpt, 'backbone.', opts.onProgress);
-    const { nBlocks } = config;
-    const blockKeys = ['norm1.weight', 'attn_qkv.weight', 'attn_out.weight', 'norm2.weight', 'mlp.0.weight', 'mlp.0.bias', 'mlp.2.weight', 'mlp.2.bias', 'adaLN_modulation.weight', 'adaLN_modulation.bias'];
-    const expected = [
-      ...(config.targetFeatures ? ['feature_proj.weight'] : []),
-      'vocab_embed.embedding',
-      'sigma_map.mlp.0.weight',
-      'sigma_map.mlp.0.bias',
-      'sigma_map.mlp.2.weight',
-      'sigma_map.mlp.2.bias',
-      'output_layer.norm_final.weight',
-      'output_layer.linear.weight',
-      'output_layer.linear.bias',
-      'output_layer.adaLN_modulation.weight',
-      'output_layer.adaLN_modulation.bias',
-      ...Array.from({ length: nBlocks }, (_, i) => blockKeys.map((k) => `blocks.${i}.${k}`)).flat(),
-    ].map((k) => r.key(k));
-    ckpt.checkTensorSet(expected, [r.key('rotary_emb.inv_freq')]);
+    const keys = keysOf(backboneLayout(config));
+    ckpt.checkTensorSet(keyNames(keys).map((k) => r.key(k)), [r.key(ROTARY_INV_FREQ)]);
     try {
-      return await MDLM.loadChecked(device, r, config, dtype);
+      return await MDLM.loadChecked(device, r, keys, config, dtype);
     } catch (e) {
       r.disposeAll();
       throw e;
     }
   }
 
-  private static async loadChecked(device: Device, r: WeightReader, config: MDLMConfig, dtype: WeightDType): Promise<MDLM> {
-    const { hiddenDim: d, nBlocks, condDim, vocabSize: V, nHeads, modelLength } = config;
+  private static async loadChecked(device: Device, r: WeightReader, keys: BackboneKeys, config: MDLMConfig, dtype: WeightDType): Promise<MDLM> {
+    const { hiddenDim: d, condDim, nHeads, modelLength } = config;
+    const host = (k: TensorKey) => r.host(k.name, k.shape);
+    const gpu = (k: TensorKey, type: WeightDType = 'f32', transform?: (x: Float32Array) => Float32Array) => r.gpu(device, k.name, k.shape, type, transform);
 
-    const c = conditioning(
-      0,
-      await r.host('sigma_map.mlp.0.weight', [condDim, 256]),
-      await r.host('sigma_map.mlp.0.bias', [condDim]),
-      await r.host('sigma_map.mlp.2.weight', [condDim, condDim]),
-      await r.host('sigma_map.mlp.2.bias', [condDim]),
-      condDim,
-    );
-    const modulation = async (prefix: string, chunks: number) => {
-      const m = linearHost(await r.host(`${prefix}.adaLN_modulation.weight`, [chunks * d, condDim]), await r.host(`${prefix}.adaLN_modulation.bias`, [chunks * d]), c, chunks * d);
+    const sigma = keys.sigma_map.mlp;
+    const c = conditioning(0, await host(sigma[0].weight), await host(sigma[0].bias), await host(sigma[2].weight), await host(sigma[2].bias), condDim);
+    const modulation = async ({ weight, bias }: BackboneKeys['output_layer']['adaLN_modulation'], chunks: number) => {
+      const m = linearHost(await host(weight), await host(bias), c, chunks * d);
       return Array.from({ length: chunks }, (_, i) => m.subarray(i * d, (i + 1) * d));
     };
-    const modulatedNorm = async (name: string, shift: Float64Array, scale: Float64Array): Promise<Norm> => {
-      const w = await r.host(name, [d]);
+    const modulatedNorm = async (k: TensorKey, shift: Float64Array, scale: Float64Array): Promise<Norm> => {
+      const w = await host(k);
       const weight = w.map((v, i) => v * (1 + scale[i]));
       const bias = Float32Array.from(shift);
-      r.checkFinite(`${r.key(name)} (modulated)`, weight);
-      r.checkFinite(`${r.key(name)} (shift)`, bias);
+      r.checkFinite(`${r.key(k.name)} (modulated)`, weight);
+      r.checkFinite(`${r.key(k.name)} (shift)`, bias);
       return { weight: r.track(Tensor.from(device, weight, [d])), bias: r.track(Tensor.from(device, bias, [d])) };
     };
 
     const blocks: Block[] = [];
-    for (let i = 0; i < nBlocks; i++) {
-      const p = `blocks.${i}`;
-      const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp] = await modulation(p, 6);
+    for (const k of keys.blocks) {
+      const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp] = await modulation(k.adaLN_modulation, BLOCK_MODULATIONS);
       blocks.push({
-        norm1: await modulatedNorm(`${p}.norm1.weight`, shiftMsa, scaleMsa),
-        attn_qkv: await r.gpu(device, `${p}.attn_qkv.weight`, [3 * d, d], dtype),
-        attn_out: await r.gpu(device, `${p}.attn_out.weight`, [d, d], dtype, (w) => scaleRows(w, gateMsa)),
-        norm2: await modulatedNorm(`${p}.norm2.weight`, shiftMlp, scaleMlp),
-        mlp0: { w: await r.gpu(device, `${p}.mlp.0.weight`, [4 * d, d], dtype), b: await r.gpu(device, `${p}.mlp.0.bias`, [4 * d]) },
-        mlp2: {
-          w: await r.gpu(device, `${p}.mlp.2.weight`, [d, 4 * d], dtype, (w) => scaleRows(w, gateMlp)),
-          b: await r.gpu(device, `${p}.mlp.2.bias`, [d], 'f32', (b) => b.map((v, j) => v * gateMlp[j])),
+        norm1: await modulatedNorm(k.norm1.weight, shiftMsa, scaleMsa),
+        attn_qkv: await gpu(k.attn_qkv.weight, dtype),
+        attn_out: await gpu(k.attn_out.weight, dtype, (w) => scaleRows(w, gateMsa)),
+        norm2: await modulatedNorm(k.norm2.weight, shiftMlp, scaleMlp),
+        mlp: {
+          0: { w: await gpu(k.mlp[0].weight, dtype), b: await gpu(k.mlp[0].bias) },
+          2: { w: await gpu(k.mlp[2].weight, dtype, (w) => scaleRows(w, gateMlp)), b: await gpu(k.mlp[2].bias, 'f32', (b) => b.map((v, j) => v * gateMlp[j])) },
         },
       });
     }
-    const [shift, scale] = await modulation('output_layer', 2);
-    const normFinal = await modulatedNorm('output_layer.norm_final.weight', shift, scale);
+    const out = keys.output_layer;
+    const [shift, scale] = await modulation(out.adaLN_modulation, FINAL_MODULATIONS);
+    const normFinal = await modulatedNorm(out.norm_final.weight, shift, scale);
     const mask = config.maskTokenId;
     const linear = {
-      w: await r.gpu(device, 'output_layer.linear.weight', [V, d], dtype),
-      b: await r.gpu(device, 'output_layer.linear.bias', [V], 'f32', (b) => b.map((v, j) => (j === mask ? v + NEG_INF : v))),
+      w: await gpu(out.linear.weight, dtype),
+      b: await gpu(out.linear.bias, 'f32', (b) => b.map((v, j) => (j === mask ? v + NEG_INF : v))),
     };
-    const vocabEmbed = await r.gpu(device, 'vocab_embed.embedding', [V, d], dtype);
+    const vocabEmbed = await gpu(keys.vocab_embed.embedding, dtype);
     const rope = r.track(ropeTable(device, modelLength, d / nHeads));
-    const featureProj = config.targetFeatures ? await r.gpu(device, 'feature_proj.weight', [d, config.targetFeatures], dtype) : null;
+    const featureProj = keys.feature_proj ? await gpu(keys.feature_proj.weight, dtype) : null;
     return new MDLM(device, config, vocabEmbed, blocks, normFinal, linear, rope, featureProj);
   }
 
@@ -187,7 +209,7 @@ export class MDLM {
     const rows = context + gamma;
     const nk = (rows: number, K: number, N: number): MatmulSignature => ({ layout: 'nk', dtype, rows, K, N });
     const features = this.config.targetFeatures ? [nk(rows, this.config.targetFeatures, d)] : [];
-    return [...features, nk(rows, d, 3 * d), nk(rows, d, d), nk(rows, d, 4 * d), nk(rows, 4 * d, d), nk(gamma, d, V)];
+    return [...features, nk(rows, d, 3 * d), nk(rows, d, d), nk(rows, d, MLP_RATIO * d), nk(rows, MLP_RATIO * d, d), nk(gamma, d, V)];
   }
 
   /**
@@ -263,8 +285,8 @@ export class MDLM {
       const kv = kvFor(i);
       const q = appendQKV(matmul(layerNorm(x, b.norm1), b.attn_qkv, { layout: 'nk' }), kv, this.rope);
       x = matmul(attention(q, kv, attn), b.attn_out, { layout: 'nk', residual: x });
-      const h = matmul(layerNorm(x, b.norm2), b.mlp0.w, { layout: 'nk', bias: b.mlp0.b, gelu: true });
-      x = matmul(h, b.mlp2.w, { layout: 'nk', bias: b.mlp2.b, residual: x });
+      const h = matmul(layerNorm(x, b.norm2), b.mlp[0].w, { layout: 'nk', bias: b.mlp[0].b, gelu: true });
+      x = matmul(h, b.mlp[2].w, { layout: 'nk', bias: b.mlp[2].b, residual: x });
     });
     const rows = embedding(x, Tensor.from(this.device, Int32Array.from(positions), [positions.length])); // (P, d)
     return matmul(layerNorm(rows, this.norm_final), this.linear.w, { layout: 'nk', bias: this.linear.b });
@@ -289,9 +311,6 @@ export class MDLM {
   }
 
   dispose(): void {
-    const ts: Tensor[] = [this.vocab_embed, this.rope, this.norm_final.weight, this.norm_final.bias, this.linear.w, this.linear.b];
-    if (this.feature_proj) ts.push(this.feature_proj);
-    for (const b of this.blocks) ts.push(b.norm1.weight, b.norm1.bias, b.attn_qkv, b.attn_out, b.norm2.weight, b.norm2.bias, b.mlp0.w, b.mlp0.b, b.mlp2.w, b.mlp2.b);
-    for (const t of ts) t.dispose();
+    for (const t of tensorsIn([this.vocab_embed, this.rope, this.norm_final, this.linear, this.feature_proj, this.blocks])) t.dispose();
   }
 }

@@ -9,6 +9,13 @@ export class WeightError extends Error {
 
 export type WeightDType = 'f32' | 'f16';
 
+/** Every tensor in a model's nested weights (objects and arrays of them). */
+export function tensorsIn(weights: unknown): Tensor[] {
+  if (weights instanceof Tensor) return [weights];
+  if (weights === null || typeof weights !== 'object') return [];
+  return Object.values(weights).flatMap(tensorsIn);
+}
+
 /** Largest finite f16. */
 const F16_MAX = 65504;
 const F32_MAX = 3.4028234663852886e38;

@@ -16,16 +16,17 @@
  * --sampled-gammas adds SpecDiff contenders with other draft lengths when sampling; --steps adds
  * contenders with T denoising steps (every regime).
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ARDrafter, createNodeDevice, DiffusionDrafter, dirFolder, generate, loadGPT2, loadMDLM, loadTokenizer, type GenerationStats } from '../src/node.js';
-import type { MDLM } from '../src/models/mdlm.js';
-import { reachableKernels } from '../src/decode/warmup.js';
-import { resolveSampling } from '../src/decode/options.js';
-import { DEFAULT_DIFFUSION_GAMMA_SAMPLED, DEFAULT_DIFFUSION_MAX_GAMMA, DEFAULT_GAMMA } from '../src/decode/generate.js';
-import { table, fmt } from './lib/table.js';
-import { barChart, lineChart } from './lib/svg.js';
+import { ARDrafter, createNodeDevice, DiffusionDrafter, dirFolder, generate, loadGPT2, loadMDLM, loadTokenizer, type GenerationStats } from '../../src/node.js';
+import type { MDLM } from '../../src/models/mdlm.js';
+import { reachableKernels } from '../../src/decode/warmup.js';
+import { resolveSampling } from '../../src/decode/options.js';
+import { table, fmt } from '../lib/table.js';
+import { barChart, lineChart } from '../lib/svg.js';
+import { median } from '../lib/timing.js';
+import { root, writeResults } from '../lib/decode.js';
 
 const { values } = parseArgs({
   options: {
@@ -43,7 +44,6 @@ const { values } = parseArgs({
   },
 });
 
-const root = new URL('..', import.meta.url).pathname;
 const modelsDir = values.models ?? join(root, 'models');
 const maxNewTokens = Number(values.tokens ?? 64);
 const rounds = Number(values.rounds ?? 2);
@@ -180,10 +180,6 @@ async function run(c: Contender, prompt: string, regime: string, seed: number) {
   }
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const rate = (tokens: number, ms: number) => (ms > 0 ? (tokens * 1000) / ms : 0);
 
 console.log(`adapter: ${device.info.adapter}; weights ${dtype}; ${prompts.length} prompts (${setNames.map((s) => `${prompts.filter((p) => p.set === s).length} ${s}`).join(', ')}) × ${maxNewTokens} tokens; ${rounds} rounds; regimes ${regimes.join(', ')}`);
@@ -192,10 +188,10 @@ console.log(`adapter: ${device.info.adapter}; weights ${dtype}; ${prompts.length
 for (const regime of regimes) {
   for (const c of contendersFor(regime)) {
     const drafter = c.method === 'specdiff' ? new DiffusionDrafter(c.mdlm!, { steps: c.steps }) : c.method === 'speculative' ? new ARDrafter(arModel) : null;
+    const sampling = resolveSampling(REGIMES[regime]);
     // The longest draft generate() can make with these settings (SpecDiff grows to its maximum at greedy only).
-    const sampled = REGIMES[regime].temperature > 0;
-    const maxGamma = c.method === 'ar' ? 0 : c.method === 'speculative' ? DEFAULT_GAMMA : (c.gamma ?? (sampled ? DEFAULT_DIFFUSION_GAMMA_SAMPLED : DEFAULT_DIFFUSION_MAX_GAMMA));
-    await device.warmup(reachableKernels(target, drafter, { sampling: resolveSampling(REGIMES[regime]), maxGamma, withConfidence: false, maxNewTokens }));
+    const maxGamma = drafter ? (c.gamma ?? drafter.defaults(sampling).maxGamma) : 0;
+    await device.warmup(reachableKernels(target, drafter, { sampling, maxGamma, withConfidence: false, maxNewTokens }));
     drafter?.dispose();
   }
 }
@@ -262,10 +258,7 @@ for (const regime of regimes) {
   console.log(table(head, rows));
 }
 
-mkdirSync(join(root, 'bench/results'), { recursive: true });
-const stamp = `regimes-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-const out = join(root, 'bench/results', stamp);
-writeFileSync(`${out}.json`, JSON.stringify({ adapter: device.info.adapter, dtype, maxNewTokens, rounds, prompts, drafters: drafterDirs, regimes, summary }, null, 2));
+const out = writeResults('regimes', { adapter: device.info.adapter, dtype, maxNewTokens, rounds, prompts, drafters: drafterDirs, regimes, summary });
 // Charts: tokens per pass and speed by regime (greedy split at the loop), acceptance by position per regime.
 const drafted = (regime: string) => results[regime].contenders.filter((n) => n !== 'AR');
 const names = [...new Set(regimes.flatMap(drafted))];

@@ -1,0 +1,114 @@
+/**
+ * One iteration of the decoding loop. speculativeStep is the algorithm of speculative decoding:
+ * draft γ tokens, verify them in one target pass, roll the target's cache back to what was
+ * accepted, update the drafter. targetStep is a plain autoregressive step. Both say when their
+ * phases ended; the loop keeps the times and the statistics.
+ */
+import type { GPT2, GPT2Cache, HiddenStates } from '../models/gpt2.js';
+import { checkSampledIds } from '../models/errors.js';
+import { readTensors, type Tensor } from '../tensor/tensor.js';
+import { slice } from '../tensor/ops/gather.js';
+import type { Drafter } from './drafter.js';
+import type { ResolvedSampling } from './options.js';
+import type { Rng } from './rng.js';
+import { selectTokens } from './sample.js';
+import { verifiedLength } from './accept.js';
+import { verifyDraft, type Verdict } from './verify.js';
+
+/** What every step of one generation shares. */
+export interface StepContext {
+  target: GPT2;
+  cache: GPT2Cache;
+  sampling: ResolvedSampling;
+  rng: Rng;
+  /** The target's hidden states, written by its forwards for a drafter that reads them. */
+  states?: HiddenStates;
+}
+
+export interface SpeculativeContext extends StepContext {
+  drafter: Drafter;
+  /** Verify a draft only up to its first token the drafter gave a probability below this (0: off). */
+  cutoff: number;
+}
+
+export interface StepResult extends Omit<Verdict, 'draft'> {
+  /** Drafted tokens the target verified (empty for a plain step). */
+  drafted: number[];
+  drafterPasses: number;
+  /** performance.now() when the draft had run (a plain step's start) and when the verification had. */
+  draftDone: number;
+  verifyDone: number;
+}
+
+/** Draft → verify → roll back → update: one target pass that emits the accepted drafts and the target's token. */
+export async function speculativeStep(s: SpeculativeContext, context: readonly number[], gamma: number): Promise<StepResult> {
+  const proposal = await propose(s, context, gamma);
+  const base = s.cache.length;
+  const { verdict, draftDone } = await verify(s, context[context.length - 1], proposal);
+  const verifyDone = performance.now();
+  s.cache.truncate(base + 1 + verdict.accepted);
+  s.drafter.afterVerify(verdict.draft, verdict.accepted);
+  const { draft, ...rest } = verdict;
+  return { ...rest, drafted: draft, drafterPasses: proposal.passes, draftDone, verifyDone };
+}
+
+/** The target alone: one forward of the pending token and a draw from it. */
+export async function targetStep(s: StepContext, context: readonly number[]): Promise<StepResult> {
+  const start = performance.now();
+  const dev = s.target.device;
+  const ids = dev.scope(() => selectTokens(dev, s.target.forward([context[context.length - 1]], s.cache, 1, s.states), s.sampling, s.rng).ids);
+  const [id] = await readTensors([ids]);
+  ids.dispose();
+  checkSampledIds(id, s.target.vocabSize, 'the target');
+  return { drafted: [], accepted: 0, next: id[0], drafterPasses: 0, draftDone: start, verifyDone: performance.now() };
+}
+
+/** A draft as the target verifies it; `done` resolves to the time the drafting finished. */
+interface Proposal {
+  tokens: Tensor;
+  q: Tensor | null;
+  passes: number;
+  done: Promise<number>;
+  /** Frees the draft's tensors, those cut from it included. */
+  dispose(): void;
+}
+
+/** Records a draft and, with a confidence cutoff, cuts it at its first token below the cutoff. */
+async function propose(s: SpeculativeContext, context: readonly number[], gamma: number): Promise<Proposal> {
+  const dev = s.target.device;
+  const draft = dev.scope(() => s.drafter.draft(context, gamma, s.sampling, s.rng, s.cutoff > 0, s.states));
+  let { tokens, q } = draft;
+  const dispose = () => {
+    for (const t of new Set([tokens, q, draft.tokens, draft.q, draft.confidence])) t?.dispose();
+  };
+  if (!draft.confidence) {
+    // Submit the draft now and record the verify while it runs; the verify reads the
+    // drafted tokens on the GPU. This small readback only times the draft: it resolves
+    // when the draft is done (or, if later, when recording the verify ends).
+    const done = readTensors([draft.tokens]).then(() => performance.now());
+    done.catch(() => undefined); // a failure surfaces from the verify's own readback
+    return { tokens, q, passes: draft.passes, done, dispose };
+  }
+  try {
+    // The cut needs the draft's confidences before the verify is recorded.
+    const [confidence] = await readTensors([draft.confidence]);
+    const done = Promise.resolve(performance.now());
+    const n = verifiedLength(confidence, s.cutoff);
+    if (n < gamma) [tokens, q] = dev.scope(() => [slice(draft.tokens, 0, n, 0), draft.q && slice(draft.q, 0, n, 0)]);
+    return { tokens, q, passes: draft.passes, done, dispose };
+  } catch (e) {
+    dispose();
+    throw e;
+  }
+}
+
+/** Verifies a proposal in one target pass and frees it; the draft's end time comes with the verdict. */
+async function verify(s: SpeculativeContext, pending: number, p: Proposal): Promise<{ verdict: Verdict; draftDone: number }> {
+  try {
+    const verdict = await verifyDraft(s.target, s.cache, pending, p.tokens, p.q, s.sampling, s.rng, s.states);
+    return { verdict, draftDone: await p.done };
+  } finally {
+    await p.done.catch(() => undefined);
+    p.dispose();
+  }
+}
