@@ -28,7 +28,7 @@ function gpt2Json(extra: Record<string, unknown> = {}, layers = 2): Record<strin
 
 async function gpt2(dev: Device, tensors: Tensors, extra: Record<string, unknown> = {}, layers = 2): Promise<GPT2> {
   const ckpt = await openSafetensors(memorySource(writeSafetensors(tensors), 'tiny.safetensors'));
-  return GPT2.load(dev, ckpt, parseGPT2Config(gpt2Json(extra, layers)));
+  return GPT2.load(dev, ckpt, parseGPT2Config(gpt2Json(extra, layers)), { dtype: 'f32' });
 }
 
 async function logits(model: GPT2, ids = [1, 5, 3, 7]): Promise<Float32Array> {

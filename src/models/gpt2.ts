@@ -13,7 +13,7 @@ import { appendQKV, attention, KVCache, LayerKVCaches } from '../tensor/ops/atte
 import type { GPT2Config } from './config.js';
 import type { MatmulSignature } from '../tensor/tune.js';
 import type { Checkpoint, ProgressCallback } from './safetensors.js';
-import { tensorsIn, WeightReader, type WeightDType } from './weights.js';
+import { defaultWeightDType, tensorsIn, WeightReader, type WeightDType } from './weights.js';
 import { ContextError, checkTokenIds } from './errors.js';
 import { keyNames, keysOf, tensor, type Keys, type TensorKey } from './keys.js';
 
@@ -57,7 +57,7 @@ function transformerLayout({ nEmbd: d, nLayer, nInner, vocabSize: V, nPositions 
 type TransformerKeys = Keys<ReturnType<typeof transformerLayout>>;
 
 export interface ModelLoadOptions {
-  /** Storage of the big matrices: 'f16' halves memory and bandwidth (needs shader-f16). Default f32. */
+  /** Storage of the big matrices: 'f16' halves memory and bandwidth (needs shader-f16). Default: f16 where the adapter has shader-f16, else f32. */
   dtype?: WeightDType;
   /** Called after each tensor is on the GPU, with checkpoint bytes loaded so far and in all. */
   onProgress?: ProgressCallback;
@@ -101,7 +101,7 @@ export class GPT2 {
   ) {}
 
   static async load(device: Device, ckpt: Checkpoint, config: GPT2Config, opts: ModelLoadOptions = {}): Promise<GPT2> {
-    const dtype = opts.dtype ?? 'f32';
+    const dtype = opts.dtype ?? defaultWeightDType(device);
     const { vocabSize: V, nEmbd: d, tieWordEmbeddings } = config;
     const t = keysOf(transformerLayout(config), ckpt.has('wte.weight') ? '' : 'transformer.');
     // The untied head sits beside the transformer, never under its prefix.

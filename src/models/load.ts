@@ -1,6 +1,8 @@
 /** Loading a model from a checkpoint folder (directory, URL base, in-memory files): config.json + safetensors. */
 import type { Device } from '../tensor/device.js';
-import type { WeightDType } from './weights.js';
+import { defaultWeightDType, type WeightDType } from './weights.js';
+
+export { defaultWeightDType };
 import { ConfigError, parseGPT2Config, parseMDLMConfig, type GPT2Config, type MDLMConfig } from './config.js';
 import { GPT2, type ModelLoadOptions } from './gpt2.js';
 import { MDLM } from './mdlm.js';
@@ -33,11 +35,6 @@ async function readConfig(folder: CheckpointFolder): Promise<unknown> {
 
 /** A check of the parsed config against what the model must fit (e.g. its tokenizer), before any weight is read. */
 export type ConfigCheck<C> = (config: C, source: string) => void;
-
-/** The weight format when none is asked for: f16 (half the memory and bandwidth) where the adapter has shader-f16. */
-export function defaultWeightDType(device: Device): WeightDType {
-  return device.info.features.shaderF16 ? 'f16' : 'f32';
-}
 
 /**
  * config.json parsed by `parse`, then the checkpoint (closed once the weights are on the GPU) loaded by `load`,

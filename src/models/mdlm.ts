@@ -16,7 +16,7 @@ import { layerNorm, logSoftmax } from '../tensor/ops/rowwise.js';
 import { appendQKV, attention, KVCache, LayerKVCaches, ropeTable, type AttentionOptions } from '../tensor/ops/attention.js';
 import { ConfigError, type MDLMConfig } from './config.js';
 import type { Checkpoint } from './safetensors.js';
-import { tensorsIn, WeightReader, type WeightDType } from './weights.js';
+import { defaultWeightDType, tensorsIn, WeightReader, type WeightDType } from './weights.js';
 import { checkTokenIds, ContextError } from './errors.js';
 import type { ModelLoadOptions } from './gpt2.js';
 import type { MatmulSignature } from '../tensor/tune.js';
@@ -131,7 +131,7 @@ export class MDLM {
     if (config.timeConditioning) {
       throw new ConfigError(`${ckpt.name}: time_conditioning true is not supported (the drafter's conditioning is folded into its weights)`);
     }
-    const dtype: WeightDType = opts.dtype ?? 'f32';
+    const dtype: WeightDType = opts.dtype ?? defaultWeightDType(device);
     const r = new WeightReader(ckpt, 'backbone.', opts.onProgress);
     const keys = keysOf(backboneLayout(config));
     ckpt.checkTensorSet(keyNames(keys).map((k) => r.key(k)), [r.key(ROTARY_INV_FREQ)]);

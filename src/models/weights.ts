@@ -9,6 +9,11 @@ export class WeightError extends Error {
 
 export type WeightDType = 'f32' | 'f16';
 
+/** The weight format when none is asked for: f16 (half the memory and bandwidth) where the adapter has shader-f16. */
+export function defaultWeightDType(device: Device): WeightDType {
+  return device.info.features.shaderF16 ? 'f16' : 'f32';
+}
+
 /** Every tensor in a model's nested weights (objects and arrays of them). */
 export function tensorsIn(weights: unknown): Tensor[] {
   if (weights instanceof Tensor) return [weights];

@@ -74,7 +74,7 @@ export async function tinyGPT2(device: Device, spec: TinySpec): Promise<GPT2> {
   const shapes = gpt2Shapes(V, d, layers, positions);
   const bytes = writeSafetensors(randomTensors(shapes, seed, scale, (n) => /ln_.*weight$/.test(n)));
   const config = parseGPT2Config({ model_type: 'gpt2', vocab_size: V, n_positions: positions, n_embd: d, n_layer: layers, n_head: heads });
-  return GPT2.load(device, await openSafetensors(memorySource(bytes, `tiny-gpt2-${seed}`)), config);
+  return GPT2.load(device, await openSafetensors(memorySource(bytes, `tiny-gpt2-${seed}`)), config, { dtype: 'f32' });
 }
 
 /** vocab = the target's vocabulary; the MDLM gets one more id, its mask. */
@@ -89,5 +89,5 @@ export async function tinyMDLM(device: Device, spec: TinySpec): Promise<MDLM> {
     model_type: 'mdlm', vocab_size: V, hidden_dim: d, n_blocks: layers, n_heads: heads, cond_dim: c, model_length: positions, time_conditioning: false,
     ...(targetFeatures ? { target_features: targetFeatures } : {}),
   });
-  return MDLM.load(device, await openSafetensors(memorySource(bytes, `tiny-mdlm-${seed}`)), config);
+  return MDLM.load(device, await openSafetensors(memorySource(bytes, `tiny-mdlm-${seed}`)), config, { dtype: 'f32' });
 }
