@@ -11,7 +11,7 @@ import type { ResolvedSampling } from './options.js';
 import type { Rng } from './rng.js';
 import { selectTokens } from './sample.js';
 
-/** Default draft length of speculative decoding with an AR drafter: the fastest in bench:decode on the bundled models. */
+/** Draft length of speculative decoding with an AR drafter (docs/performance.md, "Decoding defaults"). */
 export const DEFAULT_GAMMA = 4;
 
 export class ARDrafter implements Drafter {

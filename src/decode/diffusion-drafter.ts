@@ -27,34 +27,16 @@ import { unmaskPlan } from './schedule.js';
 
 export type { DraftAttention } from './options.js';
 
-/** Defaults measured fastest by bench:decode on the bundled models (README, Performance). */
+// Defaults chosen by bench:decode on the bundled models: docs/performance.md, "Decoding defaults".
+/** Denoising steps per draft: one pass drafts the whole block. */
 export const DEFAULT_STEPS = 1;
-/**
- * Context tokens a diffusion draft sees by default: 8 was fastest at greedy in the interleaved
- * head-to-head `bench:decode --compare --gammas 4,5 --windows 4,8 --steps 1` (γ = 4: 1.27x AR against
- * 1.21x at W = 4; at temperature 1, W = 4 led, 0.92x against 0.81x).
- */
+/** Context tokens a bidirectional draft sees. */
 export const DEFAULT_WINDOW = 8;
-/**
- * Default draft length of SpecDiff at greedy, where it grows to DEFAULT_DIFFUSION_MAX_GAMMA after
- * wholly accepted drafts. A diffusion draft costs one pass whatever γ is, so γ stops paying only
- * when the verify's extra rows cost more than the tokens they add. With a fixed length γ = 6 led
- * (1.60x/1.63x/1.50x AR against 1.60x/1.52x/1.42x for γ = 5); growing, the base drafts are the ones
- * mostly rejected, and γ = 4 → 31 led γ = 6 → 31 in both head-to-heads (2.27x/2.00x AR against
- * 1.93x/1.74x; γ = 5 → 31: 2.01x; README, Performance).
- */
+/** Draft length at greedy, growing to DEFAULT_DIFFUSION_MAX_GAMMA after wholly accepted drafts. */
 export const DEFAULT_DIFFUSION_GAMMA = 4;
-/**
- * When sampling, fewer drafted tokens survive (independent draws given the context), so the
- * verify's extra rows buy less: at temperature 1, γ = 3 ran 0.89x AR against 0.76x/0.75x for
- * γ = 5/6 (README, Performance), and γ ≤ 4 led larger γ in the runs before.
- */
+/** Draft length when sampling: fewer drafted tokens survive, so a verify's extra rows buy less. */
 export const DEFAULT_DIFFUSION_GAMMA_SAMPLED = 3;
-/**
- * Longest draft of SpecDiff's adaptive draft length at greedy (draft-length.ts): 4 → 9 → 19 → 31.
- * A diffusion draft of 31 costs one drafter pass like a draft of 4, and inside the target's greedy
- * loops the drafter gets 17-32 tokens in a row right (README, Performance).
- */
+/** Longest greedy draft (4 → 9 → 19 → 31): one drafter pass whatever its length, and greedy loops accept long runs. */
 export const DEFAULT_DIFFUSION_MAX_GAMMA = 31;
 /** Most denoising steps a draft may be given. */
 const MAX_STEPS = 1024;
