@@ -135,7 +135,7 @@ def shifted_features(hidden, T):
 
 
 def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=False, teacher=None,
-                    teacher_weight=0.0):
+                    teacher_weight=0.0, accept_weight=0.0):
     """The SpecDiff drafting situation: W clean tokens then gamma mask tokens, every mask predicted in one pass
     (the T = 1 draft; with the left-to-right schedule every later pass is again a clean prefix + masked suffix).
     Mean cross-entropy of the masked tokens under SUBS (mask column excluded), and the tokens the windows hold.
@@ -145,7 +145,10 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
     distribution of each masked token (soft labels: for position 1 exactly the p that the acceptance rule
     compares q with; averaged over the data, the teacher's marginal at later positions).
     A drafter with target_features reads the teacher's hidden states of the context (shifted_features); the
-    masked positions get none, as at run time, where the verify has not reached them."""
+    masked positions get none, as at run time, where the verify has not reached them.
+    accept_weight (needs teacher): subtract, with this weight, the expected accepted length of the draft under the
+    sampled acceptance rule, sum_i prod_{j<=i} sum_v min(p_j, q_j) with the teacher's p, per window; it weighs a
+    position by the chance that the draft gets there, where cross-entropy weighs every position alike."""
     W = int(torch.randint(context[0], context[1] + 1, (1,), generator=g))
     gamma = int(torch.randint(DRAFT_GAMMA[0], DRAFT_GAMMA[1] + 1, (1,), generator=g))
     x0 = data.next(batch, W + gamma)
@@ -167,6 +170,9 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
         with torch.no_grad():
             p = F.softmax((hidden[:, W - 1:] @ teacher.wte.weight.t()).float(), dim=-1).reshape(-1, m)
         loss = (1 - teacher_weight) * loss - teacher_weight * (p * log_q).sum(-1).mean()
+        if accept_weight > 0:
+            accept = torch.minimum(p, log_q.exp()).sum(-1).view(batch, gamma)
+            loss = loss - accept_weight * accept.cumprod(1).sum(1).mean()
     return loss, batch * (W + gamma)
 
 
@@ -217,6 +223,8 @@ def main():
                     '(context causal, masked block bidirectional); exported models get "block_causal": true')
     ap.add_argument('--teacher-run', default='', help="MDLM drafting objective: soft labels from runs/<run>/final.pt")
     ap.add_argument('--teacher-weight', type=float, default=0.5, help='weight of the soft labels against the tokens')
+    ap.add_argument('--accept-weight', type=float, default=0.0, help='MDLM drafting objective: weight of the '
+                    'expected accepted length (soft labels of --teacher-run) subtracted from the loss')
     ap.add_argument('--target-features', action='store_true', help='MDLM: the drafter reads the teacher\'s final '
                     'hidden states of the context (needs --teacher-run; starts from --init-run with the new '
                     'projection at zero)')
@@ -241,6 +249,7 @@ def main():
     assert not args.draft_batch or r['kind'] == 'mdlm', '--draft-batch is the MDLM drafting objective'
     assert not args.block_causal or args.draft_batch, '--block-causal applies to the drafting objective (--draft-batch)'
     assert not args.teacher_run or args.draft_batch, '--teacher-run applies to the drafting objective (--draft-batch)'
+    assert not args.accept_weight or args.teacher_run, '--accept-weight compares with the p of --teacher-run'
     assert not args.target_features or args.teacher_run, '--target-features reads the hidden states of --teacher-run'
     draft_context = tuple(int(v) for v in args.draft_context.split(','))
     if args.target_features:
@@ -312,7 +321,8 @@ def main():
             f'lr {r["lr"]} sources {sources}' + (f' init {args.init_run}' if args.init_run else '') +
             (f' draft-batch {args.draft_batch} context {draft_context}' if args.draft_batch else '') +
             (' block-causal' if args.block_causal else '') +
-            (f' teacher {args.teacher_run} weight {args.teacher_weight}' if teacher is not None else ''))
+            (f' teacher {args.teacher_run} weight {args.teacher_weight}' if teacher is not None else '') +
+            (f' accept-weight {args.accept_weight}' if args.accept_weight else ''))
 
     def checkpoint():
         save_atomic({'model': model.state_dict(), 'opt': opt.state_dict(), 'data_rng': data.g.get_state(),
@@ -342,7 +352,8 @@ def main():
             step_tokens = r['batch'] * r['seq_len']
             if args.draft_batch:
                 draft_loss, draft_tokens = mdlm_draft_loss(model, data, args.draft_batch, g_noise, draft_context,
-                                                           args.block_causal, teacher, args.teacher_weight)
+                                                           args.block_causal, teacher, args.teacher_weight,
+                                                           args.accept_weight)
                 loss, step_tokens = loss + draft_loss, step_tokens + draft_tokens
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), r['grad_clip'])
@@ -382,6 +393,8 @@ def main():
         metric['target_features'] = r['cfg'].target_features
     if teacher is not None:
         metric['teacher'] = {'run': args.teacher_run, 'weight': args.teacher_weight}
+    if args.accept_weight:
+        metric['accept_weight'] = args.accept_weight
     log(f'final {json.dumps(metric)}')
     save_atomic({'model': model.state_dict(), 'kind': r['kind'], 'cfg': r['cfg'], 'metrics': metric}, 
                 os.path.join(out, 'final.pt'))
