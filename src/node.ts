@@ -7,6 +7,8 @@
 import { availableParallelism } from 'node:os';
 import { Device, type CreateDeviceOptions } from './tensor/device.js';
 import { WebGPUUnavailableError } from './tensor/errors.js';
+import { napWhileWaiting } from './tensor/node-wait.js';
+import { LAVAPIPE_THREADS_PER_CORE } from './tensor/tuning.js';
 
 export * from './index.js';
 export { dirFolder, fileSource, openCheckpointDir, openSafetensorsFile } from './models/safetensors-node.js';
@@ -32,21 +34,24 @@ export async function nodeGPU(): Promise<GPU> {
       );
     }
     process.env.XDG_RUNTIME_DIR ??= '/tmp';
-    // Mesa's software driver (lavapipe) runs workgroups on LP_NUM_THREADS threads, one per core by
-    // default; twice that balanced this project's small dispatches better on 2 cores (six alternating
-    // pairs of processes: SpecDiff 58 -> 64 tok/s, AR 38 -> 40.5, medians; 4 threads per core no
-    // better). Other drivers do not read it, and a value set by the caller is kept.
-    process.env.LP_NUM_THREADS ??= String(2 * availableParallelism());
+    // LAVAPIPE_THREADS_PER_CORE (tuning.ts); other drivers do not read it, and a value set by the caller is kept.
+    process.env.LP_NUM_THREADS ??= String(LAVAPIPE_THREADS_PER_CORE * availableParallelism());
     Object.assign(globalThis, mod.globals);
     dawn = mod.create([]);
   }
   return dawn;
 }
 
-/**
- * A device in Node through Dawn (nodeGPU). Sleeps through expected GPU waits by default (Dawn's
- * binding polls a busy core while it waits).
- */
-export async function createNodeDevice(opts: Omit<CreateDeviceOptions, 'gpu'> = {}): Promise<Device> {
-  return Device.create({ sleepWhileWaiting: true, ...opts, gpu: await nodeGPU() });
+export interface NodeDeviceOptions extends Omit<CreateDeviceOptions, 'gpu' | 'waitForGPU'> {
+  /**
+   * Nap between event-loop turns while waiting for the GPU (default true): Dawn's binding polls
+   * a busy core while it waits (node-wait.ts).
+   */
+  sleepWhileWaiting?: boolean;
+}
+
+/** A device in Node through Dawn (nodeGPU). */
+export async function createNodeDevice(opts: NodeDeviceOptions = {}): Promise<Device> {
+  const { sleepWhileWaiting = true, ...rest } = opts;
+  return Device.create({ ...rest, gpu: await nodeGPU(), waitForGPU: sleepWhileWaiting ? napWhileWaiting : undefined });
 }
