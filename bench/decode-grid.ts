@@ -34,6 +34,7 @@ import { DEFAULT_DIFFUSION_GAMMA, DEFAULT_DIFFUSION_GAMMA_SAMPLED, DEFAULT_DIFFU
 import { gpuPeakGflops, gpuReadBandwidth } from './lib/roofline.js';
 import { reachableKernels } from '../src/decode/warmup.js';
 import { resolveSampling } from '../src/decode/options.js';
+import './lib/lavapipe-env.js';
 
 const { values } = parseArgs({
   options: {

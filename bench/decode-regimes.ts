@@ -26,6 +26,7 @@ import { resolveSampling } from '../src/decode/options.js';
 import { DEFAULT_DIFFUSION_GAMMA_SAMPLED, DEFAULT_DIFFUSION_MAX_GAMMA, DEFAULT_GAMMA } from '../src/decode/generate.js';
 import { table, fmt } from './lib/table.js';
 import { barChart, lineChart } from './lib/svg.js';
+import './lib/lavapipe-env.js';
 
 const { values } = parseArgs({
   options: {

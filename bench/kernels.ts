@@ -17,6 +17,7 @@ import { attentionTable, matmulTable, targetLines, targets } from './lib/report.
 import { cpuReadBandwidth, dispatchOverhead, gpuPeakGflops, gpuReadBandwidth } from './lib/roofline.js';
 import { fmt, section, table } from './lib/table.js';
 import { initTfjs, tfjsAttention, tfjsMatmulCase, type Tfjs } from './lib/tfjs.js';
+import './lib/lavapipe-env.js';
 
 const args = new Set(process.argv.slice(2));
 const QUICK = args.has('--quick');

@@ -19,9 +19,9 @@ export { CacheError, defaultCacheDir, urlFolder, type CachedUrlOptions } from '.
 let dawn: GPU | null = null;
 
 /**
- * Dawn's WebGPU entry point for this process, created once, with the environment its drivers
- * need. Needs the optional peer dependency `webgpu`. Share it with other WebGPU libraries so they
- * run on the same instance.
+ * Dawn's WebGPU entry point for this process, created once. Needs the optional peer dependency
+ * `webgpu`. Share it with other WebGPU libraries so they run on the same instance. Drivers read
+ * their environment when it is first created: see lavapipeThreads.
  */
 export async function nodeGPU(): Promise<GPU> {
   if (!dawn) {
@@ -33,13 +33,19 @@ export async function nodeGPU(): Promise<GPU> {
         `the 'webgpu' package (Dawn for Node) is not installed: run \`npm install webgpu\` (${(e as Error).message})`,
       );
     }
-    process.env.XDG_RUNTIME_DIR ??= '/tmp';
-    // LAVAPIPE_THREADS_PER_CORE (tuning.ts); other drivers do not read it, and a value set by the caller is kept.
-    process.env.LP_NUM_THREADS ??= String(LAVAPIPE_THREADS_PER_CORE * availableParallelism());
     Object.assign(globalThis, mod.globals);
     dawn = mod.create([]);
   }
   return dawn;
+}
+
+/**
+ * The LP_NUM_THREADS this project runs Mesa's software driver (lavapipe) with:
+ * LAVAPIPE_THREADS_PER_CORE per core. An entry point sets it, if it wants it, before its first
+ * nodeGPU(); the library sets no environment variable.
+ */
+export function lavapipeThreads(): number {
+  return LAVAPIPE_THREADS_PER_CORE * availableParallelism();
 }
 
 export interface NodeDeviceOptions extends Omit<CreateDeviceOptions, 'gpu' | 'waitForGPU'> {
