@@ -50,6 +50,11 @@ describe('kernel tuning', () => {
     expect((err as Error).message).toMatch(/^tuning.thresholdSearch must be a search within 16384 bytes of workgroup memory/);
   });
 
+  it('DEFAULT_TUNING cannot be changed, down to its nested values', () => {
+    expect(() => ((DEFAULT_TUNING.thresholdSearch as { wg: number }).wg = 32)).toThrow(TypeError);
+    expect(() => (DEFAULT_TUNING.gemvRowBuckets as number[]).push(32)).toThrow(TypeError);
+  });
+
   it('tune() changes nothing when a value is out of range', async () => {
     const dev = await getDevice();
     const before = dev.tuning;

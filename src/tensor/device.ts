@@ -100,7 +100,7 @@ export class Device {
 
   /**
    * Replaces some tuning values (autotuning does); throws TuningError, changing nothing, if one
-   * is out of range. Kernels generated since keep theirs: their keys name what they were made with.
+   * is out of range. Kernels already made keep their values: their keys name them.
    */
   tune(overrides: Partial<KernelTuning>): void {
     this.currentTuning = resolveTuning(overrides, this.currentTuning, this.limits);

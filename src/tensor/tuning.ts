@@ -110,7 +110,7 @@ export interface KernelTuning {
   maxNapMs: number;
 }
 
-export const DEFAULT_TUNING: Readonly<KernelTuning> = Object.freeze<KernelTuning>({
+export const DEFAULT_TUNING: Readonly<KernelTuning> = deepFreeze<KernelTuning>({
   gemvMaxRows: 16,
   gemvRowBuckets: [1, 2, 4, 6, 8, 12, 16],
   streamedMaxRows: 64,
@@ -204,4 +204,10 @@ export function validateChoice(field: string, c: MatmulChoice): void {
   }
   if (c.group !== undefined && ![4, 8, 16].includes(c.group)) throw new TuningError(`${field}.group`, 'one of 4, 8, 16', c.group);
   if (c.threads !== undefined && ![16, 32, 64].includes(c.threads)) throw new TuningError(`${field}.threads`, 'one of 16, 32, 64', c.threads);
+}
+
+/** Freezes an object and everything in it: the defaults are shared by every device. */
+function deepFreeze<T extends object>(o: T): T {
+  for (const v of Object.values(o)) if (v && typeof v === 'object') deepFreeze(v);
+  return Object.freeze(o);
 }

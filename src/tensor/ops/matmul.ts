@@ -16,7 +16,6 @@ import {
   matmulBindings,
   matmulKey,
   matmulWGSL,
-  type MatmulFamily,
   type MatmulVariant,
   type WeightLayout,
 } from '../../shaders/matmul.js';
