@@ -11,8 +11,8 @@ import { parseArgs } from 'node:util';
 import { bundledModelPath, createNodeDevice, dirFolder, loadPipeline } from '../src/node.js';
 import type { KernelSpec } from '../src/tensor/device.js';
 import type { Method } from '../src/decode/options.js';
+import './lib/lavapipe-env.js';
 
-process.env.XDG_RUNTIME_DIR ??= '/tmp';
 const { values } = parseArgs({
   options: {
     method: { type: 'string', default: 'specdiff' },

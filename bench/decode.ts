@@ -4,6 +4,8 @@
  *   --compare   only a head-to-head of every γ × T × window × cutoff × longest draft, to choose defaults (compare.ts)
  *   otherwise   the γ × T grid, the window sweep, a head-to-head at the winners and a GPU profile (grid.ts)
  */
+import './lib/lavapipe-env.js';
+
 if (process.argv.includes('--regimes')) await import('./decode/regimes.js');
 else if (process.argv.includes('--compare')) await import('./decode/compare.js');
 else await import('./decode/grid.js');

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createNodeDevice, dirFolder, generate, loadGPT2, loadMDLM, loadTokenizer, DiffusionDrafter } from '../src/node.js';
+import './lib/lavapipe-env.js';
 const [nS, ...dirs] = process.argv.slice(2);
 const dev = await createNodeDevice();
 const m = join(new URL('..', import.meta.url).pathname, 'models');

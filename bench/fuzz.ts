@@ -10,6 +10,7 @@
 import { fork } from 'node:child_process';
 import { createNodeDevice } from '../src/node.js';
 import { emptyCounts, fixtures, runCase, runFuzz, tally, type CaseResult, type FuzzCounts } from './lib/fuzz.js';
+import './lib/lavapipe-env.js';
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);

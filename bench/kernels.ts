@@ -13,11 +13,11 @@ import { benchDevice, deviceDescription } from './lib/gpu.js';
 import { nodeGPU } from '../src/node.js';
 import { benchMatmulCase, weightData, type MatmulCase, type MatmulRow } from './lib/matmul.js';
 import { benchSampling, type SamplingRow } from './lib/sampling.js';
-import { THRESHOLD_SEARCH } from '../src/shaders/sample.js';
 import { attentionTable, matmulTable, targetLines, targets } from './lib/report.js';
 import { cpuReadBandwidth, dispatchOverhead, gpuPeakGflops, gpuReadBandwidth } from './lib/roofline.js';
 import { fmt, section, table } from './lib/table.js';
 import { initTfjs, tfjsAttention, tfjsMatmulCase, type Tfjs } from './lib/tfjs.js';
+import './lib/lavapipe-env.js';
 
 const args = new Set(process.argv.slice(2));
 const QUICK = args.has('--quick');
@@ -162,7 +162,7 @@ async function main(): Promise<void> {
     progress('sampling filter');
     sampling = await benchSampling(dev, QUICK);
     const ms = (t: SamplingRow['ours'] | undefined) => (t === undefined ? '' : typeof t === 'string' ? `error: ${t}` : fmt(t.ms));
-    console.log(table(['rows', '>V', 'filter', `>ms (${THRESHOLD_SEARCH.digitBits}-bit digits, wg ${THRESHOLD_SEARCH.wg})`, '>ms (1 bit per pass, wg 256)', '>speedup'], sampling.map((r) => {
+    console.log(table(['rows', '>V', 'filter', `>ms (${dev.tuning.thresholdSearch.digitBits}-bit digits, wg ${dev.tuning.thresholdSearch.wg})`, '>ms (1 bit per pass, wg 256)', '>speedup'], sampling.map((r) => {
       const ratio = typeof r.ours === 'object' && typeof r.bitPerPass === 'object' ? `${fmt(r.bitPerPass.ms / r.ours.ms)}x` : '';
       return [r.rows, r.V, r.filter, ms(r.ours), ms(r.bitPerPass), ratio];
     })));

@@ -7,6 +7,7 @@
  */
 import { parseArgs } from 'node:util';
 import { createNodeDevice, GPT2, memorySource, openSafetensors, parseGPT2Config, writeSafetensors } from '../src/node.js';
+import './lib/lavapipe-env.js';
 
 const { values } = parseArgs({ options: { f16: { type: 'boolean' }, layers: { type: 'string' } } });
 const d = 768;

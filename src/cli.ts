@@ -12,6 +12,7 @@ import {
   bundledModelsDir,
   createNodeDevice,
   dirFolder,
+  lavapipeThreads,
   loadPipeline,
   urlFolder,
   type BundledModel,
@@ -166,6 +167,8 @@ async function load(values: Record<string, unknown>, methods: readonly string[])
     bars?.finish(label, formatBytes(total));
     loading++;
   };
+  // Read by lavapipe (Mesa's software driver) when Dawn starts: the recommended count, unless set.
+  process.env.LP_NUM_THREADS ??= String(lavapipeThreads());
   const device = await createNodeDevice();
   // No dtype: the library's default (f16 where the adapter has shader-f16).
   const pipe = await loadPipeline(device, sources, { dtype: values.f32 ? 'f32' : undefined, onProgress });

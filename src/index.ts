@@ -5,7 +5,8 @@
  * decoding and Speculative Diffusion Decoding (SpecDiff). Browser-safe: no Node imports, no
  * dependencies. In Node, import from 'specdiff-webgpu/node' for a Dawn device and file loaders.
  */
-export { Device, type DeviceInfo, type DeviceLimits, type CreateDeviceOptions, type CompileProgress, type KernelSpec } from './tensor/device.js';
+export { Device, type DeviceInfo, type DeviceLimits, type CreateDeviceOptions, type CompileProgress, type GPUWait, type KernelSpec } from './tensor/device.js';
+export { DEFAULT_TUNING, type GemvBand, type KernelTuning, type MatmulChoice } from './tensor/tuning.js';
 export { Tensor, readTensors, type DType } from './tensor/tensor.js';
 export * from './tensor/errors.js';
 export * as ops from './tensor/ops/index.js';

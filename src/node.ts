@@ -7,6 +7,8 @@
 import { availableParallelism } from 'node:os';
 import { Device, type CreateDeviceOptions } from './tensor/device.js';
 import { WebGPUUnavailableError } from './tensor/errors.js';
+import { napWhileWaiting } from './tensor/node-wait.js';
+import { LAVAPIPE_THREADS_PER_CORE } from './tensor/tuning.js';
 
 export * from './index.js';
 export { dirFolder, fileSource, openCheckpointDir, openSafetensorsFile } from './models/safetensors-node.js';
@@ -17,9 +19,9 @@ export { CacheError, defaultCacheDir, urlFolder, type CachedUrlOptions } from '.
 let dawn: GPU | null = null;
 
 /**
- * Dawn's WebGPU entry point for this process, created once, with the environment its drivers
- * need. Needs the optional peer dependency `webgpu`. Share it with other WebGPU libraries so they
- * run on the same instance.
+ * Dawn's WebGPU entry point for this process, created once. Needs the optional peer dependency
+ * `webgpu`. Share it with other WebGPU libraries so they run on the same instance. Drivers read
+ * their environment when it is first created: see lavapipeThreads.
  */
 export async function nodeGPU(): Promise<GPU> {
   if (!dawn) {
@@ -31,12 +33,6 @@ export async function nodeGPU(): Promise<GPU> {
         `the 'webgpu' package (Dawn for Node) is not installed: run \`npm install webgpu\` (${(e as Error).message})`,
       );
     }
-    process.env.XDG_RUNTIME_DIR ??= '/tmp';
-    // Mesa's software driver (lavapipe) runs workgroups on LP_NUM_THREADS threads, one per core by
-    // default; twice that balanced this project's small dispatches better on 2 cores (six alternating
-    // pairs of processes: SpecDiff 58 -> 64 tok/s, AR 38 -> 40.5, medians; 4 threads per core no
-    // better). Other drivers do not read it, and a value set by the caller is kept.
-    process.env.LP_NUM_THREADS ??= String(2 * availableParallelism());
     Object.assign(globalThis, mod.globals);
     dawn = mod.create([]);
   }
@@ -44,9 +40,24 @@ export async function nodeGPU(): Promise<GPU> {
 }
 
 /**
- * A device in Node through Dawn (nodeGPU). Sleeps through expected GPU waits by default (Dawn's
- * binding polls a busy core while it waits).
+ * The LP_NUM_THREADS this project runs Mesa's software driver (lavapipe) with:
+ * LAVAPIPE_THREADS_PER_CORE per core. An entry point sets it, if it wants it, before its first
+ * nodeGPU(); the library sets no environment variable.
  */
-export async function createNodeDevice(opts: Omit<CreateDeviceOptions, 'gpu'> = {}): Promise<Device> {
-  return Device.create({ sleepWhileWaiting: true, ...opts, gpu: await nodeGPU() });
+export function lavapipeThreads(): number {
+  return LAVAPIPE_THREADS_PER_CORE * availableParallelism();
+}
+
+export interface NodeDeviceOptions extends Omit<CreateDeviceOptions, 'gpu' | 'waitForGPU'> {
+  /**
+   * Nap between event-loop turns while waiting for the GPU (default true): Dawn's binding polls
+   * a busy core while it waits (node-wait.ts).
+   */
+  sleepWhileWaiting?: boolean;
+}
+
+/** A device in Node through Dawn (nodeGPU). */
+export async function createNodeDevice(opts: NodeDeviceOptions = {}): Promise<Device> {
+  const { sleepWhileWaiting = true, ...rest } = opts;
+  return Device.create({ ...rest, gpu: await nodeGPU(), waitForGPU: sleepWhileWaiting ? napWhileWaiting : undefined });
 }

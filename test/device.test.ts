@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { createNodeDevice } from '../src/node.js';
@@ -26,6 +27,24 @@ function mainThreadCpuMs(): number {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime, USER_HZ = 100
 }
+
+describe('the Node entry', () => {
+  it('importing it and creating a device leave process.env unchanged', () => {
+    // A fresh process without the variables a driver reads, so that setting one would show.
+    const env = { ...process.env };
+    delete env.LP_NUM_THREADS;
+    delete env.XDG_RUNTIME_DIR;
+    const script = `const before = { ...process.env };
+      const { createNodeDevice } = await import('./src/node.ts');
+      (await createNodeDevice()).destroy();
+      const keys = new Set([...Object.keys(before), ...Object.keys(process.env)]);
+      console.log(JSON.stringify([...keys].filter((k) => before[k] !== process.env[k])));`;
+    const root = new URL('..', import.meta.url).pathname;
+    const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, env, encoding: 'utf8', timeout: 120_000 });
+    expect(run.status, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout.trim().split('\n').pop()!)).toEqual([]);
+  });
+});
 
 describe('waiting for the GPU', () => {
   it('a device that naps while waiting still returns the work recorded just before each read and sync', async () => {

@@ -9,7 +9,8 @@ import { createNodeDevice } from '../src/node.js';
 import { Pipeline, type PipelineGenerateOptions } from '../src/pipeline.js';
 import type { Device } from '../src/tensor/device.js';
 import type { Tokenizer } from '../src/models/tokenizer.js';
-import { ATTENTION_ROWS, attentionRows } from '../src/tensor/ops/attention.js';
+import { attentionRows } from '../src/tensor/ops/attention.js';
+import { DEFAULT_TUNING } from '../src/tensor/tuning.js';
 import { attentionWorkgroupBytes } from '../src/shaders/attention.js';
 
 const V = 16;
@@ -32,9 +33,9 @@ describe('default limits', async () => {
   it('are the specification\'s', () => {
     expect(small.limits.maxComputeWorkgroupStorageSize).toBe(16384);
     expect(small.limits.maxComputeInvocationsPerWorkgroup).toBe(256);
-    const R = attentionRows(small, 64, ATTENTION_ROWS);
+    const R = attentionRows(small, 64, DEFAULT_TUNING.attentionRows);
     expect(attentionWorkgroupBytes(64, R)).toBeLessThanOrEqual(16384);
-    expect(R).toBe(attentionRows(big, 64, ATTENTION_ROWS));
+    expect(R).toBe(attentionRows(big, 64, DEFAULT_TUNING.attentionRows));
   });
 
   const runs: Array<[string, PipelineGenerateOptions]> = [

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../src/tensor/tensor.js';
 import { defaultThreads, matmul, uniformChunkRows, type MatmulChoice } from '../src/tensor/ops/matmul.js';
+import { DEFAULT_TUNING } from '../src/tensor/tuning.js';
 import { getDevice } from './helpers/device.js';
 import { expectClose, geluRef, matmulRef, randn } from './helpers/reference.js';
 
@@ -183,12 +184,12 @@ describe('matmul', () => {
   });
 
   it('defaultThreads keeps 64 invocations per workgroup unless that leaves fewer than 4 workgroups', () => {
-    expect(defaultThreads(8192, 8)).toBe(64);
-    expect(defaultThreads(2048, 8)).toBe(64);
-    expect(defaultThreads(1536, 8)).toBe(32);
-    expect(defaultThreads(512, 8)).toBe(16);
-    expect(defaultThreads(512, 4)).toBe(32);
-    expect(defaultThreads(5, 4)).toBe(16);
+    expect(defaultThreads(DEFAULT_TUNING, 8192, 8)).toBe(64);
+    expect(defaultThreads(DEFAULT_TUNING, 2048, 8)).toBe(64);
+    expect(defaultThreads(DEFAULT_TUNING, 1536, 8)).toBe(32);
+    expect(defaultThreads(DEFAULT_TUNING, 512, 8)).toBe(16);
+    expect(defaultThreads(DEFAULT_TUNING, 512, 4)).toBe(32);
+    expect(defaultThreads(DEFAULT_TUNING, 5, 4)).toBe(16);
   });
 
   it('rejects mismatched inner dimensions with the shapes in the message', async () => {
@@ -219,7 +220,7 @@ describe('autotuning', () => {
 
 describe('gemv-uniform row chunks', () => {
   // A device's limits only: 64 KiB uniform bindings at 256-byte offsets.
-  const dev = { limits: { maxUniformBufferBindingSize: 65536, minUniformBufferOffsetAlignment: 256 } } as Parameters<typeof uniformChunkRows>[0];
+  const dev = { limits: { maxUniformBufferBindingSize: 65536, minUniformBufferOffsetAlignment: 256 }, tuning: DEFAULT_TUNING } as Parameters<typeof uniformChunkRows>[0];
 
   it('takes all rows in one binding when they fit', () => {
     expect(uniformChunkRows(dev, 'nk', 5, 512)).toBe(5);

@@ -5,7 +5,7 @@
  */
 import type { Device } from '../../src/tensor/device.js';
 import { filteredProbs, type SamplingFilter } from '../../src/tensor/ops/sample.js';
-import { THRESHOLD_SEARCH, type ThresholdSearch } from '../../src/shaders/sample.js';
+import type { ThresholdSearch } from '../../src/shaders/sample.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { timeEach, type Timing } from './timing.js';
 import { weightData } from './matmul.js';
@@ -34,7 +34,7 @@ export async function benchSampling(dev: Device, quick: boolean): Promise<Sampli
       // Logits spread like a language model's (a few large, most small).
       const logits = Tensor.from(dev, weightData(rows * V, 9).map((v) => 40 * v), [rows, V]);
       for (const [name, f] of filters) {
-        const searches = f.topK || f.topP ? [THRESHOLD_SEARCH, BIT_PER_PASS] : [THRESHOLD_SEARCH];
+        const searches = f.topK || f.topP ? [dev.tuning.thresholdSearch, BIT_PER_PASS] : [dev.tuning.thresholdSearch];
         const timings = await timeEach(searches.map((s) => () => filteredProbs(logits, f, s).dispose()), () => dev.sync(), { budgetMs: 1500 });
         const [ours, bitPerPass] = timings.map((t) => (t instanceof Error ? t.message : t));
         out.push({ rows, V, filter: name, ours, bitPerPass });

@@ -1,12 +1,11 @@
 /**
  * The kernels a generation can reach, found ahead by recording (never running) one pass of
  * every shape it can take. Kernel choices depend on a pass's row count only up to
- * STREAMED_MAX_ROWS (beyond it one tiled kernel does every count), and not on its key count, so
+ * the device's streamedMaxRows (beyond it one tiled kernel does every count), and not on its key count, so
  * a bounded set of recorded passes covers every later step.
  */
 import type { KernelSpec } from '../tensor/device.js';
 import { Tensor } from '../tensor/tensor.js';
-import { STREAMED_MAX_ROWS } from '../tensor/ops/matmul.js';
 import type { GPT2 } from '../models/gpt2.js';
 import type { Drafter } from './drafter.js';
 import type { ResolvedSampling } from './options.js';
@@ -26,10 +25,10 @@ export interface ReachSettings {
   maxNewTokens?: number;
 }
 
-/** Row counts 1..min(limit, STREAMED_MAX_ROWS), plus one past it (the tiled kernel) when the limit is beyond. */
-function rowCounts(limit: number): number[] {
-  const out = Array.from({ length: Math.min(limit, STREAMED_MAX_ROWS) }, (_, i) => i + 1);
-  if (limit > STREAMED_MAX_ROWS) out.push(STREAMED_MAX_ROWS + 1);
+/** Row counts 1..min(limit, streamed), plus one past it (the tiled kernel) when the limit is beyond. */
+function rowCounts(limit: number, streamed: number): number[] {
+  const out = Array.from({ length: Math.min(limit, streamed) }, (_, i) => i + 1);
+  if (limit > streamed) out.push(streamed + 1);
   return out;
 }
 
@@ -47,7 +46,7 @@ export function reachableKernels(target: GPT2, drafter: Drafter | null, s: Reach
     // A drafter that reads the target's hidden states has the target write them (other kernels).
     const states = drafter?.targetFeatures ? target.createHiddenStates() : undefined;
     // Target: prefill rows, one-token steps, and a verify of each draft length (a cutoff only shortens it).
-    for (const n of rowCounts(Math.max(prompt - 1, 1))) {
+    for (const n of rowCounts(Math.max(prompt - 1, 1), dev.tuning.streamedMaxRows)) {
       cache.truncate(0);
       target.forward(ids(n), cache, 1, states);
     }
@@ -67,9 +66,9 @@ export function reachableKernels(target: GPT2, drafter: Drafter | null, s: Reach
     fresh();
     drafter.prefill(ids(prompt), states);
     // New tokens before a draft: up to a rejected longest draft plus one, the prompt, or a
-    // drafter's restart after its context filled up (past STREAMED_MAX_ROWS: one shape for all).
+    // drafter's restart after its context filled up (past streamedMaxRows: one shape for all).
     const restarts = longest >= Math.min(capacity, drafter.maxGamma + 1) - G - 1;
-    const added = rowCounts(restarts ? capacity : Math.max(prompt, G + 1));
+    const added = rowCounts(restarts ? capacity : Math.max(prompt, G + 1), dev.tuning.streamedMaxRows);
     for (let g = 1; g <= G; g++) {
       fresh();
       drafter.draft(ids(1), g, s.sampling, rng, s.withConfidence, states);

@@ -4,21 +4,6 @@
  */
 import { header, paramsStruct, rowEntry, workgroupReduce, type WeightType } from './common.js';
 
-export const ROW_WG = 256;
-
-/**
- * Invocations per LayerNorm row: a hidden row (≤ 2048) is too little work for 256 invocations and
- * the two reductions' barriers dominate (lavapipe: 64 is 1.7-3x faster than 256 at 5-40 rows of
- * 256-768); 64 is still a full wavefront on GPUs.
- */
-export function layerNormWG(D: number): number {
-  return D <= 2048 ? 64 : ROW_WG;
-}
-
-const REDUCE = workgroupReduce('reduceSum', 'f32', '+', ROW_WG) + workgroupReduce('reduceMax', 'f32', 'max', ROW_WG);
-
-const ENTRY = rowEntry(ROW_WG, 'P.D');
-
 export const ROW_PARAMS = 'uuf';
 
 export interface LayerNormVariant {
@@ -56,21 +41,21 @@ ${rowEntry(v.wg, 'P.D')}
 }`;
 }
 
-/** softmax(x · alpha) or log-softmax(x · alpha) over the last axis. */
-export function softmaxWGSL(log: boolean): string {
+/** softmax(x · alpha) or log-softmax(x · alpha) over the last axis, `wg` invocations per row. */
+export function softmaxWGSL(log: boolean, wg: number): string {
   return `${paramsStruct(['rows', 'D', 'alpha'], ROW_PARAMS, 2)}
 @group(0) @binding(0) var<storage, read> X: array<f32>;
 @group(0) @binding(1) var<storage, read_write> Y: array<f32>;
-${REDUCE}
-${ENTRY}
+${workgroupReduce('reduceSum', 'f32', '+', wg)}${workgroupReduce('reduceMax', 'f32', 'max', wg)}
+${rowEntry(wg, 'P.D')}
   var m = -3.0e38;
-  for (var i = t; i < P.D; i += ${ROW_WG}u) { m = max(m, X[base + i] * P.alpha); }
+  for (var i = t; i < P.D; i += ${wg}u) { m = max(m, X[base + i] * P.alpha); }
   m = reduceMax(m, t);
   var s = 0.0;
-  for (var i = t; i < P.D; i += ${ROW_WG}u) { s += exp(X[base + i] * P.alpha - m); }
+  for (var i = t; i < P.D; i += ${wg}u) { s += exp(X[base + i] * P.alpha - m); }
   s = reduceSum(s, t);
   ${log ? 'let lse = m + log(s);' : 'let inv = 1.0 / s;'}
-  for (var i = t; i < P.D; i += ${ROW_WG}u) {
+  for (var i = t; i < P.D; i += ${wg}u) {
     ${log ? 'Y[base + i] = X[base + i] * P.alpha - lse;' : 'Y[base + i] = exp(X[base + i] * P.alpha - m) * inv;'}
   }
 }`;
@@ -80,21 +65,22 @@ ${ENTRY}
  * Index of the largest element of each row (the first one on ties); with `probability`, also its
  * probability under the row's softmax, 1 / Σ exp(x − max): a greedy drafter's confidence.
  * A row holding NaN or ±Inf gives -1, so that callers can tell broken logits from token 0.
+ * `wg` invocations per row, a power of two.
  */
-export function argmaxWGSL(probability = false): string {
+export function argmaxWGSL(probability: boolean, wg: number): string {
   return `${paramsStruct(['rows', 'D', 'alpha'], ROW_PARAMS, probability ? 3 : 2)}
 @group(0) @binding(0) var<storage, read> X: array<f32>;
 @group(0) @binding(1) var<storage, read_write> Out: array<i32>;
 ${probability ? `@group(0) @binding(2) var<storage, read_write> Prob: array<f32>;
-${workgroupReduce('reduceSum', 'f32', '+', ROW_WG)}` : ''}
-var<workgroup> bestV: array<f32, ${ROW_WG}>;
-var<workgroup> bestI: array<u32, ${ROW_WG}>;
+${workgroupReduce('reduceSum', 'f32', '+', wg)}` : ''}
+var<workgroup> bestV: array<f32, ${wg}>;
+var<workgroup> bestI: array<u32, ${wg}>;
 var<workgroup> nonFinite: atomic<u32>;
-${ENTRY}
+${rowEntry(wg, 'P.D')}
   var v = -3.4e38;
   var idx = 0xffffffffu;
   var bad = 0u;
-  for (var i = t; i < P.D; i += ${ROW_WG}u) {
+  for (var i = t; i < P.D; i += ${wg}u) {
     let x = X[base + i];
     // On the bits: a compiler may assume floats are never NaN.
     bad |= u32((bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u);
@@ -104,7 +90,7 @@ ${ENTRY}
   bestV[t] = v;
   bestI[t] = idx;
   workgroupBarrier();
-  for (var s = ${ROW_WG / 2}u; s > 0u; s >>= 1u) {
+  for (var s = ${wg / 2}u; s > 0u; s >>= 1u) {
     if (t < s) {
       let ov = bestV[t + s];
       let oi = bestI[t + s];
@@ -118,7 +104,7 @@ ${ENTRY}
   if (t == 0u) { Out[row] = select(i32(bestI[0]), -1, atomicLoad(&nonFinite) != 0u); }${probability ? `
   let m = bestV[0];
   var s = 0.0;
-  for (var i = t; i < P.D; i += ${ROW_WG}u) { s += exp(X[base + i] - m); }
+  for (var i = t; i < P.D; i += ${wg}u) { s += exp(X[base + i] - m); }
   s = reduceSum(s, t);
   if (t == 0u) { Prob[row] = 1.0 / s; }` : ''}
 }`;

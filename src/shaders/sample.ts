@@ -29,14 +29,6 @@ export interface ThresholdSearch {
   wg: 32 | 64 | 128 | 256;
 }
 
-/**
- * On llvmpipe (6 rows of 8192, GPU timestamps, variants alternating) top-k went from 6.9–8.0 ms
- * at a bit per pass in workgroups of 256 to 2.3–2.7 ms at 4 bits in 64 (128: 2.8–3.3, 32: 2.1–2.2):
- * it runs a workgroup's invocations as coroutines and pays for each barrier. Smaller workgroups
- * leave a GPU's row with fewer lanes for the same elements, so 64, not 32.
- */
-export const THRESHOLD_SEARCH: ThresholdSearch = { digitBits: 4, wg: 64 };
-
 /** Workgroup memory filteredProbs needs: its scalar sums and max, and the candidates' sums. */
 export function thresholdSearchBytes(s: ThresholdSearch): number {
   return 2 * workgroupReduceBytes(4, s.wg) + workgroupReduceBytes(16 * candidateVecs(s), s.wg);
@@ -78,7 +70,7 @@ function thresholdSearch(s: ThresholdSearch, o: { result: string; load: string; 
 
 export const PROBS_PARAMS = 'uuuff';
 
-export function filteredProbsWGSL(s: ThresholdSearch = THRESHOLD_SEARCH): string {
+export function filteredProbsWGSL(s: ThresholdSearch): string {
   return `${paramsStruct(['rows', 'V', 'topK', 'invTemp', 'topP'], PROBS_PARAMS, 2)}
 @group(0) @binding(0) var<storage, read> X: array<f32>;
 @group(0) @binding(1) var<storage, read_write> Prob: array<f32>;

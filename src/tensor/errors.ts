@@ -34,3 +34,16 @@ export function shapeStr(shape: readonly number[]): string {
 export function assertShape(cond: boolean, op: string, msg: string): asserts cond {
   if (!cond) throw new ShapeError(`${op}: ${msg}`);
 }
+
+/** A kernel tuning value (Device.create's `tuning`, or autotuning's) outside what the kernels support. */
+export class TuningError extends Error {
+  override name = 'TuningError';
+
+  constructor(
+    readonly field: string,
+    readonly allowed: string,
+    readonly value: unknown,
+  ) {
+    super(`tuning.${field} must be ${allowed}, got ${JSON.stringify(value)}`);
+  }
+}

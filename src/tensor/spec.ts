@@ -1,4 +1,4 @@
-import type { Access, KernelSpec } from './device.js';
+import type { Access, KernelSpec } from './kernels.js';
 
 const specs = new Map<string, KernelSpec>();
 

@@ -7,7 +7,8 @@
 import type { Device } from './device.js';
 import { Tensor } from './tensor.js';
 import type { WeightLayout } from '../shaders/matmul.js';
-import { STREAMED_MAX_ROWS, defaultThreads, getMatmulChoice, matmul, setMatmulChoice, tuneKey, type MatmulChoice } from './ops/matmul.js';
+import { defaultThreads, getMatmulChoice, matmul, setMatmulChoice, tuneKey } from './ops/matmul.js';
+import type { MatmulChoice } from './tuning.js';
 
 export interface MatmulSignature {
   layout: WeightLayout;
@@ -22,7 +23,7 @@ export type TuningTable = Record<string, MatmulChoice>;
 function candidates(dev: Device, layout: WeightLayout, dtype: 'f32' | 'f16', rows: number, N: number): MatmulChoice[] {
   const wides = dtype === 'f16' ? [false, true] : [false];
   // Smaller workgroups only matter where 64 invocations leave few of them: there, both.
-  const threads = (group: number) => [...new Set([64, defaultThreads(N, group)])];
+  const threads = (group: number) => [...new Set([64, defaultThreads(dev.tuning, N, group)])];
   const c: MatmulChoice[] = [
     { family: 'gemv', split: 1 },
     ...(layout === 'nk' ? [8, 16].map((group) => ({ family: 'gemv' as const, split: 1, group })) : []),
@@ -54,7 +55,7 @@ export async function autotuneMatmul(dev: Device, signatures: MatmulSignature[],
   const table: TuningTable = {};
   for (const s of signatures) {
     const key = tuneKey(s.layout, s.dtype, s.rows, s.K, s.N);
-    if (s.rows > STREAMED_MAX_ROWS || getMatmulChoice(dev, key) || table[key]) continue;
+    if (s.rows > dev.tuning.streamedMaxRows || getMatmulChoice(dev, key) || table[key]) continue;
     const a = Tensor.from(dev, new Float32Array(s.rows * s.K).fill(0.01), [s.rows, s.K]);
     const w = Tensor.empty(dev, s.layout === 'kn' ? [s.K, s.N] : [s.N, s.K], s.dtype === 'f16' && dev.info.features.shaderF16 ? 'f16' : 'f32');
     const cands = candidates(dev, s.layout, w.dtype as 'f32' | 'f16', s.rows, s.N);

@@ -123,16 +123,9 @@ export interface AttentionOptions {
    */
   bidirectionalTail?: number;
   scale?: number;
-  /** Query rows per workgroup (default ATTENTION_ROWS): each key and value loaded serves that many rows. */
+  /** Query rows per workgroup (default: the device's tuning.attentionRows): each key and value loaded serves that many rows. */
   rowsPerWorkgroup?: number;
 }
-
-/**
- * Four rows per workgroup share each key and value load of a verify or a draft four ways. The
- * kernel's loops over a workgroup's rows have a constant trip count, so the per-row arrays stay
- * in registers.
- */
-export const ATTENTION_ROWS = 4;
 
 /** softmax(q·Kᵀ·scale [+ causal mask]) · V for q [n, H·hd] against the cache's valid positions. */
 export function attention(q: Tensor, cache: KVCache, opts: AttentionOptions = {}): Tensor {
@@ -145,7 +138,7 @@ export function attention(q: Tensor, cache: KVCache, opts: AttentionOptions = {}
   const tail = opts.bidirectionalTail ?? 0;
   assertShape(Number.isInteger(tail) && tail >= 0 && tail <= n && (causal || tail === 0), 'attention', `bidirectionalTail ${tail} must be an integer in 0..${n} rows, with causal attention`);
   const out = Tensor.empty(q.device, [n, H * hd]);
-  const perWorkgroup = opts.rowsPerWorkgroup ?? ATTENTION_ROWS;
+  const perWorkgroup = opts.rowsPerWorkgroup ?? q.device.tuning.attentionRows;
   assertShape(Number.isInteger(perWorkgroup) && perWorkgroup >= 1 && perWorkgroup <= 16, 'attention', `rowsPerWorkgroup must be an integer in 1..16, got ${perWorkgroup}`);
   const dev = q.device;
   // A row's result does not depend on R and rows past the end see no keys: 2..R-1 rows run the

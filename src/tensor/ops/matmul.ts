@@ -4,7 +4,9 @@
  * to the register-tiled kernel. An 'nk' weight larger than the adapter's storage binding limit
  * (GPT-2's tied 50257×d embedding used as the LM head) is bound in row chunks.
  */
-import type { BufferBinding, Device, KernelSpec } from '../device.js';
+import type { Device } from '../device.js';
+import type { BufferBinding, KernelSpec } from '../kernels.js';
+import { DEFAULT_TUNING, type KernelTuning, type MatmulChoice } from '../tuning.js';
 import { assertShape, GPULimitError, shapeStr } from '../errors.js';
 import { BYTES, Tensor } from '../tensor.js';
 import { kernelSpec } from '../spec.js';
@@ -14,7 +16,6 @@ import {
   matmulBindings,
   matmulKey,
   matmulWGSL,
-  type MatmulFamily,
   type MatmulVariant,
   type WeightLayout,
 } from '../../shaders/matmul.js';
@@ -28,82 +29,46 @@ export interface MatmulOptions {
   residual?: Tensor;
 }
 
-/** Most rows one gemv dispatch handles (its accumulators live in registers). */
-export const GEMV_MAX_ROWS = 16;
+export type { MatmulChoice } from '../tuning.js';
 
 /**
- * Row counts the 'nk' gemv kernels are compiled for: a dispatch of M rows runs the smallest
- * bucket of at least M, its extra rows repeating the last (at most a third more arithmetic on
- * the activations, which are not what these weight-streaming kernels wait on). Seven variants
- * per matmul shape then serve every row count instead of sixteen, and each variant costs
- * llvmpipe's JIT about a second in a cold process (docs/performance.md, "Compiling kernels").
+ * DEFAULT_TUNING's streamedMaxRows, for decode/warmup.ts's row counts; a device created with
+ * another value compiles the kernels warmup misses at their first dispatch.
  */
-export const GEMV_ROW_BUCKETS = [1, 2, 4, 6, 8, 12, 16];
+export const STREAMED_MAX_ROWS = DEFAULT_TUNING.streamedMaxRows;
 
-/** The row bucket a gemv dispatch of `rows` rows runs. */
-export function rowBucket(rows: number): number {
-  return GEMV_ROW_BUCKETS.find((b) => b >= rows) ?? rows;
+/** The row bucket a gemv dispatch of `rows` rows runs (tuning.gemvRowBuckets). */
+export function rowBucket(tuning: Readonly<KernelTuning>, rows: number): number {
+  return tuning.gemvRowBuckets.find((b) => b >= rows) ?? rows;
 }
 
-/**
- * Up to this many rows the gemv families are candidates too, run in chunks of GEMV_MAX_ROWS rows
- * that each stream the weights once: a drafter's 20-40 positions or a γ = 24 verify are still
- * weight-bound, and on adapters with little compute per byte that beats the tiled kernel.
- */
-export const STREAMED_MAX_ROWS = 64;
-
-/** Which kernel runs a matmul of this kind; set by autotuning, otherwise these defaults. */
-export interface MatmulChoice {
-  family: MatmulFamily;
-  split: number;
-  /** Output rows per invocation of the 'nk' gemv: 4 (default), 8 or 16. */
-  group?: number;
-  /** f16 'nk' gemv: 8 weights per load where K % 8 == 0 (ignored elsewhere). */
-  wide?: boolean;
-  /** 'nk' gemv: invocations per workgroup, 16, 32 or 64 (default: defaultThreads). */
-  threads?: number;
+/** The untuned kernel for this many rows (tuning.streamedMaxRows, tuning.gemvDefaults). */
+export function defaultChoice(tuning: Readonly<KernelTuning>, rows: number): MatmulChoice {
+  if (rows > tuning.streamedMaxRows) return { family: 'tiled', split: 1 };
+  let band = tuning.gemvDefaults[0];
+  for (const b of tuning.gemvDefaults) if (b.fromRows <= rows) band = b;
+  return { family: 'gemv-uniform', split: 1, group: band.group, wide: band.wide };
 }
 
-/**
- * Without tuning: gemv up to STREAMED_MAX_ROWS rows (activations as a uniform buffer where they
- * fit one), reusing each activation load over more weight rows as activation rows grow. Measured
- * on lavapipe (bench:kernels): at 5-64 rows this beats the tiled kernel by 1.2-2.5x. Wide f16
- * loads up to 7 rows: 1.0-1.5x at GPT-2 shapes; at 8+ rows, with 16 weight rows per invocation,
- * the wider registers cost more than they save (0.66x at 12 rows, K = 2048).
- */
-export function defaultChoice(rows: number): MatmulChoice {
-  if (rows > STREAMED_MAX_ROWS) return { family: 'tiled', split: 1 };
-  if (rows >= 8) return { family: 'gemv-uniform', split: 1, group: 16 };
-  return { family: 'gemv-uniform', split: 1, group: rows >= 4 ? 8 : 4, wide: true };
-}
-
-/**
- * Invocations per workgroup of the 'nk' gemv without tuning: 64, or fewer where 64 would leave
- * fewer than 4 workgroups (N = 512 at 8 rows per invocation is one), so that a narrow matmul
- * still spreads over several compute units (on lavapipe, cores: 6-row N = 512 matmuls 1.3x faster).
- */
-export function defaultThreads(N: number, group: number): number {
-  let t = 64;
-  while (t > 16 && Math.ceil(N / (t * group)) < 4) t /= 2;
+/** Invocations per workgroup of the untuned 'nk' gemv (tuning.gemvThreads, tuning.gemvMinWorkgroups). */
+export function defaultThreads(tuning: Readonly<KernelTuning>, N: number, group: number): number {
+  let t = tuning.gemvThreads;
+  while (t > 16 && Math.ceil(N / (t * group)) < tuning.gemvMinWorkgroups) t /= 2;
   return t;
 }
 
-/** Tuning table key: everything that can change which kernel is fastest. */
+/** Key of tuning.matmulChoices: everything that can change which kernel is fastest. */
 export function tuneKey(layout: WeightLayout, wtype: string, M: number, K: number, N: number): string {
-  const mClass = M <= STREAMED_MAX_ROWS ? `m${M}` : 'mbig';
-  return `matmul:${layout}:${wtype}:${mClass}:${K}x${N}`;
+  return `matmul:${layout}:${wtype}:m${M}:${K}x${N}`;
 }
 
-const choices = new WeakMap<Device, Map<string, MatmulChoice>>();
-
+/** Makes `c` the kernel of this kind of matmul on this device (autotuning does). */
 export function setMatmulChoice(device: Device, key: string, c: MatmulChoice): void {
-  let m = choices.get(device);
-  if (!m) choices.set(device, (m = new Map()));
-  m.set(key, c);
+  device.tune({ matmulChoices: { ...device.tuning.matmulChoices, [key]: c } });
 }
 
 export function getMatmulChoice(device: Device, key: string): MatmulChoice | undefined {
-  return choices.get(device)?.get(key);
+  return device.tuning.matmulChoices[key];
 }
 
 export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: MatmulChoice): Tensor {
@@ -127,24 +92,26 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
   }
   const out = Tensor.empty(dev, outShape);
   if (M === 0 || N === 0) return out;
+  const tuning = dev.tuning;
+  const { gemvMaxRows, streamedMaxRows } = tuning;
   const given = choice ?? getMatmulChoice(dev, tuneKey(layout, w.dtype, M, K, N));
-  const c = given ?? defaultChoice(M <= GEMV_MAX_ROWS ? rowBucket(M) : M);
+  const c = given ?? defaultChoice(tuning, M <= gemvMaxRows ? rowBucket(tuning, M) : M);
   if (c.threads !== undefined && ![16, 32, 64].includes(c.threads)) {
     throw new RangeError(`matmul: threads (invocations per workgroup) must be 16, 32 or 64, got ${c.threads}`);
   }
   const subgroupOk = dev.info.features.subgroups && dev.info.subgroupMaxSize > 0 && dev.info.subgroupMaxSize <= 64 && layout === 'nk';
-  const uniformRows = c.family === 'gemv-uniform' && M <= STREAMED_MAX_ROWS ? uniformChunkRows(dev, layout, M, K) : 0;
+  const uniformRows = c.family === 'gemv-uniform' && M <= streamedMaxRows ? uniformChunkRows(dev, layout, M, K) : 0;
   const family =
-    M > STREAMED_MAX_ROWS ? 'tiled'
+    M > streamedMaxRows ? 'tiled'
     : (c.family === 'gemv-subgroup' && !subgroupOk) || (c.family === 'gemv-uniform' && !uniformRows) ? 'gemv'
     : c.family;
   const nkGemv = (family === 'gemv' || family === 'gemv-uniform') && layout === 'nk';
   // Untuned, each row chunk takes the default for its own bucket (a 20-row matmul's 8-row chunks
   // run the 8-row kernel a matmul of 8 rows runs).
-  const chunkChoice = (rows: number): MatmulChoice => given ?? (nkGemv ? defaultChoice(rows) : c);
+  const chunkChoice = (rows: number): MatmulChoice => given ?? (nkGemv ? defaultChoice(tuning, rows) : c);
   // A padded bucket must also fit the uniform binding and, read from the chunk's first row, the buffer.
   const kernelRows = (mBase: number, rows: number): number => {
-    const b = nkGemv ? rowBucket(rows) : rows;
+    const b = nkGemv ? rowBucket(tuning, rows) : rows;
     if (family !== 'gemv-uniform') return b;
     const fits = b * K * 4 <= dev.limits.maxUniformBufferBindingSize && (mBase + b) * K * 4 <= a.buffer.size;
     return fits ? b : rows;
@@ -160,15 +127,15 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
     rows: family === 'tiled' ? 0 : rows,
     split: family === 'gemv-split' ? fitSplit(dev, layout, c.split) : 1,
     group: nkGemv ? group : 1,
-    threads: nkGemv ? (cc.threads ?? defaultThreads(N, group)) : 64,
+    threads: nkGemv ? (cc.threads ?? defaultThreads(tuning, N, group)) : 64,
     uniformK: family === 'gemv-uniform' ? K : 0,
     wide: !!cc.wide && w.dtype === 'f16' && layout === 'nk' && K % 8 === 0 && (family === 'gemv' || family === 'gemv-uniform'),
   });
-  // The tiled kernel takes every row at once; the gemv families take at most GEMV_MAX_ROWS per
+  // The tiled kernel takes every row at once; the gemv families take at most gemvMaxRows per
   // dispatch, in equal chunks (20 rows as 10 + 10: per-row cost grows with the accumulator count).
   // Each row chunk has its kernel variant and its activation binding ('gemv-uniform' binds just
   // the chunk's rows; the others bind all of A and start at mBase).
-  const perDispatch = family === 'tiled' ? M : family === 'gemv-uniform' ? uniformRows : Math.ceil(M / Math.ceil(M / GEMV_MAX_ROWS));
+  const perDispatch = family === 'tiled' ? M : family === 'gemv-uniform' ? uniformRows : Math.ceil(M / Math.ceil(M / gemvMaxRows));
   const rowChunks: Array<{ mBase: number; rows: number; v: MatmulVariant; spec: KernelSpec; aBinding: BufferBinding }> = [];
   for (let mBase = 0; mBase < M; mBase += perDispatch) {
     const rows = Math.min(perDispatch, M - mBase);
@@ -206,10 +173,10 @@ function fitSplit(dev: Device, layout: WeightLayout, split: number): number {
  * Rows per dispatch of 'gemv-uniform' for M rows of length K (0: it cannot run). A chunk must fit
  * one uniform binding, and every chunk after the first must start at an aligned offset.
  */
-export function uniformChunkRows(dev: Pick<Device, 'limits'>, layout: WeightLayout, M: number, K: number): number {
+export function uniformChunkRows(dev: Pick<Device, 'limits' | 'tuning'>, layout: WeightLayout, M: number, K: number): number {
   const rowBytes = K * 4;
   if (layout !== 'nk' || K % 4 !== 0) return 0;
-  const maxRows = Math.min(GEMV_MAX_ROWS, Math.floor(dev.limits.maxUniformBufferBindingSize / rowBytes));
+  const maxRows = Math.min(dev.tuning.gemvMaxRows, Math.floor(dev.limits.maxUniformBufferBindingSize / rowBytes));
   if (maxRows < 1) return 0;
   if (M <= maxRows) return M;
   const align = dev.limits.minUniformBufferOffsetAlignment;

@@ -2,9 +2,14 @@
 import { assertShape, shapeStr } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { grid2d } from '../../shaders/common.js';
-import { argmaxWGSL, layerNormWG, layerNormWGSL, ROW_PARAMS, softmaxWGSL } from '../../shaders/rowreduce.js';
+import { argmaxWGSL, layerNormWGSL, ROW_PARAMS, softmaxWGSL } from '../../shaders/rowreduce.js';
 import { kernelSpec } from '../spec.js';
+import type { KernelTuning } from '../tuning.js';
 
+/** Invocations per LayerNorm row of D elements (tuning.layerNormWorkgroup up to tuning.layerNormMaxWidth). */
+export function layerNormWG(tuning: Readonly<KernelTuning>, D: number): number {
+  return D <= tuning.layerNormMaxWidth ? tuning.layerNormWorkgroup : tuning.rowWorkgroup;
+}
 
 function rowsOf(x: Tensor): [number, number] {
   const D = x.shape[x.shape.length - 1] ?? 1;
@@ -27,7 +32,7 @@ export function layerNorm(x: Tensor, opts: LayerNormOptions = {}): Tensor {
     assertShape(t.size === D, 'layerNorm', `${name} ${shapeStr(t.shape)} must have ${D} elements`);
     assertShape(t.dtype === wtype, 'layerNorm', `weight and bias dtypes differ`);
   }
-  const v = { weight: !!opts.weight, bias: !!opts.bias, wtype, wg: layerNormWG(D) };
+  const v = { weight: !!opts.weight, bias: !!opts.bias, wtype, wg: layerNormWG(x.device.tuning, D) };
   const key = `layernorm_${v.weight ? 'w' : ''}${v.bias ? 'b' : ''}_${wtype}_wg${v.wg}`;
   const bindings = ['r', ...(v.weight ? ['r' as const] : []), ...(v.bias ? ['r' as const] : []), 'w'] as const;
   const spec = kernelSpec(key, [...bindings], ROW_PARAMS, () => layerNormWGSL(v));
@@ -41,7 +46,8 @@ function softmaxImpl(x: Tensor, log: boolean, alpha: number): Tensor {
   const op = log ? 'logSoftmax' : 'softmax';
   x.assertLive(op);
   assertShape(x.dtype === 'f32', op, `expects f32, got ${x.dtype}`);
-  const spec = kernelSpec(op, ['r', 'w'], ROW_PARAMS, () => softmaxWGSL(log));
+  const wg = x.device.tuning.rowWorkgroup;
+  const spec = kernelSpec(`${op}_wg${wg}`, ['r', 'w'], ROW_PARAMS, () => softmaxWGSL(log, wg));
   const [rows, D] = rowsOf(x);
   const out = Tensor.empty(x.device, x.shape);
   x.device.dispatch(spec, [x.binding, out.binding], [rows, D, alpha], grid2d(rows));
@@ -57,7 +63,8 @@ function argmaxImpl(x: Tensor, probability: boolean): { ids: Tensor; prob: Tenso
   const op = probability ? 'argmaxProb' : 'argmax';
   x.assertLive(op);
   assertShape(x.dtype === 'f32', op, `expects f32, got ${x.dtype}`);
-  const spec = kernelSpec(op, probability ? ['r', 'w', 'w'] : ['r', 'w'], ROW_PARAMS, () => argmaxWGSL(probability));
+  const wg = x.device.tuning.rowWorkgroup;
+  const spec = kernelSpec(`${op}_wg${wg}`, probability ? ['r', 'w', 'w'] : ['r', 'w'], ROW_PARAMS, () => argmaxWGSL(probability, wg));
   const [rows, D] = rowsOf(x);
   const ids = Tensor.empty(x.device, x.shape.slice(0, -1), 'i32');
   const prob = probability ? Tensor.empty(x.device, x.shape.slice(0, -1)) : null;

@@ -3,7 +3,7 @@ import { assertShape } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { kernelSpec } from '../spec.js';
 import { grid2d } from '../../shaders/common.js';
-import { filteredProbsWGSL, GATHER_PARAMS, gatherWGSL, PROBS_PARAMS, SAMPLE_PARAMS, sampleRowsWGSL, THRESHOLD_SEARCH, thresholdSearchBytes, type ThresholdSearch } from '../../shaders/sample.js';
+import { filteredProbsWGSL, GATHER_PARAMS, gatherWGSL, PROBS_PARAMS, SAMPLE_PARAMS, sampleRowsWGSL, thresholdSearchBytes, type ThresholdSearch } from '../../shaders/sample.js';
 
 export interface SamplingFilter {
   /** > 0. */
@@ -23,8 +23,11 @@ export function validateFilter(f: SamplingFilter, V: number): void {
   if (V <= 0) throw new RangeError('empty vocabulary');
 }
 
-/** Probabilities [rows, V] after temperature, top-k and top-p, renormalised. `search`: how thresholds are found (for tests and A/B runs). */
-export function filteredProbs(logits: Tensor, f: SamplingFilter, search: ThresholdSearch = THRESHOLD_SEARCH): Tensor {
+/**
+ * Probabilities [rows, V] after temperature, top-k and top-p, renormalised. `search`: how
+ * thresholds are found (default: the device's tuning.thresholdSearch; others for tests and A/B runs).
+ */
+export function filteredProbs(logits: Tensor, f: SamplingFilter, search: ThresholdSearch = logits.device.tuning.thresholdSearch): Tensor {
   logits.assertLive('filteredProbs');
   const V = logits.shape[logits.shape.length - 1];
   validateFilter(f, V);

@@ -1,0 +1,232 @@
+/**
+ * Compiled kernels: bind-group layouts, pipelines and bind groups, each made once and cached,
+ * and the ahead-of-use steps (compile, launch, warmup) that take compilation off a generation's
+ * first steps.
+ */
+import { align, type GPUContext } from './context.js';
+import { GPUValidationError } from './errors.js';
+import { COPY_DST, STORAGE, UNIFORM } from './usage.js';
+
+/** Access of one binding of a kernel: read-only storage, read-write storage, or uniform. */
+export type Access = 'r' | 'w' | 'u';
+
+/** A compiled-once kernel variant: its WGSL and the shape of its bind group. */
+export interface KernelSpec {
+  /** Unique per variant: names everything that specialises the WGSL. */
+  key: string;
+  /** Generates the WGSL; called once, when the pipeline is first needed. */
+  wgsl: () => string;
+  /** Storage bindings 0..n-1 in order; the params uniform, if any, comes at binding n. */
+  bindings: Access[];
+  /** Param struct layout, one char per 32-bit field: u32, i32 or f32. */
+  params: string;
+}
+
+export interface BufferBinding {
+  buffer: GPUBuffer;
+  offset?: number;
+  size?: number;
+}
+
+/** Compiles ahead of use; `onProgress` is called with pipelines compiled so far and in all. */
+export type CompileProgress = (done: number, total: number) => void;
+
+export interface Kernel {
+  pipeline: GPUComputePipeline;
+  layout: GPUBindGroupLayout;
+}
+
+/** Each binding of a launch (see launch): the largest uniform array a kernel declares fits. */
+const SCRATCH_BYTES = 1 << 16;
+/** Bind groups kept before the cache starts over (a decode loop reuses a few hundred). */
+const MAX_BIND_GROUPS = 8192;
+
+export class KernelCache {
+  private pipelines = new Map<string, Kernel>();
+  private layouts = new Map<string, GPUBindGroupLayout>();
+  private bindGroups = new Map<string, GPUBindGroup>();
+  /** Kernels dispatched at least once (their driver-side compilation is done). */
+  private launched = new Set<string>();
+  /** Pipelines compiled since the device was made: ahead of use (compile) or at a first dispatch. */
+  pipelineCount = 0;
+  /** Wall time spent compiling pipelines, ahead of use or at first dispatches. */
+  compileMs = 0;
+
+  constructor(
+    private readonly ctx: GPUContext,
+    /** A buffer's id, stable while it lives (the pool's): part of a bind group's key. */
+    private readonly bufferId: (b: GPUBuffer) => number,
+  ) {}
+
+  private layoutFor(spec: KernelSpec): GPUBindGroupLayout {
+    const layoutKey = spec.bindings.join('') + (spec.params ? '+params' : '');
+    let layout = this.layouts.get(layoutKey);
+    if (!layout) {
+      const entries: GPUBindGroupLayoutEntry[] = spec.bindings.map((a, i) => ({
+        binding: i,
+        visibility: 4 /* COMPUTE */,
+        buffer: { type: a === 'r' ? 'read-only-storage' : a === 'u' ? 'uniform' : 'storage' },
+      }));
+      if (spec.params) entries.push({ binding: spec.bindings.length, visibility: 4, buffer: { type: 'uniform' } });
+      layout = this.ctx.gpu.createBindGroupLayout({ entries, label: layoutKey });
+      this.layouts.set(layoutKey, layout);
+    }
+    return layout;
+  }
+
+  private pipelineDescriptor(spec: KernelSpec, layout: GPUBindGroupLayout): GPUComputePipelineDescriptor {
+    const gpu = this.ctx.gpu;
+    return {
+      layout: gpu.createPipelineLayout({ bindGroupLayouts: [layout] }),
+      compute: { module: gpu.createShaderModule({ code: spec.wgsl(), label: spec.key }), entryPoint: 'main' },
+      label: spec.key,
+    };
+  }
+
+  /** The kernel's pipeline, compiled now if it is not yet. */
+  kernel(spec: KernelSpec): Kernel {
+    let k = this.pipelines.get(spec.key);
+    if (k) return k;
+    const t0 = performance.now();
+    const layout = this.layoutFor(spec);
+    const gpu = this.ctx.gpu;
+    gpu.pushErrorScope('validation');
+    const pipeline = gpu.createComputePipeline(this.pipelineDescriptor(spec, layout));
+    const key = spec.key;
+    this.ctx.watch(
+      gpu.popErrorScope().then((e) => {
+        // Takes precedence over the "invalid pipeline" errors it causes at dispatch, which can arrive first.
+        if (e) this.ctx.fail(new GPUValidationError(`kernel ${key}: ${e.message}`));
+        return null;
+      }),
+    );
+    k = { pipeline, layout };
+    this.pipelines.set(spec.key, k);
+    this.pipelineCount++;
+    this.compileMs += performance.now() - t0;
+    return k;
+  }
+
+  /** Notes that a kernel has run (a dispatch of it was recorded). */
+  markLaunched(key: string): void {
+    this.launched.add(key);
+  }
+
+  has(key: string): boolean {
+    return this.pipelines.has(key);
+  }
+
+  /** The bind group of these buffers (and this params slot of the arena, if any), made once. */
+  bindGroup(spec: KernelSpec, layout: GPUBindGroupLayout, buffers: BufferBinding[], params: BufferBinding | null): GPUBindGroup {
+    let key = spec.key;
+    for (const b of buffers) key += `|${this.bufferId(b.buffer)}:${b.offset ?? 0}:${b.size ?? -1}`;
+    key += `|p${params ? params.offset : -1}`;
+    let bg = this.bindGroups.get(key);
+    if (bg) return bg;
+    const entries: GPUBindGroupEntry[] = buffers.map((b, i) => ({
+      binding: i,
+      resource: { buffer: b.buffer, offset: b.offset ?? 0, size: b.size },
+    }));
+    if (params) entries.push({ binding: buffers.length, resource: params });
+    bg = this.ctx.gpu.createBindGroup({ layout, entries });
+    if (this.bindGroups.size > MAX_BIND_GROUPS) this.bindGroups.clear();
+    this.bindGroups.set(key, bg);
+    return bg;
+  }
+
+  /**
+   * Compiles the pipelines of these kernels that are not compiled yet, all requested at once
+   * (createComputePipelineAsync: the driver may compile them in parallel, off this thread).
+   * Resolves with how many it compiled.
+   */
+  async compile(specs: Iterable<KernelSpec>, onProgress?: CompileProgress): Promise<number> {
+    this.ctx.checkAlive();
+    const todo = new Map<string, KernelSpec>();
+    for (const s of specs) if (!this.pipelines.has(s.key)) todo.set(s.key, s);
+    const total = todo.size;
+    let done = 0;
+    onProgress?.(0, total);
+    if (total === 0) return 0;
+    const t0 = performance.now();
+    try {
+      await Promise.all(
+        [...todo.values()].map(async (spec) => {
+          const layout = this.layoutFor(spec);
+          let pipeline: GPUComputePipeline;
+          try {
+            pipeline = await this.ctx.unlessLost(this.ctx.gpu.createComputePipelineAsync(this.pipelineDescriptor(spec, layout)));
+          } catch (e) {
+            this.ctx.checkAlive();
+            throw new GPUValidationError(`kernel ${spec.key}: ${(e as Error).message}`);
+          }
+          if (!this.pipelines.has(spec.key)) {
+            this.pipelines.set(spec.key, { pipeline, layout });
+            this.pipelineCount++;
+          }
+          onProgress?.(++done, total);
+        }),
+      );
+    } finally {
+      this.compileMs += performance.now() - t0;
+    }
+    return total;
+  }
+
+  /**
+   * Runs each kernel once over one workgroup with zero parameters and zeroed scratch bindings
+   * (every kernel returns early then): drivers that finish compiling at the first dispatch (Mesa's
+   * llvmpipe compiles a pipeline's machine code when it first runs) do it here. One submission
+   * per kernel, waited for, so that progress is real.
+   */
+  async launch(specs: Iterable<KernelSpec>, onProgress?: CompileProgress): Promise<number> {
+    const list = [...new Map([...specs].filter((s) => !this.launched.has(s.key)).map((s) => [s.key, s])).values()];
+    const scratch: GPUBuffer[] = [];
+    const gpu = this.ctx.gpu;
+    const t0 = performance.now();
+    onProgress?.(0, list.length);
+    try {
+      for (const [i, spec] of list.entries()) {
+        const { pipeline, layout } = this.kernel(spec);
+        const entries: GPUBindGroupEntry[] = [];
+        for (let b = 0; b < spec.bindings.length + (spec.params ? 1 : 0); b++) {
+          scratch[b] ??= this.ctx.createBuffer(SCRATCH_BYTES, STORAGE | UNIFORM | COPY_DST, 'launch scratch');
+          entries.push({ binding: b, resource: { buffer: scratch[b], size: Math.min(SCRATCH_BYTES, this.ctx.limits.maxUniformBufferBindingSize) } });
+        }
+        const enc = gpu.createCommandEncoder();
+        const pass = enc.beginComputePass();
+        pass.setPipeline(pipeline);
+        pass.setBindGroup(0, gpu.createBindGroup({ layout, entries }));
+        pass.dispatchWorkgroups(1);
+        pass.end();
+        gpu.queue.submit([enc.finish()]);
+        await this.ctx.waitFor(gpu.queue.onSubmittedWorkDone());
+        this.launched.add(spec.key);
+        onProgress?.(i + 1, list.length);
+      }
+      await this.ctx.checkScopes();
+    } finally {
+      for (const b of scratch) b.destroy();
+      this.compileMs += performance.now() - t0;
+    }
+    return list.length;
+  }
+
+  /**
+   * Makes these kernels ready to run at full speed: compiles their pipelines (compile), then
+   * runs each once (launch). Progress counts both steps of every kernel not yet ready.
+   */
+  async warmup(specs: Iterable<KernelSpec>, onProgress?: CompileProgress): Promise<{ compiled: number; launched: number }> {
+    const list = [...specs];
+    const keys = (pending: (s: KernelSpec) => boolean) => new Set(list.filter(pending).map((s) => s.key)).size;
+    const total = keys((s) => !this.pipelines.has(s.key)) + keys((s) => !this.launched.has(s.key));
+    let compiled = 0;
+    const compiledCount = await this.compile(list, (d) => onProgress?.((compiled = d), total));
+    const launched = await this.launch(list, (d) => onProgress?.(compiled + d, total));
+    return { compiled: compiledCount, launched };
+  }
+}
+
+/** The arena slot of a kernel's params: 16-byte aligned, as a uniform binding must be sized. */
+export function paramsBinding(arena: GPUBuffer, offset: number, params: string): BufferBinding {
+  return { buffer: arena, offset, size: align(params.length * 4, 16) };
+}

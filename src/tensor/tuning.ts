@@ -1,0 +1,213 @@
+/**
+ * The kernel tuning table: every constant chosen by measurement (most on Mesa's lavapipe, 2 CPU
+ * cores) in one place. A device starts from DEFAULT_TUNING, overridden where created
+ * (`Device.create({ tuning })`) and later by autotuning (tune.ts). Kernels read it when their WGSL
+ * is generated, and every value that changes the WGSL is part of the kernel's cache key.
+ */
+import { TuningError } from './errors.js';
+import type { DeviceLimits } from './limits.js';
+import type { MatmulFamily } from '../shaders/matmul.js';
+import { thresholdSearchBytes, type ThresholdSearch } from '../shaders/sample.js';
+
+/** Which kernel runs a matmul of this kind; set by autotuning, otherwise from `gemvDefaults`. */
+export interface MatmulChoice {
+  family: MatmulFamily;
+  split: number;
+  /** Output rows per invocation of the 'nk' gemv: 4 (default), 8 or 16. */
+  group?: number;
+  /** f16 'nk' gemv: 8 weights per load where K % 8 == 0 (ignored elsewhere). */
+  wide?: boolean;
+  /** 'nk' gemv: invocations per workgroup, 16, 32 or 64 (default: defaultThreads). */
+  threads?: number;
+}
+
+/** The untuned 'gemv-uniform' kernel for row counts from `fromRows` up to the next band's. */
+export interface GemvBand {
+  fromRows: number;
+  /** Output rows per invocation: 4, 8 or 16. */
+  group: number;
+  /** f16 weights loaded 8 at a time. */
+  wide: boolean;
+}
+
+export interface KernelTuning {
+  /** Most rows one gemv dispatch handles (its accumulators live in registers); 1..16. */
+  gemvMaxRows: number;
+  /**
+   * Row counts the 'nk' gemv kernels are compiled for: a dispatch of M rows runs the smallest
+   * bucket of at least M, its extra rows repeating the last (at most a third more arithmetic on
+   * the activations, which are not what these weight-streaming kernels wait on). Seven variants
+   * per matmul shape then serve every row count instead of sixteen, and each variant costs
+   * llvmpipe's JIT about a second in a cold process (docs/performance.md, "Compiling kernels").
+   * Ascending, within 1..gemvMaxRows.
+   */
+  gemvRowBuckets: readonly number[];
+  /**
+   * Up to this many rows the gemv families are candidates too, run in chunks of gemvMaxRows rows
+   * that each stream the weights once: a drafter's 20-40 positions or a γ = 24 verify are still
+   * weight-bound, and on adapters with little compute per byte that beats the tiled kernel.
+   * Beyond it the tiled kernel runs every matmul.
+   */
+  streamedMaxRows: number;
+  /**
+   * Without a tuned choice, up to streamedMaxRows rows run 'gemv-uniform' (activations as a
+   * uniform buffer where they fit one), reusing each activation load over more weight rows as
+   * activation rows grow. Measured on lavapipe (bench:kernels): at 5-64 rows this beats the
+   * tiled kernel by 1.2-2.5x. Wide f16 loads up to 7 rows: 1.0-1.5x at GPT-2 shapes; at 8+ rows,
+   * with 16 weight rows per invocation, the wider registers cost more than they save (0.66x at
+   * 12 rows, K = 2048). Ascending `fromRows`, the first 1.
+   */
+  gemvDefaults: readonly GemvBand[];
+  /**
+   * Invocations per workgroup of the 'nk' gemv without tuning (16, 32 or 64): this, halved
+   * (down to 16) while it would leave fewer than gemvMinWorkgroups workgroups (N = 512 at 8
+   * rows per invocation is one of 64), so that a narrow matmul still spreads over several
+   * compute units (on lavapipe, cores: 6-row N = 512 matmuls 1.3x faster).
+   */
+  gemvThreads: number;
+  gemvMinWorkgroups: number;
+  /** Autotuned matmul choices by tuneKey (ops/matmul.ts); a kind without one uses the defaults above. */
+  matmulChoices: Readonly<Record<string, MatmulChoice>>;
+  /**
+   * Query rows per attention workgroup (1..16): four share each key and value load of a verify
+   * or a draft four ways. The kernel's loops over a workgroup's rows have a constant trip count,
+   * so the per-row arrays stay in registers.
+   */
+  attentionRows: number;
+  /**
+   * How filteredProbs searches its top-k / top-p thresholds. On llvmpipe (6 rows of 8192, GPU
+   * timestamps, variants alternating) top-k went from 6.9–8.0 ms at a bit per pass in
+   * workgroups of 256 to 2.3–2.7 ms at 4 bits in 64 (128: 2.8–3.3, 32: 2.1–2.2): it runs a
+   * workgroup's invocations as coroutines and pays for each barrier. Smaller workgroups leave a
+   * GPU's row with fewer lanes for the same elements, so 64, not 32.
+   */
+  thresholdSearch: ThresholdSearch;
+  /**
+   * Invocations per row of softmax, log-softmax and argmax (64, 128 or 256): their rows are
+   * vocabulary rows (50k for GPT-2), enough work for the widest workgroup every device allows.
+   */
+  rowWorkgroup: number;
+  /**
+   * Invocations per LayerNorm row up to layerNormMaxWidth elements (wider rows use
+   * rowWorkgroup): a hidden row (≤ 2048) is too little work for 256 invocations and the two
+   * reductions' barriers dominate (lavapipe: 64 is 1.7-3x faster than 256 at 5-40 rows of
+   * 256-768); 64 is still a full wavefront on GPUs.
+   */
+  layerNormWorkgroup: number;
+  layerNormMaxWidth: number;
+  /**
+   * Node's napping wait (node-wait.ts): a nap is napFraction of the time waited so far, at most
+   * maxNapMs, and none until it would reach minNapMs (the first millisecond spins): a short wait
+   * (a real GPU's decode step, a tiny model) is not delayed, a long one is noticed at most about
+   * 5 % late, and Dawn ticks a few dozen times per wait instead of spinning a core. On lavapipe
+   * (2 cores, greedy, alternating in one process) tokens/s went AR 27.6 -> 38.6 and SpecDiff
+   * 43.6 -> 66-74 against sleeping 80 % of the same readback's last wait and spinning through
+   * the rest (measured with naps from the first tick; sparing the first millisecond is for the
+   * tiny test models' waits).
+   */
+  napFraction: number;
+  minNapMs: number;
+  maxNapMs: number;
+}
+
+export const DEFAULT_TUNING: Readonly<KernelTuning> = deepFreeze<KernelTuning>({
+  gemvMaxRows: 16,
+  gemvRowBuckets: [1, 2, 4, 6, 8, 12, 16],
+  streamedMaxRows: 64,
+  gemvDefaults: [
+    { fromRows: 1, group: 4, wide: true },
+    { fromRows: 4, group: 8, wide: true },
+    { fromRows: 8, group: 16, wide: false },
+  ],
+  gemvThreads: 64,
+  gemvMinWorkgroups: 4,
+  matmulChoices: {},
+  attentionRows: 4,
+  thresholdSearch: { digitBits: 4, wg: 64 },
+  rowWorkgroup: 256,
+  layerNormWorkgroup: 64,
+  layerNormMaxWidth: 2048,
+  napFraction: 0.05,
+  minNapMs: 0.05,
+  maxNapMs: 2,
+});
+
+/**
+ * Mesa's software driver (lavapipe) runs workgroups on LP_NUM_THREADS threads, one per core by
+ * default; twice that balanced this project's small dispatches better on 2 cores (six
+ * alternating pairs of processes: SpecDiff 58 -> 64 tok/s, AR 38 -> 40.5, medians; 4 threads per
+ * core no better). Per process, not per device: it is read when the Vulkan instance is created,
+ * so entry points (the CLI, benchmarks, tests) set it before their first WebGPU call.
+ */
+export const LAVAPIPE_THREADS_PER_CORE = 2;
+
+const MATMUL_FAMILIES: readonly MatmulFamily[] = ['tiled', 'gemv', 'gemv-split', 'gemv-subgroup', 'gemv-uniform'];
+
+/**
+ * `base` with `overrides`, each field checked (against the device's limits where given); throws
+ * TuningError naming the first bad one.
+ */
+export function resolveTuning(overrides: Partial<KernelTuning> = {}, base: Readonly<KernelTuning> = DEFAULT_TUNING, limits?: DeviceLimits): KernelTuning {
+  const t: KernelTuning = { ...base, ...overrides };
+  const int = (field: keyof KernelTuning, v: unknown, lo: number, hi = Infinity) => {
+    if (!Number.isInteger(v) || (v as number) < lo || (v as number) > hi) {
+      throw new TuningError(field, hi === Infinity ? `an integer >= ${lo}` : `an integer in ${lo}..${hi}`, v);
+    }
+  };
+  const oneOf = (field: string, v: unknown, allowed: readonly unknown[]) => {
+    if (!allowed.includes(v)) throw new TuningError(field, `one of ${allowed.join(', ')}`, v);
+  };
+  const num = (field: keyof KernelTuning, v: unknown, lo: number, hi: number) => {
+    if (typeof v !== 'number' || !(v >= lo && v <= hi)) throw new TuningError(field, `a number in [${lo}, ${hi}]`, v);
+  };
+  int('gemvMaxRows', t.gemvMaxRows, 1, 16);
+  const buckets = t.gemvRowBuckets;
+  if (!Array.isArray(buckets) || buckets.length === 0 || buckets.some((b, i) => !Number.isInteger(b) || b < 1 || b > t.gemvMaxRows || (i > 0 && b <= buckets[i - 1]))) {
+    throw new TuningError('gemvRowBuckets', `ascending integers in 1..${t.gemvMaxRows} (gemvMaxRows)`, buckets);
+  }
+  int('streamedMaxRows', t.streamedMaxRows, 0);
+  const bands = t.gemvDefaults;
+  if (!Array.isArray(bands) || bands[0]?.fromRows !== 1 || bands.some((b, i) => !Number.isInteger(b.fromRows) || (i > 0 && b.fromRows <= bands[i - 1].fromRows))) {
+    throw new TuningError('gemvDefaults', 'bands of ascending integer fromRows, the first 1', bands);
+  }
+  bands.forEach((b, i) => oneOf(`gemvDefaults[${i}].group`, b.group, [4, 8, 16]));
+  oneOf('gemvThreads', t.gemvThreads, [16, 32, 64]);
+  int('gemvMinWorkgroups', t.gemvMinWorkgroups, 1, 1024);
+  for (const [key, c] of Object.entries(t.matmulChoices)) validateChoice(`matmulChoices['${key}']`, c);
+  int('attentionRows', t.attentionRows, 1, 16);
+  oneOf('thresholdSearch.digitBits', t.thresholdSearch?.digitBits, [1, 2, 4]);
+  oneOf('thresholdSearch.wg', t.thresholdSearch.wg, [32, 64, 128, 256]);
+  oneOf('rowWorkgroup', t.rowWorkgroup, [64, 128, 256]);
+  oneOf('layerNormWorkgroup', t.layerNormWorkgroup, [32, 64, 128, 256]);
+  int('layerNormMaxWidth', t.layerNormMaxWidth, 0);
+  num('napFraction', t.napFraction, 0, 1);
+  num('minNapMs', t.minNapMs, 0, 1000);
+  num('maxNapMs', t.maxNapMs, t.minNapMs, 1000);
+  if (limits) {
+    const invocations = Math.min(limits.maxComputeInvocationsPerWorkgroup, limits.maxComputeWorkgroupSizeX);
+    for (const field of ['rowWorkgroup', 'layerNormWorkgroup'] as const) {
+      if (t[field] > invocations) throw new TuningError(field, `at most ${invocations} (the device's invocations per workgroup)`, t[field]);
+    }
+    const bytes = limits.maxComputeWorkgroupStorageSize;
+    if (thresholdSearchBytes(t.thresholdSearch) > bytes) {
+      throw new TuningError('thresholdSearch', `a search within ${bytes} bytes of workgroup memory (it needs ${thresholdSearchBytes(t.thresholdSearch)})`, t.thresholdSearch);
+    }
+  }
+  return t;
+}
+
+/** Throws TuningError if `c` names a kernel the matmul op does not have. */
+export function validateChoice(field: string, c: MatmulChoice): void {
+  if (!MATMUL_FAMILIES.includes(c?.family)) throw new TuningError(`${field}.family`, `one of ${MATMUL_FAMILIES.join(', ')}`, c?.family);
+  if (!Number.isInteger(c.split) || c.split < 1 || c.split > 64 || (c.split & (c.split - 1)) !== 0) {
+    throw new TuningError(`${field}.split`, 'a power of two in 1..64', c.split);
+  }
+  if (c.group !== undefined && ![4, 8, 16].includes(c.group)) throw new TuningError(`${field}.group`, 'one of 4, 8, 16', c.group);
+  if (c.threads !== undefined && ![16, 32, 64].includes(c.threads)) throw new TuningError(`${field}.threads`, 'one of 16, 32, 64', c.threads);
+}
+
+/** Freezes an object and everything in it: the defaults are shared by every device. */
+function deepFreeze<T extends object>(o: T): T {
+  for (const v of Object.values(o)) if (v && typeof v === 'object') deepFreeze(v);
+  return Object.freeze(o);
+}
