@@ -54,22 +54,47 @@ def draft(drafter, kind, ctx, gamma, greedy, g, window=0, block_causal=False, ta
     x = torch.cat([ctx, torch.full((ctx.shape[0], gamma), m, dtype=torch.long)], dim=1)
     feats = None if hidden is None else shifted_features(hidden, x.shape[1] + hidden.shape[1] - ctx.shape[1])[:, -x.shape[1]:]
     prefix = ctx.shape[1] if block_causal else None
+    if drafter.cfg.draft_head:
+        return draft_with_head(drafter, x, ctx, gamma, greedy, g, prefix, feats, tau)
     logp = drafter.subs_log_probs(x, torch.ones(x.shape[0]), prefix, feats)
     q = (logp[:, ctx.shape[1]:, :m].float() / tau).softmax(-1)
     toks = q.argmax(-1) if greedy else torch.multinomial(q.reshape(-1, m), 1, generator=g).view(q.shape[:2])
     return toks, q
 
 
+def draft_with_head(drafter, x, ctx, gamma, greedy, g, prefix, feats, tau):
+    """One backbone pass over context + masks, then the draft head position by position, each reading the token
+    drafted before it (the head is causal, so recomputing the prefix gives the same rows)."""
+    m = drafter.cfg.mask_index
+    h, c = drafter.backbone.features(x, torch.zeros(x.shape[0]), prefix, feats)
+    h = h[:, ctx.shape[1]:]
+    prev, qs = ctx[:, -1:], []
+    for i in range(gamma):
+        logits = drafter.backbone.draft_logits(h[:, :i + 1], prev, c)[:, i].float()
+        q = (logits[:, :m] / tau).softmax(-1)
+        nxt = q.argmax(-1, keepdim=True) if greedy else torch.multinomial(q, 1, generator=g)
+        qs.append(q)
+        prev = torch.cat([prev, nxt], 1)
+    return prev[:, 1:], torch.stack(qs, 1)
+
+
+def by_position(ratio):
+    """Chance that the draft's position i is accepted, from per-position acceptance probabilities (B, gamma)."""
+    return torch.cumprod(ratio.clamp(max=1.0), dim=1).sum(0)
+
+
 @torch.no_grad()
 def measure(target, drafter, kind, windows, gamma, batch=16, seed=0, window=0, block_causal=False, tau=1.0):
     g = torch.Generator().manual_seed(seed)
     acc_s, acc_g, alpha, n = 0.0, 0.0, 0.0, 0
+    pos_s = torch.zeros(gamma)
     for i in range(0, len(windows), batch):
         ctx = windows[i:i + batch]
         with torch.autocast('cpu', dtype=torch.bfloat16):
             toks, q = draft(drafter, kind, ctx, gamma, False, g, window, block_causal, tau, target)
             p = target(torch.cat([ctx, toks], 1))[:, ctx.shape[1] - 1:-1].float().softmax(-1)   # (B, gamma, V)
             ratio = (p.gather(-1, toks[..., None]) / q.gather(-1, toks[..., None]).clamp_min(1e-30)).squeeze(-1)
+            pos_s += by_position(ratio.float())
             acc_s += torch.cumprod(ratio.clamp(max=1.0), dim=1).sum().item()
             alpha += torch.minimum(p[:, 0], q[:, 0]).sum().item()
             gt, _ = draft(drafter, kind, ctx, gamma, True, g, window, block_causal, target=target)
@@ -77,7 +102,7 @@ def measure(target, drafter, kind, windows, gamma, batch=16, seed=0, window=0, b
             acc_g += torch.cumprod((pg == gt).long(), dim=1).sum().item()
         n += ctx.shape[0]
     return {'gamma': gamma, 'contexts': n, 'sampled_accepted': acc_s / n, 'sampled_tokens_per_call': acc_s / n + 1,
-            'alpha_1': alpha / n, 'greedy_accepted': acc_g / n, 'greedy_tokens_per_call': acc_g / n + 1}
+            'alpha_1': alpha / n, 'sampled_reached_by_position': [round(v / n, 4) for v in pos_s.tolist()], 'greedy_accepted': acc_g / n, 'greedy_tokens_per_call': acc_g / n + 1}
 
 
 def main():

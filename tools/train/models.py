@@ -47,6 +47,7 @@ class MDLMConfig:
     time_conditioning: bool = False
     noise_eps: float = 1e-3         # log-linear noise: move_chance(t) = (1 - eps) t
     target_features: int = 0        # width of the target's hidden states the drafter reads (0: none)
+    draft_head: bool = False        # a causal block over the draft that reads the token drafted before each position
 
     @property
     def mask_index(self):
@@ -64,6 +65,7 @@ class MDLMConfig:
             'mask_token_id': self.mask_index, 'noise_schedule': 'loglinear', 'noise_eps': self.noise_eps,
             'parameterization': 'subs',
             **({'target_features': self.target_features} if self.target_features else {}),
+            **({'draft_head': True} if self.draft_head else {}),
         }
 
 
@@ -276,6 +278,30 @@ def block_causal(T, prefix, device=None):
     return (i[None] <= i[:, None]) | (i[:, None] >= prefix)
 
 
+def causal(T, device=None):
+    i = torch.arange(T, device=device)
+    return i[None] <= i[:, None]
+
+
+class DraftHead(nn.Module):
+    """Conditions each drafted position on the tokens drafted before it (the factorisation gap of a T = 1 draft).
+    Position i of the draft reads the backbone's hidden state of its mask plus token_proj of the embedding of the
+    token before it (the last context token for i = 0), then one DiT block attending causally over the draft alone,
+    with rotary positions counted from the draft's start. The output layer is the backbone's. token_proj and the
+    block's adaLN start at zero, so an untrained head leaves the drafter's distributions as they are."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.token_proj = nn.Linear(cfg.hidden_dim, cfg.hidden_dim, bias=False)
+        nn.init.zeros_(self.token_proj.weight)
+        self.block = DDiTBlock(cfg)
+
+    def forward(self, h, prev_embedding, c, rotary):        # h, prev_embedding (B, G, d) -> (B, G, d)
+        G = h.shape[1]
+        cos, sin = rotary(G, h.device)
+        return self.block(h + self.token_proj(prev_embedding), cos, sin, c, causal(G, h.device))
+
+
 class DIT(nn.Module):
     def __init__(self, cfg):
         super().__init__()
@@ -289,6 +315,14 @@ class DIT(nn.Module):
         self.rotary_emb = Rotary(cfg.hidden_dim // cfg.n_heads)
         self.blocks = nn.ModuleList(DDiTBlock(cfg) for _ in range(cfg.n_blocks))
         self.output_layer = DDiTFinalLayer(cfg)
+        if cfg.draft_head:
+            self.draft_head = DraftHead(cfg)
+
+    def draft_logits(self, h, prev, c):
+        """Logits (B, G, V) of a draft through the draft head: h (B, G, d) the backbone's hidden states of the G masks,
+        prev (B, G) the token before each drafted position (teacher-forced, or drafted so far)."""
+        x = self.draft_head(h, self.vocab_embed(prev), c, self.rotary_emb)
+        return self.output_layer(x, c)
 
     def features(self, idx, sigma, prefix=None, target_feats=None):  # idx (B, T), sigma (B,) -> x (B, T, d), c (B, cond)
         """prefix P (block-causal attention): positions < P see only positions up to themselves, so their keys and

@@ -135,7 +135,7 @@ def shifted_features(hidden, T):
 
 
 def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=False, teacher=None,
-                    teacher_weight=0.0, accept_weight=0.0):
+                    teacher_weight=0.0, accept_weight=0.0, gammas=DRAFT_GAMMA):
     """The SpecDiff drafting situation: W clean tokens then gamma mask tokens, every mask predicted in one pass
     (the T = 1 draft; with the left-to-right schedule every later pass is again a clean prefix + masked suffix).
     Mean cross-entropy of the masked tokens under SUBS (mask column excluded), and the tokens the windows hold.
@@ -150,7 +150,7 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
     sampled acceptance rule, sum_i prod_{j<=i} sum_v min(p_j, q_j) with the teacher's p, per window; it weighs a
     position by the chance that the draft gets there, where cross-entropy weighs every position alike."""
     W = int(torch.randint(context[0], context[1] + 1, (1,), generator=g))
-    gamma = int(torch.randint(DRAFT_GAMMA[0], DRAFT_GAMMA[1] + 1, (1,), generator=g))
+    gamma = int(torch.randint(gammas[0], gammas[1] + 1, (1,), generator=g))
     x0 = data.next(batch, W + gamma)
     m = model.cfg.mask_index
     xt = x0.clone()
@@ -163,7 +163,11 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
     if model.cfg.target_features:
         feats = shifted_features(hidden[:, :W], W + gamma)
     x, c = model.backbone.features(xt, torch.zeros(batch), W if block_causal else None, feats)
-    logits = model.backbone.output_layer(x[:, W:].reshape(-1, x.shape[-1]), c.repeat_interleave(gamma, 0))
+    if model.cfg.draft_head:
+        # Teacher-forced: each position reads the true token before it, as a draft does wherever it gets accepted.
+        logits = model.backbone.draft_logits(x[:, W:], x0[:, W - 1:-1], c).reshape(batch * gamma, -1)
+    else:
+        logits = model.backbone.output_layer(x[:, W:].reshape(-1, x.shape[-1]), c.repeat_interleave(gamma, 0))
     log_q = F.log_softmax(logits.float()[:, :m], dim=-1)
     loss = F.nll_loss(log_q, x0[:, W:].reshape(-1))
     if teacher is not None and teacher_weight > 0:
@@ -230,6 +234,10 @@ def main():
                     'projection at zero)')
     ap.add_argument('--feature-lr-scale', type=float, default=0.1, help='learning rate of the target-feature '
                     'projection relative to the rest')
+    ap.add_argument('--draft-head', action='store_true', help='MDLM: add a draft head (models.DraftHead) to the '
+                    '--init-run drafter and train it alone on the drafting objective; the backbone stays frozen')
+    ap.add_argument('--draft-gamma', default=f'{DRAFT_GAMMA[0]},{DRAFT_GAMMA[1]}', metavar='MIN,MAX',
+                    help='masked tokens of a drafting window, uniform in MIN..MAX')
     ap.add_argument('--batch', type=int, default=0, help='override the recipe batch')
     ap.add_argument('--lr', type=float, default=0, help='override the peak learning rate (min: a tenth of it)')
     ap.add_argument('--seed', type=int, default=1337)
@@ -251,7 +259,12 @@ def main():
     assert not args.teacher_run or args.draft_batch, '--teacher-run applies to the drafting objective (--draft-batch)'
     assert not args.accept_weight or args.teacher_run, '--accept-weight compares with the p of --teacher-run'
     assert not args.target_features or args.teacher_run, '--target-features reads the hidden states of --teacher-run'
+    assert not args.draft_head or (args.draft_batch and args.init_run), '--draft-head trains on the drafting ' \
+        'objective (--draft-batch) of an --init-run drafter'
     draft_context = tuple(int(v) for v in args.draft_context.split(','))
+    draft_gamma = tuple(int(v) for v in args.draft_gamma.split(','))
+    if args.draft_head:
+        r['cfg'] = dataclasses.replace(r['cfg'], draft_head=True)
     if args.target_features:
         teacher_cfg = torch.load(os.path.join(HERE, 'runs', args.teacher_run, 'final.pt'))['cfg']
         r['cfg'] = dataclasses.replace(r['cfg'], target_features=teacher_cfg.n_embd)
@@ -273,11 +286,17 @@ def main():
     model = build(r)
     if args.init_run:
         init = torch.load(os.path.join(HERE, 'runs', args.init_run, 'final.pt'))
-        same = dataclasses.replace(init['cfg'], target_features=r['cfg'].target_features) == r['cfg']
+        same = dataclasses.replace(init['cfg'], target_features=r['cfg'].target_features,
+                                   draft_head=r['cfg'].draft_head) == r['cfg']
         assert same, f'--init-run {args.init_run}: {init["cfg"]} is not this recipe ({r["cfg"]})'
         missing, unexpected = model.load_state_dict(init['model'], strict=False)
         new = ['backbone.feature_proj.weight'] if r['cfg'].target_features and not init['cfg'].target_features else []
+        if r['cfg'].draft_head and not getattr(init['cfg'], 'draft_head', False):
+            new += [k for k in model.state_dict() if k.startswith('backbone.draft_head.')]
         assert missing == new and not unexpected, f'--init-run {args.init_run}: missing {missing}, unexpected {unexpected}'
+    if args.draft_head:
+        for n, p in model.named_parameters():
+            p.requires_grad_(n.startswith('backbone.draft_head.'))
     teacher = None
     if args.teacher_run:
         ck = torch.load(os.path.join(HERE, 'runs', args.teacher_run, 'final.pt'))
@@ -291,8 +310,9 @@ def main():
     # at a fraction of the rate: a full-rate Adam step on 512 inputs would swamp the embeddings at once.
     slow = {'backbone.feature_proj.weight'}
     feature_lr = args.feature_lr_scale if r['kind'] == 'mdlm' and model.cfg.target_features else 1.0
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and n not in slow]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trained if p.dim() >= 2 and n not in slow]
+    no_decay = [p for n, p in trained if p.dim() < 2]
     groups = [{'params': decay, 'weight_decay': r['weight_decay']}, {'params': no_decay, 'weight_decay': 0.0}]
     if feature_lr != 1.0:
         groups.append({'params': [model.backbone.feature_proj.weight], 'weight_decay': 0.0, 'lr_scale': feature_lr})
@@ -348,12 +368,15 @@ def main():
         t0 = time.time()
         x = data.next(r['batch'])
         with torch.autocast('cpu', dtype=torch.bfloat16):
-            loss = ar_loss(model, x) if r['kind'] == 'gpt2' else mdlm_train_loss(model, x, r, g_noise)
-            step_tokens = r['batch'] * r['seq_len']
+            if args.draft_head:  # the backbone is frozen: its NELBO term would train nothing
+                loss, step_tokens = 0.0, 0
+            else:
+                loss = ar_loss(model, x) if r['kind'] == 'gpt2' else mdlm_train_loss(model, x, r, g_noise)
+                step_tokens = r['batch'] * r['seq_len']
             if args.draft_batch:
                 draft_loss, draft_tokens = mdlm_draft_loss(model, data, args.draft_batch, g_noise, draft_context,
                                                            args.block_causal, teacher, args.teacher_weight,
-                                                           args.accept_weight)
+                                                           args.accept_weight, draft_gamma)
                 loss, step_tokens = loss + draft_loss, step_tokens + draft_tokens
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), r['grad_clip'])
@@ -395,6 +418,8 @@ def main():
         metric['teacher'] = {'run': args.teacher_run, 'weight': args.teacher_weight}
     if args.accept_weight:
         metric['accept_weight'] = args.accept_weight
+    if args.draft_head:
+        metric['draft_head'] = True
     log(f'final {json.dumps(metric)}')
     save_atomic({'model': model.state_dict(), 'kind': r['kind'], 'cfg': r['cfg'], 'metrics': metric}, 
                 os.path.join(out, 'final.pt'))
