@@ -45,6 +45,8 @@ options:
   --draft-attention bidirectional|block-causal
                      how the MDLM drafter sees the context (default: its config.json;
                      block-causal caches the whole context's keys and values)
+  --draft-head on|off  draft through the MDLM drafter's draft head, when its config.json
+                     has one (default on; off with --steps above 1)
   --schedule left-to-right|random
   --temperature X    0 = greedy (default 0)
   --top-k N  --top-p X  --seed N  --max-new-tokens N (default 64)
@@ -72,6 +74,7 @@ const CHOICES: Record<string, readonly string[]> = {
   method: ['ar', 'speculative', 'specdiff'],
   schedule: ['left-to-right', 'random'],
   'draft-attention': ['bidirectional', 'block-causal'],
+  'draft-head': ['on', 'off'],
 };
 /** Numeric flags: [least value, integer?, greatest value]. */
 const NUMBERS: Record<string, [number, boolean, number?]> = {
@@ -141,7 +144,7 @@ function summary(s: GenerationStats): string {
   ];
   if (s.method !== 'ar') {
     lines.push(
-      `  drafted ${s.draftedTokens}, accepted ${s.acceptedTokens} (${(100 * s.acceptanceRate).toFixed(1)}%), mean accepted per iteration ${s.meanAccepted.toFixed(2)}, drafter passes per token ${s.drafterPassesPerToken.toFixed(2)}`,
+      `  drafted ${s.draftedTokens}, accepted ${s.acceptedTokens} (${(100 * s.acceptanceRate).toFixed(1)}%), mean accepted per iteration ${s.meanAccepted.toFixed(2)}, drafter passes per token ${s.drafterPassesPerToken.toFixed(2)}${s.draftHeadSteps ? `, draft-head steps per token ${(s.draftHeadSteps / s.generatedTokens).toFixed(2)}` : ''}`,
       `  time: draft ${s.draftMs.toFixed(0)} ms, verify ${s.verifyMs.toFixed(0)} ms, accept ${s.acceptMs.toFixed(0)} ms (γ=${s.gamma}${s.maxGamma !== s.gamma ? `..${s.maxGamma}, mean ${s.meanDrafted.toFixed(1)}` : ''}${s.steps ? `, T=${s.steps}` : ''})`,
       `  acceptance by draft position: ${s.acceptanceByPosition.slice(0, 8).map((a, i) => `${i + 1}: ${(100 * a).toFixed(0)}%`).join(', ')}${s.acceptanceByPosition.length > 8 ? ', …' : ''}`,
       `  accepted per draft (0, 1, 2, …): ${s.acceptedLengthCounts.join(' ')}`,
@@ -192,6 +195,7 @@ function genOptions(v: Record<string, unknown>) {
     window: num('window'),
     schedule: v.schedule as 'left-to-right' | 'random' | undefined,
     draftAttention: v['draft-attention'] as 'bidirectional' | 'block-causal' | undefined,
+    draftHead: v['draft-head'] === undefined ? undefined : v['draft-head'] === 'on',
     temperature: num('temperature') ?? 0,
     topK: num('top-k'),
     topP: num('top-p'),
@@ -212,6 +216,7 @@ async function main(): Promise<void> {
       window: { type: 'string' },
       schedule: { type: 'string' },
       'draft-attention': { type: 'string' },
+      'draft-head': { type: 'string' },
       temperature: { type: 'string' },
       'top-k': { type: 'string' },
       'top-p': { type: 'string' },

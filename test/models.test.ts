@@ -233,6 +233,33 @@ describe('block-causal MDLM against the PyTorch reference', () => {
     await g.close();
   });
 
+  it('the draft head (config "draft_head") matches the reference at every drafted position, through one block-causal pass', async () => {
+    const { Tensor } = await import('../src/tensor/tensor.js');
+    const { logSoftmax } = await import('../src/tensor/ops/rowwise.js');
+    const { slice } = await import('../src/tensor/ops/gather.js');
+    const dev = await getDevice();
+    const model = await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny-head'), { dtype: 'f32' });
+    expect(model.config.draftHead).toBe(true);
+    const g = await golden('mdlm-tiny-head');
+    const ids = Array.from(await g.get('input_ids'));
+    const P = (await g.get('block_causal_prefix'))[0];
+    const previous = Array.from(await g.get('draft_previous'));
+    const expected = await g.get('draft_head_log_probs');
+    const G = ids.length - P;
+    const V = model.vocabSize;
+    const cache = model.createCache();
+    const headCache = model.createDraftHeadCache();
+    const hidden = dev.scope(() => model.hiddenStatesCached(ids, cache, G, Array.from({ length: G }, (_, i) => P + i)));
+    for (let i = 0; i < G; i++) {
+      const lp = dev.scope(() => logSoftmax(model.draftHeadLogits(slice(hidden, i, i + 1, 0), Tensor.from(dev, Int32Array.of(previous[i]), [1]), headCache)));
+      expect(maxRelErr(await lp.read(), expected.subarray(i * V, (i + 1) * V), (j) => j === model.maskTokenId), `position ${i}`).toBeLessThan(1e-4);
+      lp.dispose();
+    }
+    expect(headCache.length).toBe(G);
+    for (const t of [hidden, cache, headCache, model]) t.dispose();
+    await g.close();
+  });
+
   it('refuses a pass past the model length, naming both', async () => {
     const dev = await getDevice();
     const model = await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny'), { dtype: 'f32' });

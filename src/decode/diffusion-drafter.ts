@@ -13,10 +13,15 @@
  *    drafts, like an AR drafter's; only the masked block attends to everything. A draft then
  *    costs the new context tokens + γ rows (the first step; later steps γ) and sees the whole
  *    context. Needs a model that works that way (config.json "block_causal": true).
+ *
+ * A model with a draft head (config.json "draft_head": true) drafts in one backbone pass and then
+ * the head, position by position: each position reads its mask's hidden state and the token drafted
+ * before it, so later positions are drawn given earlier ones (a T = 1 draft draws them independently).
  */
 import { Tensor } from '../tensor/tensor.js';
 import { copy2d, copyRows, embedding, slice } from '../tensor/ops/gather.js';
 import type { MDLM, MDLMCache } from '../models/mdlm.js';
+import type { KVCache } from '../tensor/ops/attention.js';
 import type { HiddenStates } from '../models/gpt2.js';
 import type { MatmulSignature } from '../tensor/tune.js';
 import type { Draft, DraftDefaults, Drafter } from './drafter.js';
@@ -53,6 +58,8 @@ export interface DiffusionDrafterOptions {
   schedule?: UnmaskSchedule;
   /** How the context is seen (default: 'block-causal' if the model's config says it supports it). */
   attention?: DraftAttention;
+  /** Draft through the model's draft head (default: true when it has one; then steps must be 1). */
+  draftHead?: boolean;
 }
 
 export class DiffusionDrafter implements Drafter {
@@ -63,12 +70,14 @@ export class DiffusionDrafter implements Drafter {
   readonly window: number;
   readonly schedule: UnmaskSchedule;
   readonly attention: DraftAttention;
+  readonly draftHead: boolean;
   /** Context tokens the last draft saw (the window, or everything cached when block-causal). */
   contextLength = 0;
   /** Block-causal: the context's keys and values, the tokens they are of, and where in the context those start. */
   private cache: MDLMCache | null = null;
   private cached: number[] = [];
   private offset = 0;
+  private headCache: KVCache | null = null;
 
   constructor(
     readonly model: MDLM,
@@ -80,6 +89,9 @@ export class DiffusionDrafter implements Drafter {
     const attention = opts.attention ?? (model.config.blockCausal ? 'block-causal' : 'bidirectional');
     if (attention !== 'bidirectional' && attention !== 'block-causal') throw new RangeError(`draft attention must be 'bidirectional' or 'block-causal', got ${String(attention)}`);
     this.attention = attention;
+    this.draftHead = opts.draftHead ?? model.config.draftHead;
+    if (this.draftHead && !model.config.draftHead) throw new RangeError('draftHead: this drafter\'s model has no draft head (its config.json has no "draft_head")');
+    if (this.draftHead && this.steps !== 1) throw new RangeError(`steps: a draft through the draft head takes one backbone pass (steps 1), got ${this.steps}; set draftHead false to denoise in T steps`);
   }
 
   /** At greedy a short draft that grows while drafts are accepted whole; sampling, a shorter fixed one. */
@@ -96,8 +108,10 @@ export class DiffusionDrafter implements Drafter {
     const schedule = o.schedule ?? this.schedule;
     if (schedule !== 'left-to-right' && schedule !== 'random') throw new RangeError(`schedule must be 'left-to-right' or 'random', got ${schedule}`);
     const attention = o.draftAttention ?? this.attention;
-    if (steps === this.steps && window === this.window && schedule === this.schedule && attention === this.attention) return this;
-    return new DiffusionDrafter(this.model, { steps, window, schedule, attention });
+    // Asking for T > 1 steps asks for the backbone's T-step draft.
+    const draftHead = o.draftHead ?? (o.steps !== undefined && o.steps !== 1 ? false : this.draftHead);
+    if (steps === this.steps && window === this.window && schedule === this.schedule && attention === this.attention && draftHead === this.draftHead) return this;
+    return new DiffusionDrafter(this.model, { steps, window, schedule, attention, draftHead });
   }
 
   /**
@@ -106,7 +120,8 @@ export class DiffusionDrafter implements Drafter {
    */
   matmulSignatures(gamma: number, added?: readonly number[]): MatmulSignature[] {
     const contexts = this.attention === 'block-causal' ? (added ?? Array.from({ length: gamma + 1 }, (_, i) => i + 1)) : [this.window];
-    return contexts.flatMap((c) => this.model.matmulSignatures(gamma, c));
+    const head = this.draftHead ? this.model.draftHeadMatmulSignatures() : [];
+    return [...contexts.flatMap((c) => this.model.matmulSignatures(gamma, c)), ...head];
   }
 
   /** The mask token is the drafter's own: it proposes from the rest of its vocabulary. */
@@ -123,14 +138,11 @@ export class DiffusionDrafter implements Drafter {
   }
 
   draft(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng, withConfidence = false, states?: HiddenStates): Draft {
+    if (this.draftHead) return this.draftThroughHead(context, gamma, sampling, rng, withConfidence, states);
     const dev = this.model.device;
     const mask = this.model.maskTokenId;
-    const cache = this.attention === 'block-causal' ? (this.cache ??= this.model.createCache()) : null;
-    // Block-causal: the context the cache lacks; bidirectional: the window.
-    const feed = cache ? this.uncached(context, gamma, cache) : context.slice(context.length - Math.min(this.window, context.length, this.model.config.modelLength - gamma));
+    const { feed, features, cache } = this.feed(context, gamma, states);
     const W = feed.length;
-    const features = this.features(states, context.length - W, W, gamma, 'draft');
-    this.contextLength = cache ? this.cached.length : W;
     const ids = Tensor.from(dev, Int32Array.from([...feed, ...new Array(gamma).fill(mask)]), [W + gamma]);
     const tail = Array.from({ length: gamma }, (_, i) => W + i);
     const V = this.vocabSize;
@@ -166,6 +178,46 @@ export class DiffusionDrafter implements Drafter {
       }
     }
     return { tokens, q, confidence, passes };
+  }
+
+  /** What a draft's first pass reads: block-causal, the context the cache lacks; bidirectional, the window. */
+  private feed(context: readonly number[], gamma: number, states?: HiddenStates): { feed: number[]; features: Tensor | undefined; cache: MDLMCache | null } {
+    const cache = this.attention === 'block-causal' ? (this.cache ??= this.model.createCache()) : null;
+    const feed = cache ? this.uncached(context, gamma, cache) : context.slice(context.length - Math.min(this.window, context.length, this.model.config.modelLength - gamma));
+    const features = this.features(states, context.length - feed.length, feed.length, gamma, 'draft');
+    this.contextLength = cache ? this.cached.length : feed.length;
+    return { feed, features, cache };
+  }
+
+  /**
+   * One backbone pass gives the masks' hidden states; the head then draws position i from its mask's
+   * state and the token drawn at i − 1 (the last context token for i = 0), on the GPU throughout.
+   */
+  private draftThroughHead(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng, withConfidence: boolean, states?: HiddenStates): Draft {
+    const dev = this.model.device;
+    const { feed, features, cache } = this.feed(context, gamma, states);
+    const W = feed.length;
+    const ids = [...feed, ...new Array<number>(gamma).fill(this.model.maskTokenId)];
+    const tail = Array.from({ length: gamma }, (_, i) => W + i);
+    const hidden = cache ? this.model.hiddenStatesCached(ids, cache, gamma, tail, features) : this.model.hiddenStates(ids, tail, features); // (γ, d)
+    const headCache = (this.headCache ??= this.model.createDraftHeadCache());
+    headCache.truncate(0);
+    const V = this.vocabSize;
+    const tokens = Tensor.empty(dev, [gamma], 'i32');
+    const q = sampling.temperature === 0 ? null : Tensor.empty(dev, [gamma, V]);
+    const confidence = withConfidence ? Tensor.empty(dev, [gamma]) : null;
+    let previous = Tensor.from(dev, Int32Array.of(context[context.length - 1]), [1]);
+    for (let i = 0; i < gamma; i++) {
+      const logits = this.model.draftHeadLogits(slice(hidden, i, i + 1, 0), previous, headCache); // (1, V + 1)
+      const { ids: drawn, probs, confidence: drawnConfidence } = selectTokens(dev, logits, sampling, rng, withConfidence);
+      const row = { rows: 1, cols: 1, srcOffset: 0, srcStride: 1, dstOffset: i, dstStride: 1 };
+      copy2d(drawn, tokens, row);
+      if (confidence && drawnConfidence) copy2d(drawnConfidence, confidence, row);
+      // Drop the mask column (SUBS gives it probability 0) so q lives on the target's vocabulary.
+      if (q && probs) copy2d(probs, q, { rows: 1, cols: V, srcOffset: 0, srcStride: V + 1, dstOffset: i * V, dstStride: V });
+      previous = drawn;
+    }
+    return { tokens, q, confidence, passes: 1, headSteps: gamma };
   }
 
   /** Block-causal: appends the prompt but its last token to the cache (bidirectional drafts keep no cache). */
@@ -222,6 +274,8 @@ export class DiffusionDrafter implements Drafter {
   dispose(): void {
     this.cache?.dispose();
     this.cache = null;
+    this.headCache?.dispose();
+    this.headCache = null;
     this.cached = [];
     this.offset = 0;
   }

@@ -20,6 +20,8 @@ export interface Draft {
   confidence: Tensor | null;
   /** Drafter forward passes spent on this draft. */
   passes: number;
+  /** Steps of a draft head (one block and the output layer at one position each) spent on this draft. */
+  headSteps?: number;
 }
 
 /** A drafter's own draft lengths for a sampling setting. */

@@ -262,6 +262,7 @@ function configureSpeculation(target: GPT2, drafter: Drafter, method: Method, sa
 function record(stats: StatsRecorder, step: StepResult, start: number): void {
   stats.targetPasses++;
   stats.drafterPasses += step.drafterPasses;
+  stats.draftHeadSteps += step.draftHeadSteps;
   if (!step.drafted.length) {
     stats.verifyMs += step.verifyDone - start;
     return;

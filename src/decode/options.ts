@@ -44,6 +44,13 @@ export interface SpeculationOptions {
    * drafter's, which follows the model's config.json ("block_causal").
    */
   draftAttention?: DraftAttention;
+  /**
+   * Diffusion drafter whose model has a draft head (config.json "draft_head"): draft through it (one
+   * backbone pass, then the head position by position, each reading the token drafted before it) or
+   * not (the backbone's T-step draft). Default: the drafter's (true when the model has one), false
+   * when steps other than 1 are given.
+   */
+  draftHead?: boolean;
 }
 
 export interface ResolvedSampling {

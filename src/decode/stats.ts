@@ -22,6 +22,8 @@ export interface GenerationStats {
   targetPasses: number;
   /** Drafter forward passes (γ per AR draft; ≤ T per diffusion draft). */
   drafterPasses: number;
+  /** Steps of a diffusion drafter's draft head, one per drafted token (each one block and the output layer at one position). */
+  draftHeadSteps: number;
   /** Drafted tokens the target verified (γ per iteration, fewer where a confidenceCutoff cut the draft). */
   draftedTokens: number;
   acceptedTokens: number;
@@ -57,6 +59,7 @@ export interface GenerationStats {
 export class StatsRecorder {
   targetPasses = 0;
   drafterPasses = 0;
+  draftHeadSteps = 0;
   drafted = 0;
   accepted = 0;
   iterations = 0;
@@ -111,6 +114,7 @@ export class StatsRecorder {
       tokensPerSecond: wallMs > 0 ? (this.generated * 1000) / wallMs : 0,
       targetPasses: this.targetPasses,
       drafterPasses: this.drafterPasses,
+      draftHeadSteps: this.draftHeadSteps,
       draftedTokens: this.drafted,
       acceptedTokens: this.accepted,
       acceptanceRate: this.drafted ? this.accepted / this.drafted : 0,

@@ -35,6 +35,8 @@ export interface StepResult extends Omit<Verdict, 'draft'> {
   /** Drafted tokens the target verified (empty for a plain step). */
   drafted: number[];
   drafterPasses: number;
+  /** Draft-head steps of the draft (0 without a draft head). */
+  draftHeadSteps: number;
   /** performance.now() when the draft had run (a plain step's start) and when the verification had. */
   draftDone: number;
   verifyDone: number;
@@ -49,7 +51,7 @@ export async function speculativeStep(s: SpeculativeContext, context: readonly n
   s.cache.truncate(base + 1 + verdict.accepted);
   s.drafter.afterVerify(verdict.draft, verdict.accepted);
   const { draft, ...rest } = verdict;
-  return { ...rest, drafted: draft, drafterPasses: proposal.passes, draftDone, verifyDone };
+  return { ...rest, drafted: draft, drafterPasses: proposal.passes, draftHeadSteps: proposal.headSteps, draftDone, verifyDone };
 }
 
 /** The target alone: one forward of the pending token and a draw from it. */
@@ -60,7 +62,7 @@ export async function targetStep(s: StepContext, context: readonly number[]): Pr
   const [id] = await readTensors([ids]);
   ids.dispose();
   checkSampledIds(id, s.target.vocabSize, 'the target');
-  return { drafted: [], accepted: 0, next: id[0], drafterPasses: 0, draftDone: start, verifyDone: performance.now() };
+  return { drafted: [], accepted: 0, next: id[0], drafterPasses: 0, draftHeadSteps: 0, draftDone: start, verifyDone: performance.now() };
 }
 
 /** A draft as the target verifies it; `done` resolves to the time the drafting finished. */
@@ -68,6 +70,7 @@ interface Proposal {
   tokens: Tensor;
   q: Tensor | null;
   passes: number;
+  headSteps: number;
   done: Promise<number>;
   /** Frees the draft's tensors, those cut from it included. */
   dispose(): void;
@@ -87,7 +90,7 @@ async function propose(s: SpeculativeContext, context: readonly number[], gamma:
     // when the draft is done (or, if later, when recording the verify ends).
     const done = readTensors([draft.tokens]).then(() => performance.now());
     done.catch(() => undefined); // a failure surfaces from the verify's own readback
-    return { tokens, q, passes: draft.passes, done, dispose };
+    return { tokens, q, passes: draft.passes, headSteps: draft.headSteps ?? 0, done, dispose };
   }
   try {
     // The cut needs the draft's confidences before the verify is recorded.
@@ -95,7 +98,7 @@ async function propose(s: SpeculativeContext, context: readonly number[], gamma:
     const done = Promise.resolve(performance.now());
     const n = verifiedLength(confidence, s.cutoff);
     if (n < gamma) [tokens, q] = dev.scope(() => [slice(draft.tokens, 0, n, 0), draft.q && slice(draft.q, 0, n, 0)]);
-    return { tokens, q, passes: draft.passes, done, dispose };
+    return { tokens, q, passes: draft.passes, headSteps: draft.headSteps ?? 0, done, dispose };
   } catch (e) {
     dispose();
     throw e;

@@ -41,6 +41,12 @@ export interface MDLMConfig {
    * learned projection `feature_proj` [hidden_dim, width] added to the token embedding. 0: it does not.
    */
   targetFeatures: number;
+  /**
+   * This project's extension ("draft_head": true in config.json, absent upstream): the checkpoint has a
+   * draft head (`draft_head.*`), one causal DiT block over the draft that reads the token drafted before
+   * each position, so drafted positions depend on each other (docs/training.md, "The draft head").
+   */
+  draftHead: boolean;
   /** GPT-2 tokenizer + one mask token: the mask is the last id. */
   maskTokenId: number;
 }
@@ -150,6 +156,7 @@ export function parseMDLMConfig(json: unknown, source = 'config.json'): MDLMConf
     timeConditioning: cfg.time_conditioning === true,
     blockCausal: cfg.block_causal === true,
     targetFeatures: cfg.target_features === undefined ? 0 : field(cfg, source, 'target_features'),
+    draftHead: flag(cfg, source, 'draft_head', false),
     maskTokenId: vocabSize - 1,
   };
 }

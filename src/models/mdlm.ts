@@ -54,8 +54,16 @@ interface Block {
 }
 
 /** The DiT backbone's tensors (PyTorch Linear weights [out, in]), keyed as in mdlm-owt's checkpoint under `backbone.`. */
-function backboneLayout({ hiddenDim: d, nBlocks, condDim, vocabSize: V, targetFeatures }: MDLMConfig) {
+function backboneLayout({ hiddenDim: d, nBlocks, condDim, vocabSize: V, targetFeatures, draftHead }: MDLMConfig) {
   const linear = (inputs: number, outputs: number) => ({ weight: tensor(outputs, inputs), bias: tensor(outputs) });
+  const block = () => ({
+    norm1: { weight: tensor(d) },
+    attn_qkv: { weight: tensor(3 * d, d) },
+    attn_out: { weight: tensor(d, d) },
+    norm2: { weight: tensor(d) },
+    mlp: { 0: linear(d, MLP_RATIO * d), 2: linear(MLP_RATIO * d, d) },
+    adaLN_modulation: linear(condDim, BLOCK_MODULATIONS * d),
+  });
   return {
     ...(targetFeatures ? { feature_proj: { weight: tensor(d, targetFeatures) } } : {}),
     vocab_embed: { embedding: tensor(V, d) },
@@ -65,17 +73,12 @@ function backboneLayout({ hiddenDim: d, nBlocks, condDim, vocabSize: V, targetFe
       linear: linear(d, V),
       adaLN_modulation: linear(condDim, FINAL_MODULATIONS * d),
     },
-    blocks: Array.from({ length: nBlocks }, () => ({
-      norm1: { weight: tensor(d) },
-      attn_qkv: { weight: tensor(3 * d, d) },
-      attn_out: { weight: tensor(d, d) },
-      norm2: { weight: tensor(d) },
-      mlp: { 0: linear(d, MLP_RATIO * d), 2: linear(MLP_RATIO * d, d) },
-      adaLN_modulation: linear(condDim, BLOCK_MODULATIONS * d),
-    })),
+    blocks: Array.from({ length: nBlocks }, block),
+    ...(draftHead ? { draft_head: { token_proj: { weight: tensor(d, d) }, block: block() } } : {}),
   };
 }
 type BackboneKeys = Keys<ReturnType<typeof backboneLayout>>;
+type BlockKeys = BackboneKeys['blocks'][number];
 /** A buffer some exports save beside the weights; the rotary table is recomputed instead. */
 const ROTARY_INV_FREQ = 'rotary_emb.inv_freq';
 
@@ -112,6 +115,12 @@ function scaleRows(w: Float32Array, gate: Float64Array): Float32Array {
   return out;
 }
 
+/** The draft head's weights: token_proj (d, d) reads the embedding of the token before each drafted position. */
+interface DraftHead {
+  token_proj: Tensor;
+  block: Block;
+}
+
 /** Keys and values of a block-causal MDLM's context, one cache per block. */
 export type MDLMCache = LayerKVCaches;
 
@@ -125,6 +134,7 @@ export class MDLM {
     private readonly linear: Linear, // (V, d), bias with the mask logit at −1e6
     private readonly rope: Tensor, // (model_length, hd/2, 2)
     private readonly feature_proj: Tensor | null, // (d, target_features): reads the target's hidden states
+    private readonly draft_head: DraftHead | null,
   ) {}
 
   static async load(device: Device, ckpt: Checkpoint, config: MDLMConfig, opts: ModelLoadOptions = {}): Promise<MDLM> {
@@ -163,10 +173,9 @@ export class MDLM {
       return { weight: r.track(Tensor.from(device, weight, [d])), bias: r.track(Tensor.from(device, bias, [d])) };
     };
 
-    const blocks: Block[] = [];
-    for (const k of keys.blocks) {
+    const loadBlock = async (k: BlockKeys): Promise<Block> => {
       const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp] = await modulation(k.adaLN_modulation, BLOCK_MODULATIONS);
-      blocks.push({
+      return {
         norm1: await modulatedNorm(k.norm1.weight, shiftMsa, scaleMsa),
         attn_qkv: await gpu(k.attn_qkv.weight, dtype),
         attn_out: await gpu(k.attn_out.weight, dtype, (w) => scaleRows(w, gateMsa)),
@@ -175,8 +184,10 @@ export class MDLM {
           0: { w: await gpu(k.mlp[0].weight, dtype), b: await gpu(k.mlp[0].bias) },
           2: { w: await gpu(k.mlp[2].weight, dtype, (w) => scaleRows(w, gateMlp)), b: await gpu(k.mlp[2].bias, 'f32', (b) => b.map((v, j) => v * gateMlp[j])) },
         },
-      });
-    }
+      };
+    };
+    const blocks: Block[] = [];
+    for (const k of keys.blocks) blocks.push(await loadBlock(k));
     const out = keys.output_layer;
     const [shift, scale] = await modulation(out.adaLN_modulation, FINAL_MODULATIONS);
     const normFinal = await modulatedNorm(out.norm_final.weight, shift, scale);
@@ -188,7 +199,8 @@ export class MDLM {
     const vocabEmbed = await gpu(keys.vocab_embed.embedding, dtype);
     const rope = r.track(ropeTable(device, modelLength, d / nHeads));
     const featureProj = keys.feature_proj ? await gpu(keys.feature_proj.weight, dtype) : null;
-    return new MDLM(device, config, vocabEmbed, blocks, normFinal, linear, rope, featureProj);
+    const head = keys.draft_head ? { token_proj: await gpu(keys.draft_head.token_proj.weight, dtype), block: await loadBlock(keys.draft_head.block) } : null;
+    return new MDLM(device, config, vocabEmbed, blocks, normFinal, linear, rope, featureProj, head);
   }
 
   get vocabSize(): number {
@@ -212,6 +224,14 @@ export class MDLM {
     return [...features, nk(rows, d, 3 * d), nk(rows, d, d), nk(rows, d, MLP_RATIO * d), nk(rows, MLP_RATIO * d, d), nk(gamma, d, V)];
   }
 
+  /** The matmuls one draft-head step runs (for autotuning): one row through token_proj, the head's block and the output layer. */
+  draftHeadMatmulSignatures(): MatmulSignature[] {
+    const { hiddenDim: d, vocabSize: V } = this.config;
+    const dtype = this.linear.w.dtype as 'f32' | 'f16';
+    const nk = (K: number, N: number): MatmulSignature => ({ layout: 'nk', dtype, rows: 1, K, N });
+    return [nk(d, d), nk(d, 3 * d), nk(d, MLP_RATIO * d), nk(MLP_RATIO * d, d), nk(d, V)];
+  }
+
   /**
    * Logits [positions, V] at the given positions of the sequence `ids`, with SUBS's mask-logit
    * offset applied (so the mask token gets ~zero probability). The vocabulary projection is
@@ -219,17 +239,24 @@ export class MDLM {
    * that predicted each token (zero rows where there is none); omitted, none anywhere.
    */
   logits(ids: ArrayLike<number> | Tensor, positions: ArrayLike<number>, features?: Tensor): Tensor {
-    const L = this.checkInput(ids, positions, 'MDLM.logits', features);
-    if (L > this.config.modelLength) throw new ContextError(`MDLM.logits: ${L} tokens exceed the model length of ${this.config.modelLength}`);
-    return this.device.scope(() => {
-      const kv = this.newKV(L); // one cache reused by every block
-      const out = this.forward(ids, positions, () => {
-        kv.truncate(0);
-        return kv;
-      }, { causal: false }, features);
-      kv.dispose();
-      return out;
-    });
+    return this.device.scope(() => this.project(this.bidirectional(ids, positions, 'MDLM.logits', features)));
+  }
+
+  /** The final hidden states [positions, d] of a bidirectional pass (what the draft head reads); arguments as in logits(). */
+  hiddenStates(ids: ArrayLike<number> | Tensor, positions: ArrayLike<number>, features?: Tensor): Tensor {
+    return this.device.scope(() => this.bidirectional(ids, positions, 'MDLM.hiddenStates', features));
+  }
+
+  private bidirectional(ids: ArrayLike<number> | Tensor, positions: ArrayLike<number>, op: string, features?: Tensor): Tensor {
+    const L = this.checkInput(ids, positions, op, features);
+    if (L > this.config.modelLength) throw new ContextError(`${op}: ${L} tokens exceed the model length of ${this.config.modelLength}`);
+    const kv = this.newKV(L); // one cache reused by every block
+    const out = this.hidden(ids, positions, () => {
+      kv.truncate(0);
+      return kv;
+    }, { causal: false }, features);
+    kv.dispose();
+    return out;
   }
 
   /** Per-block caches of keys and values for block-causal drafting (capacity: the model length). */
@@ -245,15 +272,48 @@ export class MDLM {
    * `features` as in logits().
    */
   logitsCached(ids: ArrayLike<number> | Tensor, cache: MDLMCache, block: number, positions: ArrayLike<number>, features?: Tensor): Tensor {
-    const L = this.checkInput(ids, positions, 'MDLM.logitsCached', features);
-    if (!Number.isInteger(block) || block < 0 || block > L) throw new RangeError(`MDLM.logitsCached: block of ${block} rows outside 0..${L}`);
+    return this.device.scope(() => this.project(this.blockCausal(ids, cache, block, positions, 'MDLM.logitsCached', features)));
+  }
+
+  /** The final hidden states [positions, d] of a block-causal pass (what the draft head reads); arguments as in logitsCached(). */
+  hiddenStatesCached(ids: ArrayLike<number> | Tensor, cache: MDLMCache, block: number, positions: ArrayLike<number>, features?: Tensor): Tensor {
+    return this.device.scope(() => this.blockCausal(ids, cache, block, positions, 'MDLM.hiddenStatesCached', features));
+  }
+
+  private blockCausal(ids: ArrayLike<number> | Tensor, cache: MDLMCache, block: number, positions: ArrayLike<number>, op: string, features?: Tensor): Tensor {
+    const L = this.checkInput(ids, positions, op, features);
+    if (!Number.isInteger(block) || block < 0 || block > L) throw new RangeError(`${op}: block of ${block} rows outside 0..${L}`);
     const base = cache.length;
     if (base + L > this.config.modelLength) {
-      throw new ContextError(`MDLM.logitsCached: ${base} cached + ${L} new positions exceed the model length of ${this.config.modelLength}`);
+      throw new ContextError(`${op}: ${base} cached + ${L} new positions exceed the model length of ${this.config.modelLength}`);
     }
-    const out = this.device.scope(() => this.forward(ids, positions, (i) => cache.layers[i], { causal: true, bidirectionalTail: block }, features));
+    const out = this.hidden(ids, positions, (i) => cache.layers[i], { causal: true, bidirectionalTail: block }, features);
     cache.truncate(base + L - block);
     return out;
+  }
+
+  /** Keys and values of the draft head over one draft (capacity: the model length); truncate it to 0 before each draft. */
+  createDraftHeadCache(): KVCache {
+    if (!this.draft_head) throw new RangeError('MDLM.createDraftHeadCache: this MDLM has no draft head (its config has no "draft_head")');
+    return this.newKV(this.config.modelLength);
+  }
+
+  /**
+   * The draft head at the next position of a draft: logits [1, V] (SUBS offset applied) from `state` [1, d],
+   * the backbone's hidden state of that position's mask, and `previous` i32 [1], the token before it (the
+   * last context token at the first position). The head attends causally over the draft's earlier positions
+   * in `cache` and appends this one; its rotary positions count from the draft's start.
+   */
+  draftHeadLogits(state: Tensor, previous: Tensor, cache: KVCache): Tensor {
+    const head = this.draft_head;
+    if (!head) throw new RangeError('MDLM.draftHeadLogits: this MDLM has no draft head (its config has no "draft_head")');
+    const d = this.config.hiddenDim;
+    if (state.size !== d) throw new RangeError(`MDLM.draftHeadLogits: state must be [1, ${d}], got [${state.shape}]`);
+    if (previous.size !== 1 || previous.dtype !== 'i32') throw new RangeError(`MDLM.draftHeadLogits: previous must be one i32 token id, got [${previous.shape}] ${previous.dtype}`);
+    return this.device.scope(() => {
+      const x = matmul(embedding(this.vocab_embed, previous), head.token_proj, { layout: 'nk', residual: state.reshape([1, d]) });
+      return this.project(this.block(head.block, x, cache, { causal: true }));
+    });
   }
 
   private checkInput(ids: ArrayLike<number> | Tensor, positions: ArrayLike<number>, op: string, features?: Tensor): number {
@@ -276,21 +336,29 @@ export class MDLM {
     return new KVCache(this.device, nHeads, capacity, d / nHeads);
   }
 
-  /** The DiT: block i appends its keys and values to kvFor(i) (at positions from its length on). */
-  private forward(ids: ArrayLike<number> | Tensor, positions: ArrayLike<number>, kvFor: (block: number) => KVCache, attn: AttentionOptions, features?: Tensor): Tensor {
+  /** The DiT's final hidden states [positions, d]: block i appends its keys and values to kvFor(i) (at positions from its length on). */
+  private hidden(ids: ArrayLike<number> | Tensor, positions: ArrayLike<number>, kvFor: (block: number) => KVCache, attn: AttentionOptions, features?: Tensor): Tensor {
     const tokens = ids instanceof Tensor ? ids : Tensor.from(this.device, Int32Array.from(ids), [ids.length]);
     let x = embedding(this.vocab_embed, tokens); // (L, d)
     if (features && this.feature_proj) x = matmul(features, this.feature_proj, { layout: 'nk', residual: x });
     this.blocks.forEach((b, i) => {
-      const kv = kvFor(i);
-      const q = appendQKV(matmul(layerNorm(x, b.norm1), b.attn_qkv, { layout: 'nk' }), kv, this.rope);
-      x = matmul(attention(q, kv, attn), b.attn_out, { layout: 'nk', residual: x });
-      const h = matmul(layerNorm(x, b.norm2), b.mlp[0].w, { layout: 'nk', bias: b.mlp[0].b, gelu: true });
-      x = matmul(h, b.mlp[2].w, { layout: 'nk', bias: b.mlp[2].b, residual: x });
+      x = this.block(b, x, kvFor(i), attn);
     });
-    const rows = embedding(x, Tensor.from(this.device, Int32Array.from(positions), [positions.length])); // (P, d)
+    return embedding(x, Tensor.from(this.device, Int32Array.from(positions), [positions.length])); // (P, d)
+  }
+
+  private block(b: Block, x: Tensor, kv: KVCache, attn: AttentionOptions): Tensor {
+    const q = appendQKV(matmul(layerNorm(x, b.norm1), b.attn_qkv, { layout: 'nk' }), kv, this.rope);
+    x = matmul(attention(q, kv, attn), b.attn_out, { layout: 'nk', residual: x });
+    const h = matmul(layerNorm(x, b.norm2), b.mlp[0].w, { layout: 'nk', bias: b.mlp[0].b, gelu: true });
+    return matmul(h, b.mlp[2].w, { layout: 'nk', bias: b.mlp[2].b, residual: x });
+  }
+
+  /** The output layer: logits [rows, V] of final hidden states, SUBS offset applied. */
+  private project(rows: Tensor): Tensor {
     return matmul(layerNorm(rows, this.norm_final), this.linear.w, { layout: 'nk', bias: this.linear.b });
   }
+
 
   /**
    * SUBS log-probabilities [positions, V]: log-softmax of the logits at masked inputs; at
@@ -311,6 +379,6 @@ export class MDLM {
   }
 
   dispose(): void {
-    for (const t of tensorsIn([this.vocab_embed, this.rope, this.norm_final, this.linear, this.feature_proj, this.blocks])) t.dispose();
+    for (const t of tensorsIn([this.vocab_embed, this.rope, this.norm_final, this.linear, this.feature_proj, this.blocks, this.draft_head])) t.dispose();
   }
 }

@@ -374,6 +374,50 @@ def make_mdlm_features(params, ids):
     write_mdlm_fixture("mdlm-tiny-features", MDLM_FEATURES_CFG, fparams, golden, meta)
 
 
+# ------------------------------------------------------------------------------- MDLM with a draft head
+
+MDLM_HEAD_CFG = dict(MDLM_CFG, block_causal=True, draft_head=True, _name_or_path="mdlm-tiny-head (random, test fixture)")
+
+
+def make_mdlm_head(params, ids):
+    """test/fixtures/mdlm-tiny-head/: mdlm-tiny's weights plus a random draft head; the head's logits over the
+    MDLM_BLOCK masks at the end of ids (block-causal backbone, prefix L - MDLM_BLOCK), each position reading the
+    token before it from `draft_previous` (the last context token first, then arbitrary drafted tokens)."""
+    gen = torch.Generator().manual_seed(2408_05637)
+    hparams = dict(params)
+    shapes = mdlm.param_shapes(MDLM_HEAD_CFG)
+    head = {k: v for k, v in mdlm.random_params(MDLM_HEAD_CFG, gen).items() if k.startswith(mdlm.P + "draft_head.")}
+    assert sorted(head) == sorted(k for k in shapes if k.startswith(mdlm.P + "draft_head."))
+    hparams.update(head)
+    prefix = MDLM_L - MDLM_BLOCK
+    ids = ids.clone()
+    ids[prefix:] = MDLM_MASK_ID
+    previous = torch.cat([ids[prefix - 1:prefix], torch.randint(0, MDLM_MASK_ID, (MDLM_BLOCK - 1,), generator=gen)])
+    with torch.no_grad():
+        p = f64(hparams)
+        _, extras = mdlm.backbone(p, MDLM_HEAD_CFG, ids, 0.0, prefix=prefix)
+        hidden = extras[f"hidden_after_block{MDLM_CFG['n_blocks'] - 1}"][prefix:]
+        logits = mdlm.draft_head(p, MDLM_HEAD_CFG, hidden, previous, extras["c"])
+        # Causal: position i does not depend on what follows it.
+        other = previous.clone()
+        other[-1] = (other[-1] + 1) % MDLM_MASK_ID
+        again = mdlm.draft_head(p, MDLM_HEAD_CFG, hidden, other, extras["c"])
+        assert torch.equal(logits[:-1], again[:-1]) and max_diff(logits[-1], again[-1]) > 1e-3
+    logits[:, MDLM_MASK_ID] += mdlm.NEG_INF
+    golden = {
+        "input_ids": ids.to(torch.int32),
+        "block_causal_prefix": torch.tensor(prefix, dtype=torch.int32),
+        "draft_previous": previous.to(torch.int32),
+        "draft_head_log_probs": torch.log_softmax(logits, -1).float(),
+    }
+    meta = {"format": "golden v1", "model": "mdlm", "mask_token_id": str(MDLM_MASK_ID),
+            "draft_previous": f"[{MDLM_BLOCK}] the token before each drafted position",
+            "draft_head_log_probs": f"[{MDLM_BLOCK}, V] log-softmax of the draft head's logits at the masks "
+                                    "(mask logit -1e6), block-causal backbone",
+            "precision": "float64 from the stored F32 weights, rounded to float32"}
+    write_mdlm_fixture("mdlm-tiny-head", MDLM_HEAD_CFG, hparams, golden, meta)
+
+
 # ------------------------------------------------------------------------------- safetensors I/O
 
 def make_dtype_sample():
@@ -422,6 +466,7 @@ def main():
     mparams, mids, mgolden = make_mdlm()
     check_mdlm(mparams, mids, mgolden)
     make_mdlm_features(mparams, mids)
+    make_mdlm_head(mparams, mids)
     total = 0
     for dirpath, _, files in sorted(os.walk(OUT)):
         for f in sorted(files):

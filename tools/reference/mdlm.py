@@ -75,6 +75,10 @@ def param_shapes(cfg):
             b + "mlp.2.weight": [D, 4 * D], b + "mlp.2.bias": [D],
             b + "adaLN_modulation.weight": [6 * D, C], b + "adaLN_modulation.bias": [6 * D],
         })
+    if cfg.get("draft_head"):
+        h = P + "draft_head."
+        s[h + "token_proj.weight"] = [D, D]
+        s.update({k.replace(f"{P}blocks.0.", h + "block."): v for k, v in s.items() if k.startswith(f"{P}blocks.0.")})
     s.update({
         P + "output_layer.norm_final.weight": [D],
         P + "output_layer.linear.weight": [V, D], P + "output_layer.linear.bias": [V],
@@ -202,6 +206,24 @@ def backbone(p, cfg, ids, sigma, honor_time_conditioning=True, prefix=None, targ
     shift, scale = (c @ p[o + "adaLN_modulation.weight"].T + p[o + "adaLN_modulation.bias"]).chunk(2)
     x = norm(x, p[o + "norm_final.weight"]) * (1 + scale) + shift
     return x @ p[o + "linear.weight"].T + p[o + "linear.bias"], extras
+
+
+def output_layer(p, x, c):
+    o = P + "output_layer."
+    shift, scale = (c @ p[o + "adaLN_modulation.weight"].T + p[o + "adaLN_modulation.bias"]).chunk(2)
+    return (norm(x, p[o + "norm_final.weight"]) * (1 + scale) + shift) @ p[o + "linear.weight"].T + p[o + "linear.bias"]
+
+
+def draft_head(p, cfg, hidden, prev_ids, c):
+    """This project's draft head (config "draft_head": true, not in upstream MDLM). hidden (G, D): the last block's
+    output at the G masks of a draft; prev_ids (G,): the token before each drafted position. Logits (G, V):
+    x = hidden + vocab_embed[prev_ids] @ token_proj.weight^T, then one DiT block (draft_head.block.*) with causal
+    attention over the G positions and rotary positions 0..G-1, then the backbone's output layer."""
+    G = hidden.shape[0]
+    x = hidden + p[P + "vocab_embed.embedding"][prev_ids] @ p[P + "draft_head.token_proj.weight"].T
+    cos, sin = rotary_cos_sin(G, cfg["hidden_dim"] // cfg["n_heads"], hidden.dtype)
+    x = block(p, P + "draft_head.block.", x, c, cos, sin, cfg["n_heads"], prefix=G)   # prefix G: causal everywhere
+    return output_layer(p, x, c)
 
 
 def subs(logits, ids, mask_id):

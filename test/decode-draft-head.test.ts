@@ -1,0 +1,96 @@
+/**
+ * A diffusion drafter whose MDLM has a draft head (config "draft_head"): one backbone pass, then the
+ * head position by position, each position drawn given the token drawn before it.
+ */
+import { describe, expect, it } from 'vitest';
+import { DiffusionDrafter } from '../src/decode/diffusion-drafter.js';
+import { resolveSampling } from '../src/decode/options.js';
+import { Rng } from '../src/decode/rng.js';
+import { Tensor } from '../src/tensor/tensor.js';
+import { slice } from '../src/tensor/ops/gather.js';
+import { softmax } from '../src/tensor/ops/rowwise.js';
+import { getDevice } from './helpers/device.js';
+import { tinyMDLM } from './helpers/tiny-models.js';
+
+const V = 24;
+const sampled = resolveSampling({ temperature: 1 });
+const ctx = [3, 7, 1, 9, 4, 4, 12, 5];
+const gamma = 5;
+
+describe('drafting through a draft head', () => {
+  it("row i of q is the head's distribution at position i given the tokens drawn before it, and the tokens were drawn from it", async () => {
+    const dev = await getDevice();
+    const mdlm = await tinyMDLM(dev, { vocab: V, seed: 5, scale: 1.0, draftHead: true });
+    const drafter = new DiffusionDrafter(mdlm);
+    expect([drafter.draftHead, drafter.attention]).toEqual([true, 'block-causal']);
+    const draft = dev.scope(() => drafter.draft(ctx, gamma, sampled, new Rng(1)));
+    expect([draft.passes, draft.headSteps]).toEqual([1, gamma]);
+    const [tokens, q] = [Array.from(await draft.tokens.read()), await draft.q!.read()];
+    // The same computation spelled out on a fresh cache, reading the drawn tokens.
+    const cache = mdlm.createCache();
+    const headCache = mdlm.createDraftHeadCache();
+    const ids = [...ctx, ...new Array<number>(gamma).fill(mdlm.maskTokenId)];
+    const hidden = dev.scope(() => mdlm.hiddenStatesCached(ids, cache, gamma, Array.from({ length: gamma }, (_, i) => ctx.length + i)));
+    const previous = [ctx[ctx.length - 1], ...tokens.slice(0, -1)];
+    for (let i = 0; i < gamma; i++) {
+      const p = dev.scope(() => softmax(mdlm.draftHeadLogits(slice(hidden, i, i + 1, 0), Tensor.from(dev, Int32Array.of(previous[i]), [1]), headCache)));
+      const want = await p.read(); // V + 1 columns; the mask's is ~0
+      const got = q.subarray(i * V, (i + 1) * V);
+      expect(Math.max(...Array.from(got, (v, j) => Math.abs(v - want[j]))), `position ${i}`).toBeLessThan(1e-5);
+      expect(got[tokens[i]], `token ${i} has probability under q`).toBeGreaterThan(0);
+      p.dispose();
+    }
+    for (const t of [draft.tokens, draft.q!, hidden, cache, headCache]) t.dispose();
+    drafter.dispose();
+    mdlm.dispose();
+  }, 120_000);
+
+  it('later positions depend on the tokens drawn before them: other draws give other distributions', async () => {
+    const dev = await getDevice();
+    const mdlm = await tinyMDLM(dev, { vocab: V, seed: 5, scale: 0.3, draftHead: true });
+    const drafter = new DiffusionDrafter(mdlm);
+    const drafts = [];
+    for (let seed = 0; seed < 8; seed++) {
+      const d = dev.scope(() => drafter.draft(ctx, 2, sampled, new Rng(seed)));
+      drafts.push({ tokens: Array.from(await d.tokens.read()), q: (await d.q!.read()) as Float32Array });
+      d.tokens.dispose();
+      d.q!.dispose();
+    }
+    const first = drafts[0];
+    const other = drafts.find((d) => d.tokens[0] !== first.tokens[0]);
+    expect(other, 'eight draws give two first tokens (the first position is far from sure)').toBeDefined();
+    const row = (q: Float32Array, i: number) => q.subarray(i * V, (i + 1) * V);
+    // Position 1's q does not depend on the draw; position 2's does.
+    expect(Math.max(...Array.from(row(first.q, 0), (v, j) => Math.abs(v - row(other!.q, 0)[j])))).toBeLessThan(1e-6);
+    expect(Math.max(...Array.from(row(first.q, 1), (v, j) => Math.abs(v - row(other!.q, 1)[j])))).toBeGreaterThan(1e-3);
+    drafter.dispose();
+    mdlm.dispose();
+  }, 120_000);
+
+  it('draftHead false drafts as the backbone alone; asking for T > 1 steps turns the head off; bad combinations are typed errors', async () => {
+    const dev = await getDevice();
+    const mdlm = await tinyMDLM(dev, { vocab: V, seed: 5, scale: 1.0, draftHead: true });
+    const drafter = new DiffusionDrafter(mdlm);
+    const plain = drafter.configure({ draftHead: false }, gamma) as DiffusionDrafter;
+    expect(plain.draftHead).toBe(false);
+    const draft = dev.scope(() => plain.draft(ctx, gamma, sampled, new Rng(1)));
+    expect(draft.headSteps ?? 0).toBe(0);
+    const ids = [...ctx, ...new Array<number>(gamma).fill(mdlm.maskTokenId)];
+    const cache = mdlm.createCache();
+    const expected = dev.scope(() => softmax(mdlm.logitsCached(ids, cache, gamma, Array.from({ length: gamma }, (_, i) => ctx.length + i))));
+    const [q, want] = [await draft.q!.read(), await expected.read()];
+    for (let i = 0; i < gamma; i++) {
+      for (let j = 0; j < V; j++) expect(Math.abs(q[i * V + j] - want[i * (V + 1) + j])).toBeLessThan(1e-5);
+    }
+    expect((drafter.configure({ steps: 2 }, gamma) as DiffusionDrafter).draftHead).toBe(false);
+    expect(() => drafter.configure({ steps: 2, draftHead: true }, gamma)).toThrow(/steps: a draft through the draft head takes one backbone pass/);
+    const headless = new DiffusionDrafter(await tinyMDLM(dev, { vocab: V, seed: 5 }));
+    expect(headless.draftHead).toBe(false);
+    expect(() => headless.configure({ draftHead: true }, gamma)).toThrow(/draftHead: this drafter's model has no draft head/);
+    expect(() => headless.model.createDraftHeadCache()).toThrow(/has no draft head/);
+    for (const t of [draft.tokens, draft.q!, expected, cache]) t.dispose();
+    for (const d of [drafter, plain, headless]) d.dispose();
+    mdlm.dispose();
+    headless.model.dispose();
+  }, 120_000);
+});
