@@ -11,7 +11,7 @@
  *             contiguously and reduce with subgroupAdd, without barriers (feature 'subgroups').
  *  - 'gemv-uniform' ('nk' only): 'gemv' with the activation rows bound as a uniform buffer of
  *             compile-time size. Every lane reads the same activation, and an implementation
- *             may then load it once per SIMD group (llvmpipe does: 1.7x at 5-8 rows).
+ *             may then load it once per SIMD group, as llvmpipe does (docs/performance.md).
  */
 import { GELU_FN, LINEAR_WG, paramsStruct, type WeightType } from './common.js';
 

@@ -48,8 +48,7 @@ async function timeBatch(dev: Device, a: Tensor, w: Tensor, layout: WeightLayout
  * Tunes every signature not yet tuned on this device; returns the table of choices made. The
  * candidates take turns, one batch each per round, and each is judged by its fastest batch: load
  * from other processes only ever slows a batch down, and a burst of it then hits every candidate
- * alike instead of the one being timed (timing candidates one after another, by the median of
- * three batches, once picked for the 6-row LM head a kernel about 3x slower than the default).
+ * alike instead of the one being timed (docs/performance.md, "Kernel tuning table").
  */
 export async function autotuneMatmul(dev: Device, signatures: MatmulSignature[], reps = 4, rounds = 5): Promise<TuningTable> {
   const table: TuningTable = {};

@@ -1,8 +1,9 @@
 /**
  * The kernel tuning table: every constant chosen by measurement (most on Mesa's lavapipe, 2 CPU
- * cores) in one place. A device starts from DEFAULT_TUNING, overridden where created
- * (`Device.create({ tuning })`) and later by autotuning (tune.ts). Kernels read it when their WGSL
- * is generated, and every value that changes the WGSL is part of the kernel's cache key.
+ * cores; the figures: docs/performance.md, "Kernel tuning table") in one place. A device starts
+ * from DEFAULT_TUNING, overridden where created (`Device.create({ tuning })`) and later by
+ * autotuning (tune.ts). Kernels read it when their WGSL is generated, and every value that
+ * changes the WGSL is part of the kernel's cache key.
  */
 import { TuningError } from './errors.js';
 import type { DeviceLimits } from './limits.js';
@@ -52,17 +53,15 @@ export interface KernelTuning {
   /**
    * Without a tuned choice, up to streamedMaxRows rows run 'gemv-uniform' (activations as a
    * uniform buffer where they fit one), reusing each activation load over more weight rows as
-   * activation rows grow. Measured on lavapipe (bench:kernels): at 5-64 rows this beats the
-   * tiled kernel by 1.2-2.5x. Wide f16 loads up to 7 rows: 1.0-1.5x at GPT-2 shapes; at 8+ rows,
-   * with 16 weight rows per invocation, the wider registers cost more than they save (0.66x at
-   * 12 rows, K = 2048). Ascending `fromRows`, the first 1.
+   * activation rows grow; wide f16 loads only below 8 rows, where they save more than their
+   * registers cost (docs/performance.md, "Kernel tuning table"). Ascending `fromRows`, the first 1.
    */
   gemvDefaults: readonly GemvBand[];
   /**
    * Invocations per workgroup of the 'nk' gemv without tuning (16, 32 or 64): this, halved
    * (down to 16) while it would leave fewer than gemvMinWorkgroups workgroups (N = 512 at 8
    * rows per invocation is one of 64), so that a narrow matmul still spreads over several
-   * compute units (on lavapipe, cores: 6-row N = 512 matmuls 1.3x faster).
+   * compute units (docs/performance.md, "Kernel tuning table").
    */
   gemvThreads: number;
   gemvMinWorkgroups: number;
@@ -75,11 +74,9 @@ export interface KernelTuning {
    */
   attentionRows: number;
   /**
-   * How filteredProbs searches its top-k / top-p thresholds. On llvmpipe (6 rows of 8192, GPU
-   * timestamps, variants alternating) top-k went from 6.9–8.0 ms at a bit per pass in
-   * workgroups of 256 to 2.3–2.7 ms at 4 bits in 64 (128: 2.8–3.3, 32: 2.1–2.2): it runs a
-   * workgroup's invocations as coroutines and pays for each barrier. Smaller workgroups leave a
-   * GPU's row with fewer lanes for the same elements, so 64, not 32.
+   * How filteredProbs searches its top-k / top-p thresholds: few passes in small workgroups,
+   * since llvmpipe pays for every barrier; 64, not 32, to leave a GPU's row enough lanes
+   * (docs/performance.md, "Kernel tuning table").
    */
   thresholdSearch: ThresholdSearch;
   /**
@@ -90,8 +87,8 @@ export interface KernelTuning {
   /**
    * Invocations per LayerNorm row up to layerNormMaxWidth elements (wider rows use
    * rowWorkgroup): a hidden row (≤ 2048) is too little work for 256 invocations and the two
-   * reductions' barriers dominate (lavapipe: 64 is 1.7-3x faster than 256 at 5-40 rows of
-   * 256-768); 64 is still a full wavefront on GPUs.
+   * reductions' barriers dominate (docs/performance.md, "Kernel tuning table"); 64 is still a
+   * full wavefront on GPUs.
    */
   layerNormWorkgroup: number;
   layerNormMaxWidth: number;
@@ -99,11 +96,8 @@ export interface KernelTuning {
    * Node's napping wait (node-wait.ts): a nap is napFraction of the time waited so far, at most
    * maxNapMs, and none until it would reach minNapMs (the first millisecond spins): a short wait
    * (a real GPU's decode step, a tiny model) is not delayed, a long one is noticed at most about
-   * 5 % late, and Dawn ticks a few dozen times per wait instead of spinning a core. On lavapipe
-   * (2 cores, greedy, alternating in one process) tokens/s went AR 27.6 -> 38.6 and SpecDiff
-   * 43.6 -> 66-74 against sleeping 80 % of the same readback's last wait and spinning through
-   * the rest (measured with naps from the first tick; sparing the first millisecond is for the
-   * tiny test models' waits).
+   * 5 % late, and Dawn ticks a few dozen times per wait instead of spinning a core
+   * (docs/performance.md, "Kernel tuning table").
    */
   napFraction: number;
   minNapMs: number;
@@ -134,10 +128,9 @@ export const DEFAULT_TUNING: Readonly<KernelTuning> = deepFreeze<KernelTuning>({
 
 /**
  * Mesa's software driver (lavapipe) runs workgroups on LP_NUM_THREADS threads, one per core by
- * default; twice that balanced this project's small dispatches better on 2 cores (six
- * alternating pairs of processes: SpecDiff 58 -> 64 tok/s, AR 38 -> 40.5, medians; 4 threads per
- * core no better). Per process, not per device: it is read when the Vulkan instance is created,
- * so entry points (the CLI, benchmarks, tests) set it before their first WebGPU call.
+ * default; twice that balances this project's small dispatches better (docs/performance.md,
+ * "Kernel tuning table"). Per process, not per device: it is read when the Vulkan instance is
+ * created, so entry points (the CLI, benchmarks, tests) set it before their first WebGPU call.
  */
 export const LAVAPIPE_THREADS_PER_CORE = 2;
 
