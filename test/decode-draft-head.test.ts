@@ -21,7 +21,7 @@ describe('drafting through a draft head', () => {
   it("row i of q is the head's distribution at position i given the tokens drawn before it, and the tokens were drawn from it", async () => {
     const dev = await getDevice();
     const mdlm = await tinyMDLM(dev, { vocab: V, seed: 5, scale: 1.0, draftHead: true });
-    const drafter = new DiffusionDrafter(mdlm);
+    const drafter = new DiffusionDrafter(mdlm, { headPositions: gamma });
     expect([drafter.draftHead, drafter.attention]).toEqual([true, 'block-causal']);
     const draft = dev.scope(() => drafter.draft(ctx, gamma, sampled, new Rng(1)));
     expect([draft.passes, draft.headSteps]).toEqual([1, gamma]);
@@ -41,6 +41,24 @@ describe('drafting through a draft head', () => {
       p.dispose();
     }
     for (const t of [draft.tokens, draft.q!, hidden, cache, headCache]) t.dispose();
+    drafter.dispose();
+    mdlm.dispose();
+  }, 120_000);
+
+  it('past headPositions the draft comes from the backbone pass: those rows of q are its T = 1 distributions', async () => {
+    const dev = await getDevice();
+    const mdlm = await tinyMDLM(dev, { vocab: V, seed: 5, scale: 1.0, draftHead: true });
+    const drafter = new DiffusionDrafter(mdlm, { headPositions: 2 });
+    const draft = dev.scope(() => drafter.draft(ctx, gamma, sampled, new Rng(1)));
+    expect(draft.headSteps).toBe(2);
+    const ids = [...ctx, ...new Array<number>(gamma).fill(mdlm.maskTokenId)];
+    const cache = mdlm.createCache();
+    const marginals = dev.scope(() => softmax(mdlm.logitsCached(ids, cache, gamma, Array.from({ length: gamma }, (_, i) => ctx.length + i))));
+    const [q, want] = [await draft.q!.read(), await marginals.read()];
+    const gap = (i: number) => Math.max(...Array.from({ length: V }, (_, j) => Math.abs(q[i * V + j] - want[i * (V + 1) + j])));
+    expect([2, 3, 4].map(gap).every((g) => g < 1e-5), 'rows 2-4 are the backbone\'s').toBe(true);
+    expect(gap(1), "row 1 is the head's").toBeGreaterThan(1e-3);
+    for (const t of [draft.tokens, draft.q!, marginals, cache]) t.dispose();
     drafter.dispose();
     mdlm.dispose();
   }, 120_000);

@@ -162,6 +162,13 @@ describe('speculative sampling is exact (chi-square on the first two tokens)', a
     drafter.dispose();
   }, 400_000);
 
+  it('diffusion drafter through a draft head for its first position only, the second from the backbone, γ = 2', async () => {
+    const drafter = new DiffusionDrafter(await tinyMDLM(dev, { vocab: V, seed: 13, scale: 1.0, draftHead: true }), { headPositions: 1 });
+    const { stat } = chiSquare(await empirical(target, { method: 'specdiff', drafter, gamma: 2 }), joint);
+    expect(stat, `chi-square ${stat.toFixed(1)}`).toBeLessThan(critical);
+    drafter.dispose();
+  }, 400_000);
+
   // Drafters with small weights are unsure often enough that the cut halves what is verified.
   it('with a confidence cutoff (the draft cut after its first token below q = 0.4), AR and diffusion drafters, γ = 3', async () => {
     const drafters = [new ARDrafter(await tinyGPT2(dev, { vocab: V, seed: 12, scale: 0.1 })), new DiffusionDrafter(await tinyMDLM(dev, { vocab: V, seed: 13, scale: 0.1 }), { attention: 'block-causal' })];

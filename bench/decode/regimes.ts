@@ -118,6 +118,7 @@ interface Tally {
   ms: number;
   passes: number;
   drafterPasses: number;
+  draftHeadSteps: number;
   drafted: number;
   accepted: number;
   draftedAt: number[];
@@ -131,7 +132,7 @@ interface Tally {
 }
 
 const newTally = (): Tally => ({
-  tokens: 0, ms: 0, passes: 0, drafterPasses: 0, drafted: 0, accepted: 0, draftedAt: [], acceptedAt: [],
+  tokens: 0, ms: 0, passes: 0, drafterPasses: 0, draftHeadSteps: 0, drafted: 0, accepted: 0, draftedAt: [], acceptedAt: [],
   before: { tokens: 0, passes: 0, ms: 0 }, inside: { tokens: 0, passes: 0, ms: 0 }, bySet: {}, compiled: 0,
 });
 
@@ -140,6 +141,7 @@ function add(t: Tally, s: GenerationStats, set: string, iterations: Array<{ star
   t.ms += s.wallMs;
   t.passes += s.targetPasses;
   t.drafterPasses += s.drafterPasses;
+  t.draftHeadSteps += s.draftHeadSteps;
   t.drafted += s.draftedTokens;
   t.accepted += s.acceptedTokens;
   t.compiled += s.pipelinesCompiled;
@@ -222,7 +224,7 @@ for (const regime of regimes) {
   const { contenders, total, perRound } = results[regime];
   const ratioTo = (name: string, base: string) => perRound.map((t) => rate(t[name].tokens, t[name].ms) / rate(t[base].tokens, t[base].ms));
   const greedy = REGIMES[regime].temperature === 0;
-  const head = ['method', '>tok/s', '>x AR', '>x spec', '>tok/pass', ...setNames.map((s) => `>tok/pass ${s}`), '>accept@1', '>@2', '>@3', '>@4', '>@8', '>drafter passes/tok'];
+  const head = ['method', '>tok/s', '>x AR', '>x spec', '>tok/pass', ...setNames.map((s) => `>tok/pass ${s}`), '>accept@1', '>@2', '>@3', '>@4', '>@8', '>drafter passes/tok', '>head steps/tok'];
   if (greedy) head.push('>before loop tok/pass', '>inside tok/pass', '>before tok/s', '>inside tok/s', '>tokens inside');
   const rows = contenders.map((name) => {
     const t = total[name];
@@ -238,6 +240,7 @@ for (const regime of regimes) {
       ...setNames.map((s) => (t.bySet[s] ? t.bySet[s].tokens / t.bySet[s].passes : null)),
       at(0), at(1), at(2), at(3), at(7),
       t.tokens ? t.drafterPasses / t.tokens : 0,
+      t.tokens ? t.draftHeadSteps / t.tokens : 0,
     ];
     if (greedy) {
       row.push(t.before.passes ? t.before.tokens / t.before.passes : null, t.inside.passes ? t.inside.tokens / t.inside.passes : null);
@@ -248,6 +251,7 @@ for (const regime of regimes) {
       tokensPerTargetPassBySet: Object.fromEntries(Object.entries(t.bySet).map(([s, b]) => [s, b.tokens / b.passes])),
       acceptanceByPosition: t.draftedAt.map((n, i) => t.acceptedAt[i] / n), draftedByPosition: t.draftedAt,
       drafterPassesPerToken: t.tokens ? t.drafterPasses / t.tokens : 0,
+      draftHeadStepsPerToken: t.tokens ? t.draftHeadSteps / t.tokens : 0,
       pipelinesCompiledWhileTimed: t.compiled,
       ...(greedy ? { beforeLoop: t.before, insideLoop: t.inside } : {}),
     };

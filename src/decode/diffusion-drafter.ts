@@ -43,6 +43,12 @@ export const DEFAULT_DIFFUSION_GAMMA = 4;
 export const DEFAULT_DIFFUSION_GAMMA_SAMPLED = 3;
 /** Longest greedy draft (4 → 9 → 19 → 31): one drafter pass whatever its length, and greedy loops accept long runs. */
 export const DEFAULT_DIFFUSION_MAX_GAMMA = 31;
+/**
+ * Leading draft positions drawn through a draft head; later ones come from the backbone's pass. Each head step
+ * costs a block and the output layer in sequence, and the long greedy drafts that grow in repetition loops are
+ * what the backbone alone already predicts well (docs/training.md, "The draft head").
+ */
+export const DEFAULT_HEAD_POSITIONS = 4;
 /** Most denoising steps a draft may be given. */
 const MAX_STEPS = 1024;
 
@@ -60,6 +66,8 @@ export interface DiffusionDrafterOptions {
   attention?: DraftAttention;
   /** Draft through the model's draft head (default: true when it has one; then steps must be 1). */
   draftHead?: boolean;
+  /** With a draft head: how many leading positions it draws (default DEFAULT_HEAD_POSITIONS); the rest come from the backbone's pass. */
+  headPositions?: number;
 }
 
 export class DiffusionDrafter implements Drafter {
@@ -71,6 +79,7 @@ export class DiffusionDrafter implements Drafter {
   readonly schedule: UnmaskSchedule;
   readonly attention: DraftAttention;
   readonly draftHead: boolean;
+  readonly headPositions: number;
   /** Context tokens the last draft saw (the window, or everything cached when block-causal). */
   contextLength = 0;
   /** Block-causal: the context's keys and values, the tokens they are of, and where in the context those start. */
@@ -90,6 +99,7 @@ export class DiffusionDrafter implements Drafter {
     if (attention !== 'bidirectional' && attention !== 'block-causal') throw new RangeError(`draft attention must be 'bidirectional' or 'block-causal', got ${String(attention)}`);
     this.attention = attention;
     this.draftHead = opts.draftHead ?? model.config.draftHead;
+    this.headPositions = checkInt('headPositions', opts.headPositions ?? DEFAULT_HEAD_POSITIONS, 1, model.config.modelLength);
     if (this.draftHead && !model.config.draftHead) throw new RangeError('draftHead: this drafter\'s model has no draft head (its config.json has no "draft_head")');
     if (this.draftHead && this.steps !== 1) throw new RangeError(`steps: a draft through the draft head takes one backbone pass (steps 1), got ${this.steps}; set draftHead false to denoise in T steps`);
   }
@@ -110,8 +120,10 @@ export class DiffusionDrafter implements Drafter {
     const attention = o.draftAttention ?? this.attention;
     // Asking for T > 1 steps asks for the backbone's T-step draft.
     const draftHead = o.draftHead ?? (o.steps !== undefined && o.steps !== 1 ? false : this.draftHead);
-    if (steps === this.steps && window === this.window && schedule === this.schedule && attention === this.attention && draftHead === this.draftHead) return this;
-    return new DiffusionDrafter(this.model, { steps, window, schedule, attention, draftHead });
+    const headPositions = o.headPositions ?? this.headPositions;
+    const same = steps === this.steps && window === this.window && schedule === this.schedule && attention === this.attention;
+    if (same && draftHead === this.draftHead && headPositions === this.headPositions) return this;
+    return new DiffusionDrafter(this.model, { steps, window, schedule, attention, draftHead, headPositions });
   }
 
   /**
@@ -190,8 +202,9 @@ export class DiffusionDrafter implements Drafter {
   }
 
   /**
-   * One backbone pass gives the masks' hidden states; the head then draws position i from its mask's
-   * state and the token drawn at i − 1 (the last context token for i = 0), on the GPU throughout.
+   * One backbone pass gives the masks' hidden states; the head then draws position i < headPositions from its
+   * mask's state and the token drawn at i − 1 (the last context token for i = 0), and the output layer draws
+   * the later positions from their states alone, as a T = 1 draft does. On the GPU throughout.
    */
   private draftThroughHead(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng, withConfidence: boolean, states?: HiddenStates): Draft {
     const dev = this.model.device;
@@ -206,18 +219,22 @@ export class DiffusionDrafter implements Drafter {
     const tokens = Tensor.empty(dev, [gamma], 'i32');
     const q = sampling.temperature === 0 ? null : Tensor.empty(dev, [gamma, V]);
     const confidence = withConfidence ? Tensor.empty(dev, [gamma]) : null;
-    let previous = Tensor.from(dev, Int32Array.of(context[context.length - 1]), [1]);
-    for (let i = 0; i < gamma; i++) {
-      const logits = this.model.draftHeadLogits(slice(hidden, i, i + 1, 0), previous, headCache); // (1, V + 1)
+    // Rows from `at` of the draft drawn from logits (rows, V + 1).
+    const draw = (logits: Tensor, at: number) => {
+      const rows = logits.shape[0];
       const { ids: drawn, probs, confidence: drawnConfidence } = selectTokens(dev, logits, sampling, rng, withConfidence);
-      const row = { rows: 1, cols: 1, srcOffset: 0, srcStride: 1, dstOffset: i, dstStride: 1 };
-      copy2d(drawn, tokens, row);
-      if (confidence && drawnConfidence) copy2d(drawnConfidence, confidence, row);
+      const column = { rows, cols: 1, srcOffset: 0, srcStride: 1, dstOffset: at, dstStride: 1 };
+      copy2d(drawn, tokens, column);
+      if (confidence && drawnConfidence) copy2d(drawnConfidence, confidence, column);
       // Drop the mask column (SUBS gives it probability 0) so q lives on the target's vocabulary.
-      if (q && probs) copy2d(probs, q, { rows: 1, cols: V, srcOffset: 0, srcStride: V + 1, dstOffset: i * V, dstStride: V });
-      previous = drawn;
-    }
-    return { tokens, q, confidence, passes: 1, headSteps: gamma };
+      if (q && probs) copy2d(probs, q, { rows, cols: V, srcOffset: 0, srcStride: V + 1, dstOffset: at * V, dstStride: V });
+      return drawn;
+    };
+    const headed = Math.min(gamma, this.headPositions);
+    let previous = Tensor.from(dev, Int32Array.of(context[context.length - 1]), [1]);
+    for (let i = 0; i < headed; i++) previous = draw(this.model.draftHeadLogits(slice(hidden, i, i + 1, 0), previous, headCache), i);
+    if (headed < gamma) draw(this.model.logitsOfStates(slice(hidden, headed, gamma, 0)), headed);
+    return { tokens, q, confidence, passes: 1, headSteps: headed };
   }
 
   /** Block-causal: appends the prompt but its last token to the cache (bidirectional drafts keep no cache). */

@@ -51,6 +51,8 @@ export interface SpeculationOptions {
    * when steps other than 1 are given.
    */
   draftHead?: boolean;
+  /** Diffusion drafter with a draft head: how many leading positions of a draft it draws; the rest come from the backbone's pass. Default: the drafter's (4). */
+  headPositions?: number;
 }
 
 export interface ResolvedSampling {

@@ -292,6 +292,13 @@ export class MDLM {
     return out;
   }
 
+  /** The output layer's logits [rows, V] (SUBS offset applied) of final hidden states [rows, d] from hiddenStates*(). */
+  logitsOfStates(states: Tensor): Tensor {
+    const d = this.config.hiddenDim;
+    if (states.shape.length !== 2 || states.shape[1] !== d) throw new RangeError(`MDLM.logitsOfStates: states must be [rows, ${d}], got [${states.shape}]`);
+    return this.device.scope(() => this.project(states));
+  }
+
   /** Keys and values of the draft head over one draft (capacity: the model length); truncate it to 0 before each draft. */
   createDraftHeadCache(): KVCache {
     if (!this.draft_head) throw new RangeError('MDLM.createDraftHeadCache: this MDLM has no draft head (its config has no "draft_head")');
