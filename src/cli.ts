@@ -47,6 +47,8 @@ options:
                      block-causal caches the whole context's keys and values)
   --draft-head on|off  draft through the MDLM drafter's draft head, when its config.json
                      has one (default on; off with --steps above 1)
+  --head-positions N leading draft positions the draft head draws (default 4); the rest
+                     come from the drafter's one pass
   --schedule left-to-right|random
   --temperature X    0 = greedy (default 0)
   --top-k N  --top-p X  --seed N  --max-new-tokens N (default 64)
@@ -81,6 +83,7 @@ const NUMBERS: Record<string, [number, boolean, number?]> = {
   gamma: [1, true],
   'max-gamma': [1, true],
   steps: [1, true],
+  'head-positions': [1, true],
   window: [1, true],
   'top-k': [0, true],
   seed: [0, true],
@@ -196,6 +199,7 @@ function genOptions(v: Record<string, unknown>) {
     schedule: v.schedule as 'left-to-right' | 'random' | undefined,
     draftAttention: v['draft-attention'] as 'bidirectional' | 'block-causal' | undefined,
     draftHead: v['draft-head'] === undefined ? undefined : v['draft-head'] === 'on',
+    headPositions: num('head-positions'),
     temperature: num('temperature') ?? 0,
     topK: num('top-k'),
     topP: num('top-p'),
@@ -217,6 +221,7 @@ async function main(): Promise<void> {
       schedule: { type: 'string' },
       'draft-attention': { type: 'string' },
       'draft-head': { type: 'string' },
+      'head-positions': { type: 'string' },
       temperature: { type: 'string' },
       'top-k': { type: 'string' },
       'top-p': { type: 'string' },
