@@ -12,9 +12,10 @@
  *
  *   npm run bench:decode -- --regimes [--drafters DIR1,DIR2] [--models DIR] [--prompt-sets passages,ood]
  *       [--prompts N] [--tokens N] [--rounds N] [--regime-list greedy,t0.8-k50,t1] [--sampled-gammas G1,G2]
- *       [--steps T1,T2] [--f32]
+ *       [--steps T1,T2] [--head-positions K1,K2] [--f32]
  * --sampled-gammas adds SpecDiff contenders with other draft lengths when sampling; --steps adds
- * contenders with T denoising steps (every regime).
+ * contenders with T denoising steps (every regime); --head-positions adds contenders drafting K positions
+ * through a draft head (0: the head off), for drafters that have one.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
@@ -40,6 +41,7 @@ const { values } = parseArgs({
     'regime-list': { type: 'string' },
     'sampled-gammas': { type: 'string' },
     steps: { type: 'string' },
+    'head-positions': { type: 'string' },
     f32: { type: 'boolean' },
   },
 });
@@ -61,6 +63,7 @@ for (const r of regimes) if (!Object.hasOwn(REGIMES, r)) throw new RangeError(`-
 const sampledGammas = values['sampled-gammas'] ? values['sampled-gammas'].split(',').map(Number) : [];
 /** More SpecDiff contenders with T denoising steps (left to right: later blocks see the earlier ones drawn). */
 const stepsList = values.steps ? values.steps.split(',').map(Number) : [];
+const headPositionsList = values['head-positions'] ? values['head-positions'].split(',').map(Number) : [];
 
 const PROMPT_SETS: Record<string, string> = { passages: 'bench/passages.json', ood: 'bench/passages-ood.json' };
 const setNames = (values['prompt-sets'] ?? 'passages,ood').split(',');
@@ -87,6 +90,8 @@ interface Contender {
   mdlm?: MDLM;
   gamma?: number;
   steps?: number;
+  /** Draft-head positions (0: the head off); undefined: the drafter's default. */
+  headPositions?: number;
 }
 
 function contendersFor(regime: string): Contender[] {
@@ -96,6 +101,7 @@ function contendersFor(regime: string): Contender[] {
     list.push({ name: `specdiff ${name}`, method: 'specdiff', mdlm: model });
     if (sampled) for (const gamma of sampledGammas) list.push({ name: `specdiff ${name} γ=${gamma}`, method: 'specdiff', mdlm: model, gamma });
     for (const steps of stepsList) list.push({ name: `specdiff ${name} T=${steps}`, method: 'specdiff', mdlm: model, steps });
+    if (model.config.draftHead) for (const k of headPositionsList) list.push({ name: `specdiff ${name} head ${k || 'off'}`, method: 'specdiff', mdlm: model, headPositions: k });
   }
   return list;
 }
@@ -161,7 +167,7 @@ function add(t: Tally, s: GenerationStats, set: string, iterations: Array<{ star
 }
 
 async function run(c: Contender, prompt: string, regime: string, seed: number) {
-  const drafter = c.method === 'specdiff' ? new DiffusionDrafter(c.mdlm!, { steps: c.steps }) : c.method === 'speculative' ? new ARDrafter(arModel) : undefined;
+  const drafter = c.method === 'specdiff' ? diffusionDrafter(c) : c.method === 'speculative' ? new ARDrafter(arModel) : undefined;
   try {
     const gen = generate(target, tokenizer, { prompt, method: c.method, drafter, gamma: c.gamma, ...REGIMES[regime], seed, maxNewTokens, stopAtEos: false });
     // One chunk per target pass: its tokens and the time since the previous one.
@@ -182,6 +188,11 @@ async function run(c: Contender, prompt: string, regime: string, seed: number) {
   }
 }
 
+function diffusionDrafter(c: Contender): DiffusionDrafter {
+  const head = c.headPositions === undefined ? {} : c.headPositions ? { headPositions: c.headPositions } : { draftHead: false };
+  return new DiffusionDrafter(c.mdlm!, { steps: c.steps, ...head });
+}
+
 const rate = (tokens: number, ms: number) => (ms > 0 ? (tokens * 1000) / ms : 0);
 
 console.log(`adapter: ${device.info.adapter}; weights ${dtype}; ${prompts.length} prompts (${setNames.map((s) => `${prompts.filter((p) => p.set === s).length} ${s}`).join(', ')}) × ${maxNewTokens} tokens; ${rounds} rounds; regimes ${regimes.join(', ')}`);
@@ -189,7 +200,7 @@ console.log(`adapter: ${device.info.adapter}; weights ${dtype}; ${prompts.length
 // default), so that no timed generation pays for it; pipelinesCompiled in the results says if one did.
 for (const regime of regimes) {
   for (const c of contendersFor(regime)) {
-    const drafter = c.method === 'specdiff' ? new DiffusionDrafter(c.mdlm!, { steps: c.steps }) : c.method === 'speculative' ? new ARDrafter(arModel) : null;
+    const drafter = c.method === 'specdiff' ? diffusionDrafter(c) : c.method === 'speculative' ? new ARDrafter(arModel) : null;
     const sampling = resolveSampling(REGIMES[regime]);
     // The longest draft generate() can make with these settings (SpecDiff grows to its maximum at greedy only).
     const maxGamma = drafter ? (c.gamma ?? drafter.defaults(sampling).maxGamma) : 0;
