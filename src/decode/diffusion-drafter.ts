@@ -99,7 +99,7 @@ export class DiffusionDrafter implements Drafter {
     if (attention !== 'bidirectional' && attention !== 'block-causal') throw new RangeError(`draft attention must be 'bidirectional' or 'block-causal', got ${String(attention)}`);
     this.attention = attention;
     this.draftHead = opts.draftHead ?? model.config.draftHead;
-    this.headPositions = checkInt('headPositions', opts.headPositions ?? DEFAULT_HEAD_POSITIONS, 1, model.config.modelLength);
+    this.headPositions = checkInt('headPositions', opts.headPositions ?? DEFAULT_HEAD_POSITIONS, 1, Math.max(DEFAULT_HEAD_POSITIONS, model.config.modelLength));
     if (this.draftHead && !model.config.draftHead) throw new RangeError('draftHead: this drafter\'s model has no draft head (its config.json has no "draft_head")');
     if (this.draftHead && this.steps !== 1) throw new RangeError(`steps: a draft through the draft head takes one backbone pass (steps 1), got ${this.steps}; set draftHead false to denoise in T steps`);
   }
@@ -111,7 +111,7 @@ export class DiffusionDrafter implements Drafter {
       : { gamma: DEFAULT_DIFFUSION_GAMMA_SAMPLED, maxGamma: DEFAULT_DIFFUSION_GAMMA_SAMPLED };
   }
 
-  /** Steps, window, schedule and attention from `o` where given, this drafter's elsewhere. */
+  /** Steps, window, schedule, attention and the draft head from `o` where given, this drafter's elsewhere. */
   configure(o: SpeculationOptions, gamma: number): DiffusionDrafter {
     const steps = checkInt('steps', o.steps ?? this.steps, 1, MAX_STEPS);
     const window = o.window === undefined ? this.window : checkInt('window', o.window, 1, this.model.config.modelLength - gamma);
