@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../src/tensor/tensor.js';
-import { defaultThreads, matmul, uniformChunkRows, type MatmulChoice } from '../src/tensor/ops/matmul.js';
+import { defaultThreads, matmul, uniformChunkRows, type MatmulChoice, type MatmulOptions } from '../src/tensor/ops/matmul.js';
 import { DEFAULT_TUNING } from '../src/tensor/tuning.js';
 import { getDevice } from './helpers/device.js';
 import { expectClose, geluRef, matmulRef, randn } from './helpers/reference.js';
@@ -118,6 +118,38 @@ describe('matmul', () => {
     }
   });
 
+  // The epilogue's parts are run-time flags: each subset must apply exactly its parts, in every family.
+  const parts = ['bias', 'gelu', 'residual'] as const;
+  const subsets = Array.from({ length: 8 }, (_, i) => parts.filter((_, b) => i & (1 << b)));
+  for (const [name, choice, layout] of [
+    ['gemv-uniform', { family: 'gemv-uniform', split: 1, group: 8 }, 'nk'],
+    ['gemv', { family: 'gemv', split: 1 }, 'kn'],
+    ['tiled', { family: 'tiled', split: 1 }, 'nk'],
+  ] as const) {
+    it(`${name} ${layout} applies exactly the epilogue parts given, for each of the 8 subsets`, async () => {
+      const dev = await getDevice();
+      const [M, K, N] = [5, 32, 12];
+      const a = randn(M * K, 31);
+      const w = randn(K * N, 32, 0.3);
+      const b = randn(N, 33);
+      const r = randn(M * N, 34);
+      for (const subset of subsets) {
+        const has = (p: (typeof parts)[number]) => subset.includes(p);
+        const out = matmul(Tensor.from(dev, a, [M, K]), Tensor.from(dev, w, layout === 'kn' ? [K, N] : [N, K]), {
+          layout,
+          bias: has('bias') ? Tensor.from(dev, b, [N]) : undefined,
+          gelu: has('gelu'),
+          residual: has('residual') ? Tensor.from(dev, r, [M, N]) : undefined,
+        }, choice);
+        const ref = matmulRef(a, w, M, K, N, layout).map((v, i) => {
+          const y = v + (has('bias') ? b[i % N] : 0);
+          return (has('gelu') ? geluRef(y) : y) + (has('residual') ? r[i] : 0);
+        });
+        expectClose(await out.read(), ref, 1e-4, 1e-4);
+      }
+    });
+  }
+
   it('reads f16 weights', async () => {
     const dev = await getDevice();
     if (!dev.info.features.shaderF16) return expect(dev.info.features.shaderF16).toBe(false);
@@ -183,13 +215,34 @@ describe('matmul', () => {
     expect(() => matmul(a, w, { layout: 'nk' }, { family: 'gemv', split: 1, threads: 48 })).toThrow(/16, 32 or 64, got 48/);
   });
 
-  it('defaultThreads keeps 64 invocations per workgroup unless that leaves fewer than 4 workgroups', () => {
-    expect(defaultThreads(DEFAULT_TUNING, 8192, 8)).toBe(64);
-    expect(defaultThreads(DEFAULT_TUNING, 2048, 8)).toBe(64);
-    expect(defaultThreads(DEFAULT_TUNING, 1536, 8)).toBe(32);
-    expect(defaultThreads(DEFAULT_TUNING, 512, 8)).toBe(16);
-    expect(defaultThreads(DEFAULT_TUNING, 512, 4)).toBe(32);
-    expect(defaultThreads(DEFAULT_TUNING, 5, 4)).toBe(16);
+  it('defaultThreads keeps gemvThreads invocations per workgroup unless that leaves fewer than gemvMinWorkgroups', () => {
+    const t = { ...DEFAULT_TUNING, gemvThreads: 64, gemvMinWorkgroups: 4 };
+    expect(defaultThreads(t, 8192, 8)).toBe(64);
+    expect(defaultThreads(t, 2048, 8)).toBe(64);
+    expect(defaultThreads(t, 1536, 8)).toBe(32);
+    expect(defaultThreads(t, 512, 8)).toBe(16);
+    expect(defaultThreads(t, 512, 4)).toBe(32);
+    expect(defaultThreads(t, 5, 4)).toBe(16);
+  });
+
+  it('by default one few-row kernel per row bucket serves every K, N and epilogue', async () => {
+    const dev = await getDevice();
+    const shapes: Array<[number, number]> = [[64, 40], [256, 512], [512, 96], [1024, 8]];
+    const epilogues = (N: number, M: number): MatmulOptions[] => [
+      {},
+      { bias: Tensor.empty(dev, [N]) },
+      { bias: Tensor.empty(dev, [N]), gelu: true },
+      { residual: Tensor.empty(dev, [M, N]) },
+      { bias: Tensor.empty(dev, [N]), residual: Tensor.empty(dev, [M, N]) },
+    ];
+    for (const M of [1, 6]) {
+      const keys = new Set(dev.collectKernels(() => {
+        for (const [K, N] of shapes) {
+          for (const opts of epilogues(N, M)) matmul(Tensor.empty(dev, [M, K]), Tensor.empty(dev, [N, K]), { layout: 'nk', ...opts });
+        }
+      }).map((s) => s.key));
+      expect([...keys], `${M} rows`).toHaveLength(1);
+    }
   });
 
   it('rejects mismatched inner dimensions with the shapes in the message', async () => {

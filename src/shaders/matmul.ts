@@ -1,7 +1,9 @@
 /**
  * Matmul WGSL: C[M,N] = act(A[M,K] · W + bias) + residual, for weights stored [K,N]
  * ('kn', GPT-2 Conv1D) or [N,K] ('nk', nn.Linear). One generator, specialised by layout,
- * weight dtype, alignment (vec4 loads), epilogue and kernel family:
+ * weight dtype, alignment (vec4 loads) and kernel family. K and the epilogue (bias, GELU,
+ * residual) are run-time parameters, so one kernel serves every matmul of a row count
+ * (docs/performance.md, "Compiling kernels"):
  *  - 'tiled': each invocation owns a 4×4 block of C; registers only, no barriers.
  *  - 'gemv':  few rows (≤ 16 per dispatch, a compile-time constant): weights are streamed once
  *             per dispatch, each invocation owns 4 columns ('kn') or `group` output rows of W ('nk').
@@ -9,9 +11,9 @@
  *             and reduced in workgroup memory (more parallelism for GPUs on narrow N).
  *  - 'gemv-subgroup' ('nk' only): one subgroup per output row; its lanes read the row
  *             contiguously and reduce with subgroupAdd, without barriers (feature 'subgroups').
- *  - 'gemv-uniform' ('nk' only): 'gemv' with the activation rows bound as a uniform buffer of
- *             compile-time size. Every lane reads the same activation, and an implementation
- *             may then load it once per SIMD group, as llvmpipe does (docs/performance.md).
+ *  - 'gemv-uniform' ('nk' only): 'gemv' with the activation rows bound as a uniform buffer (a
+ *             window of compile-time size). Every lane reads the same activation, and an
+ *             implementation may then load it once per SIMD group, as llvmpipe does.
  */
 import { GELU_FN, LINEAR_WG, paramsStruct, type WeightType } from './common.js';
 
@@ -24,9 +26,6 @@ export interface MatmulVariant {
   wtype: WeightType;
   /** K % 4 == 0 (and N % 4 == 0 for 'kn'): vec4 loads. */
   aligned: boolean;
-  bias: boolean;
-  gelu: boolean;
-  residual: boolean;
   /**
    * Rows, for the gemv families (1..16). The 'nk' gemv with split 1 may run fewer (P.M): the
    * rows past them repeat the last one.
@@ -41,8 +40,11 @@ export interface MatmulVariant {
    * (N = 512 at 8 rows per invocation is one workgroup of 64) spread over more cores.
    */
   threads: number;
-  /** 'gemv-uniform': K, which sizes the uniform array (0 otherwise). */
-  uniformK: number;
+  /**
+   * 'gemv-uniform': vec4s of the uniform window the activation rows are bound in, whatever K
+   * (0 otherwise).
+   */
+  uniformVec4s: number;
   /**
    * f16 'nk' gemv (split 1) with K % 8 == 0: weights loaded 8 halves (one vec4<u32>) at a time.
    * Lanes read different rows of W, so an implementation without coalescing (llvmpipe) issues one
@@ -51,17 +53,24 @@ export interface MatmulVariant {
   wide: boolean;
 }
 
-/** M: rows (of this dispatch, for the gemv families); mBase: first row of this dispatch; nBase/nCount: the weight chunk's columns. */
-export const MATMUL_PARAMS = 'uuuuuu';
-const PARAM_NAMES = ['M', 'N', 'K', 'nBase', 'nCount', 'mBase'];
+/**
+ * M: rows (of this dispatch, for the gemv families); mBase: first row of this dispatch;
+ * nBase/nCount: the weight chunk's columns; epilogue: MATMUL_EPILOGUE bits; aStart
+ * ('gemv-uniform'): where the dispatch's first row starts in the uniform window, in floats.
+ */
+export const MATMUL_PARAMS = 'uuuuuuuu';
+const PARAM_NAMES = ['M', 'N', 'K', 'nBase', 'nCount', 'mBase', 'epilogue', 'aStart'];
+
+/** Bits of the `epilogue` parameter. A binding whose bit is clear is never read. */
+export const MATMUL_EPILOGUE = { bias: 1, gelu: 2, residual: 4 } as const;
 
 export function matmulKey(v: MatmulVariant): string {
-  return `matmul_${v.family}_${v.layout}_${v.wtype}${v.aligned ? '_v4' : ''}${v.bias ? '_bias' : ''}${v.gelu ? '_gelu' : ''}${v.residual ? '_res' : ''}_r${v.rows}_s${v.split}_g${v.group}${v.threads !== 64 ? `_t${v.threads}` : ''}${v.uniformK ? `_k${v.uniformK}` : ''}${v.wide ? '_w8' : ''}`;
+  return `matmul_${v.family}_${v.layout}_${v.wtype}${v.aligned ? '_v4' : ''}_r${v.rows}_s${v.split}_g${v.group}${v.threads !== 64 ? `_t${v.threads}` : ''}${v.uniformVec4s ? `_u${v.uniformVec4s}` : ''}${v.wide ? '_w8' : ''}`;
 }
 
-/** Bindings in order: A, W, [bias], [residual], C. */
+/** Bindings in order: A, W, bias, residual, C (bias and residual bound even when unused). */
 export function matmulBindings(v: MatmulVariant): Array<'r' | 'w' | 'u'> {
-  return [v.family === 'gemv-uniform' ? 'u' : 'r', 'r', ...(v.bias ? ['r' as const] : []), ...(v.residual ? ['r' as const] : []), 'w'];
+  return [v.family === 'gemv-uniform' ? 'u' : 'r', 'r', 'r', 'r', 'w'];
 }
 
 function loaders(v: MatmulVariant): string {
@@ -70,9 +79,10 @@ function loaders(v: MatmulVariant): string {
   // A is always f32 activations; W may be f16. Loads return zeros past K so tails need no special case.
   // Row m is relative to this dispatch's first row, mBase.
   const a = v.family === 'gemv-uniform'
-    ? `@group(0) @binding(0) var<uniform> A: array<vec4<f32>, ${(v.rows * v.uniformK) / 4}>;
-// Bound at this dispatch's first row: no mBase here. Rows past M (a padded row bucket) repeat row M - 1.
-fn loadA(m: u32, k: u32) -> vec4<f32> { return A[(min(m, P.M - 1u) * ${v.uniformK}u + k) / 4u]; }`
+    ? `@group(0) @binding(0) var<uniform> A: array<vec4<f32>, ${v.uniformVec4s}>;
+// The window holds this dispatch's rows from aStart: no mBase here. Rows past M (a padded row
+// bucket) repeat row M - 1.
+fn loadA(m: u32, k: u32) -> vec4<f32> { return A[(P.aStart + min(m, P.M - 1u) * P.K + k) / 4u]; }`
     : v.aligned
     ? `@group(0) @binding(0) var<storage, read> A: array<vec4<f32>>;
 fn loadA(m: u32, k: u32) -> vec4<f32> { return A[((min(m, P.M - 1u) + P.mBase) * P.K + k) / 4u]; }`
@@ -126,28 +136,30 @@ fn loadW8(n: u32, k: u32) -> mat2x4<f32> {
   return `${a}\n@group(0) @binding(1) var<storage, read> W: ${decl};\n${access}\n${w}`;
 }
 
-function epilogue(v: MatmulVariant): string {
-  let b = 2;
-  const lines: string[] = [];
-  if (v.bias) lines.push(`@group(0) @binding(${b++}) var<storage, read> Bias: array<f32>;`);
-  if (v.residual) lines.push(`@group(0) @binding(${b++}) var<storage, read> R: array<f32>;`);
-  lines.push(`@group(0) @binding(${b}) var<storage, read_write> C: array<f32>;`);
-  lines.push(`// n is the global column, m relative to mBase.
+/**
+ * The epilogue reads its flags at run time through select(), not branches: a branch in the
+ * unrolled store loops costs llvmpipe's JIT seconds per kernel, while loading bias[0] or R[0]
+ * and computing an unused GELU costs a few instructions per output.
+ */
+function epilogue(): string {
+  return `@group(0) @binding(2) var<storage, read> Bias: array<f32>;
+@group(0) @binding(3) var<storage, read> R: array<f32>;
+@group(0) @binding(4) var<storage, read_write> C: array<f32>;
+// n is the global column, m relative to mBase.
 fn store(m: u32, n: u32, acc: f32) {
-  var y = acc;
-  ${v.bias ? 'y += Bias[n];' : ''}
-  ${v.gelu ? 'y = gelu(y);' : ''}
+  let hasBias = (P.epilogue & ${MATMUL_EPILOGUE.bias}u) != 0u;
+  let hasResidual = (P.epilogue & ${MATMUL_EPILOGUE.residual}u) != 0u;
   let i = (m + P.mBase) * P.N + n;
-  ${v.residual ? 'y += R[i];' : ''}
-  C[i] = y;
-}`);
-  if (v.gelu) lines.push(GELU_FN);
-  return lines.join('\n');
+  var y = acc + select(0.0, Bias[select(0u, n, hasBias)], hasBias);
+  y = select(y, gelu(y), (P.epilogue & ${MATMUL_EPILOGUE.gelu}u) != 0u);
+  C[i] = y + select(0.0, R[select(0u, i, hasResidual)], hasResidual);
+}
+${GELU_FN}`;
 }
 
 export function matmulWGSL(v: MatmulVariant): string {
   const nb = matmulBindings(v).length;
-  const head = `${paramsStruct(PARAM_NAMES, MATMUL_PARAMS, nb)}${loaders(v)}\n${epilogue(v)}\n`;
+  const head = `${paramsStruct(PARAM_NAMES, MATMUL_PARAMS, nb)}${loaders(v)}\n${epilogue()}\n`;
   if (v.family === 'tiled') return head + tiledBody(v);
   if (v.family === 'gemv-subgroup') return 'enable subgroups;\n' + head + gemvSubgroupBody(v);
   if (v.layout === 'kn') return head + gemvKnBody(v);

@@ -12,7 +12,7 @@ import { CommandRecorder } from './recorder.js';
 import { Readback } from './readback.js';
 import { Scopes, type Disposable } from './lifetime.js';
 import { deviceInfo, deviceRequest, type DeviceInfo, type DeviceLimits, type OptionalFeature } from './limits.js';
-import { DEFAULT_TUNING, resolveTuning, type KernelTuning } from './tuning.js';
+import { DEFAULT_TUNING, resolveTuning, uniformWindowBytes, type KernelTuning } from './tuning.js';
 import type { KernelTime } from './profiler.js';
 
 export type { Access, BufferBinding, CompileProgress, KernelSpec } from './kernels.js';
@@ -56,7 +56,7 @@ export class Device {
     this.info = info;
     this.currentTuning = tuning;
     this.ctx = new GPUContext(gpu, info.limits, () => this.currentTuning, waitForGPU);
-    this.pool = new BufferPool((size, usage, label) => this.ctx.createBuffer(size, usage, label));
+    this.pool = new BufferPool((size, usage, label) => this.ctx.createBuffer(size, usage, label), uniformWindowBytes(info.limits));
     this.kernels = new KernelCache(this.ctx, (b) => this.pool.id(b));
     this.recorder = new CommandRecorder(this.ctx, this.kernels, info.features.timestampQuery);
     this.readback = new Readback(this.ctx, this.recorder);

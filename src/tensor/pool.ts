@@ -33,10 +33,14 @@ export class BufferPool {
   private nextId = 1;
   private ids = new WeakMap<GPUBuffer, number>();
 
-  constructor(private create: (size: number, usage: number, label: string) => GPUBuffer) {}
+  /**
+   * @param minBytes smallest buffer handed out: the matmul's uniform window
+   *   (tuning.uniformWindowBytes), so that any buffer's first bytes can be bound as one.
+   */
+  constructor(private create: (size: number, usage: number, label: string) => GPUBuffer, private minBytes = 0) {}
 
   acquire(bytes: number, label = 'tensor'): GPUBuffer {
-    const size = bucketSize(bytes);
+    const size = bucketSize(Math.max(bytes, this.minBytes));
     const list = this.free.get(size);
     let buf = list?.pop();
     if (buf) {

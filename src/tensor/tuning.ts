@@ -113,7 +113,7 @@ export const DEFAULT_TUNING: Readonly<KernelTuning> = deepFreeze<KernelTuning>({
     { fromRows: 4, group: 8, wide: true },
     { fromRows: 8, group: 16, wide: false },
   ],
-  gemvThreads: 64,
+  gemvThreads: 16,
   gemvMinWorkgroups: 4,
   matmulChoices: {},
   attentionRows: 4,
@@ -133,6 +133,22 @@ export const DEFAULT_TUNING: Readonly<KernelTuning> = deepFreeze<KernelTuning>({
  * created, so entry points (the CLI, benchmarks, tests) set it before their first WebGPU call.
  */
 export const LAVAPIPE_THREADS_PER_CORE = 2;
+
+/**
+ * 'gemv-uniform' binds a dispatch's activation rows in a uniform window of this many bytes (or
+ * the device's binding limit, if lower) whatever K is, so that one kernel per row count serves
+ * every matmul (docs/performance.md, "Compiling kernels"). The buffer pool makes every buffer at
+ * least this large, which the window then always fits.
+ */
+export const UNIFORM_WINDOW_MAX_BYTES = 1 << 16;
+
+/**
+ * The uniform window's bytes on a device with these limits: a multiple of 256, the largest
+ * offset alignment WebGPU allows, so that a window ending at a pool buffer's end starts aligned.
+ */
+export function uniformWindowBytes(limits: Pick<DeviceLimits, 'maxUniformBufferBindingSize'>): number {
+  return Math.floor(Math.min(limits.maxUniformBufferBindingSize, UNIFORM_WINDOW_MAX_BYTES) / 256) * 256;
+}
 
 const MATMUL_FAMILIES: readonly MatmulFamily[] = ['tiled', 'gemv', 'gemv-split', 'gemv-subgroup', 'gemv-uniform'];
 

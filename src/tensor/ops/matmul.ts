@@ -6,12 +6,13 @@
  */
 import type { Device } from '../device.js';
 import type { BufferBinding, KernelSpec } from '../kernels.js';
-import { DEFAULT_TUNING, type KernelTuning, type MatmulChoice } from '../tuning.js';
+import { DEFAULT_TUNING, uniformWindowBytes, type KernelTuning, type MatmulChoice } from '../tuning.js';
 import { assertShape, GPULimitError, shapeStr } from '../errors.js';
 import { BYTES, Tensor } from '../tensor.js';
 import { kernelSpec } from '../spec.js';
 import { grid2d } from '../../shaders/common.js';
 import {
+  MATMUL_EPILOGUE,
   MATMUL_PARAMS,
   matmulBindings,
   matmulKey,
@@ -110,25 +111,32 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
   // run the 8-row kernel a matmul of 8 rows runs).
   const chunkChoice = (rows: number): MatmulChoice => given ?? (nkGemv ? defaultChoice(tuning, rows) : c);
   // A padded bucket must also fit the uniform binding and, read from the chunk's first row, the buffer.
+  const window = uniformWindowBytes(dev.limits);
   const kernelRows = (mBase: number, rows: number): number => {
     const b = nkGemv ? rowBucket(tuning, rows) : rows;
     if (family !== 'gemv-uniform') return b;
-    const fits = b * K * 4 <= dev.limits.maxUniformBufferBindingSize && (mBase + b) * K * 4 <= a.buffer.size;
+    const fits = b * K * 4 <= window && (mBase + b) * K * 4 <= a.buffer.size;
     return fits ? b : rows;
+  };
+  // Pool buffers hold a whole window (one kernel for every K): it starts at the chunk's first
+  // row, or ends at the buffer's end where that is nearer. Another buffer binds just the chunk.
+  const wholeWindow = a.buffer.size >= window;
+  const uniformBinding = (mBase: number, rows: number): { binding: BufferBinding; aStart: number } => {
+    const start = mBase * K * 4;
+    if (!wholeWindow) return { binding: { buffer: a.buffer, offset: start, size: rows * K * 4 }, aStart: 0 };
+    const offset = Math.min(start, a.buffer.size - window);
+    return { binding: { buffer: a.buffer, offset, size: window }, aStart: (start - offset) / 4 };
   };
   const variant = (rows: number, cc = chunkChoice(rows), group = cc.group ?? 4): MatmulVariant => ({
     family,
     layout,
     wtype: w.dtype as 'f32' | 'f16',
     aligned: K % 4 === 0 && (layout === 'nk' || N % 4 === 0),
-    bias: !!opts.bias,
-    gelu: !!opts.gelu,
-    residual: !!opts.residual,
     rows: family === 'tiled' ? 0 : rows,
     split: family === 'gemv-split' ? fitSplit(dev, layout, c.split) : 1,
     group: nkGemv ? group : 1,
     threads: nkGemv ? (cc.threads ?? defaultThreads(tuning, N, group)) : 64,
-    uniformK: family === 'gemv-uniform' ? K : 0,
+    uniformVec4s: family === 'gemv-uniform' ? (wholeWindow ? window : rows * K * 4) / 16 : 0,
     wide: !!cc.wide && w.dtype === 'f16' && layout === 'nk' && K % 8 === 0 && (family === 'gemv' || family === 'gemv-uniform'),
   });
   // The tiled kernel takes every row at once; the gemv families take at most gemvMaxRows per
@@ -136,14 +144,17 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
   // Each row chunk has its kernel variant and its activation binding ('gemv-uniform' binds just
   // the chunk's rows; the others bind all of A and start at mBase).
   const perDispatch = family === 'tiled' ? M : family === 'gemv-uniform' ? uniformRows : Math.ceil(M / Math.ceil(M / gemvMaxRows));
-  const rowChunks: Array<{ mBase: number; rows: number; v: MatmulVariant; spec: KernelSpec; aBinding: BufferBinding }> = [];
+  const rowChunks: Array<{ mBase: number; rows: number; v: MatmulVariant; spec: KernelSpec; aBinding: BufferBinding; aStart: number }> = [];
   for (let mBase = 0; mBase < M; mBase += perDispatch) {
     const rows = Math.min(perDispatch, M - mBase);
     const v = variant(kernelRows(mBase, rows));
-    const aBinding = family === 'gemv-uniform' ? { buffer: a.buffer, offset: mBase * K * 4, size: v.rows * K * 4 } : a.binding;
-    rowChunks.push({ mBase, rows, v, aBinding, spec: kernelSpec(matmulKey(v), matmulBindings(v), MATMUL_PARAMS, () => matmulWGSL(v)) });
+    const { binding: aBinding, aStart } = family === 'gemv-uniform' ? uniformBinding(mBase, v.rows) : { binding: a.binding, aStart: 0 };
+    rowChunks.push({ mBase, rows, v, aBinding, aStart, spec: kernelSpec(matmulKey(v), matmulBindings(v), MATMUL_PARAMS, () => matmulWGSL(v)) });
   }
-  const extra = [opts.bias, opts.residual].filter((t): t is Tensor => !!t).map((t) => t.binding);
+  // An absent bias or residual is bound to the weight's first word, which the epilogue never reads.
+  const unused = { buffer: w.buffer, offset: 0, size: 4 };
+  const extra = [opts.bias?.binding ?? unused, opts.residual?.binding ?? unused];
+  const epilogue = (opts.bias ? MATMUL_EPILOGUE.bias : 0) | (opts.gelu ? MATMUL_EPILOGUE.gelu : 0) | (opts.residual ? MATMUL_EPILOGUE.residual : 0);
   const outBinding = { buffer: out.buffer, size: M * N * 4 };
   const maxBind = dev.limits.maxStorageBufferBindingSize;
   if (outBinding.size > maxBind) {
@@ -151,8 +162,8 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
   }
   for (const chunk of weightChunks(dev, layout, w, K, N)) {
     const wBinding = { buffer: w.buffer, offset: chunk.byteOffset, size: chunk.byteLength };
-    for (const { mBase, rows, v, spec, aBinding } of rowChunks) {
-      dev.dispatch(spec, [aBinding, wBinding, ...extra, outBinding], [rows, N, K, chunk.nBase, chunk.nCount, mBase], matmulGrid(v, rows, chunk.nCount, dev.info.subgroupMaxSize));
+    for (const { mBase, rows, v, spec, aBinding, aStart } of rowChunks) {
+      dev.dispatch(spec, [aBinding, wBinding, ...extra, outBinding], [rows, N, K, chunk.nBase, chunk.nCount, mBase, epilogue, aStart], matmulGrid(v, rows, chunk.nCount, dev.info.subgroupMaxSize));
     }
   }
   return out;
@@ -171,12 +182,12 @@ function fitSplit(dev: Device, layout: WeightLayout, split: number): number {
 
 /**
  * Rows per dispatch of 'gemv-uniform' for M rows of length K (0: it cannot run). A chunk must fit
- * one uniform binding, and every chunk after the first must start at an aligned offset.
+ * the uniform window, and every chunk after the first must start at an aligned offset.
  */
 export function uniformChunkRows(dev: Pick<Device, 'limits' | 'tuning'>, layout: WeightLayout, M: number, K: number): number {
   const rowBytes = K * 4;
   if (layout !== 'nk' || K % 4 !== 0) return 0;
-  const maxRows = Math.min(dev.tuning.gemvMaxRows, Math.floor(dev.limits.maxUniformBufferBindingSize / rowBytes));
+  const maxRows = Math.min(dev.tuning.gemvMaxRows, Math.floor(uniformWindowBytes(dev.limits) / rowBytes));
   if (maxRows < 1) return 0;
   if (M <= maxRows) return M;
   const align = dev.limits.minUniformBufferOffsetAlignment;
