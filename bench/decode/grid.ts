@@ -21,6 +21,8 @@ import type { GenerationStats } from '../../src/node.js';
 import { DEFAULT_DIFFUSION_MAX_GAMMA } from '../../src/decode/diffusion-drafter.js';
 import { DecodeBench, ratios, spread, writeResults, type Contender, type DecodeMethod, type Rates, type View } from '../lib/decode.js';
 import { profileDraftAndVerify, type Profile } from '../lib/decode-profile.js';
+import { lineChart } from '../lib/svg.js';
+import { writeFileSync } from 'node:fs';
 
 /** A contender's figures over all prompts: the rates and times of GenerationStats, summed or pooled. */
 interface Row extends Pick<GenerationStats, 'tokensPerSecond' | 'acceptanceRate' | 'meanAccepted' | 'tokensPerTargetPass' | 'drafterPassesPerToken' | 'draftMs' | 'verifyMs' | 'acceptMs' | 'wallMs'> {
@@ -199,5 +201,13 @@ if (bench.device.info.features.timestampQuery) {
 }
 const { device, dtype } = bench;
 const out = writeResults('decode', { adapter: device.info.adapter, dtype, roofline, promptSet: flags.promptSet, prompts: flags.prompts, maxNewTokens: flags.maxNewTokens, rows, best, windowRows, headToHead: h2h, profile });
-console.log(`\nwrote ${out}.json`);
+// Tokens per target pass against γ, a line per method and T, one chart per temperature.
+for (const temperature of flags.temperatures) {
+  const at = rows.filter((r) => r.temperature === temperature);
+  const line = (name: string, pick: (r: Row) => boolean) => ({ name, values: flags.gammas.map((g) => at.find((r) => r.gamma === g && pick(r))?.tokensPerTargetPass ?? NaN) });
+  const series = [line('speculative', (r) => r.method === 'speculative'), ...flags.stepsList.map((T) => line(`SpecDiff T=${T}`, (r) => r.method === 'specdiff' && r.steps === T))];
+  const top = Math.max(1, ...series.flatMap((s) => s.values.filter(Number.isFinite)));
+  writeFileSync(`${out}-tokens-per-pass-t${temperature}.svg`, lineChart(`Tokens per target pass against draft length, temperature ${temperature}`, 'tokens / pass', 'γ (drafted tokens)', series, Math.ceil(top), flags.gammas));
+}
+console.log(`\nwrote ${out}.json and its SVG charts`);
 bench.close();

@@ -56,17 +56,19 @@ export function barChart(title: string, yLabel: string, categories: string[], se
 }
 
 /** One line per series over x = 1, 2, … (values[i] at x = i + 1). */
-export function lineChart(title: string, yLabel: string, xLabel: string, series: Series[], yMax = 1): string {
+/** Series over x positions 1..n, or over the labels `xTicks` where given. */
+export function lineChart(title: string, yLabel: string, xLabel: string, series: Series[], yMax = 1, xTicks?: ReadonlyArray<string | number>): string {
   const plotW = W - PAD.left - PAD.right;
   const plotH = H - PAD.top - PAD.bottom;
   const n = Math.max(2, ...series.map((s) => s.values.length));
   const x = (i: number) => PAD.left + (i / (n - 1)) * plotW;
   const y = (v: number) => PAD.top + plotH - (Math.min(v, yMax) / yMax) * plotH;
   const body = series.map((s, si) => {
-    const pts = s.values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
+    // A missing value (NaN) is skipped: the line joins its neighbours.
+    const pts = s.values.flatMap((v, i) => (Number.isFinite(v) ? [`${x(i).toFixed(1)},${y(v).toFixed(1)}`] : [])).join(' ');
     return `<polyline fill="none" stroke="${COLOURS[si % COLOURS.length]}" stroke-width="2" points="${pts}"/>`;
   });
-  for (let i = 0; i < n; i += Math.ceil(n / 16)) body.push(`<text x="${x(i)}" y="${PAD.top + plotH + 16}" text-anchor="middle">${i + 1}</text>`);
+  for (let i = 0; i < n; i += Math.ceil(n / 16)) body.push(`<text x="${x(i)}" y="${PAD.top + plotH + 16}" text-anchor="middle">${esc(String(xTicks?.[i] ?? i + 1))}</text>`);
   body.push(`<text x="${PAD.left + plotW / 2}" y="${PAD.top + plotH + 34}" text-anchor="middle">${esc(xLabel)}</text>`);
   return frame(title, yLabel, yMax, body, series.map((s) => s.name));
 }
