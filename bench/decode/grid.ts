@@ -1,7 +1,8 @@
 /**
  * npm run bench:decode (without --regimes or --compare): AR vs speculative (AR drafter) vs SpecDiff
  * (MDLM drafter) on held-out prompts, in one process on one adapter, over γ and T, greedy and
- * temperature 1. Prints a table, writes JSON to bench/results/, says which settings win, and profiles
+ * temperature 1. Prints a table, writes JSON and SVG charts (tokens per target pass against γ and T) to
+ * bench/results/, says which settings win, and profiles
  * where a draft and a verify spend their GPU time (timestamp queries, where the adapter has them).
  *
  *   npm run bench:decode [-- --quick] [--tokens N] [--prompts N] [--prompt-set passages|fragments] [--models DIR] [--f32] [--window W] [--windows W1,W2,..]
