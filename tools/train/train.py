@@ -134,8 +134,24 @@ def shifted_features(hidden, T):
     return feats
 
 
+@torch.no_grad()
+def sample_head_draft(model, h, first_prev, c, g):
+    """A draft sampled through the draft head at temperature 1, as the runtime draws it: position i from the head's
+    q given the tokens drawn before it. h (B, G, d) the masks' hidden states, first_prev (B,) the last context token.
+    Returns the tokens before each position (B, G): first_prev, then the draft but its last token."""
+    B, G = h.shape[:2]
+    prev = first_prev.new_zeros(B, G)
+    prev[:, 0] = first_prev
+    m = model.cfg.mask_index
+    for i in range(G - 1):
+        # Causal: the logits at position i do not depend on the (still placeholder) tokens after it.
+        logits = model.backbone.draft_logits(h[:, :i + 1], prev[:, :i + 1], c)[:, i, :m].float()
+        prev[:, i + 1] = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=g).squeeze(1)
+    return prev
+
+
 def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=False, teacher=None,
-                    teacher_weight=0.0, accept_weight=0.0, gammas=DRAFT_GAMMA):
+                    teacher_weight=0.0, accept_weight=0.0, gammas=DRAFT_GAMMA, on_policy=0.0):
     """The SpecDiff drafting situation: W clean tokens then gamma mask tokens, every mask predicted in one pass
     (the T = 1 draft; with the left-to-right schedule every later pass is again a clean prefix + masked suffix).
     Mean cross-entropy of the masked tokens under SUBS (mask column excluded), and the tokens the windows hold.
@@ -148,9 +164,13 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
     masked positions get none, as at run time, where the verify has not reached them.
     accept_weight (needs teacher): subtract, with this weight, the expected accepted length of the draft under the
     sampled acceptance rule, sum_i prod_{j<=i} sum_v min(p_j, q_j) with the teacher's p, per window; it weighs a
-    position by the chance that the draft gets there, where cross-entropy weighs every position alike."""
+    position by the chance that the draft gets there, where cross-entropy weighs every position alike.
+    on_policy (draft head and teacher): the chance that this call's windows are drafted by the head itself
+    (sample_head_draft) instead of teacher-forced; each position is then trained only against the teacher's p given
+    the context and the tokens the head drew before it, the p the acceptance rule compares its q with."""
     W = int(torch.randint(context[0], context[1] + 1, (1,), generator=g))
     gamma = int(torch.randint(gammas[0], gammas[1] + 1, (1,), generator=g))
+    drafted = on_policy > 0 and float(torch.rand(1, generator=g)) < on_policy
     x0 = data.next(batch, W + gamma)
     m = model.cfg.mask_index
     xt = x0.clone()
@@ -163,6 +183,19 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
     if model.cfg.target_features:
         feats = shifted_features(hidden[:, :W], W + gamma)
     x, c = model.backbone.features(xt, torch.zeros(batch), W if block_causal else None, feats)
+    if model.cfg.draft_head and drafted:
+        prev = sample_head_draft(model, x[:, W:], x0[:, W - 1], c, g)
+        with torch.no_grad():
+            # The teacher's p at each drafted position, given the context and the drafted tokens before it.
+            p_hidden = teacher.hidden(torch.cat([x0[:, :W], prev[:, 1:]], 1))[:, W - 1:]
+            p = F.softmax((p_hidden @ teacher.wte.weight.t()).float(), dim=-1).reshape(-1, m)
+        logits = model.backbone.draft_logits(x[:, W:], prev, c).reshape(batch * gamma, -1)
+        log_q = F.log_softmax(logits.float()[:, :m], dim=-1)
+        loss = -(p * log_q).sum(-1).mean()
+        if accept_weight > 0:
+            accept = torch.minimum(p, log_q.exp()).sum(-1).view(batch, gamma)
+            loss = loss - accept_weight * accept.cumprod(1).sum(1).mean()
+        return loss, batch * (W + gamma)
     if model.cfg.draft_head:
         # Teacher-forced: each position reads the true token before it, as a draft does wherever it gets accepted.
         logits = model.backbone.draft_logits(x[:, W:], x0[:, W - 1:-1], c).reshape(batch * gamma, -1)
@@ -238,6 +271,9 @@ def main():
                     '--init-run drafter and train it alone on the drafting objective; the backbone stays frozen')
     ap.add_argument('--draft-gamma', default=f'{DRAFT_GAMMA[0]},{DRAFT_GAMMA[1]}', metavar='MIN,MAX',
                     help='masked tokens of a drafting window, uniform in MIN..MAX')
+    ap.add_argument('--on-policy', type=float, default=0.0, metavar='FRACTION', help='with --draft-head and '
+                    '--teacher-run: the fraction of steps whose drafting windows the head drafts itself (sampled at '
+                    'temperature 1), trained against the teacher\'s p given its own drafted tokens')
     ap.add_argument('--batch', type=int, default=0, help='override the recipe batch')
     ap.add_argument('--lr', type=float, default=0, help='override the peak learning rate (min: a tenth of it)')
     ap.add_argument('--seed', type=int, default=1337)
@@ -259,6 +295,8 @@ def main():
     assert not args.teacher_run or args.draft_batch, '--teacher-run applies to the drafting objective (--draft-batch)'
     assert not args.accept_weight or args.teacher_run, '--accept-weight compares with the p of --teacher-run'
     assert not args.target_features or args.teacher_run, '--target-features reads the hidden states of --teacher-run'
+    assert not args.on_policy or (args.draft_head and args.teacher_run), '--on-policy trains the draft head against ' \
+        'the p of --teacher-run'
     assert not args.draft_head or (args.draft_batch and args.init_run), '--draft-head trains on the drafting ' \
         'objective (--draft-batch) of an --init-run drafter'
     draft_context = tuple(int(v) for v in args.draft_context.split(','))
@@ -376,7 +414,7 @@ def main():
             if args.draft_batch:
                 draft_loss, draft_tokens = mdlm_draft_loss(model, data, args.draft_batch, g_noise, draft_context,
                                                            args.block_causal, teacher, args.teacher_weight,
-                                                           args.accept_weight, draft_gamma)
+                                                           args.accept_weight, draft_gamma, args.on_policy)
                 loss, step_tokens = loss + draft_loss, step_tokens + draft_tokens
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), r['grad_clip'])
@@ -420,6 +458,8 @@ def main():
         metric['accept_weight'] = args.accept_weight
     if args.draft_head:
         metric['draft_head'] = True
+    if args.on_policy:
+        metric['on_policy'] = args.on_policy
     log(f'final {json.dumps(metric)}')
     save_atomic({'model': model.state_dict(), 'kind': r['kind'], 'cfg': r['cfg'], 'metrics': metric}, 
                 os.path.join(out, 'final.pt'))
