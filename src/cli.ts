@@ -49,6 +49,9 @@ options:
                      has one (default on; off with --steps above 1)
   --head-positions N leading draft positions the draft head draws (default 4); the rest
                      come from the drafter's one pass
+  --head-draw sequential|parallel
+                     a head step per position, or one for all of them reading the
+                     drafter's own coupled draws (default sequential)
   --schedule left-to-right|random
   --temperature X    0 = greedy (default 0)
   --top-k N  --top-p X  --seed N  --max-new-tokens N (default 64)
@@ -77,6 +80,7 @@ const CHOICES: Record<string, readonly string[]> = {
   schedule: ['left-to-right', 'random'],
   'draft-attention': ['bidirectional', 'block-causal'],
   'draft-head': ['on', 'off'],
+  'head-draw': ['sequential', 'parallel'],
 };
 /** Numeric flags: [least value, integer?, greatest value]. */
 const NUMBERS: Record<string, [number, boolean, number?]> = {
@@ -200,6 +204,7 @@ function genOptions(v: Record<string, unknown>) {
     draftAttention: v['draft-attention'] as 'bidirectional' | 'block-causal' | undefined,
     draftHead: v['draft-head'] === undefined ? undefined : v['draft-head'] === 'on',
     headPositions: num('head-positions'),
+    headDraw: v['head-draw'] as 'sequential' | 'parallel' | undefined,
     temperature: num('temperature') ?? 0,
     topK: num('top-k'),
     topP: num('top-p'),
@@ -222,6 +227,7 @@ async function main(): Promise<void> {
       'draft-attention': { type: 'string' },
       'draft-head': { type: 'string' },
       'head-positions': { type: 'string' },
+      'head-draw': { type: 'string' },
       temperature: { type: 'string' },
       'top-k': { type: 'string' },
       'top-p': { type: 'string' },

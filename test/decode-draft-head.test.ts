@@ -1,6 +1,7 @@
 /**
  * A diffusion drafter whose MDLM has a draft head (config "draft_head"): one backbone pass, then the
- * head position by position, each position drawn given the token drawn before it.
+ * head position by position, each position drawn given the token drawn before it, or in one step
+ * reading the backbone's own draws ('parallel').
  */
 import { describe, expect, it } from 'vitest';
 import { DiffusionDrafter } from '../src/decode/diffusion-drafter.js';
@@ -9,6 +10,7 @@ import { Rng } from '../src/decode/rng.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { slice } from '../src/tensor/ops/gather.js';
 import { softmax } from '../src/tensor/ops/rowwise.js';
+import { selectTokens } from '../src/decode/sample.js';
 import { getDevice } from './helpers/device.js';
 import { tinyMDLM } from './helpers/tiny-models.js';
 import type { MDLM } from '../src/models/mdlm.js';
@@ -75,6 +77,61 @@ describe('drafting through a draft head', () => {
     mdlm.dispose();
   }, 120_000);
 
+  it('the head over R positions in one step gives what R one-position steps give', async () => {
+    const dev = await getDevice();
+    const mdlm = await tinyMDLM(dev, { vocab: V, seed: 5, scale: 1.0, draftHead: true });
+    const ids = [...ctx, ...new Array<number>(gamma).fill(mdlm.maskTokenId)];
+    const cache = mdlm.createCache();
+    const hidden = dev.scope(() => mdlm.hiddenStatesCached(ids, cache, gamma, Array.from({ length: gamma }, (_, i) => ctx.length + i)));
+    const previous = [ctx[ctx.length - 1], 11, 2, 11, 0];
+    const [batched, stepped] = [mdlm.createDraftHeadCache(), mdlm.createDraftHeadCache()];
+    const all = dev.scope(() => mdlm.draftHeadLogits(hidden, Tensor.from(dev, Int32Array.from(previous), [gamma]), batched));
+    const want = await all.read();
+    for (let i = 0; i < gamma; i++) {
+      const row = dev.scope(() => mdlm.draftHeadLogits(slice(hidden, i, i + 1, 0), Tensor.from(dev, Int32Array.of(previous[i]), [1]), stepped));
+      const got = await row.read();
+      expect(Math.max(...Array.from(got, (v, j) => Math.abs(v - want[i * (V + 1) + j]))), `position ${i}`).toBeLessThan(1e-4);
+      row.dispose();
+    }
+    expect(() => mdlm.draftHeadLogits(hidden, Tensor.from(dev, Int32Array.of(1, 2), [2]), batched)).toThrow(/previous must be 5 i32 token ids/);
+    for (const t of [all, hidden, cache, batched, stepped]) t.dispose();
+    mdlm.dispose();
+  }, 120_000);
+
+  it("drawing in parallel: the head's positions read the backbone's draws made with the same random numbers, in one head step", async () => {
+    const dev = await getDevice();
+    const mdlm = await tinyMDLM(dev, { vocab: V, seed: 5, scale: 1.0, draftHead: true });
+    const headed = 3;
+    const drafter = new DiffusionDrafter(mdlm, { headPositions: headed, headDraw: 'parallel' });
+    const draft = dev.scope(() => drafter.draft(ctx, gamma, sampled, new Rng(1)));
+    expect([draft.passes, draft.headSteps]).toEqual([1, 1]);
+    const [tokens, q] = [Array.from(await draft.tokens.read()), await draft.q!.read()];
+    // Spelled out: the backbone's draw of every position with Rng(1)'s numbers, then the head reading it.
+    const uniforms = new Rng(1).uniforms(gamma);
+    const ids = [...ctx, ...new Array<number>(gamma).fill(mdlm.maskTokenId)];
+    const cache = mdlm.createCache();
+    const headCache = mdlm.createDraftHeadCache();
+    const hidden = dev.scope(() => mdlm.hiddenStatesCached(ids, cache, gamma, Array.from({ length: gamma }, (_, i) => ctx.length + i)));
+    const backbone = dev.scope(() => selectTokens(dev, mdlm.logitsOfStates(hidden), sampled, new Rng(99), false, uniforms).ids);
+    const backboneTokens = Array.from(await backbone.read());
+    const previous = [ctx[ctx.length - 1], ...backboneTokens.slice(0, headed - 1)];
+    const headLogits = dev.scope(() => mdlm.draftHeadLogits(slice(hidden, 0, headed, 0), Tensor.from(dev, Int32Array.from(previous), [headed]), headCache));
+    const p = dev.scope(() => softmax(headLogits));
+    const want = await p.read();
+    const redrawn = dev.scope(() => selectTokens(dev, headLogits, sampled, new Rng(99), false, uniforms.subarray(0, headed)).ids);
+    expect(tokens.slice(0, headed), "the head's draws, with the same numbers").toEqual(Array.from(await redrawn.read()));
+    expect(tokens.slice(headed), "past headPositions, the backbone's draws").toEqual(backboneTokens.slice(headed));
+    for (let i = 0; i < headed; i++) {
+      const got = q.subarray(i * V, (i + 1) * V);
+      expect(Math.max(...Array.from(got, (v, j) => Math.abs(v - want[i * (V + 1) + j]))), `position ${i}`).toBeLessThan(1e-5);
+    }
+    const gap = rowGaps(q, await backboneDistributions(mdlm));
+    expect([3, 4].map(gap).every((g) => g < 1e-5), "rows 3-4 are the backbone's").toBe(true);
+    for (const t of [draft.tokens, draft.q!, hidden, cache, headCache, backbone, headLogits, p, redrawn]) t.dispose();
+    drafter.dispose();
+    mdlm.dispose();
+  }, 120_000);
+
   it('later positions depend on the tokens drawn before them: other draws give other distributions', async () => {
     const dev = await getDevice();
     const mdlm = await tinyMDLM(dev, { vocab: V, seed: 5, scale: 0.3, draftHead: true });
@@ -97,7 +154,7 @@ describe('drafting through a draft head', () => {
     mdlm.dispose();
   }, 120_000);
 
-  it('draftHead false drafts as the backbone alone; asking for T > 1 steps turns the head off; bad combinations are typed errors', async () => {
+  it('draftHead false drafts as the backbone alone; asking for T > 1 steps turns the head off; bad combinations and values are typed errors', async () => {
     const dev = await getDevice();
     const mdlm = await tinyMDLM(dev, { vocab: V, seed: 5, scale: 1.0, draftHead: true });
     const drafter = new DiffusionDrafter(mdlm);
@@ -113,6 +170,7 @@ describe('drafting through a draft head', () => {
     expect(headless.draftHead).toBe(false);
     expect(() => headless.configure({ draftHead: true }, gamma)).toThrow(/draftHead: this drafter's model has no draft head/);
     expect(() => headless.model.createDraftHeadCache()).toThrow(/has no draft head/);
+    expect(() => drafter.configure({ headDraw: 'tree' as never }, gamma)).toThrow(/headDraw must be 'sequential' or 'parallel', got tree/);
     for (const t of [draft.tokens, draft.q!]) t.dispose();
     for (const d of [drafter, plain, headless]) d.dispose();
     mdlm.dispose();

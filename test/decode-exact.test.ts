@@ -162,6 +162,14 @@ describe('speculative sampling is exact (chi-square on the first two tokens)', a
     drafter.dispose();
   }, 400_000);
 
+  // Parallel: position 2's q reads the backbone's draw at position 1, made with position 1's random number.
+  it('diffusion drafter through a draft head drawing in parallel (coupled to the backbone\'s draw), γ = 2', async () => {
+    const drafter = new DiffusionDrafter(await tinyMDLM(dev, { vocab: V, seed: 13, scale: 1.0, draftHead: true }), { headDraw: 'parallel' });
+    const { stat } = chiSquare(await empirical(target, { method: 'specdiff', drafter, gamma: 2 }), joint);
+    expect(stat, `chi-square ${stat.toFixed(1)}`).toBeLessThan(critical);
+    drafter.dispose();
+  }, 400_000);
+
   it('diffusion drafter through a draft head for its first position only, the second from the backbone, γ = 2', async () => {
     const drafter = new DiffusionDrafter(await tinyMDLM(dev, { vocab: V, seed: 13, scale: 1.0, draftHead: true }), { headPositions: 1 });
     const { stat } = chiSquare(await empirical(target, { method: 'specdiff', drafter, gamma: 2 }), joint);

@@ -12,10 +12,11 @@
  *
  *   npm run bench:decode -- --regimes [--drafters DIR1,DIR2] [--models DIR] [--prompt-sets passages,ood]
  *       [--prompts N] [--tokens N] [--rounds N] [--regime-list greedy,t0.8-k50,t1] [--sampled-gammas G1,G2]
- *       [--steps T1,T2] [--head-positions K1,K2] [--f32]
+ *       [--steps T1,T2] [--head-positions K1,K2] [--head-parallel] [--f32]
  * --sampled-gammas adds SpecDiff contenders with other draft lengths when sampling; --steps adds
  * contenders with T denoising steps (every regime); --head-positions adds contenders drafting K positions
- * through a draft head (0: the head off), for drafters that have one.
+ * through a draft head (0: the head off), for drafters that have one; --head-parallel a contender whose head
+ * draws its positions in one step (headDraw 'parallel').
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
@@ -23,7 +24,7 @@ import { parseArgs } from 'node:util';
 import { ARDrafter, createNodeDevice, DiffusionDrafter, dirFolder, generate, loadGPT2, loadMDLM, loadTokenizer, type GenerationStats } from '../../src/node.js';
 import type { MDLM } from '../../src/models/mdlm.js';
 import { reachableKernels } from '../../src/decode/warmup.js';
-import { resolveSampling } from '../../src/decode/options.js';
+import { resolveSampling, type HeadDraw } from '../../src/decode/options.js';
 import { table, fmt } from '../lib/table.js';
 import { barChart, lineChart } from '../lib/svg.js';
 import { median } from '../lib/timing.js';
@@ -42,6 +43,7 @@ const { values } = parseArgs({
     'sampled-gammas': { type: 'string' },
     steps: { type: 'string' },
     'head-positions': { type: 'string' },
+    'head-parallel': { type: 'boolean' },
     f32: { type: 'boolean' },
   },
 });
@@ -92,6 +94,7 @@ interface Contender {
   steps?: number;
   /** Draft-head positions (0: the head off); undefined: the drafter's default. */
   headPositions?: number;
+  headDraw?: HeadDraw;
 }
 
 function contendersFor(regime: string): Contender[] {
@@ -102,6 +105,7 @@ function contendersFor(regime: string): Contender[] {
     if (sampled) for (const gamma of sampledGammas) list.push({ name: `specdiff ${name} γ=${gamma}`, method: 'specdiff', mdlm: model, gamma });
     for (const steps of stepsList) list.push({ name: `specdiff ${name} T=${steps}`, method: 'specdiff', mdlm: model, steps });
     if (model.config.draftHead) for (const k of headPositionsList) list.push({ name: `specdiff ${name} head ${k || 'off'}`, method: 'specdiff', mdlm: model, headPositions: k });
+    if (model.config.draftHead && values['head-parallel']) list.push({ name: `specdiff ${name} head parallel`, method: 'specdiff', mdlm: model, headDraw: 'parallel' });
   }
   return list;
 }
@@ -190,7 +194,7 @@ async function run(c: Contender, prompt: string, regime: string, seed: number) {
 
 function diffusionDrafter(c: Contender): DiffusionDrafter {
   const head = c.headPositions === undefined ? {} : c.headPositions ? { headPositions: c.headPositions } : { draftHead: false };
-  return new DiffusionDrafter(c.mdlm!, { steps: c.steps, ...head });
+  return new DiffusionDrafter(c.mdlm!, { steps: c.steps, headDraw: c.headDraw, ...head });
 }
 
 const rate = (tokens: number, ms: number) => (ms > 0 ? (tokens * 1000) / ms : 0);

@@ -25,7 +25,7 @@ import type { KVCache } from '../tensor/ops/attention.js';
 import type { HiddenStates } from '../models/gpt2.js';
 import type { MatmulSignature } from '../tensor/tune.js';
 import type { Draft, DraftDefaults, Drafter } from './drafter.js';
-import { checkInt, type DraftAttention, type ResolvedSampling, type SpeculationOptions, type UnmaskSchedule } from './options.js';
+import { checkInt, type DraftAttention, type HeadDraw, type ResolvedSampling, type SpeculationOptions, type UnmaskSchedule } from './options.js';
 import type { Rng } from './rng.js';
 import { selectTokens } from './sample.js';
 import { unmaskPlan } from './schedule.js';
@@ -49,6 +49,7 @@ export const DEFAULT_DIFFUSION_MAX_GAMMA = 31;
  * what the backbone alone already predicts well (docs/training.md, "The draft head").
  */
 export const DEFAULT_HEAD_POSITIONS = 4;
+
 /** Most denoising steps a draft may be given. */
 const MAX_STEPS = 1024;
 
@@ -68,6 +69,8 @@ export interface DiffusionDrafterOptions {
   draftHead?: boolean;
   /** With a draft head: how many leading positions it draws (default DEFAULT_HEAD_POSITIONS); the rest come from the backbone's pass. */
   headPositions?: number;
+  /** With a draft head: position by position, or all in one step (default 'sequential'; see HeadDraw). */
+  headDraw?: HeadDraw;
 }
 
 export class DiffusionDrafter implements Drafter {
@@ -80,6 +83,7 @@ export class DiffusionDrafter implements Drafter {
   readonly attention: DraftAttention;
   readonly draftHead: boolean;
   readonly headPositions: number;
+  readonly headDraw: HeadDraw;
   /** Context tokens the last draft saw (the window, or everything cached when block-causal). */
   contextLength = 0;
   /** Block-causal: the context's keys and values, the tokens they are of, and where in the context those start. */
@@ -100,6 +104,8 @@ export class DiffusionDrafter implements Drafter {
     this.attention = attention;
     this.draftHead = opts.draftHead ?? model.config.draftHead;
     this.headPositions = checkInt('headPositions', opts.headPositions ?? DEFAULT_HEAD_POSITIONS, 1, Math.max(DEFAULT_HEAD_POSITIONS, model.config.modelLength));
+    this.headDraw = opts.headDraw ?? 'sequential';
+    if (this.headDraw !== 'sequential' && this.headDraw !== 'parallel') throw new RangeError(`headDraw must be 'sequential' or 'parallel', got ${String(this.headDraw)}`);
     if (this.draftHead && !model.config.draftHead) throw new RangeError('draftHead: this drafter\'s model has no draft head (its config.json has no "draft_head")');
     if (this.draftHead && this.steps !== 1) throw new RangeError(`steps: a draft through the draft head takes one backbone pass (steps 1), got ${this.steps}; set draftHead false to denoise in T steps`);
   }
@@ -121,9 +127,10 @@ export class DiffusionDrafter implements Drafter {
     // Asking for T > 1 steps asks for the backbone's T-step draft.
     const draftHead = o.draftHead ?? (o.steps !== undefined && o.steps !== 1 ? false : this.draftHead);
     const headPositions = o.headPositions ?? this.headPositions;
+    const headDraw = o.headDraw ?? this.headDraw;
     const same = steps === this.steps && window === this.window && schedule === this.schedule && attention === this.attention;
-    if (same && draftHead === this.draftHead && headPositions === this.headPositions) return this;
-    return new DiffusionDrafter(this.model, { steps, window, schedule, attention, draftHead, headPositions });
+    if (same && draftHead === this.draftHead && headPositions === this.headPositions && headDraw === this.headDraw) return this;
+    return new DiffusionDrafter(this.model, { steps, window, schedule, attention, draftHead, headPositions, headDraw });
   }
 
   /**
@@ -219,10 +226,10 @@ export class DiffusionDrafter implements Drafter {
     const tokens = Tensor.empty(dev, [gamma], 'i32');
     const q = sampling.temperature === 0 ? null : Tensor.empty(dev, [gamma, V]);
     const confidence = withConfidence ? Tensor.empty(dev, [gamma]) : null;
-    // Rows from `at` of the draft drawn from logits (rows, V + 1).
-    const draw = (logits: Tensor, at: number) => {
+    // Rows from `at` of the draft drawn from logits (rows, V + 1), with the given random numbers if any.
+    const draw = (logits: Tensor, at: number, uniforms?: Float32Array) => {
       const rows = logits.shape[0];
-      const { ids: drawn, probs, confidence: drawnConfidence } = selectTokens(dev, logits, sampling, rng, withConfidence);
+      const { ids: drawn, probs, confidence: drawnConfidence } = selectTokens(dev, logits, sampling, rng, withConfidence, uniforms);
       const column = { rows, cols: 1, srcOffset: 0, srcStride: 1, dstOffset: at, dstStride: 1 };
       copy2d(drawn, tokens, column);
       if (confidence && drawnConfidence) copy2d(drawnConfidence, confidence, column);
@@ -231,7 +238,18 @@ export class DiffusionDrafter implements Drafter {
       return drawn;
     };
     const headed = Math.min(gamma, this.headPositions);
-    let previous = Tensor.from(dev, Int32Array.of(context[context.length - 1]), [1]);
+    const last = context[context.length - 1];
+    if (this.headDraw === 'parallel') {
+      // The backbone draws every position; the head then redraws the first `headed`, each reading the
+      // backbone's token before it, with the same random numbers.
+      const uniforms = sampling.temperature === 0 ? undefined : rng.uniforms(gamma);
+      const backbone = draw(this.model.logitsOfStates(hidden), 0, uniforms);
+      const previous = Tensor.from(dev, Int32Array.of(last, ...new Array<number>(headed - 1).fill(0)), [headed]);
+      if (headed > 1) copy2d(backbone, previous, { rows: headed - 1, cols: 1, srcOffset: 0, srcStride: 1, dstOffset: 1, dstStride: 1 });
+      draw(this.model.draftHeadLogits(slice(hidden, 0, headed, 0), previous, headCache), 0, uniforms?.subarray(0, headed));
+      return { tokens, q, confidence, passes: 1, headSteps: 1 };
+    }
+    let previous = Tensor.from(dev, Int32Array.of(last), [1]);
     for (let i = 0; i < headed; i++) previous = draw(this.model.draftHeadLogits(slice(hidden, i, i + 1, 0), previous, headCache), i);
     if (headed < gamma) draw(this.model.logitsOfStates(slice(hidden, headed, gamma, 0)), headed);
     return { tokens, q, confidence, passes: 1, headSteps: headed };

@@ -4,6 +4,13 @@ export type Method = 'ar' | 'speculative' | 'specdiff';
 export type UnmaskSchedule = 'left-to-right' | 'random';
 /** How a diffusion drafter sees the context (diffusion-drafter.ts). */
 export type DraftAttention = 'bidirectional' | 'block-causal';
+/**
+ * How a draft head draws its positions: 'sequential', one head step per position, each reading the token
+ * drawn before it; 'parallel', one head step for all of them, each reading the token the backbone drew
+ * before it with the same random numbers (a coupled draw, so mostly the token the head then draws).
+ * Both are exact proposals; 'parallel' trades some acceptance for one step instead of headPositions.
+ */
+export type HeadDraw = 'sequential' | 'parallel';
 
 export interface SamplingOptions {
   /** 0 = greedy (argmax). Default 1. */
@@ -53,6 +60,12 @@ export interface SpeculationOptions {
   draftHead?: boolean;
   /** Diffusion drafter with a draft head: how many leading positions of a draft it draws; the rest come from the backbone's pass. Default: the drafter's (4). */
   headPositions?: number;
+  /**
+   * Diffusion drafter with a draft head: 'sequential' (a head step per position, each reading the token drawn
+   * before it) or 'parallel' (one head step, each position reading the backbone's coupled draw before it).
+   * Default: the drafter's ('sequential').
+   */
+  headDraw?: HeadDraw;
 }
 
 export interface ResolvedSampling {

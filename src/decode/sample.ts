@@ -15,7 +15,11 @@ export interface Selection {
   confidence: Tensor | null;
 }
 
-export function selectTokens(device: Device, logits: Tensor, s: ResolvedSampling, rng: Rng, withConfidence = false): Selection {
+/**
+ * One token per logits row. `uniforms` (one per row) replaces rng's next numbers: two selections given
+ * the same ones are coupled, each row drawn by inverse CDF, so similar distributions mostly draw alike.
+ */
+export function selectTokens(device: Device, logits: Tensor, s: ResolvedSampling, rng: Rng, withConfidence = false, uniforms?: Float32Array): Selection {
   if (s.temperature === 0) {
     if (!withConfidence) return { ids: argmax(logits), probs: null, confidence: null };
     const { ids, prob } = argmaxProb(logits);
@@ -23,7 +27,7 @@ export function selectTokens(device: Device, logits: Tensor, s: ResolvedSampling
   }
   const rows = logits.size / logits.shape[logits.shape.length - 1];
   const probs = filteredProbs(logits, { temperature: s.temperature, topK: s.topK, topP: s.topP });
-  const ids = sampleRows(probs, Tensor.from(device, rng.uniforms(rows), [rows]));
+  const ids = sampleRows(probs, Tensor.from(device, uniforms ?? rng.uniforms(rows), [rows]));
   const confidence = withConfidence ? pickPerRow(probs, ids) : null;
   return { ids, probs, confidence };
 }

@@ -306,19 +306,20 @@ export class MDLM {
   }
 
   /**
-   * The draft head at the next position of a draft: logits [1, V] (SUBS offset applied) from `state` [1, d],
-   * the backbone's hidden state of that position's mask, and `previous` i32 [1], the token before it (the
+   * The draft head at the next R positions of a draft: logits [R, V] (SUBS offset applied) from `states` [R, d],
+   * the backbone's hidden states of those positions' masks, and `previous` i32 [R], the token before each (the
    * last context token at the first position). The head attends causally over the draft's earlier positions
-   * in `cache` and appends this one; its rotary positions count from the draft's start.
+   * in `cache` and over these, and appends them; its rotary positions count from the draft's start.
    */
-  draftHeadLogits(state: Tensor, previous: Tensor, cache: KVCache): Tensor {
+  draftHeadLogits(states: Tensor, previous: Tensor, cache: KVCache): Tensor {
     const head = this.draft_head;
     if (!head) throw new RangeError('MDLM.draftHeadLogits: this MDLM has no draft head (its config has no "draft_head")');
     const d = this.config.hiddenDim;
-    if (state.size !== d) throw new RangeError(`MDLM.draftHeadLogits: state must be [1, ${d}], got [${state.shape}]`);
-    if (previous.size !== 1 || previous.dtype !== 'i32') throw new RangeError(`MDLM.draftHeadLogits: previous must be one i32 token id, got [${previous.shape}] ${previous.dtype}`);
+    const R = states.size / d;
+    if (!Number.isInteger(R) || R < 1 || states.shape[states.shape.length - 1] !== d) throw new RangeError(`MDLM.draftHeadLogits: states must be [R, ${d}], got [${states.shape}]`);
+    if (previous.size !== R || previous.dtype !== 'i32') throw new RangeError(`MDLM.draftHeadLogits: previous must be ${R} i32 token ids (one per state), got [${previous.shape}] ${previous.dtype}`);
     return this.device.scope(() => {
-      const x = matmul(embedding(this.vocab_embed, previous), head.token_proj, { layout: 'nk', residual: state.reshape([1, d]) });
+      const x = matmul(embedding(this.vocab_embed, previous), head.token_proj, { layout: 'nk', residual: states.reshape([R, d]) });
       return this.project(this.block(head.block, x, cache, { causal: true }));
     });
   }

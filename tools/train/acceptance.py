@@ -36,7 +36,7 @@ def load(run):
 
 
 @torch.no_grad()
-def draft(drafter, kind, ctx, gamma, greedy, g, window=0, block_causal=False, tau=1.0, target=None):
+def draft(drafter, kind, ctx, gamma, greedy, g, window=0, block_causal=False, tau=1.0, target=None, parallel=False):
     """-> tokens (B, gamma), q (B, gamma, V) the distributions they were drawn from (the drafter's at temperature tau).
     A drafter with target_features reads the target's hidden states of the context."""
     if kind == 'gpt2':
@@ -55,19 +55,34 @@ def draft(drafter, kind, ctx, gamma, greedy, g, window=0, block_causal=False, ta
     feats = None if hidden is None else shifted_features(hidden, x.shape[1] + hidden.shape[1] - ctx.shape[1])[:, -x.shape[1]:]
     prefix = ctx.shape[1] if block_causal else None
     if drafter.cfg.draft_head:
-        return draft_with_head(drafter, x, ctx, gamma, greedy, g, prefix, feats, tau)
+        return draft_with_head(drafter, x, ctx, gamma, greedy, g, prefix, feats, tau, parallel)
     logp = drafter.subs_log_probs(x, torch.ones(x.shape[0]), prefix, feats)
     q = (logp[:, ctx.shape[1]:, :m].float() / tau).softmax(-1)
     toks = q.argmax(-1) if greedy else torch.multinomial(q.reshape(-1, m), 1, generator=g).view(q.shape[:2])
     return toks, q
 
 
-def draft_with_head(drafter, x, ctx, gamma, greedy, g, prefix, feats, tau):
+def coupled_draw(q, u):
+    """Inverse-CDF draws from rows q (..., V) with the uniforms u (...): the first index whose running total
+    exceeds u times the row's total, as the runtime's sampling kernel draws."""
+    c = q.cumsum(-1)
+    return torch.searchsorted(c, (u * c[..., -1]).unsqueeze(-1), right=True).squeeze(-1).clamp(max=q.shape[-1] - 1)
+
+
+def draft_with_head(drafter, x, ctx, gamma, greedy, g, prefix, feats, tau, parallel=False):
     """One backbone pass over context + masks, then the draft head position by position, each reading the token
-    drafted before it (the head is causal, so recomputing the prefix gives the same rows)."""
+    drafted before it (the head is causal, so recomputing the prefix gives the same rows). parallel: the runtime's
+    headDraw 'parallel': the backbone draws every position, then one head step redraws them, position i reading
+    the backbone's token at i - 1, with the same uniforms."""
     m = drafter.cfg.mask_index
     h, c = drafter.backbone.features(x, torch.zeros(x.shape[0]), prefix, feats)
     h = h[:, ctx.shape[1]:]
+    if parallel:
+        u = torch.rand(h.shape[:2], generator=g)
+        qb = (drafter.backbone.output_layer(h, c)[..., :m].float() / tau).softmax(-1)
+        xb = qb.argmax(-1) if greedy else coupled_draw(qb, u)
+        q = (drafter.backbone.draft_logits(h, torch.cat([ctx[:, -1:], xb[:, :-1]], 1), c)[..., :m].float() / tau).softmax(-1)
+        return (q.argmax(-1) if greedy else coupled_draw(q, u)), q
     prev, qs = ctx[:, -1:], []
     for i in range(gamma):
         logits = drafter.backbone.draft_logits(h[:, :i + 1], prev, c)[:, i].float()
@@ -84,20 +99,21 @@ def by_position(ratio):
 
 
 @torch.no_grad()
-def measure(target, drafter, kind, windows, gamma, batch=16, seed=0, window=0, block_causal=False, tau=1.0):
+def measure(target, drafter, kind, windows, gamma, batch=16, seed=0, window=0, block_causal=False, tau=1.0,
+            parallel=False):
     g = torch.Generator().manual_seed(seed)
     acc_s, acc_g, alpha, n = 0.0, 0.0, 0.0, 0
     pos_s = torch.zeros(gamma)
     for i in range(0, len(windows), batch):
         ctx = windows[i:i + batch]
         with torch.autocast('cpu', dtype=torch.bfloat16):
-            toks, q = draft(drafter, kind, ctx, gamma, False, g, window, block_causal, tau, target)
+            toks, q = draft(drafter, kind, ctx, gamma, False, g, window, block_causal, tau, target, parallel)
             p = target(torch.cat([ctx, toks], 1))[:, ctx.shape[1] - 1:-1].float().softmax(-1)   # (B, gamma, V)
             ratio = (p.gather(-1, toks[..., None]) / q.gather(-1, toks[..., None]).clamp_min(1e-30)).squeeze(-1)
             pos_s += by_position(ratio.float())
             acc_s += torch.cumprod(ratio.clamp(max=1.0), dim=1).sum().item()
             alpha += torch.minimum(p[:, 0], q[:, 0]).sum().item()
-            gt, _ = draft(drafter, kind, ctx, gamma, True, g, window, block_causal, target=target)
+            gt, _ = draft(drafter, kind, ctx, gamma, True, g, window, block_causal, target=target, parallel=parallel)
             pg = target(torch.cat([ctx, gt], 1))[:, ctx.shape[1] - 1:-1].argmax(-1)
             acc_g += torch.cumprod((pg == gt).long(), dim=1).sum().item()
         n += ctx.shape[0]
@@ -121,6 +137,8 @@ def main():
                     'causal, masked block bidirectional), as a drafter with a KV cache runs')
     ap.add_argument('--draft-temperature', type=float, default=1.0, help='sampled drafts come from the drafter '
                     "at this temperature (the target's stays 1; exact acceptance uses the q drafted from)")
+    ap.add_argument('--head-draw', choices=['sequential', 'parallel'], default='sequential', help='a drafter with '
+                    'a draft head: a head step per position, or one for all reading the backbone\'s coupled draws')
     ap.add_argument('--target', default='target')
     ap.add_argument('--out', default=os.path.join(RUNS, 'acceptance.json'))
     args = ap.parse_args()
@@ -137,7 +155,7 @@ def main():
             continue
         drafter, kind = load(run)
         r = measure(target, drafter, kind, windows, args.gamma, window=args.window, block_causal=args.block_causal,
-                    tau=args.draft_temperature)
+                    tau=args.draft_temperature, parallel=args.head_draw == 'parallel')
         r['context_len'] = args.context_len
         if kind == 'mdlm' and args.window:
             r['window'] = args.window
@@ -145,6 +163,8 @@ def main():
             r['block_causal'] = True
         if args.continue_greedy:
             r['continue_greedy'] = args.continue_greedy
+        if kind == 'mdlm' and drafter.cfg.draft_head:
+            r['head_draw'] = args.head_draw
         if args.draft_temperature != 1.0:
             r['draft_temperature'] = args.draft_temperature
         results[run] = r
