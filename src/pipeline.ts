@@ -93,7 +93,7 @@ export class Pipeline {
       const gamma = opts.gamma ?? defaults.gamma;
       maxGamma = Math.max(gamma, opts.maxGamma ?? (opts.gamma === undefined ? defaults.maxGamma : gamma));
       maxGamma = Math.max(1, Math.min(maxGamma, drafter.maxGamma, capacity - 1));
-      drafter = drafter.configure(opts, gamma);
+      drafter = drafter.configure(opts, gamma, sampling);
     }
     const prompt = opts.prompt === undefined ? undefined : typeof opts.prompt === 'string' ? this.tokenizer.encode(opts.prompt).length : opts.prompt.length;
     let specs;

@@ -9,6 +9,10 @@ import { tinyGPT2, tinyMDLM } from './helpers/tiny-models.js';
 import { Pipeline, type WarmupOptions } from '../src/pipeline.js';
 import type { Tokenizer } from '../src/models/tokenizer.js';
 import { attentionTileKeys } from '../src/shaders/attention.js';
+import { DiffusionDrafter } from '../src/decode/diffusion-drafter.js';
+import { generate } from '../src/decode/generate.js';
+import { resolveSampling } from '../src/decode/options.js';
+import { reachableKernels } from '../src/decode/warmup.js';
 
 const V = 16;
 const HEAD = 16;
@@ -47,4 +51,23 @@ describe('Pipeline.warmup', async () => {
       if (opts.method === 'speculative' && !opts.temperature) expect(r.stats.meanDrafted).toBeGreaterThan(opts.gamma!);
     }, 240_000);
   }
+
+  // reachableKernels configures the drafter it is given as a generation would: a draft head drafts by default
+  // only when sampling, so the greedy list holds the backbone's draft and the sampled one the head's.
+  for (const temperature of [0, 0.9]) {
+    it(`a drafter with a draft head, given unconfigured to reachableKernels, temperature ${temperature}: its generation compiles nothing`, async () => {
+      const headed = await tinyMDLM(dev, { vocab: V, seed: 33, positions: 64, draftHead: true });
+      const drafter = new DiffusionDrafter(headed);
+      const sampling = resolveSampling({ temperature });
+      const maxGamma = drafter.defaults(sampling).maxGamma;
+      await dev.warmup(reachableKernels(target, drafter, { sampling, maxGamma, withConfidence: false, promptTokens: PROMPT.length, maxNewTokens: 40 }));
+      const before = dev.pipelineCount;
+      const r = await generate(target, null, { prompt: PROMPT, method: 'specdiff', drafter, temperature, maxNewTokens: 40, stopAtEos: false }).result();
+      expect(dev.pipelineCount - before).toBe(0);
+      expect(r.stats.draftHeadSteps > 0, 'the head drafts exactly when sampling').toBe(temperature > 0);
+      drafter.dispose();
+      headed.dispose();
+    }, 240_000);
+  }
 });
+

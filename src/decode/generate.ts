@@ -255,7 +255,7 @@ function configureSpeculation(target: GPT2, drafter: Drafter, method: Method, sa
   const gamma = checkInt('gamma', opts.gamma ?? Math.min(defaults.gamma, longest), 1, longest);
   const defaultMax = opts.gamma === undefined ? Math.max(gamma, Math.min(defaults.maxGamma, longest)) : gamma;
   const maxGamma = checkInt('maxGamma', opts.maxGamma ?? defaultMax, gamma, longest);
-  return { drafter: drafter.configure(opts, gamma), lengths: { base: gamma, max: maxGamma } };
+  return { drafter: drafter.configure(opts, gamma, sampling), lengths: { base: gamma, max: maxGamma } };
 }
 
 /** Adds one step's target and drafter passes, its draft's verdict and its phase times to the statistics. */

@@ -32,8 +32,11 @@ function rowCounts(limit: number, streamed: number): number[] {
   return out;
 }
 
-/** Every kernel a generation of `target` (with `drafter`, already configured) can dispatch. */
-export function reachableKernels(target: GPT2, drafter: Drafter | null, s: ReachSettings): KernelSpec[] {
+/**
+ * Every kernel a generation of `target` with `drafter` can dispatch; the drafter is configured for the
+ * sampling first, as a generation configures it (a draft head, for one, drafts by default only when sampling).
+ */
+export function reachableKernels(target: GPT2, given: Drafter | null, s: ReachSettings): KernelSpec[] {
   const dev = target.device;
   const capacity = target.config.nPositions;
   const prompt = Math.min(s.promptTokens ?? capacity - 1, capacity - 1);
@@ -41,6 +44,7 @@ export function reachableKernels(target: GPT2, drafter: Drafter | null, s: Reach
   const G = s.maxGamma;
   const rng = new Rng(0);
   const ids = (n: number) => new Array<number>(n).fill(0);
+  const drafter = given?.configure({}, Math.max(1, s.maxGamma), s.sampling) ?? null;
   return dev.collectKernels(() => {
     const cache = target.createCache();
     // A drafter that reads the target's hidden states has the target write them (other kernels).
