@@ -23,7 +23,7 @@ train target target
 # acceptance (tools/train/acceptance.py compares against the plain short runs). SpecDiff's drafter goes first.
 train drafter-mdlm drafter-mdlm+distil --distil --distil-weight 0.5
 train drafter-ar drafter-ar+distil --distil --distil-weight 0.5
-# Third session: an MDLM trained from scratch this briefly stays at the unigram level (NELBO bound = unigram
+# An MDLM trained from scratch this briefly stays at the unigram level (NELBO bound = unigram
 # perplexity), so the SpecDiff drafter starts from the AR drafter's weights (ar_to_mdlm.py) and is fine-tuned on
 # the drafting objective; both drafters get the same new data: the target's greedy and temperature-1 continuations
 # of short prompts (what greedy and sampled decoding make them predict).
@@ -35,7 +35,7 @@ train drafter-ar drafter-ar+distil --distil --distil-weight 0.5
 NEW_DATA="--data distil-greedy=1 --data distil-t1=1"
 train drafter-mdlm drafter-mdlm+ar-init --init-run mdlm-from-ar $NEW_DATA --draft-batch 64 --batch 4 --steps 1000 --lr 5e-4
 train drafter-ar drafter-ar+draft --init-run drafter-ar+distil $NEW_DATA --steps 400 --lr 5e-4
-# Fourth session: the MDLM drafter's acceptance was still rising when its fine-tuning ended, so it goes on
+# The MDLM drafter's acceptance is still rising when that fine-tuning ends, so it goes on
 # (3000 more steps, lower peak lr) with four times the greedy continuations (re-made from row 0: prompts are
 # seeded per batch, so the first 300 K tokens come from the same prompts), weighted twice, since greedy
 # decoding is where SpecDiff is judged.
@@ -43,24 +43,31 @@ train drafter-ar drafter-ar+draft --init-run drafter-ar+distil $NEW_DATA --steps
   --length 96 --tokens 1200000 --threads 2 --batch 128 --out distil-greedy >> $R/sample_distil.txt 2>&1
 train drafter-mdlm drafter-mdlm+long --init-run drafter-mdlm+ar-init --data distil-greedy=2 --data distil-t1=1 \
   --draft-batch 64 --batch 4 --steps 3000 --lr 3e-4
-# Fifth session: the drafting objective with block-causal attention and contexts up to 192 tokens, so that the
+# The drafting objective with block-causal attention and contexts up to 192 tokens, so that the
 # runtime drafts with a KV cache of the whole context (drafter-mdlm+long already worked that way untrained,
 # having started from an AR model; this teaches it). Its NELBO term stays bidirectional (upstream MDLM use).
 train drafter-mdlm drafter-mdlm+bc --init-run drafter-mdlm+long --data distil-greedy=2 --data distil-t1=1 \
   --draft-batch 64 --draft-context 8,192 --block-causal --batch 4 --steps 1200 --lr 2e-4
-# Eighth session: soft labels. The sampled acceptance rule compares q with the target's p, so the drafting
+# Soft labels. The sampled acceptance rule compares q with the target's p, so the drafting
 # objective also learns p itself (the target's teacher-forced distribution at each masked position, weight 0.7).
 train drafter-mdlm drafter-mdlm+kd --init-run drafter-mdlm+bc --data distil-greedy=2 --data distil-t1=1 \
   --draft-batch 64 --draft-context 8,192 --block-causal --batch 4 --steps 900 --lr 2e-4 --teacher-run target \
   --teacher-weight 0.7
-# Ninth session: inside longer greedy generations the target loops ("and the United States, and the United
-# States and ..."), and there the MDLM drafter fell behind the AR drafter (128 tokens: 4.06 against 4.79 tokens
-# per pass at gamma 6). New data: the target's greedy continuations of 192 tokens after 64-token prompts (the
-# bench's prompt length), weighted like the short ones, contexts up to 256, soft-label weight 0.5. (The first 359
-# steps ran under a 1000-step schedule; the run was then resumed with --steps 700 to finish within the session.)
+# Inside longer greedy generations the target loops ("and the United States, and the United States and ..."),
+# where a drafter without such text falls behind the AR drafter (128 tokens: 4.06 against 4.79 tokens per pass
+# at gamma 6). Data: the target's greedy continuations of 192 tokens after 64-token prompts (the bench's prompt
+# length), weighted like the short ones, contexts up to 256, soft-label weight 0.5.
 [ -f $R/distil-greedy-long/train.bin ] || $PY tools/train/sample_distil.py --temperature 0 --prompt 64 \
   --length 192 --tokens 600000 --threads 2 --batch 128 --out distil-greedy-long >> $R/sample_distil.txt 2>&1
 train drafter-mdlm drafter-mdlm+loop --init-run drafter-mdlm+kd --data distil-greedy=2 --data distil-greedy-long=2 \
   --data distil-t1=1 --draft-batch 64 --draft-context 8,256 --block-causal --batch 4 --steps 700 --lr 1.5e-4 \
   --teacher-run target --teacher-weight 0.5
 $PY tools/train/export.py --ar-run drafter-ar+draft --mdlm-run drafter-mdlm+loop >> $R/export.txt 2>&1
+# The draft head: one causal block over the draft, so that each drafted position reads the token drafted before
+# it (a T = 1 draft draws every position independently); the backbone stays frozen, its NELBO unchanged.
+HEAD="--data distil-t1=2 --data distil-greedy=1 --data distil-greedy-long=1 --draft-batch 48 --draft-context 8,160
+  --draft-gamma 1,16 --block-causal --batch 1 --teacher-run target --teacher-weight 0.7 --draft-head"
+train drafter-mdlm drafter-mdlm+head --init-run drafter-mdlm+loop $HEAD --steps 500 --lr 1.5e-3
+train drafter-mdlm drafter-mdlm+head2 --init-run drafter-mdlm+head $HEAD --steps 1000 --lr 1e-3
+train drafter-mdlm drafter-mdlm+head3 --init-run drafter-mdlm+head2 $HEAD --steps 1000 --lr 7e-4
+$PY tools/train/export.py --ar-run drafter-ar+draft --mdlm-run drafter-mdlm+head3 >> $R/export.txt 2>&1
