@@ -119,8 +119,9 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
     return fits ? b : rows;
   };
   // Pool buffers hold a whole window (one kernel for every K): it starts at the chunk's first
-  // row, or ends at the buffer's end where that is nearer. Another buffer binds just the chunk.
-  const wholeWindow = a.buffer.size >= window;
+  // row, or ends at the buffer's end (an aligned offset) where that is nearer. Another buffer
+  // binds just the chunk.
+  const wholeWindow = a.buffer.size >= window && (a.buffer.size - window) % dev.limits.minUniformBufferOffsetAlignment === 0;
   const uniformBinding = (mBase: number, rows: number): { binding: BufferBinding; aStart: number } => {
     const start = mBase * K * 4;
     if (!wholeWindow) return { binding: { buffer: a.buffer, offset: start, size: rows * K * 4 }, aStart: 0 };
@@ -151,7 +152,7 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
     const { binding: aBinding, aStart } = family === 'gemv-uniform' ? uniformBinding(mBase, v.rows) : { binding: a.binding, aStart: 0 };
     rowChunks.push({ mBase, rows, v, aBinding, aStart, spec: kernelSpec(matmulKey(v), matmulBindings(v), MATMUL_PARAMS, () => matmulWGSL(v)) });
   }
-  // An absent bias or residual is bound to the weight's first word, which the epilogue never reads.
+  // An absent bias or residual is bound to the weight's first word: the epilogue's flag drops what it reads there.
   const unused = { buffer: w.buffer, offset: 0, size: 4 };
   const extra = [opts.bias?.binding ?? unused, opts.residual?.binding ?? unused];
   const epilogue = (opts.bias ? MATMUL_EPILOGUE.bias : 0) | (opts.gelu ? MATMUL_EPILOGUE.gelu : 0) | (opts.residual ? MATMUL_EPILOGUE.residual : 0);
