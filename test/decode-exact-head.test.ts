@@ -4,7 +4,7 @@
  * position by position, bidirectional and block-causal, for its first position only, and in parallel.
  */
 import { describe, expect, it } from 'vitest';
-import { DiffusionDrafter } from '../src/decode/diffusion-drafter.js';
+import { DiffusionDrafter, type DiffusionDrafterOptions } from '../src/decode/diffusion-drafter.js';
 import { getDevice } from './helpers/device.js';
 import { tinyGPT2, tinyMDLM } from './helpers/tiny-models.js';
 import { CHI2_35_999, chiSquare, empirical, exactJoint, V } from './helpers/exactness.js';
@@ -15,27 +15,17 @@ describe('speculative sampling through a draft head is exact (chi-square on the 
   const joint = await exactJoint(target);
   const critical = CHI2_35_999;
 
-  // The head draws position 2 given the token drawn at position 1: its q must be that conditional.
-  it.each(['bidirectional', 'block-causal'] as const)('diffusion drafter through a draft head (%s), γ = 2', async (attention) => {
-    const drafter = new DiffusionDrafter(await tinyMDLM(dev, { vocab: V, seed: 13, scale: 1.0, draftHead: true }), { attention });
+  // The head draws position 2 given the token drawn at position 1: its q must be that conditional. In
+  // parallel, position 2's q reads the backbone's draw at position 1, made with position 1's random number.
+  const cases: Array<[string, DiffusionDrafterOptions]> = [
+    ['bidirectional', { attention: 'bidirectional' }],
+    ['block-causal', { attention: 'block-causal' }],
+    ['drawing in parallel, coupled to the backbone\'s draw', { headDraw: 'parallel' }],
+    ['for its first position only, the second from the backbone', { headPositions: 1 }],
+  ];
+  it.each(cases)('diffusion drafter through a draft head, %s, γ = 2', async (_, options) => {
+    const drafter = new DiffusionDrafter(await tinyMDLM(dev, { vocab: V, seed: 13, scale: 1.0, draftHead: true }), options);
     expect(drafter.draftHead).toBe(true);
-    const { stat } = chiSquare(await empirical(target, { method: 'specdiff', drafter, gamma: 2 }), joint);
-    expect(stat, `chi-square ${stat.toFixed(1)}`).toBeLessThan(critical);
-    drafter.dispose();
-    drafter.model.dispose();
-  }, 400_000);
-
-  // Parallel: position 2's q reads the backbone's draw at position 1, made with position 1's random number.
-  it('diffusion drafter through a draft head drawing in parallel (coupled to the backbone\'s draw), γ = 2', async () => {
-    const drafter = new DiffusionDrafter(await tinyMDLM(dev, { vocab: V, seed: 13, scale: 1.0, draftHead: true }), { headDraw: 'parallel' });
-    const { stat } = chiSquare(await empirical(target, { method: 'specdiff', drafter, gamma: 2 }), joint);
-    expect(stat, `chi-square ${stat.toFixed(1)}`).toBeLessThan(critical);
-    drafter.dispose();
-    drafter.model.dispose();
-  }, 400_000);
-
-  it('diffusion drafter through a draft head for its first position only, the second from the backbone, γ = 2', async () => {
-    const drafter = new DiffusionDrafter(await tinyMDLM(dev, { vocab: V, seed: 13, scale: 1.0, draftHead: true }), { headPositions: 1 });
     const { stat } = chiSquare(await empirical(target, { method: 'specdiff', drafter, gamma: 2 }), joint);
     expect(stat, `chi-square ${stat.toFixed(1)}`).toBeLessThan(critical);
     drafter.dispose();
