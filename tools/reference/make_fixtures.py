@@ -377,45 +377,58 @@ def make_mdlm_features(params, ids):
 # ------------------------------------------------------------------------------- MDLM with a draft head
 
 MDLM_HEAD_CFG = dict(MDLM_CFG, block_causal=True, draft_head=True, _name_or_path="mdlm-tiny-head (random, test fixture)")
+MDLM_HEAD_FEATURES_CFG = dict(MDLM_HEAD_CFG, draft_head_features=MDLM_FEATURES,
+                              _name_or_path="mdlm-tiny-head-features (random, test fixture)")
 
 
-def make_mdlm_head(params, ids):
+def make_mdlm_head(params, ids, cfg=MDLM_HEAD_CFG, name="mdlm-tiny-head"):
     """test/fixtures/mdlm-tiny-head/: mdlm-tiny's weights plus a random draft head; the head's logits over the
     MDLM_BLOCK masks at the end of ids (block-causal backbone, prefix L - MDLM_BLOCK), each position reading the
-    token before it from `draft_previous` (the last context token first, then arbitrary drafted tokens)."""
+    token before it from `draft_previous` (the last context token first, then arbitrary drafted tokens).
+    With MDLM_HEAD_FEATURES_CFG (mdlm-tiny-head-features/), the head's first position also reads a random target
+    state `draft_head_feature` through draft_head.feature_proj."""
     gen = torch.Generator().manual_seed(2408_05637)
     hparams = dict(params)
-    shapes = mdlm.param_shapes(MDLM_HEAD_CFG)
-    head = {k: v for k, v in mdlm.random_params(MDLM_HEAD_CFG, gen).items() if k.startswith(mdlm.P + "draft_head.")}
+    shapes = mdlm.param_shapes(cfg)
+    head = {k: v for k, v in mdlm.random_params(cfg, gen).items() if k.startswith(mdlm.P + "draft_head.")}
     assert sorted(head) == sorted(k for k in shapes if k.startswith(mdlm.P + "draft_head."))
     hparams.update(head)
     prefix = MDLM_L - MDLM_BLOCK
     ids = ids.clone()
     ids[prefix:] = MDLM_MASK_ID
     previous = torch.cat([ids[prefix - 1:prefix], torch.randint(0, MDLM_MASK_ID, (MDLM_BLOCK - 1,), generator=gen)])
+    width = cfg.get("draft_head_features", 0)
+    feature = torch.randn(width, generator=gen, dtype=torch.float32) if width else None
     with torch.no_grad():
         p = f64(hparams)
-        _, extras = mdlm.backbone(p, MDLM_HEAD_CFG, ids, 0.0, prefix=prefix)
+        f = None if feature is None else feature.double()
+        _, extras = mdlm.backbone(p, cfg, ids, 0.0, prefix=prefix)
         hidden = extras[f"hidden_after_block{MDLM_CFG['n_blocks'] - 1}"][prefix:]
-        logits = mdlm.draft_head(p, MDLM_HEAD_CFG, hidden, previous, extras["c"])
+        logits = mdlm.draft_head(p, cfg, hidden, previous, extras["c"], f)
         # Causal: position i does not depend on what follows it.
         other = previous.clone()
         other[-1] = (other[-1] + 1) % MDLM_MASK_ID
-        again = mdlm.draft_head(p, MDLM_HEAD_CFG, hidden, other, extras["c"])
+        again = mdlm.draft_head(p, cfg, hidden, other, extras["c"], f)
         assert torch.equal(logits[:-1], again[:-1]) and max_diff(logits[-1], again[-1]) > 1e-3
+        if f is not None:  # the feature moves every position (position 0 directly, the later ones through attention)
+            without = mdlm.draft_head(p, cfg, hidden, previous, extras["c"], torch.zeros_like(f))
+            assert all(max_diff(logits[i], without[i]) > 1e-3 for i in range(len(logits)))
     logits[:, MDLM_MASK_ID] += mdlm.NEG_INF
     golden = {
         "input_ids": ids.to(torch.int32),
         "block_causal_prefix": torch.tensor(prefix, dtype=torch.int32),
         "draft_previous": previous.to(torch.int32),
         "draft_head_log_probs": torch.log_softmax(logits, -1).float(),
+        **({"draft_head_feature": feature} if feature is not None else {}),
     }
     meta = {"format": "golden v1", "model": "mdlm", "mask_token_id": str(MDLM_MASK_ID),
             "draft_previous": f"[{MDLM_BLOCK}] the token before each drafted position",
             "draft_head_log_probs": f"[{MDLM_BLOCK}, V] log-softmax of the draft head's logits at the masks "
                                     "(mask logit -1e6), block-causal backbone",
             "precision": "float64 from the stored F32 weights, rounded to float32"}
-    write_mdlm_fixture("mdlm-tiny-head", MDLM_HEAD_CFG, hparams, golden, meta)
+    if feature is not None:
+        meta["draft_head_feature"] = f"[{width}] the target state the head's first position reads"
+    write_mdlm_fixture(name, cfg, hparams, golden, meta)
 
 
 # ------------------------------------------------------------------------------- safetensors I/O
@@ -467,6 +480,7 @@ def main():
     check_mdlm(mparams, mids, mgolden)
     make_mdlm_features(mparams, mids)
     make_mdlm_head(mparams, mids)
+    make_mdlm_head(mparams, mids, MDLM_HEAD_FEATURES_CFG, "mdlm-tiny-head-features")
     total = 0
     for dirpath, _, files in sorted(os.walk(OUT)):
         for f in sorted(files):

@@ -78,6 +78,8 @@ def param_shapes(cfg):
     if cfg.get("draft_head"):
         h = P + "draft_head."
         s[h + "token_proj.weight"] = [D, D]
+        if cfg.get("draft_head_features"):
+            s[h + "feature_proj.weight"] = [D, cfg["draft_head_features"]]
         s.update({k.replace(f"{P}blocks.0.", h + "block."): v for k, v in s.items() if k.startswith(f"{P}blocks.0.")})
     s.update({
         P + "output_layer.norm_final.weight": [D],
@@ -214,13 +216,17 @@ def output_layer(p, x, c):
     return (norm(x, p[o + "norm_final.weight"]) * (1 + scale) + shift) @ p[o + "linear.weight"].T + p[o + "linear.bias"]
 
 
-def draft_head(p, cfg, hidden, prev_ids, c):
+def draft_head(p, cfg, hidden, prev_ids, c, feature=None):
     """This project's draft head (config "draft_head": true, not in upstream MDLM). hidden (G, D): the last block's
     output at the G masks of a draft; prev_ids (G,): the token before each drafted position. Logits (G, V):
     x = hidden + vocab_embed[prev_ids] @ token_proj.weight^T, then one DiT block (draft_head.block.*) with causal
-    attention over the G positions and rotary positions 0..G-1, then the backbone's output layer."""
+    attention over the G positions and rotary positions 0..G-1, then the backbone's output layer.
+    feature (F,) (config "draft_head_features": F): the target's hidden state that predicted prev_ids[0];
+    x[0] += feature @ draft_head.feature_proj.weight^T."""
     G = hidden.shape[0]
     x = hidden + p[P + "vocab_embed.embedding"][prev_ids] @ p[P + "draft_head.token_proj.weight"].T
+    if feature is not None:
+        x = torch.cat([x[:1] + feature @ p[P + "draft_head.feature_proj.weight"].T, x[1:]])
     cos, sin = rotary_cos_sin(G, cfg["hidden_dim"] // cfg["n_heads"], hidden.dtype)
     x = block(p, P + "draft_head.block.", x, c, cos, sin, cfg["n_heads"], prefix=G)   # prefix G: causal everywhere
     return output_layer(p, x, c)

@@ -66,6 +66,9 @@ def hf_config(model, kind, metrics=None):
         if c.draft_head:
             # This project's extension: a causal block over the draft reading each drafted token (src/models/config.ts).
             cfg['draft_head'] = True
+        if c.draft_head_features:
+            # ... whose first position also reads the target's state that predicted the last context token.
+            cfg['draft_head_features'] = c.draft_head_features
     cfg['torch_dtype'] = 'float16'
     return cfg
 
@@ -99,8 +102,11 @@ def check_against_reference(model, kind, path, cfg, ids):
         if cfg.get('draft_head'):
             # The head over the last 8 positions' hidden states, each reading the token before it.
             hidden = extras[f"hidden_after_block{cfg['n_blocks'] - 1}"][-8:]
-            ref = torch.cat([ref, ref_mdlm.draft_head(p, cfg, hidden, ids[-9:-1], extras['c'])])
-            mine = torch.cat([mine, m.backbone.draft_logits(hidden[None], ids[None, -9:-1], extras['c'][None])[0]])
+            width = cfg.get('draft_head_features', 0)
+            feature = torch.randn(width, generator=torch.Generator().manual_seed(1)) if width else None
+            ref = torch.cat([ref, ref_mdlm.draft_head(p, cfg, hidden, ids[-9:-1], extras['c'], feature)])
+            mine = torch.cat([mine, m.backbone.draft_logits(hidden[None], ids[None, -9:-1], extras['c'][None],
+                                                            None if feature is None else feature[None])[0]])
     diff = (ref - mine).abs().max().item()
     assert diff < 1e-3, f'{path}: models.py and tools/reference disagree by {diff}'
     return m, diff

@@ -48,6 +48,7 @@ class MDLMConfig:
     noise_eps: float = 1e-3         # log-linear noise: move_chance(t) = (1 - eps) t
     target_features: int = 0        # width of the target's hidden states the drafter reads (0: none)
     draft_head: bool = False        # a causal block over the draft that reads the token drafted before each position
+    draft_head_features: int = 0    # width of the target's hidden state the draft head's first position reads (0: none)
 
     @property
     def mask_index(self):
@@ -66,6 +67,7 @@ class MDLMConfig:
             'parameterization': 'subs',
             **({'target_features': self.target_features} if self.target_features else {}),
             **({'draft_head': True} if self.draft_head else {}),
+            **({'draft_head_features': self.draft_head_features} if self.draft_head_features else {}),
         }
 
 
@@ -288,18 +290,26 @@ class DraftHead(nn.Module):
     Position i of the draft reads the backbone's hidden state of its mask plus token_proj of the embedding of the
     token before it (the last context token for i = 0), then one DiT block attending causally over the draft alone,
     with rotary positions counted from the draft's start. The output layer is the backbone's. token_proj and the
-    block's adaLN start at zero, so an untrained head leaves the drafter's distributions as they are."""
+    block's adaLN start at zero, so an untrained head leaves the drafter's distributions as they are.
+    With draft_head_features, position 0 also reads feature_proj of the target's hidden state that predicted the
+    token before it (EAGLE's feature + shifted token; the later positions have no target state). Zero-initialised too."""
 
     def __init__(self, cfg):
         super().__init__()
         self.token_proj = nn.Linear(cfg.hidden_dim, cfg.hidden_dim, bias=False)
         nn.init.zeros_(self.token_proj.weight)
+        if cfg.draft_head_features:
+            self.feature_proj = nn.Linear(cfg.draft_head_features, cfg.hidden_dim, bias=False)
+            nn.init.zeros_(self.feature_proj.weight)
         self.block = DDiTBlock(cfg)
 
-    def forward(self, h, prev_embedding, c, rotary):        # h, prev_embedding (B, G, d) -> (B, G, d)
+    def forward(self, h, prev_embedding, c, rotary, feature=None):  # h, prev_embedding (B, G, d), feature (B, Dt)
         G = h.shape[1]
         cos, sin = rotary(G, h.device)
-        return self.block(h + self.token_proj(prev_embedding), cos, sin, c, causal(G, h.device))
+        x = h + self.token_proj(prev_embedding)
+        if feature is not None:
+            x = torch.cat([x[:, :1] + self.feature_proj(feature)[:, None], x[:, 1:]], 1)
+        return self.block(x, cos, sin, c, causal(G, h.device))
 
 
 class DIT(nn.Module):
@@ -318,10 +328,11 @@ class DIT(nn.Module):
         if cfg.draft_head:
             self.draft_head = DraftHead(cfg)
 
-    def draft_logits(self, h, prev, c):
+    def draft_logits(self, h, prev, c, feature=None):
         """Logits (B, G, V) of a draft through the draft head: h (B, G, d) the backbone's hidden states of the G masks,
-        prev (B, G) the token before each drafted position (teacher-forced, or drafted so far)."""
-        x = self.draft_head(h, self.vocab_embed(prev), c, self.rotary_emb)
+        prev (B, G) the token before each drafted position (teacher-forced, or drafted so far), feature (B, Dt) the
+        target's hidden state that predicted prev[:, 0] (a head with draft_head_features)."""
+        x = self.draft_head(h, self.vocab_embed(prev), c, self.rotary_emb, feature)
         return self.output_layer(x, c)
 
     def features(self, idx, sigma, prefix=None, target_feats=None):  # idx (B, T), sigma (B,) -> x (B, T, d), c (B, cond)

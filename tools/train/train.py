@@ -135,17 +135,17 @@ def shifted_features(hidden, T):
 
 
 @torch.no_grad()
-def sample_head_draft(model, h, first_prev, c, g):
+def sample_head_draft(model, h, first_prev, c, g, feature=None):
     """A draft sampled through the draft head at temperature 1, as the runtime draws it: position i from the head's
-    q given the tokens drawn before it. h (B, G, d) the masks' hidden states, first_prev (B,) the last context token.
-    Returns the tokens before each position (B, G): first_prev, then the draft but its last token."""
+    q given the tokens drawn before it. h (B, G, d) the masks' hidden states, first_prev (B,) the last context token,
+    feature as in draft_logits. Returns the tokens before each position (B, G): first_prev, then the draft but its last token."""
     B, G = h.shape[:2]
     prev = first_prev.new_zeros(B, G)
     prev[:, 0] = first_prev
     m = model.cfg.mask_index
     for i in range(G - 1):
         # Causal: the logits at position i do not depend on the (still placeholder) tokens after it.
-        logits = model.backbone.draft_logits(h[:, :i + 1], prev[:, :i + 1], c)[:, i, :m].float()
+        logits = model.backbone.draft_logits(h[:, :i + 1], prev[:, :i + 1], c, feature)[:, i, :m].float()
         prev[:, i + 1] = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=g).squeeze(1)
     return prev
 
@@ -183,13 +183,15 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
     if model.cfg.target_features:
         feats = shifted_features(hidden[:, :W], W + gamma)
     x, c = model.backbone.features(xt, torch.zeros(batch), W if block_causal else None, feats)
+    # A head with draft_head_features reads the state that predicted the last context token (W >= 2).
+    head_feature = hidden[:, W - 2] if model.cfg.draft_head_features else None
     if model.cfg.draft_head and drafted:
-        prev = sample_head_draft(model, x[:, W:], x0[:, W - 1], c, g)
+        prev = sample_head_draft(model, x[:, W:], x0[:, W - 1], c, g, head_feature)
         with torch.no_grad():
             # The teacher's p at each drafted position, given the context and the drafted tokens before it.
             p_hidden = teacher.hidden(torch.cat([x0[:, :W], prev[:, 1:]], 1))[:, W - 1:]
             p = F.softmax((p_hidden @ teacher.wte.weight.t()).float(), dim=-1).reshape(-1, m)
-        logits = model.backbone.draft_logits(x[:, W:], prev, c).reshape(batch * gamma, -1)
+        logits = model.backbone.draft_logits(x[:, W:], prev, c, head_feature).reshape(batch * gamma, -1)
         log_q = F.log_softmax(logits.float()[:, :m], dim=-1)
         loss = -(p * log_q).sum(-1).mean()
         if accept_weight > 0:
@@ -198,7 +200,7 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
         return loss, batch * (W + gamma)
     if model.cfg.draft_head:
         # Teacher-forced: each position reads the true token before it, as a draft does wherever it gets accepted.
-        logits = model.backbone.draft_logits(x[:, W:], x0[:, W - 1:-1], c).reshape(batch * gamma, -1)
+        logits = model.backbone.draft_logits(x[:, W:], x0[:, W - 1:-1], c, head_feature).reshape(batch * gamma, -1)
     else:
         logits = model.backbone.output_layer(x[:, W:].reshape(-1, x.shape[-1]), c.repeat_interleave(gamma, 0))
     log_q = F.log_softmax(logits.float()[:, :m], dim=-1)
@@ -262,6 +264,8 @@ def main():
     ap.add_argument('--teacher-weight', type=float, default=0.5, help='weight of the soft labels against the tokens')
     ap.add_argument('--accept-weight', type=float, default=0.0, help='MDLM drafting objective: weight of the '
                     'expected accepted length (soft labels of --teacher-run) subtracted from the loss')
+    ap.add_argument('--head-features', action='store_true', help='--draft-head: the head\'s first position also '
+                    'reads the teacher\'s hidden state that predicted the last context token (needs --teacher-run)')
     ap.add_argument('--target-features', action='store_true', help='MDLM: the drafter reads the teacher\'s final '
                     'hidden states of the context (needs --teacher-run; starts from --init-run with the new '
                     'projection at zero)')
@@ -299,10 +303,15 @@ def main():
         'the p of --teacher-run'
     assert not args.draft_head or (args.draft_batch and args.init_run), '--draft-head trains on the drafting ' \
         'objective (--draft-batch) of an --init-run drafter'
+    assert not args.head_features or (args.draft_head and args.teacher_run), '--head-features reads the hidden ' \
+        'states of --teacher-run into the draft head (--draft-head)'
     draft_context = tuple(int(v) for v in args.draft_context.split(','))
     draft_gamma = tuple(int(v) for v in args.draft_gamma.split(','))
     if args.draft_head:
         r['cfg'] = dataclasses.replace(r['cfg'], draft_head=True)
+    if args.head_features:
+        teacher_cfg = torch.load(os.path.join(HERE, 'runs', args.teacher_run, 'final.pt'))['cfg']
+        r['cfg'] = dataclasses.replace(r['cfg'], draft_head_features=teacher_cfg.n_embd)
     if args.target_features:
         teacher_cfg = torch.load(os.path.join(HERE, 'runs', args.teacher_run, 'final.pt'))['cfg']
         r['cfg'] = dataclasses.replace(r['cfg'], target_features=teacher_cfg.n_embd)
@@ -324,13 +333,15 @@ def main():
     model = build(r)
     if args.init_run:
         init = torch.load(os.path.join(HERE, 'runs', args.init_run, 'final.pt'))
-        same = dataclasses.replace(init['cfg'], target_features=r['cfg'].target_features,
-                                   draft_head=r['cfg'].draft_head) == r['cfg']
+        same = dataclasses.replace(init['cfg'], target_features=r['cfg'].target_features, draft_head=r['cfg'].draft_head,
+                                   draft_head_features=r['cfg'].draft_head_features) == r['cfg']
         assert same, f'--init-run {args.init_run}: {init["cfg"]} is not this recipe ({r["cfg"]})'
         missing, unexpected = model.load_state_dict(init['model'], strict=False)
         new = ['backbone.feature_proj.weight'] if r['cfg'].target_features and not init['cfg'].target_features else []
         if r['cfg'].draft_head and not getattr(init['cfg'], 'draft_head', False):
             new += [k for k in model.state_dict() if k.startswith('backbone.draft_head.')]
+        elif r['cfg'].draft_head_features and not getattr(init['cfg'], 'draft_head_features', 0):
+            new.append('backbone.draft_head.feature_proj.weight')
         assert missing == new and not unexpected, f'--init-run {args.init_run}: missing {missing}, unexpected {unexpected}'
     if args.draft_head:
         for n, p in model.named_parameters():
@@ -346,14 +357,16 @@ def main():
             f'{model.cfg.mask_index}'
     # The target's hidden states are ~25x the drafter's embeddings in norm, so the projection that reads them learns
     # at a fraction of the rate: a full-rate Adam step on 512 inputs would swamp the embeddings at once.
-    slow = {'backbone.feature_proj.weight'}
-    feature_lr = args.feature_lr_scale if r['kind'] == 'mdlm' and model.cfg.target_features else 1.0
+    params = dict(model.named_parameters())
+    slow = [n for n in ('backbone.feature_proj.weight', 'backbone.draft_head.feature_proj.weight')
+            if n in params and params[n].requires_grad]
+    feature_lr = args.feature_lr_scale if slow else 1.0
     trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     decay = [p for n, p in trained if p.dim() >= 2 and n not in slow]
     no_decay = [p for n, p in trained if p.dim() < 2]
     groups = [{'params': decay, 'weight_decay': r['weight_decay']}, {'params': no_decay, 'weight_decay': 0.0}]
     if feature_lr != 1.0:
-        groups.append({'params': [model.backbone.feature_proj.weight], 'weight_decay': 0.0, 'lr_scale': feature_lr})
+        groups.append({'params': [params[n] for n in slow], 'weight_decay': 0.0, 'lr_scale': feature_lr})
     opt = torch.optim.AdamW(groups, lr=r['lr'], betas=(0.9, 0.95), eps=1e-8)
     sources = [(os.path.join(DATA, 'train.bin'), 1.0)]
     if args.distil:
@@ -458,6 +471,8 @@ def main():
         metric['accept_weight'] = args.accept_weight
     if args.draft_head:
         metric['draft_head'] = True
+    if r['cfg'].draft_head_features:
+        metric['draft_head_features'] = r['cfg'].draft_head_features
     if args.on_policy:
         metric['on_policy'] = args.on_policy
     log(f'final {json.dumps(metric)}')
