@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { DiffusionDrafter, type DiffusionDrafterOptions } from '../src/decode/diffusion-drafter.js';
 import { getDevice } from './helpers/device.js';
-import { tinyGPT2, tinyMDLM } from './helpers/tiny-models.js';
+import { tinyGPT2, tinyMDLM, type TinySpec } from './helpers/tiny-models.js';
 import { CHI2_35_999, chiSquare, empirical, exactJoint, V } from './helpers/exactness.js';
 
 describe('speculative sampling through a draft head is exact (chi-square on the first two tokens)', async () => {
@@ -17,14 +17,15 @@ describe('speculative sampling through a draft head is exact (chi-square on the 
 
   // The head draws position 2 given the token drawn at position 1: its q must be that conditional. In
   // parallel, position 2's q reads the backbone's draw at position 1, made with position 1's random number.
-  const cases: Array<[string, DiffusionDrafterOptions]> = [
+  const cases: Array<[string, DiffusionDrafterOptions, Partial<TinySpec>?]> = [
     ['bidirectional', { attention: 'bidirectional' }],
     ['block-causal', { attention: 'block-causal' }],
     ['drawing in parallel, coupled to the backbone\'s draw', { headDraw: 'parallel' }],
     ['for its first position only, the second from the backbone', { headPositions: 1 }],
+    ['reading the target\'s state at its first position', {}, { draftHeadFeatures: target.config.nEmbd }],
   ];
-  it.each(cases)('diffusion drafter through a draft head, %s, γ = 2', async (_, options) => {
-    const drafter = new DiffusionDrafter(await tinyMDLM(dev, { vocab: V, seed: 13, scale: 1.0, draftHead: true }), options);
+  it.each(cases)('diffusion drafter through a draft head, %s, γ = 2', async (_, options, spec = {}) => {
+    const drafter = new DiffusionDrafter(await tinyMDLM(dev, { vocab: V, seed: 13, scale: 1.0, draftHead: true, ...spec }), options);
     expect(drafter.draftHead).toBe(true);
     const { stat } = chiSquare(await empirical(target, { method: 'specdiff', drafter, gamma: 2 }), joint);
     expect(stat, `chi-square ${stat.toFixed(1)}`).toBeLessThan(critical);

@@ -1,6 +1,8 @@
 /**
  * A diffusion drafter that reads the target's hidden states (config "target_features"): token i of
  * the context is read beside the target's state that predicted it, from the target's HiddenStates.
+ * A draft head with "draft_head_features" reads, at the draft's first position, the state that
+ * predicted the last context token.
  */
 import { describe, expect, it } from 'vitest';
 import { generate } from '../src/decode/generate.js';
@@ -8,7 +10,7 @@ import { DiffusionDrafter } from '../src/decode/diffusion-drafter.js';
 import { resolveSampling } from '../src/decode/options.js';
 import { Rng } from '../src/decode/rng.js';
 import { Tensor } from '../src/tensor/tensor.js';
-import { embedding } from '../src/tensor/ops/gather.js';
+import { embedding, slice } from '../src/tensor/ops/gather.js';
 import { getDevice } from './helpers/device.js';
 import { tinyGPT2, tinyMDLM } from './helpers/tiny-models.js';
 
@@ -93,6 +95,53 @@ describe('drafting with the target hidden states', () => {
     const drafter = new DiffusionDrafter(mdlm, { attention: 'block-causal' });
     expect(() => dev.scope(() => drafter.draft([1, 2, 3], 2, greedy, new Rng(0)))).toThrow(/reads the target's hidden states \("target_features": 32\)/);
     expect(() => generate(target, null, { prompt: [1, 2], method: 'specdiff', drafter })).toThrow(/width 32 .* n_embd is 16/);
+    drafter.dispose();
+  });
+});
+
+describe('a draft head reading the target state at its first position', () => {
+  const ctx = [3, 7, 1, 9, 4, 4, 12, 5, 8, 2];
+
+  it('the first drafted position reads the state that predicted the last context token (row context.length − 1), not its neighbour', async () => {
+    const dev = await getDevice();
+    const target = await tinyGPT2(dev, { vocab: V, seed: 1, scale: 0.5 });
+    // A small weight scale keeps q away from one-hot, where every feature would give the same q.
+    const mdlm = await tinyMDLM(dev, { vocab: V, seed: 5, scale: 0.15, draftHead: true, draftHeadFeatures: target.config.nEmbd });
+    const drafter = new DiffusionDrafter(mdlm);
+    expect(drafter.targetFeatures).toBe(target.config.nEmbd);
+    const cache = target.createCache();
+    const states = target.createHiddenStates();
+    dev.scope(() => target.forward(ctx.slice(0, -1), cache, 1, states).dispose());
+    drafter.prefill(ctx, states);
+    const draft = dev.scope(() => drafter.draft(ctx, 3, sampled, new Rng(0), false, states));
+    const q = (await draft.q!.read()).subarray(0, V);
+    // The head's first step, by hand: the backbone's state of the first mask, the last context token, state row `row`.
+    const firstRow = async (row: number) => {
+      const logits = dev.scope(() => {
+        const ids = [...ctx, ...new Array(3).fill(mdlm.maskTokenId)];
+        const hidden = mdlm.hiddenStatesCached(ids, mdlm.createCache(), 3, [ctx.length]);
+        const feature = embedding(states.rows, Tensor.from(dev, Int32Array.of(row), [1]));
+        return mdlm.draftHeadLogits(slice(hidden, 0, 1, 0), Tensor.from(dev, Int32Array.of(ctx[ctx.length - 1]), [1]), mdlm.createDraftHeadCache(), feature);
+      });
+      const want = softmaxRows(await logits.read(), 1, V + 1, V);
+      logits.dispose();
+      return Math.max(...q.map((v, i) => Math.abs(v - want[i])));
+    };
+    expect(await firstRow(ctx.length - 1)).toBeLessThan(1e-5);
+    expect(await firstRow(ctx.length - 2)).toBeGreaterThan(1e-3);
+    for (const t of [draft.tokens, draft.q!]) t.dispose();
+    drafter.dispose();
+    states.dispose();
+    cache.dispose();
+  }, 400_000);
+
+  it('needs the states only while the head drafts: a drafter configured without its head reads none', async () => {
+    const dev = await getDevice();
+    const mdlm = await tinyMDLM(dev, { vocab: V, seed: 5, draftHead: true, draftHeadFeatures: 32 });
+    const drafter = new DiffusionDrafter(mdlm);
+    expect(drafter.targetFeatures).toBe(32);
+    expect(new DiffusionDrafter(mdlm, { draftHead: false }).targetFeatures).toBe(0);
+    expect(() => dev.scope(() => drafter.draft(ctx, 2, sampled, new Rng(0)))).toThrow(/head reads the target's hidden states \("draft_head_features": 32\)/);
     drafter.dispose();
   });
 });

@@ -75,19 +75,22 @@ describe('greedy speculative decoding reproduces AR greedy token for token', () 
     }
   }, 400_000);
 
-  it('with a diffusion drafter drafting through its draft head (asked for at greedy), sequential and parallel, past its model length', async () => {
+  it('with a diffusion drafter drafting through its draft head (asked for at greedy), sequential and parallel, with and without the target state, past its model length', async () => {
     const dev = await getDevice();
     const target = await tinyGPT2(dev, { vocab: 24, seed: 1, scale: 0.5 });
-    const mdlm = await tinyMDLM(dev, { vocab: 24, seed: 3, scale: 0.5, positions: 24, draftHead: true });
-    for (const prompt of prompts) {
-      const ar = await generate(target, null, { prompt, maxNewTokens: 40, temperature: 0, stopAtEos: false }).result();
-      for (const headDraw of ['sequential', 'parallel'] as const) {
-        const drafter = new DiffusionDrafter(mdlm, { attention: 'block-causal', draftHead: true, headDraw, headPositions: 3 });
-        const spec = await generate(target, null, { prompt, maxNewTokens: 40, temperature: 0, method: 'specdiff', drafter, gamma: 4, stopAtEos: false }).result();
-        expect(spec.tokens, `prompt ${prompt}, ${headDraw}`).toEqual(ar.tokens);
-        expect(spec.stats.draftHeadSteps, 'the head drafted').toBeGreaterThan(0);
-        drafter.dispose();
+    for (const draftHeadFeatures of [0, target.config.nEmbd]) {
+      const mdlm = await tinyMDLM(dev, { vocab: 24, seed: 3, scale: 0.5, positions: 24, draftHead: true, draftHeadFeatures });
+      for (const prompt of prompts) {
+        const ar = await generate(target, null, { prompt, maxNewTokens: 40, temperature: 0, stopAtEos: false }).result();
+        for (const headDraw of ['sequential', 'parallel'] as const) {
+          const drafter = new DiffusionDrafter(mdlm, { attention: 'block-causal', draftHead: true, headDraw, headPositions: 3 });
+          const spec = await generate(target, null, { prompt, maxNewTokens: 40, temperature: 0, method: 'specdiff', drafter, gamma: 4, stopAtEos: false }).result();
+          expect(spec.tokens, `prompt ${prompt}, ${headDraw}, head features ${draftHeadFeatures}`).toEqual(ar.tokens);
+          expect(spec.stats.draftHeadSteps, 'the head drafted').toBeGreaterThan(0);
+          drafter.dispose();
+        }
       }
+      mdlm.dispose();
     }
   }, 400_000);
 });

@@ -233,30 +233,35 @@ describe('block-causal MDLM against the PyTorch reference', () => {
     await g.close();
   });
 
-  it('the draft head (config "draft_head") matches the reference at every drafted position, through one block-causal pass', async () => {
+  it.each([
+    ['mdlm-tiny-head', 'the draft head (config "draft_head")'],
+    ['mdlm-tiny-head-features', 'a draft head reading the target\'s state at its first position (config "draft_head_features")'],
+  ])('%s: %s matches the reference at every drafted position, through one block-causal pass', async (fixture) => {
     const { Tensor } = await import('../src/tensor/tensor.js');
     const { logSoftmax } = await import('../src/tensor/ops/rowwise.js');
     const { slice } = await import('../src/tensor/ops/gather.js');
     const dev = await getDevice();
-    const model = await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny-head'), { dtype: 'f32' });
+    const model = await loadMDLM(dev, dirFolder(FIX + fixture), { dtype: 'f32' });
     expect(model.config.draftHead).toBe(true);
-    const g = await golden('mdlm-tiny-head');
+    const g = await golden(fixture);
     const ids = Array.from(await g.get('input_ids'));
     const P = (await g.get('block_causal_prefix'))[0];
     const previous = Array.from(await g.get('draft_previous'));
     const expected = await g.get('draft_head_log_probs');
+    const width = model.config.draftHeadFeatures;
+    const feature = width ? Tensor.from(dev, (await g.get('draft_head_feature')) as Float32Array, [1, width]) : undefined;
     const G = ids.length - P;
     const V = model.vocabSize;
     const cache = model.createCache();
     const headCache = model.createDraftHeadCache();
     const hidden = dev.scope(() => model.hiddenStatesCached(ids, cache, G, Array.from({ length: G }, (_, i) => P + i)));
     for (let i = 0; i < G; i++) {
-      const lp = dev.scope(() => logSoftmax(model.draftHeadLogits(slice(hidden, i, i + 1, 0), Tensor.from(dev, Int32Array.of(previous[i]), [1]), headCache)));
+      const lp = dev.scope(() => logSoftmax(model.draftHeadLogits(slice(hidden, i, i + 1, 0), Tensor.from(dev, Int32Array.of(previous[i]), [1]), headCache, i === 0 ? feature : undefined)));
       expect(maxRelErr(await lp.read(), expected.subarray(i * V, (i + 1) * V), (j) => j === model.maskTokenId), `position ${i}`).toBeLessThan(1e-4);
       lp.dispose();
     }
     expect(headCache.length).toBe(G);
-    for (const t of [hidden, cache, headCache, model]) t.dispose();
+    for (const t of [hidden, cache, headCache, model, feature]) t?.dispose();
     await g.close();
   });
 

@@ -169,7 +169,8 @@ export class DiffusionDrafter implements Drafter {
   }
 
   get targetFeatures(): number {
-    return this.model.config.targetFeatures;
+    const { targetFeatures, draftHeadFeatures } = this.model.config;
+    return targetFeatures || (this.draftHead ? draftHeadFeatures : 0);
   }
 
   draft(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng, withConfidence = false, states?: HiddenStates): Draft {
@@ -255,6 +256,7 @@ export class DiffusionDrafter implements Drafter {
     };
     const headed = Math.min(gamma, this.headPositions);
     const last = context[context.length - 1];
+    const feature = this.headFeature(states, context.length);
     if (this.headDraw === 'parallel') {
       // The backbone draws every position; the head then redraws the first `headed`, each reading the
       // backbone's token before it, with the same random numbers.
@@ -262,11 +264,11 @@ export class DiffusionDrafter implements Drafter {
       const backbone = draw(this.model.logitsOfStates(hidden), 0, uniforms);
       const previous = Tensor.from(dev, Int32Array.of(last, ...new Array<number>(headed - 1).fill(0)), [headed]);
       if (headed > 1) copy2d(backbone, previous, { rows: headed - 1, cols: 1, srcOffset: 0, srcStride: 1, dstOffset: 1, dstStride: 1 });
-      draw(this.model.draftHeadLogits(slice(hidden, 0, headed, 0), previous, headCache), 0, uniforms?.subarray(0, headed));
+      draw(this.model.draftHeadLogits(slice(hidden, 0, headed, 0), previous, headCache, feature), 0, uniforms?.subarray(0, headed));
       return { tokens, q, confidence, passes: 1, headSteps: 1 };
     }
     let previous = Tensor.from(dev, Int32Array.of(last), [1]);
-    for (let i = 0; i < headed; i++) previous = draw(this.model.draftHeadLogits(slice(hidden, i, i + 1, 0), previous, headCache), i);
+    for (let i = 0; i < headed; i++) previous = draw(this.model.draftHeadLogits(slice(hidden, i, i + 1, 0), previous, headCache, i === 0 ? feature : undefined), i);
     if (headed < gamma) draw(this.model.logitsOfStates(slice(hidden, headed, gamma, 0)), headed);
     return { tokens, q, confidence, passes: 1, headSteps: headed };
   }
@@ -293,6 +295,15 @@ export class DiffusionDrafter implements Drafter {
     if (states.width !== width) throw new RangeError(`DiffusionDrafter.${op}: the drafter reads target states of width ${width}, got ${states.width}`);
     const rows = Int32Array.from({ length: W + gamma }, (_, i) => (i < W ? start + i : 0));
     return embedding(states.rows, Tensor.from(this.model.device, rows, [W + gamma]));
+  }
+
+  /** What a draft head with target features reads at the draft's first position: the state that predicted the last context token. */
+  private headFeature(states: HiddenStates | undefined, contextLength: number): Tensor | undefined {
+    const width = this.model.config.draftHeadFeatures;
+    if (!width) return undefined;
+    if (!states) throw new RangeError(`DiffusionDrafter.draft: this drafter's head reads the target's hidden states ("draft_head_features": ${width}); pass them`);
+    if (states.width !== width) throw new RangeError(`DiffusionDrafter.draft: the draft head reads target states of width ${width}, got ${states.width}`);
+    return embedding(states.rows, Tensor.from(this.model.device, Int32Array.of(contextLength - 1), [1]));
   }
 
   /**

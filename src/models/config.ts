@@ -47,6 +47,12 @@ export interface MDLMConfig {
    * each position, so drafted positions depend on each other (docs/training.md, "The draft head").
    */
   draftHead: boolean;
+  /**
+   * This project's extension ("draft_head_features": width in config.json, with "draft_head"): the draft
+   * head's first position also reads the target's final hidden state that predicted the last context token,
+   * through `draft_head.feature_proj` [hidden_dim, width]. 0: it does not.
+   */
+  draftHeadFeatures: number;
   /** GPT-2 tokenizer + one mask token: the mask is the last id. */
   maskTokenId: number;
 }
@@ -67,6 +73,8 @@ export const CONFIG_LIMITS: Readonly<Record<string, number>> = {
   n_heads: 1024,
   cond_dim: 2 ** 16,
   model_length: 2 ** 20,
+  target_features: 2 ** 16,
+  draft_head_features: 2 ** 16,
 };
 
 function field(cfg: Record<string, unknown>, source: string, name: string, fallback?: number): number {
@@ -146,6 +154,9 @@ export function parseMDLMConfig(json: unknown, source = 'config.json'): MDLMConf
     throw new ConfigError(`${source}: hidden_dim ${hiddenDim} / n_heads ${nHeads} must be an even head size`);
   }
   const vocabSize = field(cfg, source, 'vocab_size');
+  const draftHead = flag(cfg, source, 'draft_head', false);
+  const draftHeadFeatures = cfg.draft_head_features === undefined ? 0 : field(cfg, source, 'draft_head_features');
+  if (draftHeadFeatures && !draftHead) throw new ConfigError(`${source}: draft_head_features ${draftHeadFeatures} needs "draft_head": true`);
   return {
     vocabSize,
     hiddenDim,
@@ -156,7 +167,8 @@ export function parseMDLMConfig(json: unknown, source = 'config.json'): MDLMConf
     timeConditioning: cfg.time_conditioning === true,
     blockCausal: cfg.block_causal === true,
     targetFeatures: cfg.target_features === undefined ? 0 : field(cfg, source, 'target_features'),
-    draftHead: flag(cfg, source, 'draft_head', false),
+    draftHead,
+    draftHeadFeatures,
     maskTokenId: vocabSize - 1,
   };
 }

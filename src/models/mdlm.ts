@@ -10,7 +10,7 @@
  */
 import type { Device } from '../tensor/device.js';
 import { Tensor } from '../tensor/tensor.js';
-import { embedding } from '../tensor/ops/gather.js';
+import { concat, embedding, slice } from '../tensor/ops/gather.js';
 import { matmul } from '../tensor/ops/matmul.js';
 import { layerNorm, logSoftmax } from '../tensor/ops/rowwise.js';
 import { appendQKV, attention, KVCache, LayerKVCaches, ropeTable, type AttentionOptions } from '../tensor/ops/attention.js';
@@ -54,7 +54,7 @@ interface Block {
 }
 
 /** The DiT backbone's tensors (PyTorch Linear weights [out, in]), keyed as in mdlm-owt's checkpoint under `backbone.`. */
-function backboneLayout({ hiddenDim: d, nBlocks, condDim, vocabSize: V, targetFeatures, draftHead }: MDLMConfig) {
+function backboneLayout({ hiddenDim: d, nBlocks, condDim, vocabSize: V, targetFeatures, draftHead, draftHeadFeatures }: MDLMConfig) {
   const linear = (inputs: number, outputs: number) => ({ weight: tensor(outputs, inputs), bias: tensor(outputs) });
   const block = () => ({
     norm1: { weight: tensor(d) },
@@ -74,7 +74,15 @@ function backboneLayout({ hiddenDim: d, nBlocks, condDim, vocabSize: V, targetFe
       adaLN_modulation: linear(condDim, FINAL_MODULATIONS * d),
     },
     blocks: Array.from({ length: nBlocks }, block),
-    ...(draftHead ? { draft_head: { token_proj: { weight: tensor(d, d) }, block: block() } } : {}),
+    ...(draftHead
+      ? {
+          draft_head: {
+            token_proj: { weight: tensor(d, d) },
+            ...(draftHeadFeatures ? { feature_proj: { weight: tensor(d, draftHeadFeatures) } } : {}),
+            block: block(),
+          },
+        }
+      : {}),
   };
 }
 type BackboneKeys = Keys<ReturnType<typeof backboneLayout>>;
@@ -115,9 +123,13 @@ function scaleRows(w: Float32Array, gate: Float64Array): Float32Array {
   return out;
 }
 
-/** The draft head's weights: token_proj (d, d) reads the embedding of the token before each drafted position. */
+/**
+ * The draft head's weights: token_proj (d, d) reads the embedding of the token before each drafted position,
+ * feature_proj (d, draft_head_features), if any, the target's state that predicted the last context token.
+ */
 interface DraftHead {
   token_proj: Tensor;
+  feature_proj: Tensor | null;
   block: Block;
 }
 
@@ -199,7 +211,14 @@ export class MDLM {
     const vocabEmbed = await gpu(keys.vocab_embed.embedding, dtype);
     const rope = r.track(ropeTable(device, modelLength, d / nHeads));
     const featureProj = keys.feature_proj ? await gpu(keys.feature_proj.weight, dtype) : null;
-    const head = keys.draft_head ? { token_proj: await gpu(keys.draft_head.token_proj.weight, dtype), block: await loadBlock(keys.draft_head.block) } : null;
+    const headKeys = keys.draft_head;
+    const head = headKeys
+      ? {
+          token_proj: await gpu(headKeys.token_proj.weight, dtype),
+          feature_proj: headKeys.feature_proj ? await gpu(headKeys.feature_proj.weight, dtype) : null,
+          block: await loadBlock(headKeys.block),
+        }
+      : null;
     return new MDLM(device, config, vocabEmbed, blocks, normFinal, linear, rope, featureProj, head);
   }
 
@@ -224,12 +243,13 @@ export class MDLM {
     return [...features, nk(rows, d, 3 * d), nk(rows, d, d), nk(rows, d, MLP_RATIO * d), nk(rows, MLP_RATIO * d, d), nk(gamma, d, V)];
   }
 
-  /** The matmuls one draft-head step runs (for autotuning): one row through token_proj, the head's block and the output layer. */
+  /** The matmuls one draft-head step runs (for autotuning): one row through token_proj (and feature_proj), the head's block and the output layer. */
   draftHeadMatmulSignatures(): MatmulSignature[] {
-    const { hiddenDim: d, vocabSize: V } = this.config;
+    const { hiddenDim: d, vocabSize: V, draftHeadFeatures } = this.config;
     const dtype = this.linear.w.dtype as 'f32' | 'f16';
     const nk = (K: number, N: number): MatmulSignature => ({ layout: 'nk', dtype, rows: 1, K, N });
-    return [nk(d, d), nk(d, 3 * d), nk(d, MLP_RATIO * d), nk(MLP_RATIO * d, d), nk(d, V)];
+    const features = draftHeadFeatures ? [nk(draftHeadFeatures, d)] : [];
+    return [nk(d, d), ...features, nk(d, 3 * d), nk(d, MLP_RATIO * d), nk(MLP_RATIO * d, d), nk(d, V)];
   }
 
   /**
@@ -310,16 +330,29 @@ export class MDLM {
    * the backbone's hidden states of those positions' masks, and `previous` i32 [R], the token before each (the
    * last context token at the first position). The head attends causally over the draft's earlier positions
    * in `cache` and over these, and appends them; its rotary positions count from the draft's start.
+   * A head with draft_head_features reads `feature` [1, width] at the draft's first position (when `cache` is
+   * empty): the target's final hidden state that predicted the last context token.
    */
-  draftHeadLogits(states: Tensor, previous: Tensor, cache: KVCache): Tensor {
+  draftHeadLogits(states: Tensor, previous: Tensor, cache: KVCache, feature?: Tensor): Tensor {
     const head = this.draft_head;
     if (!head) throw new RangeError('MDLM.draftHeadLogits: this MDLM has no draft head (its config has no "draft_head")');
     const d = this.config.hiddenDim;
     const R = states.size / d;
     if (!Number.isInteger(R) || R < 1 || states.shape[states.shape.length - 1] !== d) throw new RangeError(`MDLM.draftHeadLogits: states must be [R, ${d}], got [${states.shape}]`);
     if (previous.size !== R || previous.dtype !== 'i32') throw new RangeError(`MDLM.draftHeadLogits: previous must be ${R} i32 token ids (one per state), got [${previous.shape}] ${previous.dtype}`);
+    const width = this.config.draftHeadFeatures;
+    const first = cache.length === 0;
+    if (feature && !width) throw new RangeError('MDLM.draftHeadLogits: this draft head reads no target feature (its config has no "draft_head_features")');
+    if (width && first && !feature) throw new RangeError(`MDLM.draftHeadLogits: this draft head reads the target's hidden state at the draft's first position ("draft_head_features": ${width}); pass it`);
+    if (feature && (feature.shape.length !== 2 || feature.shape[0] !== 1 || feature.shape[1] !== width)) {
+      throw new RangeError(`MDLM.draftHeadLogits: feature must be [1, ${width}], got [${feature.shape}]`);
+    }
     return this.device.scope(() => {
-      const x = matmul(embedding(this.vocab_embed, previous), head.token_proj, { layout: 'nk', residual: states.reshape([R, d]) });
+      let x = matmul(embedding(this.vocab_embed, previous), head.token_proj, { layout: 'nk', residual: states.reshape([R, d]) });
+      if (first && feature && head.feature_proj) {
+        const projected = matmul(feature, head.feature_proj, { layout: 'nk', residual: slice(x, 0, 1, 0) });
+        x = R === 1 ? projected : concat([projected, slice(x, 1, R, 0)], 0);
+      }
       return this.project(this.block(head.block, x, cache, { causal: true }));
     });
   }

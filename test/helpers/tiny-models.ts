@@ -19,6 +19,8 @@ export interface TinySpec {
   targetFeatures?: number;
   /** MDLM: with a draft head (config "draft_head"; block-causal). */
   draftHead?: boolean;
+  /** MDLM: width of the target state its draft head reads at the first position (config "draft_head_features"; needs draftHead). */
+  draftHeadFeatures?: number;
 }
 
 /** Random F32 tensors of the given shapes; LayerNorm-like weights (`ones`) sit around 1. */
@@ -81,13 +83,14 @@ export async function tinyGPT2(device: Device, spec: TinySpec): Promise<GPT2> {
 
 /** vocab = the target's vocabulary; the MDLM gets one more id, its mask. */
 export async function tinyMDLM(device: Device, spec: TinySpec): Promise<MDLM> {
-  const { vocab, d = 32, layers = 2, heads = 2, positions = 64, seed, scale = 0.3, targetFeatures = 0, draftHead = false } = spec;
+  const { vocab, d = 32, layers = 2, heads = 2, positions = 64, seed, scale = 0.3, targetFeatures = 0, draftHead = false, draftHeadFeatures = 0 } = spec;
   const V = vocab + 1;
   const c = 16;
   const shapes = mdlmShapes(V, d, layers, c);
   if (targetFeatures) shapes['backbone.feature_proj.weight'] = [d, targetFeatures];
   if (draftHead) {
     shapes['backbone.draft_head.token_proj.weight'] = [d, d];
+    if (draftHeadFeatures) shapes['backbone.draft_head.feature_proj.weight'] = [d, draftHeadFeatures];
     for (const [k, shape] of Object.entries(mdlmShapes(V, d, 1, c))) if (k.startsWith('backbone.blocks.0.')) shapes[k.replace('backbone.blocks.0.', 'backbone.draft_head.block.')] = shape;
   }
   const bytes = writeSafetensors(randomTensors(shapes, seed, scale, (n) => /norm.*weight$/.test(n)));
@@ -95,6 +98,7 @@ export async function tinyMDLM(device: Device, spec: TinySpec): Promise<MDLM> {
     model_type: 'mdlm', vocab_size: V, hidden_dim: d, n_blocks: layers, n_heads: heads, cond_dim: c, model_length: positions, time_conditioning: false,
     ...(targetFeatures ? { target_features: targetFeatures } : {}),
     ...(draftHead ? { draft_head: true, block_causal: true } : {}),
+    ...(draftHeadFeatures ? { draft_head_features: draftHeadFeatures } : {}),
   });
   return MDLM.load(device, await openSafetensors(memorySource(bytes, `tiny-mdlm-${seed}`)), config, { dtype: 'f32' });
 }
