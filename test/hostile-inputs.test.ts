@@ -91,6 +91,14 @@ describe('config numbers are bounded before they size a loop or a list', () => {
     expect(() => parseMDLMConfig({ ...mdlm, n_blocks: n }, 'ckpt/config.json')).toThrow(new ConfigError(`ckpt/config.json: "n_blocks" is ${n}, over the limit of 1024`));
   });
 
+  it.each(['target_features', 'draft_head_features'])('MDLM %s past its limit', (field) => {
+    expect(() => parseMDLMConfig({ ...mdlm, draft_head: true, [field]: 2 ** 20 }, 'ckpt/config.json')).toThrow(new ConfigError(`ckpt/config.json: "${field}" is ${2 ** 20}, over the limit of ${2 ** 16}`));
+  });
+
+  it('MDLM draft_head_features without a draft head', () => {
+    expect(() => parseMDLMConfig({ ...mdlm, draft_head_features: 512 }, 'ckpt/config.json')).toThrow(new ConfigError('ckpt/config.json: draft_head_features 512 needs "draft_head": true'));
+  });
+
   it('a vocab_size past the tokenizer limit', () => {
     expect(() => parseGPT2Config({ ...gpt2, vocab_size: 2 ** 30 })).toThrow(`"vocab_size" is ${2 ** 30}, over the limit of ${2 ** 24}`);
   });
