@@ -11,6 +11,8 @@ tokens/call = accepted + 1 (the target's own token). MDLM drafts with T = 1: con
 every drafted token drawn independently from its position's SUBS distribution (exact for the acceptance test);
 --window W gives the MDLM only the last W context tokens, like the runtime's drafter window; --continue-greedy N
 first extends every context by the target's own N greedy tokens (the situation inside greedy decoding).
+--drafts K1 K2 ... also verifies K independent sampled drafts per context as a token tree (multi-draft: exact by
+recursive rejection sampling at each node, node_accept, checked against p with a negative control at start).
 Writes tools/train/runs/acceptance.json.
 """
 import argparse
@@ -38,7 +40,8 @@ def load(run):
 @torch.no_grad()
 def draft(drafter, kind, ctx, gamma, greedy, g, window=0, block_causal=False, tau=1.0, target=None, parallel=False):
     """-> tokens (B, gamma), q (B, gamma, V) the distributions they were drawn from (the drafter's at temperature tau).
-    A drafter with target_features reads the target's hidden states of the context."""
+    A drafter with target_features reads the target's hidden states of the context; a draft head with
+    draft_head_features the one that predicted the last context token."""
     if kind == 'gpt2':
         x, qs = ctx, []
         for _ in range(gamma):
@@ -48,14 +51,15 @@ def draft(drafter, kind, ctx, gamma, greedy, g, window=0, block_causal=False, ta
             x = torch.cat([x, nxt], dim=1)
         return x[:, ctx.shape[1]:], torch.stack(qs, 1)
     m = drafter.cfg.mask_index
-    hidden = target.hidden(ctx) if drafter.cfg.target_features else None
+    hidden = target.hidden(ctx) if drafter.cfg.target_features or drafter.cfg.draft_head_features else None
+    head_feature = hidden[:, -2] if drafter.cfg.draft_head_features else None
     if window:
         ctx = ctx[:, -window:]
     x = torch.cat([ctx, torch.full((ctx.shape[0], gamma), m, dtype=torch.long)], dim=1)
-    feats = None if hidden is None else shifted_features(hidden, x.shape[1] + hidden.shape[1] - ctx.shape[1])[:, -x.shape[1]:]
+    feats = None if not drafter.cfg.target_features else shifted_features(hidden, x.shape[1] + hidden.shape[1] - ctx.shape[1])[:, -x.shape[1]:]
     prefix = ctx.shape[1] if block_causal else None
     if drafter.cfg.draft_head:
-        return draft_with_head(drafter, x, ctx, gamma, greedy, g, prefix, feats, tau, parallel)
+        return draft_with_head(drafter, x, ctx, gamma, greedy, g, prefix, feats, tau, parallel, head_feature)
     logp = drafter.subs_log_probs(x, torch.ones(x.shape[0]), prefix, feats)
     q = (logp[:, ctx.shape[1]:, :m].float() / tau).softmax(-1)
     toks = q.argmax(-1) if greedy else torch.multinomial(q.reshape(-1, m), 1, generator=g).view(q.shape[:2])
@@ -69,7 +73,7 @@ def coupled_draw(q, u):
     return torch.searchsorted(c, (u * c[..., -1]).unsqueeze(-1), right=True).squeeze(-1).clamp(max=q.shape[-1] - 1)
 
 
-def draft_with_head(drafter, x, ctx, gamma, greedy, g, prefix, feats, tau, parallel=False):
+def draft_with_head(drafter, x, ctx, gamma, greedy, g, prefix, feats, tau, parallel=False, head_feature=None):
     """One backbone pass over context + masks, then the draft head position by position, each reading the token
     drafted before it (the head is causal, so recomputing the prefix gives the same rows). parallel: the runtime's
     headDraw 'parallel': the backbone draws every position, then one head step redraws them, position i reading
@@ -81,11 +85,11 @@ def draft_with_head(drafter, x, ctx, gamma, greedy, g, prefix, feats, tau, paral
         u = torch.rand(h.shape[:2], generator=g)
         qb = (drafter.backbone.output_layer(h, c)[..., :m].float() / tau).softmax(-1)
         xb = qb.argmax(-1) if greedy else coupled_draw(qb, u)
-        q = (drafter.backbone.draft_logits(h, torch.cat([ctx[:, -1:], xb[:, :-1]], 1), c)[..., :m].float() / tau).softmax(-1)
+        q = (drafter.backbone.draft_logits(h, torch.cat([ctx[:, -1:], xb[:, :-1]], 1), c, head_feature)[..., :m].float() / tau).softmax(-1)
         return (q.argmax(-1) if greedy else coupled_draw(q, u)), q
     prev, qs = ctx[:, -1:], []
     for i in range(gamma):
-        logits = drafter.backbone.draft_logits(h[:, :i + 1], prev, c)[:, i].float()
+        logits = drafter.backbone.draft_logits(h[:, :i + 1], prev, c, head_feature)[:, i].float()
         q = (logits[:, :m] / tau).softmax(-1)
         nxt = q.argmax(-1, keepdim=True) if greedy else torch.multinomial(q, 1, generator=g)
         qs.append(q)
@@ -96,6 +100,90 @@ def draft_with_head(drafter, x, ctx, gamma, greedy, g, prefix, feats, tau, paral
 def by_position(ratio):
     """Chance that the draft's position i is accepted, from per-position acceptance probabilities (B, gamma)."""
     return torch.cumprod(ratio.clamp(max=1.0), dim=1).sum(0)
+
+
+def node_accept(candidates, r, q, g):
+    """Recursive rejection sampling at one tree node (SpecInfer): the candidates, i.i.d. draws from q, are tried
+    in turn, each accepted w.p. min(1, r(x) / q(x)), r replaced by norm(max(r - q, 0)) after each rejection.
+    Returns the accepted token (None: all rejected) and the residual r, from which the target's own token is drawn
+    when none is accepted; either way the token that follows has the target's distribution r0 = p."""
+    for x in candidates:
+        if float(torch.rand(1, generator=g)) < min(1.0, float(r[x] / q[x].clamp_min(1e-30))):
+            return x, r
+        r = (r - q).clamp_min(0)
+        r = r / r.sum()
+    return None, r
+
+
+def check_node_accept(n=20000, seed=0):
+    """node_accept leaves the target's distribution unchanged: over 3 tokens, with 3 candidates, the token that
+    follows (accepted, or drawn from the residual) has frequencies within 0.015 of p; the negative control, which
+    accepts the first candidate always, lands on q, far from p."""
+    g = torch.Generator().manual_seed(seed)
+    p, q = torch.tensor([.5, .3, .2]), torch.tensor([.2, .2, .6])
+    exact, control = torch.zeros(3), torch.zeros(3)
+    for _ in range(n):
+        c = torch.multinomial(q, 3, replacement=True, generator=g).tolist()
+        x, r = node_accept(c, p, q, g)
+        exact[int(torch.multinomial(r, 1, generator=g)) if x is None else x] += 1
+        control[c[0]] += 1
+    assert (exact / n - p).abs().max() < 0.015, f'node_accept: {exact / n} is not p = {p}'
+    assert (control / n - p).abs().max() > 0.1, 'node_accept check: the negative control passed'
+
+
+def tree_expected(toks, p, q, active=None, n=0):
+    """Expected tokens accepted when K drafts of one context are verified as a token tree (branches sharing a
+    prefix share a node; their next tokens are i.i.d. draws from that node's q) by node_accept down the accepted
+    path: exact over the acceptance step's randomness, given the drafts. toks (K, gamma), p and q (K, gamma, V)
+    the target's and the drafter's distributions along each branch."""
+    K, gamma = toks.shape
+    active = list(range(K)) if active is None else active
+    if n == gamma:
+        return 0.0
+    r, qn = p[active[0], n], q[active[0], n]
+    reach, chosen = 1.0, {}
+    for k in active:                         # candidate k is tried only if every one before it was rejected
+        x = int(toks[k, n])
+        a = min(1.0, float(r[x] / qn[x].clamp_min(1e-30)))
+        chosen[x] = chosen.get(x, 0.0) + reach * a
+        reach *= 1 - a
+        r = (r - qn).clamp_min(0)
+        if reach <= 0 or float(r.sum()) <= 0:
+            break
+        r = r / r.sum()
+    return sum(w * (1 + tree_expected(toks, p, q, [k for k in active if int(toks[k, n]) == x], n + 1))
+               for x, w in chosen.items())
+
+
+def tree_nodes(toks):
+    """Distinct prefixes of K drafts: the rows a tree verification scores."""
+    return len({tuple(row[:i + 1]) for row in toks.tolist() for i in range(len(row))})
+
+
+@torch.no_grad()
+def measure_multi(target, drafter, kind, windows, gamma, drafts, batch=8, seed=0, window=0, block_causal=False,
+                  parallel=False):
+    """Sampled (temperature 1) acceptance of K independent drafts per context verified as a token tree, for each K
+    in `drafts`: expected tokens accepted per verification (tree_expected) and tree rows scored. Every K reads the
+    first K of the same max(drafts) drafts, so the differences between Ks are not drafting noise."""
+    g = torch.Generator().manual_seed(seed)
+    most = max(drafts)
+    acc, rows, n = [0.0] * len(drafts), [0] * len(drafts), 0
+    for i in range(0, len(windows), batch):
+        ctx = windows[i:i + batch]
+        B = ctx.shape[0]
+        rep_ctx = ctx.repeat_interleave(most, 0)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            toks, q = draft(drafter, kind, rep_ctx, gamma, False, g, window, block_causal, 1.0, target, parallel)
+            p = target(torch.cat([rep_ctx, toks], 1))[:, ctx.shape[1] - 1:-1].float().softmax(-1)
+        toks, q, p = toks.view(B, most, gamma), q.float().view(B, most, gamma, -1), p.view(B, most, gamma, -1)
+        for b in range(B):
+            for j, k in enumerate(drafts):
+                acc[j] += tree_expected(toks[b, :k], p[b, :k], q[b, :k])
+                rows[j] += tree_nodes(toks[b, :k])
+        n += B
+    return [{'gamma': gamma, 'drafts': k, 'contexts': n, 'sampled_accepted': acc[j] / n,
+             'sampled_tokens_per_call': acc[j] / n + 1, 'tree_rows': rows[j] / n} for j, k in enumerate(drafts)]
 
 
 @torch.no_grad()
@@ -139,6 +227,9 @@ def main():
                     "at this temperature (the target's stays 1; exact acceptance uses the q drafted from)")
     ap.add_argument('--head-draw', choices=['sequential', 'parallel'], default='sequential', help='a drafter with '
                     'a draft head: a head step per position, or one for all reading the backbone\'s coupled draws')
+    ap.add_argument('--drafts', type=int, nargs='*', default=[], metavar='K', help='also: K independent sampled '
+                    'drafts per context verified as a token tree (recursive rejection sampling), for each K given '
+                    '(the Ks share their drafts: K reads the first K)')
     ap.add_argument('--target', default='target')
     ap.add_argument('--out', default=os.path.join(RUNS, 'acceptance.json'))
     args = ap.parse_args()
@@ -150,6 +241,8 @@ def main():
             windows = target.generate(windows, args.continue_greedy, temperature=0)
     path = args.out
     results = json.load(open(path)) if os.path.exists(path) else {}
+    if args.drafts:
+        check_node_accept()
     for run in args.runs:
         if not os.path.exists(os.path.join(RUNS, run, 'final.pt')):
             continue
@@ -167,6 +260,9 @@ def main():
             r['head_draw'] = args.head_draw
         if args.draft_temperature != 1.0:
             r['draft_temperature'] = args.draft_temperature
+        if args.drafts:
+            r['multi_draft'] = measure_multi(target, drafter, kind, windows, args.gamma, args.drafts, window=args.window,
+                                             block_causal=args.block_causal, parallel=args.head_draw == 'parallel')
         results[run] = r
         print(run, json.dumps(r), flush=True)
     with open(path, 'w') as f:
