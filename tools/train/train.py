@@ -365,7 +365,7 @@ def main():
     decay = [p for n, p in trained if p.dim() >= 2 and n not in slow]
     no_decay = [p for n, p in trained if p.dim() < 2]
     groups = [{'params': decay, 'weight_decay': r['weight_decay']}, {'params': no_decay, 'weight_decay': 0.0}]
-    if feature_lr != 1.0:
+    if slow:
         groups.append({'params': [params[n] for n in slow], 'weight_decay': 0.0, 'lr_scale': feature_lr})
     opt = torch.optim.AdamW(groups, lr=r['lr'], betas=(0.9, 0.95), eps=1e-8)
     sources = [(os.path.join(DATA, 'train.bin'), 1.0)]
