@@ -360,13 +360,12 @@ def main():
     params = dict(model.named_parameters())
     slow = [n for n in ('backbone.feature_proj.weight', 'backbone.draft_head.feature_proj.weight')
             if n in params and params[n].requires_grad]
-    feature_lr = args.feature_lr_scale if slow else 1.0
     trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     decay = [p for n, p in trained if p.dim() >= 2 and n not in slow]
     no_decay = [p for n, p in trained if p.dim() < 2]
     groups = [{'params': decay, 'weight_decay': r['weight_decay']}, {'params': no_decay, 'weight_decay': 0.0}]
     if slow:
-        groups.append({'params': [params[n] for n in slow], 'weight_decay': 0.0, 'lr_scale': feature_lr})
+        groups.append({'params': [params[n] for n in slow], 'weight_decay': 0.0, 'lr_scale': args.feature_lr_scale})
     opt = torch.optim.AdamW(groups, lr=r['lr'], betas=(0.9, 0.95), eps=1e-8)
     sources = [(os.path.join(DATA, 'train.bin'), 1.0)]
     if args.distil:
