@@ -230,6 +230,8 @@ def main():
     ap.add_argument('--drafts', type=int, nargs='*', default=[], metavar='K', help='also: K independent sampled '
                     'drafts per context verified as a token tree (recursive rejection sampling), for each K given '
                     '(the Ks share their drafts: K reads the first K)')
+    ap.add_argument('--zero-features', action='store_true', help='zero the drafters\' target-feature projections '
+                    '(feature_proj of the backbone and of the draft head) first: what reading the states buys')
     ap.add_argument('--target', default='target')
     ap.add_argument('--out', default=os.path.join(RUNS, 'acceptance.json'))
     args = ap.parse_args()
@@ -247,6 +249,10 @@ def main():
         if not os.path.exists(os.path.join(RUNS, run, 'final.pt')):
             continue
         drafter, kind = load(run)
+        if args.zero_features:
+            for name, w in drafter.named_parameters():
+                if name.endswith('feature_proj.weight'):
+                    w.data.zero_()
         r = measure(target, drafter, kind, windows, args.gamma, window=args.window, block_causal=args.block_causal,
                     tau=args.draft_temperature, parallel=args.head_draw == 'parallel')
         r['context_len'] = args.context_len
@@ -258,6 +264,8 @@ def main():
             r['continue_greedy'] = args.continue_greedy
         if kind == 'mdlm' and drafter.cfg.draft_head:
             r['head_draw'] = args.head_draw
+        if args.zero_features:
+            r['features_zeroed'] = True
         if args.draft_temperature != 1.0:
             r['draft_temperature'] = args.draft_temperature
         if args.drafts:
