@@ -38,4 +38,11 @@ if [ "$need_torch" = 1 ] && ! /usr/bin/python3 -c 'import torch' 2>/dev/null; th
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-torch libopenblas0-pthread >/dev/null
 fi
+# lavapipe maps each descriptor pool into its own memory mapping, and a test process that runs thousands of
+# generations (the chi-square tests) nears Linux's default of 65530 mappings per process, where lavapipe's
+# next mmap fails and it crashes (docs/architecture.md, "Memory mappings on lavapipe").
+if [ "$(cat /proc/sys/vm/max_map_count 2>/dev/null || echo 0)" -lt 262144 ]; then
+  $SUDO sysctl -q -w vm.max_map_count=262144 || echo "warning: could not raise vm.max_map_count; long test processes may crash in lavapipe"
+fi
+
 echo "system ready: $(dpkg-query -W -f='mesa-vulkan-drivers ${Version}' mesa-vulkan-drivers)"
