@@ -67,9 +67,7 @@ export class KernelCache {
         visibility: 4 /* COMPUTE */,
         buffer: { type: a === 'r' ? 'read-only-storage' : a === 'u' ? 'uniform' : 'storage' },
       }));
-      // The parameters' place in the arena is a dynamic offset, so a bind group serves every dispatch of the same
-      // buffers whatever its slot: one bind group per slot would hold one of lavapipe's memory mappings each.
-      if (spec.params) entries.push({ binding: spec.bindings.length, visibility: 4, buffer: { type: 'uniform', hasDynamicOffset: true } });
+      if (spec.params) entries.push({ binding: spec.bindings.length, visibility: 4, buffer: { type: 'uniform' } });
       layout = this.ctx.gpu.createBindGroupLayout({ entries, label: layoutKey });
       this.layouts.set(layoutKey, layout);
     }
@@ -118,21 +116,18 @@ export class KernelCache {
     return this.pipelines.has(key);
   }
 
-  /**
-   * The bind group of these buffers (and of the params arena, if any), made once; the params slot's offset is
-   * given at setBindGroup as the dynamic offset.
-   */
+  /** The bind group of these buffers (and this params slot of the arena, if any), made once. */
   bindGroup(spec: KernelSpec, layout: GPUBindGroupLayout, buffers: BufferBinding[], params: BufferBinding | null): GPUBindGroup {
     let key = spec.key;
     for (const b of buffers) key += `|${this.bufferId(b.buffer)}:${b.offset ?? 0}:${b.size ?? -1}`;
-    if (params) key += `|p${this.bufferId(params.buffer)}:${params.size}`;
+    key += `|p${params ? params.offset : -1}`;
     let bg = this.bindGroups.get(key);
     if (bg) return bg;
     const entries: GPUBindGroupEntry[] = buffers.map((b, i) => ({
       binding: i,
       resource: { buffer: b.buffer, offset: b.offset ?? 0, size: b.size },
     }));
-    if (params) entries.push({ binding: buffers.length, resource: { buffer: params.buffer, offset: 0, size: params.size } });
+    if (params) entries.push({ binding: buffers.length, resource: params });
     bg = this.ctx.gpu.createBindGroup({ layout, entries });
     if (this.bindGroups.size > MAX_BIND_GROUPS) this.bindGroups.clear();
     this.bindGroups.set(key, bg);
@@ -200,7 +195,7 @@ export class KernelCache {
         const enc = gpu.createCommandEncoder();
         const pass = enc.beginComputePass();
         pass.setPipeline(pipeline);
-        pass.setBindGroup(0, gpu.createBindGroup({ layout, entries }), spec.params ? [0] : []);
+        pass.setBindGroup(0, gpu.createBindGroup({ layout, entries }));
         pass.dispatchWorkgroups(1);
         pass.end();
         gpu.queue.submit([enc.finish()]);

@@ -118,7 +118,7 @@ export class CommandRecorder {
     if (this.profiler?.full) this.flush();
     const pass = this.profiler ? this.profiler.beginPass(this.endPass(), spec.key) : this.computePass();
     pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bg, paramSlot ? [paramSlot.offset ?? 0] : []);
+    pass.setBindGroup(0, bg);
     pass.dispatchWorkgroups(gx, gy, gz);
     if (this.profiler) pass.end();
     this.dispatchCount++;
