@@ -55,13 +55,18 @@ def draft(drafter, kind, ctx, gamma, greedy, g, window=0, block_causal=False, ta
     head_feature = hidden[:, -2] if drafter.cfg.draft_head_features else None
     if window:
         ctx = ctx[:, -window:]
-    x = torch.cat([ctx, torch.full((ctx.shape[0], gamma), m, dtype=torch.long)], dim=1)
+    shift = int(drafter.cfg.shift_logits)   # row i drafts position i + 1: gamma - 1 masks, rows from the last context token
+    x = torch.cat([ctx, torch.full((ctx.shape[0], gamma - shift), m, dtype=torch.long)], dim=1)
     feats = None if not drafter.cfg.target_features else shifted_features(hidden, x.shape[1] + hidden.shape[1] - ctx.shape[1])[:, -x.shape[1]:]
     prefix = ctx.shape[1] if block_causal else None
     if drafter.cfg.draft_head:
         return draft_with_head(drafter, x, ctx, gamma, greedy, g, prefix, feats, tau, parallel, head_feature)
-    logp = drafter.subs_log_probs(x, torch.ones(x.shape[0]), prefix, feats)
-    q = (logp[:, ctx.shape[1]:, :m].float() / tau).softmax(-1)
+    if shift:
+        logits = drafter.backbone(x, torch.zeros(x.shape[0]), prefix, feats)[:, ctx.shape[1] - 1:]
+        q = (logits[..., :m].float() / tau).softmax(-1)
+    else:
+        logp = drafter.subs_log_probs(x, torch.ones(x.shape[0]), prefix, feats)
+        q = (logp[:, ctx.shape[1]:, :m].float() / tau).softmax(-1)
     toks = q.argmax(-1) if greedy else torch.multinomial(q.reshape(-1, m), 1, generator=g).view(q.shape[:2])
     return toks, q
 
@@ -80,7 +85,7 @@ def draft_with_head(drafter, x, ctx, gamma, greedy, g, prefix, feats, tau, paral
     the backbone's token at i - 1, with the same uniforms."""
     m = drafter.cfg.mask_index
     h, c = drafter.backbone.features(x, torch.zeros(x.shape[0]), prefix, feats)
-    h = h[:, ctx.shape[1]:]
+    h = h[:, ctx.shape[1] - int(drafter.cfg.shift_logits):][:, :gamma]
     if parallel:
         u = torch.rand(h.shape[:2], generator=g)
         qb = (drafter.backbone.output_layer(h, c)[..., :m].float() / tau).softmax(-1)

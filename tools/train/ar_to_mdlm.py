@@ -15,6 +15,7 @@ Mapping (GPT-2 Conv1D weights are [in, out], MDLM Linear weights [out, in]):
   exactly GPT-2's pre-LN block, less the attention biases (MDLM's attention has none) and the learned positions.
 """
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -61,9 +62,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--ar-run', default='drafter-ar-bundled')
     ap.add_argument('--out', default='mdlm-from-ar')
+    ap.add_argument('--shift-logits', action='store_true', help='keep the AR layout: row i predicts token i + 1 '
+                    '(config "shift_logits"), so a draft\'s first position is the AR drafter\'s own prediction')
     args = ap.parse_args()
     ar = torch.load(os.path.join(RUNS, args.ar_run, 'final.pt'))
-    r = RECIPES['drafter-mdlm']
+    r = dict(RECIPES['drafter-mdlm'])
+    r['cfg'] = dataclasses.replace(r['cfg'], shift_logits=args.shift_logits)
     mdlm = ar_to_mdlm(ar['model'], build(r))
     out = os.path.join(RUNS, args.out)
     os.makedirs(out, exist_ok=True)

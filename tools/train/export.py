@@ -69,6 +69,9 @@ def hf_config(model, kind, metrics=None):
         if c.draft_head_features:
             # ... whose first position also reads the target's state that predicted the last context token.
             cfg['draft_head_features'] = c.draft_head_features
+        if getattr(c, 'shift_logits', False):
+            # This project's extension: row i's logits predict token i + 1, as an AR model's (src/models/config.ts).
+            cfg['shift_logits'] = True
     cfg['torch_dtype'] = 'float16'
     return cfg
 

@@ -49,6 +49,7 @@ class MDLMConfig:
     target_features: int = 0        # width of the target's hidden states the drafter reads (0: none)
     draft_head: bool = False        # a causal block over the draft that reads the token drafted before each position
     draft_head_features: int = 0    # width of the target's hidden state the draft head's first position reads (0: none)
+    shift_logits: bool = False      # row i's logits predict the token at i + 1, as an AR model's (DiffuLLaMA / Dream)
 
     @property
     def mask_index(self):
@@ -68,6 +69,7 @@ class MDLMConfig:
             **({'target_features': self.target_features} if self.target_features else {}),
             **({'draft_head': True} if self.draft_head else {}),
             **({'draft_head_features': self.draft_head_features} if self.draft_head_features else {}),
+            **({'shift_logits': True} if self.shift_logits else {}),
         }
 
 
@@ -376,6 +378,8 @@ class MDLM(nn.Module):
         if not self.cfg.time_conditioning:
             sigma = torch.zeros_like(sigma)
         logits = self.backbone(xt, sigma, prefix, target_feats).float()
+        if self.cfg.shift_logits:  # position i reads row i - 1; position 0, which nothing predicts, its own row
+            logits = torch.cat([logits[:, :1], logits[:, :-1]], 1)
         logits[:, :, self.cfg.mask_index] += self.NEG_INF
         logits = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
         unmasked = xt != self.cfg.mask_index
@@ -399,13 +403,16 @@ class MDLM(nn.Module):
         masked = torch.rand(B, T, generator=generator, device=x0.device) < move_chance[:, None]
         if keep_prefix is not None:
             masked &= torch.arange(T, device=x0.device)[None] >= keep_prefix[:, None]
+        if self.cfg.shift_logits:
+            masked[:, 0] = False                             # nothing before it predicts the first token
         xt = torch.where(masked, torch.full_like(x0, self.cfg.mask_index), x0)
         # SUBS gives log p = 0 at unmasked positions, so only masked positions are scored: output layer on those rows,
         # log-softmax without the mask column (its logit is -inf under SUBS; the mask id is the last one).
         sigma = self.sigma(t) if self.cfg.time_conditioning else torch.zeros_like(t)
         x, c = self.backbone.features(xt, sigma)
         b, pos = masked.nonzero(as_tuple=True)
-        logits = self.backbone.output_layer(x[b, pos], c[b]).float()[:, :self.cfg.mask_index]
+        rows = pos - 1 if self.cfg.shift_logits else pos
+        logits = self.backbone.output_layer(x[b, rows], c[b]).float()[:, :self.cfg.mask_index]
         nll = F.cross_entropy(logits, x0[b, pos], reduction='none')
         return (nll / t[b]).sum() / (B * T)                  # weight 1/t = dsigma / expm1(sigma), log-linear noise
 

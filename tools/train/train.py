@@ -173,7 +173,10 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
     drafted = on_policy > 0 and float(torch.rand(1, generator=g)) < on_policy
     x0 = data.next(batch, W + gamma)
     m = model.cfg.mask_index
-    xt = x0.clone()
+    # With shift_logits row i predicts token i + 1: the last context token's row drafts the first position and the
+    # window holds gamma - 1 masks.
+    shift = int(model.cfg.shift_logits)
+    xt = x0[:, :W + gamma - shift].clone()
     xt[:, W:] = m
     hidden = None
     if teacher is not None:
@@ -181,17 +184,18 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
             hidden = teacher.hidden(x0[:, :-1])
     feats = None
     if model.cfg.target_features:
-        feats = shifted_features(hidden[:, :W], W + gamma)
+        feats = shifted_features(hidden[:, :W], xt.shape[1])
     x, c = model.backbone.features(xt, torch.zeros(batch), W if block_causal else None, feats)
+    x = x[:, W - shift:W - shift + gamma]                    # the rows that draft the gamma positions
     # A head with draft_head_features reads the state that predicted the last context token (W >= 2).
     head_feature = hidden[:, W - 2] if model.cfg.draft_head_features else None
     if model.cfg.draft_head and drafted:
-        prev = sample_head_draft(model, x[:, W:], x0[:, W - 1], c, g, head_feature)
+        prev = sample_head_draft(model, x, x0[:, W - 1], c, g, head_feature)
         with torch.no_grad():
             # The teacher's p at each drafted position, given the context and the drafted tokens before it.
             p_hidden = teacher.hidden(torch.cat([x0[:, :W], prev[:, 1:]], 1))[:, W - 1:]
             p = F.softmax((p_hidden @ teacher.wte.weight.t()).float(), dim=-1).reshape(-1, m)
-        logits = model.backbone.draft_logits(x[:, W:], prev, c, head_feature).reshape(batch * gamma, -1)
+        logits = model.backbone.draft_logits(x, prev, c, head_feature).reshape(batch * gamma, -1)
         log_q = F.log_softmax(logits.float()[:, :m], dim=-1)
         loss = -(p * log_q).sum(-1).mean()
         if accept_weight > 0:
@@ -200,9 +204,9 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
         return loss, batch * (W + gamma)
     if model.cfg.draft_head:
         # Teacher-forced: each position reads the true token before it, as a draft does wherever it gets accepted.
-        logits = model.backbone.draft_logits(x[:, W:], x0[:, W - 1:-1], c, head_feature).reshape(batch * gamma, -1)
+        logits = model.backbone.draft_logits(x, x0[:, W - 1:-1], c, head_feature).reshape(batch * gamma, -1)
     else:
-        logits = model.backbone.output_layer(x[:, W:].reshape(-1, x.shape[-1]), c.repeat_interleave(gamma, 0))
+        logits = model.backbone.output_layer(x.reshape(-1, x.shape[-1]), c.repeat_interleave(gamma, 0))
     log_q = F.log_softmax(logits.float()[:, :m], dim=-1)
     loss = F.nll_loss(log_q, x0[:, W:].reshape(-1))
     if teacher is not None and teacher_weight > 0:
@@ -330,9 +334,11 @@ def main():
             f.write(line + '\n')
 
     torch.manual_seed(args.seed)
+    init = torch.load(os.path.join(HERE, 'runs', args.init_run, 'final.pt')) if args.init_run else None
+    if init and r['kind'] == 'mdlm':  # a drafter keeps the logit layout it was made with
+        r['cfg'] = dataclasses.replace(r['cfg'], shift_logits=getattr(init['cfg'], 'shift_logits', False))
     model = build(r)
     if args.init_run:
-        init = torch.load(os.path.join(HERE, 'runs', args.init_run, 'final.pt'))
         same = dataclasses.replace(init['cfg'], target_features=r['cfg'].target_features, draft_head=r['cfg'].draft_head,
                                    draft_head_features=r['cfg'].draft_head_features) == r['cfg']
         assert same, f'--init-run {args.init_run}: {init["cfg"]} is not this recipe ({r["cfg"]})'
