@@ -23,6 +23,7 @@ describe('speculative sampling through a draft head is exact (chi-square on the 
     ['drawing in parallel, coupled to the backbone\'s draw', { headDraw: 'parallel' }],
     ['for its first position only, the second from the backbone', { headPositions: 1 }],
     ['reading the target\'s state at its first position', {}, { draftHeadFeatures: target.config.nEmbd }],
+    ['over a backbone with shifted logits', {}, { shiftLogits: true }],
   ];
   it.each(cases)('diffusion drafter through a draft head, %s, γ = 2', async (_, options, spec = {}) => {
     const drafter = new DiffusionDrafter(await tinyMDLM(dev, { vocab: V, seed: 13, scale: 1.0, draftHead: true, ...spec }), options);

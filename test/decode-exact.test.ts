@@ -37,6 +37,16 @@ describe('speculative sampling is exact (chi-square on the first two tokens)', a
     }
   }, 400_000);
 
+  it.each(['block-causal', 'bidirectional'] as const)('diffusion drafter with shifted logits (%s), left-to-right and random, T = 1 and T = 2, γ = 2', async (attention) => {
+    const mdlm = await tinyMDLM(dev, { vocab: V, seed: 5, scale: 0.3, shiftLogits: true });
+    for (const [steps, schedule] of [[1, 'left-to-right'], [2, 'random']] as const) {
+      const drafter = new DiffusionDrafter(mdlm, { steps, schedule, attention });
+      const { stat } = chiSquare(await empirical(target, { method: 'specdiff', drafter, gamma: 2 }), joint);
+      expect(stat, `T=${steps} ${schedule}: chi-square ${stat.toFixed(1)}`).toBeLessThan(critical);
+      drafter.dispose();
+    }
+  }, 400_000);
+
   it('diffusion drafter reading the target\'s hidden states (block-causal), left-to-right, T = 1 and T = 2, γ = 2', async () => {
     const mdlm = await tinyMDLM(dev, { vocab: V, seed: 13, scale: 0.5, targetFeatures: target.config.nEmbd });
     for (const steps of [1, 2]) {

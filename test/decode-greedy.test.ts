@@ -24,10 +24,10 @@ describe('greedy speculative decoding reproduces AR greedy token for token', () 
     }
   }, 400_000);
 
-  it('with a diffusion drafter, over prompts, γ, T, W and both schedules', async () => {
+  it.each([false, true])('with a diffusion drafter (shifted logits: %s), over prompts, γ, T, W and both schedules', async (shiftLogits) => {
     const dev = await getDevice();
     const target = await tinyGPT2(dev, { vocab: 24, seed: 1, scale: 0.5 });
-    const mdlm = await tinyMDLM(dev, { vocab: 24, seed: 3, scale: 0.5 });
+    const mdlm = await tinyMDLM(dev, { vocab: 24, seed: 3, scale: 0.5, shiftLogits });
     for (const prompt of prompts) {
       const ar = await generate(target, null, { prompt, maxNewTokens: 12, temperature: 0, stopAtEos: false }).result();
       for (const [gamma, steps, window] of [[4, 1, 64], [6, 3, 2], [8, 8, 5]] as const) {
@@ -56,10 +56,10 @@ describe('greedy speculative decoding reproduces AR greedy token for token', () 
     }
   }, 400_000);
 
-  it('with a block-causal diffusion drafter, over prompts, γ, T and both schedules, past its model length', async () => {
+  it.each([false, true])('with a block-causal diffusion drafter (shifted logits: %s), over prompts, γ, T and both schedules, past its model length', async (shiftLogits) => {
     const dev = await getDevice();
     const target = await tinyGPT2(dev, { vocab: 24, seed: 1, scale: 0.5 });
-    const mdlm = await tinyMDLM(dev, { vocab: 24, seed: 3, scale: 0.5, positions: 24 });
+    const mdlm = await tinyMDLM(dev, { vocab: 24, seed: 3, scale: 0.5, positions: 24, shiftLogits });
     for (const prompt of prompts) {
       // 40 tokens: the drafter (24 positions) restarts its context at least once.
       const ar = await generate(target, null, { prompt, maxNewTokens: 40, temperature: 0, stopAtEos: false }).result();
@@ -75,17 +75,17 @@ describe('greedy speculative decoding reproduces AR greedy token for token', () 
     }
   }, 400_000);
 
-  it('with a diffusion drafter drafting through its draft head (asked for at greedy), sequential and parallel, with and without the target state, past its model length', async () => {
+  it('with a diffusion drafter drafting through its draft head (asked for at greedy), sequential and parallel, with and without the target state, over shifted logits, past its model length', async () => {
     const dev = await getDevice();
     const target = await tinyGPT2(dev, { vocab: 24, seed: 1, scale: 0.5 });
-    for (const draftHeadFeatures of [0, target.config.nEmbd]) {
-      const mdlm = await tinyMDLM(dev, { vocab: 24, seed: 3, scale: 0.5, positions: 24, draftHead: true, draftHeadFeatures });
+    for (const [draftHeadFeatures, shiftLogits] of [[0, false], [target.config.nEmbd, false], [0, true]] as const) {
+      const mdlm = await tinyMDLM(dev, { vocab: 24, seed: 3, scale: 0.5, positions: 24, draftHead: true, draftHeadFeatures, shiftLogits });
       for (const prompt of prompts) {
         const ar = await generate(target, null, { prompt, maxNewTokens: 40, temperature: 0, stopAtEos: false }).result();
         for (const headDraw of ['sequential', 'parallel'] as const) {
           const drafter = new DiffusionDrafter(mdlm, { attention: 'block-causal', draftHead: true, headDraw, headPositions: 3 });
           const spec = await generate(target, null, { prompt, maxNewTokens: 40, temperature: 0, method: 'specdiff', drafter, gamma: 4, stopAtEos: false }).result();
-          expect(spec.tokens, `prompt ${prompt}, ${headDraw}, head features ${draftHeadFeatures}`).toEqual(ar.tokens);
+          expect(spec.tokens, `prompt ${prompt}, ${headDraw}, head features ${draftHeadFeatures}, shifted ${shiftLogits}`).toEqual(ar.tokens);
           expect(spec.stats.draftHeadSteps, 'the head drafted').toBeGreaterThan(0);
           drafter.dispose();
         }

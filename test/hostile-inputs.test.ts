@@ -99,6 +99,10 @@ describe('config numbers are bounded before they size a loop or a list', () => {
     expect(() => parseMDLMConfig({ ...mdlm, draft_head_features: 512 }, 'ckpt/config.json')).toThrow(new ConfigError('ckpt/config.json: draft_head_features 512 needs "draft_head": true'));
   });
 
+  it('MDLM shift_logits that is not a boolean', () => {
+    expect(() => parseMDLMConfig({ ...mdlm, shift_logits: 1 }, 'ckpt/config.json')).toThrow(new ConfigError('ckpt/config.json: "shift_logits" must be true or false, got 1'));
+  });
+
   it('a vocab_size past the tokenizer limit', () => {
     expect(() => parseGPT2Config({ ...gpt2, vocab_size: 2 ** 30 })).toThrow(`"vocab_size" is ${2 ** 30}, over the limit of ${2 ** 24}`);
   });

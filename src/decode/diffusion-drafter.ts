@@ -14,6 +14,10 @@
  *    costs the new context tokens + γ rows (the first step; later steps γ) and sees the whole
  *    context. Needs a model that works that way (config.json "block_causal": true).
  *
+ * A model with shifted logits (config.json "shift_logits": true) predicts from each row the token after it, as
+ * an AR model does: a draft of γ runs γ − 1 masks, and its first position is read from the last context token's
+ * row. The draft's rows are then the context's last and the masks but the last one.
+ *
  * A model with a draft head (config.json "draft_head": true) drafts in one backbone pass and then
  * the head, position by position: each position reads its mask's hidden state and the token drafted
  * before it, so later positions are drawn given earlier ones (a T = 1 draft draws them independently).
@@ -156,7 +160,8 @@ export class DiffusionDrafter implements Drafter {
   matmulSignatures(gamma: number, added?: readonly number[]): MatmulSignature[] {
     const contexts = this.attention === 'block-causal' ? (added ?? Array.from({ length: gamma + 1 }, (_, i) => i + 1)) : [this.window];
     const head = this.draftHead ? this.model.draftHeadMatmulSignatures() : [];
-    return [...contexts.flatMap((c) => this.model.matmulSignatures(gamma, c)), ...head];
+    // With shifted logits a pass runs one mask fewer than it drafts: the same rows as one context token fewer.
+    return [...contexts.flatMap((c) => this.model.matmulSignatures(gamma, c - this.shift)), ...head];
   }
 
   /** The mask token is the drafter's own: it proposes from the rest of its vocabulary. */
@@ -166,6 +171,11 @@ export class DiffusionDrafter implements Drafter {
 
   get maxGamma(): number {
     return this.model.config.modelLength - 1;
+  }
+
+  /** 1 when the model's rows predict the next token (config "shift_logits"): a draft's rows start one earlier. */
+  private get shift(): 0 | 1 {
+    return this.model.config.shiftLogits ? 1 : 0;
   }
 
   get targetFeatures(): number {
@@ -179,8 +189,10 @@ export class DiffusionDrafter implements Drafter {
     const mask = this.model.maskTokenId;
     const { feed, features, cache } = this.feed(context, gamma, states);
     const W = feed.length;
-    const ids = Tensor.from(dev, Int32Array.from([...feed, ...new Array(gamma).fill(mask)]), [W + gamma]);
-    const tail = Array.from({ length: gamma }, (_, i) => W + i);
+    const shift = this.shift;
+    const masks = gamma - shift;
+    const ids = Tensor.from(dev, Int32Array.from([...feed, ...new Array(masks).fill(mask)]), [W + masks]);
+    const tail = Array.from({ length: gamma }, (_, i) => W - shift + i);
     const V = this.vocabSize;
     const tokens = Tensor.empty(dev, [gamma], 'i32');
     const q = sampling.temperature === 0 ? null : Tensor.empty(dev, [gamma, V]);
@@ -188,18 +200,24 @@ export class DiffusionDrafter implements Drafter {
     let passes = 0;
     const plan = unmaskPlan(this.schedule, gamma, this.steps, rng).filter((fill) => fill.length > 0);
     for (const [step, fill] of plan.entries()) {
-      // The first block-causal pass appends the new context to the cache; later ones run the block alone.
+      // The first block-causal pass appends the new context to the cache; later ones run the block alone
+      // (with shifted logits, from the last context token, whose row drafts the first position).
       // The masks have no target state, so a pass over the block alone reads no features.
+      if (cache && passes > 0 && shift) cache.truncate(cache.length - 1);
       const logits = !cache
         ? this.model.logits(ids, tail, features)
         : passes === 0
-          ? this.model.logitsCached(ids, cache, gamma, tail, features)
-          : this.model.logitsCached(slice(ids, W, W + gamma, 0), cache, gamma, tail.map((i) => i - W)); // (γ, V + 1)
+          ? this.model.logitsCached(ids, cache, masks, tail, features)
+          : this.model.logitsCached(slice(ids, W - shift, W + masks, 0), cache, masks, tail.map((i) => i - W + shift)); // (γ, V + 1)
       passes++;
       const { ids: drawn, probs, confidence: drawnConfidence } = selectTokens(dev, logits, sampling, rng, withConfidence);
       const rows = Tensor.from(dev, Int32Array.from(fill), [fill.length]);
-      // The next step sees the tokens drawn so far; the last one has no next step.
-      if (step < plan.length - 1) copyRows(drawn.reshape([gamma, 1]), rows, ids.reshape([W + gamma, 1]), Tensor.from(dev, Int32Array.from(fill, (i) => W + i), [fill.length]));
+      // The next step sees the tokens drawn so far (with shifted logits the last position has no row to fill);
+      // the last step has no next step.
+      const seen = fill.filter((i) => i < masks);
+      if (step < plan.length - 1 && seen.length) {
+        copyRows(drawn.reshape([gamma, 1]), Tensor.from(dev, Int32Array.from(seen), [seen.length]), ids.reshape([W + masks, 1]), Tensor.from(dev, Int32Array.from(seen, (i) => W + i), [seen.length]));
+      }
       copyRows(drawn.reshape([gamma, 1]), rows, tokens.reshape([gamma, 1]), rows);
       if (confidence && drawnConfidence) copyRows(drawnConfidence.reshape([gamma, 1]), rows, confidence.reshape([gamma, 1]), rows);
       if (q && probs) {
@@ -219,7 +237,7 @@ export class DiffusionDrafter implements Drafter {
   /** What a draft's first pass reads: block-causal, the context the cache lacks; bidirectional, the window. */
   private feed(context: readonly number[], gamma: number, states?: HiddenStates): { feed: number[]; features: Tensor | undefined; cache: MDLMCache | null } {
     const cache = this.attention === 'block-causal' ? (this.cache ??= this.model.createCache()) : null;
-    const feed = cache ? this.uncached(context, gamma, cache) : context.slice(context.length - Math.min(this.window, context.length, this.model.config.modelLength - gamma));
+    const feed = cache ? this.uncached(context, gamma, cache) : context.slice(context.length - Math.min(this.window, context.length, this.model.config.modelLength - gamma + this.shift));
     const features = this.features(states, context.length - feed.length, feed.length, gamma, 'draft');
     this.contextLength = cache ? this.cached.length : feed.length;
     return { feed, features, cache };
@@ -234,9 +252,10 @@ export class DiffusionDrafter implements Drafter {
     const dev = this.model.device;
     const { feed, features, cache } = this.feed(context, gamma, states);
     const W = feed.length;
-    const ids = [...feed, ...new Array<number>(gamma).fill(this.model.maskTokenId)];
-    const tail = Array.from({ length: gamma }, (_, i) => W + i);
-    const hidden = cache ? this.model.hiddenStatesCached(ids, cache, gamma, tail, features) : this.model.hiddenStates(ids, tail, features); // (γ, d)
+    const masks = gamma - this.shift;
+    const ids = [...feed, ...new Array<number>(masks).fill(this.model.maskTokenId)];
+    const tail = Array.from({ length: gamma }, (_, i) => W - this.shift + i);
+    const hidden = cache ? this.model.hiddenStatesCached(ids, cache, masks, tail, features) : this.model.hiddenStates(ids, tail, features); // (γ, d)
     const headCache = (this.headCache ??= this.model.createDraftHeadCache());
     headCache.truncate(0);
     const V = this.vocabSize;
@@ -315,7 +334,8 @@ export class DiffusionDrafter implements Drafter {
   private uncached(context: readonly number[], gamma: number, cache: MDLMCache): number[] {
     const limit = this.model.config.modelLength;
     let keep = 0;
-    const shared = Math.min(this.cached.length, context.length - this.offset);
+    // With shifted logits the last context token's row drafts, so it is always run.
+    const shared = Math.min(this.cached.length, context.length - this.offset - this.shift);
     while (keep < shared && this.cached[keep] === context[this.offset + keep]) keep++;
     if (keep === 0) this.offset = 0;
     let feed = context.slice(this.offset + keep);

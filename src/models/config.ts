@@ -53,6 +53,13 @@ export interface MDLMConfig {
    * through `draft_head.feature_proj` [hidden_dim, width]. 0: it does not.
    */
   draftHeadFeatures: number;
+  /**
+   * This project's extension ("shift_logits": true in config.json, absent upstream): row i's logits predict the
+   * token at position i + 1, as an AR model's do (the shift of DiffuLLaMA and Dream, which adapt AR models into
+   * diffusion LMs). A draft of γ tokens then runs γ − 1 masks, and its first position is read from the last
+   * context token's row (docs/training.md, "Shifted logits").
+   */
+  shiftLogits: boolean;
   /** GPT-2 tokenizer + one mask token: the mask is the last id. */
   maskTokenId: number;
 }
@@ -169,6 +176,7 @@ export function parseMDLMConfig(json: unknown, source = 'config.json'): MDLMConf
     targetFeatures: cfg.target_features === undefined ? 0 : field(cfg, source, 'target_features'),
     draftHead,
     draftHeadFeatures,
+    shiftLogits: flag(cfg, source, 'shift_logits', false),
     maskTokenId: vocabSize - 1,
   };
 }

@@ -21,6 +21,8 @@ export interface TinySpec {
   draftHead?: boolean;
   /** MDLM: width of the target state its draft head reads at the first position (config "draft_head_features"; needs draftHead). */
   draftHeadFeatures?: number;
+  /** MDLM: row i's logits predict token i + 1 (config "shift_logits"). */
+  shiftLogits?: boolean;
 }
 
 /** Random F32 tensors of the given shapes; LayerNorm-like weights (`ones`) sit around 1. */
@@ -83,7 +85,7 @@ export async function tinyGPT2(device: Device, spec: TinySpec): Promise<GPT2> {
 
 /** vocab = the target's vocabulary; the MDLM gets one more id, its mask. */
 export async function tinyMDLM(device: Device, spec: TinySpec): Promise<MDLM> {
-  const { vocab, d = 32, layers = 2, heads = 2, positions = 64, seed, scale = 0.3, targetFeatures = 0, draftHead = false, draftHeadFeatures = 0 } = spec;
+  const { vocab, d = 32, layers = 2, heads = 2, positions = 64, seed, scale = 0.3, targetFeatures = 0, draftHead = false, draftHeadFeatures = 0, shiftLogits = false } = spec;
   const V = vocab + 1;
   const c = 16;
   const shapes = mdlmShapes(V, d, layers, c);
@@ -99,6 +101,7 @@ export async function tinyMDLM(device: Device, spec: TinySpec): Promise<MDLM> {
     ...(targetFeatures ? { target_features: targetFeatures } : {}),
     ...(draftHead ? { draft_head: true, block_causal: true } : {}),
     ...(draftHeadFeatures ? { draft_head_features: draftHeadFeatures } : {}),
+    ...(shiftLogits ? { shift_logits: true } : {}),
   });
   return MDLM.load(device, await openSafetensors(memorySource(bytes, `tiny-mdlm-${seed}`)), config, { dtype: 'f32' });
 }
