@@ -277,6 +277,8 @@ def main():
                     'projection relative to the rest')
     ap.add_argument('--draft-head', action='store_true', help='MDLM: add a draft head (models.DraftHead) to the '
                     '--init-run drafter and train it alone on the drafting objective; the backbone stays frozen')
+    ap.add_argument('--head-from', default='', metavar='RUN', help='--draft-head: start the head from runs/RUN\'s '
+                    'draft head (a warm start) instead of zero')
     ap.add_argument('--draft-gamma', default=f'{DRAFT_GAMMA[0]},{DRAFT_GAMMA[1]}', metavar='MIN,MAX',
                     help='masked tokens of a drafting window, uniform in MIN..MAX')
     ap.add_argument('--on-policy', type=float, default=0.0, metavar='FRACTION', help='with --draft-head and '
@@ -307,6 +309,7 @@ def main():
         'the p of --teacher-run'
     assert not args.draft_head or (args.draft_batch and args.init_run), '--draft-head trains on the drafting ' \
         'objective (--draft-batch) of an --init-run drafter'
+    assert not args.head_from or args.draft_head, '--head-from starts the head of --draft-head'
     assert not args.head_features or (args.draft_head and args.teacher_run), '--head-features reads the hidden ' \
         'states of --teacher-run into the draft head (--draft-head)'
     draft_context = tuple(int(v) for v in args.draft_context.split(','))
@@ -349,6 +352,12 @@ def main():
         elif r['cfg'].draft_head_features and not getattr(init['cfg'], 'draft_head_features', 0):
             new.append('backbone.draft_head.feature_proj.weight')
         assert missing == new and not unexpected, f'--init-run {args.init_run}: missing {missing}, unexpected {unexpected}'
+    if args.head_from:
+        donor = torch.load(os.path.join(HERE, 'runs', args.head_from, 'final.pt'))['model']
+        head = {k: v for k, v in donor.items() if k.startswith('backbone.draft_head.')}
+        mine = [k for k in model.state_dict() if k.startswith('backbone.draft_head.')]
+        assert sorted(head) == sorted(mine), f'--head-from {args.head_from}: its head has {sorted(head)}, this one {mine}'
+        model.load_state_dict(head, strict=False)
     if args.draft_head:
         for n, p in model.named_parameters():
             p.requires_grad_(n.startswith('backbone.draft_head.'))
@@ -480,6 +489,8 @@ def main():
         metric['draft_head_features'] = r['cfg'].draft_head_features
     if args.on_policy:
         metric['on_policy'] = args.on_policy
+    if args.head_from:
+        metric['head_from'] = args.head_from
     log(f'final {json.dumps(metric)}')
     save_atomic({'model': model.state_dict(), 'kind': r['kind'], 'cfg': r['cfg'], 'metrics': metric}, 
                 os.path.join(out, 'final.pt'))
