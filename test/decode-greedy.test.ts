@@ -41,10 +41,10 @@ describe('greedy speculative decoding reproduces AR greedy token for token', () 
     }
   }, 400_000);
 
-  it('with a diffusion drafter reading the target\'s hidden states, block-causal and bidirectional, past its model length', async () => {
+  it.each([false, true])('with a diffusion drafter reading the target\'s hidden states (shifted logits: %s), block-causal and bidirectional, past its model length', async (shiftLogits) => {
     const dev = await getDevice();
     const target = await tinyGPT2(dev, { vocab: 24, seed: 1, scale: 0.5 });
-    const mdlm = await tinyMDLM(dev, { vocab: 24, seed: 3, scale: 0.5, positions: 24, targetFeatures: target.config.nEmbd });
+    const mdlm = await tinyMDLM(dev, { vocab: 24, seed: 3, scale: 0.5, positions: 24, targetFeatures: target.config.nEmbd, shiftLogits });
     for (const prompt of prompts) {
       const ar = await generate(target, null, { prompt, maxNewTokens: 40, temperature: 0, stopAtEos: false }).result();
       for (const [gamma, steps, attention] of [[4, 1, 'block-causal'], [6, 3, 'block-causal'], [5, 2, 'bidirectional']] as const) {

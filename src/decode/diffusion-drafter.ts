@@ -238,7 +238,7 @@ export class DiffusionDrafter implements Drafter {
   private feed(context: readonly number[], gamma: number, states?: HiddenStates): { feed: number[]; features: Tensor | undefined; cache: MDLMCache | null } {
     const cache = this.attention === 'block-causal' ? (this.cache ??= this.model.createCache()) : null;
     const feed = cache ? this.uncached(context, gamma, cache) : context.slice(context.length - Math.min(this.window, context.length, this.model.config.modelLength - gamma + this.shift));
-    const features = this.features(states, context.length - feed.length, feed.length, gamma, 'draft');
+    const features = this.features(states, context.length - feed.length, feed.length, gamma - this.shift, 'draft');
     this.contextLength = cache ? this.cached.length : feed.length;
     return { feed, features, cache };
   }
@@ -304,7 +304,7 @@ export class DiffusionDrafter implements Drafter {
   }
 
   /**
-   * What a drafter with target features reads beside the W tokens from context position `start` and γ
+   * What a drafter with target features reads beside the W tokens from context position `start` and its
    * masks: row i of the states is the target's state that predicted token i (row 0, zeros, for none).
    */
   private features(states: HiddenStates | undefined, start: number, W: number, gamma: number, op: string): Tensor | undefined {
