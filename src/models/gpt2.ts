@@ -10,6 +10,7 @@ import { embedding, slice } from '../tensor/ops/gather.js';
 import { matmul } from '../tensor/ops/matmul.js';
 import { layerNorm } from '../tensor/ops/rowwise.js';
 import { appendQKV, attention, KVCache, LayerKVCaches } from '../tensor/ops/attention.js';
+import { MAX_TREE_ROWS } from '../shaders/attention.js';
 import type { GPT2Config } from './config.js';
 import type { MatmulSignature } from '../tensor/tune.js';
 import type { Checkpoint, ProgressCallback } from './safetensors.js';
@@ -61,6 +62,12 @@ export interface ModelLoadOptions {
   dtype?: WeightDType;
   /** Called after each tensor is on the GPU, with checkpoint bytes loaded so far and in all. */
   onProgress?: ProgressCallback;
+}
+
+/** Where a token tree's rows sit and what they see (GPT2.forwardTree): depth below the root and ancestor bit mask (itself included) per row. */
+export interface TokenTreeLayout {
+  depths: readonly number[];
+  ancestors: readonly number[];
 }
 
 /** One KV cache per layer, kept at the same length. */
@@ -169,27 +176,49 @@ export class GPT2 {
    * position's final hidden state is also written there.
    */
   forward(ids: ArrayLike<number> | Tensor, cache: GPT2Cache, logitRows = 1, states?: HiddenStates): Tensor {
+    return this.run('GPT2.forward', ids, cache, logitRows, states);
+  }
+
+  /**
+   * Scores a token tree in one pass: appends its rows (`ids`, row 0 the root) at the cache's end and
+   * returns logits [rows, V] of every row. Row i sits at position cache.length + tree.depths[i] and
+   * attends to the cached positions and to the rows of its ancestors (bits of tree.ancestors[i]).
+   * The caller keeps the accepted branch's positions afterwards (LayerKVCaches.keep).
+   */
+  forwardTree(ids: Tensor, cache: GPT2Cache, tree: TokenTreeLayout): Tensor {
+    const n = ids.size;
+    const depthsOk = tree.depths.length === n && tree.ancestors.length === n && tree.depths.every((d, i) => Number.isInteger(d) && d >= 0 && d <= i);
+    if (!depthsOk) throw new RangeError(`GPT2.forwardTree: a tree of ${n} rows needs ${n} depths (each at most its row) and ${n} ancestor masks`);
+    if (n > MAX_TREE_ROWS) throw new RangeError(`GPT2.forwardTree: a tree of ${n} rows exceeds ${MAX_TREE_ROWS}`);
+    return this.run('GPT2.forwardTree', ids, cache, n, undefined, tree);
+  }
+
+  private run(op: string, ids: ArrayLike<number> | Tensor, cache: GPT2Cache, logitRows: number, states?: HiddenStates, tree?: TokenTreeLayout): Tensor {
     const n = ids instanceof Tensor ? ids.size : ids.length;
     const pos0 = cache.length;
     // Ids already on the GPU come from sampling, hence from the vocabulary.
-    if (!(ids instanceof Tensor)) checkTokenIds(ids, this.config.vocabSize, 'GPT2.forward');
-    if (n === 0) throw new RangeError('GPT2.forward: no tokens');
+    if (!(ids instanceof Tensor)) checkTokenIds(ids, this.config.vocabSize, op);
+    if (n === 0) throw new RangeError(`${op}: no tokens`);
     if (pos0 + n > cache.capacity) {
-      throw new ContextError(`GPT2.forward: ${pos0} cached + ${n} new tokens exceed the context of ${cache.capacity} positions`);
+      throw new ContextError(`${op}: ${pos0} cached + ${n} new tokens exceed the context of ${cache.capacity} positions`);
     }
-    if (!(logitRows >= 1 && logitRows <= n)) throw new RangeError(`GPT2.forward: logitRows ${logitRows} not in [1, ${n}]`);
+    if (!(logitRows >= 1 && logitRows <= n)) throw new RangeError(`${op}: logitRows ${logitRows} not in [1, ${n}]`);
     const { layerNormEpsilon: eps, nEmbd: d } = this.config;
     if (states && (states.width !== d || states.rows.shape[0] < pos0 + n + 1)) {
-      throw new RangeError(`GPT2.forward: hidden states [${states.rows.shape}] cannot hold positions up to ${pos0 + n} of width ${d}`);
+      throw new RangeError(`${op}: hidden states [${states.rows.shape}] cannot hold positions up to ${pos0 + n} of width ${d}`);
     }
     return this.device.scope(() => {
       const tokens = ids instanceof Tensor ? ids : Tensor.from(this.device, Int32Array.from(ids), [n]);
-      let x = add(embedding(this.wte, tokens), slice(this.wpe, pos0, pos0 + n, 0)); // (n, d)
+      const positions = tree
+        ? embedding(this.wpe, Tensor.from(this.device, Int32Array.from(tree.depths, (depth) => pos0 + depth), [n]))
+        : slice(this.wpe, pos0, pos0 + n, 0);
+      const mask = tree && Tensor.from(this.device, Uint32Array.from(tree.ancestors), [n]);
+      let x = add(embedding(this.wte, tokens), positions); // (n, d)
       this.blocks.forEach((b, i) => {
         const kv = cache.layers[i];
         const { c_attn, c_proj } = b.attn;
         const q = appendQKV(matmul(layerNorm(x, { ...b.ln_1, eps }), c_attn.w, { layout: 'nk', bias: c_attn.b }), kv); // (n, d)
-        x = matmul(attention(q, kv, { scale: this.attnScale(i) }), c_proj.w, { layout: 'nk', bias: c_proj.b, residual: x });
+        x = matmul(attention(q, kv, { scale: this.attnScale(i), tree: mask }), c_proj.w, { layout: 'nk', bias: c_proj.b, residual: x });
         const { c_fc, c_proj: mlp_proj } = b.mlp;
         const h = matmul(layerNorm(x, { ...b.ln_2, eps }), c_fc.w, { layout: 'nk', bias: c_fc.b, gelu: true }); // (n, 4d)
         x = matmul(h, mlp_proj.w, { layout: 'nk', bias: mlp_proj.b, residual: x });

@@ -5,7 +5,9 @@
  *    when asked. A KV cache then grows by append and rolls back by its length alone.
  *  - attention: one workgroup per (query rows, head), keys in tiles with an online softmax, so
  *    any length is numerically stable. Causal attention may end in a bidirectional tail: its
- *    last `tail` query rows see every key (a block-causal drafter's masked block).
+ *    last `tail` query rows see every key (a block-causal drafter's masked block). Tree attention
+ *    (a token tree's verification) lets each query row see the keys before the rows and, among
+ *    the rows' own keys, those its bit mask names (its ancestors and itself).
  */
 import { LINEAR_WG, paramsStruct } from './common.js';
 
@@ -79,6 +81,12 @@ export function attentionWorkgroupBytes(hd: number, R: number): number {
   return R * hd * 4 + 2 * R * attentionTileKeys(hd) * 4 + 2 * R * T * 4;
 }
 
+/** Which keys a query row sees: all of them, those up to its own position, or its tree ancestors'. */
+export type AttentionMask = 'none' | 'causal' | 'tree';
+
+/** Most rows a tree attention takes: a row's ancestors are one u32 bit mask. */
+export const MAX_TREE_ROWS = 32;
+
 /**
  * One workgroup per (R query rows, head). The keys go in tiles: the invocations share out the
  * tile's keys and score each against the R rows into workgroup memory, each then takes the tile's maxima (from each invocation's) and
@@ -89,7 +97,7 @@ export function attentionWorkgroupBytes(hd: number, R: number): number {
  * constant-bound loops, and its JIT then takes seconds per kernel over the unrolled loads
  * (docs/performance.md, "Compiling kernels").
  */
-export function attentionWGSL(hd: number, causal: boolean, R = 1): string {
+export function attentionWGSL(hd: number, mask: AttentionMask, R = 1): string {
   const V = hd % 4 === 0 ? 4 : 1;
   const ty = V === 4 ? 'vec4<f32>' : 'f32';
   const n = hd / V;
@@ -101,11 +109,13 @@ export function attentionWGSL(hd: number, causal: boolean, R = 1): string {
   const NEG = '-3.0e38';
   // Only when T does not divide the head: a branch inside a constant-bound loop slows the JIT too.
   const guard = n % T === 0 ? '' : 'if (d < P.hd)';
-  return `${paramsStruct(['n', 'H', 'cap', 'kvLen', 'qPos0', 'tail', 'scale', 'hd'], ATTN_PARAMS, 4)}
+  const tree = mask === 'tree';
+  return `${paramsStruct(['n', 'H', 'cap', 'kvLen', 'qPos0', 'tail', 'scale', 'hd'], ATTN_PARAMS, tree ? 5 : 4)}
 @group(0) @binding(0) var<storage, read> Q: array<${ty}>;
 @group(0) @binding(1) var<storage, read> Kc: array<${ty}>;
 @group(0) @binding(2) var<storage, read> Vc: array<${ty}>;
 @group(0) @binding(3) var<storage, read_write> O: array<${ty}>;
+${tree ? '// Row i sees row j of the tree (key qPos0 + j) when bit j of Tree[i] is set.\n@group(0) @binding(4) var<storage, read> Tree: array<u32>;' : ''}
 // A head is P.hd = ${n} elements of ${ty}; a workgroup takes R rows, T invocations, tiles of KT keys.
 const T = ${T}u;
 const R = ${R}u;
@@ -117,9 +127,13 @@ var<workgroup> S: array<f32, ${R * KT}>;
 var<workgroup> Pw: array<f32, ${R * KT}>;
 var<workgroup> partM: array<f32, ${R * T}>;
 var<workgroup> partL: array<f32, ${R * T}>;
-/** Keys query row \`row\` sees (none past the last row). */
+/** Keys query row \`row\` may see, a bound for the loop over keys (none past the last row). */
 fn keysOf(row: u32) -> u32 {
-  return select(0u, ${causal ? 'select(min(P.kvLen, P.qPos0 + row + 1u), P.kvLen, row + P.tail >= P.n)' : 'P.kvLen'}, row < P.n);
+  return select(0u, ${mask === 'causal' ? 'select(min(P.kvLen, P.qPos0 + row + 1u), P.kvLen, row + P.tail >= P.n)' : 'P.kvLen'}, row < P.n);
+}
+/** Whether query row \`row\` sees key j. */
+fn sees(row: u32, j: u32) -> bool {
+  ${tree ? 'return j < keysOf(row) && (j < P.qPos0 || ((Tree[min(row, P.n - 1u)] >> (j - P.qPos0)) & 1u) == 1u);' : 'return j < keysOf(row);'}
 }
 @compute @workgroup_size(${T})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -159,7 +173,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
       }
       for (var r = 0u; r < R; r++) {
-        let v = select(${NEG}, s[r], j < keysOf(row0 + r));
+        let v = select(${NEG}, s[r], sees(row0 + r, j));
         S[r * KT + jj] = v;
         pm[r] = max(pm[r], v);
       }
@@ -232,5 +246,32 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let x2 = X[o + half];
   Y[o] = x1 * cs.x - x2 * cs.y;
   Y[o + half] = x2 * cs.x + x1 * cs.y;
+}`;
+}
+
+export const KV_KEEP_PARAMS = 'uuuuu';
+
+/**
+ * Moves kept cache positions down over dropped ones: position base + i takes what was at
+ * Keep[i] (strictly increasing, Keep[i] ≥ base + i), for keys and values [H, cap, hd]. One
+ * invocation per (head, element) walks i upwards, so it reads each position before it overwrites it.
+ */
+export function kvKeepWGSL(): string {
+  return `${paramsStruct(['H', 'cap', 'hd', 'base', 'count'], KV_KEEP_PARAMS, 3)}
+@group(0) @binding(0) var<storage, read> Keep: array<u32>;
+@group(0) @binding(1) var<storage, read_write> Kc: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Vc: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let j = wid.x * 64u + lid.x;
+  if (j >= P.H * P.hd) { return; }
+  let h = j / P.hd;
+  let e = j % P.hd;
+  for (var i = 0u; i < P.count; i++) {
+    let src = (h * P.cap + Keep[i]) * P.hd + e;
+    let dst = (h * P.cap + P.base + i) * P.hd + e;
+    Kc[dst] = Kc[src];
+    Vc[dst] = Vc[src];
+  }
 }`;
 }

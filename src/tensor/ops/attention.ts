@@ -6,10 +6,15 @@ import type { Device } from '../device.js';
 import { assertShape, GPULimitError, shapeStr } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { kernelSpec } from '../spec.js';
+import type { Access } from '../kernels.js';
 import { grid2d } from '../../shaders/common.js';
 import {
   ATTN_PARAMS,
+  type AttentionMask,
   attentionThreads,
+  KV_KEEP_PARAMS,
+  kvKeepWGSL,
+  MAX_TREE_ROWS,
   attentionWorkgroupBytes,
   attentionWGSL,
   QKV_PARAMS,
@@ -56,6 +61,30 @@ export class KVCache {
     this.length = n;
   }
 
+  /**
+   * Keeps positions [0, base) and, after them in this order, the given later positions; drops the
+   * rest (a token tree's verification keeps the accepted branch). `keep` must increase strictly.
+   */
+  keep(base: number, keep: readonly number[]): void {
+    if (!Number.isInteger(base) || base < 0 || base > this.length) throw new RangeError(`KVCache.keep: base ${base} not in [0, ${this.length}]`);
+    keep.forEach((p, i) => {
+      if (!Number.isInteger(p) || p < base + i || p >= this.length || (i > 0 && p <= keep[i - 1])) {
+        throw new RangeError(`KVCache.keep: positions [${keep}] must increase strictly within [${base}, ${this.length}) from base ${base}`);
+      }
+    });
+    const moved = keep.findIndex((p, i) => p !== base + i);
+    if (moved >= 0) {
+      const from = keep.slice(moved);
+      const dev = this.k.device;
+      dev.scope(() => {
+        const positions = Tensor.from(dev, Uint32Array.from(from), [from.length]);
+        const spec = kernelSpec('kv_keep', ['r', 'w', 'w'], KV_KEEP_PARAMS, kvKeepWGSL);
+        dev.dispatch(spec, [positions.binding, this.k.binding, this.v.binding], [this.heads, this.capacity, this.headDim, base + moved, from.length], [Math.ceil((this.heads * this.headDim) / 64)]);
+      });
+    }
+    this.length = base + keep.length;
+  }
+
   /** Throws if disposed: its buffers may already belong to other tensors. */
   assertLive(op: string): void {
     this.k.assertLive(`${op} (KV cache keys)`);
@@ -83,6 +112,11 @@ export class LayerKVCaches {
   /** Rolls every layer back to the first n positions. */
   truncate(n: number): void {
     for (const l of this.layers) l.truncate(n);
+  }
+
+  /** Every layer keeps [0, base) and then the given later positions (KVCache.keep). */
+  keep(base: number, keep: readonly number[]): void {
+    for (const l of this.layers) l.keep(base, keep);
   }
 
   dispose(): void {
@@ -123,6 +157,12 @@ export interface AttentionOptions {
    */
   bidirectionalTail?: number;
   scale?: number;
+  /**
+   * Tree attention instead of causal: u32 [n], where bit j of row i says that query i sees the key of
+   * query j (its ancestors and itself in a token tree); every query sees the keys before the n
+   * queries'. At most MAX_TREE_ROWS rows.
+   */
+  tree?: Tensor;
   /** Query rows per workgroup (default: the device's tuning.attentionRows): each key and value loaded serves that many rows. */
   rowsPerWorkgroup?: number;
 }
@@ -137,6 +177,13 @@ export function attention(q: Tensor, cache: KVCache, opts: AttentionOptions = {}
   const causal = opts.causal ?? true;
   const tail = opts.bidirectionalTail ?? 0;
   assertShape(Number.isInteger(tail) && tail >= 0 && tail <= n && (causal || tail === 0), 'attention', `bidirectionalTail ${tail} must be an integer in 0..${n} rows, with causal attention`);
+  const { tree } = opts;
+  if (tree) {
+    tree.assertLive('attention (tree)');
+    assertShape(tree.dtype === 'u32' && tree.size === n && causal && tail === 0, 'attention', `tree ${shapeStr(tree.shape)} ${tree.dtype} must be u32 [${n}], one mask per query, with causal attention and no bidirectional tail`);
+    if (n > MAX_TREE_ROWS) throw new GPULimitError(`attention: a tree of ${n} rows exceeds the ${MAX_TREE_ROWS} a row's ancestor mask holds`);
+  }
+  const mask: AttentionMask = tree ? 'tree' : causal ? 'causal' : 'none';
   const out = Tensor.empty(q.device, [n, H * hd]);
   const perWorkgroup = opts.rowsPerWorkgroup ?? q.device.tuning.attentionRows;
   assertShape(Number.isInteger(perWorkgroup) && perWorkgroup >= 1 && perWorkgroup <= 16, 'attention', `rowsPerWorkgroup must be an integer in 1..16, got ${perWorkgroup}`);
@@ -144,19 +191,20 @@ export function attention(q: Tensor, cache: KVCache, opts: AttentionOptions = {}
   // A row's result does not depend on R and rows past the end see no keys: 2..R-1 rows run the
   // R-row kernel, so each thread count has two variants (one row, R rows) instead of R.
   const rows = n === 1 ? 1 : perWorkgroup;
-  const spec = attentionSpec(dev, hd, causal, rows);
+  const spec = attentionSpec(dev, hd, mask, rows);
   dev.dispatch(
     spec,
-    [q.binding, cache.k.binding, cache.v.binding, out.binding],
+    [q.binding, cache.k.binding, cache.v.binding, out.binding, ...(tree ? [tree.binding] : [])],
     [n, H, cache.capacity, cache.length, cache.length - n, tail, opts.scale ?? 1 / Math.sqrt(hd), hd % 4 === 0 ? hd / 4 : hd],
     grid2d(Math.ceil(n / spec.rows) * H),
   );
   return out;
 }
 
-function attentionSpec(dev: Device, hd: number, causal: boolean, rows: number) {
+function attentionSpec(dev: Device, hd: number, mask: AttentionMask, rows: number) {
   const R = attentionRows(dev, hd, rows);
-  return { ...kernelSpec(`attention_hd${hd}_r${R}${causal ? '_causal' : ''}`, ['r', 'r', 'r', 'w'], ATTN_PARAMS, () => attentionWGSL(hd, causal, R)), rows: R };
+  const bindings: Access[] = mask === 'tree' ? ['r', 'r', 'r', 'w', 'r'] : ['r', 'r', 'r', 'w'];
+  return { ...kernelSpec(`attention_hd${hd}_r${R}${mask === 'none' ? '' : `_${mask}`}`, bindings, ATTN_PARAMS, () => attentionWGSL(hd, mask, R)), rows: R };
 }
 
 /**

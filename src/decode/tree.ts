@@ -1,0 +1,130 @@
+/**
+ * Several drafts verified together as a token tree (SpecInfer, Miao et al. 2024). Drafts that share a
+ * prefix share its nodes; the target scores every node in one pass (GPT2.forwardTree), and the
+ * verdict walks down from the root. At each node the drafts that reached it offer their next token
+ * in turn, each accepted with probability min(1, r(x)/q(x)) against the target's residual r, which
+ * starts as p and becomes norm(max(0, r − q)) after each rejection; when none is accepted the target
+ * draws from r. The drafts are independent draws of one drafter, so at a node their next tokens are
+ * i.i.d. from the same q, and the output is distributed exactly as the target's (SpecInfer's
+ * multi-step speculative sampling). Greedy, the walk follows the target's argmax while a child has it.
+ */
+import type { TokenTreeLayout } from '../models/gpt2.js';
+
+export interface TokenTree extends TokenTreeLayout {
+  /** Row i's token (row 0: the pending token the drafts continue). */
+  tokens: number[];
+  /** Row of draft k's token i. */
+  rowOf: number[][];
+}
+
+/** The tree of K drafts of γ tokens each after `pending`: rows in order of first appearance, draft by draft. */
+export function buildTokenTree(pending: number, drafts: readonly (readonly number[])[]): TokenTree {
+  const tokens = [pending];
+  const depths = [0];
+  const ancestors = [1];
+  const children = new Map<string, number>();
+  const rowOf = drafts.map((draft) => {
+    let parent = 0;
+    return draft.map((token) => {
+      const key = `${parent}:${token}`;
+      let row = children.get(key);
+      if (row === undefined) {
+        row = tokens.length;
+        children.set(key, row);
+        tokens.push(token);
+        depths.push(depths[parent] + 1);
+        ancestors.push(ancestors[parent] | (1 << row));
+      }
+      return (parent = row);
+    });
+  });
+  return { tokens, depths, ancestors: ancestors.map((m) => m >>> 0), rowOf };
+}
+
+export interface TreeVerdict {
+  /** The draft whose prefix was accepted (the first one, when nothing was). */
+  draft: number;
+  /** Its tokens accepted. */
+  accepted: number;
+  /** Rows of the accepted tokens, in order. */
+  rows: number[];
+  /** The target's token after them. */
+  next: number;
+}
+
+/**
+ * Sampled verdict. `p(row)`: the target's distribution at a tree row (after temperature and
+ * filtering); `q(k, i)`: the distribution draft k's token i was drawn from; `uniform()`: a fresh
+ * uniform in [0, 1) for each test and draw.
+ */
+export function acceptTree(
+  tree: TokenTree,
+  drafts: readonly (readonly number[])[],
+  p: (row: number) => ArrayLike<number>,
+  q: (draft: number, position: number) => ArrayLike<number>,
+  uniform: () => number,
+): TreeVerdict {
+  const gamma = drafts[0].length;
+  let row = 0;
+  let chosen = 0;
+  const rows: number[] = [];
+  for (let depth = 0; ; depth++) {
+    let r: ArrayLike<number> = p(row);
+    let next = -1;
+    if (depth < gamma) {
+      for (let k = 0; k < drafts.length && next < 0; k++) {
+        if (depth > 0 && tree.rowOf[k][depth - 1] !== row) continue; // draft k left the branch earlier
+        const x = drafts[k][depth];
+        const qk = q(k, depth);
+        // Accept with probability min(1, r(x)/q(x)), written without division.
+        if (qk[x] <= r[x] || uniform() * qk[x] < r[x]) next = k;
+        else r = subtractNormalised(r, qk);
+      }
+    }
+    if (next < 0) return { draft: chosen, accepted: depth, rows, next: draw(r, uniform()) };
+    chosen = next;
+    row = tree.rowOf[next][depth];
+    rows.push(row);
+  }
+}
+
+/** Greedy verdict: `argmax[row]` is the target's most likely token after row. */
+export function acceptTreeGreedy(tree: TokenTree, drafts: readonly (readonly number[])[], argmax: ArrayLike<number>): TreeVerdict {
+  const gamma = drafts[0].length;
+  let row = 0;
+  let chosen = 0;
+  const rows: number[] = [];
+  for (let depth = 0; depth < gamma; depth++) {
+    const k = drafts.findIndex((d, i) => (depth === 0 || tree.rowOf[i][depth - 1] === row) && d[depth] === argmax[row]);
+    if (k < 0) break;
+    chosen = k;
+    row = tree.rowOf[k][depth];
+    rows.push(row);
+  }
+  return { draft: chosen, accepted: rows.length, rows, next: argmax[row] };
+}
+
+/** norm(max(0, r − q)); all zeros when q covers r (a rejection then has probability 0). */
+function subtractNormalised(r: ArrayLike<number>, q: ArrayLike<number>): Float64Array {
+  const out = new Float64Array(r.length);
+  let sum = 0;
+  for (let i = 0; i < r.length; i++) sum += out[i] = Math.max(0, r[i] - q[i]);
+  if (sum > 0) for (let i = 0; i < out.length; i++) out[i] /= sum;
+  return out;
+}
+
+/** Inverse-CDF draw from a distribution (the last token with mass when rounding leaves u past the sum). */
+function draw(dist: ArrayLike<number>, u: number): number {
+  let sum = 0;
+  for (let i = 0; i < dist.length; i++) sum += dist[i];
+  let target = u * sum;
+  let last = -1;
+  for (let i = 0; i < dist.length; i++) {
+    if (dist[i] <= 0) continue;
+    last = i;
+    target -= dist[i];
+    if (target < 0) return i;
+  }
+  if (last < 0) throw new RangeError('acceptTree: the target\'s distribution has no mass to draw from');
+  return last;
+}
