@@ -41,6 +41,9 @@ options:
   --steps N          diffusion steps T (default 1)
   --cutoff X         verify a draft only up to its first token the drafter gives
                      probability < X (default 0: verify all γ)
+  --drafts K         when sampling, K independent drafts per target pass, verified together
+                     as a token tree (specdiff with --steps 1 or a draft head; up to 8, at
+                     most 31 drafted tokens in all; default 1)
   --window N         drafter context window W of bidirectional drafting (default 8)
   --draft-attention bidirectional|block-causal
                      how the MDLM drafter sees the context (default: its config.json;
@@ -96,6 +99,7 @@ const NUMBERS: Record<string, [number, boolean, number?]> = {
   temperature: [0, false],
   'top-p': [Number.MIN_VALUE, false, 1],
   cutoff: [0, false, 1],
+  drafts: [1, true, 8],
 };
 
 /** Every flag's value checked against what it allows, naming both, before anything is loaded. */
@@ -148,7 +152,7 @@ async function warmup(pipe: Pipeline, opts: WarmupOptions, quiet: boolean): Prom
 function summary(s: GenerationStats): string {
   const lines = [
     `${s.method}: ${s.generatedTokens} tokens in ${(s.wallMs / 1000).toFixed(2)} s = ${s.tokensPerSecond.toFixed(1)} tok/s (prefill ${s.prefillMs.toFixed(0)} ms, stop: ${s.stopReason}${s.pipelinesCompiled ? `; ${s.pipelinesCompiled} kernels compiled in ${s.compileMs.toFixed(0)} ms, not counted` : ''})`,
-    `  target passes ${s.targetPasses}, tokens per target pass ${s.tokensPerTargetPass.toFixed(2)}`,
+    `  target passes ${s.targetPasses}, tokens per target pass ${s.tokensPerTargetPass.toFixed(2)}${s.method !== 'ar' ? `, rows scored per pass ${(s.targetRows / Math.max(1, s.targetPasses)).toFixed(2)}` : ''}`,
   ];
   if (s.method !== 'ar') {
     lines.push(
@@ -200,6 +204,7 @@ function genOptions(v: Record<string, unknown>) {
     maxGamma: num('max-gamma'),
     steps: num('steps'),
     confidenceCutoff: num('cutoff'),
+    drafts: num('drafts'),
     window: num('window'),
     schedule: v.schedule as 'left-to-right' | 'random' | undefined,
     draftAttention: v['draft-attention'] as 'bidirectional' | 'block-causal' | undefined,
@@ -223,6 +228,7 @@ async function main(): Promise<void> {
       'max-gamma': { type: 'string' },
       steps: { type: 'string' },
       cutoff: { type: 'string' },
+      drafts: { type: 'string' },
       window: { type: 'string' },
       schedule: { type: 'string' },
       'draft-attention': { type: 'string' },

@@ -16,6 +16,7 @@ import { autotuneMatmul, type TuningTable } from './tensor/tune.js';
 import { draftLength, draftLengths, draftShapes } from './decode/draft-length.js';
 import { resolveSampling, type Method } from './decode/options.js';
 import { reachableKernels } from './decode/warmup.js';
+import { MAX_TREE_ROWS } from './shaders/attention.js';
 import type { CompileProgress } from './tensor/device.js';
 
 export interface PipelineSources {
@@ -88,11 +89,14 @@ export class Pipeline {
     const capacity = this.target.config.nPositions;
     let drafter = this.newDrafter(method) ?? null;
     let maxGamma = 0;
+    const drafts = sampling.temperature > 0 ? (opts.drafts ?? 1) : 1;
     if (drafter) {
       const defaults = drafter.defaults(sampling);
       const gamma = opts.gamma ?? defaults.gamma;
       maxGamma = Math.max(gamma, opts.maxGamma ?? (opts.gamma === undefined ? defaults.maxGamma : gamma));
-      maxGamma = Math.max(1, Math.min(maxGamma, drafter.maxGamma, capacity - 1));
+      // A token tree of several drafts holds at most MAX_TREE_ROWS - 1 drafted tokens (as generate() clamps).
+      const treeLongest = drafts > 1 ? Math.floor((MAX_TREE_ROWS - 1) / drafts) : Infinity;
+      maxGamma = Math.max(1, Math.min(maxGamma, drafter.maxGamma, capacity - 1, treeLongest));
       drafter = drafter.configure(opts, gamma, sampling);
     }
     const prompt = opts.prompt === undefined ? undefined : typeof opts.prompt === 'string' ? this.tokenizer.encode(opts.prompt).length : opts.prompt.length;
@@ -102,6 +106,7 @@ export class Pipeline {
         sampling,
         maxGamma,
         withConfidence: (opts.confidenceCutoff ?? 0) > 0,
+        drafts,
         promptTokens: prompt === undefined ? undefined : Math.max(1, prompt),
         maxNewTokens: opts.maxNewTokens ?? 64,
       });

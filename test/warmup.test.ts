@@ -1,7 +1,7 @@
 /**
  * Warm-up: after Pipeline.warmup, generations with the same settings create no pipeline, with
- * every method, greedy and sampled, draft lengths growing to their longest and a context of
- * several attention tiles.
+ * every method, greedy and sampled, draft lengths growing to their longest, several drafts verified
+ * as a token tree, and a context of several attention tiles.
  */
 import { describe, expect, it } from 'vitest';
 import { getDevice } from './helpers/device.js';
@@ -35,6 +35,7 @@ describe('Pipeline.warmup', async () => {
     ['ar, sampled', { method: 'ar', temperature: 0.9, topK: 8 }],
     ['speculative, sampled, γ 3', { method: 'speculative', temperature: 0.9, gamma: 3 }],
     ['specdiff, sampled, default γ, with a confidence cutoff', { method: 'specdiff', temperature: 0.9, topP: 0.9, confidenceCutoff: 0.2 }],
+    ['specdiff, sampled, 4 drafts of γ 3 verified as a token tree', { method: 'specdiff', temperature: 0.9, drafts: 4, gamma: 3 }],
   ];
 
   for (const [name, opts] of settings) {

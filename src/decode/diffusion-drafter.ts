@@ -62,6 +62,8 @@ export const DRAFT_HEAD_AT_GREEDY = false;
 
 /** Most denoising steps a draft may be given. */
 const MAX_STEPS = 1024;
+/** Most drafts of one context verified together as a token tree. */
+export const MAX_DRAFTS = 8;
 
 export interface DiffusionDrafterOptions {
   /** Denoising steps T (default DEFAULT_STEPS). */
@@ -183,8 +185,15 @@ export class DiffusionDrafter implements Drafter {
     return targetFeatures || (this.draftHead ? draftHeadFeatures : 0);
   }
 
-  draft(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng, withConfidence = false, states?: HiddenStates): Draft {
-    if (this.draftHead) return this.draftThroughHead(context, gamma, sampling, rng, withConfidence, states);
+  /** Several drafts come from one backbone pass: a T = 1 draft's positions drawn again, or the head's chain run again. */
+  get maxDrafts(): number {
+    return this.draftHead || this.steps === 1 ? MAX_DRAFTS : 1;
+  }
+
+  draft(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng, withConfidence = false, states?: HiddenStates, count = 1): Draft {
+    checkInt('drafts', count, 1, this.maxDrafts);
+    if (count > 1 && withConfidence) throw new RangeError('DiffusionDrafter.draft: several drafts come without confidences');
+    if (this.draftHead) return this.draftThroughHead(context, gamma, sampling, rng, withConfidence, states, count);
     const dev = this.model.device;
     const mask = this.model.maskTokenId;
     const { feed, features, cache } = this.feed(context, gamma, states);
@@ -194,11 +203,13 @@ export class DiffusionDrafter implements Drafter {
     const ids = Tensor.from(dev, Int32Array.from([...feed, ...new Array(masks).fill(mask)]), [W + masks]);
     const tail = Array.from({ length: gamma }, (_, i) => W - shift + i);
     const V = this.vocabSize;
-    const tokens = Tensor.empty(dev, [gamma], 'i32');
-    const q = sampling.temperature === 0 ? null : Tensor.empty(dev, [gamma, V]);
+    const tokens = Tensor.empty(dev, [count * gamma], 'i32');
+    const q = sampling.temperature === 0 ? null : Tensor.empty(dev, [count * gamma, V]);
     const confidence = withConfidence ? Tensor.empty(dev, [gamma]) : null;
     let passes = 0;
     const plan = unmaskPlan(this.schedule, gamma, this.steps, rng).filter((fill) => fill.length > 0);
+    // maxDrafts allows several drafts only with one step, which fills every position.
+    if (count > 1 && plan.length !== 1) throw new RangeError(`DiffusionDrafter.draft: several drafts need steps 1, got ${this.steps}`);
     for (const [step, fill] of plan.entries()) {
       // The first block-causal pass appends the new context to the cache; later ones run the block alone
       // (with shifted logits, from the last context token, whose row drafts the first position).
@@ -210,24 +221,27 @@ export class DiffusionDrafter implements Drafter {
           ? this.model.logitsCached(ids, cache, masks, tail, features)
           : this.model.logitsCached(slice(ids, W - shift, W + masks, 0), cache, masks, tail.map((i) => i - W + shift)); // (γ, V + 1)
       passes++;
-      const { ids: drawn, probs, confidence: drawnConfidence } = selectTokens(dev, logits, sampling, rng, withConfidence);
       const rows = Tensor.from(dev, Int32Array.from(fill), [fill.length]);
-      // The next step sees the tokens drawn so far (with shifted logits the last position has no row to fill);
-      // the last step has no next step.
-      const seen = fill.filter((i) => i < masks);
-      if (step < plan.length - 1 && seen.length) {
-        copyRows(drawn.reshape([gamma, 1]), Tensor.from(dev, Int32Array.from(seen), [seen.length]), ids.reshape([W + masks, 1]), Tensor.from(dev, Int32Array.from(seen, (i) => W + i), [seen.length]));
-      }
-      copyRows(drawn.reshape([gamma, 1]), rows, tokens.reshape([gamma, 1]), rows);
-      if (confidence && drawnConfidence) copyRows(drawnConfidence.reshape([gamma, 1]), rows, confidence.reshape([gamma, 1]), rows);
-      if (q && probs) {
-        // Drop the mask column (SUBS gives it probability 0) so q lives on the target's vocabulary.
-        const drop = { rows: gamma, cols: V, srcOffset: 0, srcStride: V + 1, dstOffset: 0, dstStride: V };
-        if (fill.length === gamma) copy2d(probs, q, drop);
-        else {
-          const qStep = Tensor.empty(dev, [gamma, V]);
-          copy2d(probs, qStep, drop);
-          copyRows(qStep, rows, q, rows);
+      for (let k = 0; k < count; k++) {
+        const { ids: drawn, probs, confidence: drawnConfidence } = selectTokens(dev, logits, sampling, rng, withConfidence);
+        // The next step sees the tokens drawn so far (with shifted logits the last position has no row to fill);
+        // the last step has no next step.
+        const seen = fill.filter((i) => i < masks);
+        if (step < plan.length - 1 && seen.length) {
+          copyRows(drawn.reshape([gamma, 1]), Tensor.from(dev, Int32Array.from(seen), [seen.length]), ids.reshape([W + masks, 1]), Tensor.from(dev, Int32Array.from(seen, (i) => W + i), [seen.length]));
+        }
+        const into = k === 0 ? rows : Tensor.from(dev, Int32Array.from(fill, (i) => k * gamma + i), [fill.length]);
+        copyRows(drawn.reshape([gamma, 1]), rows, tokens.reshape([count * gamma, 1]), into);
+        if (confidence && drawnConfidence) copyRows(drawnConfidence.reshape([gamma, 1]), rows, confidence.reshape([gamma, 1]), rows);
+        if (q && probs) {
+          // Drop the mask column (SUBS gives it probability 0) so q lives on the target's vocabulary.
+          const drop = { rows: gamma, cols: V, srcOffset: 0, srcStride: V + 1, dstOffset: k * gamma * V, dstStride: V };
+          if (fill.length === gamma) copy2d(probs, q, drop);
+          else {
+            const qStep = Tensor.empty(dev, [gamma, V]);
+            copy2d(probs, qStep, { ...drop, dstOffset: 0 });
+            copyRows(qStep, rows, q, into);
+          }
         }
       }
     }
@@ -248,7 +262,7 @@ export class DiffusionDrafter implements Drafter {
    * mask's state and the token drawn at i − 1 (the last context token for i = 0), and the output layer draws
    * the later positions from their states alone, as a T = 1 draft does. On the GPU throughout.
    */
-  private draftThroughHead(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng, withConfidence: boolean, states?: HiddenStates): Draft {
+  private draftThroughHead(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng, withConfidence: boolean, states: HiddenStates | undefined, count: number): Draft {
     const dev = this.model.device;
     const { feed, features, cache } = this.feed(context, gamma, states);
     const W = feed.length;
@@ -257,39 +271,67 @@ export class DiffusionDrafter implements Drafter {
     const tail = Array.from({ length: gamma }, (_, i) => W - this.shift + i);
     const hidden = cache ? this.model.hiddenStatesCached(ids, cache, masks, tail, features) : this.model.hiddenStates(ids, tail, features); // (γ, d)
     const headCache = (this.headCache ??= this.model.createDraftHeadCache());
-    headCache.truncate(0);
     const V = this.vocabSize;
-    const tokens = Tensor.empty(dev, [gamma], 'i32');
-    const q = sampling.temperature === 0 ? null : Tensor.empty(dev, [gamma, V]);
+    const tokens = Tensor.empty(dev, [count * gamma], 'i32');
+    const q = sampling.temperature === 0 ? null : Tensor.empty(dev, [count * gamma, V]);
     const confidence = withConfidence ? Tensor.empty(dev, [gamma]) : null;
+    const headed = Math.min(gamma, this.headPositions);
+    const last = context[context.length - 1];
+    const feature = this.headFeature(states, context.length);
+    // The backbone's logits: of every position for a parallel draw, else of those past the head's.
+    const backbone = this.headDraw === 'parallel' ? this.model.logitsOfStates(hidden) : headed < gamma ? this.model.logitsOfStates(slice(hidden, headed, gamma, 0)) : null;
+    for (let k = 0; k < count; k++) {
+      headCache.truncate(0);
+      this.headChain(hidden, backbone, headCache, feature, last, headed, sampling, rng, withConfidence, { tokens, q, confidence, at: k * gamma });
+    }
+    return { tokens, q, confidence, passes: 1, headSteps: count * (this.headDraw === 'parallel' ? 1 : headed) };
+  }
+
+  /**
+   * One draft through the head, written from row `out.at` of the outputs. `backbone`: the backbone's logits,
+   * of every position for a parallel draw, else of the positions past the head's (null if none).
+   */
+  private headChain(
+    hidden: Tensor,
+    backbone: Tensor | null,
+    headCache: KVCache,
+    feature: Tensor | undefined,
+    last: number,
+    headed: number,
+    sampling: ResolvedSampling,
+    rng: Rng,
+    withConfidence: boolean,
+    out: { tokens: Tensor; q: Tensor | null; confidence: Tensor | null; at: number },
+  ): void {
+    const dev = this.model.device;
+    const V = this.vocabSize;
+    const gamma = hidden.shape[0];
+    const { tokens, q, confidence } = out;
     // Rows from `at` of the draft drawn from logits (rows, V + 1), with the given random numbers if any.
-    const draw = (logits: Tensor, at: number, uniforms?: Float32Array) => {
+    const draw = (logits: Tensor, position: number, uniforms?: Float32Array) => {
+      const at = out.at + position;
       const rows = logits.shape[0];
       const { ids: drawn, probs, confidence: drawnConfidence } = selectTokens(dev, logits, sampling, rng, withConfidence, uniforms);
       const column = { rows, cols: 1, srcOffset: 0, srcStride: 1, dstOffset: at, dstStride: 1 };
       copy2d(drawn, tokens, column);
-      if (confidence && drawnConfidence) copy2d(drawnConfidence, confidence, column);
+      if (confidence && drawnConfidence) copy2d(drawnConfidence, confidence, { ...column, dstOffset: position });
       // Drop the mask column (SUBS gives it probability 0) so q lives on the target's vocabulary.
       if (q && probs) copy2d(probs, q, { rows, cols: V, srcOffset: 0, srcStride: V + 1, dstOffset: at * V, dstStride: V });
       return drawn;
     };
-    const headed = Math.min(gamma, this.headPositions);
-    const last = context[context.length - 1];
-    const feature = this.headFeature(states, context.length);
-    if (this.headDraw === 'parallel') {
+    if (this.headDraw === 'parallel' && backbone) {
       // The backbone draws every position; the head then redraws the first `headed`, each reading the
       // backbone's token before it, with the same random numbers.
       const uniforms = sampling.temperature === 0 ? undefined : rng.uniforms(gamma);
-      const backbone = draw(this.model.logitsOfStates(hidden), 0, uniforms);
+      const drawn = draw(backbone, 0, uniforms);
       const previous = Tensor.from(dev, Int32Array.of(last, ...new Array<number>(headed - 1).fill(0)), [headed]);
-      if (headed > 1) copy2d(backbone, previous, { rows: headed - 1, cols: 1, srcOffset: 0, srcStride: 1, dstOffset: 1, dstStride: 1 });
+      if (headed > 1) copy2d(drawn, previous, { rows: headed - 1, cols: 1, srcOffset: 0, srcStride: 1, dstOffset: 1, dstStride: 1 });
       draw(this.model.draftHeadLogits(slice(hidden, 0, headed, 0), previous, headCache, feature), 0, uniforms?.subarray(0, headed));
-      return { tokens, q, confidence, passes: 1, headSteps: 1 };
+      return;
     }
     let previous = Tensor.from(dev, Int32Array.of(last), [1]);
     for (let i = 0; i < headed; i++) previous = draw(this.model.draftHeadLogits(slice(hidden, i, i + 1, 0), previous, headCache, i === 0 ? feature : undefined), i);
-    if (headed < gamma) draw(this.model.logitsOfStates(slice(hidden, headed, gamma, 0)), headed);
-    return { tokens, q, confidence, passes: 1, headSteps: headed };
+    if (backbone) draw(backbone, headed);
   }
 
   /** Block-causal: appends the prompt but its last token to the cache (bidirectional drafts keep no cache). */

@@ -14,6 +14,7 @@ import { StatsRecorder, type GenerationStats, type StopReason } from './stats.js
 import { TextStreamer } from './text.js';
 import { nextDraftLength, type DraftLength } from './draft-length.js';
 import { speculativeStep, targetStep, type StepResult } from './step.js';
+import { MAX_TREE_ROWS } from '../shaders/attention.js';
 
 export class VocabularyMismatchError extends Error {
   override name = 'VocabularyMismatchError';
@@ -156,8 +157,10 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
   const speculation = given ? configureSpeculation(target, given, method, sampling, opts) : null;
   const drafter = speculation?.drafter ?? null;
   const lengths: DraftLength = speculation?.lengths ?? { base: 0, max: 0 };
+  const drafts = speculation?.drafts ?? 1;
   const cutoff = opts.confidenceCutoff ?? 0;
   if (typeof cutoff !== 'number' || !(cutoff >= 0 && cutoff <= 1)) throw new RangeError(`confidenceCutoff must be in [0, 1] (0 = off), got ${opts.confidenceCutoff}`);
+  if (drafts > 1 && cutoff > 0) throw new RangeError(`confidenceCutoff cuts a single draft; it cannot be combined with drafts ${drafts}`);
   const stops = (opts.stop ?? []).filter((s) => s.length > 0);
   if (stops.length && !tokenizer) throw new RangeError('stop sequences need a tokenizer');
   const eos = opts.stopAtEos === false ? undefined : (tokenizer?.eosTokenId ?? target.config.eosTokenId);
@@ -178,7 +181,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
     // The target's hidden states, kept only for a drafter that reads them.
     const states = drafter?.targetFeatures ? target.createHiddenStates() : undefined;
     const run = { target, cache, sampling, rng: new Rng(seed), states };
-    const speculative = drafter && { ...run, drafter, cutoff };
+    const speculative = drafter && { ...run, drafter, cutoff, drafts };
     try {
       const t0 = performance.now();
       // Every model that decodes reads the prompt here, so the decoding rate counts decoding alone.
@@ -240,7 +243,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
  * The drafter configured for a generation and its draft lengths: the given options, checked,
  * or else the drafter's defaults for this sampling (shortened to fit its context and the target's).
  */
-function configureSpeculation(target: GPT2, drafter: Drafter, method: Method, sampling: ResolvedSampling, opts: GenerateOptions): { drafter: Drafter; lengths: DraftLength } {
+function configureSpeculation(target: GPT2, drafter: Drafter, method: Method, sampling: ResolvedSampling, opts: GenerateOptions): { drafter: Drafter; lengths: DraftLength; drafts: number } {
   if (method !== drafter.method) throw new RangeError(`method '${method}' does not match the ${drafter.kind} drafter given`);
   if (drafter.vocabSize !== target.vocabSize) {
     throw new VocabularyMismatchError(`the drafter proposes from ${drafter.vocabSize} tokens but the target's vocabulary has ${target.vocabSize}: they must share a tokenizer`);
@@ -248,19 +251,34 @@ function configureSpeculation(target: GPT2, drafter: Drafter, method: Method, sa
   if (drafter.targetFeatures && drafter.targetFeatures !== target.config.nEmbd) {
     throw new ConfigError(`the drafter reads target hidden states of width ${drafter.targetFeatures} ("target_features") but the target's n_embd is ${target.config.nEmbd}: it was trained for another target`);
   }
-  const longest = Math.min(drafter.maxGamma, target.config.nPositions - 1);
+  const asked = opts.drafts ?? 1;
+  if (!Number.isInteger(asked) || asked < 1) throw new RangeError(`drafts must be an integer >= 1, got ${opts.drafts}`);
+  // Greedy drafts of one drafter coincide: a tree would be one branch drawn several times.
+  const drafts = sampling.temperature === 0 ? 1 : asked;
+  if (asked > 1 && drafter.targetFeatures) throw new RangeError(`drafts ${asked}: a drafter that reads the target's hidden states verifies one draft per pass`);
+  // A token tree holds at most MAX_TREE_ROWS rows: the pending token and every drafted one.
+  const treeLongest = drafts > 1 ? Math.floor((MAX_TREE_ROWS - 1) / drafts) : Infinity;
+  if (opts.gamma !== undefined && opts.gamma > treeLongest) {
+    throw new RangeError(`gamma ${opts.gamma} with drafts ${drafts}: a token tree holds at most ${MAX_TREE_ROWS - 1} drafted tokens, so gamma must be at most ${treeLongest}`);
+  }
+  const longest = Math.min(drafter.maxGamma, target.config.nPositions - 1, treeLongest);
   if (longest < 1) throw new ContextError(`the ${drafter.kind} drafter's context of ${drafter.maxGamma + 1} positions leaves no room for a draft`);
   const defaults = drafter.defaults(sampling);
   // A default longer than the drafter's context shrinks to fit; a given one is checked.
   const gamma = checkInt('gamma', opts.gamma ?? Math.min(defaults.gamma, longest), 1, longest);
   const defaultMax = opts.gamma === undefined ? Math.max(gamma, Math.min(defaults.maxGamma, longest)) : gamma;
   const maxGamma = checkInt('maxGamma', opts.maxGamma ?? defaultMax, gamma, longest);
-  return { drafter: drafter.configure(opts, gamma, sampling), lengths: { base: gamma, max: maxGamma } };
+  const configured = drafter.configure(opts, gamma, sampling);
+  if (asked > (configured.maxDrafts ?? 1)) {
+    throw new RangeError(`drafts ${asked}: the ${drafter.kind} drafter, configured this way, proposes at most ${configured.maxDrafts ?? 1} per pass (several need a diffusion drafter with steps 1 or a draft head)`);
+  }
+  return { drafter: configured, lengths: { base: gamma, max: maxGamma }, drafts };
 }
 
 /** Adds one step's target and drafter passes, its draft's verdict and its phase times to the statistics. */
 function record(stats: StatsRecorder, step: StepResult, start: number): void {
   stats.targetPasses++;
+  stats.targetRows += step.targetRows;
   stats.drafterPasses += step.drafterPasses;
   stats.draftHeadSteps += step.draftHeadSteps;
   if (!step.drafted.length) {

@@ -39,6 +39,13 @@ export interface SpeculationOptions {
    * all γ; in [0, 1]). Costs a readback of the draft before the verify is recorded. Default: 0.
    */
   confidenceCutoff?: number;
+  /**
+   * Independent drafts per target pass, verified together as a token tree (SpecInfer's multi-draft
+   * rule, exact). A drafter that draws several from one pass (diffusion, T = 1 or a draft head) allows
+   * up to 8, with at most 31 drafted tokens in all. Sampling only: greedy drafts coincide, so greedy
+   * generation verifies one. Default: 1.
+   */
+  drafts?: number;
   /** Diffusion drafter: denoising steps T per draft (≤ γ). Default: the drafter's. */
   steps?: number;
   /** Diffusion drafter: how many context tokens it sees (W). Default: the drafter's. */

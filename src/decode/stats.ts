@@ -20,6 +20,8 @@ export interface GenerationStats {
   tokensPerSecond: number;
   /** Target forward passes after the prefill (one per AR token; one per draft-verify iteration). */
   targetPasses: number;
+  /** Rows those passes scored: 1 per AR token, γ + 1 per verified draft, a token tree's rows with several drafts. */
+  targetRows: number;
   /** Drafter forward passes (γ per AR draft; ≤ T per diffusion draft). */
   drafterPasses: number;
   /** Steps of a diffusion drafter's draft head, one per drafted token (each one block and the output layer at one position). */
@@ -58,6 +60,7 @@ export interface GenerationStats {
 
 export class StatsRecorder {
   targetPasses = 0;
+  targetRows = 0;
   drafterPasses = 0;
   draftHeadSteps = 0;
   drafted = 0;
@@ -113,6 +116,7 @@ export class StatsRecorder {
       pipelinesCompiled: this.device.pipelineCount - this.pipelinesAtStart,
       tokensPerSecond: wallMs > 0 ? (this.generated * 1000) / wallMs : 0,
       targetPasses: this.targetPasses,
+      targetRows: this.targetRows,
       drafterPasses: this.drafterPasses,
       draftHeadSteps: this.draftHeadSteps,
       draftedTokens: this.drafted,

@@ -6,7 +6,7 @@
  */
 import type { GPT2, GPT2Cache, HiddenStates } from '../models/gpt2.js';
 import { checkSampledIds } from '../models/errors.js';
-import { readTensors, type Tensor } from '../tensor/tensor.js';
+import { readTensors } from '../tensor/tensor.js';
 import { slice } from '../tensor/ops/gather.js';
 import type { Drafter } from './drafter.js';
 import type { ResolvedSampling } from './options.js';
@@ -14,6 +14,10 @@ import type { Rng } from './rng.js';
 import { selectTokens } from './sample.js';
 import { verifiedLength } from './accept.js';
 import { verifyDraft, type Verdict } from './verify.js';
+import { acceptTree, acceptTreeGreedy, buildTokenTree, type TreeVerdict } from './tree.js';
+import { Tensor } from '../tensor/tensor.js';
+import { argmax } from '../tensor/ops/rowwise.js';
+import { filteredProbs } from '../tensor/ops/sample.js';
 
 /** What every step of one generation shares. */
 export interface StepContext {
@@ -29,12 +33,16 @@ export interface SpeculativeContext extends StepContext {
   drafter: Drafter;
   /** Verify a draft only up to its first token the drafter gave a probability below this (0: off). */
   cutoff: number;
+  /** Independent drafts verified together as a token tree (default 1: a single draft). */
+  drafts?: number;
 }
 
 export interface StepResult extends Omit<Verdict, 'draft'> {
   /** Drafted tokens the target verified (empty for a plain step). */
   drafted: number[];
   drafterPasses: number;
+  /** Rows the target's pass scored: 1 for a plain step, the drafted tokens + 1 for one draft, a token tree's rows. */
+  targetRows: number;
   /** Draft-head steps of the draft (0 without a draft head). */
   draftHeadSteps: number;
   /** performance.now() when the draft had run (a plain step's start) and when the verification had. */
@@ -44,6 +52,10 @@ export interface StepResult extends Omit<Verdict, 'draft'> {
 
 /** Draft → verify → roll back → update: one target pass that emits the accepted drafts and the target's token. */
 export async function speculativeStep(s: SpeculativeContext, context: readonly number[], gamma: number): Promise<StepResult> {
+  // A tree's rows all take cache positions while it is verified: near the context's end, fewer drafts fit.
+  const fit = Math.floor((s.cache.capacity - s.cache.length - 1) / gamma);
+  const drafts = Math.min(s.drafts ?? 1, fit);
+  if (drafts > 1) return treeStep(s, context, gamma, drafts);
   const proposal = await propose(s, context, gamma);
   const base = s.cache.length;
   const { verdict, draftDone } = await verify(s, context[context.length - 1], proposal);
@@ -51,7 +63,59 @@ export async function speculativeStep(s: SpeculativeContext, context: readonly n
   s.cache.truncate(base + 1 + verdict.accepted);
   s.drafter.afterVerify(verdict.draft, verdict.accepted);
   const { draft, ...rest } = verdict;
-  return { ...rest, drafted: draft, drafterPasses: proposal.passes, draftHeadSteps: proposal.headSteps, draftDone, verifyDone };
+  return { ...rest, drafted: draft, drafterPasses: proposal.passes, targetRows: draft.length + 1, draftHeadSteps: proposal.headSteps, draftDone, verifyDone };
+}
+
+/**
+ * Several drafts → one target pass over their token tree → keep the accepted branch in the cache.
+ * The drafts are read back to build the tree; the verdict needs the target's distributions at the
+ * tree's rows and the drafts' q (sampling) or its argmax per row (greedy), read back at once.
+ */
+async function treeStep(s: SpeculativeContext, context: readonly number[], gamma: number, count: number): Promise<StepResult> {
+  const dev = s.target.device;
+  const greedy = s.sampling.temperature === 0;
+  const draft = dev.scope(() => s.drafter.draft(context, gamma, s.sampling, s.rng, false, s.states, count));
+  let logits: Tensor | null = null;
+  let scored: Tensor | null = null;
+  try {
+    const [flat] = await readTensors([draft.tokens]);
+    const draftDone = performance.now();
+    checkSampledIds(flat, s.target.vocabSize, 'the drafter');
+    const drafts = Array.from({ length: count }, (_, k) => Array.from(flat.subarray(k * gamma, (k + 1) * gamma)));
+    const tree = buildTokenTree(context[context.length - 1], drafts);
+    const base = s.cache.length;
+    logits = dev.scope(() => s.target.forwardTree(Tensor.from(dev, Int32Array.from(tree.tokens), [tree.tokens.length]), s.cache, tree));
+    const { temperature, topK, topP } = s.sampling;
+    scored = dev.scope(() => (greedy ? argmax(logits!) : filteredProbs(logits!, { temperature, topK, topP })));
+    let verdict: TreeVerdict;
+    if (greedy || !draft.q) {
+      const [am] = await readTensors([scored]);
+      checkSampledIds(am, s.target.vocabSize, 'the target');
+      verdict = acceptTreeGreedy(tree, drafts, am);
+    } else {
+      const [p, q] = await readTensors([scored, draft.q]);
+      const V = s.target.vocabSize;
+      const row = (m: typeof p, i: number) => m.subarray(i * V, (i + 1) * V);
+      verdict = acceptTree(tree, drafts, (r) => row(p, r), (k, i) => row(q, k * gamma + i), () => s.rng.uniform());
+      checkSampledIds([verdict.next], V, 'the target');
+    }
+    const verifyDone = performance.now();
+    s.cache.keep(base + 1, verdict.rows.map((r) => base + r));
+    const drafted = drafts[verdict.draft];
+    s.drafter.afterVerify(drafted, verdict.accepted);
+    return {
+      drafted,
+      accepted: verdict.accepted,
+      next: verdict.next,
+      drafterPasses: draft.passes,
+      targetRows: tree.tokens.length,
+      draftHeadSteps: draft.headSteps ?? 0,
+      draftDone,
+      verifyDone,
+    };
+  } finally {
+    for (const t of [draft.tokens, draft.q, draft.confidence, logits, scored]) t?.dispose();
+  }
 }
 
 /** The target alone: one forward of the pending token and a draw from it. */
@@ -62,7 +126,7 @@ export async function targetStep(s: StepContext, context: readonly number[]): Pr
   const [id] = await readTensors([ids]);
   ids.dispose();
   checkSampledIds(id, s.target.vocabSize, 'the target');
-  return { drafted: [], accepted: 0, next: id[0], drafterPasses: 0, draftHeadSteps: 0, draftDone: start, verifyDone: performance.now() };
+  return { drafted: [], accepted: 0, next: id[0], drafterPasses: 0, targetRows: 1, draftHeadSteps: 0, draftDone: start, verifyDone: performance.now() };
 }
 
 /** A draft as the target verifies it; `done` resolves to the time the drafting finished. */

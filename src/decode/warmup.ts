@@ -12,6 +12,7 @@ import type { ResolvedSampling } from './options.js';
 import { Rng } from './rng.js';
 import { selectTokens } from './sample.js';
 import { recordVerify } from './verify.js';
+import { filteredProbs } from '../tensor/ops/sample.js';
 
 export interface ReachSettings {
   sampling: ResolvedSampling;
@@ -19,6 +20,8 @@ export interface ReachSettings {
   maxGamma: number;
   /** Whether drafts report confidences (a confidence cutoff is set). */
   withConfidence: boolean;
+  /** Drafts verified together as a token tree when sampling (default 1). */
+  drafts?: number;
   /** Prompt tokens (undefined: any length up to the context). */
   promptTokens?: number;
   /** Tokens the generation may add (undefined: up to the context). */
@@ -62,6 +65,16 @@ export function reachableKernels(target: GPT2, given: Drafter | null, s: ReachSe
       const q = s.sampling.temperature === 0 ? null : Tensor.empty(dev, [g, drafter?.vocabSize ?? target.vocabSize]);
       recordVerify(target, cache, 0, draft, q, s.sampling, rng, states);
     }
+    // Several drafts: a tree pass of each row count, its distributions, and the cache keeping a branch.
+    const drafts = s.sampling.temperature > 0 ? (s.drafts ?? 1) : 1;
+    if (drafts > 1) {
+      for (const n of rowCounts(drafts * G + 1, dev.tuning.streamedMaxRows)) {
+        cache.truncate(0);
+        const chain = { depths: ids(n).map((_, i) => i), ancestors: ids(n).map((_, i) => 2 ** (i + 1) - 1) };
+        filteredProbs(target.forwardTree(Tensor.from(dev, Int32Array.from(ids(n)), [n]), cache, chain), s.sampling);
+        if (n >= 3) cache.keep(1, [2]);
+      }
+    }
     cache.dispose();
     if (!drafter) return;
     // Drafter: a prefill, then drafts of every length after contexts of every new-token count
@@ -75,7 +88,7 @@ export function reachableKernels(target: GPT2, given: Drafter | null, s: ReachSe
     const added = rowCounts(restarts ? capacity : Math.max(prompt, G + 1), dev.tuning.streamedMaxRows);
     for (let g = 1; g <= G; g++) {
       fresh();
-      drafter.draft(ids(1), g, s.sampling, rng, s.withConfidence, states);
+      drafter.draft(ids(1), g, s.sampling, rng, s.withConfidence, states, drafts);
     }
     for (const a of added) {
       fresh();
