@@ -157,6 +157,40 @@ describe('attention', () => {
     });
   }
 
+  // Tree attention: a cached prefix every row sees, then the rows' own keys as each row's mask names them
+  // (any set with the row itself, not only ancestors). The reference runs each row over the keys it sees.
+  for (const [H, hd, R] of [[2, 16, 1], [2, 16, 4], [1, 6, 3]] as const) {
+    it(`tree H=${H} hd=${hd}, ${R} rows per workgroup: each row sees the cached keys and the rows its bit mask names`, async () => {
+      const dev = await getDevice();
+      const [P, n] = [5, 9];
+      const d = H * hd;
+      const qkv = randn((P + n) * 3 * d, 79 + hd);
+      const masks = Array.from({ length: n }, (_, i) => ((0b1011001101 * (i + 3)) & ((1 << n) - 1)) | (1 << i));
+      const cache = new KVCache(dev, H, P + n, hd);
+      step(dev, qkv.subarray(0, P * 3 * d), cache).dispose();
+      const q = appendQKV(Tensor.from(dev, qkv.subarray(P * 3 * d), [n, 3 * d]), cache);
+      const out = await attention(q, cache, { tree: Tensor.from(dev, Uint32Array.from(masks), [n]), rowsPerWorkgroup: R }).read();
+      const { q: qa, k, v } = split(qkv, P + n, d);
+      for (let i = 0; i < n; i++) {
+        const seen = [...Array(P).keys(), ...[...Array(n).keys()].filter((j) => (masks[i] >> j) & 1).map((j) => P + j)];
+        const pick = (x: Float32Array) => Float32Array.from(seen.flatMap((j) => Array.from(rows(x, d, j, j + 1))));
+        expectClose(out.subarray(i * d, (i + 1) * d), attentionRef(rows(qa, d, P + i, P + i + 1), pick(k), pick(v), 1, seen.length, H, hd, false), 1e-5, 1e-5);
+      }
+      cache.dispose();
+    });
+  }
+
+  it('tree: refuses a mask of the wrong type or length, and more rows than a mask holds', async () => {
+    const dev = await getDevice();
+    const cache = new KVCache(dev, 1, 40, 16);
+    const q = appendQKV(Tensor.from(dev, randn(3 * 3 * 16, 80), [3, 48]), cache);
+    expect(() => attention(q, cache, { tree: Tensor.from(dev, Int32Array.of(1, 3, 5), [3]) })).toThrow(/must be u32 \[3\]/);
+    expect(() => attention(q, cache, { tree: Tensor.from(dev, Uint32Array.of(1, 3), [2]) })).toThrow(/must be u32 \[3\]/);
+    const wide = appendQKV(Tensor.from(dev, randn(33 * 3 * 16, 81), [33, 48]), cache);
+    expect(() => attention(wide, cache, { tree: Tensor.from(dev, new Uint32Array(33), [33]) })).toThrow(/33 rows exceeds the 32/);
+    cache.dispose();
+  });
+
   it('rejects a number of query rows per workgroup outside 1..16', async () => {
     const dev = await getDevice();
     const cache = new KVCache(dev, 1, 4, 4);
@@ -306,6 +340,29 @@ describe('decoding through the KV cache', () => {
     expect(() => cache.truncate(-1)).toThrow(RangeError);
     cache.truncate(0);
     expect(cache.length).toBe(0);
+    cache.dispose();
+  });
+
+  it('keep(base, positions) moves the kept positions down after base, in order, and drops the rest', async () => {
+    const dev = await getDevice();
+    const [h, dim] = [2, 16];
+    const cache = new KVCache(dev, h, 12, dim);
+    appendQKV(Tensor.from(dev, randn(10 * 3 * h * dim, 25), [10, 3 * h * dim]), cache);
+    const [k0, v0] = [await cache.k.read(), await cache.v.read()];
+    cache.keep(4, [4, 7, 9]);
+    expect(cache.length).toBe(7);
+    const [k1, v1] = [await cache.k.read(), await cache.v.read()];
+    const at = (x: ArrayLike<number> & { subarray(a: number, b: number): ArrayLike<number> }, head: number, pos: number) => Array.from(x.subarray((head * 12 + pos) * dim, (head * 12 + pos + 1) * dim));
+    for (let head = 0; head < h; head++) {
+      for (const [dst, src] of [[0, 0], [3, 3], [4, 4], [5, 7], [6, 9]]) {
+        expect(at(k1, head, dst), `K head ${head} position ${dst}`).toEqual(at(k0, head, src));
+        expect(at(v1, head, dst), `V head ${head} position ${dst}`).toEqual(at(v0, head, src));
+      }
+    }
+    expect(() => cache.keep(2, [3, 3])).toThrow(/increase strictly/);
+    expect(() => cache.keep(2, [1])).toThrow(/increase strictly/);
+    expect(() => cache.keep(2, [7])).toThrow(/within \[2, 7\)/);
+    expect(() => cache.keep(8, [])).toThrow(/base 8 not in \[0, 7\]/);
     cache.dispose();
   });
 
