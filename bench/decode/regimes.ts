@@ -12,11 +12,12 @@
  *
  *   npm run bench:decode -- --regimes [--drafters DIR1,DIR2] [--models DIR] [--prompt-sets passages,ood]
  *       [--prompts N] [--tokens N] [--rounds N] [--regime-list greedy,t0.8-k50,t1] [--sampled-gammas G1,G2]
- *       [--steps T1,T2] [--head-positions K1,K2] [--head-parallel] [--f32]
+ *       [--steps T1,T2] [--head-positions K1,K2] [--head-parallel] [--drafts K1,K2] [--f32]
  * --sampled-gammas adds SpecDiff contenders with other draft lengths when sampling; --steps adds
  * contenders with T denoising steps (every regime); --head-positions adds contenders drafting K positions
  * through a draft head (0: the head off), for drafters that have one; --head-parallel a contender whose head
- * draws its positions in one step (headDraw 'parallel').
+ * draws its positions in one step (headDraw 'parallel'); --drafts contenders that draft K times per target
+ * pass when sampling, verified as a token tree (rows/pass: the rows the target scores per pass).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
@@ -44,6 +45,7 @@ const { values } = parseArgs({
     steps: { type: 'string' },
     'head-positions': { type: 'string' },
     'head-parallel': { type: 'boolean' },
+    drafts: { type: 'string' },
     f32: { type: 'boolean' },
   },
 });
@@ -66,6 +68,8 @@ const sampledGammas = values['sampled-gammas'] ? values['sampled-gammas'].split(
 /** More SpecDiff contenders with T denoising steps (left to right: later blocks see the earlier ones drawn). */
 const stepsList = values.steps ? values.steps.split(',').map(Number) : [];
 const headPositionsList = values['head-positions'] ? values['head-positions'].split(',').map(Number) : [];
+/** More SpecDiff contenders verifying K drafts per target pass as a token tree (sampled regimes). */
+const draftsList = values.drafts ? values.drafts.split(',').map(Number) : [];
 
 const PROMPT_SETS: Record<string, string> = { passages: 'bench/passages.json', ood: 'bench/passages-ood.json' };
 const setNames = (values['prompt-sets'] ?? 'passages,ood').split(',');
@@ -95,6 +99,8 @@ interface Contender {
   /** Draft-head positions (0: the head off); undefined: the drafter's default. */
   headPositions?: number;
   headDraw?: HeadDraw;
+  /** Drafts verified together per target pass (undefined: one). */
+  drafts?: number;
 }
 
 function contendersFor(regime: string): Contender[] {
@@ -103,6 +109,7 @@ function contendersFor(regime: string): Contender[] {
   for (const { name, model } of mdlms) {
     list.push({ name: `specdiff ${name}`, method: 'specdiff', mdlm: model });
     if (sampled) for (const gamma of sampledGammas) list.push({ name: `specdiff ${name} γ=${gamma}`, method: 'specdiff', mdlm: model, gamma });
+    if (sampled) for (const drafts of draftsList) list.push({ name: `specdiff ${name} ${drafts} drafts`, method: 'specdiff', mdlm: model, drafts });
     for (const steps of stepsList) list.push({ name: `specdiff ${name} T=${steps}`, method: 'specdiff', mdlm: model, steps });
     if (model.config.draftHead) for (const k of headPositionsList) list.push({ name: `specdiff ${name} head ${k || 'off'}`, method: 'specdiff', mdlm: model, headPositions: k });
     if (model.config.draftHead && values['head-parallel']) list.push({ name: `specdiff ${name} head parallel`, method: 'specdiff', mdlm: model, headDraw: 'parallel' });
@@ -127,6 +134,8 @@ interface Tally {
   tokens: number;
   ms: number;
   passes: number;
+  /** Rows the target scored in those passes. */
+  rows: number;
   drafterPasses: number;
   draftHeadSteps: number;
   drafted: number;
@@ -142,7 +151,7 @@ interface Tally {
 }
 
 const newTally = (): Tally => ({
-  tokens: 0, ms: 0, passes: 0, drafterPasses: 0, draftHeadSteps: 0, drafted: 0, accepted: 0, draftedAt: [], acceptedAt: [],
+  tokens: 0, ms: 0, passes: 0, rows: 0, drafterPasses: 0, draftHeadSteps: 0, drafted: 0, accepted: 0, draftedAt: [], acceptedAt: [],
   before: { tokens: 0, passes: 0, ms: 0 }, inside: { tokens: 0, passes: 0, ms: 0 }, bySet: {}, compiled: 0,
 });
 
@@ -150,6 +159,7 @@ function add(t: Tally, s: GenerationStats, set: string, iterations: Array<{ star
   t.tokens += s.generatedTokens;
   t.ms += s.wallMs;
   t.passes += s.targetPasses;
+  t.rows += s.targetRows;
   t.drafterPasses += s.drafterPasses;
   t.draftHeadSteps += s.draftHeadSteps;
   t.drafted += s.draftedTokens;
@@ -173,7 +183,7 @@ function add(t: Tally, s: GenerationStats, set: string, iterations: Array<{ star
 async function run(c: Contender, prompt: string, regime: string, seed: number) {
   const drafter = c.method === 'specdiff' ? diffusionDrafter(c) : c.method === 'speculative' ? new ARDrafter(arModel) : undefined;
   try {
-    const gen = generate(target, tokenizer, { prompt, method: c.method, drafter, gamma: c.gamma, ...REGIMES[regime], seed, maxNewTokens, stopAtEos: false });
+    const gen = generate(target, tokenizer, { prompt, method: c.method, drafter, gamma: c.gamma, drafts: c.drafts, ...REGIMES[regime], seed, maxNewTokens, stopAtEos: false });
     // One chunk per target pass: its tokens and the time since the previous one.
     const iterations: Array<{ start: number; n: number; ms: number }> = [];
     let last = performance.now();
@@ -208,7 +218,7 @@ for (const regime of regimes) {
     const sampling = resolveSampling(REGIMES[regime]);
     // The longest draft generate() can make with these settings (SpecDiff grows to its maximum at greedy only).
     const maxGamma = drafter ? (c.gamma ?? drafter.defaults(sampling).maxGamma) : 0;
-    await device.warmup(reachableKernels(target, drafter, { sampling, maxGamma, withConfidence: false, maxNewTokens }));
+    await device.warmup(reachableKernels(target, drafter, { sampling, maxGamma, withConfidence: false, maxNewTokens, drafts: c.drafts }));
     drafter?.dispose();
   }
 }
@@ -239,7 +249,7 @@ for (const regime of regimes) {
   const { contenders, total, perRound } = results[regime];
   const ratioTo = (name: string, base: string) => perRound.map((t) => rate(t[name].tokens, t[name].ms) / rate(t[base].tokens, t[base].ms));
   const greedy = REGIMES[regime].temperature === 0;
-  const head = ['method', '>tok/s', '>x AR', '>x spec', '>tok/pass', ...setNames.map((s) => `>tok/pass ${s}`), '>accept@1', '>@2', '>@3', '>@4', '>@8', '>drafter passes/tok', '>head steps/tok'];
+  const head = ['method', '>tok/s', '>x AR', '>x spec', '>tok/pass', ...setNames.map((s) => `>tok/pass ${s}`), '>rows/pass', '>accept@1', '>@2', '>@3', '>@4', '>@8', '>drafter passes/tok', '>head steps/tok'];
   if (greedy) head.push('>before loop tok/pass', '>inside tok/pass', '>before tok/s', '>inside tok/s', '>tokens inside');
   const rows = contenders.map((name) => {
     const t = total[name];
@@ -253,6 +263,7 @@ for (const regime of regimes) {
       fmt(median(xSpec)),
       t.tokens / t.passes,
       ...setNames.map((s) => (t.bySet[s] ? t.bySet[s].tokens / t.bySet[s].passes : null)),
+      t.rows / t.passes,
       at(0), at(1), at(2), at(3), at(7),
       t.tokens ? t.drafterPasses / t.tokens : 0,
       t.tokens ? t.draftHeadSteps / t.tokens : 0,
@@ -262,7 +273,7 @@ for (const regime of regimes) {
       row.push(rate(t.before.tokens, t.before.ms), t.inside.ms ? rate(t.inside.tokens, t.inside.ms) : null, `${((100 * t.inside.tokens) / t.tokens).toFixed(0)}%`);
     }
     summary[`${regime} ${name}`] = {
-      tokensPerSecond: rate(t.tokens, t.ms), xAR: xAr, xSpeculative: xSpec, tokensPerTargetPass: t.tokens / t.passes,
+      tokensPerSecond: rate(t.tokens, t.ms), xAR: xAr, xSpeculative: xSpec, tokensPerTargetPass: t.tokens / t.passes, targetRowsPerPass: t.rows / t.passes,
       tokensPerTargetPassBySet: Object.fromEntries(Object.entries(t.bySet).map(([s, b]) => [s, b.tokens / b.passes])),
       acceptanceByPosition: t.draftedAt.map((n, i) => t.acceptedAt[i] / n), draftedByPosition: t.draftedAt,
       drafterPassesPerToken: t.tokens ? t.drafterPasses / t.tokens : 0,
