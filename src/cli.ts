@@ -44,6 +44,7 @@ options:
   --drafts K         when sampling, K independent drafts per target pass, verified together
                      as a token tree (specdiff with --steps 1 or a draft head; up to 8, at
                      most 31 drafted tokens in all; default 1)
+  --branch-length N  with --drafts, the length of each draft after the first (default γ)
   --window N         drafter context window W of bidirectional drafting (default 8)
   --draft-attention bidirectional|block-causal
                      how the MDLM drafter sees the context (default: its config.json;
@@ -100,6 +101,7 @@ const NUMBERS: Record<string, [number, boolean, number?]> = {
   'top-p': [Number.MIN_VALUE, false, 1],
   cutoff: [0, false, 1],
   drafts: [1, true, 8],
+  'branch-length': [1, true],
 };
 
 /** Every flag's value checked against what it allows, naming both, before anything is loaded. */
@@ -205,6 +207,7 @@ function genOptions(v: Record<string, unknown>) {
     steps: num('steps'),
     confidenceCutoff: num('cutoff'),
     drafts: num('drafts'),
+    branchLength: num('branch-length'),
     window: num('window'),
     schedule: v.schedule as 'left-to-right' | 'random' | undefined,
     draftAttention: v['draft-attention'] as 'bidirectional' | 'block-causal' | undefined,
@@ -229,6 +232,7 @@ async function main(): Promise<void> {
       steps: { type: 'string' },
       cutoff: { type: 'string' },
       drafts: { type: 'string' },
+      'branch-length': { type: 'string' },
       window: { type: 'string' },
       schedule: { type: 'string' },
       'draft-attention': { type: 'string' },

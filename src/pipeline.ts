@@ -16,7 +16,7 @@ import { autotuneMatmul, type TuningTable } from './tensor/tune.js';
 import { draftLength, draftLengths, draftShapes } from './decode/draft-length.js';
 import { resolveSampling, type Method } from './decode/options.js';
 import { reachableKernels } from './decode/warmup.js';
-import { MAX_TREE_ROWS } from './shaders/attention.js';
+import { longestTreeDraft } from './decode/tree.js';
 import type { CompileProgress } from './tensor/device.js';
 
 export interface PipelineSources {
@@ -94,9 +94,8 @@ export class Pipeline {
       const defaults = drafter.defaults(sampling);
       const gamma = opts.gamma ?? defaults.gamma;
       maxGamma = Math.max(gamma, opts.maxGamma ?? (opts.gamma === undefined ? defaults.maxGamma : gamma));
-      // A token tree of several drafts holds at most MAX_TREE_ROWS - 1 drafted tokens (as generate() clamps).
-      const treeLongest = drafts > 1 ? Math.floor((MAX_TREE_ROWS - 1) / drafts) : Infinity;
-      maxGamma = Math.max(1, Math.min(maxGamma, drafter.maxGamma, capacity - 1, treeLongest));
+      // A token tree of several drafts holds at most 31 drafted tokens (as generate() clamps).
+      maxGamma = Math.max(1, Math.min(maxGamma, drafter.maxGamma, capacity - 1, longestTreeDraft(drafts, opts.branchLength)));
       drafter = drafter.configure(opts, gamma, sampling);
     }
     const prompt = opts.prompt === undefined ? undefined : typeof opts.prompt === 'string' ? this.tokenizer.encode(opts.prompt).length : opts.prompt.length;

@@ -75,8 +75,11 @@ describe('the multi-draft rule keeps the target\'s distribution (toy chain, chi-
     return dist.length - 1;
   }
 
-  /** Counts of the first three tokens after token 0; `reportedQ` is what the rule is told the drafts came from. */
-  function counts(drafts: number, gamma: number, reportedQ: number[][], seed: number): Float64Array {
+  /**
+   * Counts of the first three tokens after token 0; `reportedQ` is what the rule is told the drafts came from.
+   * Drafts after the first are `branch` long.
+   */
+  function counts(drafts: number, gamma: number, reportedQ: number[][], seed: number, branch = gamma): Float64Array {
     const rng = new Rng(seed);
     const out = new Float64Array(n ** 3);
     for (let s = 0; s < samples; s++) {
@@ -87,7 +90,7 @@ describe('the multi-draft rule keeps the target\'s distribution (toy chain, chi-
           const d: number[] = [];
           for (let i = 0; i < gamma; i++) d.push(drawFrom(Q[i === 0 ? last : d[i - 1]], rng.uniform()));
           return d;
-        });
+        }).map((d, k) => (k === 0 ? d : d.slice(0, branch)));
         const tree = buildTokenTree(last, ds);
         const v = acceptTree(tree, ds, (row) => P[tree.tokens[row]], (k, i) => reportedQ[i === 0 ? last : ds[k][i - 1]], () => rng.uniform());
         seq.push(...ds[v.draft].slice(0, v.accepted), v.next);
@@ -116,6 +119,10 @@ describe('the multi-draft rule keeps the target\'s distribution (toy chain, chi-
     [4, 3],
   ])('%i drafts of γ = %i', (drafts, gamma) => {
     expect(chi2(counts(drafts, gamma, Q, 1))).toBeLessThan(critical);
+  });
+
+  it('4 drafts, the first of γ = 3 and the others of 1', () => {
+    expect(chi2(counts(4, 3, Q, 2, 1))).toBeLessThan(critical);
   });
 
   it('detects drafts tested against a q they were not drawn from', () => {
@@ -149,6 +156,17 @@ describe('the target scores a token tree in one pass', async () => {
     }
   });
 
+  it('refuses a layout that does not match its rows, or a tree past 32 rows, before recording anything', async () => {
+    const cache = target.createCache();
+    const ids = (n: number) => Tensor.from(dev, new Int32Array(n), [n]);
+    expect(() => target.forwardTree(ids(3), cache, { depths: [0, 1], ancestors: [1, 3] })).toThrow(/3 rows needs 3 depths/);
+    expect(() => target.forwardTree(ids(2), cache, { depths: [0, 2], ancestors: [1, 3] })).toThrow(/each at most its row/);
+    const chain = (n: number) => ({ depths: [...Array(n).keys()], ancestors: [...Array(n).keys()].map((i) => 2 ** (i + 1) - 1) });
+    expect(() => target.forwardTree(ids(33), cache, chain(33))).toThrow(/33 rows exceeds 32/);
+    expect(cache.length).toBe(0);
+    cache.dispose();
+  });
+
   it('after keeping one branch, the cache continues as if that branch had been decoded plainly', async () => {
     const cache = target.createCache();
     target.forward(prompt, cache, 1).dispose();
@@ -173,19 +191,35 @@ describe('generation with several drafts per target pass', async () => {
   const joint = await exactJoint(target, 1);
 
   it.each([
-    ['T = 1, block-causal', { attention: 'block-causal' as const }, false],
-    ['T = 1, bidirectional', { attention: 'bidirectional' as const }, false],
-    ['through a draft head', {}, true],
-  ])('is exact: diffusion drafter %s, 3 drafts of γ = 2 (chi-square on the second and third tokens)', async (_, options, draftHead) => {
+    ['T = 1, block-causal', { attention: 'block-causal' as const }, false, undefined],
+    ['T = 1, bidirectional', { attention: 'bidirectional' as const }, false, undefined],
+    ['through a draft head', {}, true, undefined],
+    ['through a draft head, branches of 1', {}, true, 1],
+  ])('is exact: diffusion drafter %s, 3 drafts of γ = 2 (chi-square on the second and third tokens)', async (_, options, draftHead, branchLength) => {
     // Small weights: the drafts are accepted about half the time, so branches other than the first are kept too.
     const drafter = new DiffusionDrafter(await tinyMDLM(dev, { vocab: V, seed: 13, scale: 0.1, draftHead }), options);
-    const { stat } = chiSquare(await empirical(target, { method: 'specdiff', drafter, gamma: 2, drafts: 3, maxNewTokens: 6 }, 1), joint);
+    const { stat } = chiSquare(await empirical(target, { method: 'specdiff', drafter, gamma: 2, drafts: 3, branchLength, maxNewTokens: 6 }, 1), joint);
     expect(stat, `chi-square ${stat.toFixed(1)}`).toBeLessThan(CHI2_35_999);
     drafter.dispose();
     drafter.model.dispose();
   }, 400_000);
 
   // A drafter with small weights proposes nearly uniformly: often wrong, so a second try at a node pays.
+  it('branches shorter than the first draft take fewer rows and head steps', async () => {
+    const drafter = new DiffusionDrafter(await tinyMDLM(dev, { vocab: V, seed: 13, scale: 0.1, draftHead: true }));
+    const run = async (branchLength?: number) => {
+      const { stats } = await generate(target, null, { prompt: [2], maxNewTokens: 5, seed: 3, method: 'specdiff', drafter, gamma: 4, drafts: 3, branchLength, stopAtEos: false }).result();
+      // The first pass drafts the full tree: its rows are the pending token and the drafts' distinct prefixes.
+      return stats;
+    };
+    const full = await run();
+    const short = await run(1);
+    expect(short.draftHeadSteps).toBeLessThan(full.draftHeadSteps);
+    expect(short.targetRows).toBeLessThan(full.targetRows);
+    drafter.dispose();
+    drafter.model.dispose();
+  }, 400_000);
+
   it('reports the tree\'s rows and accepts more per pass than one draft of the same drafter', async () => {
     const mdlm = await tinyMDLM(dev, { vocab: V, seed: 13, scale: 0.1 });
     const run = async (drafts: number) => {
@@ -217,5 +251,7 @@ describe('generation with several drafts per target pass', async () => {
     expect(() => generate(target, null, { ...opts, drafts: 9 })).toThrow(/drafts 9.*at most 8/);
     expect(() => generate(target, null, { ...opts, drafts: 2, steps: 2, gamma: 2 })).toThrow(/drafts 2.*at most 1/);
     expect(() => generate(target, null, { ...opts, drafts: 1.5 })).toThrow(/drafts must be an integer/);
+    expect(() => generate(target, null, { ...opts, drafts: 2, gamma: 2, branchLength: 3 })).toThrow(/branchLength 3 exceeds gamma 2/);
+    expect(() => generate(target, null, { ...opts, drafts: 4, gamma: 20, branchLength: 4 })).toThrow(/gamma 20 with drafts 4 of 4 after the first.*at most 19/);
   });
 });

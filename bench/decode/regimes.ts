@@ -12,12 +12,14 @@
  *
  *   npm run bench:decode -- --regimes [--drafters DIR1,DIR2] [--models DIR] [--prompt-sets passages,ood]
  *       [--prompts N] [--tokens N] [--rounds N] [--regime-list greedy,t0.8-k50,t1] [--sampled-gammas G1,G2]
- *       [--steps T1,T2] [--head-positions K1,K2] [--head-parallel] [--drafts K1,K2] [--f32]
+ *       [--steps T1,T2] [--head-positions K1,K2] [--head-parallel] [--drafts K1,K2] [--branch-lengths B1,B2] [--f32]
  * --sampled-gammas adds SpecDiff contenders with other draft lengths when sampling; --steps adds
  * contenders with T denoising steps (every regime); --head-positions adds contenders drafting K positions
  * through a draft head (0: the head off), for drafters that have one; --head-parallel a contender whose head
  * draws its positions in one step (headDraw 'parallel'); --drafts contenders that draft K times per target
- * pass when sampling, verified as a token tree (rows/pass: the rows the target scores per pass).
+ * pass when sampling, verified as a token tree (rows/pass: the rows the target scores per pass), with the
+ * default draft length and each of --sampled-gammas, and with each of --branch-lengths for the drafts after
+ * the first.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
@@ -26,6 +28,7 @@ import { ARDrafter, createNodeDevice, DiffusionDrafter, dirFolder, generate, loa
 import type { MDLM } from '../../src/models/mdlm.js';
 import { reachableKernels } from '../../src/decode/warmup.js';
 import { resolveSampling, type HeadDraw } from '../../src/decode/options.js';
+import { MAX_TREE_ROWS } from '../../src/shaders/attention.js';
 import { table, fmt } from '../lib/table.js';
 import { barChart, lineChart } from '../lib/svg.js';
 import { median } from '../lib/timing.js';
@@ -46,6 +49,7 @@ const { values } = parseArgs({
     'head-positions': { type: 'string' },
     'head-parallel': { type: 'boolean' },
     drafts: { type: 'string' },
+    'branch-lengths': { type: 'string' },
     f32: { type: 'boolean' },
   },
 });
@@ -70,6 +74,8 @@ const stepsList = values.steps ? values.steps.split(',').map(Number) : [];
 const headPositionsList = values['head-positions'] ? values['head-positions'].split(',').map(Number) : [];
 /** More SpecDiff contenders verifying K drafts per target pass as a token tree (sampled regimes). */
 const draftsList = values.drafts ? values.drafts.split(',').map(Number) : [];
+/** With --drafts, more contenders whose drafts after the first have these lengths. */
+const branchLengths = values['branch-lengths'] ? values['branch-lengths'].split(',').map(Number) : [];
 
 const PROMPT_SETS: Record<string, string> = { passages: 'bench/passages.json', ood: 'bench/passages-ood.json' };
 const setNames = (values['prompt-sets'] ?? 'passages,ood').split(',');
@@ -101,6 +107,8 @@ interface Contender {
   headDraw?: HeadDraw;
   /** Drafts verified together per target pass (undefined: one). */
   drafts?: number;
+  /** Length of each draft after the first (undefined: γ). */
+  branchLength?: number;
 }
 
 function contendersFor(regime: string): Contender[] {
@@ -109,7 +117,16 @@ function contendersFor(regime: string): Contender[] {
   for (const { name, model } of mdlms) {
     list.push({ name: `specdiff ${name}`, method: 'specdiff', mdlm: model });
     if (sampled) for (const gamma of sampledGammas) list.push({ name: `specdiff ${name} γ=${gamma}`, method: 'specdiff', mdlm: model, gamma });
-    if (sampled) for (const drafts of draftsList) list.push({ name: `specdiff ${name} ${drafts} drafts`, method: 'specdiff', mdlm: model, drafts });
+    if (sampled) {
+      for (const drafts of draftsList) {
+        for (const branchLength of [undefined, ...branchLengths]) {
+          // A tree holds at most MAX_TREE_ROWS − 1 drafted tokens.
+          const fits = (gamma: number) => gamma + (drafts - 1) * Math.min(branchLength ?? gamma, gamma) < MAX_TREE_ROWS;
+          const shape = `${drafts} drafts${branchLength ? ` (branches of ${branchLength})` : ''}`;
+          for (const gamma of [undefined, ...sampledGammas.filter(fits)]) list.push({ name: `specdiff ${name}${gamma ? ` γ=${gamma}` : ''} ${shape}`, method: 'specdiff', mdlm: model, gamma, drafts, branchLength });
+        }
+      }
+    }
     for (const steps of stepsList) list.push({ name: `specdiff ${name} T=${steps}`, method: 'specdiff', mdlm: model, steps });
     if (model.config.draftHead) for (const k of headPositionsList) list.push({ name: `specdiff ${name} head ${k || 'off'}`, method: 'specdiff', mdlm: model, headPositions: k });
     if (model.config.draftHead && values['head-parallel']) list.push({ name: `specdiff ${name} head parallel`, method: 'specdiff', mdlm: model, headDraw: 'parallel' });
@@ -183,7 +200,7 @@ function add(t: Tally, s: GenerationStats, set: string, iterations: Array<{ star
 async function run(c: Contender, prompt: string, regime: string, seed: number) {
   const drafter = c.method === 'specdiff' ? diffusionDrafter(c) : c.method === 'speculative' ? new ARDrafter(arModel) : undefined;
   try {
-    const gen = generate(target, tokenizer, { prompt, method: c.method, drafter, gamma: c.gamma, drafts: c.drafts, ...REGIMES[regime], seed, maxNewTokens, stopAtEos: false });
+    const gen = generate(target, tokenizer, { prompt, method: c.method, drafter, gamma: c.gamma, drafts: c.drafts, branchLength: c.branchLength, ...REGIMES[regime], seed, maxNewTokens, stopAtEos: false });
     // One chunk per target pass: its tokens and the time since the previous one.
     const iterations: Array<{ start: number; n: number; ms: number }> = [];
     let last = performance.now();

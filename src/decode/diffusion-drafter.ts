@@ -28,7 +28,7 @@ import type { MDLM, MDLMCache } from '../models/mdlm.js';
 import type { KVCache } from '../tensor/ops/attention.js';
 import type { HiddenStates } from '../models/gpt2.js';
 import type { MatmulSignature } from '../tensor/tune.js';
-import type { Draft, DraftDefaults, Drafter } from './drafter.js';
+import type { Draft, DraftDefaults, Drafter, DraftTree } from './drafter.js';
 import { checkInt, type DraftAttention, type HeadDraw, type ResolvedSampling, type SpeculationOptions, type UnmaskSchedule } from './options.js';
 import type { Rng } from './rng.js';
 import { selectTokens } from './sample.js';
@@ -190,10 +190,11 @@ export class DiffusionDrafter implements Drafter {
     return this.draftHead || this.steps === 1 ? MAX_DRAFTS : 1;
   }
 
-  draft(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng, withConfidence = false, states?: HiddenStates, count = 1): Draft {
-    checkInt('drafts', count, 1, this.maxDrafts);
+  draft(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng, withConfidence = false, states?: HiddenStates, tree?: DraftTree): Draft {
+    const count = checkInt('drafts', tree?.drafts ?? 1, 1, this.maxDrafts);
+    const branchLength = checkInt('branchLength', tree?.branchLength ?? gamma, 1, gamma);
     if (count > 1 && withConfidence) throw new RangeError('DiffusionDrafter.draft: several drafts come without confidences');
-    if (this.draftHead) return this.draftThroughHead(context, gamma, sampling, rng, withConfidence, states, count);
+    if (this.draftHead) return this.draftThroughHead(context, gamma, sampling, rng, withConfidence, states, count, branchLength);
     const dev = this.model.device;
     const mask = this.model.maskTokenId;
     const { feed, features, cache } = this.feed(context, gamma, states);
@@ -262,7 +263,7 @@ export class DiffusionDrafter implements Drafter {
    * mask's state and the token drawn at i − 1 (the last context token for i = 0), and the output layer draws
    * the later positions from their states alone, as a T = 1 draft does. On the GPU throughout.
    */
-  private draftThroughHead(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng, withConfidence: boolean, states: HiddenStates | undefined, count: number): Draft {
+  private draftThroughHead(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng, withConfidence: boolean, states: HiddenStates | undefined, count: number, branchLength: number): Draft {
     const dev = this.model.device;
     const { feed, features, cache } = this.feed(context, gamma, states);
     const W = feed.length;
@@ -280,11 +281,16 @@ export class DiffusionDrafter implements Drafter {
     const feature = this.headFeature(states, context.length);
     // The backbone's logits: of every position for a parallel draw, else of those past the head's.
     const backbone = this.headDraw === 'parallel' ? this.model.logitsOfStates(hidden) : headed < gamma ? this.model.logitsOfStates(slice(hidden, headed, gamma, 0)) : null;
+    let headSteps = 0;
     for (let k = 0; k < count; k++) {
       headCache.truncate(0);
-      this.headChain(hidden, backbone, headCache, feature, last, headed, sampling, rng, withConfidence, { tokens, q, confidence, at: k * gamma });
+      // A shorter branch takes fewer head steps, and the backbone's positions only if it reaches them.
+      const length = k === 0 ? gamma : branchLength;
+      const steps = this.headDraw === 'parallel' ? headed : Math.min(headed, length);
+      this.headChain(hidden, this.headDraw === 'parallel' || length > headed ? backbone : null, headCache, feature, last, steps, sampling, rng, withConfidence, { tokens, q, confidence, at: k * gamma });
+      headSteps += this.headDraw === 'parallel' ? 1 : steps;
     }
-    return { tokens, q, confidence, passes: 1, headSteps: count * (this.headDraw === 'parallel' ? 1 : headed) };
+    return { tokens, q, confidence, passes: 1, headSteps };
   }
 
   /**

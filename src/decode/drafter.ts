@@ -5,7 +5,10 @@ import type { ResolvedSampling, SpeculationOptions } from './options.js';
 import type { Rng } from './rng.js';
 
 export interface Draft {
-  /** i32 [K·γ] on the GPU: the proposed tokens, K drafts one after another (K = 1 unless asked for more). */
+  /**
+   * i32 [K·γ] on the GPU: the proposed tokens, K drafts one after another (K = 1 unless asked for more);
+   * a draft shorter than γ (DraftTree.branchLength) leaves its later slots unspecified.
+   */
   tokens: Tensor;
   /**
    * [K·γ, V] on the GPU: row i is the distribution token i was drawn from, over the target's
@@ -22,6 +25,12 @@ export interface Draft {
   passes: number;
   /** Steps of a draft head (one block and the output layer at one position each) spent on this draft. */
   headSteps?: number;
+}
+
+/** Several drafts of one context at once: `drafts` of them, the first γ long and the others `branchLength` (≤ γ). */
+export interface DraftTree {
+  drafts: number;
+  branchLength: number;
 }
 
 /** A drafter's own draft lengths for a sampling setting. */
@@ -42,7 +51,7 @@ export interface Drafter {
   readonly vocabSize: number;
   /** Most tokens it can propose at once. */
   readonly maxGamma: number;
-  /** Most independent drafts of one context it proposes at once (Drafter.draft's count; 1: one). */
+  /** Most independent drafts of one context it proposes at once (Drafter.draft's tree; 1: one). */
   readonly maxDrafts?: number;
   /** Width of the target's hidden states it reads beside the context (0 or absent: none). */
   readonly targetFeatures?: number;
@@ -58,9 +67,9 @@ export interface Drafter {
    * Proposes γ tokens to follow `context` (prompt + everything generated). Tensors are owned
    * by the caller's device scope. `states`: the target's hidden states of the context, for a
    * drafter with targetFeatures > 0 (written by the target's forwards before this is recorded).
-   * `count` (≤ maxDrafts): independent drafts of the context, each drawn as a single one would be.
+   * `tree` (drafts ≤ maxDrafts): independent drafts of the context, each drawn as a single one would be.
    */
-  draft(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng, withConfidence?: boolean, states?: HiddenStates, count?: number): Draft;
+  draft(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng, withConfidence?: boolean, states?: HiddenStates, tree?: DraftTree): Draft;
   /**
    * Records the prompt's pass through the drafter's cache (all but its last token, which the
    * first draft feeds), so that prompt processing happens with the target's prefill rather than

@@ -15,6 +15,7 @@ import { TextStreamer } from './text.js';
 import { nextDraftLength, type DraftLength } from './draft-length.js';
 import { speculativeStep, targetStep, type StepResult } from './step.js';
 import { MAX_TREE_ROWS } from '../shaders/attention.js';
+import { longestTreeDraft } from './tree.js';
 
 export class VocabularyMismatchError extends Error {
   override name = 'VocabularyMismatchError';
@@ -158,6 +159,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
   const drafter = speculation?.drafter ?? null;
   const lengths: DraftLength = speculation?.lengths ?? { base: 0, max: 0 };
   const drafts = speculation?.drafts ?? 1;
+  const branchLength = speculation?.branchLength;
   const cutoff = opts.confidenceCutoff ?? 0;
   if (typeof cutoff !== 'number' || !(cutoff >= 0 && cutoff <= 1)) throw new RangeError(`confidenceCutoff must be in [0, 1] (0 = off), got ${opts.confidenceCutoff}`);
   if (drafts > 1 && cutoff > 0) throw new RangeError(`confidenceCutoff cuts a single draft; it cannot be combined with drafts ${drafts}`);
@@ -181,7 +183,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
     // The target's hidden states, kept only for a drafter that reads them.
     const states = drafter?.targetFeatures ? target.createHiddenStates() : undefined;
     const run = { target, cache, sampling, rng: new Rng(seed), states };
-    const speculative = drafter && { ...run, drafter, cutoff, drafts };
+    const speculative = drafter && { ...run, drafter, cutoff, drafts, branchLength };
     try {
       const t0 = performance.now();
       // Every model that decodes reads the prompt here, so the decoding rate counts decoding alone.
@@ -243,7 +245,13 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
  * The drafter configured for a generation and its draft lengths: the given options, checked,
  * or else the drafter's defaults for this sampling (shortened to fit its context and the target's).
  */
-function configureSpeculation(target: GPT2, drafter: Drafter, method: Method, sampling: ResolvedSampling, opts: GenerateOptions): { drafter: Drafter; lengths: DraftLength; drafts: number } {
+function configureSpeculation(
+  target: GPT2,
+  drafter: Drafter,
+  method: Method,
+  sampling: ResolvedSampling,
+  opts: GenerateOptions,
+): { drafter: Drafter; lengths: DraftLength; drafts: number; branchLength?: number } {
   if (method !== drafter.method) throw new RangeError(`method '${method}' does not match the ${drafter.kind} drafter given`);
   if (drafter.vocabSize !== target.vocabSize) {
     throw new VocabularyMismatchError(`the drafter proposes from ${drafter.vocabSize} tokens but the target's vocabulary has ${target.vocabSize}: they must share a tokenizer`);
@@ -256,10 +264,12 @@ function configureSpeculation(target: GPT2, drafter: Drafter, method: Method, sa
   // Greedy drafts of one drafter coincide: a tree would be one branch drawn several times.
   const drafts = sampling.temperature === 0 ? 1 : asked;
   if (asked > 1 && drafter.targetFeatures) throw new RangeError(`drafts ${asked}: a drafter that reads the target's hidden states verifies one draft per pass`);
-  // A token tree holds at most MAX_TREE_ROWS rows: the pending token and every drafted one.
-  const treeLongest = drafts > 1 ? Math.floor((MAX_TREE_ROWS - 1) / drafts) : Infinity;
+  const branch = opts.branchLength;
+  if (branch !== undefined && !(Number.isInteger(branch) && branch >= 1)) throw new RangeError(`branchLength must be an integer >= 1, got ${branch}`);
+  if (branch !== undefined && opts.gamma !== undefined && branch > opts.gamma) throw new RangeError(`branchLength ${branch} exceeds gamma ${opts.gamma}: a branch is at most as long as the first draft`);
+  const treeLongest = longestTreeDraft(drafts, branch);
   if (opts.gamma !== undefined && opts.gamma > treeLongest) {
-    throw new RangeError(`gamma ${opts.gamma} with drafts ${drafts}: a token tree holds at most ${MAX_TREE_ROWS - 1} drafted tokens, so gamma must be at most ${treeLongest}`);
+    throw new RangeError(`gamma ${opts.gamma} with drafts ${drafts}${branch ? ` of ${branch} after the first` : ''}: a token tree holds at most ${MAX_TREE_ROWS - 1} drafted tokens, so gamma must be at most ${treeLongest}`);
   }
   const longest = Math.min(drafter.maxGamma, target.config.nPositions - 1, treeLongest);
   if (longest < 1) throw new ContextError(`the ${drafter.kind} drafter's context of ${drafter.maxGamma + 1} positions leaves no room for a draft`);
@@ -272,7 +282,7 @@ function configureSpeculation(target: GPT2, drafter: Drafter, method: Method, sa
   if (asked > (configured.maxDrafts ?? 1)) {
     throw new RangeError(`drafts ${asked}: the ${drafter.kind} drafter, configured this way, proposes at most ${configured.maxDrafts ?? 1} per pass (several need a diffusion drafter with steps 1 or a draft head)`);
   }
-  return { drafter: configured, lengths: { base: gamma, max: maxGamma }, drafts };
+  return { drafter: configured, lengths: { base: gamma, max: maxGamma }, drafts, branchLength: branch };
 }
 
 /** Adds one step's target and drafter passes, its draft's verdict and its phase times to the statistics. */

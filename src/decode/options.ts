@@ -46,6 +46,12 @@ export interface SpeculationOptions {
    * generation verifies one. Default: 1.
    */
   drafts?: number;
+  /**
+   * With several drafts: how long each draft after the first is (1..γ; the first is γ long). Shorter
+   * branches spend the tree's rows and the drafter's steps near the root, where acceptance is likeliest.
+   * Default: γ.
+   */
+  branchLength?: number;
   /** Diffusion drafter: denoising steps T per draft (≤ γ). Default: the drafter's. */
   steps?: number;
   /** Diffusion drafter: how many context tokens it sees (W). Default: the drafter's. */

@@ -8,7 +8,7 @@ import type { GPT2, GPT2Cache, HiddenStates } from '../models/gpt2.js';
 import { checkSampledIds } from '../models/errors.js';
 import { readTensors } from '../tensor/tensor.js';
 import { slice } from '../tensor/ops/gather.js';
-import type { Drafter } from './drafter.js';
+import type { Drafter, DraftTree } from './drafter.js';
 import type { ResolvedSampling } from './options.js';
 import type { Rng } from './rng.js';
 import { selectTokens } from './sample.js';
@@ -35,6 +35,8 @@ export interface SpeculativeContext extends StepContext {
   cutoff: number;
   /** Independent drafts verified together as a token tree (default 1: a single draft). */
   drafts?: number;
+  /** With several drafts: the length of each after the first (default γ). */
+  branchLength?: number;
 }
 
 export interface StepResult extends Omit<Verdict, 'draft'> {
@@ -53,9 +55,10 @@ export interface StepResult extends Omit<Verdict, 'draft'> {
 /** Draft → verify → roll back → update: one target pass that emits the accepted drafts and the target's token. */
 export async function speculativeStep(s: SpeculativeContext, context: readonly number[], gamma: number): Promise<StepResult> {
   // A tree's rows all take cache positions while it is verified: near the context's end, fewer drafts fit.
-  const fit = Math.floor((s.cache.capacity - s.cache.length - 1) / gamma);
+  const branchLength = Math.min(s.branchLength ?? gamma, gamma);
+  const fit = 1 + Math.floor((s.cache.capacity - s.cache.length - 1 - gamma) / branchLength);
   const drafts = Math.min(s.drafts ?? 1, fit);
-  if (drafts > 1) return treeStep(s, context, gamma, drafts);
+  if (drafts > 1) return treeStep(s, context, gamma, { drafts, branchLength });
   const proposal = await propose(s, context, gamma);
   const base = s.cache.length;
   const { verdict, draftDone } = await verify(s, context[context.length - 1], proposal);
@@ -71,17 +74,18 @@ export async function speculativeStep(s: SpeculativeContext, context: readonly n
  * The drafts are read back to build the tree; the verdict needs the target's distributions at the
  * tree's rows and the drafts' q (sampling) or its argmax per row (greedy), read back at once.
  */
-async function treeStep(s: SpeculativeContext, context: readonly number[], gamma: number, count: number): Promise<StepResult> {
+async function treeStep(s: SpeculativeContext, context: readonly number[], gamma: number, shape: DraftTree): Promise<StepResult> {
   const dev = s.target.device;
   const greedy = s.sampling.temperature === 0;
-  const draft = dev.scope(() => s.drafter.draft(context, gamma, s.sampling, s.rng, false, s.states, count));
+  const draft = dev.scope(() => s.drafter.draft(context, gamma, s.sampling, s.rng, false, s.states, shape));
   let logits: Tensor | null = null;
   let scored: Tensor | null = null;
   try {
     const [flat] = await readTensors([draft.tokens]);
     const draftDone = performance.now();
-    checkSampledIds(flat, s.target.vocabSize, 'the drafter');
-    const drafts = Array.from({ length: count }, (_, k) => Array.from(flat.subarray(k * gamma, (k + 1) * gamma)));
+    // Slots past a shorter branch's end were never drawn: only the drafts' own tokens are checked.
+    const drafts = Array.from({ length: shape.drafts }, (_, k) => Array.from(flat.subarray(k * gamma, k * gamma + (k === 0 ? gamma : shape.branchLength))));
+    checkSampledIds(drafts.flat(), s.target.vocabSize, 'the drafter');
     const tree = buildTokenTree(context[context.length - 1], drafts);
     const base = s.cache.length;
     logits = dev.scope(() => s.target.forwardTree(Tensor.from(dev, Int32Array.from(tree.tokens), [tree.tokens.length]), s.cache, tree));

@@ -6,9 +6,24 @@
  * starts as p and becomes norm(max(0, r − q)) after each rejection; when none is accepted the target
  * draws from r. The drafts are independent draws of one drafter, so at a node their next tokens are
  * i.i.d. from the same q, and the output is distributed exactly as the target's (SpecInfer's
- * multi-step speculative sampling). Greedy, the walk follows the target's argmax while a child has it.
+ * multi-step speculative sampling). Which drafts are shorter is fixed before drawing, so at each row the
+ * drafts that offer a token are still i.i.d. draws. Greedy, the walk follows the target's argmax while a
+ * child has it.
  */
 import type { TokenTreeLayout } from '../models/gpt2.js';
+import { MAX_TREE_ROWS } from '../shaders/attention.js';
+
+/**
+ * The longest first draft a tree of `drafts` fits (with the pending token, at most MAX_TREE_ROWS rows), the
+ * others `branchLength` long (default: as long as the first). Infinity for a single draft.
+ */
+export function longestTreeDraft(drafts: number, branchLength?: number): number {
+  if (drafts <= 1) return Infinity;
+  const rows = (gamma: number) => 1 + gamma + (drafts - 1) * Math.min(branchLength ?? gamma, gamma);
+  let gamma = 0;
+  while (rows(gamma + 1) <= MAX_TREE_ROWS) gamma++;
+  return gamma;
+}
 
 export interface TokenTree extends TokenTreeLayout {
   /** Row i's token (row 0: the pending token the drafts continue). */
@@ -17,7 +32,7 @@ export interface TokenTree extends TokenTreeLayout {
   rowOf: number[][];
 }
 
-/** The tree of K drafts of γ tokens each after `pending`: rows in order of first appearance, draft by draft. */
+/** The tree of K drafts after `pending` (the first the longest): rows in order of first appearance, draft by draft. */
 export function buildTokenTree(pending: number, drafts: readonly (readonly number[])[]): TokenTree {
   const tokens = [pending];
   const depths = [0];
@@ -64,22 +79,19 @@ export function acceptTree(
   q: (draft: number, position: number) => ArrayLike<number>,
   uniform: () => number,
 ): TreeVerdict {
-  const gamma = drafts[0].length;
   let row = 0;
   let chosen = 0;
   const rows: number[] = [];
   for (let depth = 0; ; depth++) {
     let r: ArrayLike<number> = p(row);
     let next = -1;
-    if (depth < gamma) {
-      for (let k = 0; k < drafts.length && next < 0; k++) {
-        if (depth > 0 && tree.rowOf[k][depth - 1] !== row) continue; // draft k left the branch earlier
-        const x = drafts[k][depth];
-        const qk = q(k, depth);
-        // Accept with probability min(1, r(x)/q(x)), written without division.
-        if (qk[x] <= r[x] || uniform() * qk[x] < r[x]) next = k;
-        else r = subtractNormalised(r, qk);
-      }
+    for (let k = 0; k < drafts.length && next < 0; k++) {
+      if (!reaches(tree, drafts, k, depth, row)) continue;
+      const x = drafts[k][depth];
+      const qk = q(k, depth);
+      // Accept with probability min(1, r(x)/q(x)), written without division.
+      if (qk[x] <= r[x] || uniform() * qk[x] < r[x]) next = k;
+      else r = subtractNormalised(r, qk);
     }
     if (next < 0) return { draft: chosen, accepted: depth, rows, next: draw(r, uniform()) };
     chosen = next;
@@ -88,14 +100,18 @@ export function acceptTree(
   }
 }
 
+/** Whether draft k offers a token at `row` (at `depth`): it is that long and passed through the row. */
+function reaches(tree: TokenTree, drafts: readonly (readonly number[])[], k: number, depth: number, row: number): boolean {
+  return depth < drafts[k].length && (depth === 0 || tree.rowOf[k][depth - 1] === row);
+}
+
 /** Greedy verdict: `argmax[row]` is the target's most likely token after row. */
 export function acceptTreeGreedy(tree: TokenTree, drafts: readonly (readonly number[])[], argmax: ArrayLike<number>): TreeVerdict {
-  const gamma = drafts[0].length;
   let row = 0;
   let chosen = 0;
   const rows: number[] = [];
-  for (let depth = 0; depth < gamma; depth++) {
-    const k = drafts.findIndex((d, i) => (depth === 0 || tree.rowOf[i][depth - 1] === row) && d[depth] === argmax[row]);
+  for (let depth = 0; ; depth++) {
+    const k = drafts.findIndex((d, i) => reaches(tree, drafts, i, depth, row) && d[depth] === argmax[row]);
     if (k < 0) break;
     chosen = k;
     row = tree.rowOf[k][depth];

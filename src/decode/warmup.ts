@@ -88,7 +88,7 @@ export function reachableKernels(target: GPT2, given: Drafter | null, s: ReachSe
     const added = rowCounts(restarts ? capacity : Math.max(prompt, G + 1), dev.tuning.streamedMaxRows);
     for (let g = 1; g <= G; g++) {
       fresh();
-      drafter.draft(ids(1), g, s.sampling, rng, s.withConfidence, states, drafts);
+      drafter.draft(ids(1), g, s.sampling, rng, s.withConfidence, states, { drafts, branchLength: g });
     }
     for (const a of added) {
       fresh();
