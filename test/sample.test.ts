@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../src/tensor/tensor.js';
-import { checkSearch, filteredProbs, gather2d, pickPerRow, sampleRows } from '../src/tensor/ops/sample.js';
+import { checkSearch, filteredProbs, gather2d, pickPerRow, residualChain, sampleRows } from '../src/tensor/ops/sample.js';
 import { thresholdSearchBytes, type ThresholdSearch } from '../src/shaders/sample.js';
 import { getDevice } from './helpers/device.js';
 import { expectClose, filteredProbsRef, randn, rng, sampleRef } from './helpers/reference.js';
@@ -289,5 +289,60 @@ describe('gather2d', () => {
     const c = Int32Array.from({ length: 1000 }, () => Math.floor(rr() * 257));
     const out = gather2d(Tensor.from(dev, x, [4, 257]), Tensor.from(dev, r, [1000]), Tensor.from(dev, c, [1000]));
     expect(Array.from(await out.read())).toEqual(Array.from(r, (row, i) => x[row * 257 + c[i]]));
+  });
+});
+
+describe('residualChain', () => {
+  /** Rows of random probabilities (a few zeros, so residuals run out of mass too). */
+  function distributions(rows: number, V: number, seed: number): Float32Array {
+    const x = randn(rows * V, seed, 2);
+    for (let r = 0; r < rows; r++) {
+      const row = x.subarray(r * V, (r + 1) * V);
+      let s = 0;
+      for (let i = 0; i < V; i++) s += row[i] = i % 7 === 3 ? 0 : Math.exp(row[i]);
+      for (let i = 0; i < V; i++) row[i] /= s;
+    }
+    return x;
+  }
+
+  // Rows with 0 to 4 candidates, a repeated token among them (its second test after a rejection sees r(x) = 0).
+  for (const V of [5, 300, GPT2_V]) {
+    it(`gives each candidate's (r(x), q(x)) along its row's chain of residuals, and the last residual, V = ${V}`, async () => {
+      const dev = await getDevice();
+      const [n, qRows] = [4, 6];
+      const p = distributions(n, V, 91);
+      const q = distributions(qRows, V, 92);
+      const candidates: Array<Array<readonly [number, number]>> = [
+        [[0, 1], [3, 1], [5, V - 1]],
+        [],
+        [[2, 2 % V]],
+        [[1, 0], [4, 4 % V], [1, 0], [2, V - 2]],
+      ];
+      const { probe, residual } = residualChain(Tensor.from(dev, p, [n, V]), Tensor.from(dev, q, [qRows, V]), candidates);
+      const [pr, res] = [await probe.read(), await residual.read()];
+      const width = pr.length / (2 * n);
+      candidates.forEach((list, u) => {
+        let r = Array.from(p.subarray(u * V, (u + 1) * V));
+        list.forEach(([qRow, x], j) => {
+          const qr = q.subarray(qRow * V, (qRow + 1) * V);
+          expectClose([pr[2 * (u * width + j)], pr[2 * (u * width + j) + 1]], [r[x], qr[x]], 1e-4, 1e-6);
+          const next = r.map((v, i) => Math.max(0, v - qr[i]));
+          const s = next.reduce((a, b) => a + b, 0);
+          r = next.map((v) => (s > 0 ? v / s : 0));
+        });
+        const got = res.subarray(u * V, (u + 1) * V);
+        const total = Array.from(got).reduce((a, b) => a + b, 0);
+        expectClose(Array.from(got, (v) => v / total), r, 1e-3, 1e-6);
+      });
+    });
+  }
+
+  it('refuses a candidate outside q\'s rows or the vocabulary, and a list per row that does not match', async () => {
+    const dev = await getDevice();
+    const p = Tensor.from(dev, new Float32Array(2 * 8), [2, 8]);
+    const q = Tensor.from(dev, new Float32Array(3 * 8), [3, 8]);
+    expect(() => residualChain(p, q, [[[3, 0]], []])).toThrow(/q row 3 of 3/);
+    expect(() => residualChain(p, q, [[[0, 8]], []])).toThrow(/token 8 of 8/);
+    expect(() => residualChain(p, q, [[]])).toThrow(/one list per row/);
   });
 });

@@ -14,10 +14,10 @@ import type { Rng } from './rng.js';
 import { selectTokens } from './sample.js';
 import { verifiedLength } from './accept.js';
 import { verifyDraft, type Verdict } from './verify.js';
-import { acceptTree, acceptTreeGreedy, buildTokenTree, type TreeVerdict } from './tree.js';
+import { acceptTreeGreedy, acceptTreeProbed, buildTokenTree, treeCandidates, type TreeVerdict } from './tree.js';
 import { Tensor } from '../tensor/tensor.js';
 import { argmax } from '../tensor/ops/rowwise.js';
-import { filteredProbs } from '../tensor/ops/sample.js';
+import { filteredProbs, residualChain, sampleRows } from '../tensor/ops/sample.js';
 
 /** What every step of one generation shares. */
 export interface StepContext {
@@ -71,15 +71,14 @@ export async function speculativeStep(s: SpeculativeContext, context: readonly n
 
 /**
  * Several drafts → one target pass over their token tree → keep the accepted branch in the cache.
- * The drafts are read back to build the tree; the verdict needs the target's distributions at the
- * tree's rows and the drafts' q (sampling) or its argmax per row (greedy), read back at once.
+ * The drafts are read back to build the tree; the GPU then reduces the target's distributions at the
+ * tree's rows to the numbers the verdict needs (sampling: each candidate's (r(x), q(x)) along its row's
+ * residual chain and a draw from each row's last residual; greedy: the argmax per row), read back at once.
  */
 async function treeStep(s: SpeculativeContext, context: readonly number[], gamma: number, shape: DraftTree): Promise<StepResult> {
   const dev = s.target.device;
-  const greedy = s.sampling.temperature === 0;
   const draft = dev.scope(() => s.drafter.draft(context, gamma, s.sampling, s.rng, false, s.states, shape));
-  let logits: Tensor | null = null;
-  let scored: Tensor | null = null;
+  const reduced: Tensor[] = [];
   try {
     const [flat] = await readTensors([draft.tokens]);
     const draftDone = performance.now();
@@ -87,20 +86,30 @@ async function treeStep(s: SpeculativeContext, context: readonly number[], gamma
     const drafts = Array.from({ length: shape.drafts }, (_, k) => Array.from(flat.subarray(k * gamma, k * gamma + (k === 0 ? gamma : shape.branchLength))));
     checkSampledIds(drafts.flat(), s.target.vocabSize, 'the drafter');
     const tree = buildTokenTree(context[context.length - 1], drafts);
+    const candidates = treeCandidates(tree, drafts);
     const base = s.cache.length;
-    logits = dev.scope(() => s.target.forwardTree(Tensor.from(dev, Int32Array.from(tree.tokens), [tree.tokens.length]), s.cache, tree));
-    const { temperature, topK, topP } = s.sampling;
-    scored = dev.scope(() => (greedy ? argmax(logits!) : filteredProbs(logits!, { temperature, topK, topP })));
+    const n = tree.tokens.length;
+    const uDraw = draft.q ? s.rng.uniforms(n) : null;
+    reduced.push(
+      ...dev.scope(() => {
+        const logits = s.target.forwardTree(Tensor.from(dev, Int32Array.from(tree.tokens), [n]), s.cache, tree);
+        if (!draft.q || !uDraw) return [argmax(logits)];
+        const { temperature, topK, topP } = s.sampling;
+        const pairs = candidates.map((list) => list.map(({ draft: k, position }) => [k * gamma + position, drafts[k][position]] as const));
+        const { probe, residual } = residualChain(filteredProbs(logits, { temperature, topK, topP }), draft.q, pairs);
+        return [probe, sampleRows(residual, Tensor.from(dev, uDraw, [n]))];
+      }),
+    );
+    const V = s.target.vocabSize;
     let verdict: TreeVerdict;
-    if (greedy || !draft.q) {
-      const [am] = await readTensors([scored]);
-      checkSampledIds(am, s.target.vocabSize, 'the target');
+    if (reduced.length === 1) {
+      const [am] = await readTensors(reduced);
+      checkSampledIds(am, V, 'the target');
       verdict = acceptTreeGreedy(tree, drafts, am);
     } else {
-      const [p, q] = await readTensors([scored, draft.q]);
-      const V = s.target.vocabSize;
-      const row = (m: typeof p, i: number) => m.subarray(i * V, (i + 1) * V);
-      verdict = acceptTree(tree, drafts, (r) => row(p, r), (k, i) => row(q, k * gamma + i), () => s.rng.uniform());
+      const [probe, draws] = await readTensors(reduced);
+      const width = probe.length / (2 * n);
+      verdict = acceptTreeProbed(tree, candidates, (row, j) => [probe[2 * (row * width + j)], probe[2 * (row * width + j) + 1]], (row) => draws[row], () => s.rng.uniform());
       checkSampledIds([verdict.next], V, 'the target');
     }
     const verifyDone = performance.now();
@@ -112,13 +121,13 @@ async function treeStep(s: SpeculativeContext, context: readonly number[], gamma
       accepted: verdict.accepted,
       next: verdict.next,
       drafterPasses: draft.passes,
-      targetRows: tree.tokens.length,
+      targetRows: n,
       draftHeadSteps: draft.headSteps ?? 0,
       draftDone,
       verifyDone,
     };
   } finally {
-    for (const t of [draft.tokens, draft.q, draft.confidence, logits, scored]) t?.dispose();
+    for (const t of [draft.tokens, draft.q, draft.confidence, ...reduced]) t?.dispose();
   }
 }
 

@@ -67,10 +67,66 @@ export interface TreeVerdict {
   next: number;
 }
 
+/** A draft offering its token at a row: draft k's token at `position` (the row's depth). */
+export interface Candidate {
+  draft: number;
+  position: number;
+}
+
+/** Per row, the drafts that offer a token there, in the order they are tried: they reach the row and are long enough. */
+export function treeCandidates(tree: TokenTree, drafts: readonly (readonly number[])[]): Candidate[][] {
+  const out: Candidate[][] = tree.tokens.map(() => []);
+  drafts.forEach((draft, k) => draft.forEach((_, position) => out[position === 0 ? 0 : tree.rowOf[k][position - 1]].push({ draft: k, position })));
+  return out;
+}
+
 /**
- * Sampled verdict. `p(row)`: the target's distribution at a tree row (after temperature and
- * filtering); `q(k, i)`: the distribution draft k's token i was drawn from; `uniform()`: a fresh
- * uniform in [0, 1) for each test and draw.
+ * The walk down the tree: at each row its candidates are tested in turn (`accepts(row, j)`, called in
+ * that order and only until one passes); the first that passes leads to its token's row, and when none
+ * does the target's token is `next(row)`.
+ */
+function walk(tree: TokenTree, candidates: Candidate[][], accepts: (row: number, j: number) => boolean, next: (row: number) => number): TreeVerdict {
+  let row = 0;
+  let chosen = 0;
+  const rows: number[] = [];
+  for (;;) {
+    const j = candidates[row].findIndex((_, i) => accepts(row, i));
+    if (j < 0) return { draft: chosen, accepted: rows.length, rows, next: next(row) };
+    const { draft, position } = candidates[row][j];
+    chosen = draft;
+    row = tree.rowOf[draft][position];
+    rows.push(row);
+  }
+}
+
+/**
+ * Sampled verdict from the numbers the GPU computed (ops.residualChain): `probe(row, j)` is the
+ * residual's and q's probability of candidate j's token, (r_j(x), q(x)); `draw(row)` the target's
+ * draw from the row's last residual; `uniform()` a fresh uniform in [0, 1) per test.
+ */
+export function acceptTreeProbed(
+  tree: TokenTree,
+  candidates: Candidate[][],
+  probe: (row: number, j: number) => readonly [number, number],
+  draw: (row: number) => number,
+  uniform: () => number,
+): TreeVerdict {
+  return walk(
+    tree,
+    candidates,
+    (row, j) => {
+      const [r, q] = probe(row, j);
+      // Accept with probability min(1, r(x)/q(x)), written without division.
+      return q <= r || uniform() * q < r;
+    },
+    draw,
+  );
+}
+
+/**
+ * The same verdict from whole distributions, on the CPU (the reference the GPU path is tested
+ * against). `p(row)`: the target's distribution at a tree row (after temperature and filtering);
+ * `q(k, i)`: the distribution draft k's token i was drawn from.
  */
 export function acceptTree(
   tree: TokenTree,
@@ -79,45 +135,39 @@ export function acceptTree(
   q: (draft: number, position: number) => ArrayLike<number>,
   uniform: () => number,
 ): TreeVerdict {
-  let row = 0;
-  let chosen = 0;
-  const rows: number[] = [];
-  for (let depth = 0; ; depth++) {
-    let r: ArrayLike<number> = p(row);
-    let next = -1;
-    for (let k = 0; k < drafts.length && next < 0; k++) {
-      if (!reaches(tree, drafts, k, depth, row)) continue;
-      const x = drafts[k][depth];
-      const qk = q(k, depth);
-      // Accept with probability min(1, r(x)/q(x)), written without division.
-      if (qk[x] <= r[x] || uniform() * qk[x] < r[x]) next = k;
-      else r = subtractNormalised(r, qk);
-    }
-    if (next < 0) return { draft: chosen, accepted: depth, rows, next: draw(r, uniform()) };
-    chosen = next;
-    row = tree.rowOf[next][depth];
-    rows.push(row);
-  }
-}
-
-/** Whether draft k offers a token at `row` (at `depth`): it is that long and passed through the row. */
-function reaches(tree: TokenTree, drafts: readonly (readonly number[])[], k: number, depth: number, row: number): boolean {
-  return depth < drafts[k].length && (depth === 0 || tree.rowOf[k][depth - 1] === row);
+  const candidates = treeCandidates(tree, drafts);
+  // The residual of the row being tested, after the candidates rejected so far.
+  let at = -1;
+  let r: ArrayLike<number> = [];
+  const residual = (row: number) => {
+    if (row !== at) [at, r] = [row, p(row)];
+    return r;
+  };
+  return walk(
+    tree,
+    candidates,
+    (row, j) => {
+      const { draft, position } = candidates[row][j];
+      const x = drafts[draft][position];
+      const qk = q(draft, position);
+      const rx = residual(row)[x];
+      if (qk[x] <= rx || uniform() * qk[x] < rx) return true;
+      r = subtractNormalised(r, qk);
+      return false;
+    },
+    (row) => draw(residual(row), uniform()),
+  );
 }
 
 /** Greedy verdict: `argmax[row]` is the target's most likely token after row. */
 export function acceptTreeGreedy(tree: TokenTree, drafts: readonly (readonly number[])[], argmax: ArrayLike<number>): TreeVerdict {
-  let row = 0;
-  let chosen = 0;
-  const rows: number[] = [];
-  for (let depth = 0; ; depth++) {
-    const k = drafts.findIndex((d, i) => reaches(tree, drafts, i, depth, row) && d[depth] === argmax[row]);
-    if (k < 0) break;
-    chosen = k;
-    row = tree.rowOf[k][depth];
-    rows.push(row);
-  }
-  return { draft: chosen, accepted: rows.length, rows, next: argmax[row] };
+  const candidates = treeCandidates(tree, drafts);
+  return walk(
+    tree,
+    candidates,
+    (row, j) => drafts[candidates[row][j].draft][candidates[row][j].position] === argmax[row],
+    (row) => argmax[row],
+  );
 }
 
 /** norm(max(0, r − q)); all zeros when q covers r (a rejection then has probability 0). */

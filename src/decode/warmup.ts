@@ -12,7 +12,7 @@ import type { ResolvedSampling } from './options.js';
 import { Rng } from './rng.js';
 import { selectTokens } from './sample.js';
 import { recordVerify } from './verify.js';
-import { filteredProbs } from '../tensor/ops/sample.js';
+import { filteredProbs, residualChain, sampleRows } from '../tensor/ops/sample.js';
 
 export interface ReachSettings {
   sampling: ResolvedSampling;
@@ -65,13 +65,15 @@ export function reachableKernels(target: GPT2, given: Drafter | null, s: ReachSe
       const q = s.sampling.temperature === 0 ? null : Tensor.empty(dev, [g, drafter?.vocabSize ?? target.vocabSize]);
       recordVerify(target, cache, 0, draft, q, s.sampling, rng, states);
     }
-    // Several drafts: a tree pass of each row count, its distributions, and the cache keeping a branch.
+    // Several drafts: a tree pass of each row count, its distributions and residual chains, and the cache keeping a branch.
     const drafts = s.sampling.temperature > 0 ? (s.drafts ?? 1) : 1;
     if (drafts > 1) {
       for (const n of rowCounts(drafts * G + 1, dev.tuning.streamedMaxRows)) {
         cache.truncate(0);
         const chain = { depths: ids(n).map((_, i) => i), ancestors: ids(n).map((_, i) => 2 ** (i + 1) - 1) };
-        filteredProbs(target.forwardTree(Tensor.from(dev, Int32Array.from(ids(n)), [n]), cache, chain), s.sampling);
+        const probs = filteredProbs(target.forwardTree(Tensor.from(dev, Int32Array.from(ids(n)), [n]), cache, chain), s.sampling);
+        const { residual } = residualChain(probs, Tensor.empty(dev, [1, target.vocabSize]), ids(n).map((_, i) => (i === 0 ? [[0, 0] as const] : [])));
+        sampleRows(residual, Tensor.from(dev, new Float32Array(n), [n]));
         if (n >= 3) cache.keep(1, [2]);
       }
     }

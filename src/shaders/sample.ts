@@ -181,3 +181,48 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   Out[i] = X[u32(Rows[i]) * P.V + u32(Cols[i])];
 }`;
 }
+
+export const RESIDUAL_CHAIN_PARAMS = 'uuu';
+
+/**
+ * The residual chains of a token tree's verification, one workgroup per tree row. Row u starts from its
+ * target distribution (Prob, rows summing to 1); for each of its candidates j < Count[u] in turn, a
+ * (q row, token x) pair, it writes Probe[u, j] = (r_j(x), q(x)), the numbers of x's acceptance test, and
+ * replaces r by norm(max(0, r − q)), the residual after x's rejection. R ends as row u's last residual
+ * (unnormalised), from which the target draws when every candidate is rejected.
+ */
+export function residualChainWGSL(): string {
+  return `${paramsStruct(['rows', 'V', 'maxCands'], RESIDUAL_CHAIN_PARAMS, 6)}
+@group(0) @binding(0) var<storage, read> Prob: array<f32>;
+@group(0) @binding(1) var<storage, read> Q: array<f32>;
+@group(0) @binding(2) var<storage, read> Cands: array<vec2<u32>>;
+@group(0) @binding(3) var<storage, read> Count: array<u32>;
+@group(0) @binding(4) var<storage, read_write> R: array<f32>;
+@group(0) @binding(5) var<storage, read_write> Probe: array<vec2<f32>>;
+${workgroupReduce('sumF', 'f32', '+', WG)}
+${rowEntry(WG, 'P.V')}
+  for (var i = t; i < P.V; i += ${WG}u) { R[base + i] = Prob[base + i]; }
+  // The mass of R: r = R / s.
+  var s = 1.0;
+  // Every invocation runs every step (the reduction's barriers need them all); rows with fewer candidates idle.
+  for (var j = 0u; j < P.maxCands; j++) {
+    storageBarrier();
+    let tried = j < Count[row];
+    let c = Cands[row * P.maxCands + j];
+    let qBase = c.x * P.V;
+    if (tried && t == 0u) { Probe[row * P.maxCands + j] = vec2<f32>(R[base + c.y] / s, Q[qBase + c.y]); }
+    storageBarrier();
+    var part = 0.0;
+    if (tried) {
+      for (var i = t; i < P.V; i += ${WG}u) {
+        let v = max(R[base + i] / s - Q[qBase + i], 0.0);
+        R[base + i] = v;
+        part += v;
+      }
+    }
+    let total = sumF(part, t);
+    // A residual with no mass follows a rejection that could not happen; keep r at zero rather than NaN.
+    if (tried) { s = max(total, 1.0e-30); }
+  }
+}`;
+}

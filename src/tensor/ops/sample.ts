@@ -3,7 +3,7 @@ import { assertShape } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { kernelSpec } from '../spec.js';
 import { grid2d } from '../../shaders/common.js';
-import { filteredProbsWGSL, GATHER_PARAMS, gatherWGSL, PROBS_PARAMS, SAMPLE_PARAMS, sampleRowsWGSL, thresholdSearchBytes, type ThresholdSearch } from '../../shaders/sample.js';
+import { filteredProbsWGSL, GATHER_PARAMS, gatherWGSL, PROBS_PARAMS, RESIDUAL_CHAIN_PARAMS, residualChainWGSL, SAMPLE_PARAMS, sampleRowsWGSL, thresholdSearchBytes, type ThresholdSearch } from '../../shaders/sample.js';
 
 export interface SamplingFilter {
   /** > 0. */
@@ -76,4 +76,37 @@ export function gather2d(x: Tensor, rows: Tensor, cols: Tensor): Tensor {
   const spec = kernelSpec('gather2d', ['r', 'r', 'r', 'w'], GATHER_PARAMS, gatherWGSL);
   x.device.dispatch(spec, [x.binding, rows.binding, cols.binding, out.binding], [rows.size, V], [Math.ceil(rows.size / 64)]);
   return out;
+}
+
+/**
+ * Residual chains (a token tree's verification): for row u of probs [n, V] and its candidates
+ * `candidates[u]` (pairs of a row of q [*, V] and a token), in order: the acceptance test's numbers
+ * (r_j(x), q(x)) with r_0 = probs[u] and r_{j+1} = norm(max(0, r_j − q)), and the last residual of each
+ * row (unnormalised). Returns probe [n, maxCands, 2] (unspecified past a row's candidates) and residual [n, V].
+ */
+export function residualChain(probs: Tensor, q: Tensor, candidates: ReadonlyArray<ReadonlyArray<readonly [number, number]>>): { probe: Tensor; residual: Tensor } {
+  probs.assertLive('residualChain');
+  q.assertLive('residualChain');
+  const V = probs.shape[probs.shape.length - 1];
+  const n = probs.size / V;
+  const qRows = q.size / V;
+  assertShape(q.shape[q.shape.length - 1] === V && candidates.length === n, 'residualChain', `probs ${probs.shape}, q ${q.shape} and ${candidates.length} candidate lists must share V and have one list per row`);
+  const maxCands = Math.max(1, ...candidates.map((c) => c.length));
+  const pairs = new Uint32Array(n * maxCands * 2);
+  candidates.forEach((list, u) =>
+    list.forEach(([row, token], j) => {
+      assertShape(Number.isInteger(row) && row >= 0 && row < qRows && Number.isInteger(token) && token >= 0 && token < V, 'residualChain', `candidate ${j} of row ${u}: q row ${row} of ${qRows}, token ${token} of ${V}`);
+      pairs.set([row, token], (u * maxCands + j) * 2);
+    }),
+  );
+  const dev = probs.device;
+  const probe = Tensor.empty(dev, [n, maxCands, 2]);
+  const residual = Tensor.empty(dev, [n, V]);
+  dev.scope(() => {
+    const cands = Tensor.from(dev, pairs, [n * maxCands, 2]);
+    const counts = Tensor.from(dev, Uint32Array.from(candidates, (c) => c.length), [n]);
+    const spec = kernelSpec('residual_chain', ['r', 'r', 'r', 'r', 'w', 'w'], RESIDUAL_CHAIN_PARAMS, residualChainWGSL);
+    dev.dispatch(spec, [probs.binding, q.binding, cands.binding, counts.binding, residual.binding, probe.binding], [n, V, maxCands], grid2d(n));
+  });
+  return { probe, residual };
 }
