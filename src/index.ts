@@ -13,7 +13,7 @@ export * as ops from './tensor/ops/index.js';
 export { autotuneMatmul, applyTuning, type MatmulSignature, type TuningTable } from './tensor/tune.js';
 
 export { Tokenizer, TokenizerError, type StreamDecoder } from './models/tokenizer.js';
-export { GPT2, type GPT2Cache, type ModelLoadOptions } from './models/gpt2.js';
+export { GPT2, type GPT2Cache, type ModelLoadOptions, type TokenTreeLayout } from './models/gpt2.js';
 export { MDLM, type MDLMCache } from './models/mdlm.js';
 export { ConfigError, parseGPT2Config, parseMDLMConfig, type GPT2Config, type MDLMConfig } from './models/config.js';
 export { ContextError, NumericalError } from './models/errors.js';
@@ -47,7 +47,7 @@ export {
 } from './decode/generate.js';
 export type { GenerationStats, StopReason } from './decode/stats.js';
 export type { DraftAttention, Method, SamplingOptions, SpeculationOptions, UnmaskSchedule } from './decode/options.js';
-export type { Drafter, Draft, DraftDefaults } from './decode/drafter.js';
+export type { Drafter, Draft, DraftDefaults, DraftTree } from './decode/drafter.js';
 export { ARDrafter } from './decode/ar-drafter.js';
 export { DiffusionDrafter, type DiffusionDrafterOptions } from './decode/diffusion-drafter.js';
 export { Pipeline, loadPipeline, type PipelineSources, type PipelineGenerateOptions, type WarmupOptions, type WarmupResult } from './pipeline.js';

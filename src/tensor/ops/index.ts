@@ -3,4 +3,4 @@ export { add, sub, mul, gelu, silu, scale, unary, binary } from './elementwise.j
 export { layerNorm, softmax, logSoftmax, argmax, type LayerNormOptions } from './rowwise.js';
 export { embedding, slice, concat, copy2d, copyRows } from './gather.js';
 export { KVCache, LayerKVCaches, appendQKV, attention, rotary, ropeTable, type AttentionOptions } from './attention.js';
-export { filteredProbs, sampleRows, gather2d, type SamplingFilter } from './sample.js';
+export { filteredProbs, sampleRows, gather2d, residualChain, type SamplingFilter } from './sample.js';
