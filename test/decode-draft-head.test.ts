@@ -98,6 +98,45 @@ describe('drafting through a draft head', () => {
     mdlm.dispose();
   }, 120_000);
 
+  // Three drafts over four positions share one cache (12 rows): each row must see only its own draft's rows,
+  // at its own rotary position, with the target's state (draft_head_features) at the first position of each.
+  it("several drafts' head steps taken together give each draft's own chain of one-position steps", async () => {
+    const dev = await getDevice();
+    const mdlm = await tinyMDLM(dev, { vocab: V, seed: 5, scale: 1.0, draftHead: true, draftHeadFeatures: 8 });
+    const ids = [...ctx, ...new Array<number>(gamma).fill(mdlm.maskTokenId)];
+    const cache = mdlm.createCache();
+    const hidden = dev.scope(() => mdlm.hiddenStatesCached(ids, cache, gamma, Array.from({ length: gamma }, (_, i) => ctx.length + i)));
+    const feature = Tensor.from(dev, Float32Array.from({ length: 8 }, (_, i) => Math.sin(i + 1)), [1, 8]);
+    const last = ctx[ctx.length - 1];
+    const drafts = [
+      [last, 11, 2, 11],
+      [last, 11, 7, 0],
+      [last, 3, 3, 20],
+    ];
+    const shared = mdlm.createDraftHeadCache();
+    const together: Float32Array[] = [];
+    for (let i = 0; i < 4; i++) {
+      const previous = Tensor.from(dev, Int32Array.from(drafts, (d) => d[i]), [3]);
+      const logits = dev.scope(() => mdlm.draftHeadLogitsForDrafts(slice(hidden, i, i + 1, 0), previous, shared, i === 0 ? feature : undefined));
+      together.push((await logits.read()) as Float32Array);
+      logits.dispose();
+    }
+    expect(shared.length).toBe(12);
+    for (const [k, draft] of drafts.entries()) {
+      const own = mdlm.createDraftHeadCache();
+      for (let i = 0; i < 4; i++) {
+        const row = dev.scope(() => mdlm.draftHeadLogits(slice(hidden, i, i + 1, 0), Tensor.from(dev, Int32Array.of(draft[i]), [1]), own, i === 0 ? feature : undefined));
+        const got = await row.read();
+        expect(Math.max(...Array.from(got, (v, j) => Math.abs(v - together[i][k * (V + 1) + j]))), `draft ${k} position ${i}`).toBeLessThan(1e-4);
+        row.dispose();
+      }
+      own.dispose();
+    }
+    expect(() => mdlm.draftHeadLogitsForDrafts(slice(hidden, 0, 1, 0), Tensor.from(dev, new Int32Array(5), [5]), shared)).toThrow(/5 drafts' i32 tokens after 12 cached rows/);
+    for (const t of [hidden, cache, shared, feature]) t.dispose();
+    mdlm.dispose();
+  }, 120_000);
+
   it("drawing in parallel: the head's positions read the backbone's draws made with the same random numbers, in one head step", async () => {
     const dev = await getDevice();
     const mdlm = await tinyMDLM(dev, { vocab: V, seed: 5, scale: 1.0, draftHead: true });

@@ -18,8 +18,8 @@
  * through a draft head (0: the head off), for drafters that have one; --head-parallel a contender whose head
  * draws its positions in one step (headDraw 'parallel'); --drafts contenders that draft K times per target
  * pass when sampling, verified as a token tree (rows/pass: the rows the target scores per pass), with the
- * default draft length and each of --sampled-gammas, and with each of --branch-lengths for the drafts after
- * the first.
+ * default draft length and each of --sampled-gammas, with each of --branch-lengths for the drafts after
+ * the first, and with each of --head-positions.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
@@ -123,7 +123,12 @@ function contendersFor(regime: string): Contender[] {
           // A tree holds at most MAX_TREE_ROWS − 1 drafted tokens.
           const fits = (gamma: number) => gamma + (drafts - 1) * Math.min(branchLength ?? gamma, gamma) < MAX_TREE_ROWS;
           const shape = `${drafts} drafts${branchLength ? ` (branches of ${branchLength})` : ''}`;
-          for (const gamma of [undefined, ...sampledGammas.filter(fits)]) list.push({ name: `specdiff ${name}${gamma ? ` γ=${gamma}` : ''} ${shape}`, method: 'specdiff', mdlm: model, gamma, drafts, branchLength });
+          for (const headPositions of [undefined, ...(model.config.draftHead ? headPositionsList : [])]) {
+            const head = headPositions === undefined ? '' : ` head ${headPositions || 'off'}`;
+            for (const gamma of [undefined, ...sampledGammas.filter(fits)]) {
+              list.push({ name: `specdiff ${name}${head}${gamma ? ` γ=${gamma}` : ''} ${shape}`, method: 'specdiff', mdlm: model, gamma, drafts, branchLength, headPositions });
+            }
+          }
         }
       }
     }

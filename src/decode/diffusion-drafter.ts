@@ -33,6 +33,7 @@ import { checkInt, type DraftAttention, type HeadDraw, type ResolvedSampling, ty
 import type { Rng } from './rng.js';
 import { selectTokens } from './sample.js';
 import { unmaskPlan } from './schedule.js';
+import { MAX_TREE_ROWS } from '../shaders/attention.js';
 
 export type { DraftAttention } from './options.js';
 
@@ -281,6 +282,10 @@ export class DiffusionDrafter implements Drafter {
     const feature = this.headFeature(states, context.length);
     // The backbone's logits: of every position for a parallel draw, else of those past the head's.
     const backbone = this.headDraw === 'parallel' ? this.model.logitsOfStates(hidden) : headed < gamma ? this.model.logitsOfStates(slice(hidden, headed, gamma, 0)) : null;
+    if (count > 1 && this.headDraw === 'sequential' && count * headed <= MAX_TREE_ROWS) {
+      this.headChainsTogether(hidden, backbone, headCache, feature, last, headed, count, branchLength, sampling, rng, { tokens, q });
+      return { tokens, q, confidence, passes: 1, headSteps: headed };
+    }
     let headSteps = 0;
     for (let k = 0; k < count; k++) {
       headCache.truncate(0);
@@ -291,6 +296,48 @@ export class DiffusionDrafter implements Drafter {
       headSteps += this.headDraw === 'parallel' ? 1 : steps;
     }
     return { tokens, q, confidence, passes: 1, headSteps };
+  }
+
+  /**
+   * K drafts' head chains stepped together, one row per draft (MDLM.draftHeadLogitsForDrafts): `headed`
+   * steps in all instead of K·headed, each draft still drawn from its own chain. Draft k's position i goes to
+   * row k·γ + i of the outputs; drafts longer than the head's positions draw the rest from the backbone.
+   */
+  private headChainsTogether(
+    hidden: Tensor,
+    backbone: Tensor | null,
+    headCache: KVCache,
+    feature: Tensor | undefined,
+    last: number,
+    headed: number,
+    count: number,
+    branchLength: number,
+    sampling: ResolvedSampling,
+    rng: Rng,
+    out: { tokens: Tensor; q: Tensor | null },
+  ): void {
+    const dev = this.model.device;
+    const V = this.vocabSize;
+    const gamma = hidden.shape[0];
+    headCache.truncate(0);
+    let previous = Tensor.from(dev, new Int32Array(count).fill(last), [count]);
+    for (let i = 0; i < headed; i++) {
+      const logits = this.model.draftHeadLogitsForDrafts(slice(hidden, i, i + 1, 0), previous, headCache, i === 0 ? feature : undefined); // (K, V + 1)
+      const { ids: drawn, probs } = selectTokens(dev, logits, sampling, rng);
+      copy2d(drawn, out.tokens, { rows: count, cols: 1, srcOffset: 0, srcStride: 1, dstOffset: i, dstStride: gamma });
+      // Drop the mask column (SUBS gives it probability 0) so q lives on the target's vocabulary.
+      if (out.q && probs) copy2d(probs, out.q, { rows: count, cols: V, srcOffset: 0, srcStride: V + 1, dstOffset: i * V, dstStride: gamma * V });
+      previous = drawn;
+    }
+    if (!backbone) return;
+    // Positions past the head's, from the backbone's pass, for each draft that reaches them.
+    for (let k = 0; k < count; k++) {
+      if ((k === 0 ? gamma : branchLength) <= headed) continue;
+      const { ids: drawn, probs } = selectTokens(dev, backbone, sampling, rng);
+      const rows = gamma - headed;
+      copy2d(drawn, out.tokens, { rows, cols: 1, srcOffset: 0, srcStride: 1, dstOffset: k * gamma + headed, dstStride: 1 });
+      if (out.q && probs) copy2d(probs, out.q, { rows, cols: V, srcOffset: 0, srcStride: V + 1, dstOffset: (k * gamma + headed) * V, dstStride: V });
+    }
   }
 
   /**

@@ -23,7 +23,10 @@ export interface Draft {
   confidence: Tensor | null;
   /** Drafter forward passes spent on this draft. */
   passes: number;
-  /** Steps of a draft head (one block and the output layer at one position each) spent on this draft. */
+  /**
+   * Steps of a draft head (one block and the output layer at one position each) spent on this draft;
+   * several drafts' rows stepped together count once.
+   */
   headSteps?: number;
 }
 

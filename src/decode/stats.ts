@@ -24,7 +24,10 @@ export interface GenerationStats {
   targetRows: number;
   /** Drafter forward passes (γ per AR draft; ≤ T per diffusion draft). */
   drafterPasses: number;
-  /** Steps of a diffusion drafter's draft head, one per drafted token (each one block and the output layer at one position). */
+  /**
+   * Steps of a diffusion drafter's draft head, one per drafted position it draws (each one block and the output
+   * layer at one position; several drafts' rows stepped together count once).
+   */
   draftHeadSteps: number;
   /** Drafted tokens the target verified (γ per iteration, fewer where a confidenceCutoff cut the draft). */
   draftedTokens: number;

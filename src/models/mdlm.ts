@@ -13,7 +13,8 @@ import { Tensor } from '../tensor/tensor.js';
 import { concat, embedding, slice } from '../tensor/ops/gather.js';
 import { matmul } from '../tensor/ops/matmul.js';
 import { layerNorm, logSoftmax } from '../tensor/ops/rowwise.js';
-import { appendQKV, attention, KVCache, LayerKVCaches, ropeTable, type AttentionOptions } from '../tensor/ops/attention.js';
+import { appendQKV, attention, KVCache, LayerKVCaches, ropeTable, ropeTableAt, type AttentionOptions } from '../tensor/ops/attention.js';
+import { MAX_TREE_ROWS } from '../shaders/attention.js';
 import { ConfigError, type MDLMConfig } from './config.js';
 import type { Checkpoint } from './safetensors.js';
 import { defaultWeightDType, tensorsIn, WeightReader, type WeightDType } from './weights.js';
@@ -333,6 +334,43 @@ export class MDLM {
    * A head with draft_head_features reads `feature` [1, width] at the draft's first position (when `cache` is
    * empty): the target's final hidden state that predicted the last context token.
    */
+  /**
+   * One head step of K drafts at once, all at the same draft position: row k reads `state` (the position's
+   * mask state, [1, d]) and draft k's previous token (`previous`, K ids). The drafts share `cache`, K rows
+   * per position (row k of position i at index i·K + k), and each row sees only its own draft's rows (tree
+   * attention), at rotary position i, so each row's logits are those of draft k's own chain. At most
+   * MAX_TREE_ROWS rows in the cache. `feature`: as draftHeadLogits, at the first position, for every draft.
+   */
+  draftHeadLogitsForDrafts(state: Tensor, previous: Tensor, cache: KVCache, feature?: Tensor): Tensor {
+    const head = this.draft_head;
+    if (!head) throw new RangeError('MDLM.draftHeadLogitsForDrafts: this MDLM has no draft head (its config has no "draft_head")');
+    const K = previous.size;
+    const position = cache.length / K;
+    if (previous.dtype !== 'i32' || !Number.isInteger(position) || (position + 1) * K > MAX_TREE_ROWS) {
+      throw new RangeError(`MDLM.draftHeadLogitsForDrafts: ${K} drafts' i32 tokens after ${cache.length} cached rows (a whole number of positions, at most ${MAX_TREE_ROWS} rows in all)`);
+    }
+    const d = this.config.hiddenDim;
+    if (state.size !== d) throw new RangeError(`MDLM.draftHeadLogitsForDrafts: state must be [1, ${d}], got [${state.shape}]`);
+    return this.device.scope(() => {
+      const each = (t: Tensor) => embedding(t.reshape([1, t.size]), Tensor.from(this.device, new Int32Array(K), [K])); // row 0, K times
+      let x = matmul(embedding(this.vocab_embed, previous), head.token_proj, { layout: 'nk', residual: each(state) });
+      if (position === 0 && feature && head.feature_proj) x = matmul(each(feature), head.feature_proj, { layout: 'nk', residual: x });
+      const masks = Tensor.from(this.device, Uint32Array.from({ length: K }, (_, k) => Array.from({ length: position + 1 }, (_, i) => 2 ** (i * K + k)).reduce((a, b) => a + b)), [K]);
+      return this.project(this.block(head.block, x, cache, { causal: true, tree: masks, treeKeys: (position + 1) * K }, this.headRope(K)));
+    });
+  }
+
+  /** Rotary tables of K drafts' shared head cache: row s at position ⌊s / K⌋. */
+  private readonly headRopes = new Map<number, Tensor>();
+  private headRope(K: number): Tensor {
+    let t = this.headRopes.get(K);
+    if (!t) {
+      t = ropeTableAt(this.device, Array.from({ length: MAX_TREE_ROWS }, (_, s) => Math.floor(s / K)), this.config.hiddenDim / this.config.nHeads).keep();
+      this.headRopes.set(K, t);
+    }
+    return t;
+  }
+
   draftHeadLogits(states: Tensor, previous: Tensor, cache: KVCache, feature?: Tensor): Tensor {
     const head = this.draft_head;
     if (!head) throw new RangeError('MDLM.draftHeadLogits: this MDLM has no draft head (its config has no "draft_head")');
@@ -388,8 +426,8 @@ export class MDLM {
     return embedding(x, Tensor.from(this.device, Int32Array.from(positions), [positions.length])); // (P, d)
   }
 
-  private block(b: Block, x: Tensor, kv: KVCache, attn: AttentionOptions): Tensor {
-    const q = appendQKV(matmul(layerNorm(x, b.norm1), b.attn_qkv, { layout: 'nk' }), kv, this.rope);
+  private block(b: Block, x: Tensor, kv: KVCache, attn: AttentionOptions, rope = this.rope): Tensor {
+    const q = appendQKV(matmul(layerNorm(x, b.norm1), b.attn_qkv, { layout: 'nk' }), kv, rope);
     x = matmul(attention(q, kv, attn), b.attn_out, { layout: 'nk', residual: x });
     const h = matmul(layerNorm(x, b.norm2), b.mlp[0].w, { layout: 'nk', bias: b.mlp[0].b, gelu: true });
     return matmul(h, b.mlp[2].w, { layout: 'nk', bias: b.mlp[2].b, residual: x });
@@ -421,5 +459,7 @@ export class MDLM {
 
   dispose(): void {
     for (const t of tensorsIn([this.vocab_embed, this.rope, this.norm_final, this.linear, this.feature_proj, this.blocks, this.draft_head])) t.dispose();
+    for (const t of this.headRopes.values()) t.dispose();
+    this.headRopes.clear();
   }
 }

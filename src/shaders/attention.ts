@@ -6,8 +6,9 @@
  *  - attention: one workgroup per (query rows, head), keys in tiles with an online softmax, so
  *    any length is numerically stable. Causal attention may end in a bidirectional tail: its
  *    last `tail` query rows see every key (a block-causal drafter's masked block). Tree attention
- *    (a token tree's verification) lets each query row see the keys before the rows and, among
- *    the rows' own keys, those its bit mask names (its ancestors and itself).
+ *    lets each query row see the keys before the last `treeKeys` and, among those, the ones its bit
+ *    mask names: a token tree's verification (its ancestors and itself among the tree's rows), or
+ *    several drafts' head steps sharing one cache (each draft's own earlier rows).
  */
 import { LINEAR_WG, paramsStruct } from './common.js';
 
@@ -60,7 +61,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }
 
 /** hd: vectors per head (a loop bound the shader compiler must not unroll, see attentionWGSL). */
-export const ATTN_PARAMS = 'uuuuuufu';
+export const ATTN_PARAMS = 'uuuuuufuu';
 
 /**
  * Invocations per workgroup: one per vector of the head (its output dimension), at most 64.
@@ -110,12 +111,12 @@ export function attentionWGSL(hd: number, mask: AttentionMask, R = 1): string {
   // Only when T does not divide the head: a branch inside a constant-bound loop slows the JIT too.
   const guard = n % T === 0 ? '' : 'if (d < P.hd)';
   const tree = mask === 'tree';
-  return `${paramsStruct(['n', 'H', 'cap', 'kvLen', 'qPos0', 'tail', 'scale', 'hd'], ATTN_PARAMS, tree ? 5 : 4)}
+  return `${paramsStruct(['n', 'H', 'cap', 'kvLen', 'qPos0', 'tail', 'scale', 'hd', 'treeStart'], ATTN_PARAMS, tree ? 5 : 4)}
 @group(0) @binding(0) var<storage, read> Q: array<${ty}>;
 @group(0) @binding(1) var<storage, read> Kc: array<${ty}>;
 @group(0) @binding(2) var<storage, read> Vc: array<${ty}>;
 @group(0) @binding(3) var<storage, read_write> O: array<${ty}>;
-${tree ? '// Row i sees row j of the tree (key qPos0 + j) when bit j of Tree[i] is set.\n@group(0) @binding(4) var<storage, read> Tree: array<u32>;' : ''}
+${tree ? '// Row i sees key treeStart + j when bit j of Tree[i] is set, and every key before treeStart.\n@group(0) @binding(4) var<storage, read> Tree: array<u32>;' : ''}
 // A head is P.hd = ${n} elements of ${ty}; a workgroup takes R rows, T invocations, tiles of KT keys.
 const T = ${T}u;
 const R = ${R}u;
@@ -133,7 +134,7 @@ fn keysOf(row: u32) -> u32 {
 }
 /** Whether query row \`row\` sees key j. */
 fn sees(row: u32, j: u32) -> bool {
-  ${tree ? 'return j < keysOf(row) && (j < P.qPos0 || ((Tree[min(row, P.n - 1u)] >> (j - P.qPos0)) & 1u) == 1u);' : 'return j < keysOf(row);'}
+  ${tree ? 'return j < keysOf(row) && (j < P.treeStart || ((Tree[min(row, P.n - 1u)] >> (j - P.treeStart)) & 1u) == 1u);' : 'return j < keysOf(row);'}
 }
 @compute @workgroup_size(${T})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

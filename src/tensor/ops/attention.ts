@@ -25,16 +25,24 @@ import {
 
 /** (cos, sin) of position·inv_freq_i for rotate-half rotary, [positions, hd/2, 2], in double precision. */
 export function ropeTable(device: Device, positions: number, hd: number, base = 10000): Tensor {
+  return ropeTableAt(device, Array.from({ length: positions }, (_, p) => p), hd, base);
+}
+
+/**
+ * A rotary table whose row s holds the angles of `positions[s]` rather than of s: rows of a cache that
+ * do not sit at their own index (several drafts' head steps sharing one cache, K rows per position).
+ */
+export function ropeTableAt(device: Device, positions: readonly number[], hd: number, base = 10000): Tensor {
   const half = hd / 2;
-  const t = new Float32Array(positions * half * 2);
-  for (let p = 0; p < positions; p++) {
+  const t = new Float32Array(positions.length * half * 2);
+  positions.forEach((p, s) => {
     for (let i = 0; i < half; i++) {
       const ang = p * base ** ((-2 * i) / hd);
-      t[(p * half + i) * 2] = Math.cos(ang);
-      t[(p * half + i) * 2 + 1] = Math.sin(ang);
+      t[(s * half + i) * 2] = Math.cos(ang);
+      t[(s * half + i) * 2 + 1] = Math.sin(ang);
     }
-  }
-  return Tensor.from(device, t, [positions, half, 2]);
+  });
+  return Tensor.from(device, t, [positions.length, half, 2]);
 }
 
 export class KVCache {
@@ -158,11 +166,13 @@ export interface AttentionOptions {
   bidirectionalTail?: number;
   scale?: number;
   /**
-   * Tree attention instead of causal: u32 [n], where bit j of row i says that query i sees the key of
-   * query j (its ancestors and itself in a token tree); every query sees the keys before the n
-   * queries'. At most MAX_TREE_ROWS rows.
+   * Tree attention instead of causal: u32 [n], where bit j of row i says that query i sees key j of the
+   * last `treeKeys` (its ancestors and itself in a token tree); every query sees the keys before those.
+   * At most MAX_TREE_ROWS keys under the masks.
    */
   tree?: Tensor;
+  /** With `tree`: how many of the last keys the masks cover (default n, the queries' own). */
+  treeKeys?: number;
   /** Query rows per workgroup (default: the device's tuning.attentionRows): each key and value loaded serves that many rows. */
   rowsPerWorkgroup?: number;
 }
@@ -178,10 +188,12 @@ export function attention(q: Tensor, cache: KVCache, opts: AttentionOptions = {}
   const tail = opts.bidirectionalTail ?? 0;
   assertShape(Number.isInteger(tail) && tail >= 0 && tail <= n && (causal || tail === 0), 'attention', `bidirectionalTail ${tail} must be an integer in 0..${n} rows, with causal attention`);
   const { tree } = opts;
+  const treeKeys = opts.treeKeys ?? n;
   if (tree) {
     tree.assertLive('attention (tree)');
     assertShape(tree.dtype === 'u32' && tree.size === n && causal && tail === 0, 'attention', `tree ${shapeStr(tree.shape)} ${tree.dtype} must be u32 [${n}], one mask per query, with causal attention and no bidirectional tail`);
-    if (n > MAX_TREE_ROWS) throw new GPULimitError(`attention: a tree of ${n} rows exceeds the ${MAX_TREE_ROWS} a row's ancestor mask holds`);
+    assertShape(Number.isInteger(treeKeys) && treeKeys >= n && treeKeys <= cache.length, 'attention', `treeKeys ${treeKeys} must be an integer in [${n}, ${cache.length}]: the queries' keys and up to every cached one`);
+    if (treeKeys > MAX_TREE_ROWS) throw new GPULimitError(`attention: a tree of ${treeKeys} rows exceeds the ${MAX_TREE_ROWS} a row's ancestor mask holds`);
   }
   const mask: AttentionMask = tree ? 'tree' : causal ? 'causal' : 'none';
   const out = Tensor.empty(q.device, [n, H * hd]);
@@ -195,7 +207,7 @@ export function attention(q: Tensor, cache: KVCache, opts: AttentionOptions = {}
   dev.dispatch(
     spec,
     [q.binding, cache.k.binding, cache.v.binding, out.binding, ...(tree ? [tree.binding] : [])],
-    [n, H, cache.capacity, cache.length, cache.length - n, tail, opts.scale ?? 1 / Math.sqrt(hd), hd % 4 === 0 ? hd / 4 : hd],
+    [n, H, cache.capacity, cache.length, cache.length - n, tail, opts.scale ?? 1 / Math.sqrt(hd), hd % 4 === 0 ? hd / 4 : hd, cache.length - treeKeys],
     grid2d(Math.ceil(n / spec.rows) * H),
   );
   return out;
