@@ -89,6 +89,27 @@ export interface DiffusionDrafterOptions {
   headDraw?: HeadDraw;
 }
 
+/** What a draft's head chains read: the backbone's pass and the draft's sampling. */
+interface HeadChainInputs {
+  /** The masks' hidden states (γ, d). */
+  hidden: Tensor;
+  /** The backbone's logits: of every position for a parallel draw, else of those past the head's (null if none). */
+  backbone: Tensor | null;
+  headCache: KVCache;
+  /** The target's state at the first position, for a head that reads it. */
+  feature: Tensor | undefined;
+  /** The last context token, which the first position reads. */
+  last: number;
+  sampling: ResolvedSampling;
+  rng: Rng;
+}
+
+/** Where a draft's tokens and distributions go: K drafts of γ rows, one after another. */
+interface DraftOutputs {
+  tokens: Tensor;
+  q: Tensor | null;
+}
+
 export class DiffusionDrafter implements Drafter {
   readonly kind = 'diffusion';
   readonly method = 'specdiff';
@@ -282,8 +303,9 @@ export class DiffusionDrafter implements Drafter {
     const feature = this.headFeature(states, context.length);
     // The backbone's logits: of every position for a parallel draw, else of those past the head's.
     const backbone = this.headDraw === 'parallel' ? this.model.logitsOfStates(hidden) : headed < gamma ? this.model.logitsOfStates(slice(hidden, headed, gamma, 0)) : null;
+    const chain: HeadChainInputs = { hidden, backbone, headCache, feature, last, sampling, rng };
     if (count > 1 && this.headDraw === 'sequential' && count * headed <= MAX_TREE_ROWS) {
-      this.headChainsTogether(hidden, backbone, headCache, feature, last, headed, count, branchLength, sampling, rng, { tokens, q });
+      this.headChainsTogether(chain, headed, count, branchLength, { tokens, q });
       return { tokens, q, confidence, passes: 1, headSteps: headed };
     }
     let headSteps = 0;
@@ -292,7 +314,7 @@ export class DiffusionDrafter implements Drafter {
       // A shorter branch takes fewer head steps, and the backbone's positions only if it reaches them.
       const length = k === 0 ? gamma : branchLength;
       const steps = this.headDraw === 'parallel' ? headed : Math.min(headed, length);
-      this.headChain(hidden, this.headDraw === 'parallel' || length > headed ? backbone : null, headCache, feature, last, steps, sampling, rng, withConfidence, { tokens, q, confidence, at: k * gamma });
+      this.headChain({ ...chain, backbone: this.headDraw === 'parallel' || length > headed ? backbone : null }, steps, withConfidence, { tokens, q, confidence, at: k * gamma });
       headSteps += this.headDraw === 'parallel' ? 1 : steps;
     }
     return { tokens, q, confidence, passes: 1, headSteps };
@@ -303,73 +325,45 @@ export class DiffusionDrafter implements Drafter {
    * steps in all instead of K·headed, each draft still drawn from its own chain. Draft k's position i goes to
    * row k·γ + i of the outputs; drafts longer than the head's positions draw the rest from the backbone.
    */
-  private headChainsTogether(
-    hidden: Tensor,
-    backbone: Tensor | null,
-    headCache: KVCache,
-    feature: Tensor | undefined,
-    last: number,
-    headed: number,
-    count: number,
-    branchLength: number,
-    sampling: ResolvedSampling,
-    rng: Rng,
-    out: { tokens: Tensor; q: Tensor | null },
-  ): void {
+  private headChainsTogether(c: HeadChainInputs, headed: number, count: number, branchLength: number, out: DraftOutputs): void {
     const dev = this.model.device;
-    const V = this.vocabSize;
-    const gamma = hidden.shape[0];
-    headCache.truncate(0);
-    let previous = Tensor.from(dev, new Int32Array(count).fill(last), [count]);
+    const gamma = c.hidden.shape[0];
+    c.headCache.truncate(0);
+    let previous = Tensor.from(dev, new Int32Array(count).fill(c.last), [count]);
     for (let i = 0; i < headed; i++) {
-      const logits = this.model.draftHeadLogitsForDrafts(slice(hidden, i, i + 1, 0), previous, headCache, i === 0 ? feature : undefined); // (K, V + 1)
-      const { ids: drawn, probs } = selectTokens(dev, logits, sampling, rng);
-      copy2d(drawn, out.tokens, { rows: count, cols: 1, srcOffset: 0, srcStride: 1, dstOffset: i, dstStride: gamma });
-      // Drop the mask column (SUBS gives it probability 0) so q lives on the target's vocabulary.
-      if (out.q && probs) copy2d(probs, out.q, { rows: count, cols: V, srcOffset: 0, srcStride: V + 1, dstOffset: i * V, dstStride: gamma * V });
+      const logits = this.model.draftHeadLogitsForDrafts(slice(c.hidden, i, i + 1, 0), previous, c.headCache, i === 0 ? c.feature : undefined); // (K, V + 1)
+      const { ids: drawn, probs } = selectTokens(dev, logits, c.sampling, c.rng);
+      this.writeDrawn(drawn, probs, out, i, gamma);
       previous = drawn;
     }
-    if (!backbone) return;
+    if (!c.backbone) return;
     // Positions past the head's, from the backbone's pass, for each draft that reaches them.
     for (let k = 0; k < count; k++) {
       if ((k === 0 ? gamma : branchLength) <= headed) continue;
-      const { ids: drawn, probs } = selectTokens(dev, backbone, sampling, rng);
-      const rows = gamma - headed;
-      copy2d(drawn, out.tokens, { rows, cols: 1, srcOffset: 0, srcStride: 1, dstOffset: k * gamma + headed, dstStride: 1 });
-      if (out.q && probs) copy2d(probs, out.q, { rows, cols: V, srcOffset: 0, srcStride: V + 1, dstOffset: (k * gamma + headed) * V, dstStride: V });
+      const { ids: drawn, probs } = selectTokens(dev, c.backbone, c.sampling, c.rng);
+      this.writeDrawn(drawn, probs, out, k * gamma + headed);
     }
   }
 
-  /**
-   * One draft through the head, written from row `out.at` of the outputs. `backbone`: the backbone's logits,
-   * of every position for a parallel draw, else of the positions past the head's (null if none).
-   */
-  private headChain(
-    hidden: Tensor,
-    backbone: Tensor | null,
-    headCache: KVCache,
-    feature: Tensor | undefined,
-    last: number,
-    headed: number,
-    sampling: ResolvedSampling,
-    rng: Rng,
-    withConfidence: boolean,
-    out: { tokens: Tensor; q: Tensor | null; confidence: Tensor | null; at: number },
-  ): void {
-    const dev = this.model.device;
+  /** Writes drawn tokens and their distributions (rows, V + 1) into a draft's outputs from row `at`, `stride` rows apart. */
+  private writeDrawn(drawn: Tensor, probs: Tensor | null | undefined, out: DraftOutputs, at: number, stride = 1): void {
+    const rows = drawn.size;
     const V = this.vocabSize;
+    copy2d(drawn, out.tokens, { rows, cols: 1, srcOffset: 0, srcStride: 1, dstOffset: at, dstStride: stride });
+    // Drop the mask column (SUBS gives it probability 0) so q lives on the target's vocabulary.
+    if (out.q && probs) copy2d(probs, out.q, { rows, cols: V, srcOffset: 0, srcStride: V + 1, dstOffset: at * V, dstStride: stride * V });
+  }
+
+  /** One draft through the head, written from row `out.at` of the outputs. */
+  private headChain(c: HeadChainInputs, headed: number, withConfidence: boolean, out: DraftOutputs & { confidence: Tensor | null; at: number }): void {
+    const dev = this.model.device;
+    const { hidden, backbone, headCache, feature, last, sampling, rng } = c;
     const gamma = hidden.shape[0];
-    const { tokens, q, confidence } = out;
     // Rows from `at` of the draft drawn from logits (rows, V + 1), with the given random numbers if any.
     const draw = (logits: Tensor, position: number, uniforms?: Float32Array) => {
-      const at = out.at + position;
-      const rows = logits.shape[0];
       const { ids: drawn, probs, confidence: drawnConfidence } = selectTokens(dev, logits, sampling, rng, withConfidence, uniforms);
-      const column = { rows, cols: 1, srcOffset: 0, srcStride: 1, dstOffset: at, dstStride: 1 };
-      copy2d(drawn, tokens, column);
-      if (confidence && drawnConfidence) copy2d(drawnConfidence, confidence, { ...column, dstOffset: position });
-      // Drop the mask column (SUBS gives it probability 0) so q lives on the target's vocabulary.
-      if (q && probs) copy2d(probs, q, { rows, cols: V, srcOffset: 0, srcStride: V + 1, dstOffset: at * V, dstStride: V });
+      this.writeDrawn(drawn, probs, out, out.at + position);
+      if (out.confidence && drawnConfidence) copy2d(drawnConfidence, out.confidence, { rows: drawn.size, cols: 1, srcOffset: 0, srcStride: 1, dstOffset: position, dstStride: 1 });
       return drawn;
     };
     if (this.headDraw === 'parallel' && backbone) {
