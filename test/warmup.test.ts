@@ -36,6 +36,7 @@ describe('Pipeline.warmup', async () => {
     ['speculative, sampled, γ 3', { method: 'speculative', temperature: 0.9, gamma: 3 }],
     ['specdiff, sampled, default γ, with a confidence cutoff', { method: 'specdiff', temperature: 0.9, topP: 0.9, confidenceCutoff: 0.2 }],
     ['specdiff, sampled, 4 drafts of γ 3 verified as a token tree', { method: 'specdiff', temperature: 0.9, drafts: 4, gamma: 3 }],
+    ['specdiff, sampled, 4 drafts of γ 12 with branches of 2 (a tree of 19 rows)', { method: 'specdiff', temperature: 0.9, drafts: 4, gamma: 12, branchLength: 2 }],
   ];
 
   for (const [name, opts] of settings) {

@@ -6,7 +6,7 @@
  */
 import type { GPT2, GPT2Cache, HiddenStates } from '../models/gpt2.js';
 import { checkSampledIds } from '../models/errors.js';
-import { readTensors } from '../tensor/tensor.js';
+import { readTensors, Tensor } from '../tensor/tensor.js';
 import { slice } from '../tensor/ops/gather.js';
 import type { Drafter, DraftTree } from './drafter.js';
 import type { ResolvedSampling } from './options.js';
@@ -15,7 +15,6 @@ import { selectTokens } from './sample.js';
 import { verifiedLength } from './accept.js';
 import { verifyDraft, type Verdict } from './verify.js';
 import { acceptTreeGreedy, acceptTreeProbed, buildTokenTree, treeCandidates, type TreeVerdict } from './tree.js';
-import { Tensor } from '../tensor/tensor.js';
 import { argmax } from '../tensor/ops/rowwise.js';
 import { filteredProbs, residualChain, sampleRows } from '../tensor/ops/sample.js';
 

@@ -13,6 +13,7 @@ import { Rng } from './rng.js';
 import { selectTokens } from './sample.js';
 import { recordVerify } from './verify.js';
 import { filteredProbs, residualChain, sampleRows } from '../tensor/ops/sample.js';
+import { MAX_TREE_ROWS } from '../shaders/attention.js';
 
 export interface ReachSettings {
   sampling: ResolvedSampling;
@@ -68,7 +69,8 @@ export function reachableKernels(target: GPT2, given: Drafter | null, s: ReachSe
     // Several drafts: a tree pass of each row count, its distributions and residual chains, and the cache keeping a branch.
     const drafts = s.sampling.temperature > 0 ? (s.drafts ?? 1) : 1;
     if (drafts > 1) {
-      for (const n of rowCounts(drafts * G + 1, dev.tuning.streamedMaxRows)) {
+      // A tree has at most MAX_TREE_ROWS rows, fewer when its branches are short.
+      for (const n of rowCounts(Math.min(drafts * G + 1, MAX_TREE_ROWS), dev.tuning.streamedMaxRows)) {
         cache.truncate(0);
         const chain = { depths: ids(n).map((_, i) => i), ancestors: ids(n).map((_, i) => 2 ** (i + 1) - 1) };
         const probs = filteredProbs(target.forwardTree(Tensor.from(dev, Int32Array.from(ids(n)), [n]), cache, chain), s.sampling);
