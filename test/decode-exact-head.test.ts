@@ -24,6 +24,7 @@ describe('speculative sampling through a draft head is exact (chi-square on the 
     ['for its first position only, the second from the backbone', { headPositions: 1 }],
     ['reading the target\'s state at its first position', {}, { draftHeadFeatures: target.config.nEmbd }],
     ['over a backbone with shifted logits', {}, { shiftLogits: true }],
+    ['over a backbone with the AR drafter\'s layout (learned positions, attention biases, shifted logits)', {}, { shiftLogits: true, arLayout: true }],
   ];
   it.each(cases)('diffusion drafter through a draft head, %s, γ = 2', async (_, options, spec = {}) => {
     const drafter = new DiffusionDrafter(await tinyMDLM(dev, { vocab: V, seed: 13, scale: 1.0, draftHead: true, ...spec }), options);

@@ -75,17 +75,17 @@ describe('greedy speculative decoding reproduces AR greedy token for token', () 
     }
   }, 400_000);
 
-  it('with a diffusion drafter drafting through its draft head (asked for at greedy), sequential and parallel, with and without the target state, over shifted logits, past its model length', async () => {
+  it('with a diffusion drafter drafting through its draft head (asked for at greedy), sequential and parallel, with and without the target state, over shifted logits and the AR drafter\'s layout, past its model length', async () => {
     const dev = await getDevice();
     const target = await tinyGPT2(dev, { vocab: 24, seed: 1, scale: 0.5 });
-    for (const [draftHeadFeatures, shiftLogits] of [[0, false], [target.config.nEmbd, false], [0, true]] as const) {
-      const mdlm = await tinyMDLM(dev, { vocab: 24, seed: 3, scale: 0.5, positions: 24, draftHead: true, draftHeadFeatures, shiftLogits });
+    for (const [draftHeadFeatures, shiftLogits, arLayout] of [[0, false, false], [target.config.nEmbd, false, false], [0, true, false], [0, true, true]] as const) {
+      const mdlm = await tinyMDLM(dev, { vocab: 24, seed: 3, scale: 0.5, positions: 24, draftHead: true, draftHeadFeatures, shiftLogits, arLayout });
       for (const prompt of prompts) {
         const ar = await generate(target, null, { prompt, maxNewTokens: 40, temperature: 0, stopAtEos: false }).result();
         for (const headDraw of ['sequential', 'parallel'] as const) {
           const drafter = new DiffusionDrafter(mdlm, { attention: 'block-causal', draftHead: true, headDraw, headPositions: 3 });
           const spec = await generate(target, null, { prompt, maxNewTokens: 40, temperature: 0, method: 'specdiff', drafter, gamma: 4, stopAtEos: false }).result();
-          expect(spec.tokens, `prompt ${prompt}, ${headDraw}, head features ${draftHeadFeatures}, shifted ${shiftLogits}`).toEqual(ar.tokens);
+          expect(spec.tokens, `prompt ${prompt}, ${headDraw}, head features ${draftHeadFeatures}, shifted ${shiftLogits}, AR layout ${arLayout}`).toEqual(ar.tokens);
           expect(spec.stats.draftHeadSteps, 'the head drafted').toBeGreaterThan(0);
           drafter.dispose();
         }

@@ -125,10 +125,13 @@ describe('GPT-2 against the PyTorch reference', () => {
 });
 
 describe('MDLM against the PyTorch reference', () => {
-  it('SUBS log-probabilities at every position match within 1e-4', async () => {
+  it.each([
+    ['mdlm-tiny', 'rotary positions, no attention biases (mdlm-owt)'],
+    ['mdlm-tiny-ar-layout', 'learned positions and attention biases (config "learned_positions", "attention_bias")'],
+  ])('%s, %s: SUBS log-probabilities at every position match within 1e-4', async (fixture) => {
     const dev = await getDevice();
-    const model = await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny'), { dtype: 'f32' });
-    const g = await golden('mdlm-tiny');
+    const model = await loadMDLM(dev, dirFolder(FIX + fixture), { dtype: 'f32' });
+    const g = await golden(fixture);
     const ids = Array.from(await g.get('input_ids'));
     const expected = await g.get('log_probs');
     const V = model.vocabSize;
@@ -164,7 +167,7 @@ describe('block-causal MDLM against the PyTorch reference', () => {
    * Log-softmax of logitsCached at the given rows, through the cache in pieces of the given sizes;
    * the features fixture also feeds each piece its rows of the target features.
    */
-  async function blockCausal(pieces: number[], fixture: 'mdlm-tiny' | 'mdlm-tiny-features' = 'mdlm-tiny') {
+  async function blockCausal(pieces: number[], fixture: 'mdlm-tiny' | 'mdlm-tiny-features' | 'mdlm-tiny-ar-layout' = 'mdlm-tiny') {
     const { logSoftmax } = await import('../src/tensor/ops/rowwise.js');
     const { Tensor } = await import('../src/tensor/tensor.js');
     const dev = await getDevice();
@@ -211,6 +214,11 @@ describe('block-causal MDLM against the PyTorch reference', () => {
     await blockCausal([1, 16, 19], 'mdlm-tiny-features');
   });
 
+  it('with learned positions and attention biases: in one pass, and through the cache at each piece\'s own positions', async () => {
+    await blockCausal([], 'mdlm-tiny-ar-layout');
+    await blockCausal([1, 16, 19], 'mdlm-tiny-ar-layout');
+  });
+
   it('reading target features, bidirectional: every masked position matches within 1e-4', async () => {
     const { Tensor } = await import('../src/tensor/tensor.js');
     const { logSoftmax } = await import('../src/tensor/ops/rowwise.js');
@@ -236,6 +244,7 @@ describe('block-causal MDLM against the PyTorch reference', () => {
   it.each([
     ['mdlm-tiny-head', 'the draft head (config "draft_head")'],
     ['mdlm-tiny-head-features', 'a draft head reading the target\'s state at its first position (config "draft_head_features")'],
+    ['mdlm-tiny-ar-layout', 'a draft head (rotary) on a backbone with learned positions and attention biases'],
   ])('%s: %s matches the reference at every drafted position, through one block-causal pass', async (fixture) => {
     const { Tensor } = await import('../src/tensor/tensor.js');
     const { logSoftmax } = await import('../src/tensor/ops/rowwise.js');

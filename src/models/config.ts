@@ -60,6 +60,18 @@ export interface MDLMConfig {
    * context token's row (docs/training.md, "Shifted logits").
    */
   shiftLogits: boolean;
+  /**
+   * This project's extension ("learned_positions": true in config.json, absent upstream): the backbone adds a
+   * learned position table `pos_embed` [model_length, hidden_dim] to the embeddings instead of rotating queries
+   * and keys (GPT-2's wpe, kept by a drafter made from an AR model; docs/training.md, "The AR drafter's layout").
+   * The draft head keeps its rotary positions.
+   */
+  learnedPositions: boolean;
+  /**
+   * This project's extension ("attention_bias": true in config.json, absent upstream): the backbone's blocks
+   * have `attn_qkv.bias` [3·hidden_dim] and `attn_out.bias` [hidden_dim] (GPT-2's c_attn and c_proj biases).
+   */
+  attentionBias: boolean;
   /** GPT-2 tokenizer + one mask token: the mask is the last id. */
   maskTokenId: number;
 }
@@ -177,6 +189,8 @@ export function parseMDLMConfig(json: unknown, source = 'config.json'): MDLMConf
     draftHead,
     draftHeadFeatures,
     shiftLogits: flag(cfg, source, 'shift_logits', false),
+    learnedPositions: flag(cfg, source, 'learned_positions', false),
+    attentionBias: flag(cfg, source, 'attention_bias', false),
     maskTokenId: vocabSize - 1,
   };
 }

@@ -5,12 +5,13 @@
  * so every adaLN modulation is a constant too. It is folded into the weights at load:
  *   LN(x)·w·(1 + scale) + shift   →  LayerNorm with weight w·(1 + scale) and bias shift
  *   x + gate ⊙ (o·Wᵀ)             →  x + o·(diag(gate)·W)ᵀ
- * leaving a plain pre-LN transformer with rotary, bidirectional attention. SUBS's
+ * leaving a plain pre-LN transformer with rotary (or learned) positions and bidirectional attention. SUBS's
  * "mask logit −= 1e6" is folded into the output bias the same way.
  */
 import type { Device } from '../tensor/device.js';
 import { Tensor } from '../tensor/tensor.js';
 import { concat, embedding, slice } from '../tensor/ops/gather.js';
+import { add } from '../tensor/ops/elementwise.js';
 import { matmul } from '../tensor/ops/matmul.js';
 import { layerNorm, logSoftmax } from '../tensor/ops/rowwise.js';
 import { appendQKV, attention, KVCache, LayerKVCaches, ropeTable, ropeTableAt, type AttentionOptions } from '../tensor/ops/attention.js';
@@ -49,18 +50,22 @@ interface Linear {
 interface Block {
   norm1: Norm; // modulated by (shift_msa, scale_msa)
   attn_qkv: Tensor; // (3d, d)
+  attn_qkv_bias: Tensor | null; // (3d): "attention_bias"
   attn_out: Tensor; // (d, d), rows scaled by gate_msa
+  attn_out_bias: Tensor | null; // (d), scaled by gate_msa
   norm2: Norm; // modulated by (shift_mlp, scale_mlp)
   mlp: { 0: Linear; 2: Linear }; // (4d, d) and (d, 4d), the second scaled by gate_mlp
 }
 
 /** The DiT backbone's tensors (PyTorch Linear weights [out, in]), keyed as in mdlm-owt's checkpoint under `backbone.`. */
-function backboneLayout({ hiddenDim: d, nBlocks, condDim, vocabSize: V, targetFeatures, draftHead, draftHeadFeatures }: MDLMConfig) {
+function backboneLayout(config: MDLMConfig) {
+  const { hiddenDim: d, nBlocks, condDim, vocabSize: V, modelLength, targetFeatures, draftHead, draftHeadFeatures, learnedPositions, attentionBias } = config;
   const linear = (inputs: number, outputs: number) => ({ weight: tensor(outputs, inputs), bias: tensor(outputs) });
-  const block = () => ({
+  // The draft head's block never has attention biases.
+  const block = (biased = false) => ({
     norm1: { weight: tensor(d) },
-    attn_qkv: { weight: tensor(3 * d, d) },
-    attn_out: { weight: tensor(d, d) },
+    attn_qkv: biased ? linear(d, 3 * d) : { weight: tensor(3 * d, d) },
+    attn_out: biased ? linear(d, d) : { weight: tensor(d, d) },
     norm2: { weight: tensor(d) },
     mlp: { 0: linear(d, MLP_RATIO * d), 2: linear(MLP_RATIO * d, d) },
     adaLN_modulation: linear(condDim, BLOCK_MODULATIONS * d),
@@ -68,13 +73,14 @@ function backboneLayout({ hiddenDim: d, nBlocks, condDim, vocabSize: V, targetFe
   return {
     ...(targetFeatures ? { feature_proj: { weight: tensor(d, targetFeatures) } } : {}),
     vocab_embed: { embedding: tensor(V, d) },
+    ...(learnedPositions ? { pos_embed: { weight: tensor(modelLength, d) } } : {}),
     sigma_map: { mlp: { 0: linear(SIGMA_EMBEDDING, condDim), 2: linear(condDim, condDim) } },
     output_layer: {
       norm_final: { weight: tensor(d) },
       linear: linear(d, V),
       adaLN_modulation: linear(condDim, FINAL_MODULATIONS * d),
     },
-    blocks: Array.from({ length: nBlocks }, block),
+    blocks: Array.from({ length: nBlocks }, () => block(attentionBias)),
     ...(draftHead
       ? {
           draft_head: {
@@ -87,7 +93,7 @@ function backboneLayout({ hiddenDim: d, nBlocks, condDim, vocabSize: V, targetFe
   };
 }
 type BackboneKeys = Keys<ReturnType<typeof backboneLayout>>;
-type BlockKeys = BackboneKeys['blocks'][number];
+type BlockKeys = BackboneKeys['blocks'][number] | NonNullable<BackboneKeys['draft_head']>['block'];
 /** A buffer some exports save beside the weights; the rotary table is recomputed instead. */
 const ROTARY_INV_FREQ = 'rotary_emb.inv_freq';
 
@@ -145,7 +151,8 @@ export class MDLM {
     private readonly blocks: Block[],
     private readonly norm_final: Norm, // modulated by the final (shift, scale)
     private readonly linear: Linear, // (V, d), bias with the mask logit at −1e6
-    private readonly rope: Tensor, // (model_length, hd/2, 2)
+    private readonly rope: Tensor, // (model_length, hd/2, 2): the draft head's, and the backbone's without learned positions
+    private readonly pos_embed: Tensor | null, // (model_length, d): "learned_positions"
     private readonly feature_proj: Tensor | null, // (d, target_features): reads the target's hidden states
     private readonly draft_head: DraftHead | null,
   ) {}
@@ -191,7 +198,9 @@ export class MDLM {
       return {
         norm1: await modulatedNorm(k.norm1.weight, shiftMsa, scaleMsa),
         attn_qkv: await gpu(k.attn_qkv.weight, dtype),
+        attn_qkv_bias: 'bias' in k.attn_qkv ? await gpu(k.attn_qkv.bias) : null,
         attn_out: await gpu(k.attn_out.weight, dtype, (w) => scaleRows(w, gateMsa)),
+        attn_out_bias: 'bias' in k.attn_out ? await gpu(k.attn_out.bias, 'f32', (b) => b.map((v, j) => v * gateMsa[j])) : null,
         norm2: await modulatedNorm(k.norm2.weight, shiftMlp, scaleMlp),
         mlp: {
           0: { w: await gpu(k.mlp[0].weight, dtype), b: await gpu(k.mlp[0].bias) },
@@ -211,6 +220,7 @@ export class MDLM {
     };
     const vocabEmbed = await gpu(keys.vocab_embed.embedding, dtype);
     const rope = r.track(ropeTable(device, modelLength, d / nHeads));
+    const posEmbed = keys.pos_embed ? await gpu(keys.pos_embed.weight) : null;
     const featureProj = keys.feature_proj ? await gpu(keys.feature_proj.weight, dtype) : null;
     const headKeys = keys.draft_head;
     const head = headKeys
@@ -220,7 +230,7 @@ export class MDLM {
           block: await loadBlock(headKeys.block),
         }
       : null;
-    return new MDLM(device, config, vocabEmbed, blocks, normFinal, linear, rope, featureProj, head);
+    return new MDLM(device, config, vocabEmbed, blocks, normFinal, linear, rope, posEmbed, featureProj, head);
   }
 
   get vocabSize(): number {
@@ -272,7 +282,7 @@ export class MDLM {
     const L = this.checkInput(ids, positions, op, features);
     if (L > this.config.modelLength) throw new ContextError(`${op}: ${L} tokens exceed the model length of ${this.config.modelLength}`);
     const kv = this.newKV(L); // one cache reused by every block
-    const out = this.hidden(ids, positions, () => {
+    const out = this.hidden(ids, positions, 0, () => {
       kv.truncate(0);
       return kv;
     }, { causal: false }, features);
@@ -308,7 +318,7 @@ export class MDLM {
     if (base + L > this.config.modelLength) {
       throw new ContextError(`${op}: ${base} cached + ${L} new positions exceed the model length of ${this.config.modelLength}`);
     }
-    const out = this.hidden(ids, positions, (i) => cache.layers[i], { causal: true, bidirectionalTail: block }, features);
+    const out = this.hidden(ids, positions, base, (i) => cache.layers[i], { causal: true, bidirectionalTail: block }, features);
     cache.truncate(base + L - block);
     return out;
   }
@@ -415,20 +425,26 @@ export class MDLM {
     return new KVCache(this.device, nHeads, capacity, d / nHeads);
   }
 
-  /** The DiT's final hidden states [positions, d]: block i appends its keys and values to kvFor(i) (at positions from its length on). */
-  private hidden(ids: ArrayLike<number> | Tensor, positions: ArrayLike<number>, kvFor: (block: number) => KVCache, attn: AttentionOptions, features?: Tensor): Tensor {
+  /**
+   * The DiT's final hidden states [positions, d] of `ids` at sequence positions base, base + 1, ...:
+   * block i appends its keys and values to kvFor(i), which holds the `base` positions before them.
+   */
+  private hidden(ids: ArrayLike<number> | Tensor, positions: ArrayLike<number>, base: number, kvFor: (block: number) => KVCache, attn: AttentionOptions, features?: Tensor): Tensor {
     const tokens = ids instanceof Tensor ? ids : Tensor.from(this.device, Int32Array.from(ids), [ids.length]);
     let x = embedding(this.vocab_embed, tokens); // (L, d)
+    if (this.pos_embed) x = add(x, slice(this.pos_embed, base, base + tokens.size, 0));
     if (features && this.feature_proj) x = matmul(features, this.feature_proj, { layout: 'nk', residual: x });
+    const rope = this.pos_embed ? null : this.rope;
     this.blocks.forEach((b, i) => {
-      x = this.block(b, x, kvFor(i), attn);
+      x = this.block(b, x, kvFor(i), attn, rope);
     });
     return embedding(x, Tensor.from(this.device, Int32Array.from(positions), [positions.length])); // (P, d)
   }
 
-  private block(b: Block, x: Tensor, kv: KVCache, attn: AttentionOptions, rope = this.rope): Tensor {
-    const q = appendQKV(matmul(layerNorm(x, b.norm1), b.attn_qkv, { layout: 'nk' }), kv, rope);
-    x = matmul(attention(q, kv, attn), b.attn_out, { layout: 'nk', residual: x });
+  /** One DiT block over x, appending its keys and values to kv; `rope` null: no rotary (learned positions). */
+  private block(b: Block, x: Tensor, kv: KVCache, attn: AttentionOptions, rope: Tensor | null = this.rope): Tensor {
+    const q = appendQKV(matmul(layerNorm(x, b.norm1), b.attn_qkv, { layout: 'nk', bias: b.attn_qkv_bias ?? undefined }), kv, rope ?? undefined);
+    x = matmul(attention(q, kv, attn), b.attn_out, { layout: 'nk', bias: b.attn_out_bias ?? undefined, residual: x });
     const h = matmul(layerNorm(x, b.norm2), b.mlp[0].w, { layout: 'nk', bias: b.mlp[0].b, gelu: true });
     return matmul(h, b.mlp[2].w, { layout: 'nk', bias: b.mlp[2].b, residual: x });
   }
@@ -458,7 +474,7 @@ export class MDLM {
   }
 
   dispose(): void {
-    for (const t of tensorsIn([this.vocab_embed, this.rope, this.norm_final, this.linear, this.feature_proj, this.blocks, this.draft_head])) t.dispose();
+    for (const t of tensorsIn([this.vocab_embed, this.rope, this.pos_embed, this.norm_final, this.linear, this.feature_proj, this.blocks, this.draft_head])) t.dispose();
     for (const t of this.headRopes.values()) t.dispose();
     this.headRopes.clear();
   }

@@ -23,6 +23,8 @@ export interface TinySpec {
   draftHeadFeatures?: number;
   /** MDLM: row i's logits predict token i + 1 (config "shift_logits"). */
   shiftLogits?: boolean;
+  /** MDLM: the AR drafter's layout, learned positions and attention biases (configs "learned_positions", "attention_bias"). */
+  arLayout?: boolean;
 }
 
 /** Random F32 tensors of the given shapes; LayerNorm-like weights (`ones`) sit around 1. */
@@ -85,10 +87,14 @@ export async function tinyGPT2(device: Device, spec: TinySpec): Promise<GPT2> {
 
 /** vocab = the target's vocabulary; the MDLM gets one more id, its mask. */
 export async function tinyMDLM(device: Device, spec: TinySpec): Promise<MDLM> {
-  const { vocab, d = 32, layers = 2, heads = 2, positions = 64, seed, scale = 0.3, targetFeatures = 0, draftHead = false, draftHeadFeatures = 0, shiftLogits = false } = spec;
+  const { vocab, d = 32, layers = 2, heads = 2, positions = 64, seed, scale = 0.3, targetFeatures = 0, draftHead = false, draftHeadFeatures = 0, shiftLogits = false, arLayout = false } = spec;
   const V = vocab + 1;
   const c = 16;
   const shapes = mdlmShapes(V, d, layers, c);
+  if (arLayout) {
+    shapes['backbone.pos_embed.weight'] = [positions, d];
+    for (let i = 0; i < layers; i++) Object.assign(shapes, { [`backbone.blocks.${i}.attn_qkv.bias`]: [3 * d], [`backbone.blocks.${i}.attn_out.bias`]: [d] });
+  }
   if (targetFeatures) shapes['backbone.feature_proj.weight'] = [d, targetFeatures];
   if (draftHead) {
     shapes['backbone.draft_head.token_proj.weight'] = [d, d];
@@ -102,6 +108,7 @@ export async function tinyMDLM(device: Device, spec: TinySpec): Promise<MDLM> {
     ...(draftHead ? { draft_head: true, block_causal: true } : {}),
     ...(draftHeadFeatures ? { draft_head_features: draftHeadFeatures } : {}),
     ...(shiftLogits ? { shift_logits: true } : {}),
+    ...(arLayout ? { learned_positions: true, attention_bias: true } : {}),
   });
   return MDLM.load(device, await openSafetensors(memorySource(bytes, `tiny-mdlm-${seed}`)), config, { dtype: 'f32' });
 }

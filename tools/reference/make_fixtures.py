@@ -381,18 +381,26 @@ MDLM_HEAD_FEATURES_CFG = dict(MDLM_HEAD_CFG, draft_head_features=MDLM_FEATURES,
                               _name_or_path="mdlm-tiny-head-features (random, test fixture)")
 
 
+MDLM_AR_LAYOUT_CFG = dict(MDLM_HEAD_CFG, learned_positions=True, attention_bias=True,
+                          _name_or_path="mdlm-tiny-ar-layout (random, test fixture)")
+
+
 def make_mdlm_head(params, ids, cfg=MDLM_HEAD_CFG, name="mdlm-tiny-head"):
     """test/fixtures/mdlm-tiny-head/: mdlm-tiny's weights plus a random draft head; the head's logits over the
     MDLM_BLOCK masks at the end of ids (block-causal backbone, prefix L - MDLM_BLOCK), each position reading the
     token before it from `draft_previous` (the last context token first, then arbitrary drafted tokens).
     With MDLM_HEAD_FEATURES_CFG (mdlm-tiny-head-features/), the head's first position also reads a random target
-    state `draft_head_feature` through draft_head.feature_proj."""
+    state `draft_head_feature` through draft_head.feature_proj. With MDLM_AR_LAYOUT_CFG (mdlm-tiny-ar-layout/), the
+    backbone has learned positions and attention biases. Each also holds the backbone's SUBS log-probs, bidirectional
+    and block-causal."""
     gen = torch.Generator().manual_seed(2408_05637)
     hparams = dict(params)
     shapes = mdlm.param_shapes(cfg)
-    head = {k: v for k, v in mdlm.random_params(cfg, gen).items() if k.startswith(mdlm.P + "draft_head.")}
-    assert sorted(head) == sorted(k for k in shapes if k.startswith(mdlm.P + "draft_head."))
-    hparams.update(head)
+    # The head, and with MDLM_AR_LAYOUT_CFG the learned positions and attention biases: whatever mdlm-tiny lacks.
+    extra = {k: v for k, v in mdlm.random_params(cfg, gen).items() if k not in params}
+    assert sorted(k for k in extra if k.startswith(mdlm.P + "draft_head.")) == sorted(k for k in shapes if k.startswith(mdlm.P + "draft_head."))
+    hparams.update(extra)
+    assert set(hparams) == set(shapes)
     prefix = MDLM_L - MDLM_BLOCK
     ids = ids.clone()
     ids[prefix:] = MDLM_MASK_ID
@@ -410,6 +418,12 @@ def make_mdlm_head(params, ids, cfg=MDLM_HEAD_CFG, name="mdlm-tiny-head"):
         other[-1] = (other[-1] + 1) % MDLM_MASK_ID
         again = mdlm.draft_head(p, cfg, hidden, other, extras["c"], f)
         assert torch.equal(logits[:-1], again[:-1]) and max_diff(logits[-1], again[-1]) > 1e-3
+        if cfg.get("learned_positions"):  # positions and biases must matter, or the fixture proves nothing
+            for gone in ("pos_embed.weight", "attn_qkv.bias", "attn_out.bias"):
+                q = {k: (torch.zeros_like(v) if k.endswith(gone) else v) for k, v in p.items()}
+                assert max_diff(mdlm.backbone(q, cfg, ids, 0.0, prefix=prefix)[0], mdlm.backbone(p, cfg, ids, 0.0, prefix=prefix)[0]) > 1e-3
+        bc, _ = mdlm.backbone(p, cfg, ids, 0.0, prefix=prefix)
+        bi, _ = mdlm.backbone(p, cfg, ids, 0.0)
         if f is not None:  # the feature moves every position (position 0 directly, the later ones through attention)
             without = mdlm.draft_head(p, cfg, hidden, previous, extras["c"], torch.zeros_like(f))
             assert all(max_diff(logits[i], without[i]) > 1e-3 for i in range(len(logits)))
@@ -419,12 +433,16 @@ def make_mdlm_head(params, ids, cfg=MDLM_HEAD_CFG, name="mdlm-tiny-head"):
         "block_causal_prefix": torch.tensor(prefix, dtype=torch.int32),
         "draft_previous": previous.to(torch.int32),
         "draft_head_log_probs": torch.log_softmax(logits, -1).float(),
+        "log_probs_block_causal": mdlm.subs(bc, ids, MDLM_MASK_ID).float(),
+        "log_probs": mdlm.subs(bi, ids, MDLM_MASK_ID).float(),
         **({"draft_head_feature": feature} if feature is not None else {}),
     }
     meta = {"format": "golden v1", "model": "mdlm", "mask_token_id": str(MDLM_MASK_ID),
             "draft_previous": f"[{MDLM_BLOCK}] the token before each drafted position",
             "draft_head_log_probs": f"[{MDLM_BLOCK}, V] log-softmax of the draft head's logits at the masks "
                                     "(mask logit -1e6), block-causal backbone",
+            "log_probs_block_causal": "SUBS log-probs [L, V], block-causal backbone (prefix P)",
+            "log_probs": "SUBS log-probs [L, V], bidirectional backbone",
             "precision": "float64 from the stored F32 weights, rounded to float32"}
     if feature is not None:
         meta["draft_head_feature"] = f"[{width}] the target state the head's first position reads"
@@ -481,6 +499,7 @@ def main():
     make_mdlm_features(mparams, mids)
     make_mdlm_head(mparams, mids)
     make_mdlm_head(mparams, mids, MDLM_HEAD_FEATURES_CFG, "mdlm-tiny-head-features")
+    make_mdlm_head(mparams, mids, MDLM_AR_LAYOUT_CFG, "mdlm-tiny-ar-layout")
     total = 0
     for dirpath, _, files in sorted(os.walk(OUT)):
         for f in sorted(files):

@@ -64,23 +64,29 @@ def param_shapes(cfg):
         P + "sigma_map.mlp.2.weight": [C, C], P + "sigma_map.mlp.2.bias": [C],
         P + "rotary_emb.inv_freq": [hd // 2],
     }
-    for i in range(cfg["n_blocks"]):
-        b = f"{P}blocks.{i}."
-        s.update({
+    if cfg.get("learned_positions"):
+        s[P + "pos_embed.weight"] = [cfg["model_length"], D]
+
+    def block_shapes(b, attention_bias):
+        return {
             b + "norm1.weight": [D],
             b + "attn_qkv.weight": [3 * D, D],
+            **({b + "attn_qkv.bias": [3 * D]} if attention_bias else {}),
             b + "attn_out.weight": [D, D],
+            **({b + "attn_out.bias": [D]} if attention_bias else {}),
             b + "norm2.weight": [D],
             b + "mlp.0.weight": [4 * D, D], b + "mlp.0.bias": [4 * D],
             b + "mlp.2.weight": [D, 4 * D], b + "mlp.2.bias": [D],
             b + "adaLN_modulation.weight": [6 * D, C], b + "adaLN_modulation.bias": [6 * D],
-        })
+        }
+    for i in range(cfg["n_blocks"]):
+        s.update(block_shapes(f"{P}blocks.{i}.", cfg.get("attention_bias", False)))
     if cfg.get("draft_head"):
         h = P + "draft_head."
         s[h + "token_proj.weight"] = [D, D]
         if cfg.get("draft_head_features"):
             s[h + "feature_proj.weight"] = [D, cfg["draft_head_features"]]
-        s.update({k.replace(f"{P}blocks.0.", h + "block."): v for k, v in s.items() if k.startswith(f"{P}blocks.0.")})
+        s.update(block_shapes(h + "block.", False))           # the head's block has no attention biases
     s.update({
         P + "output_layer.norm_final.weight": [D],
         P + "output_layer.linear.weight": [V, D], P + "output_layer.linear.bias": [V],
@@ -165,7 +171,10 @@ def block(p, b, x, c, cos, sin, n_heads, prefix=None):
     mod = c @ p[b + "adaLN_modulation.weight"].T + p[b + "adaLN_modulation.bias"]  # (6D,)
     shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod.chunk(6)
     h = norm(x, p[b + "norm1.weight"]) * (1 + scale_msa) + shift_msa
-    qkv = (h @ p[b + "attn_qkv.weight"].T).reshape(L, 3, n_heads, hd)              # (L, 3, H, hd)
+    qkv = h @ p[b + "attn_qkv.weight"].T
+    if b + "attn_qkv.bias" in p:                                                    # config "attention_bias"
+        qkv = qkv + p[b + "attn_qkv.bias"]
+    qkv = qkv.reshape(L, 3, n_heads, hd)                                            # (L, 3, H, hd)
     q, k, v = rotate(qkv[:, 0], cos, sin), rotate(qkv[:, 1], cos, sin), qkv[:, 2]    # (L, H, hd)
     q, k, v = (t.transpose(0, 1) for t in (q, k, v))                                # (H, L, hd)
     s = q @ k.transpose(1, 2) / math.sqrt(hd)                                       # (H, L, L)
@@ -175,7 +184,10 @@ def block(p, b, x, c, cos, sin, n_heads, prefix=None):
         s = s.masked_fill(~((i[None] <= i[:, None]) | (i[:, None] >= prefix)), float("-inf"))
     a = torch.softmax(s, dim=-1) @ v                                                # bidirectional without prefix
     a = a.transpose(0, 1).reshape(L, D)
-    x = x + gate_msa * (a @ p[b + "attn_out.weight"].T)
+    o = a @ p[b + "attn_out.weight"].T
+    if b + "attn_out.bias" in p:
+        o = o + p[b + "attn_out.bias"]
+    x = x + gate_msa * o
     h = norm(x, p[b + "norm2.weight"]) * (1 + scale_mlp) + shift_mlp
     h = F.gelu(h @ p[b + "mlp.0.weight"].T + p[b + "mlp.0.bias"], approximate="tanh")
     return x + gate_mlp * (h @ p[b + "mlp.2.weight"].T + p[b + "mlp.2.bias"])
@@ -190,6 +202,9 @@ def backbone(p, cfg, ids, sigma, honor_time_conditioning=True, prefix=None, targ
     target_feats (L, F): this project's target-feature conditioning (config "target_features": F, not in
     upstream MDLM): x = embedding + target_feats @ feature_proj.weight^T before the first block.
 
+    Config "learned_positions" (this project's, for a drafter made from an AR model): x += pos_embed.weight[0..L-1]
+    and no rotary; config "attention_bias": attn_qkv and attn_out add their biases (GPT-2's c_attn, c_proj).
+
     With honor_time_conditioning (the default, like DITBackbone / _process_sigma) sigma is
     replaced by 0 when cfg["time_conditioning"] is false; pass False to feed sigma regardless."""
     if honor_time_conditioning and not cfg["time_conditioning"]:
@@ -200,6 +215,9 @@ def backbone(p, cfg, ids, sigma, honor_time_conditioning=True, prefix=None, targ
     if target_feats is not None:
         x = x + target_feats @ p[P + "feature_proj.weight"].T                          # (L, F) x (F, D)
     cos, sin = rotary_cos_sin(ids.shape[0], cfg["hidden_dim"] // cfg["n_heads"], dtype)
+    if cfg.get("learned_positions"):                                                # no rotation: angle 0
+        x = x + p[P + "pos_embed.weight"][:ids.shape[0]]
+        cos, sin = torch.ones_like(cos), torch.zeros_like(sin)
     extras = {"c": c}
     for i in range(cfg["n_blocks"]):
         x = block(p, f"{P}blocks.{i}.", x, c, cos, sin, cfg["n_heads"], prefix)
