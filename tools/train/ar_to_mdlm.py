@@ -13,6 +13,9 @@ Mapping (GPT-2 Conv1D weights are [in, out], MDLM Linear weights [out, in]):
   adaLN_modulation: weight 0, bias = (shift_msa = ln_1.bias, scale 0, gate_msa 1, shift_mlp = ln_2.bias, scale 0,
   gate_mlp 1) and final (shift = ln_f.bias, scale 0): with c constant (no time conditioning) each block computes
   exactly GPT-2's pre-LN block, less the attention biases (MDLM's attention has none) and the learned positions.
+  --ar-layout keeps those too (config "learned_positions" and "attention_bias": pos_embed <- wpe, attn_qkv.bias <-
+  c_attn.bias, attn_out.bias <- attn.c_proj.bias) and shifts the logits, so the mapped drafter's first position is
+  the AR drafter's own prediction, exactly.
 """
 import argparse
 import dataclasses
@@ -48,6 +51,9 @@ def ar_to_mdlm(ar_state, mdlm):
         blk.norm2.weight.copy_(s[p + 'ln_2.weight'])
         blk.attn_qkv.weight.copy_(s[p + 'attn.c_attn.weight'].t())
         blk.attn_out.weight.copy_(s[p + 'attn.c_proj.weight'].t())
+        if mdlm.cfg.attention_bias:
+            blk.attn_qkv.bias.copy_(s[p + 'attn.c_attn.bias'])
+            blk.attn_out.bias.copy_(s[p + 'attn.c_proj.bias'])
         blk.mlp[0].weight.copy_(s[p + 'mlp.c_fc.weight'].t())
         blk.mlp[0].bias.copy_(s[p + 'mlp.c_fc.bias'])
         blk.mlp[2].weight.copy_(s[p + 'mlp.c_proj.weight'].t())
@@ -55,6 +61,10 @@ def ar_to_mdlm(ar_state, mdlm):
         blk.adaLN_modulation.weight.zero_()
         one, zero = torch.ones(d), torch.zeros(d)
         blk.adaLN_modulation.bias.copy_(torch.cat([s[p + 'ln_1.bias'], zero, one, s[p + 'ln_2.bias'], zero, one]))
+    if mdlm.cfg.learned_positions:
+        n = bb.pos_embed.weight.shape[0]
+        assert s['wpe.weight'].shape[0] >= n, f'the AR model has {s["wpe.weight"].shape[0]} positions, the MDLM {n}'
+        bb.pos_embed.weight.copy_(s['wpe.weight'][:n])
     return mdlm
 
 
@@ -64,10 +74,13 @@ def main():
     ap.add_argument('--out', default='mdlm-from-ar')
     ap.add_argument('--shift-logits', action='store_true', help='keep the AR layout: row i predicts token i + 1 '
                     '(config "shift_logits"), so a draft\'s first position is the AR drafter\'s own prediction')
+    ap.add_argument('--ar-layout', action='store_true', help='also keep the learned positions and attention biases '
+                    '(config "learned_positions", "attention_bias"; implies --shift-logits)')
     args = ap.parse_args()
     ar = torch.load(os.path.join(RUNS, args.ar_run, 'final.pt'))
     r = dict(RECIPES['drafter-mdlm'])
-    r['cfg'] = dataclasses.replace(r['cfg'], shift_logits=args.shift_logits)
+    r['cfg'] = dataclasses.replace(r['cfg'], shift_logits=args.shift_logits or args.ar_layout,
+                                   learned_positions=args.ar_layout, attention_bias=args.ar_layout)
     mdlm = ar_to_mdlm(ar['model'], build(r))
     out = os.path.join(RUNS, args.out)
     os.makedirs(out, exist_ok=True)

@@ -72,6 +72,11 @@ def hf_config(model, kind, metrics=None):
         if getattr(c, 'shift_logits', False):
             # This project's extension: row i's logits predict token i + 1, as an AR model's (src/models/config.ts).
             cfg['shift_logits'] = True
+        if getattr(c, 'learned_positions', False):
+            # ... and its learned positions and attention biases (a drafter made by ar_to_mdlm.py --ar-layout).
+            cfg['learned_positions'] = True
+        if getattr(c, 'attention_bias', False):
+            cfg['attention_bias'] = True
     cfg['torch_dtype'] = 'float16'
     return cfg
 

@@ -50,6 +50,8 @@ class MDLMConfig:
     draft_head: bool = False        # a causal block over the draft that reads the token drafted before each position
     draft_head_features: int = 0    # width of the target's hidden state the draft head's first position reads (0: none)
     shift_logits: bool = False      # row i's logits predict the token at i + 1, as an AR model's (DiffuLLaMA / Dream)
+    learned_positions: bool = False # the backbone adds a learned position table (GPT-2's wpe) instead of rotary
+    attention_bias: bool = False    # the backbone's attn_qkv and attn_out have biases (GPT-2's c_attn, c_proj)
 
     @property
     def mask_index(self):
@@ -70,6 +72,8 @@ class MDLMConfig:
             **({'draft_head': True} if self.draft_head else {}),
             **({'draft_head_features': self.draft_head_features} if self.draft_head_features else {}),
             **({'shift_logits': True} if self.shift_logits else {}),
+            **({'learned_positions': True} if self.learned_positions else {}),
+            **({'attention_bias': True} if self.attention_bias else {}),
         }
 
 
@@ -221,13 +225,13 @@ def modulate(x, shift, scale):
 
 
 class DDiTBlock(nn.Module):
-    def __init__(self, cfg):
+    def __init__(self, cfg, attention_bias=False):
         super().__init__()
         d = cfg.hidden_dim
         self.n_heads = cfg.n_heads
         self.norm1 = LayerNormNoBias(d)
-        self.attn_qkv = nn.Linear(d, 3 * d, bias=False)     # [3d, d], output [q | k | v]
-        self.attn_out = nn.Linear(d, d, bias=False)
+        self.attn_qkv = nn.Linear(d, 3 * d, bias=attention_bias)     # [3d, d], output [q | k | v]
+        self.attn_out = nn.Linear(d, d, bias=attention_bias)
         self.norm2 = LayerNormNoBias(d)
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(approximate='tanh'), nn.Linear(4 * d, d))
         self.adaLN_modulation = nn.Linear(cfg.cond_dim, 6 * d)
@@ -324,8 +328,12 @@ class DIT(nn.Module):
             self.feature_proj = nn.Linear(cfg.target_features, cfg.hidden_dim, bias=False)
             nn.init.zeros_(self.feature_proj.weight)
         self.sigma_map = TimestepEmbedder(cfg.cond_dim)
-        self.rotary_emb = Rotary(cfg.hidden_dim // cfg.n_heads)
-        self.blocks = nn.ModuleList(DDiTBlock(cfg) for _ in range(cfg.n_blocks))
+        self.rotary_emb = Rotary(cfg.hidden_dim // cfg.n_heads)  # the backbone's, unless learned_positions; the head's
+        self.learned_positions = cfg.learned_positions
+        if cfg.learned_positions:
+            self.pos_embed = nn.Embedding(cfg.model_length, cfg.hidden_dim)
+            nn.init.normal_(self.pos_embed.weight, std=0.01)
+        self.blocks = nn.ModuleList(DDiTBlock(cfg, cfg.attention_bias) for _ in range(cfg.n_blocks))
         self.output_layer = DDiTFinalLayer(cfg)
         if cfg.draft_head:
             self.draft_head = DraftHead(cfg)
@@ -348,6 +356,9 @@ class DIT(nn.Module):
         c = F.silu(self.sigma_map(sigma))
         T = idx.shape[1]
         cos, sin = self.rotary_emb(T, idx.device)
+        if self.learned_positions:                           # rotary by angle 0
+            x = x + self.pos_embed.weight[:T]
+            cos, sin = torch.ones_like(cos), torch.zeros_like(sin)
         allowed = None if prefix is None else block_causal(T, prefix, idx.device)
         for block in self.blocks:
             x = block(x, cos, sin, c, allowed)
@@ -368,7 +379,7 @@ class MDLM(nn.Module):
         self.backbone = DIT(cfg)
 
     def non_embedding_params(self):
-        return count_params(self, exclude=('backbone.vocab_embed.', 'backbone.output_layer.linear.'))
+        return count_params(self, exclude=('backbone.vocab_embed.', 'backbone.pos_embed.', 'backbone.output_layer.linear.'))
 
     def sigma(self, t):                                      # total noise sigma(t) = -log(1 - (1 - eps) t)
         return -torch.log1p(-(1 - self.cfg.noise_eps) * t)

@@ -42,6 +42,9 @@ DATA = os.path.join(HERE, 'runs', 'data')
 VOCAB = 8192
 EOT_ID = VOCAB - 1
 
+# MDLM config fields that describe how a drafter was made (ar_to_mdlm.py); fine-tuning keeps them.
+LAYOUT = ('shift_logits', 'learned_positions', 'attention_bias')
+
 # One entry per model. tokens = batch * seq_len * steps. Timings measured here are in README.md. Step counts are
 # sized so that the whole family trains in about three hours on a 2-core machine (README.md, 'Budget').
 RECIPES = {
@@ -338,8 +341,8 @@ def main():
 
     torch.manual_seed(args.seed)
     init = torch.load(os.path.join(HERE, 'runs', args.init_run, 'final.pt')) if args.init_run else None
-    if init and r['kind'] == 'mdlm':  # a drafter keeps the logit layout it was made with
-        r['cfg'] = dataclasses.replace(r['cfg'], shift_logits=getattr(init['cfg'], 'shift_logits', False))
+    if init and r['kind'] == 'mdlm':  # a drafter keeps the layout it was made with
+        r['cfg'] = dataclasses.replace(r['cfg'], **{k: getattr(init['cfg'], k, False) for k in LAYOUT})
     model = build(r)
     if args.init_run:
         same = dataclasses.replace(init['cfg'], target_features=r['cfg'].target_features, draft_head=r['cfg'].draft_head,
