@@ -154,7 +154,7 @@ def sample_head_draft(model, h, first_prev, c, g, feature=None):
 
 
 def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=False, teacher=None,
-                    teacher_weight=0.0, accept_weight=0.0, gammas=DRAFT_GAMMA, on_policy=0.0):
+                    teacher_weight=0.0, accept_weight=0.0, gammas=DRAFT_GAMMA, on_policy=0.0, backbone_too=False):
     """The SpecDiff drafting situation: W clean tokens then gamma mask tokens, every mask predicted in one pass
     (the T = 1 draft; with the left-to-right schedule every later pass is again a clean prefix + masked suffix).
     Mean cross-entropy of the masked tokens under SUBS (mask column excluded), and the tokens the windows hold.
@@ -170,7 +170,9 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
     position by the chance that the draft gets there, where cross-entropy weighs every position alike.
     on_policy (draft head and teacher): the chance that this call's windows are drafted by the head itself
     (sample_head_draft) instead of teacher-forced; each position is then trained only against the teacher's p given
-    the context and the tokens the head drew before it, the p the acceptance rule compares its q with."""
+    the context and the tokens the head drew before it, the p the acceptance rule compares its q with.
+    backbone_too (draft head, teacher-forced): add the backbone's own T = 1 objective, which a drafter drafting
+    without its head (greedy, by default) relies on, to the head's."""
     W = int(torch.randint(context[0], context[1] + 1, (1,), generator=g))
     gamma = int(torch.randint(gammas[0], gammas[1] + 1, (1,), generator=g))
     drafted = on_policy > 0 and float(torch.rand(1, generator=g)) < on_policy
@@ -205,20 +207,29 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
             accept = torch.minimum(p, log_q.exp()).sum(-1).view(batch, gamma)
             loss = loss - accept_weight * accept.cumprod(1).sum(1).mean()
         return loss, batch * (W + gamma)
-    if model.cfg.draft_head:
-        # Teacher-forced: each position reads the true token before it, as a draft does wherever it gets accepted.
-        logits = model.backbone.draft_logits(x, x0[:, W - 1:-1], c, head_feature).reshape(batch * gamma, -1)
-    else:
-        logits = model.backbone.output_layer(x.reshape(-1, x.shape[-1]), c.repeat_interleave(gamma, 0))
-    log_q = F.log_softmax(logits.float()[:, :m], dim=-1)
-    loss = F.nll_loss(log_q, x0[:, W:].reshape(-1))
+    p = None
     if teacher is not None and teacher_weight > 0:
         with torch.no_grad():
             p = F.softmax((hidden[:, W - 1:] @ teacher.wte.weight.t()).float(), dim=-1).reshape(-1, m)
-        loss = (1 - teacher_weight) * loss - teacher_weight * (p * log_q).sum(-1).mean()
-        if accept_weight > 0:
-            accept = torch.minimum(p, log_q.exp()).sum(-1).view(batch, gamma)
-            loss = loss - accept_weight * accept.cumprod(1).sum(1).mean()
+
+    def objective(logits):
+        log_q = F.log_softmax(logits.float()[:, :m], dim=-1)
+        loss = F.nll_loss(log_q, x0[:, W:].reshape(-1))
+        if p is not None:
+            loss = (1 - teacher_weight) * loss - teacher_weight * (p * log_q).sum(-1).mean()
+            if accept_weight > 0:
+                accept = torch.minimum(p, log_q.exp()).sum(-1).view(batch, gamma)
+                loss = loss - accept_weight * accept.cumprod(1).sum(1).mean()
+        return loss
+
+    own = lambda: objective(model.backbone.output_layer(x.reshape(-1, x.shape[-1]), c.repeat_interleave(gamma, 0)))
+    if model.cfg.draft_head:
+        # Teacher-forced: each position reads the true token before it, as a draft does wherever it gets accepted.
+        loss = objective(model.backbone.draft_logits(x, x0[:, W - 1:-1], c, head_feature).reshape(batch * gamma, -1))
+        if backbone_too:
+            loss = loss + own()
+    else:
+        loss = own()
     return loss, batch * (W + gamma)
 
 
@@ -280,6 +291,9 @@ def main():
                     'projection relative to the rest')
     ap.add_argument('--draft-head', action='store_true', help='MDLM: add a draft head (models.DraftHead) to the '
                     '--init-run drafter and train it alone on the drafting objective; the backbone stays frozen')
+    ap.add_argument('--train-backbone', type=float, default=0.0, metavar='LR_SCALE', help='--draft-head: train the '
+                    'backbone too, at this fraction of the learning rate, on its NELBO and its own drafting objective '
+                    'beside the head\'s (0: the backbone stays frozen)')
     ap.add_argument('--head-from', default='', metavar='RUN', help='--draft-head: start the head from runs/RUN\'s '
                     'draft head (a warm start) instead of zero')
     ap.add_argument('--draft-gamma', default=f'{DRAFT_GAMMA[0]},{DRAFT_GAMMA[1]}', metavar='MIN,MAX',
@@ -361,7 +375,7 @@ def main():
         mine = [k for k in model.state_dict() if k.startswith('backbone.draft_head.')]
         assert sorted(head) == sorted(mine), f'--head-from {args.head_from}: its head has {sorted(head)}, this one {mine}'
         model.load_state_dict(head, strict=False)
-    if args.draft_head:
+    if args.draft_head and not args.train_backbone:
         for n, p in model.named_parameters():
             p.requires_grad_(n.startswith('backbone.draft_head.'))
     teacher = None
@@ -384,6 +398,12 @@ def main():
     groups = [{'params': decay, 'weight_decay': r['weight_decay']}, {'params': no_decay, 'weight_decay': 0.0}]
     if slow:
         groups.append({'params': [params[n] for n in slow], 'weight_decay': 0.0, 'lr_scale': args.feature_lr_scale})
+    if args.draft_head and args.train_backbone:  # the backbone learns slower than the head it feeds
+        head_params = {id(p) for n, p in trained if n.startswith('backbone.draft_head.')}
+        groups = [dict(grp, params=[q for q in grp['params'] if id(q) not in head_params],
+                       lr_scale=grp.get('lr_scale', 1.0) * args.train_backbone) for grp in groups] + \
+                 [dict(grp, params=[q for q in grp['params'] if id(q) in head_params]) for grp in groups]
+        groups = [grp for grp in groups if grp['params']]
     opt = torch.optim.AdamW(groups, lr=r['lr'], betas=(0.9, 0.95), eps=1e-8)
     sources = [(os.path.join(DATA, 'train.bin'), 1.0)]
     if args.distil:
@@ -436,7 +456,7 @@ def main():
         t0 = time.time()
         x = data.next(r['batch'])
         with torch.autocast('cpu', dtype=torch.bfloat16):
-            if args.draft_head:  # the backbone is frozen: its NELBO term would train nothing
+            if args.draft_head and not args.train_backbone:  # the backbone is frozen: its NELBO would train nothing
                 loss, step_tokens = 0.0, 0
             else:
                 loss = ar_loss(model, x) if r['kind'] == 'gpt2' else mdlm_train_loss(model, x, r, g_noise)
@@ -444,7 +464,8 @@ def main():
             if args.draft_batch:
                 draft_loss, draft_tokens = mdlm_draft_loss(model, data, args.draft_batch, g_noise, draft_context,
                                                            args.block_causal, teacher, args.teacher_weight,
-                                                           args.accept_weight, draft_gamma, args.on_policy)
+                                                           args.accept_weight, draft_gamma, args.on_policy,
+                                                           backbone_too=args.train_backbone > 0)
                 loss, step_tokens = loss + draft_loss, step_tokens + draft_tokens
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), r['grad_clip'])
@@ -494,6 +515,8 @@ def main():
         metric['on_policy'] = args.on_policy
     if args.head_from:
         metric['head_from'] = args.head_from
+    if args.train_backbone:
+        metric['train_backbone'] = args.train_backbone
     log(f'final {json.dumps(metric)}')
     save_atomic({'model': model.state_dict(), 'kind': r['kind'], 'cfg': r['cfg'], 'metrics': metric}, 
                 os.path.join(out, 'final.pt'))
