@@ -154,7 +154,8 @@ def sample_head_draft(model, h, first_prev, c, g, feature=None):
 
 
 def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=False, teacher=None,
-                    teacher_weight=0.0, accept_weight=0.0, gammas=DRAFT_GAMMA, on_policy=0.0, backbone_too=False):
+                    teacher_weight=0.0, accept_weight=0.0, gammas=DRAFT_GAMMA, on_policy=0.0, backbone_too=False,
+                    context_rows=0):
     """The SpecDiff drafting situation: W clean tokens then gamma mask tokens, every mask predicted in one pass
     (the T = 1 draft; with the left-to-right schedule every later pass is again a clean prefix + masked suffix).
     Mean cross-entropy of the masked tokens under SUBS (mask column excluded), and the tokens the windows hold.
@@ -172,7 +173,10 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
     (sample_head_draft) instead of teacher-forced; each position is then trained only against the teacher's p given
     the context and the tokens the head drew before it, the p the acceptance rule compares its q with.
     backbone_too (draft head, teacher-forced): add the backbone's own T = 1 objective, which a drafter drafting
-    without its head (greedy, by default) relies on, to the head's."""
+    without its head (greedy, by default) relies on, to the head's.
+    context_rows (shifted logits, block-causal): also score the next-token predictions of the last N context rows
+    (the same objective, against the tokens after them): what a drafter made from an AR model already does, kept
+    while the masks learn; the draft's first position is such a row."""
     W = int(torch.randint(context[0], context[1] + 1, (1,), generator=g))
     gamma = int(torch.randint(gammas[0], gammas[1] + 1, (1,), generator=g))
     drafted = on_policy > 0 and float(torch.rand(1, generator=g)) < on_policy
@@ -191,6 +195,7 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
     if model.cfg.target_features:
         feats = shifted_features(hidden[:, :W], xt.shape[1])
     x, c = model.backbone.features(xt, torch.zeros(batch), W if block_causal else None, feats)
+    rows = x
     x = x[:, W - shift:W - shift + gamma]                    # the rows that draft the gamma positions
     # A head with draft_head_features reads the state that predicted the last context token (W >= 2).
     head_feature = hidden[:, W - 2] if model.cfg.draft_head_features else None
@@ -212,24 +217,35 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
         with torch.no_grad():
             p = F.softmax((hidden[:, W - 1:] @ teacher.wte.weight.t()).float(), dim=-1).reshape(-1, m)
 
-    def objective(logits):
+    def objective(logits, first=W, n=gamma, p=p, accept_weight=accept_weight):
+        """The loss of logits (batch * n, V) predicting tokens first..first + n - 1 of each window; p the teacher's."""
         log_q = F.log_softmax(logits.float()[:, :m], dim=-1)
-        loss = F.nll_loss(log_q, x0[:, W:].reshape(-1))
+        loss = F.nll_loss(log_q, x0[:, first:first + n].reshape(-1))
         if p is not None:
             loss = (1 - teacher_weight) * loss - teacher_weight * (p * log_q).sum(-1).mean()
             if accept_weight > 0:
-                accept = torch.minimum(p, log_q.exp()).sum(-1).view(batch, gamma)
+                accept = torch.minimum(p, log_q.exp()).sum(-1).view(batch, n)
                 loss = loss - accept_weight * accept.cumprod(1).sum(1).mean()
         return loss
+
+    def context_objective():
+        n = min(context_rows, W - 1)                         # rows W-1-n .. W-2 predict tokens W-n .. W-1
+        if n <= 0:
+            return 0.0
+        h = rows[:, W - 1 - n:W - 1].reshape(-1, rows.shape[-1])
+        cp = None if p is None else F.softmax((hidden[:, W - 1 - n:W - 1] @ teacher.wte.weight.t()).float(), dim=-1).reshape(-1, m)
+        return objective(model.backbone.output_layer(h, c.repeat_interleave(n, 0)), W - n, n, cp, 0.0)
+
+    assert not context_rows or (shift and block_causal), 'context rows: a block-causal drafter with shifted logits'
 
     own = lambda: objective(model.backbone.output_layer(x.reshape(-1, x.shape[-1]), c.repeat_interleave(gamma, 0)))
     if model.cfg.draft_head:
         # Teacher-forced: each position reads the true token before it, as a draft does wherever it gets accepted.
         loss = objective(model.backbone.draft_logits(x, x0[:, W - 1:-1], c, head_feature).reshape(batch * gamma, -1))
         if backbone_too:
-            loss = loss + own()
+            loss = loss + own() + context_objective()
     else:
-        loss = own()
+        loss = own() + context_objective()
     return loss, batch * (W + gamma)
 
 
@@ -294,6 +310,10 @@ def main():
     ap.add_argument('--train-backbone', type=float, default=0.0, metavar='LR_SCALE', help='--draft-head: train the '
                     'backbone too, at this fraction of the learning rate, on its NELBO and its own drafting objective '
                     'beside the head\'s (0: the backbone stays frozen)')
+    ap.add_argument('--context-rows', type=int, default=0, metavar='N', help='drafting objective of a block-causal '
+                    'drafter with shifted logits: also train the next-token predictions of the last N context rows')
+    ap.add_argument('--nelbo-weight', type=float, default=1.0, help='MDLM: weight of the NELBO term (0: the drafting '
+                    'objective alone)')
     ap.add_argument('--head-from', default='', metavar='RUN', help='--draft-head: start the head from runs/RUN\'s '
                     'draft head (a warm start) instead of zero')
     ap.add_argument('--draft-gamma', default=f'{DRAFT_GAMMA[0]},{DRAFT_GAMMA[1]}', metavar='MIN,MAX',
@@ -459,13 +479,19 @@ def main():
             if args.draft_head and not args.train_backbone:  # the backbone is frozen: its NELBO would train nothing
                 loss, step_tokens = 0.0, 0
             else:
-                loss = ar_loss(model, x) if r['kind'] == 'gpt2' else mdlm_train_loss(model, x, r, g_noise)
-                step_tokens = r['batch'] * r['seq_len']
+                if r['kind'] == 'gpt2':
+                    loss, step_tokens = ar_loss(model, x), r['batch'] * r['seq_len']
+                elif args.nelbo_weight > 0:
+                    loss = args.nelbo_weight * mdlm_train_loss(model, x, r, g_noise)
+                    step_tokens = r['batch'] * r['seq_len']
+                else:
+                    loss, step_tokens = 0.0, 0
             if args.draft_batch:
                 draft_loss, draft_tokens = mdlm_draft_loss(model, data, args.draft_batch, g_noise, draft_context,
                                                            args.block_causal, teacher, args.teacher_weight,
                                                            args.accept_weight, draft_gamma, args.on_policy,
-                                                           backbone_too=args.train_backbone > 0)
+                                                           backbone_too=args.train_backbone > 0,
+                                                           context_rows=args.context_rows)
                 loss, step_tokens = loss + draft_loss, step_tokens + draft_tokens
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), r['grad_clip'])
@@ -517,6 +543,10 @@ def main():
         metric['head_from'] = args.head_from
     if args.train_backbone:
         metric['train_backbone'] = args.train_backbone
+    if args.context_rows:
+        metric['context_rows'] = args.context_rows
+    if args.nelbo_weight != 1:
+        metric['nelbo_weight'] = args.nelbo_weight
     log(f'final {json.dumps(metric)}')
     save_atomic({'model': model.state_dict(), 'kind': r['kind'], 'cfg': r['cfg'], 'metrics': metric}, 
                 os.path.join(out, 'final.pt'))
