@@ -15,7 +15,7 @@
  *       [--steps T1,T2] [--head-positions K1,K2] [--head-parallel] [--drafts K1,K2] [--branch-lengths B1,B2] [--f32]
  * --sampled-gammas adds SpecDiff contenders with other draft lengths when sampling; --steps adds
  * contenders with T denoising steps (every regime); --head-positions adds contenders drafting K positions
- * through a draft head (0: the head off), for drafters that have one; --head-parallel a contender whose head
+ * through a draft head (0: the head off), greedy included, for drafters that have one; --head-parallel a contender whose head
  * draws its positions in one step (headDraw 'parallel'); --drafts contenders that draft K times per target
  * pass when sampling, verified as a token tree (rows/pass: the rows the target scores per pass), with the
  * default draft length and each of --sampled-gammas, with each of --branch-lengths for the drafts after
@@ -225,7 +225,8 @@ async function run(c: Contender, prompt: string, regime: string, seed: number) {
 }
 
 function diffusionDrafter(c: Contender): DiffusionDrafter {
-  const head = c.headPositions === undefined ? {} : c.headPositions ? { headPositions: c.headPositions } : { draftHead: false };
+  // A contender with head positions drafts through the head in every regime, greedy included.
+  const head = c.headPositions === undefined ? {} : c.headPositions ? { draftHead: true, headPositions: c.headPositions } : { draftHead: false };
   return new DiffusionDrafter(c.mdlm!, { steps: c.steps, headDraw: c.headDraw, ...head });
 }
 
