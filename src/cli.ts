@@ -50,9 +50,8 @@ options:
                      how the MDLM drafter sees the context (default: its config.json;
                      block-causal caches the whole context's keys and values)
   --draft-head on|off  draft through the MDLM drafter's draft head, when its config.json
-                     has one (default: on when sampling; off at greedy and with --steps
-                     above 1)
-  --head-positions N leading draft positions the draft head draws (default 4); the rest
+                     has one (default: on; off with --steps above 1)
+  --head-positions N leading draft positions the draft head draws (default 12); the rest
                      come from the drafter's one pass
   --head-draw sequential|parallel
                      a head step per position, or one for all of them reading the

@@ -96,7 +96,7 @@ export class Pipeline {
       maxGamma = Math.max(gamma, opts.maxGamma ?? (opts.gamma === undefined ? defaults.maxGamma : gamma));
       // A token tree of several drafts holds at most 31 drafted tokens (as generate() clamps).
       maxGamma = Math.max(1, Math.min(maxGamma, drafter.maxGamma, capacity - 1, longestTreeDraft(drafts, opts.branchLength)));
-      drafter = drafter.configure(opts, gamma, sampling);
+      drafter = drafter.configure(opts, gamma);
     }
     const prompt = opts.prompt === undefined ? undefined : typeof opts.prompt === 'string' ? this.tokenizer.encode(opts.prompt).length : opts.prompt.length;
     let specs;

@@ -193,18 +193,17 @@ describe('drafting through a draft head', () => {
     mdlm.dispose();
   }, 120_000);
 
-  it('by default the head drafts when sampling, not at greedy; draftHead true, as an option or to the drafter, brings it to greedy', async () => {
+  it('by default the head drafts, sampling or greedy; draftHead false, as an option or to the drafter, turns it off', async () => {
     const dev = await getDevice();
     const mdlm = await tinyMDLM(dev, { vocab: V, seed: 5, scale: 1.0, draftHead: true });
-    const greedy = resolveSampling({ temperature: 0 });
     const drafter = new DiffusionDrafter(mdlm);
     const used = (d: DiffusionDrafter) => d.draftHead;
-    expect(used(drafter.configure({}, gamma, sampled))).toBe(true);
-    expect(used(drafter.configure({}, gamma, greedy))).toBe(false);
-    expect(used(drafter.configure({ draftHead: true }, gamma, greedy))).toBe(true);
-    const asked = new DiffusionDrafter(mdlm, { draftHead: true });
-    expect(used(asked.configure({}, gamma, greedy))).toBe(true);
-    for (const d of [drafter, asked]) d.dispose();
+    expect(used(drafter.configure({}, gamma))).toBe(true);
+    expect(used(drafter.configure({ draftHead: false }, gamma))).toBe(false);
+    const off = new DiffusionDrafter(mdlm, { draftHead: false });
+    expect(used(off.configure({}, gamma))).toBe(false);
+    expect(used(off.configure({ draftHead: true }, gamma))).toBe(true);
+    for (const d of [drafter, off]) d.dispose();
     mdlm.dispose();
   });
 
@@ -212,19 +211,19 @@ describe('drafting through a draft head', () => {
     const dev = await getDevice();
     const mdlm = await tinyMDLM(dev, { vocab: V, seed: 5, scale: 1.0, draftHead: true });
     const drafter = new DiffusionDrafter(mdlm);
-    const plain = drafter.configure({ draftHead: false }, gamma, sampled) as DiffusionDrafter;
+    const plain = drafter.configure({ draftHead: false }, gamma) as DiffusionDrafter;
     expect(plain.draftHead).toBe(false);
     const draft = dev.scope(() => plain.draft(ctx, gamma, sampled, new Rng(1)));
     expect(draft.headSteps ?? 0).toBe(0);
     const gap = rowGaps(await draft.q!.read(), await backboneDistributions(mdlm));
     expect(Array.from({ length: gamma }, (_, r) => gap(r)).every((g) => g < 1e-5)).toBe(true);
-    expect((drafter.configure({ steps: 2 }, gamma, sampled) as DiffusionDrafter).draftHead).toBe(false);
-    expect(() => drafter.configure({ steps: 2, draftHead: true }, gamma, sampled)).toThrow(/steps: a draft through the draft head takes one backbone pass/);
+    expect((drafter.configure({ steps: 2 }, gamma) as DiffusionDrafter).draftHead).toBe(false);
+    expect(() => drafter.configure({ steps: 2, draftHead: true }, gamma)).toThrow(/steps: a draft through the draft head takes one backbone pass/);
     const headless = new DiffusionDrafter(await tinyMDLM(dev, { vocab: V, seed: 5 }));
     expect(headless.draftHead).toBe(false);
-    expect(() => headless.configure({ draftHead: true }, gamma, sampled)).toThrow(/draftHead: this drafter's model has no draft head/);
+    expect(() => headless.configure({ draftHead: true }, gamma)).toThrow(/draftHead: this drafter's model has no draft head/);
     expect(() => headless.model.createDraftHeadCache()).toThrow(/has no draft head/);
-    expect(() => drafter.configure({ headDraw: 'tree' as never }, gamma, sampled)).toThrow(/headDraw must be 'sequential' or 'parallel', got tree/);
+    expect(() => drafter.configure({ headDraw: 'tree' as never }, gamma)).toThrow(/headDraw must be 'sequential' or 'parallel', got tree/);
     for (const t of [draft.tokens, draft.q!]) t.dispose();
     for (const d of [drafter, plain, headless]) d.dispose();
     mdlm.dispose();

@@ -6,9 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { generate } from '../src/decode/generate.js';
 import { ARDrafter } from '../src/decode/ar-drafter.js';
 import { DEFAULT_STEPS, DEFAULT_WINDOW, DiffusionDrafter } from '../src/decode/diffusion-drafter.js';
-import { resolveSampling } from '../src/decode/options.js';
 
-const greedy = resolveSampling({ temperature: 0 });
 import { getDevice } from './helpers/device.js';
 import { tinyGPT2, tinyMDLM } from './helpers/tiny-models.js';
 
@@ -43,9 +41,9 @@ describe('drafters configured per generation', async () => {
 
   it('configure returns the drafter itself when the options change nothing, else a copy on the same model', () => {
     const drafter = new DiffusionDrafter(mdlm, { steps: 2, window: 6 });
-    expect(drafter.configure({}, 4, greedy)).toBe(drafter);
-    expect(drafter.configure({ steps: 2, window: 6 }, 4, greedy)).toBe(drafter);
-    const copy = drafter.configure({ steps: 3 }, 4, greedy);
+    expect(drafter.configure({}, 4)).toBe(drafter);
+    expect(drafter.configure({ steps: 2, window: 6 }, 4)).toBe(drafter);
+    const copy = drafter.configure({ steps: 3 }, 4);
     expect(copy).not.toBe(drafter);
     expect(copy.model).toBe(drafter.model);
     expect(settingsOf(copy)).toEqual({ ...settingsOf(drafter), steps: 3 });

@@ -54,8 +54,8 @@ describe('Pipeline.warmup', async () => {
     }, 240_000);
   }
 
-  // reachableKernels configures the drafter it is given as a generation would: a draft head drafts by default
-  // only when sampling, so the greedy list holds the backbone's draft and the sampled one the head's.
+  // reachableKernels configures the drafter it is given as a generation would: a draft head drafts by default,
+  // greedy (growing drafts, the head on its leading positions, the backbone past them) and sampled alike.
   for (const temperature of [0, 0.9]) {
     it(`a drafter with a draft head, given unconfigured to reachableKernels, temperature ${temperature}: its generation compiles nothing`, async () => {
       const headed = await tinyMDLM(dev, { vocab: V, seed: 33, positions: 64, draftHead: true });
@@ -66,7 +66,7 @@ describe('Pipeline.warmup', async () => {
       const before = dev.pipelineCount;
       const r = await generate(target, null, { prompt: PROMPT, method: 'specdiff', drafter, temperature, maxNewTokens: 40, stopAtEos: false }).result();
       expect(dev.pipelineCount - before).toBe(0);
-      expect(r.stats.draftHeadSteps > 0, 'the head drafts exactly when sampling').toBe(temperature > 0);
+      expect(r.stats.draftHeadSteps, 'the head drafted').toBeGreaterThan(0);
       drafter.dispose();
       headed.dispose();
     }, 240_000);

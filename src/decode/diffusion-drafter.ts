@@ -50,16 +50,11 @@ export const DEFAULT_DIFFUSION_GAMMA_SAMPLED = 3;
 export const DEFAULT_DIFFUSION_MAX_GAMMA = 31;
 /**
  * Leading draft positions drawn through a draft head; later ones come from the backbone's pass. Each head step
- * costs a block and the output layer in sequence, and the long greedy drafts that grow in repetition loops are
- * what the backbone alone already predicts well (docs/training.md, "The draft head").
+ * costs a block and the output layer in sequence; the bundled drafter's backbone alone predicts little past a
+ * draft's first position, inside the target's greedy loops too, so greedy drafts, which grow long there, take
+ * the head further (docs/performance.md, "Decoding defaults").
  */
-export const DEFAULT_HEAD_POSITIONS = 4;
-/**
- * Whether a drafter with a draft head uses it at greedy unless told: greedy drafts grow long inside the
- * target's repetition loops, which the backbone alone predicts, and there the head's steps cost more
- * wall clock than its accepted tokens save on lavapipe (docs/training.md, "The draft head").
- */
-export const DRAFT_HEAD_AT_GREEDY = false;
+export const DEFAULT_HEAD_POSITIONS = 12;
 
 /** Most denoising steps a draft may be given. */
 const MAX_STEPS = 1024;
@@ -78,10 +73,7 @@ export interface DiffusionDrafterOptions {
   schedule?: UnmaskSchedule;
   /** How the context is seen (default: 'block-causal' if the model's config says it supports it). */
   attention?: DraftAttention;
-  /**
-   * Draft through the model's draft head (then steps must be 1). Default: when it has one and the
-   * generation samples; at greedy only when given true (DRAFT_HEAD_AT_GREEDY).
-   */
+  /** Draft through the model's draft head (then steps must be 1). Default: when it has one. */
   draftHead?: boolean;
   /** With a draft head: how many leading positions it draws (default DEFAULT_HEAD_POSITIONS); the rest come from the backbone's pass. */
   headPositions?: number;
@@ -119,8 +111,6 @@ export class DiffusionDrafter implements Drafter {
   readonly schedule: UnmaskSchedule;
   readonly attention: DraftAttention;
   readonly draftHead: boolean;
-  /** draftHead was given, not defaulted: it then applies at greedy too. */
-  private readonly draftHeadGiven: boolean;
   readonly headPositions: number;
   readonly headDraw: HeadDraw;
   /** Context tokens the last draft saw (the window, or everything cached when block-causal). */
@@ -142,7 +132,6 @@ export class DiffusionDrafter implements Drafter {
     if (attention !== 'bidirectional' && attention !== 'block-causal') throw new RangeError(`draft attention must be 'bidirectional' or 'block-causal', got ${String(attention)}`);
     this.attention = attention;
     this.draftHead = opts.draftHead ?? model.config.draftHead;
-    this.draftHeadGiven = opts.draftHead !== undefined;
     this.headPositions = checkInt('headPositions', opts.headPositions ?? DEFAULT_HEAD_POSITIONS, 1, Math.max(DEFAULT_HEAD_POSITIONS, model.config.modelLength));
     this.headDraw = opts.headDraw ?? 'sequential';
     if (this.headDraw !== 'sequential' && this.headDraw !== 'parallel') throw new RangeError(`headDraw must be 'sequential' or 'parallel', got ${String(this.headDraw)}`);
@@ -157,19 +146,15 @@ export class DiffusionDrafter implements Drafter {
       : { gamma: DEFAULT_DIFFUSION_GAMMA_SAMPLED, maxGamma: DEFAULT_DIFFUSION_GAMMA_SAMPLED };
   }
 
-  /**
-   * Steps, window, schedule, attention and the draft head from `o` where given, this drafter's elsewhere;
-   * the head by default only when sampling (DRAFT_HEAD_AT_GREEDY).
-   */
-  configure(o: SpeculationOptions, gamma: number, sampling: ResolvedSampling): DiffusionDrafter {
+  /** Steps, window, schedule, attention and the draft head from `o` where given, this drafter's elsewhere. */
+  configure(o: SpeculationOptions, gamma: number): DiffusionDrafter {
     const steps = checkInt('steps', o.steps ?? this.steps, 1, MAX_STEPS);
     const window = o.window === undefined ? this.window : checkInt('window', o.window, 1, this.model.config.modelLength - gamma);
     const schedule = o.schedule ?? this.schedule;
     if (schedule !== 'left-to-right' && schedule !== 'random') throw new RangeError(`schedule must be 'left-to-right' or 'random', got ${schedule}`);
     const attention = o.draftAttention ?? this.attention;
     // Asking for T > 1 steps asks for the backbone's T-step draft.
-    const ownHead = this.draftHead && (this.draftHeadGiven || DRAFT_HEAD_AT_GREEDY || sampling.temperature > 0);
-    const draftHead = o.draftHead ?? (o.steps !== undefined && o.steps !== 1 ? false : ownHead);
+    const draftHead = o.draftHead ?? (o.steps !== undefined && o.steps !== 1 ? false : this.draftHead);
     const headPositions = o.headPositions ?? this.headPositions;
     const headDraw = o.headDraw ?? this.headDraw;
     const same = steps === this.steps && window === this.window && schedule === this.schedule && attention === this.attention;

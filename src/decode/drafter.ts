@@ -65,7 +65,7 @@ export interface Drafter {
    * `gamma` tokens: this one when they change nothing, otherwise a new drafter sharing this one's
    * model (its weights) with caches of its own. This drafter is never changed.
    */
-  configure(options: SpeculationOptions, gamma: number, sampling: ResolvedSampling): Drafter;
+  configure(options: SpeculationOptions, gamma: number): Drafter;
   /**
    * Proposes γ tokens to follow `context` (prompt + everything generated). Tensors are owned
    * by the caller's device scope. `states`: the target's hidden states of the context, for a

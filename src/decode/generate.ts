@@ -278,7 +278,7 @@ function configureSpeculation(
   const gamma = checkInt('gamma', opts.gamma ?? Math.min(defaults.gamma, longest), 1, longest);
   const defaultMax = opts.gamma === undefined ? Math.max(gamma, Math.min(defaults.maxGamma, longest)) : gamma;
   const maxGamma = checkInt('maxGamma', opts.maxGamma ?? defaultMax, gamma, longest);
-  const configured = drafter.configure(opts, gamma, sampling);
+  const configured = drafter.configure(opts, gamma);
   if (asked > (configured.maxDrafts ?? 1)) {
     throw new RangeError(`drafts ${asked}: the ${drafter.kind} drafter, configured this way, proposes at most ${configured.maxDrafts ?? 1} per pass (several need a diffusion drafter with steps 1 or a draft head)`);
   }

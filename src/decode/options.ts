@@ -67,11 +67,11 @@ export interface SpeculationOptions {
   /**
    * Diffusion drafter whose model has a draft head (config.json "draft_head"): draft through it (one
    * backbone pass, then the head position by position, each reading the token drafted before it) or
-   * not (the backbone's T-step draft). Default: the drafter's (when the model has one, at greedy only
-   * if the drafter was made with draftHead true), false when steps other than 1 are given.
+   * not (the backbone's T-step draft). Default: the drafter's (true when the model has one), false when
+   * steps other than 1 are given.
    */
   draftHead?: boolean;
-  /** Diffusion drafter with a draft head: how many leading positions of a draft it draws; the rest come from the backbone's pass. Default: the drafter's (4). */
+  /** Diffusion drafter with a draft head: how many leading positions of a draft it draws; the rest come from the backbone's pass. Default: the drafter's (12). */
   headPositions?: number;
   /**
    * Diffusion drafter with a draft head: 'sequential' (a head step per position, each reading the token drawn

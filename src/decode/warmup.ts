@@ -36,10 +36,7 @@ function rowCounts(limit: number, streamed: number): number[] {
   return out;
 }
 
-/**
- * Every kernel a generation of `target` with `drafter` can dispatch; the drafter is configured for the
- * sampling first, as a generation configures it (a draft head, for one, drafts by default only when sampling).
- */
+/** Every kernel a generation of `target` with `drafter` can dispatch; the drafter is configured first, as a generation configures it. */
 export function reachableKernels(target: GPT2, given: Drafter | null, s: ReachSettings): KernelSpec[] {
   const dev = target.device;
   const capacity = target.config.nPositions;
@@ -48,7 +45,7 @@ export function reachableKernels(target: GPT2, given: Drafter | null, s: ReachSe
   const G = s.maxGamma;
   const rng = new Rng(0);
   const ids = (n: number) => new Array<number>(n).fill(0);
-  const drafter = given?.configure({}, Math.max(1, s.maxGamma), s.sampling) ?? null;
+  const drafter = given?.configure({}, Math.max(1, s.maxGamma)) ?? null;
   return dev.collectKernels(() => {
     const cache = target.createCache();
     // A drafter that reads the target's hidden states has the target write them (other kernels).
