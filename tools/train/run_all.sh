@@ -71,3 +71,25 @@ train drafter-mdlm drafter-mdlm+head --init-run drafter-mdlm+loop $HEAD --steps 
 train drafter-mdlm drafter-mdlm+head2 --init-run drafter-mdlm+head $HEAD --steps 1000 --lr 1e-3
 train drafter-mdlm drafter-mdlm+head3 --init-run drafter-mdlm+head2 $HEAD --steps 1000 --lr 7e-4
 $PY tools/train/export.py --ar-run drafter-ar+draft --mdlm-run drafter-mdlm+head3 >> $R/export.txt 2>&1
+# The drafter made from the AR drafter with its layout kept (docs/training.md, "The AR drafter's layout"). Its head
+# starts from the head trained on a shifted backbone (docs/training.md, "Shifted logits"), which starts from step 19's.
+$PY tools/train/ar_to_mdlm.py --ar-run drafter-ar+draft --out mdlm-shift-from-ar --shift-logits >> $R/export.txt 2>&1
+train drafter-mdlm drafter-mdlm+shift --init-run mdlm-shift-from-ar --data distil-greedy=1 --data distil-greedy-long=2 \
+  --data distil-t1=2 --draft-batch 64 --draft-context 8,256 --block-causal --batch 2 --steps 400 --lr 5e-4 \
+  --teacher-run target --teacher-weight 0.5
+train drafter-mdlm drafter-mdlm+shift-head-warm --init-run drafter-mdlm+shift --head-from drafter-mdlm+head3 $HEAD \
+  --steps 600 --lr 7e-4
+train drafter-mdlm drafter-mdlm+shift-loop --init-run drafter-mdlm+shift --data distil-greedy=2 --data distil-greedy-long=2 \
+  --data distil-t1=1 --draft-batch 64 --draft-context 8,256 --block-causal --batch 2 --steps 300 --lr 2e-4 \
+  --teacher-run target --teacher-weight 0.5
+train drafter-mdlm drafter-mdlm+shift-loop-head --init-run drafter-mdlm+shift-loop --head-from drafter-mdlm+shift-head-warm \
+  $HEAD --steps 300 --lr 5e-4
+$PY tools/train/ar_to_mdlm.py --ar-run drafter-ar+draft --out mdlm-arlayout-from-ar --ar-layout >> $R/export.txt 2>&1
+train drafter-mdlm drafter-mdlm+arlayout-ctx --init-run mdlm-arlayout-from-ar --data distil-greedy=1 \
+  --data distil-greedy-long=2 --data distil-t1=2 --draft-batch 64 --draft-context 8,256 --block-causal --batch 2 \
+  --steps 400 --lr 5e-4 --teacher-run target --teacher-weight 0.5 --context-rows 16 --nelbo-weight 0
+train drafter-mdlm drafter-mdlm+arlayout-joint --init-run drafter-mdlm+arlayout-ctx --head-from drafter-mdlm+shift-loop-head \
+  --data distil-t1=2 --data distil-greedy=1 --data distil-greedy-long=2 --draft-batch 48 --draft-context 8,160 \
+  --draft-gamma 1,16 --block-causal --batch 1 --teacher-run target --teacher-weight 0.7 --draft-head \
+  --train-backbone 0.3 --context-rows 16 --steps 400 --lr 7e-4
+$PY tools/train/export.py --ar-run drafter-ar+draft --mdlm-run drafter-mdlm+arlayout-joint >> $R/export.txt 2>&1
