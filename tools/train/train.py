@@ -185,6 +185,7 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
     # With shift_logits row i predicts token i + 1: the last context token's row drafts the first position and the
     # window holds gamma - 1 masks.
     shift = int(model.cfg.shift_logits)
+    assert not context_rows or (shift and block_causal), 'context rows: a block-causal drafter with shifted logits'
     xt = x0[:, :W + gamma - shift].clone()
     xt[:, W:] = m
     hidden = None
@@ -235,8 +236,6 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
         h = rows[:, W - 1 - n:W - 1].reshape(-1, rows.shape[-1])
         cp = None if p is None else F.softmax((hidden[:, W - 1 - n:W - 1] @ teacher.wte.weight.t()).float(), dim=-1).reshape(-1, m)
         return objective(model.backbone.output_layer(h, c.repeat_interleave(n, 0)), W - n, n, cp, 0.0)
-
-    assert not context_rows or (shift and block_causal), 'context rows: a block-causal drafter with shifted logits'
 
     own = lambda: objective(model.backbone.output_layer(x.reshape(-1, x.shape[-1]), c.repeat_interleave(gamma, 0)))
     if model.cfg.draft_head:
@@ -347,6 +346,7 @@ def main():
     assert not args.draft_head or (args.draft_batch and args.init_run), '--draft-head trains on the drafting ' \
         'objective (--draft-batch) of an --init-run drafter'
     assert not args.head_from or args.draft_head, '--head-from starts the head of --draft-head'
+    assert not args.train_backbone or args.draft_head, '--train-backbone trains the backbone beside --draft-head'
     assert not args.head_features or (args.draft_head and args.teacher_run), '--head-features reads the hidden ' \
         'states of --teacher-run into the draft head (--draft-head)'
     draft_context = tuple(int(v) for v in args.draft_context.split(','))
@@ -474,7 +474,7 @@ def main():
         for grp in opt.param_groups:
             grp['lr'] = lr_at(step, r) * grp.get('lr_scale', 1.0)
         t0 = time.time()
-        x = data.next(r['batch'])
+        x = data.next(r['batch'])  # drawn every step, used or not, so that every run's data stream is the same
         with torch.autocast('cpu', dtype=torch.bfloat16):
             if args.draft_head and not args.train_backbone:  # the backbone is frozen: its NELBO would train nothing
                 loss, step_tokens = 0.0, 0
