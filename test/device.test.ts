@@ -162,6 +162,25 @@ describe('buffer pool', () => {
     }
   });
 
+  it('a loop that frees its tensors in a different order each iteration gets the same buffers back, so it makes no bind group after its first', async () => {
+    const dev = await getDevice();
+    const x0 = new Float32Array(2 * 64).map((_, i) => (i % 7) - 3);
+    let madeAfterFirst = -1;
+    for (let it = 0; it < 6; it++) {
+      const x = Tensor.from(dev, x0, [2, 64]);
+      const a = add(x, x);
+      const b = gelu(a);
+      const c = scale(b, 0.5);
+      const d = softmax(c);
+      await d.read();
+      // Freed in a rotated order: the free list's order differs from iteration to iteration.
+      const all = [x, a, b, c, d];
+      for (let k = 0; k < all.length; k++) all[(k + it) % all.length].dispose();
+      if (it === 0) madeAfterFirst = dev.bindGroupCount;
+      else expect(dev.bindGroupCount, `iteration ${it}`).toBe(madeAfterFirst);
+    }
+  });
+
   it('a disposed buffer goes back to the pool: live bytes return to where they were', async () => {
     const dev = await getDevice();
     const before = dev.memoryStats().liveBytes;

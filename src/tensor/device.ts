@@ -153,6 +153,11 @@ export class Device {
     return this.kernels.compileMs;
   }
 
+  /** Bind groups made since the device was made: a decode loop in its steady state makes none. */
+  get bindGroupCount(): number {
+    return this.kernels.bindGroupCount;
+  }
+
   compile(specs: Iterable<KernelSpec>, onProgress?: CompileProgress): Promise<number> {
     return this.kernels.compile(specs, onProgress);
   }

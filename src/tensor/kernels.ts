@@ -51,6 +51,8 @@ export class KernelCache {
   pipelineCount = 0;
   /** Wall time spent compiling pipelines, ahead of use or at first dispatches. */
   compileMs = 0;
+  /** Bind groups made (cache misses of bindGroup). */
+  bindGroupCount = 0;
 
   constructor(
     private readonly ctx: GPUContext,
@@ -129,6 +131,7 @@ export class KernelCache {
     }));
     if (params) entries.push({ binding: buffers.length, resource: params });
     bg = this.ctx.gpu.createBindGroup({ layout, entries });
+    this.bindGroupCount++;
     if (this.bindGroups.size > MAX_BIND_GROUPS) this.bindGroups.clear();
     this.bindGroups.set(key, bg);
     return bg;

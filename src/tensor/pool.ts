@@ -60,7 +60,13 @@ export class BufferPool {
     this.stats.freeBytes += size;
     let list = this.free.get(size);
     if (!list) this.free.set(size, (list = []));
-    list.push(buf);
+    // Kept in descending id order, so acquire hands out the lowest id: a loop that allocates the same
+    // sequence each iteration gets the same buffers whatever order they were freed in, and finds its
+    // bind groups cached.
+    const id = this.id(buf);
+    let at = list.length;
+    while (at > 0 && this.id(list[at - 1]) < id) at--;
+    list.splice(at, 0, buf);
   }
 
   /** Stable small id of a buffer, for cache keys. */

@@ -101,9 +101,11 @@ export class CommandRecorder {
     }
     const { pipeline, layout } = this.kernels.kernel(spec);
     this.kernels.markLaunched(spec.key);
+    // A full profiler submits first: params written before a flush would be overwritten after it.
+    if (this.profiler?.full) this.flush();
     let paramSlot: BufferBinding | null = null;
     if (spec.params) {
-      const offset = this.arenaAlloc(spec.params.length * 4);
+      const offset = this.arenaAlloc(align(spec.params.length * 4, 16));
       for (let i = 0; i < spec.params.length; i++) {
         const c = spec.params[i];
         const v = params[i];
@@ -115,7 +117,6 @@ export class CommandRecorder {
       paramSlot = paramsBinding(this.arenaGpu, offset, spec.params);
     }
     const bg = this.kernels.bindGroup(spec, layout, buffers, paramSlot);
-    if (this.profiler?.full) this.flush();
     const pass = this.profiler ? this.profiler.beginPass(this.endPass(), spec.key) : this.computePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bg);
