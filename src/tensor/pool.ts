@@ -28,7 +28,8 @@ export interface PoolStats {
 }
 
 export class BufferPool {
-  private free = new Map<number, GPUBuffer[]>();
+  /** Free buffers by size, each list in descending id order (see release). */
+  private free = new Map<number, Array<{ buf: GPUBuffer; id: number }>>();
   private stats: PoolStats = { created: 0, liveBytes: 0, freeBytes: 0 };
   private nextId = 1;
   private ids = new WeakMap<GPUBuffer, number>();
@@ -42,7 +43,7 @@ export class BufferPool {
   acquire(bytes: number, label = 'tensor'): GPUBuffer {
     const size = bucketSize(Math.max(bytes, this.minBytes));
     const list = this.free.get(size);
-    let buf = list?.pop();
+    let buf = list?.pop()?.buf;
     if (buf) {
       this.stats.freeBytes -= size;
     } else {
@@ -65,8 +66,8 @@ export class BufferPool {
     // bind groups cached.
     const id = this.id(buf);
     let at = list.length;
-    while (at > 0 && this.id(list[at - 1]) < id) at--;
-    list.splice(at, 0, buf);
+    while (at > 0 && list[at - 1].id < id) at--;
+    list.splice(at, 0, { buf, id });
   }
 
   /** Stable small id of a buffer, for cache keys. */
@@ -78,7 +79,7 @@ export class BufferPool {
 
   /** Destroys every free buffer (live ones stay with their owners). */
   trim(): void {
-    for (const list of this.free.values()) for (const b of list) b.destroy();
+    for (const list of this.free.values()) for (const { buf } of list) buf.destroy();
     this.free.clear();
     this.stats.freeBytes = 0;
   }

@@ -1,0 +1,135 @@
+/**
+ * npm run bench:decode -- --pass-cost: where one decoding iteration spends its time, for each method at its
+ * defaults: an AR step, speculative decoding (AR drafter, γ 4) and SpecDiff (γ 3 through the draft head), in
+ * one sampled regime (temperature 0.8, top-k 50 unless --temperature / --top-k), on the first held-out passage.
+ * Per phase (draft, verify; an AR step is one phase): CPU time recording it, time from then until its result is
+ * back, dispatches, bind groups made, and the GPU time of the profiled iterations (timestamp queries).
+ * Every iteration starts from the same context (caches rolled back), so they cost alike.
+ *
+ *   npm run bench:decode -- --pass-cost [--iterations N] [--temperature X] [--top-k N] [--models DIR] [--drafter DIR] [--f32]
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ARDrafter, createNodeDevice, DiffusionDrafter, dirFolder, loadGPT2, loadMDLM, loadTokenizer, readTensors, type Drafter, type Tensor } from '../../src/node.js';
+import { resolveSampling } from '../../src/decode/options.js';
+import { Rng } from '../../src/decode/rng.js';
+import { selectTokens } from '../../src/decode/sample.js';
+import { recordVerify } from '../../src/decode/verify.js';
+import { table, fmt } from '../lib/table.js';
+import { root, writeResults } from '../lib/decode.js';
+
+const { values } = parseArgs({
+  options: {
+    'pass-cost': { type: 'boolean' },
+    iterations: { type: 'string' },
+    temperature: { type: 'string' },
+    'top-k': { type: 'string' },
+    models: { type: 'string' },
+    drafter: { type: 'string' },
+    f32: { type: 'boolean' },
+  },
+});
+const iterations = Number(values.iterations ?? 30);
+const modelsDir = values.models ?? join(root, 'models');
+const sampling = resolveSampling({ temperature: Number(values.temperature ?? 0.8), topK: Number(values['top-k'] ?? 50) });
+
+const device = await createNodeDevice();
+const dtype = values.f32 || !device.info.features.shaderF16 ? 'f32' : 'f16';
+const tokenizer = await loadTokenizer(dirFolder(join(modelsDir, 'target')));
+const target = await loadGPT2(device, dirFolder(join(modelsDir, 'target')), { dtype });
+const arModel = await loadGPT2(device, dirFolder(join(modelsDir, 'drafter-ar')), { dtype });
+const mdlm = await loadMDLM(device, dirFolder(values.drafter ?? join(modelsDir, 'drafter-mdlm')), { dtype });
+const passage: string = JSON.parse(readFileSync(join(root, 'bench/passages.json'), 'utf8'))[0];
+const context = tokenizer.encode(passage).slice(0, 128);
+
+/** One phase's figures, per iteration. */
+interface Phase {
+  recordMs: number;
+  waitMs: number;
+  dispatches: number;
+  bindGroups: number;
+  gpuMs: number;
+}
+const zero = (): Phase => ({ recordMs: 0, waitMs: 0, dispatches: 0, bindGroups: 0, gpuMs: 0 });
+
+/** Times `record` (which records a phase and returns the tensors it reads back) and the wait for its readback. */
+async function phase(into: Phase, profiled: boolean, record: () => Tensor[]): Promise<Tensor[]> {
+  const [d0, b0] = [device.dispatchCount, device.bindGroupCount];
+  if (profiled) device.startProfiling();
+  const t0 = performance.now();
+  const out = device.scope(record);
+  const t1 = performance.now();
+  await readTensors(out);
+  const t2 = performance.now();
+  if (profiled) into.gpuMs += (await device.stopProfiling()).reduce((s, k) => s + k.ms, 0);
+  into.recordMs += t1 - t0;
+  into.waitMs += t2 - t1;
+  into.dispatches += device.dispatchCount - d0;
+  into.bindGroups += device.bindGroupCount - b0;
+  return out;
+}
+
+async function measure(name: string, drafter: Drafter | null, gamma: number): Promise<{ name: string; draft: Phase; verify: Phase }> {
+  const cache = target.createCache();
+  device.scope(() => target.forward(context.slice(0, -1), cache).dispose());
+  const configured = drafter?.configure({}, gamma) ?? null;
+  configured?.prefill(context);
+  await device.sync();
+  const base = cache.length;
+  const rng = new Rng(0);
+  const sums = { draft: zero(), verify: zero() };
+  const profiledFrom = iterations;
+  const total = iterations + Math.max(3, Math.floor(iterations / 5));
+  // Warm-up iterations first (compilation, the pool and the bind-group cache fill), then timed, then profiled.
+  const warm = 3;
+  for (let it = -warm; it < total; it++) {
+    const timed = it >= 0 && it < profiledFrom;
+    const profiled = it >= profiledFrom;
+    const into = (p: Phase) => (timed || profiled ? p : zero());
+    if (!configured) {
+      const [id] = await phase(into(sums.verify), profiled, () => [selectTokens(device, target.forward([context[context.length - 1]], cache, 1), sampling, rng).ids]);
+      id.dispose();
+    } else {
+      const [tokens, q] = await phase(into(sums.draft), profiled, () => {
+        const d = configured.draft(context, gamma, sampling, rng);
+        return [d.tokens, d.q!];
+      });
+      const out = await phase(into(sums.verify), profiled, () => {
+        const v = recordVerify(target, cache, context[context.length - 1], tokens, q, sampling, rng);
+        return v.greedy ? [v.argmax] : [v.px, v.qx, v.draws, v.bonus];
+      });
+      for (const t of [tokens, q, ...out]) t.dispose();
+    }
+    cache.truncate(base);
+  }
+  configured?.dispose();
+  cache.dispose();
+  const per = (p: Phase): Phase => ({
+    recordMs: p.recordMs / iterations,
+    waitMs: p.waitMs / iterations,
+    dispatches: p.dispatches / total,
+    bindGroups: p.bindGroups / total,
+    gpuMs: p.gpuMs / (total - profiledFrom),
+  });
+  return { name, draft: per(sums.draft), verify: per(sums.verify) };
+}
+
+const results = [
+  await measure('AR step', null, 0),
+  await measure('speculative (γ 4)', new ARDrafter(arModel), 4),
+  await measure('SpecDiff (γ 3)', new DiffusionDrafter(mdlm), 3),
+];
+console.log(`adapter: ${device.info.adapter}; weights ${dtype}; ${JSON.stringify(sampling)}; context ${context.length} tokens; ${iterations} timed iterations`);
+console.log('per iteration; wait: from the end of recording until the readback is back; GPU: timestamp queries of profiled iterations\n');
+const rows: string[][] = [];
+for (const r of results) {
+  for (const [phaseName, p] of [['draft', r.draft], ['verify', r.verify]] as const) {
+    if (p.dispatches === 0) continue;
+    rows.push([r.name, r.name === 'AR step' ? 'step' : phaseName, fmt(p.recordMs, 2), fmt(p.waitMs, 2), fmt(p.recordMs + p.waitMs, 2), fmt(p.dispatches, 0), fmt(p.bindGroups, 1), fmt(p.gpuMs, 2)]);
+  }
+}
+console.log(table(['method', 'phase', 'record ms', 'wait ms', 'total ms', 'dispatches', 'bind groups made', 'GPU ms'], rows));
+const out = writeResults('pass-cost', { adapter: device.info.adapter, dtype, sampling, contextTokens: context.length, iterations, results });
+console.log(`\nwrote ${out}.json`);
+process.exit(0);
