@@ -53,20 +53,26 @@ interface Phase {
 }
 const zero = (): Phase => ({ recordMs: 0, waitMs: 0, dispatches: 0, bindGroups: 0, gpuMs: 0 });
 
-/** Times `record` (which records a phase and returns the tensors it reads back) and the wait for its readback. */
-async function phase(into: Phase, profiled: boolean, record: () => Tensor[]): Promise<Tensor[]> {
+/**
+ * Runs `record` (which records a phase and returns the tensors it reads back) and waits for the readback. A timed
+ * iteration adds its recording and waiting times, dispatches and bind groups made to `into`; a profiled one adds
+ * only its GPU time (profiling slows the rest); a warm-up adds nothing.
+ */
+async function phase(into: Phase, mode: 'warm-up' | 'timed' | 'profiled', record: () => Tensor[]): Promise<Tensor[]> {
   const [d0, b0] = [device.dispatchCount, device.bindGroupCount];
-  if (profiled) device.startProfiling();
+  if (mode === 'profiled') device.startProfiling();
   const t0 = performance.now();
   const out = device.scope(record);
   const t1 = performance.now();
   await readTensors(out);
   const t2 = performance.now();
-  if (profiled) into.gpuMs += (await device.stopProfiling()).reduce((s, k) => s + k.ms, 0);
-  into.recordMs += t1 - t0;
-  into.waitMs += t2 - t1;
-  into.dispatches += device.dispatchCount - d0;
-  into.bindGroups += device.bindGroupCount - b0;
+  if (mode === 'profiled') into.gpuMs += (await device.stopProfiling()).reduce((s, k) => s + k.ms, 0);
+  if (mode === 'timed') {
+    into.recordMs += t1 - t0;
+    into.waitMs += t2 - t1;
+    into.dispatches += device.dispatchCount - d0;
+    into.bindGroups += device.bindGroupCount - b0;
+  }
   return out;
 }
 
@@ -79,23 +85,20 @@ async function measure(name: string, drafter: Drafter | null, gamma: number): Pr
   const base = cache.length;
   const rng = new Rng(0);
   const sums = { draft: zero(), verify: zero() };
-  const profiledFrom = iterations;
-  const total = iterations + Math.max(3, Math.floor(iterations / 5));
-  // Warm-up iterations first (compilation, the pool and the bind-group cache fill), then timed, then profiled.
+  const profiledIterations = Math.max(3, Math.floor(iterations / 5));
+  // Warm-up iterations first (compilation; the pool and the bind-group cache fill), then timed, then profiled.
   const warm = 3;
-  for (let it = -warm; it < total; it++) {
-    const timed = it >= 0 && it < profiledFrom;
-    const profiled = it >= profiledFrom;
-    const into = (p: Phase) => (timed || profiled ? p : zero());
+  for (let it = -warm; it < iterations + profiledIterations; it++) {
+    const mode = it < 0 ? 'warm-up' : it < iterations ? 'timed' : 'profiled';
     if (!configured) {
-      const [id] = await phase(into(sums.verify), profiled, () => [selectTokens(device, target.forward([context[context.length - 1]], cache, 1), sampling, rng).ids]);
+      const [id] = await phase(sums.verify, mode, () => [selectTokens(device, target.forward([context[context.length - 1]], cache, 1), sampling, rng).ids]);
       id.dispose();
     } else {
-      const [tokens, q] = await phase(into(sums.draft), profiled, () => {
+      const [tokens, q] = await phase(sums.draft, mode, () => {
         const d = configured.draft(context, gamma, sampling, rng);
         return [d.tokens, d.q!];
       });
-      const out = await phase(into(sums.verify), profiled, () => {
+      const out = await phase(sums.verify, mode, () => {
         const v = recordVerify(target, cache, context[context.length - 1], tokens, q, sampling, rng);
         return v.greedy ? [v.argmax] : [v.px, v.qx, v.draws, v.bonus];
       });
@@ -108,9 +111,9 @@ async function measure(name: string, drafter: Drafter | null, gamma: number): Pr
   const per = (p: Phase): Phase => ({
     recordMs: p.recordMs / iterations,
     waitMs: p.waitMs / iterations,
-    dispatches: p.dispatches / total,
-    bindGroups: p.bindGroups / total,
-    gpuMs: p.gpuMs / (total - profiledFrom),
+    dispatches: p.dispatches / iterations,
+    bindGroups: p.bindGroups / iterations,
+    gpuMs: p.gpuMs / profiledIterations,
   });
   return { name, draft: per(sums.draft), verify: per(sums.verify) };
 }
