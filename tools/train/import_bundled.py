@@ -7,6 +7,8 @@ Writes runs/target/final.pt (+ done), runs/drafter-ar-bundled/final.pt, runs/dra
 The weights are the bundled F16 values widened to F32; the architectures are the RECIPES of train.py, and every
 tensor of the file must match one of the model's (strict load), so a recipe that drifted from the bundle fails here.
 """
+import dataclasses
+import json
 import os
 import sys
 
@@ -25,8 +27,17 @@ IMPORTS = {'target': ('target', 'target'),
            'drafter-mdlm': ('drafter-mdlm', 'drafter-mdlm-bundled')}
 
 
+# config.json keys of this project's MDLM extensions (export.py writes them) -> MDLMConfig fields
+EXTENSIONS = ('target_features', 'draft_head', 'draft_head_features', 'shift_logits', 'learned_positions',
+              'attention_bias')
+
+
 def import_model(folder, recipe_name, run):
-    r = RECIPES[recipe_name]
+    r = dict(RECIPES[recipe_name])
+    with open(os.path.join(ROOT, 'models', folder, 'config.json')) as f:
+        hf = json.load(f)
+    if r['kind'] == 'mdlm':
+        r['cfg'] = dataclasses.replace(r['cfg'], **{k: hf[k] for k in EXTENSIONS if k in hf})
     model = build(r)
     tensors, meta = safetensors_io.load_file(os.path.join(ROOT, 'models', folder, 'model.safetensors'))
     state = model.state_dict()
@@ -38,7 +49,8 @@ def import_model(folder, recipe_name, run):
     os.makedirs(out, exist_ok=True)
     save_atomic({'model': model.state_dict(), 'kind': r['kind'], 'cfg': r['cfg'],
                  'metrics': {'source': f'models/{folder}/model.safetensors (F16)', 'source_run': meta.get('source_run'),
-                             'train_tokens': int(meta.get('trained_tokens', 0))}}, os.path.join(out, 'final.pt'))
+                             'train_tokens': int(meta.get('trained_tokens', 0)),
+                             **({'block_causal': True} if hf.get('block_causal') else {})}}, os.path.join(out, 'final.pt'))
     open(os.path.join(out, 'done'), 'w').close()
     print(f'models/{folder} -> runs/{run}/final.pt ({sum(v.numel() for v in loaded.values())} weights)')
 
