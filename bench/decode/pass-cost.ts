@@ -6,7 +6,9 @@
  * back, dispatches, bind groups made, and the GPU time of the profiled iterations (timestamp queries).
  * Every iteration starts from the same context (caches rolled back), so they cost alike.
  *
- *   npm run bench:decode -- --pass-cost [--iterations N] [--temperature X] [--top-k N] [--models DIR] [--drafter DIR] [--f32]
+ * --kernels also lists each phase's kernels: dispatches and GPU time per iteration, by kernel.
+ *
+ *   npm run bench:decode -- --pass-cost [--kernels] [--iterations N] [--temperature X] [--top-k N] [--models DIR] [--drafter DIR] [--f32]
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,6 +24,7 @@ import { root, writeResults } from '../lib/decode.js';
 const { values } = parseArgs({
   options: {
     'pass-cost': { type: 'boolean' },
+    kernels: { type: 'boolean' },
     iterations: { type: 'string' },
     temperature: { type: 'string' },
     'top-k': { type: 'string' },
@@ -50,8 +53,10 @@ interface Phase {
   dispatches: number;
   bindGroups: number;
   gpuMs: number;
+  /** Profiled iterations' kernels: key -> summed GPU ms and dispatches. */
+  kernels: Map<string, { ms: number; count: number }>;
 }
-const zero = (): Phase => ({ recordMs: 0, waitMs: 0, dispatches: 0, bindGroups: 0, gpuMs: 0 });
+const zero = (): Phase => ({ recordMs: 0, waitMs: 0, dispatches: 0, bindGroups: 0, gpuMs: 0, kernels: new Map() });
 
 /**
  * Runs `record` (which records a phase and returns the tensors it reads back) and waits for the readback. A timed
@@ -66,7 +71,13 @@ async function phase(into: Phase, mode: 'warm-up' | 'timed' | 'profiled', record
   const t1 = performance.now();
   await readTensors(out);
   const t2 = performance.now();
-  if (mode === 'profiled') into.gpuMs += (await device.stopProfiling()).reduce((s, k) => s + k.ms, 0);
+  if (mode === 'profiled') {
+    for (const k of await device.stopProfiling()) {
+      into.gpuMs += k.ms;
+      const sum = into.kernels.get(k.key) ?? { ms: 0, count: 0 };
+      into.kernels.set(k.key, { ms: sum.ms + k.ms, count: sum.count + k.count });
+    }
+  }
   if (mode === 'timed') {
     into.recordMs += t1 - t0;
     into.waitMs += t2 - t1;
@@ -114,6 +125,7 @@ async function measure(name: string, drafter: Drafter | null, gamma: number): Pr
     dispatches: p.dispatches / iterations,
     bindGroups: p.bindGroups / iterations,
     gpuMs: p.gpuMs / profiledIterations,
+    kernels: new Map([...p.kernels].map(([k, v]) => [k, { ms: v.ms / profiledIterations, count: v.count / profiledIterations }])),
   });
   return { name, draft: per(sums.draft), verify: per(sums.verify) };
 }
@@ -133,6 +145,17 @@ for (const r of results) {
   }
 }
 console.log(table(['method', 'phase', 'record ms', 'wait ms', 'total ms', 'dispatches', 'bind groups made', 'GPU ms'], rows));
-const out = writeResults('pass-cost', { adapter: device.info.adapter, dtype, sampling, contextTokens: context.length, iterations, results });
+if (values.kernels) {
+  for (const r of results) {
+    for (const [phaseName, p] of [['draft', r.draft], ['verify', r.verify]] as const) {
+      if (p.dispatches === 0) continue;
+      const kernels = [...p.kernels].sort((a, b) => b[1].ms - a[1].ms);
+      console.log(`\n${r.name}, ${r.name === 'AR step' ? 'step' : phaseName}: kernels per profiled iteration`);
+      console.log(table(['kernel', 'dispatches', 'GPU ms'], kernels.map(([k, v]) => [k, fmt(v.count, 1), fmt(v.ms, 3)])));
+    }
+  }
+}
+const serialised = results.map((r) => ({ ...r, draft: { ...r.draft, kernels: Object.fromEntries(r.draft.kernels) }, verify: { ...r.verify, kernels: Object.fromEntries(r.verify.kernels) } }));
+const out = writeResults('pass-cost', { adapter: device.info.adapter, dtype, sampling, contextTokens: context.length, iterations, results: serialised });
 console.log(`\nwrote ${out}.json`);
 process.exit(0);
