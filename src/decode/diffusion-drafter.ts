@@ -24,6 +24,7 @@
  */
 import { Tensor } from '../tensor/tensor.js';
 import { copy2d, copyRows, embedding, slice } from '../tensor/ops/gather.js';
+import type { IdRows } from '../tensor/ops/rows.js';
 import type { MDLM, MDLMCache } from '../models/mdlm.js';
 import type { KVCache } from '../tensor/ops/attention.js';
 import type { HiddenStates } from '../models/gpt2.js';
@@ -31,7 +32,7 @@ import type { MatmulSignature } from '../tensor/tune.js';
 import type { Draft, DraftDefaults, Drafter, DraftTree } from './drafter.js';
 import { checkInt, type DraftAttention, type HeadDraw, type ResolvedSampling, type SpeculationOptions, type UnmaskSchedule } from './options.js';
 import type { Rng } from './rng.js';
-import { selectTokens } from './sample.js';
+import { selectTokens, selectTokensInto } from './sample.js';
 import { unmaskPlan } from './schedule.js';
 import { MAX_TREE_ROWS } from '../shaders/attention.js';
 
@@ -314,29 +315,19 @@ export class DiffusionDrafter implements Drafter {
     const dev = this.model.device;
     const gamma = c.hidden.shape[0];
     c.headCache.truncate(0);
-    let previous = Tensor.from(dev, new Int32Array(count).fill(c.last), [count]);
+    let previous: Tensor | IdRows = Tensor.from(dev, new Int32Array(count).fill(c.last), [count]);
     for (let i = 0; i < headed; i++) {
       const logits = this.model.draftHeadLogitsForDrafts(slice(c.hidden, i, i + 1, 0), previous, c.headCache, i === 0 ? c.feature : undefined); // (K, V + 1)
-      const { ids: drawn, probs } = selectTokens(dev, logits, c.sampling, c.rng);
-      this.writeDrawn(drawn, probs, out, i, gamma);
-      previous = drawn;
+      // Draft k's position i is row k·γ + i.
+      selectTokensInto(dev, logits, c.sampling, c.rng, { ...out, row: i, stride: gamma });
+      previous = { tensor: out.tokens, row: i, stride: gamma, count };
     }
     if (!c.backbone) return;
     // Positions past the head's, from the backbone's pass, for each draft that reaches them.
     for (let k = 0; k < count; k++) {
       if ((k === 0 ? gamma : branchLength) <= headed) continue;
-      const { ids: drawn, probs } = selectTokens(dev, c.backbone, c.sampling, c.rng);
-      this.writeDrawn(drawn, probs, out, k * gamma + headed);
+      selectTokensInto(dev, c.backbone, c.sampling, c.rng, { ...out, row: k * gamma + headed });
     }
-  }
-
-  /** Writes drawn tokens and their distributions (rows, V + 1) into a draft's outputs from row `at`, `stride` rows apart. */
-  private writeDrawn(drawn: Tensor, probs: Tensor | null | undefined, out: DraftOutputs, at: number, stride = 1): void {
-    const rows = drawn.size;
-    const V = this.vocabSize;
-    copy2d(drawn, out.tokens, { rows, cols: 1, srcOffset: 0, srcStride: 1, dstOffset: at, dstStride: stride });
-    // Drop the mask column (SUBS gives it probability 0) so q lives on the target's vocabulary.
-    if (out.q && probs) copy2d(probs, out.q, { rows, cols: V, srcOffset: 0, srcStride: V + 1, dstOffset: at * V, dstStride: stride * V });
   }
 
   /** One draft through the head, written from row `out.at` of the outputs. */
@@ -344,12 +335,22 @@ export class DiffusionDrafter implements Drafter {
     const dev = this.model.device;
     const { hidden, backbone, headCache, feature, last, sampling, rng } = c;
     const gamma = hidden.shape[0];
-    // Rows from `at` of the draft drawn from logits (rows, V + 1), with the given random numbers if any.
-    const draw = (logits: Tensor, position: number, uniforms?: Float32Array) => {
+    // Rows from `at` of the draft drawn from logits (rows, V + 1), with the given random numbers if any; the
+    // ids drawn, read in place by the next head step.
+    const draw = (logits: Tensor, position: number, uniforms?: Float32Array): IdRows => {
+      const rows = logits.shape[0];
+      const row = out.at + position;
+      if (!out.confidence) {
+        selectTokensInto(dev, logits, sampling, rng, { ...out, row }, uniforms);
+        return { tensor: out.tokens, row, count: rows };
+      }
       const { ids: drawn, probs, confidence: drawnConfidence } = selectTokens(dev, logits, sampling, rng, withConfidence, uniforms);
-      this.writeDrawn(drawn, probs, out, out.at + position);
-      if (out.confidence && drawnConfidence) copy2d(drawnConfidence, out.confidence, { rows: drawn.size, cols: 1, srcOffset: 0, srcStride: 1, dstOffset: position, dstStride: 1 });
-      return drawn;
+      copy2d(drawn, out.tokens, { rows, cols: 1, srcOffset: 0, srcStride: 1, dstOffset: row, dstStride: 1 });
+      // Drop the mask column (SUBS gives it probability 0) so q lives on the target's vocabulary.
+      const V = this.vocabSize;
+      if (out.q && probs) copy2d(probs, out.q, { rows, cols: V, srcOffset: 0, srcStride: V + 1, dstOffset: row * V, dstStride: V });
+      if (drawnConfidence) copy2d(drawnConfidence, out.confidence, { rows, cols: 1, srcOffset: 0, srcStride: 1, dstOffset: position, dstStride: 1 });
+      return { tensor: drawn, row: 0, count: rows };
     };
     if (this.headDraw === 'parallel' && backbone) {
       // The backbone draws every position; the head then redraws the first `headed`, each reading the
@@ -357,11 +358,11 @@ export class DiffusionDrafter implements Drafter {
       const uniforms = sampling.temperature === 0 ? undefined : rng.uniforms(gamma);
       const drawn = draw(backbone, 0, uniforms);
       const previous = Tensor.from(dev, Int32Array.of(last, ...new Array<number>(headed - 1).fill(0)), [headed]);
-      if (headed > 1) copy2d(drawn, previous, { rows: headed - 1, cols: 1, srcOffset: 0, srcStride: 1, dstOffset: 1, dstStride: 1 });
+      if (headed > 1) copy2d(drawn.tensor, previous, { rows: headed - 1, cols: 1, srcOffset: drawn.row, srcStride: 1, dstOffset: 1, dstStride: 1 });
       draw(this.model.draftHeadLogits(slice(hidden, 0, headed, 0), previous, headCache, feature), 0, uniforms?.subarray(0, headed));
       return;
     }
-    let previous = Tensor.from(dev, Int32Array.of(last), [1]);
+    let previous: Tensor | IdRows = Tensor.from(dev, Int32Array.of(last), [1]);
     for (let i = 0; i < headed; i++) previous = draw(this.model.draftHeadLogits(slice(hidden, i, i + 1, 0), previous, headCache, i === 0 ? feature : undefined), i);
     if (backbone) draw(backbone, headed);
   }

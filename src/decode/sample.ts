@@ -5,6 +5,7 @@ import { argmax, argmaxProb } from '../tensor/ops/rowwise.js';
 import { filteredProbs, pickPerRow, sampleRows } from '../tensor/ops/sample.js';
 import type { ResolvedSampling } from './options.js';
 import type { Rng } from './rng.js';
+import type { RowsOf } from '../tensor/ops/rows.js';
 
 export interface Selection {
   /** i32 [rows]. */
@@ -30,4 +31,31 @@ export function selectTokens(device: Device, logits: Tensor, s: ResolvedSampling
   const ids = sampleRows(probs, Tensor.from(device, uniforms ?? rng.uniforms(rows), [rows]));
   const confidence = withConfidence ? pickPerRow(probs, ids) : null;
   return { ids, probs, confidence };
+}
+
+/** Where selectTokensInto writes: rows from `row` (`stride` apart) of a draft's tokens and, when sampling, of q. */
+export interface SelectionRows {
+  tokens: Tensor;
+  /** [*, V'] f32 with V' ≤ the logits' width: each row's distribution over the first V' columns (null when greedy). */
+  q: Tensor | null;
+  row: number;
+  stride?: number;
+}
+
+/**
+ * selectTokens writing its ids and distributions straight into rows of larger tensors (no copies). q keeps the
+ * logits' first V' columns only: a drafter's mask column, which SUBS gives probability 0, is left out.
+ */
+export function selectTokensInto(device: Device, logits: Tensor, s: ResolvedSampling, rng: Rng, into: SelectionRows, uniforms?: Float32Array): void {
+  const at: RowsOf = { tensor: into.tokens, row: into.row, stride: into.stride };
+  if (s.temperature === 0) {
+    argmax(logits, at);
+    return;
+  }
+  if (!into.q) throw new RangeError('selectTokensInto: sampling needs a q to write the distributions into');
+  const rows = logits.size / logits.shape[logits.shape.length - 1];
+  const V = into.q.shape[into.q.shape.length - 1];
+  const where = { row: into.row, stride: into.stride };
+  filteredProbs(logits, { temperature: s.temperature, topK: s.topK, topP: s.topP }, undefined, { cols: V, into: { tensor: into.q, ...where } });
+  sampleRows(into.q, Tensor.from(device, uniforms ?? rng.uniforms(rows), [rows]), { rows: where, into: at });
 }

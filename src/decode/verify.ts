@@ -92,7 +92,7 @@ export function recordVerify(
       px: pickPerRow(p, draft),
       qx: pickPerRow(q, draft),
       draws: sampleRows(residual, Tensor.from(dev, uDraw.subarray(0, g), [g])),
-      bonus: sampleRows(slice(p, g, g + 1, 0), Tensor.from(dev, uDraw.subarray(g), [1])),
+      bonus: sampleRows(p, Tensor.from(dev, uDraw.subarray(g), [1]), { rows: { row: g } }),
     };
   });
 }

@@ -11,6 +11,7 @@
 import type { Device } from '../tensor/device.js';
 import { Tensor } from '../tensor/tensor.js';
 import { concat, embedding, slice } from '../tensor/ops/gather.js';
+import type { IdRows } from '../tensor/ops/rows.js';
 import { add } from '../tensor/ops/elementwise.js';
 import { matmul } from '../tensor/ops/matmul.js';
 import { layerNorm, logSoftmax } from '../tensor/ops/rowwise.js';
@@ -337,26 +338,18 @@ export class MDLM {
   }
 
   /**
-   * The draft head at the next R positions of a draft: logits [R, V] (SUBS offset applied) from `states` [R, d],
-   * the backbone's hidden states of those positions' masks, and `previous` i32 [R], the token before each (the
-   * last context token at the first position). The head attends causally over the draft's earlier positions
-   * in `cache` and over these, and appends them; its rotary positions count from the draft's start.
-   * A head with draft_head_features reads `feature` [1, width] at the draft's first position (when `cache` is
-   * empty): the target's final hidden state that predicted the last context token.
-   */
-  /**
    * One head step of K drafts at once, all at the same draft position: row k reads `state` (the position's
    * mask state, [1, d]) and draft k's previous token (`previous`, K ids). The drafts share `cache`, K rows
    * per position (row k of position i at index i·K + k), and each row sees only its own draft's rows (tree
    * attention), at rotary position i, so each row's logits are those of draft k's own chain. At most
    * MAX_TREE_ROWS rows in the cache. `feature`: as draftHeadLogits, at the first position, for every draft.
    */
-  draftHeadLogitsForDrafts(state: Tensor, previous: Tensor, cache: KVCache, feature?: Tensor): Tensor {
+  draftHeadLogitsForDrafts(state: Tensor, previous: Tensor | IdRows, cache: KVCache, feature?: Tensor): Tensor {
     const head = this.draft_head;
     if (!head) throw new RangeError('MDLM.draftHeadLogitsForDrafts: this MDLM has no draft head (its config has no "draft_head")');
-    const K = previous.size;
+    const K = previous instanceof Tensor ? previous.size : previous.count;
     const position = cache.length / K;
-    if (previous.dtype !== 'i32' || !Number.isInteger(position) || (position + 1) * K > MAX_TREE_ROWS) {
+    if ((previous instanceof Tensor ? previous : previous.tensor).dtype !== 'i32' || !Number.isInteger(position) || (position + 1) * K > MAX_TREE_ROWS) {
       throw new RangeError(`MDLM.draftHeadLogitsForDrafts: ${K} drafts' i32 tokens after ${cache.length} cached rows (a whole number of positions, at most ${MAX_TREE_ROWS} rows in all)`);
     }
     const d = this.config.hiddenDim;
@@ -381,13 +374,23 @@ export class MDLM {
     return t;
   }
 
-  draftHeadLogits(states: Tensor, previous: Tensor, cache: KVCache, feature?: Tensor): Tensor {
+  /**
+   * The draft head at the next R positions of a draft: logits [R, V] (SUBS offset applied) from `states` [R, d],
+   * the backbone's hidden states of those positions' masks, and `previous` i32 [R] (or R ids read in place from
+   * rows of a draft's tokens), the token before each (the last context token at the first position). The head
+   * attends causally over the draft's earlier positions in `cache` and over these, and appends them; its rotary
+   * positions count from the draft's start.
+   * A head with draft_head_features reads `feature` [1, width] at the draft's first position (when `cache` is
+   * empty): the target's final hidden state that predicted the last context token.
+   */
+  draftHeadLogits(states: Tensor, previous: Tensor | IdRows, cache: KVCache, feature?: Tensor): Tensor {
     const head = this.draft_head;
     if (!head) throw new RangeError('MDLM.draftHeadLogits: this MDLM has no draft head (its config has no "draft_head")');
     const d = this.config.hiddenDim;
     const R = states.size / d;
     if (!Number.isInteger(R) || R < 1 || states.shape[states.shape.length - 1] !== d) throw new RangeError(`MDLM.draftHeadLogits: states must be [R, ${d}], got [${states.shape}]`);
-    if (previous.size !== R || previous.dtype !== 'i32') throw new RangeError(`MDLM.draftHeadLogits: previous must be ${R} i32 token ids (one per state), got [${previous.shape}] ${previous.dtype}`);
+    const [count, ids] = previous instanceof Tensor ? [previous.size, previous] : [previous.count, previous.tensor];
+    if (count !== R || ids.dtype !== 'i32') throw new RangeError(`MDLM.draftHeadLogits: previous must be ${R} i32 token ids (one per state), got ${count} ${ids.dtype}`);
     const width = this.config.draftHeadFeatures;
     const first = cache.length === 0;
     if (feature && !width) throw new RangeError('MDLM.draftHeadLogits: this draft head reads no target feature (its config has no "draft_head_features")');

@@ -1,16 +1,16 @@
 /** Embedding gather and strided 2-D copy (slice / concat / cache writes). */
 import { header, paramsStruct, type WeightType } from './common.js';
 
-export const EMBED_PARAMS = 'uuuuu';
+export const EMBED_PARAMS = 'uuuuuuu';
 
 /**
  * Out[i, :] = Table[ids[i] - rowBase, :] for the ids that fall in this table chunk
  * [rowBase, rowBase + rowCount); a table larger than one binding is gathered chunk by chunk.
  * The first chunk's dispatch (zeroOthers = 1) writes zero rows for the other ids, so ids
- * outside the table give zero rows without a separate clearing pass.
+ * outside the table give zero rows without a separate clearing pass. Id i is Ids[idBase + i·idStride].
  */
 export function embeddingWGSL(wtype: WeightType): string {
-  return `${header(wtype === 'f16')}${paramsStruct(['n', 'D', 'rowBase', 'rowCount', 'zeroOthers'], EMBED_PARAMS, 3)}
+  return `${header(wtype === 'f16')}${paramsStruct(['n', 'D', 'rowBase', 'rowCount', 'zeroOthers', 'idBase', 'idStride'], EMBED_PARAMS, 3)}
 @group(0) @binding(0) var<storage, read> Ids: array<i32>;
 @group(0) @binding(1) var<storage, read> Table: array<${wtype}>;
 @group(0) @binding(2) var<storage, read_write> Out: array<f32>;
@@ -19,7 +19,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let i = wid.y;
   let d = wid.x * 64u + lid.x;
   if (i >= P.n || d >= P.D) { return; }
-  let r = u32(Ids[i]) - P.rowBase;
+  let r = u32(Ids[P.idBase + i * P.idStride]) - P.rowBase;
   if (r < P.rowCount) {
     Out[i * P.D + d] = f32(Table[r * P.D + d]);
   } else if (P.zeroOthers != 0u) {

@@ -67,8 +67,11 @@ ${rowEntry(wg, 'P.D')}
  * A row holding NaN or ±Inf gives -1, so that callers can tell broken logits from token 0.
  * `wg` invocations per row, a power of two.
  */
+export const ARGMAX_PARAMS = 'uuuu';
+
+/** Row r's index goes to Out[outBase + r·outStride] (its probability to Prob[r]). */
 export function argmaxWGSL(probability: boolean, wg: number): string {
-  return `${paramsStruct(['rows', 'D', 'alpha'], ROW_PARAMS, probability ? 3 : 2)}
+  return `${paramsStruct(['rows', 'D', 'outBase', 'outStride'], ARGMAX_PARAMS, probability ? 3 : 2)}
 @group(0) @binding(0) var<storage, read> X: array<f32>;
 @group(0) @binding(1) var<storage, read_write> Out: array<i32>;
 ${probability ? `@group(0) @binding(2) var<storage, read_write> Prob: array<f32>;
@@ -101,7 +104,7 @@ ${rowEntry(wg, 'P.D')}
     }
     workgroupBarrier();
   }
-  if (t == 0u) { Out[row] = select(i32(bestI[0]), -1, atomicLoad(&nonFinite) != 0u); }${probability ? `
+  if (t == 0u) { Out[P.outBase + row * P.outStride] = select(i32(bestI[0]), -1, atomicLoad(&nonFinite) != 0u); }${probability ? `
   let m = bestV[0];
   var s = 0.0;
   for (var i = t; i < P.D; i += ${wg}u) { s += exp(X[base + i] - m); }

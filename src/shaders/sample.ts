@@ -68,15 +68,20 @@ function thresholdSearch(s: ThresholdSearch, o: { result: string; load: string; 
   }`;
 }
 
-export const PROBS_PARAMS = 'uuuff';
+export const PROBS_PARAMS = 'uuuuuuff';
 
+/**
+ * Row r reads the first V columns of X's row r (inStride elements apart) and writes Prob[outBase + r·outStride + i]
+ * for i < V, so that a caller can fill rows of a larger tensor in place.
+ */
 export function filteredProbsWGSL(s: ThresholdSearch): string {
-  return `${paramsStruct(['rows', 'V', 'topK', 'invTemp', 'topP'], PROBS_PARAMS, 2)}
+  return `${paramsStruct(['rows', 'V', 'inStride', 'outBase', 'outStride', 'topK', 'invTemp', 'topP'], PROBS_PARAMS, 2)}
 @group(0) @binding(0) var<storage, read> X: array<f32>;
 @group(0) @binding(1) var<storage, read_write> Prob: array<f32>;
 ${workgroupReduce('sumF', 'f32', '+', s.wg)}${workgroupReduce('maxF', 'f32', 'max', s.wg)}${workgroupReduce('sumCounts', `array<vec4<f32>, ${candidateVecs(s)}>`, '+', s.wg)}
 ${KEY_FN}
-${rowEntry(s.wg, 'P.V')}
+${rowEntry(s.wg, 'P.inStride')}
+  let outRow = P.outBase + row * P.outStride;
   var m = -3.0e38;
   for (var i = t; i < P.V; i += ${s.wg}u) { m = max(m, X[base + i]); }
   m = maxF(m, t);
@@ -88,47 +93,51 @@ ${rowEntry(s.wg, 'P.V')}
   for (var i = t; i < P.V; i += ${s.wg}u) {
     let x = X[base + i];
     let e = select(0.0, exp((x - m) * P.invTemp), key(x) >= kth);
-    Prob[base + i] = e;
+    Prob[outRow + i] = e;
     s += e;
   }
   s = sumF(s, t);
   // Top-p: the largest probability threshold whose kept mass still reaches topP.
   var pth = 0u;
   if (P.topP < 1.0) {
-    let need = P.topP * s;${thresholdSearch(s, { result: 'pth', load: 'let e = Prob[base + i];', key: 'bitcast<u32>(e)', weight: 'e', goal: 'need' })}
+    let need = P.topP * s;${thresholdSearch(s, { result: 'pth', load: 'let e = Prob[outRow + i];', key: 'bitcast<u32>(e)', weight: 'e', goal: 'need' })}
     var s2 = 0.0;
     for (var i = t; i < P.V; i += ${s.wg}u) {
-      let e = Prob[base + i];
+      let e = Prob[outRow + i];
       s2 += select(0.0, e, bitcast<u32>(e) >= pth);
     }
     s = sumF(s2, t);
   }
   let inv = 1.0 / s;
   for (var i = t; i < P.V; i += ${s.wg}u) {
-    let e = Prob[base + i];
-    Prob[base + i] = select(0.0, e * inv, bitcast<u32>(e) >= pth);
+    let e = Prob[outRow + i];
+    Prob[outRow + i] = select(0.0, e * inv, bitcast<u32>(e) >= pth);
   }
 }`;
 }
 
-export const SAMPLE_PARAMS = 'uu';
+export const SAMPLE_PARAMS = 'uuuuuu';
 
-/** Ids[row] = the first index whose cumulative weight exceeds U[row] · total. Each invocation owns a contiguous span. */
+/**
+ * Ids[outBase + r·outStride] = the first index whose cumulative weight in W's row inBase + r·inStride exceeds
+ * U[r] · total. Each invocation owns a contiguous span.
+ */
 export function sampleRowsWGSL(): string {
-  return `${paramsStruct(['rows', 'V'], SAMPLE_PARAMS, 3)}
+  return `${paramsStruct(['rows', 'V', 'inBase', 'inStride', 'outBase', 'outStride'], SAMPLE_PARAMS, 3)}
 @group(0) @binding(0) var<storage, read> W: array<f32>;
 @group(0) @binding(1) var<storage, read> U: array<f32>;
 @group(0) @binding(2) var<storage, read_write> Ids: array<i32>;
 var<workgroup> span: array<f32, ${WG}>;
 var<workgroup> lastNonZero: array<i32, ${WG}>;
 ${rowEntry(WG, 'P.V')}
+  let w0 = (P.inBase + row * P.inStride) * P.V;
   let per = (P.V + ${WG - 1}u) / ${WG}u;
   let lo = min(t * per, P.V);
   let hi = min(lo + per, P.V);
   var s = 0.0;
   var nz = -1i;
   for (var i = lo; i < hi; i++) {
-    let w = max(W[base + i], 0.0);
+    let w = max(W[w0 + i], 0.0);
     s += w;
     if (w > 0.0) { nz = i32(i); }
   }
@@ -151,7 +160,7 @@ ${rowEntry(WG, 'P.V')}
         let ulo = min(u * per, P.V);
         let uhi = min(ulo + per, P.V);
         for (var i = ulo; i < uhi; i++) {
-          let w = max(W[base + i], 0.0);
+          let w = max(W[w0 + i], 0.0);
           acc += w;
           if (acc > goal && w > 0.0) { pick = i32(i); break; }
         }
@@ -160,7 +169,7 @@ ${rowEntry(WG, 'P.V')}
         acc += span[u];
       }
     }
-    Ids[row] = pick;
+    Ids[P.outBase + row * P.outStride] = pick;
   }
 }`;
 }

@@ -4,28 +4,33 @@ import { Tensor, BYTES } from '../tensor.js';
 import { kernelSpec } from '../spec.js';
 import { COPY_PARAMS, copy2dWGSL, EMBED_PARAMS, embeddingWGSL, indexedRowCopyWGSL, ROWCOPY_PARAMS } from '../../shaders/gather.js';
 import { weightChunks } from './matmul.js';
+import { checkRowsOf, type IdRows } from './rows.js';
 
 /**
- * table[ids]: ids i32 [n] → [n, D]. Ids outside the table give zero rows (callers validate
- * ids that come from users). A table past the binding limit is gathered in row chunks.
+ * table[ids]: ids i32 [n] → [n, D]; ids given as rows of a larger i32 tensor (`count` of them) are read in place.
+ * Ids outside the table give zero rows (callers validate ids that come from users). A table past the binding
+ * limit is gathered in row chunks.
  */
-export function embedding(table: Tensor, ids: Tensor): Tensor {
+export function embedding(table: Tensor, ids: Tensor | IdRows): Tensor {
   table.assertLive('embedding');
-  ids.assertLive('embedding');
+  const source = ids instanceof Tensor ? ids : ids.tensor;
+  source.assertLive('embedding');
   assertShape(table.shape.length === 2, 'embedding', `table must be 2-D, got ${shapeStr(table.shape)}`);
-  assertShape(ids.dtype === 'i32', 'embedding', `ids must be i32, got ${ids.dtype}`);
+  assertShape(source.dtype === 'i32', 'embedding', `ids must be i32, got ${source.dtype}`);
   assertShape(table.dtype === 'f32' || table.dtype === 'f16', 'embedding', `table must be f32 or f16`);
   const [rows, D] = table.shape;
-  const n = ids.size;
-  const out = Tensor.empty(table.device, [...ids.shape, D]);
+  const n = ids instanceof Tensor ? ids.size : ids.count;
+  const idStride = ids instanceof Tensor || n === 0 ? 1 : checkRowsOf(ids, n, 1, 'embedding');
+  const idBase = ids instanceof Tensor ? 0 : ids.row;
+  const out = Tensor.empty(table.device, ids instanceof Tensor ? [...ids.shape, D] : [n, D]);
   const wtype = table.dtype as 'f32' | 'f16';
   const spec = kernelSpec(`embedding_${wtype}`, ['r', 'r', 'w'], EMBED_PARAMS, () => embeddingWGSL(wtype));
   if (n === 0) return out;
   weightChunks(table.device, 'nk', table, D, rows).forEach((c, i) => {
     table.device.dispatch(
       spec,
-      [ids.binding, { buffer: table.buffer, offset: c.byteOffset, size: c.byteLength }, out.binding],
-      [n, D, c.nBase, c.nCount, i === 0 ? 1 : 0],
+      [source.binding, { buffer: table.buffer, offset: c.byteOffset, size: c.byteLength }, out.binding],
+      [n, D, c.nBase, c.nCount, i === 0 ? 1 : 0, idBase, idStride],
       [Math.ceil(D / 64), n],
     );
   });

@@ -2,7 +2,8 @@
 import { assertShape, shapeStr } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { grid2d } from '../../shaders/common.js';
-import { argmaxWGSL, layerNormWGSL, ROW_PARAMS, softmaxWGSL } from '../../shaders/rowreduce.js';
+import { ARGMAX_PARAMS, argmaxWGSL, layerNormWGSL, ROW_PARAMS, softmaxWGSL } from '../../shaders/rowreduce.js';
+import { checkRowsOf, type RowsOf } from './rows.js';
 import { kernelSpec } from '../spec.js';
 import type { KernelTuning } from '../tuning.js';
 
@@ -59,21 +60,23 @@ export const softmax = (x: Tensor, alpha = 1) => softmaxImpl(x, false, alpha);
 /** log-softmax(alpha · x) over the last axis. */
 export const logSoftmax = (x: Tensor, alpha = 1) => softmaxImpl(x, true, alpha);
 
-function argmaxImpl(x: Tensor, probability: boolean): { ids: Tensor; prob: Tensor | null } {
+function argmaxImpl(x: Tensor, probability: boolean, into?: RowsOf): { ids: Tensor; prob: Tensor | null } {
   const op = probability ? 'argmaxProb' : 'argmax';
   x.assertLive(op);
   assertShape(x.dtype === 'f32', op, `expects f32, got ${x.dtype}`);
   const wg = x.device.tuning.rowWorkgroup;
-  const spec = kernelSpec(`${op}_wg${wg}`, probability ? ['r', 'w', 'w'] : ['r', 'w'], ROW_PARAMS, () => argmaxWGSL(probability, wg));
+  const spec = kernelSpec(`${op}_wg${wg}`, probability ? ['r', 'w', 'w'] : ['r', 'w'], ARGMAX_PARAMS, () => argmaxWGSL(probability, wg));
   const [rows, D] = rowsOf(x);
-  const ids = Tensor.empty(x.device, x.shape.slice(0, -1), 'i32');
+  const outStride = into ? checkRowsOf(into, rows, 1, op) : 1;
+  if (into) assertShape(into.tensor.dtype === 'i32', op, `into must be i32, got ${into.tensor.dtype}`);
+  const ids = into?.tensor ?? Tensor.empty(x.device, x.shape.slice(0, -1), 'i32');
   const prob = probability ? Tensor.empty(x.device, x.shape.slice(0, -1)) : null;
-  x.device.dispatch(spec, [x.binding, ids.binding, ...(prob ? [prob.binding] : [])], [rows, D, 0], grid2d(rows));
+  x.device.dispatch(spec, [x.binding, ids.binding, ...(prob ? [prob.binding] : [])], [rows, D, into?.row ?? 0, outStride], grid2d(rows));
   return { ids, prob };
 }
 
-/** Index of the maximum of each row (first on ties), as i32 [rows]. */
-export const argmax = (x: Tensor): Tensor => argmaxImpl(x, false).ids;
+/** Index of the maximum of each row (first on ties), as i32 [rows]; `into` writes them into rows of an existing i32 tensor, which is returned. */
+export const argmax = (x: Tensor, into?: RowsOf): Tensor => argmaxImpl(x, false, into).ids;
 
 /** argmax of each row and its probability under the row's softmax (f32 [rows]), in one pass. */
-export const argmaxProb = (x: Tensor) => argmaxImpl(x, true) as { ids: Tensor; prob: Tensor };
+export const argmaxProb = (x: Tensor, into?: RowsOf) => argmaxImpl(x, true, into) as { ids: Tensor; prob: Tensor };

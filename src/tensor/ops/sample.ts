@@ -2,6 +2,7 @@
 import { assertShape } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { kernelSpec } from '../spec.js';
+import { checkRowsOf, type RowsOf } from './rows.js';
 import { grid2d } from '../../shaders/common.js';
 import { filteredProbsWGSL, GATHER_PARAMS, gatherWGSL, PROBS_PARAMS, RESIDUAL_CHAIN_PARAMS, residualChainWGSL, SAMPLE_PARAMS, sampleRowsWGSL, thresholdSearchBytes, type ThresholdSearch } from '../../shaders/sample.js';
 
@@ -26,16 +27,29 @@ export function validateFilter(f: SamplingFilter, V: number): void {
 /**
  * Probabilities [rows, V] after temperature, top-k and top-p, renormalised. `search`: how
  * thresholds are found (default: the device's tuning.thresholdSearch; others for tests and A/B runs).
+ * `cols` keeps only each row's first columns (a drafter's logits without their mask column); `into` writes the
+ * rows into an existing f32 tensor of that width, which is returned, instead of a new one.
  */
-export function filteredProbs(logits: Tensor, f: SamplingFilter, search: ThresholdSearch = logits.device.tuning.thresholdSearch): Tensor {
+export function filteredProbs(logits: Tensor, f: SamplingFilter, search: ThresholdSearch = logits.device.tuning.thresholdSearch, opts: { cols?: number; into?: RowsOf } = {}): Tensor {
   logits.assertLive('filteredProbs');
-  const V = logits.shape[logits.shape.length - 1];
+  const width = logits.shape[logits.shape.length - 1];
+  const V = opts.cols ?? width;
+  assertShape(Number.isInteger(V) && V >= 1 && V <= width, 'filteredProbs', `cols ${V} outside 1..${width}`);
   validateFilter(f, V);
-  const rows = logits.size / V;
+  const rows = logits.size / width;
   checkSearch(search, logits.device.limits.maxComputeWorkgroupStorageSize);
-  const out = Tensor.empty(logits.device, logits.shape);
+  let out: Tensor, outBase = 0, outStride = V;
+  if (opts.into) {
+    const stride = checkRowsOf(opts.into, rows, V, 'filteredProbs');
+    assertShape(opts.into.tensor.dtype === 'f32' && opts.into.tensor.shape[opts.into.tensor.shape.length - 1] === V, 'filteredProbs', `into must be f32 rows of ${V}, got [${opts.into.tensor.shape}] ${opts.into.tensor.dtype}`);
+    out = opts.into.tensor;
+    outBase = opts.into.row * V;
+    outStride = stride * V;
+  } else {
+    out = Tensor.empty(logits.device, [...logits.shape.slice(0, -1), V]);
+  }
   const spec = kernelSpec(`filtered_probs_b${search.digitBits}_wg${search.wg}`, ['r', 'w'], PROBS_PARAMS, () => filteredProbsWGSL(search));
-  logits.device.dispatch(spec, [logits.binding, out.binding], [rows, V, f.topK ?? 0, 1 / f.temperature, f.topP ?? 1], grid2d(rows));
+  logits.device.dispatch(spec, [logits.binding, out.binding], [rows, V, width, outBase, outStride, f.topK ?? 0, 1 / f.temperature, f.topP ?? 1], grid2d(rows));
   return out;
 }
 
@@ -49,15 +63,27 @@ export function checkSearch(s: ThresholdSearch, workgroupBytes: number): void {
   }
 }
 
-/** One index per row drawn from non-negative weights [rows, V] with the given uniforms u ∈ [0, 1). */
-export function sampleRows(weights: Tensor, uniforms: Tensor): Tensor {
+/**
+ * One index per row drawn from non-negative weights [rows, V] with the given uniforms u ∈ [0, 1), as i32 [rows].
+ * `rows` reads uniforms.size rows of a larger weights tensor instead of all of it; `into` writes the indices
+ * into an existing i32 tensor, which is returned, instead of a new one.
+ */
+export function sampleRows(weights: Tensor, uniforms: Tensor, opts: { rows?: Omit<RowsOf, 'tensor'>; into?: RowsOf } = {}): Tensor {
   weights.assertLive('sampleRows');
   const V = weights.shape[weights.shape.length - 1];
-  const rows = weights.size / V;
+  const rows = opts.rows ? uniforms.size : weights.size / V;
   assertShape(uniforms.size === rows && uniforms.dtype === 'f32', 'sampleRows', `needs ${rows} f32 uniforms, got ${uniforms.size} ${uniforms.dtype}`);
-  const out = Tensor.empty(weights.device, [rows], 'i32');
+  const inStride = opts.rows ? checkRowsOf({ tensor: weights, ...opts.rows }, rows, V, 'sampleRows') : 1;
+  let out: Tensor, outStride = 1;
+  if (opts.into) {
+    outStride = checkRowsOf(opts.into, rows, 1, 'sampleRows');
+    assertShape(opts.into.tensor.dtype === 'i32', 'sampleRows', `into must be i32, got ${opts.into.tensor.dtype}`);
+    out = opts.into.tensor;
+  } else {
+    out = Tensor.empty(weights.device, [rows], 'i32');
+  }
   const spec = kernelSpec('sample_rows', ['r', 'r', 'w'], SAMPLE_PARAMS, sampleRowsWGSL);
-  weights.device.dispatch(spec, [weights.binding, uniforms.binding, out.binding], [rows, V], grid2d(rows));
+  weights.device.dispatch(spec, [weights.binding, uniforms.binding, out.binding], [rows, V, opts.rows?.row ?? 0, inStride, opts.into?.row ?? 0, outStride], grid2d(rows));
   return out;
 }
 
