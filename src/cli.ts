@@ -51,8 +51,10 @@ options:
                      block-causal caches the whole context's keys and values)
   --draft-head on|off  draft through the MDLM drafter's draft head, when its config.json
                      has one (default: on; off with --steps above 1)
-  --head-positions N leading draft positions the draft head draws (default 12); the rest
-                     come from the drafter's one pass
+  --head-positions N draft positions the draft head draws from --head-start on (default
+                     12); the rest come from the drafter's one pass
+  --head-start N     the first draft position the draft head draws (default 1); earlier
+                     ones come from the drafter's one pass
   --head-draw sequential|parallel
                      a head step per position, or one for all of them reading the
                      drafter's own coupled draws (default sequential)
@@ -92,6 +94,7 @@ const NUMBERS: Record<string, [number, boolean, number?]> = {
   'max-gamma': [1, true],
   steps: [1, true],
   'head-positions': [1, true],
+  'head-start': [0, true],
   window: [1, true],
   'top-k': [0, true],
   seed: [0, true],
@@ -212,6 +215,7 @@ function genOptions(v: Record<string, unknown>) {
     draftAttention: v['draft-attention'] as 'bidirectional' | 'block-causal' | undefined,
     draftHead: v['draft-head'] === undefined ? undefined : v['draft-head'] === 'on',
     headPositions: num('head-positions'),
+    headStart: num('head-start'),
     headDraw: v['head-draw'] as 'sequential' | 'parallel' | undefined,
     temperature: num('temperature') ?? 0,
     topK: num('top-k'),
@@ -237,6 +241,7 @@ async function main(): Promise<void> {
       'draft-attention': { type: 'string' },
       'draft-head': { type: 'string' },
       'head-positions': { type: 'string' },
+      'head-start': { type: 'string' },
       'head-draw': { type: 'string' },
       temperature: { type: 'string' },
       'top-k': { type: 'string' },

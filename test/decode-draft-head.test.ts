@@ -39,7 +39,7 @@ describe('drafting through a draft head', () => {
   it("row i of q is the head's distribution at position i given the tokens drawn before it, and the tokens were drawn from it", async () => {
     const dev = await getDevice();
     const mdlm = await tinyMDLM(dev, { vocab: V, seed: 5, scale: 1.0, draftHead: true });
-    const drafter = new DiffusionDrafter(mdlm, { headPositions: gamma });
+    const drafter = new DiffusionDrafter(mdlm, { headPositions: gamma, headStart: 0 });
     expect([drafter.draftHead, drafter.attention]).toEqual([true, 'block-causal']);
     const draft = dev.scope(() => drafter.draft(ctx, gamma, sampled, new Rng(1)));
     expect([draft.passes, draft.headSteps]).toEqual([1, gamma]);
@@ -63,10 +63,40 @@ describe('drafting through a draft head', () => {
     mdlm.dispose();
   }, 120_000);
 
+  it("from headStart on the head draws, its chain starting there and reading the token the backbone drew before it", async () => {
+    const dev = await getDevice();
+    const mdlm = await tinyMDLM(dev, { vocab: V, seed: 5, scale: 1.0, draftHead: true });
+    const start = 2;
+    const drafter = new DiffusionDrafter(mdlm, { headPositions: gamma, headStart: start });
+    const draft = dev.scope(() => drafter.draft(ctx, gamma, sampled, new Rng(1)));
+    expect([draft.passes, draft.headSteps]).toEqual([1, gamma - start]);
+    const [tokens, q] = [Array.from(await draft.tokens.read()), await draft.q!.read()];
+    const gap = rowGaps(q, await backboneDistributions(mdlm));
+    expect([0, 1].map(gap).every((g) => g < 1e-5), "rows before headStart are the backbone's").toBe(true);
+    // The head's chain spelled out on fresh caches: its first step (an empty head cache) at position `start`.
+    const cache = mdlm.createCache();
+    const headCache = mdlm.createDraftHeadCache();
+    const ids = [...ctx, ...new Array<number>(gamma).fill(mdlm.maskTokenId)];
+    const hidden = dev.scope(() => mdlm.hiddenStatesCached(ids, cache, gamma, Array.from({ length: gamma }, (_, i) => ctx.length + i)));
+    for (let i = start; i < gamma; i++) {
+      const p = dev.scope(() => softmax(mdlm.draftHeadLogits(slice(hidden, i, i + 1, 0), Tensor.from(dev, Int32Array.of(tokens[i - 1]), [1]), headCache)));
+      const want = await p.read();
+      const got = q.subarray(i * V, (i + 1) * V);
+      expect(Math.max(...Array.from(got, (v, j) => Math.abs(v - want[j]))), `position ${i}`).toBeLessThan(1e-5);
+      expect(got[tokens[i]], `token ${i} has probability under q`).toBeGreaterThan(0);
+      p.dispose();
+    }
+    expect(gap(start), "row headStart is the head's").toBeGreaterThan(1e-3);
+    expect(() => new DiffusionDrafter(mdlm, { headStart: -1 })).toThrow(/headStart must be an integer in \[0, \d+\], got -1/);
+    for (const t of [draft.tokens, draft.q!, hidden, cache, headCache]) t.dispose();
+    drafter.dispose();
+    mdlm.dispose();
+  }, 120_000);
+
   it('past headPositions the draft comes from the backbone pass: those rows of q are its T = 1 distributions', async () => {
     const dev = await getDevice();
     const mdlm = await tinyMDLM(dev, { vocab: V, seed: 5, scale: 1.0, draftHead: true });
-    const drafter = new DiffusionDrafter(mdlm, { headPositions: 2 });
+    const drafter = new DiffusionDrafter(mdlm, { headPositions: 2, headStart: 0 });
     const draft = dev.scope(() => drafter.draft(ctx, gamma, sampled, new Rng(1)));
     expect(draft.headSteps).toBe(2);
     const gap = rowGaps(await draft.q!.read(), await backboneDistributions(mdlm));
@@ -141,7 +171,7 @@ describe('drafting through a draft head', () => {
     const dev = await getDevice();
     const mdlm = await tinyMDLM(dev, { vocab: V, seed: 5, scale: 1.0, draftHead: true });
     const headed = 3;
-    const drafter = new DiffusionDrafter(mdlm, { headPositions: headed, headDraw: 'parallel' });
+    const drafter = new DiffusionDrafter(mdlm, { headPositions: headed, headDraw: 'parallel', headStart: 0 });
     const draft = dev.scope(() => drafter.draft(ctx, gamma, sampled, new Rng(1)));
     expect([draft.passes, draft.headSteps]).toEqual([1, 1]);
     const [tokens, q] = [Array.from(await draft.tokens.read()), await draft.q!.read()];

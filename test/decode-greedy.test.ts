@@ -82,10 +82,10 @@ describe('greedy speculative decoding reproduces AR greedy token for token', () 
       const mdlm = await tinyMDLM(dev, { vocab: 24, seed: 3, scale: 0.5, positions: 24, draftHead: true, draftHeadFeatures, shiftLogits, arLayout });
       for (const prompt of prompts) {
         const ar = await generate(target, null, { prompt, maxNewTokens: 40, temperature: 0, stopAtEos: false }).result();
-        for (const headDraw of ['sequential', 'parallel'] as const) {
-          const drafter = new DiffusionDrafter(mdlm, { attention: 'block-causal', draftHead: true, headDraw, headPositions: 3 });
+        for (const [headDraw, headStart] of [['sequential', 0], ['sequential', 1], ['parallel', 0], ['parallel', 1]] as const) {
+          const drafter = new DiffusionDrafter(mdlm, { attention: 'block-causal', draftHead: true, headDraw, headPositions: 3, headStart });
           const spec = await generate(target, null, { prompt, maxNewTokens: 40, temperature: 0, method: 'specdiff', drafter, gamma: 4, stopAtEos: false }).result();
-          expect(spec.tokens, `prompt ${prompt}, ${headDraw}, head features ${draftHeadFeatures}, shifted ${shiftLogits}, AR layout ${arLayout}`).toEqual(ar.tokens);
+          expect(spec.tokens, `prompt ${prompt}, ${headDraw} from ${headStart}, head features ${draftHeadFeatures}, shifted ${shiftLogits}, AR layout ${arLayout}`).toEqual(ar.tokens);
           expect(spec.stats.draftHeadSteps, 'the head drafted').toBeGreaterThan(0);
           drafter.dispose();
         }

@@ -12,10 +12,11 @@
  *
  *   npm run bench:decode -- --regimes [--drafters DIR1,DIR2] [--models DIR] [--prompt-sets passages,ood]
  *       [--prompts N] [--tokens N] [--rounds N] [--regime-list greedy,t0.8-k50,t1] [--sampled-gammas G1,G2]
- *       [--steps T1,T2] [--head-positions K1,K2] [--head-parallel] [--drafts K1,K2] [--branch-lengths B1,B2] [--f32]
+ *       [--steps T1,T2] [--head-positions K1,K2] [--head-starts S1,S2] [--head-parallel] [--drafts K1,K2] [--branch-lengths B1,B2] [--f32]
  * --sampled-gammas adds SpecDiff contenders with other draft lengths when sampling; --steps adds
  * contenders with T denoising steps (every regime); --head-positions adds contenders drafting K positions
- * through a draft head (0: the head off), greedy included, for drafters that have one; --head-parallel a contender whose head
+ * through a draft head (0: the head off), greedy included, for drafters that have one; --head-starts contenders whose
+ * head draws from position S on (the backbone before it); --head-parallel a contender whose head
  * draws its positions in one step (headDraw 'parallel'); --drafts contenders that draft K times per target
  * pass when sampling, verified as a token tree (rows/pass: the rows the target scores per pass), with the
  * default draft length and each of --sampled-gammas, with each of --branch-lengths for the drafts after
@@ -48,6 +49,7 @@ const { values } = parseArgs({
     steps: { type: 'string' },
     'head-positions': { type: 'string' },
     'head-parallel': { type: 'boolean' },
+    'head-starts': { type: 'string' },
     drafts: { type: 'string' },
     'branch-lengths': { type: 'string' },
     f32: { type: 'boolean' },
@@ -72,6 +74,7 @@ const sampledGammas = values['sampled-gammas'] ? values['sampled-gammas'].split(
 /** More SpecDiff contenders with T denoising steps (left to right: later blocks see the earlier ones drawn). */
 const stepsList = values.steps ? values.steps.split(',').map(Number) : [];
 const headPositionsList = values['head-positions'] ? values['head-positions'].split(',').map(Number) : [];
+const headStarts = values['head-starts'] ? values['head-starts'].split(',').map(Number) : [];
 /** More SpecDiff contenders verifying K drafts per target pass as a token tree (sampled regimes). */
 const draftsList = values.drafts ? values.drafts.split(',').map(Number) : [];
 /** With --drafts, more contenders whose drafts after the first have these lengths. */
@@ -105,6 +108,8 @@ interface Contender {
   /** Draft-head positions (0: the head off); undefined: the drafter's default. */
   headPositions?: number;
   headDraw?: HeadDraw;
+  /** First position the head draws (undefined: the drafter's default). */
+  headStart?: number;
   /** Drafts verified together per target pass (undefined: one). */
   drafts?: number;
   /** Length of each draft after the first (undefined: γ). */
@@ -135,6 +140,7 @@ function contendersFor(regime: string): Contender[] {
     for (const steps of stepsList) list.push({ name: `specdiff ${name} T=${steps}`, method: 'specdiff', mdlm: model, steps });
     if (model.config.draftHead) for (const k of headPositionsList) list.push({ name: `specdiff ${name} head ${k || 'off'}`, method: 'specdiff', mdlm: model, headPositions: k });
     if (model.config.draftHead && values['head-parallel']) list.push({ name: `specdiff ${name} head parallel`, method: 'specdiff', mdlm: model, headDraw: 'parallel' });
+    if (model.config.draftHead) for (const headStart of headStarts) list.push({ name: `specdiff ${name} head from ${headStart}`, method: 'specdiff', mdlm: model, headStart });
   }
   return list;
 }
@@ -227,7 +233,7 @@ async function run(c: Contender, prompt: string, regime: string, seed: number) {
 function diffusionDrafter(c: Contender): DiffusionDrafter {
   // A contender with head positions drafts through the head in every regime, greedy included.
   const head = c.headPositions === undefined ? {} : c.headPositions ? { draftHead: true, headPositions: c.headPositions } : { draftHead: false };
-  return new DiffusionDrafter(c.mdlm!, { steps: c.steps, headDraw: c.headDraw, ...head });
+  return new DiffusionDrafter(c.mdlm!, { steps: c.steps, headDraw: c.headDraw, headStart: c.headStart, ...head });
 }
 
 const rate = (tokens: number, ms: number) => (ms > 0 ? (tokens * 1000) / ms : 0);

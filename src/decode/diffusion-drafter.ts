@@ -50,12 +50,18 @@ export const DEFAULT_DIFFUSION_GAMMA_SAMPLED = 3;
 /** Longest greedy draft (4 → 9 → 19 → 31): one drafter pass whatever its length, and greedy loops accept long runs. */
 export const DEFAULT_DIFFUSION_MAX_GAMMA = 31;
 /**
- * Leading draft positions drawn through a draft head; later ones come from the backbone's pass. Each head step
+ * Draft positions drawn through a draft head (from DEFAULT_HEAD_START on); the others come from the backbone's pass. Each head step
  * costs a block and the output layer in sequence; the bundled drafter's backbone alone predicts little past a
  * draft's first position, inside the target's greedy loops too, so greedy drafts, which grow long there, take
  * the head further (docs/performance.md, "Decoding defaults").
  */
 export const DEFAULT_HEAD_POSITIONS = 12;
+/**
+ * The first draft position the head draws; those before it come from the backbone's pass. With shifted logits the
+ * backbone's first position is the next-token prediction of the whole context, which a head step hardly improves
+ * (docs/training.md, "The backbone drafts the first position").
+ */
+export const DEFAULT_HEAD_START = 1;
 
 /** Most denoising steps a draft may be given. */
 const MAX_STEPS = 1024;
@@ -76,23 +82,29 @@ export interface DiffusionDrafterOptions {
   attention?: DraftAttention;
   /** Draft through the model's draft head (then steps must be 1). Default: when it has one. */
   draftHead?: boolean;
-  /** With a draft head: how many leading positions it draws (default DEFAULT_HEAD_POSITIONS); the rest come from the backbone's pass. */
+  /** With a draft head: how many positions it draws from headStart on (default DEFAULT_HEAD_POSITIONS); the rest come from the backbone's pass. */
   headPositions?: number;
   /** With a draft head: position by position, or all in one step (default 'sequential'; see HeadDraw). */
   headDraw?: HeadDraw;
+  /** With a draft head: the first position it draws (default DEFAULT_HEAD_START); earlier ones come from the backbone's pass. */
+  headStart?: number;
 }
 
 /** What a draft's head chains read: the backbone's pass and the draft's sampling. */
 interface HeadChainInputs {
   /** The masks' hidden states (γ, d). */
   hidden: Tensor;
+  /** The backbone's logits of the positions before the head's first (null if none). */
+  lead: Tensor | null;
   /** The backbone's logits: of every position for a parallel draw, else of those past the head's (null if none). */
   backbone: Tensor | null;
   headCache: KVCache;
   /** The target's state at the first position, for a head that reads it. */
   feature: Tensor | undefined;
-  /** The last context token, which the first position reads. */
+  /** The last context token, which the head's first position reads when it is the draft's first. */
   last: number;
+  /** The first position the head draws. */
+  start: number;
   sampling: ResolvedSampling;
   rng: Rng;
 }
@@ -114,6 +126,7 @@ export class DiffusionDrafter implements Drafter {
   readonly draftHead: boolean;
   readonly headPositions: number;
   readonly headDraw: HeadDraw;
+  readonly headStart: number;
   /** Context tokens the last draft saw (the window, or everything cached when block-causal). */
   contextLength = 0;
   /** Block-causal: the context's keys and values, the tokens they are of, and where in the context those start. */
@@ -136,6 +149,7 @@ export class DiffusionDrafter implements Drafter {
     this.headPositions = checkInt('headPositions', opts.headPositions ?? DEFAULT_HEAD_POSITIONS, 1, Math.max(DEFAULT_HEAD_POSITIONS, model.config.modelLength));
     this.headDraw = opts.headDraw ?? 'sequential';
     if (this.headDraw !== 'sequential' && this.headDraw !== 'parallel') throw new RangeError(`headDraw must be 'sequential' or 'parallel', got ${String(this.headDraw)}`);
+    this.headStart = checkInt('headStart', opts.headStart ?? DEFAULT_HEAD_START, 0, model.config.modelLength);
     if (this.draftHead && !model.config.draftHead) throw new RangeError('draftHead: this drafter\'s model has no draft head (its config.json has no "draft_head")');
     if (this.draftHead && this.steps !== 1) throw new RangeError(`steps: a draft through the draft head takes one backbone pass (steps 1), got ${this.steps}; set draftHead false to denoise in T steps`);
   }
@@ -158,9 +172,10 @@ export class DiffusionDrafter implements Drafter {
     const draftHead = o.draftHead ?? (o.steps !== undefined && o.steps !== 1 ? false : this.draftHead);
     const headPositions = o.headPositions ?? this.headPositions;
     const headDraw = o.headDraw ?? this.headDraw;
+    const headStart = o.headStart ?? this.headStart;
     const same = steps === this.steps && window === this.window && schedule === this.schedule && attention === this.attention;
-    if (same && draftHead === this.draftHead && headPositions === this.headPositions && headDraw === this.headDraw) return this;
-    return new DiffusionDrafter(this.model, { steps, window, schedule, attention, draftHead, headPositions, headDraw });
+    if (same && draftHead === this.draftHead && headPositions === this.headPositions && headDraw === this.headDraw && headStart === this.headStart) return this;
+    return new DiffusionDrafter(this.model, { steps, window, schedule, attention, draftHead, headPositions, headDraw, headStart });
   }
 
   /**
@@ -267,9 +282,9 @@ export class DiffusionDrafter implements Drafter {
   }
 
   /**
-   * One backbone pass gives the masks' hidden states; the head then draws position i < headPositions from its
-   * mask's state and the token drawn at i − 1 (the last context token for i = 0), and the output layer draws
-   * the later positions from their states alone, as a T = 1 draft does. On the GPU throughout.
+   * One backbone pass gives the masks' hidden states; the head then draws headPositions positions from headStart
+   * on, each from its mask's state and the token drawn before it (the last context token for position 0), and the
+   * output layer draws the other positions from their states alone, as a T = 1 draft does. On the GPU throughout.
    */
   private draftThroughHead(context: readonly number[], gamma: number, sampling: ResolvedSampling, rng: Rng, withConfidence: boolean, states: HiddenStates | undefined, count: number, branchLength: number): Draft {
     const dev = this.model.device;
@@ -284,40 +299,45 @@ export class DiffusionDrafter implements Drafter {
     const tokens = Tensor.empty(dev, [count * gamma], 'i32');
     const q = sampling.temperature === 0 ? null : Tensor.empty(dev, [count * gamma, V]);
     const confidence = withConfidence ? Tensor.empty(dev, [gamma]) : null;
-    const headed = Math.min(gamma, this.headPositions);
+    // The head draws positions start..headed − 1.
+    const start = Math.min(this.headStart, gamma);
+    const headed = Math.min(gamma, start + this.headPositions);
     const last = context[context.length - 1];
     const feature = this.headFeature(states, context.length);
-    // The backbone's logits: of every position for a parallel draw, else of those past the head's.
-    const backbone = this.headDraw === 'parallel' ? this.model.logitsOfStates(hidden) : headed < gamma ? this.model.logitsOfStates(slice(hidden, headed, gamma, 0)) : null;
-    const chain: HeadChainInputs = { hidden, backbone, headCache, feature, last, sampling, rng };
-    if (count > 1 && this.headDraw === 'sequential' && count * headed <= MAX_TREE_ROWS) {
+    // The backbone's logits: of every position for a parallel draw, else of those before and past the head's.
+    const parallel = this.headDraw === 'parallel';
+    const lead = !parallel && start > 0 ? this.model.logitsOfStates(slice(hidden, 0, start, 0)) : null;
+    const backbone = parallel ? this.model.logitsOfStates(hidden) : headed < gamma ? this.model.logitsOfStates(slice(hidden, headed, gamma, 0)) : null;
+    const chain: HeadChainInputs = { hidden, lead, backbone, headCache, feature, last, start, sampling, rng };
+    if (count > 1 && !parallel && count * (headed - start) <= MAX_TREE_ROWS) {
       this.headChainsTogether(chain, headed, count, branchLength, { tokens, q });
-      return { tokens, q, confidence, passes: 1, headSteps: headed };
+      return { tokens, q, confidence, passes: 1, headSteps: headed - start };
     }
     let headSteps = 0;
     for (let k = 0; k < count; k++) {
       headCache.truncate(0);
       // A shorter branch takes fewer head steps, and the backbone's positions only if it reaches them.
       const length = k === 0 ? gamma : branchLength;
-      const steps = this.headDraw === 'parallel' ? headed : Math.min(headed, length);
-      this.headChain({ ...chain, backbone: this.headDraw === 'parallel' || length > headed ? backbone : null }, steps, withConfidence, { tokens, q, confidence, at: k * gamma });
-      headSteps += this.headDraw === 'parallel' ? 1 : steps;
+      const end = parallel ? headed : Math.max(start, Math.min(headed, length));
+      this.headChain({ ...chain, backbone: parallel || length > headed ? backbone : null }, end, withConfidence, { tokens, q, confidence, at: k * gamma });
+      headSteps += parallel ? (headed > start ? 1 : 0) : end - start;
     }
     return { tokens, q, confidence, passes: 1, headSteps };
   }
 
   /**
-   * K drafts' head chains stepped together, one row per draft (MDLM.draftHeadLogitsForDrafts): `headed`
-   * steps in all instead of K·headed, each draft still drawn from its own chain. Draft k's position i goes to
-   * row k·γ + i of the outputs; drafts longer than the head's positions draw the rest from the backbone.
+   * K drafts' head chains stepped together, one row per draft (MDLM.draftHeadLogitsForDrafts): headed − start
+   * steps in all instead of K times that, each draft still drawn from its own chain. Draft k's position i goes to
+   * row k·γ + i of the outputs; each draft draws the positions before and past the head's from the backbone.
    */
   private headChainsTogether(c: HeadChainInputs, headed: number, count: number, branchLength: number, out: DraftOutputs): void {
     const dev = this.model.device;
     const gamma = c.hidden.shape[0];
     c.headCache.truncate(0);
-    let previous: Tensor | IdRows = Tensor.from(dev, new Int32Array(count).fill(c.last), [count]);
-    for (let i = 0; i < headed; i++) {
-      const logits = this.model.draftHeadLogitsForDrafts(slice(c.hidden, i, i + 1, 0), previous, c.headCache, i === 0 ? c.feature : undefined); // (K, V + 1)
+    if (c.lead) for (let k = 0; k < count; k++) selectTokensInto(dev, c.lead, c.sampling, c.rng, { ...out, row: k * gamma });
+    let previous: Tensor | IdRows = c.start > 0 ? { tensor: out.tokens, row: c.start - 1, stride: gamma, count } : Tensor.from(dev, new Int32Array(count).fill(c.last), [count]);
+    for (let i = c.start; i < headed; i++) {
+      const logits = this.model.draftHeadLogitsForDrafts(slice(c.hidden, i, i + 1, 0), previous, c.headCache, i === c.start ? c.feature : undefined); // (K, V + 1)
       // Draft k's position i is row k·γ + i.
       selectTokensInto(dev, logits, c.sampling, c.rng, { ...out, row: i, stride: gamma });
       previous = { tensor: out.tokens, row: i, stride: gamma, count };
@@ -330,10 +350,10 @@ export class DiffusionDrafter implements Drafter {
     }
   }
 
-  /** One draft through the head, written from row `out.at` of the outputs. */
+  /** One draft through the head up to position `headed`, written from row `out.at` of the outputs. */
   private headChain(c: HeadChainInputs, headed: number, withConfidence: boolean, out: DraftOutputs & { confidence: Tensor | null; at: number }): void {
     const dev = this.model.device;
-    const { hidden, backbone, headCache, feature, last, sampling, rng } = c;
+    const { hidden, lead, backbone, headCache, feature, last, start, sampling, rng } = c;
     const gamma = hidden.shape[0];
     // Rows from `at` of the draft drawn from logits (rows, V + 1), with the given random numbers if any; the
     // ids drawn, read in place by the next head step.
@@ -353,17 +373,26 @@ export class DiffusionDrafter implements Drafter {
       return { tensor: drawn, row: 0, count: rows };
     };
     if (this.headDraw === 'parallel' && backbone) {
-      // The backbone draws every position; the head then redraws the first `headed`, each reading the
+      // The backbone draws every position; the head then redraws positions start..headed − 1, each reading the
       // backbone's token before it, with the same random numbers.
       const uniforms = sampling.temperature === 0 ? undefined : rng.uniforms(gamma);
       const drawn = draw(backbone, 0, uniforms);
-      const previous = Tensor.from(dev, Int32Array.of(last, ...new Array<number>(headed - 1).fill(0)), [headed]);
-      if (headed > 1) copy2d(drawn.tensor, previous, { rows: headed - 1, cols: 1, srcOffset: drawn.row, srcStride: 1, dstOffset: 1, dstStride: 1 });
-      draw(this.model.draftHeadLogits(slice(hidden, 0, headed, 0), previous, headCache, feature), 0, uniforms?.subarray(0, headed));
+      if (headed <= start) return;
+      // The tokens before each redrawn position: read in place, but for the last context token before position 0.
+      let previous: Tensor | IdRows = { ...drawn, row: drawn.row + start - 1, count: headed - start };
+      if (start === 0) {
+        previous = Tensor.from(dev, Int32Array.of(last, ...new Array<number>(headed - 1).fill(0)), [headed]);
+        if (headed > 1) copy2d(drawn.tensor, previous, { rows: headed - 1, cols: 1, srcOffset: drawn.row, srcStride: 1, dstOffset: 1, dstStride: 1 });
+      }
+      draw(this.model.draftHeadLogits(slice(hidden, start, headed, 0), previous, headCache, feature), start, uniforms?.subarray(start, headed));
       return;
     }
     let previous: Tensor | IdRows = Tensor.from(dev, Int32Array.of(last), [1]);
-    for (let i = 0; i < headed; i++) previous = draw(this.model.draftHeadLogits(slice(hidden, i, i + 1, 0), previous, headCache, i === 0 ? feature : undefined), i);
+    if (lead) {
+      const drawn = draw(lead, 0);
+      previous = { ...drawn, row: drawn.row + drawn.count - 1, count: 1 };
+    }
+    for (let i = start; i < headed; i++) previous = draw(this.model.draftHeadLogits(slice(hidden, i, i + 1, 0), previous, headCache, i === start ? feature : undefined), i);
     if (backbone) draw(backbone, headed);
   }
 

@@ -71,7 +71,7 @@ export interface SpeculationOptions {
    * steps other than 1 are given.
    */
   draftHead?: boolean;
-  /** Diffusion drafter with a draft head: how many leading positions of a draft it draws; the rest come from the backbone's pass. Default: the drafter's (12). */
+  /** Diffusion drafter with a draft head: how many positions of a draft it draws from headStart on; the rest come from the backbone's pass. Default: the drafter's (12). */
   headPositions?: number;
   /**
    * Diffusion drafter with a draft head: 'sequential' (a head step per position, each reading the token drawn
@@ -79,6 +79,11 @@ export interface SpeculationOptions {
    * Default: the drafter's ('sequential').
    */
   headDraw?: HeadDraw;
+  /**
+   * Diffusion drafter with a draft head: the first draft position the head draws; the earlier ones come from the
+   * backbone's pass. Default: the drafter's (1).
+   */
+  headStart?: number;
 }
 
 export interface ResolvedSampling {

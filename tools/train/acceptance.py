@@ -38,7 +38,8 @@ def load(run):
 
 
 @torch.no_grad()
-def draft(drafter, kind, ctx, gamma, greedy, g, window=0, block_causal=False, tau=1.0, target=None, parallel=False):
+def draft(drafter, kind, ctx, gamma, greedy, g, window=0, block_causal=False, tau=1.0, target=None, parallel=False,
+          head_start=0):
     """-> tokens (B, gamma), q (B, gamma, V) the distributions they were drawn from (the drafter's at temperature tau).
     A drafter with target_features reads the target's hidden states of the context; a draft head with
     draft_head_features the one that predicted the last context token."""
@@ -60,7 +61,7 @@ def draft(drafter, kind, ctx, gamma, greedy, g, window=0, block_causal=False, ta
     feats = None if not drafter.cfg.target_features else shifted_features(hidden, x.shape[1] + hidden.shape[1] - ctx.shape[1])[:, -x.shape[1]:]
     prefix = ctx.shape[1] if block_causal else None
     if drafter.cfg.draft_head:
-        return draft_with_head(drafter, x, ctx, gamma, greedy, g, prefix, feats, tau, parallel, head_feature)
+        return draft_with_head(drafter, x, ctx, gamma, greedy, g, prefix, feats, tau, parallel, head_feature, head_start)
     if shift:
         logits = drafter.backbone(x, torch.zeros(x.shape[0]), prefix, feats)[:, ctx.shape[1] - 1:]
         q = (logits[..., :m].float() / tau).softmax(-1)
@@ -78,22 +79,36 @@ def coupled_draw(q, u):
     return torch.searchsorted(c, (u * c[..., -1]).unsqueeze(-1), right=True).squeeze(-1).clamp(max=q.shape[-1] - 1)
 
 
-def draft_with_head(drafter, x, ctx, gamma, greedy, g, prefix, feats, tau, parallel=False, head_feature=None):
+def draft_with_head(drafter, x, ctx, gamma, greedy, g, prefix, feats, tau, parallel=False, head_feature=None,
+                    head_start=0):
     """One backbone pass over context + masks, then the draft head position by position, each reading the token
     drafted before it (the head is causal, so recomputing the prefix gives the same rows). parallel: the runtime's
     headDraw 'parallel': the backbone draws every position, then one head step redraws them, position i reading
-    the backbone's token at i - 1, with the same uniforms."""
+    the backbone's token at i - 1, with the same uniforms. head_start S: the runtime's headStart, the backbone's
+    output layer draws the first S positions and the head's chain starts at position S."""
     m = drafter.cfg.mask_index
     h, c = drafter.backbone.features(x, torch.zeros(x.shape[0]), prefix, feats)
     h = h[:, ctx.shape[1] - int(drafter.cfg.shift_logits):][:, :gamma]
+    if head_start:
+        assert not parallel, 'head_start with the sequential head only'
+        ql = (drafter.backbone.output_layer(h[:, :head_start], c)[..., :m].float() / tau).softmax(-1)
+        xl = ql.argmax(-1) if greedy else torch.multinomial(ql.reshape(-1, m), 1, generator=g).view(ql.shape[:2])
+        xh, qh = draft_with_head_chain(drafter, h[:, head_start:], xl[:, -1:], c, greedy, g, tau, head_feature)
+        return torch.cat([xl, xh], 1), torch.cat([ql, qh], 1)
     if parallel:
         u = torch.rand(h.shape[:2], generator=g)
         qb = (drafter.backbone.output_layer(h, c)[..., :m].float() / tau).softmax(-1)
         xb = qb.argmax(-1) if greedy else coupled_draw(qb, u)
         q = (drafter.backbone.draft_logits(h, torch.cat([ctx[:, -1:], xb[:, :-1]], 1), c, head_feature)[..., :m].float() / tau).softmax(-1)
         return (q.argmax(-1) if greedy else coupled_draw(q, u)), q
-    prev, qs = ctx[:, -1:], []
-    for i in range(gamma):
+    return draft_with_head_chain(drafter, h, ctx[:, -1:], c, greedy, g, tau, head_feature)
+
+
+def draft_with_head_chain(drafter, h, before, c, greedy, g, tau, head_feature=None):
+    """The head's chain over the mask states h (B, n, d), its first step reading the token `before` (B, 1)."""
+    m = drafter.cfg.mask_index
+    prev, qs = before, []
+    for i in range(h.shape[1]):
         logits = drafter.backbone.draft_logits(h[:, :i + 1], prev, c, head_feature)[:, i].float()
         q = (logits[:, :m] / tau).softmax(-1)
         nxt = q.argmax(-1, keepdim=True) if greedy else torch.multinomial(q, 1, generator=g)
@@ -193,20 +208,21 @@ def measure_multi(target, drafter, kind, windows, gamma, drafts, batch=8, seed=0
 
 @torch.no_grad()
 def measure(target, drafter, kind, windows, gamma, batch=16, seed=0, window=0, block_causal=False, tau=1.0,
-            parallel=False):
+            parallel=False, head_start=0):
     g = torch.Generator().manual_seed(seed)
     acc_s, acc_g, alpha, n = 0.0, 0.0, 0.0, 0
     pos_s = torch.zeros(gamma)
     for i in range(0, len(windows), batch):
         ctx = windows[i:i + batch]
         with torch.autocast('cpu', dtype=torch.bfloat16):
-            toks, q = draft(drafter, kind, ctx, gamma, False, g, window, block_causal, tau, target, parallel)
+            toks, q = draft(drafter, kind, ctx, gamma, False, g, window, block_causal, tau, target, parallel, head_start)
             p = target(torch.cat([ctx, toks], 1))[:, ctx.shape[1] - 1:-1].float().softmax(-1)   # (B, gamma, V)
             ratio = (p.gather(-1, toks[..., None]) / q.gather(-1, toks[..., None]).clamp_min(1e-30)).squeeze(-1)
             pos_s += by_position(ratio.float())
             acc_s += torch.cumprod(ratio.clamp(max=1.0), dim=1).sum().item()
             alpha += torch.minimum(p[:, 0], q[:, 0]).sum().item()
-            gt, _ = draft(drafter, kind, ctx, gamma, True, g, window, block_causal, target=target, parallel=parallel)
+            gt, _ = draft(drafter, kind, ctx, gamma, True, g, window, block_causal, target=target, parallel=parallel,
+                          head_start=head_start)
             pg = target(torch.cat([ctx, gt], 1))[:, ctx.shape[1] - 1:-1].argmax(-1)
             acc_g += torch.cumprod((pg == gt).long(), dim=1).sum().item()
         n += ctx.shape[0]
@@ -232,6 +248,8 @@ def main():
                     "at this temperature (the target's stays 1; exact acceptance uses the q drafted from)")
     ap.add_argument('--head-draw', choices=['sequential', 'parallel'], default='sequential', help='a drafter with '
                     'a draft head: a head step per position, or one for all reading the backbone\'s coupled draws')
+    ap.add_argument('--head-start', type=int, default=0, metavar='S', help='a drafter with a draft head: the '
+                    'backbone draws the first S positions and the head the rest (the runtime\'s headStart)')
     ap.add_argument('--drafts', type=int, nargs='*', default=[], metavar='K', help='also: K independent sampled '
                     'drafts per context verified as a token tree (recursive rejection sampling), for each K given '
                     '(the Ks share their drafts: K reads the first K)')
@@ -248,6 +266,7 @@ def main():
             windows = target.generate(windows, args.continue_greedy, temperature=0)
     path = args.out
     results = json.load(open(path)) if os.path.exists(path) else {}
+    assert not (args.head_start and (args.drafts or args.head_draw == 'parallel')), '--head-start: one sequential draft'
     if args.drafts:
         check_node_accept()
     for run in args.runs:
@@ -259,7 +278,7 @@ def main():
                 if name.endswith('feature_proj.weight'):
                     w.data.zero_()
         r = measure(target, drafter, kind, windows, args.gamma, window=args.window, block_causal=args.block_causal,
-                    tau=args.draft_temperature, parallel=args.head_draw == 'parallel')
+                    tau=args.draft_temperature, parallel=args.head_draw == 'parallel', head_start=args.head_start)
         r['context_len'] = args.context_len
         if kind == 'mdlm' and args.window:
             r['window'] = args.window
@@ -269,6 +288,7 @@ def main():
             r['continue_greedy'] = args.continue_greedy
         if kind == 'mdlm' and drafter.cfg.draft_head:
             r['head_draw'] = args.head_draw
+            r['head_start'] = args.head_start
         if args.zero_features:
             r['features_zeroed'] = True
         if args.draft_temperature != 1.0:
