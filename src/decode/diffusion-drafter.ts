@@ -59,7 +59,7 @@ export const DEFAULT_HEAD_POSITIONS = 12;
 /**
  * The first draft position the head draws; those before it come from the backbone's pass. With shifted logits the
  * backbone's first position is the next-token prediction of the whole context, which a head step hardly improves
- * (docs/training.md, "The backbone drafts the first position").
+ * (docs/training.md, "The backbone draws the first position").
  */
 export const DEFAULT_HEAD_START = 1;
 
