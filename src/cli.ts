@@ -53,8 +53,9 @@ options:
                      has one (default: on; off with --steps above 1)
   --head-positions N draft positions the draft head draws from --head-start on (default
                      12); the rest come from the drafter's one pass
-  --head-start N     the first draft position the draft head draws (default 1); earlier
-                     ones come from the drafter's one pass
+  --head-start N     the first draft position the draft head draws (default 1 with shifted
+                     logits, as the bundled drafter has, else 0); earlier ones come from
+                     the drafter's one pass
   --head-draw sequential|parallel
                      a head step per position, or one for all of them reading the
                      drafter's own coupled draws (default sequential)

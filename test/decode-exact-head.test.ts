@@ -15,15 +15,15 @@ describe('speculative sampling through a draft head is exact (chi-square on the 
   const joint = await exactJoint(target);
   const critical = CHI2_35_999;
 
-  // The head draws position 2 given the token drawn at position 1 (by the backbone, by default, or by the head
-  // itself from the first position): its q must be that conditional. In parallel, position 2's q reads the
+  // The head draws position 2 given the token drawn at position 1 (by the head itself, or by the backbone when
+  // the head starts at the second position, the default with shifted logits): its q must be that conditional. In parallel, position 2's q reads the
   // backbone's draw at position 1, made with position 1's random number.
   const cases: Array<[string, DiffusionDrafterOptions, Partial<TinySpec>?]> = [
     ['bidirectional', { attention: 'bidirectional' }],
     ['block-causal', { attention: 'block-causal' }],
-    ['block-causal, from the first position', { attention: 'block-causal', headStart: 0 }],
+    ['block-causal, from the second position', { attention: 'block-causal', headStart: 1 }],
     ['drawing in parallel, coupled to the backbone\'s draw', { headDraw: 'parallel' }],
-    ['drawing in parallel from the first position', { headDraw: 'parallel', headStart: 0 }],
+    ['drawing in parallel from the second position', { headDraw: 'parallel', headStart: 1 }],
     ['for its first position only, the second from the backbone', { headPositions: 1, headStart: 0 }],
     ['reading the target\'s state at its first position', { headStart: 0 }, { draftHeadFeatures: target.config.nEmbd }],
     ['over a backbone with shifted logits', {}, { shiftLogits: true }],

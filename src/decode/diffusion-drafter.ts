@@ -57,11 +57,16 @@ export const DEFAULT_DIFFUSION_MAX_GAMMA = 31;
  */
 export const DEFAULT_HEAD_POSITIONS = 12;
 /**
- * The first draft position the head draws; those before it come from the backbone's pass. With shifted logits the
- * backbone's first position is the next-token prediction of the whole context, which a head step hardly improves
- * (docs/training.md, "The backbone draws the first position").
+ * The first draft position the head draws, for a drafter with shifted logits; those before it come from the
+ * backbone's pass. There the backbone's first position is the next-token prediction of the whole context, which a
+ * head step hardly improves (docs/training.md, "The backbone draws the first position"). Other drafters' heads
+ * start at position 0, as does one that reads the target's state there ("draft_head_features").
  */
 export const DEFAULT_HEAD_START = 1;
+
+function defaultHeadStart(config: MDLM['config']): number {
+  return config.shiftLogits && !config.draftHeadFeatures ? DEFAULT_HEAD_START : 0;
+}
 
 /** Most denoising steps a draft may be given. */
 const MAX_STEPS = 1024;
@@ -86,7 +91,7 @@ export interface DiffusionDrafterOptions {
   headPositions?: number;
   /** With a draft head: position by position, or all in one step (default 'sequential'; see HeadDraw). */
   headDraw?: HeadDraw;
-  /** With a draft head: the first position it draws (default DEFAULT_HEAD_START); earlier ones come from the backbone's pass. */
+  /** With a draft head: the first position it draws (default DEFAULT_HEAD_START with shifted logits, else 0); earlier ones come from the backbone's pass. */
   headStart?: number;
 }
 
@@ -149,7 +154,7 @@ export class DiffusionDrafter implements Drafter {
     this.headPositions = checkInt('headPositions', opts.headPositions ?? DEFAULT_HEAD_POSITIONS, 1, Math.max(DEFAULT_HEAD_POSITIONS, model.config.modelLength));
     this.headDraw = opts.headDraw ?? 'sequential';
     if (this.headDraw !== 'sequential' && this.headDraw !== 'parallel') throw new RangeError(`headDraw must be 'sequential' or 'parallel', got ${String(this.headDraw)}`);
-    this.headStart = checkInt('headStart', opts.headStart ?? DEFAULT_HEAD_START, 0, model.config.modelLength);
+    this.headStart = checkInt('headStart', opts.headStart ?? defaultHeadStart(model.config), 0, model.config.modelLength);
     if (this.draftHead && !model.config.draftHead) throw new RangeError('draftHead: this drafter\'s model has no draft head (its config.json has no "draft_head")');
     if (this.draftHead && this.steps !== 1) throw new RangeError(`steps: a draft through the draft head takes one backbone pass (steps 1), got ${this.steps}; set draftHead false to denoise in T steps`);
   }

@@ -81,7 +81,7 @@ export interface SpeculationOptions {
   headDraw?: HeadDraw;
   /**
    * Diffusion drafter with a draft head: the first draft position the head draws; the earlier ones come from the
-   * backbone's pass. Default: the drafter's (1).
+   * backbone's pass. Default: the drafter's (1 for a drafter with shifted logits, as the bundled one, else 0).
    */
   headStart?: number;
 }
