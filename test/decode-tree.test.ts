@@ -195,6 +195,7 @@ describe('generation with several drafts per target pass', async () => {
     ['T = 1, bidirectional', { attention: 'bidirectional' as const }, false, undefined],
     ['through a draft head', {}, true, undefined],
     ['through a draft head, branches of 1', {}, true, 1],
+    ['through a draft head from the second position (the backbone draws the first of each draft)', { headStart: 1 }, true, undefined],
   ])('is exact: diffusion drafter %s, 3 drafts of γ = 2 (chi-square on the second and third tokens)', async (_, options, draftHead, branchLength) => {
     // Small weights: the drafts are accepted about half the time, so branches other than the first are kept too.
     const drafter = new DiffusionDrafter(await tinyMDLM(dev, { vocab: V, seed: 13, scale: 0.1, draftHead }), options);
