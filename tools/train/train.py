@@ -155,7 +155,7 @@ def sample_head_draft(model, h, first_prev, c, g, feature=None):
 
 def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=False, teacher=None,
                     teacher_weight=0.0, accept_weight=0.0, gammas=DRAFT_GAMMA, on_policy=0.0, backbone_too=False,
-                    context_rows=0):
+                    context_rows=0, head_start=0):
     """The SpecDiff drafting situation: W clean tokens then gamma mask tokens, every mask predicted in one pass
     (the T = 1 draft; with the left-to-right schedule every later pass is again a clean prefix + masked suffix).
     Mean cross-entropy of the masked tokens under SUBS (mask column excluded), and the tokens the windows hold.
@@ -176,7 +176,10 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
     without its head (greedy, by default) relies on, to the head's.
     context_rows (shifted logits, block-causal): also score the next-token predictions of the last N context rows
     (the same objective, against the tokens after them): what a drafter made from an AR model already does, kept
-    while the masks learn; the draft's first position is such a row."""
+    while the masks learn; the draft's first position is such a row.
+    head_start S (draft head, teacher-forced): the runtime's headStart; the head's chain starts at draft position S,
+    its first step reading the token before S and its rotary positions counting from there, and positions before S
+    are trained only as the backbone's own (backbone_too), which drafts them."""
     W = int(torch.randint(context[0], context[1] + 1, (1,), generator=g))
     gamma = int(torch.randint(gammas[0], gammas[1] + 1, (1,), generator=g))
     drafted = on_policy > 0 and float(torch.rand(1, generator=g)) < on_policy
@@ -186,6 +189,8 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
     # window holds gamma - 1 masks.
     shift = int(model.cfg.shift_logits)
     assert not context_rows or (shift and block_causal), 'context rows: a block-causal drafter with shifted logits'
+    assert not head_start or (model.cfg.draft_head and backbone_too and not on_policy and not model.cfg.draft_head_features), \
+        'head_start: a teacher-forced draft head without head features, beside the backbone\'s own objective'
     xt = x0[:, :W + gamma - shift].clone()
     xt[:, W:] = m
     hidden = None
@@ -240,7 +245,13 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
     own = lambda: objective(model.backbone.output_layer(x.reshape(-1, x.shape[-1]), c.repeat_interleave(gamma, 0)))
     if model.cfg.draft_head:
         # Teacher-forced: each position reads the true token before it, as a draft does wherever it gets accepted.
-        loss = objective(model.backbone.draft_logits(x, x0[:, W - 1:-1], c, head_feature).reshape(batch * gamma, -1))
+        S = min(head_start, gamma)
+        loss = 0.0
+        if S < gamma:
+            n = gamma - S
+            head_p = None if p is None else p.view(batch, gamma, -1)[:, S:].reshape(batch * n, -1)
+            logits = model.backbone.draft_logits(x[:, S:], x0[:, W - 1 + S:-1], c, head_feature).reshape(batch * n, -1)
+            loss = objective(logits, W + S, n, head_p)
         if backbone_too:
             loss = loss + own() + context_objective()
     else:
@@ -315,6 +326,9 @@ def main():
                     'objective alone)')
     ap.add_argument('--head-from', default='', metavar='RUN', help='--draft-head: start the head from runs/RUN\'s '
                     'draft head (a warm start) instead of zero')
+    ap.add_argument('--head-start', type=int, default=0, metavar='S', help='--draft-head with --train-backbone: the '
+                    'head\'s chain starts at draft position S, as the runtime\'s headStart; the backbone alone drafts '
+                    'the positions before it')
     ap.add_argument('--draft-gamma', default=f'{DRAFT_GAMMA[0]},{DRAFT_GAMMA[1]}', metavar='MIN,MAX',
                     help='masked tokens of a drafting window, uniform in MIN..MAX')
     ap.add_argument('--on-policy', type=float, default=0.0, metavar='FRACTION', help='with --draft-head and '
@@ -347,6 +361,8 @@ def main():
         'objective (--draft-batch) of an --init-run drafter'
     assert not args.head_from or args.draft_head, '--head-from starts the head of --draft-head'
     assert not args.train_backbone or args.draft_head, '--train-backbone trains the backbone beside --draft-head'
+    assert not args.head_start or (args.train_backbone and not args.on_policy and not args.head_features), \
+        '--head-start: a teacher-forced head (--draft-head, no --on-policy or --head-features) beside --train-backbone'
     assert not args.head_features or (args.draft_head and args.teacher_run), '--head-features reads the hidden ' \
         'states of --teacher-run into the draft head (--draft-head)'
     draft_context = tuple(int(v) for v in args.draft_context.split(','))
@@ -491,7 +507,7 @@ def main():
                                                            args.block_causal, teacher, args.teacher_weight,
                                                            args.accept_weight, draft_gamma, args.on_policy,
                                                            backbone_too=args.train_backbone > 0,
-                                                           context_rows=args.context_rows)
+                                                           context_rows=args.context_rows, head_start=args.head_start)
                 loss, step_tokens = loss + draft_loss, step_tokens + draft_tokens
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), r['grad_clip'])
@@ -545,6 +561,8 @@ def main():
         metric['train_backbone'] = args.train_backbone
     if args.context_rows:
         metric['context_rows'] = args.context_rows
+    if args.head_start:
+        metric['head_start'] = args.head_start
     if args.nelbo_weight != 1:
         metric['nelbo_weight'] = args.nelbo_weight
     log(f'final {json.dumps(metric)}')
