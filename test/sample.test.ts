@@ -107,6 +107,19 @@ describe('filteredProbs', () => {
     expectClose(out, filteredProbsRef(x, V, f), 1e-5, 1e-9);
   });
 
+  it('compiles only the filters a dispatch applies: one kernel per combination of top-k and top-p', async () => {
+    const dev = await getDevice();
+    const x = Tensor.from(dev, randn(300, 47, 2), [1, 300]);
+    const keys = (f: Parameters<typeof filteredProbs>[1]) => dev.collectKernels(() => filteredProbs(x, f)).map((k) => k.key);
+    const none = keys({ temperature: 1 });
+    const topK = keys({ temperature: 1, topK: 5 });
+    const topP = keys({ temperature: 1, topP: 0.5 });
+    const both = keys({ temperature: 1, topK: 5, topP: 0.5 });
+    expect(new Set([...none, ...topK, ...topP, ...both]).size).toBe(4);
+    expect(keys({ temperature: 0.7, topK: 300 })).toEqual(none); // k >= V keeps every token: no search
+    expect(keys({ temperature: 1, topK: 0, topP: 1 })).toEqual(none);
+  });
+
   it('filters each row independently', async () => {
     const dev = await getDevice();
     const V = 257;
@@ -126,7 +139,8 @@ describe('filteredProbs', () => {
     const ties = Float32Array.of(1, 5, 3, 3, 0, 3, 4);
     const searches: ThresholdSearch[] = [1, 2, 4].flatMap((digitBits) => [32, 64, 128, 256].map((wg) => ({ digitBits, wg }) as ThresholdSearch));
     for (const search of searches.filter((s) => thresholdSearchBytes(s) <= dev.limits.maxComputeWorkgroupStorageSize)) {
-      for (const f of [{ temperature: 0.8, topK: 50 }, { temperature: 0.8, topK: 301 }, { temperature: 1.1, topP: 0.6 }, { temperature: 1, topK: 80, topP: 0.7 }]) {
+      // Top-k and top-p each exercise one search (the kernel that applies both is tested above with the default one).
+      for (const f of [{ temperature: 0.8, topK: 50 }, { temperature: 0.8, topK: 301 }, { temperature: 1.1, topP: 0.6 }]) {
         const out = await filteredProbs(Tensor.from(dev, x, [2, V]), f, search).read();
         expectClose(out, filteredProbsRef(x, V, f), 1e-5, 1e-9);
       }

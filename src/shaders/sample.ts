@@ -70,25 +70,41 @@ function thresholdSearch(s: ThresholdSearch, o: { result: string; load: string; 
 
 export const PROBS_PARAMS = 'uuuuuuff';
 
+/** The filters a filteredProbs kernel applies; each is compiled in only where a dispatch uses it (a cold start JITs less). */
+export interface FilterParts {
+  topK: boolean;
+  topP: boolean;
+}
+
 /**
  * Row r reads the first V columns of X's row r (inStride elements apart) and writes Prob[outBase + r·outStride + i]
- * for i < V, so that a caller can fill rows of a larger tensor in place.
+ * for i < V, so that a caller can fill rows of a larger tensor in place. `parts.topK`: 0 < topK < V; `parts.topP`:
+ * topP < 1.
  */
-export function filteredProbsWGSL(s: ThresholdSearch): string {
+export function filteredProbsWGSL(s: ThresholdSearch, parts: FilterParts): string {
+  const topK = `
+  // Top-k: the largest key threshold that still keeps at least k tokens (counts are exact in f32).${thresholdSearch(s, { result: 'kth', load: 'let x = X[base + i];', key: 'key(x)', weight: '1.0', goal: 'f32(P.topK)' })}`;
+  const topP = `
+  // Top-p: the largest probability threshold whose kept mass still reaches topP.
+  let need = P.topP * s;${thresholdSearch(s, { result: 'pth', load: 'let e = Prob[outRow + i];', key: 'bitcast<u32>(e)', weight: 'e', goal: 'need' })}
+  var s2 = 0.0;
+  for (var i = t; i < P.V; i += ${s.wg}u) {
+    let e = Prob[outRow + i];
+    s2 += select(0.0, e, bitcast<u32>(e) >= pth);
+  }
+  s = sumF(s2, t);`;
+  const searches = parts.topK || parts.topP ? workgroupReduce('sumCounts', `array<vec4<f32>, ${candidateVecs(s)}>`, '+', s.wg) : '';
   return `${paramsStruct(['rows', 'V', 'inStride', 'outBase', 'outStride', 'topK', 'invTemp', 'topP'], PROBS_PARAMS, 2)}
 @group(0) @binding(0) var<storage, read> X: array<f32>;
 @group(0) @binding(1) var<storage, read_write> Prob: array<f32>;
-${workgroupReduce('sumF', 'f32', '+', s.wg)}${workgroupReduce('maxF', 'f32', 'max', s.wg)}${workgroupReduce('sumCounts', `array<vec4<f32>, ${candidateVecs(s)}>`, '+', s.wg)}
+${workgroupReduce('sumF', 'f32', '+', s.wg)}${workgroupReduce('maxF', 'f32', 'max', s.wg)}${searches}
 ${KEY_FN}
 ${rowEntry(s.wg, 'P.inStride')}
   let outRow = P.outBase + row * P.outStride;
   var m = -3.0e38;
   for (var i = t; i < P.V; i += ${s.wg}u) { m = max(m, X[base + i]); }
   m = maxF(m, t);
-  // Top-k: the largest key threshold that still keeps at least k tokens (counts are exact in f32).
-  var kth = 0u;
-  if (P.topK > 0u && P.topK < P.V) {${thresholdSearch(s, { result: 'kth', load: 'let x = X[base + i];', key: 'key(x)', weight: '1.0', goal: 'f32(P.topK)' })}
-  }
+  var kth = 0u;${parts.topK ? topK : ''}
   var s = 0.0;
   for (var i = t; i < P.V; i += ${s.wg}u) {
     let x = X[base + i];
@@ -97,17 +113,7 @@ ${rowEntry(s.wg, 'P.inStride')}
     s += e;
   }
   s = sumF(s, t);
-  // Top-p: the largest probability threshold whose kept mass still reaches topP.
-  var pth = 0u;
-  if (P.topP < 1.0) {
-    let need = P.topP * s;${thresholdSearch(s, { result: 'pth', load: 'let e = Prob[outRow + i];', key: 'bitcast<u32>(e)', weight: 'e', goal: 'need' })}
-    var s2 = 0.0;
-    for (var i = t; i < P.V; i += ${s.wg}u) {
-      let e = Prob[outRow + i];
-      s2 += select(0.0, e, bitcast<u32>(e) >= pth);
-    }
-    s = sumF(s2, t);
-  }
+  var pth = 0u;${parts.topP ? topP : ''}
   let inv = 1.0 / s;
   for (var i = t; i < P.V; i += ${s.wg}u) {
     let e = Prob[outRow + i];

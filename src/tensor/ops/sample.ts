@@ -48,8 +48,12 @@ export function filteredProbs(logits: Tensor, f: SamplingFilter, search: Thresho
   } else {
     out = Tensor.empty(logits.device, [...logits.shape.slice(0, -1), V]);
   }
-  const spec = kernelSpec(`filtered_probs_b${search.digitBits}_wg${search.wg}`, ['r', 'w'], PROBS_PARAMS, () => filteredProbsWGSL(search));
-  logits.device.dispatch(spec, [logits.binding, out.binding], [rows, V, width, outBase, outStride, f.topK ?? 0, 1 / f.temperature, f.topP ?? 1], grid2d(rows));
+  const topK = f.topK ?? 0;
+  const topP = f.topP ?? 1;
+  const parts = { topK: topK > 0 && topK < V, topP: topP < 1 };
+  const key = `filtered_probs${parts.topK ? '_topk' : ''}${parts.topP ? '_topp' : ''}${parts.topK || parts.topP ? `_b${search.digitBits}_wg${search.wg}` : `_wg${search.wg}`}`;
+  const spec = kernelSpec(key, ['r', 'w'], PROBS_PARAMS, () => filteredProbsWGSL(search, parts));
+  logits.device.dispatch(spec, [logits.binding, out.binding], [rows, V, width, outBase, outStride, topK, 1 / f.temperature, topP], grid2d(rows));
   return out;
 }
 
