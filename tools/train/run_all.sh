@@ -92,23 +92,14 @@ train drafter-mdlm drafter-mdlm+arlayout-joint --init-run drafter-mdlm+arlayout-
   --data distil-t1=2 --data distil-greedy=1 --data distil-greedy-long=2 --draft-batch 48 --draft-context 8,160 \
   --draft-gamma 1,16 --block-causal --batch 1 --teacher-run target --teacher-weight 0.7 --draft-head \
   --train-backbone 0.3 --context-rows 16 --steps 400 --lr 7e-4
-# The same objective, longer (docs/training.md, "Longer joint training"), twice: the bundled drafter.
-train drafter-mdlm drafter-mdlm+arlayout-joint2 --init-run drafter-mdlm+arlayout-joint \
-  --data distil-t1=2 --data distil-greedy=1 --data distil-greedy-long=2 --draft-batch 48 --draft-context 8,160 \
-  --draft-gamma 1,16 --block-causal --batch 2 --teacher-run target --teacher-weight 0.7 --draft-head \
-  --train-backbone 0.3 --context-rows 16 --steps 700 --lr 4e-4
-train drafter-mdlm drafter-mdlm+arlayout-joint3 --init-run drafter-mdlm+arlayout-joint2 \
-  --data distil-t1=2 --data distil-greedy=1 --data distil-greedy-long=2 --draft-batch 48 --draft-context 8,160 \
-  --draft-gamma 1,16 --block-causal --batch 2 --teacher-run target --teacher-weight 0.7 --draft-head \
-  --train-backbone 0.3 --context-rows 16 --steps 1000 --lr 3e-4
-train drafter-mdlm drafter-mdlm+arlayout-joint4 --init-run drafter-mdlm+arlayout-joint3 \
-  --data distil-t1=2 --data distil-greedy=1 --data distil-greedy-long=2 --draft-batch 48 --draft-context 8,160 \
-  --draft-gamma 1,16 --block-causal --batch 2 --teacher-run target --teacher-weight 0.7 --draft-head \
-  --train-backbone 0.3 --context-rows 16 --steps 1600 --lr 3e-4
+# The same objective, longer (docs/training.md, "Longer joint training"), three times.
+JOINT="--data distil-t1=2 --data distil-greedy=1 --data distil-greedy-long=2 --draft-batch 48 --draft-context 8,160
+  --draft-gamma 1,16 --block-causal --batch 2 --teacher-run target --teacher-weight 0.7 --draft-head
+  --train-backbone 0.3 --context-rows 16"
+train drafter-mdlm drafter-mdlm+arlayout-joint2 --init-run drafter-mdlm+arlayout-joint $JOINT --steps 700 --lr 4e-4
+train drafter-mdlm drafter-mdlm+arlayout-joint3 --init-run drafter-mdlm+arlayout-joint2 $JOINT --steps 1000 --lr 3e-4
+train drafter-mdlm drafter-mdlm+arlayout-joint4 --init-run drafter-mdlm+arlayout-joint3 $JOINT --steps 1600 --lr 3e-4
 # The head's chain trained from the second draft position, where the runtime starts it (docs/training.md,
 # "The head's chain trained from the second position"): the bundled drafter.
-train drafter-mdlm drafter-mdlm+arlayout-joint5 --init-run drafter-mdlm+arlayout-joint4 \
-  --data distil-t1=2 --data distil-greedy=1 --data distil-greedy-long=2 --draft-batch 48 --draft-context 8,160 \
-  --draft-gamma 1,16 --block-causal --batch 2 --teacher-run target --teacher-weight 0.7 --draft-head \
-  --train-backbone 0.3 --context-rows 16 --head-start 1 --steps 2000 --lr 3e-4
+train drafter-mdlm drafter-mdlm+arlayout-joint5 --init-run drafter-mdlm+arlayout-joint4 $JOINT --head-start 1 --steps 2000 --lr 3e-4
 $PY tools/train/export.py --ar-run drafter-ar+draft --mdlm-run drafter-mdlm+arlayout-joint5 >> $R/export.txt 2>&1
