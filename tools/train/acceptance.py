@@ -4,8 +4,10 @@
 
 For each held-out context (C tokens) the drafter proposes gamma tokens; the target scores context + draft in one
 forward. Reported per drafter (no randomness in the acceptance step: expectations are computed exactly):
-  sampled (temperature 1): drafts drawn from q; E[accepted] = sum_k prod_{j<=k} min(1, p_j(x_j) / q_j(x_j));
-                           alpha_1 = sum_v min(p_1(v), q_1(v)) at the first drafted position
+  sampled (--temperature, --top-k; default 1, none): drafts drawn from q (Gumbel-max, common random numbers across
+                           calibrations); E[accepted] = sum_k prod_{j<k} min(1, p_j(x_j) / q_j(x_j)) * alpha_k,
+                           alpha_k = sum_v min(p_k(v), q_k(v)) given the drafts before k (alpha_1 reported apart);
+                           --draft-scale / --draft-top-k calibrate q (the drafter's temperature and top-k)
   greedy  (temperature 0): drafts = argmax q; accepted = leading drafts equal to argmax p
 tokens/call = accepted + 1 (the target's own token). MDLM drafts with T = 1: context + gamma masks, one forward,
 every drafted token drawn independently from its position's SUBS distribution (exact for the acceptance test);
@@ -24,7 +26,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from models import GPT2, MDLM  # noqa: E402
-from train import shifted_features, val_windows  # noqa: E402
+from train import filtered, shifted_features, val_windows  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNS = os.path.join(HERE, 'runs')
@@ -38,16 +40,18 @@ def load(run):
 
 
 @torch.no_grad()
-def draft(drafter, kind, ctx, gamma, greedy, g, window=0, block_causal=False, tau=1.0, target=None, parallel=False,
+def draft(drafter, kind, ctx, gamma, greedy, g, window=0, block_causal=False, q_of=None, target=None, parallel=False,
           head_start=0):
-    """-> tokens (B, gamma), q (B, gamma, V) the distributions they were drawn from (the drafter's at temperature tau).
+    """-> tokens (B, gamma), q (B, gamma, V) the distributions they were drawn from: q_of(logits, first) of the
+    drafter's logits (B, n, V) at draft positions first.. (default: softmax at temperature 1).
     A drafter with target_features reads the target's hidden states of the context; a draft head with
     draft_head_features the one that predicted the last context token."""
+    q_of = q_of or (lambda logits, first: logits.float().softmax(-1))
     if kind == 'gpt2':
         x, qs = ctx, []
-        for _ in range(gamma):
-            q = (drafter(x)[:, -1].float() / tau).softmax(-1)
-            nxt = q.argmax(-1, keepdim=True) if greedy else torch.multinomial(q, 1, generator=g)
+        for i in range(gamma):
+            q = q_of(drafter(x)[:, -1:], i)[:, 0]
+            nxt = q.argmax(-1, keepdim=True) if greedy else draw(q, g).unsqueeze(-1)
             qs.append(q)
             x = torch.cat([x, nxt], dim=1)
         return x[:, ctx.shape[1]:], torch.stack(qs, 1)
@@ -61,15 +65,34 @@ def draft(drafter, kind, ctx, gamma, greedy, g, window=0, block_causal=False, ta
     feats = None if not drafter.cfg.target_features else shifted_features(hidden, x.shape[1] + hidden.shape[1] - ctx.shape[1])[:, -x.shape[1]:]
     prefix = ctx.shape[1] if block_causal else None
     if drafter.cfg.draft_head:
-        return draft_with_head(drafter, x, ctx, gamma, greedy, g, prefix, feats, tau, parallel, head_feature, head_start)
+        return draft_with_head(drafter, x, ctx, gamma, greedy, g, prefix, feats, q_of, parallel, head_feature, head_start)
     if shift:
         logits = drafter.backbone(x, torch.zeros(x.shape[0]), prefix, feats)[:, ctx.shape[1] - 1:]
-        q = (logits[..., :m].float() / tau).softmax(-1)
+        q = q_of(logits[..., :m], 0)
     else:
         logp = drafter.subs_log_probs(x, torch.ones(x.shape[0]), prefix, feats)
-        q = (logp[:, ctx.shape[1]:, :m].float() / tau).softmax(-1)
-    toks = q.argmax(-1) if greedy else torch.multinomial(q.reshape(-1, m), 1, generator=g).view(q.shape[:2])
+        q = q_of(logp[:, ctx.shape[1]:, :m], 0)
+    toks = q.argmax(-1) if greedy else draw(q, g)
     return toks, q
+
+
+def drafter_q(temperature, top_k, scales):
+    """q_of for draft(): the drafter's logits at draft position i filtered at temperature * scales[i] (the last
+    scale for every position past the list), with top_k: a calibration of q that keeps the test exact, since the
+    drafts are drawn from the q reported."""
+    def q_of(logits, first):
+        n = logits.shape[1]
+        t = torch.tensor([temperature * scales[min(first + i, len(scales) - 1)] for i in range(n)])
+        return filtered(logits / t.view(1, n, 1), 1.0, top_k)
+    return q_of
+
+
+def draw(q, g):
+    """A draw from each row of q (..., V) by the Gumbel-max trick with noise from g: two calibrations of one
+    drafter measured with one seed draw with the same noise, and mostly the same tokens, so their difference is
+    little drafting noise (common random numbers)."""
+    gumbel = -torch.rand(q.shape, generator=g).clamp_min(1e-20).log().neg().log()
+    return (q.clamp_min(1e-38).log() + gumbel).argmax(-1)
 
 
 def coupled_draw(q, u):
@@ -79,7 +102,7 @@ def coupled_draw(q, u):
     return torch.searchsorted(c, (u * c[..., -1]).unsqueeze(-1), right=True).squeeze(-1).clamp(max=q.shape[-1] - 1)
 
 
-def draft_with_head(drafter, x, ctx, gamma, greedy, g, prefix, feats, tau, parallel=False, head_feature=None,
+def draft_with_head(drafter, x, ctx, gamma, greedy, g, prefix, feats, q_of, parallel=False, head_feature=None,
                     head_start=0):
     """One backbone pass over context + masks, then the draft head position by position, each reading the token
     drafted before it (the head is causal, so recomputing the prefix gives the same rows). parallel: the runtime's
@@ -91,35 +114,32 @@ def draft_with_head(drafter, x, ctx, gamma, greedy, g, prefix, feats, tau, paral
     h = h[:, ctx.shape[1] - int(drafter.cfg.shift_logits):][:, :gamma]
     if head_start:
         assert not parallel, 'head_start with the sequential head only'
-        ql = (drafter.backbone.output_layer(h[:, :head_start], c)[..., :m].float() / tau).softmax(-1)
-        xl = ql.argmax(-1) if greedy else torch.multinomial(ql.reshape(-1, m), 1, generator=g).view(ql.shape[:2])
-        xh, qh = draft_with_head_chain(drafter, h[:, head_start:], xl[:, -1:], c, greedy, g, tau, head_feature)
+        ql = q_of(drafter.backbone.output_layer(h[:, :head_start], c)[..., :m], 0)
+        xl = ql.argmax(-1) if greedy else draw(ql, g)
+        xh, qh = draft_with_head_chain(drafter, h[:, head_start:], xl[:, -1:], c, greedy, g, q_of, head_feature,
+                                       head_start)
         return torch.cat([xl, xh], 1), torch.cat([ql, qh], 1)
     if parallel:
         u = torch.rand(h.shape[:2], generator=g)
-        qb = (drafter.backbone.output_layer(h, c)[..., :m].float() / tau).softmax(-1)
+        qb = q_of(drafter.backbone.output_layer(h, c)[..., :m], 0)
         xb = qb.argmax(-1) if greedy else coupled_draw(qb, u)
-        q = (drafter.backbone.draft_logits(h, torch.cat([ctx[:, -1:], xb[:, :-1]], 1), c, head_feature)[..., :m].float() / tau).softmax(-1)
+        q = q_of(drafter.backbone.draft_logits(h, torch.cat([ctx[:, -1:], xb[:, :-1]], 1), c, head_feature)[..., :m], 0)
         return (q.argmax(-1) if greedy else coupled_draw(q, u)), q
-    return draft_with_head_chain(drafter, h, ctx[:, -1:], c, greedy, g, tau, head_feature)
+    return draft_with_head_chain(drafter, h, ctx[:, -1:], c, greedy, g, q_of, head_feature)
 
 
-def draft_with_head_chain(drafter, h, before, c, greedy, g, tau, head_feature=None):
-    """The head's chain over the mask states h (B, n, d), its first step reading the token `before` (B, 1)."""
+def draft_with_head_chain(drafter, h, before, c, greedy, g, q_of, head_feature=None, first=0):
+    """The head's chain over the mask states h (B, n, d) of draft positions first.., its first step reading the
+    token `before` (B, 1)."""
     m = drafter.cfg.mask_index
     prev, qs = before, []
     for i in range(h.shape[1]):
-        logits = drafter.backbone.draft_logits(h[:, :i + 1], prev, c, head_feature)[:, i].float()
-        q = (logits[:, :m] / tau).softmax(-1)
-        nxt = q.argmax(-1, keepdim=True) if greedy else torch.multinomial(q, 1, generator=g)
+        logits = drafter.backbone.draft_logits(h[:, :i + 1], prev, c, head_feature)[:, i:i + 1]
+        q = q_of(logits[..., :m], first + i)[:, 0]
+        nxt = q.argmax(-1, keepdim=True) if greedy else draw(q, g).unsqueeze(-1)
         qs.append(q)
         prev = torch.cat([prev, nxt], 1)
     return prev[:, 1:], torch.stack(qs, 1)
-
-
-def by_position(ratio):
-    """Chance that the draft's position i is accepted, from per-position acceptance probabilities (B, gamma)."""
-    return torch.cumprod(ratio.clamp(max=1.0), dim=1).sum(0)
 
 
 def node_accept(candidates, r, q, g):
@@ -207,27 +227,38 @@ def measure_multi(target, drafter, kind, windows, gamma, drafts, batch=8, seed=0
 
 
 @torch.no_grad()
-def measure(target, drafter, kind, windows, gamma, batch=16, seed=0, window=0, block_causal=False, tau=1.0,
-            parallel=False, head_start=0):
+def measure(target, drafter, kind, windows, gamma, batch=16, seed=0, window=0, block_causal=False,
+            parallel=False, head_start=0, temperature=1.0, top_k=0, scales=(1.0,), draft_top_k=None, greedy=True):
+    """Sampled acceptance with the target at `temperature` / `top_k` and the drafter calibrated by drafter_q
+    (draft_top_k None: the target's top_k); greedy acceptance unless greedy is False."""
+    q_of = drafter_q(temperature, top_k if draft_top_k is None else draft_top_k, scales)
     g = torch.Generator().manual_seed(seed)
     acc_s, acc_g, alpha, n = 0.0, 0.0, 0.0, 0
     pos_s = torch.zeros(gamma)
     for i in range(0, len(windows), batch):
         ctx = windows[i:i + batch]
         with torch.autocast('cpu', dtype=torch.bfloat16):
-            toks, q = draft(drafter, kind, ctx, gamma, False, g, window, block_causal, tau, target, parallel, head_start)
-            p = target(torch.cat([ctx, toks], 1))[:, ctx.shape[1] - 1:-1].float().softmax(-1)   # (B, gamma, V)
+            toks, q = draft(drafter, kind, ctx, gamma, False, g, window, block_causal, q_of, target, parallel, head_start)
+            p = filtered(target(torch.cat([ctx, toks], 1))[:, ctx.shape[1] - 1:-1], temperature, top_k)  # (B, gamma, V)
             ratio = (p.gather(-1, toks[..., None]) / q.gather(-1, toks[..., None]).clamp_min(1e-30)).squeeze(-1)
-            pos_s += by_position(ratio.float())
-            acc_s += torch.cumprod(ratio.clamp(max=1.0), dim=1).sum().item()
-            alpha += torch.minimum(p[:, 0], q[:, 0]).sum().item()
-            gt, _ = draft(drafter, kind, ctx, gamma, True, g, window, block_causal, target=target, parallel=parallel,
-                          head_start=head_start)
-            pg = target(torch.cat([ctx, gt], 1))[:, ctx.shape[1] - 1:-1].argmax(-1)
-            acc_g += torch.cumprod((pg == gt).long(), dim=1).sum().item()
+            # Position i is reached and accepted when every draft before it was accepted (min(1, p/q) of the
+            # tokens drafted) and it is: sum_v min(p_i, q_i) given them, the exact chance, in place of its own draw.
+            rate = torch.minimum(p, q).sum(-1)
+            reached = torch.cat([torch.ones_like(rate[:, :1]), torch.cumprod(ratio.float().clamp(max=1.0), 1)[:, :-1]], 1)
+            pos_s += (reached * rate).sum(0)
+            acc_s += (reached * rate).sum().item()
+            alpha += rate[:, 0].sum().item()
+            if greedy:
+                gt, _ = draft(drafter, kind, ctx, gamma, True, g, window, block_causal, target=target,
+                              parallel=parallel, head_start=head_start)
+                pg = target(torch.cat([ctx, gt], 1))[:, ctx.shape[1] - 1:-1].argmax(-1)
+                acc_g += torch.cumprod((pg == gt).long(), dim=1).sum().item()
         n += ctx.shape[0]
-    return {'gamma': gamma, 'contexts': n, 'sampled_accepted': acc_s / n, 'sampled_tokens_per_call': acc_s / n + 1,
-            'alpha_1': alpha / n, 'sampled_reached_by_position': [round(v / n, 4) for v in pos_s.tolist()], 'greedy_accepted': acc_g / n, 'greedy_tokens_per_call': acc_g / n + 1}
+    r = {'gamma': gamma, 'contexts': n, 'sampled_accepted': acc_s / n, 'sampled_tokens_per_call': acc_s / n + 1,
+         'alpha_1': alpha / n, 'sampled_reached_by_position': [round(v / n, 4) for v in pos_s.tolist()]}
+    if greedy:
+        r.update(greedy_accepted=acc_g / n, greedy_tokens_per_call=acc_g / n + 1)
+    return r
 
 
 def main():
@@ -244,8 +275,14 @@ def main():
                     'into greedy decoding, where the target repeats itself more than real text does')
     ap.add_argument('--block-causal', action='store_true', help='MDLM drafts with block-causal attention (context '
                     'causal, masked block bidirectional), as a drafter with a KV cache runs')
-    ap.add_argument('--draft-temperature', type=float, default=1.0, help='sampled drafts come from the drafter '
-                    "at this temperature (the target's stays 1; exact acceptance uses the q drafted from)")
+    ap.add_argument('--temperature', type=float, default=1.0, help='sampled acceptance with the target at this '
+                    'temperature')
+    ap.add_argument('--top-k', type=int, default=0, help="the target's top-k at sampling (0: none)")
+    ap.add_argument('--draft-scale', type=float, nargs='+', default=[1.0], metavar='S', help='the drafter samples '
+                    'draft position i at temperature * S_i (the last S for every position past the list): a '
+                    'calibration of q; exact acceptance uses the q drafted from')
+    ap.add_argument('--draft-top-k', type=int, default=None, help="the drafter's top-k (default: the target's)")
+    ap.add_argument('--sampled-only', action='store_true', help='skip the greedy acceptance')
     ap.add_argument('--head-draw', choices=['sequential', 'parallel'], default='sequential', help='a drafter with '
                     'a draft head: a head step per position, or one for all reading the backbone\'s coupled draws')
     ap.add_argument('--head-start', type=int, default=0, metavar='S', help='a drafter with a draft head: the '
@@ -278,7 +315,9 @@ def main():
                 if name.endswith('feature_proj.weight'):
                     w.data.zero_()
         r = measure(target, drafter, kind, windows, args.gamma, window=args.window, block_causal=args.block_causal,
-                    tau=args.draft_temperature, parallel=args.head_draw == 'parallel', head_start=args.head_start)
+                    parallel=args.head_draw == 'parallel', head_start=args.head_start, temperature=args.temperature,
+                    top_k=args.top_k, scales=args.draft_scale, draft_top_k=args.draft_top_k,
+                    greedy=not args.sampled_only)
         r['context_len'] = args.context_len
         if kind == 'mdlm' and args.window:
             r['window'] = args.window
@@ -291,8 +330,10 @@ def main():
             r['head_start'] = args.head_start
         if args.zero_features:
             r['features_zeroed'] = True
-        if args.draft_temperature != 1.0:
-            r['draft_temperature'] = args.draft_temperature
+        if args.temperature != 1.0 or args.top_k:
+            r.update(temperature=args.temperature, top_k=args.top_k)
+        if args.draft_scale != [1.0] or args.draft_top_k is not None:
+            r.update(draft_scale=args.draft_scale, draft_top_k=args.draft_top_k)
         if args.drafts:
             r['multi_draft'] = measure_multi(target, drafter, kind, windows, args.gamma, args.drafts, window=args.window,
                                              block_causal=args.block_causal, parallel=args.head_draw == 'parallel')
