@@ -153,9 +153,27 @@ def sample_head_draft(model, h, first_prev, c, g, feature=None):
     return prev
 
 
+def filtered(logits, temperature, top_k=0):
+    """The runtime's sampling distribution (filteredProbs): logits / temperature, the top_k largest kept (0: all),
+    softmax."""
+    z = logits.float() / temperature
+    if 0 < top_k < z.shape[-1]:
+        z = z.masked_fill(z < z.topk(top_k, dim=-1).values[..., -1:], float('-inf'))
+    return z.softmax(-1)
+
+
+def acceptance_rate(p, log_q, samplings=((1.0, 0),)):
+    """sum_v min(p, q) per row: the chance the sampled acceptance rule accepts a draw from q, with the teacher's p
+    and the drafter's log q both filtered at each (temperature, top_k) of samplings, averaged over them."""
+    rates = [torch.minimum(p, log_q.exp()).sum(-1) if (t, k) == (1.0, 0) else
+             torch.minimum(filtered(p.clamp_min(1e-30).log(), t, k), filtered(log_q, t, k)).sum(-1)
+             for t, k in samplings]
+    return sum(rates) / len(rates)
+
+
 def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=False, teacher=None,
                     teacher_weight=0.0, accept_weight=0.0, gammas=DRAFT_GAMMA, on_policy=0.0, backbone_too=False,
-                    context_rows=0, head_start=0):
+                    context_rows=0, head_start=0, accept_samplings=((1.0, 0),)):
     """The SpecDiff drafting situation: W clean tokens then gamma mask tokens, every mask predicted in one pass
     (the T = 1 draft; with the left-to-right schedule every later pass is again a clean prefix + masked suffix).
     Mean cross-entropy of the masked tokens under SUBS (mask column excluded), and the tokens the windows hold.
@@ -169,6 +187,7 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
     accept_weight (needs teacher): subtract, with this weight, the expected accepted length of the draft under the
     sampled acceptance rule, sum_i prod_{j<=i} sum_v min(p_j, q_j) with the teacher's p, per window; it weighs a
     position by the chance that the draft gets there, where cross-entropy weighs every position alike.
+    accept_samplings: the (temperature, top_k) settings of that rule, its term averaged over them.
     on_policy (draft head and teacher): the chance that this call's windows are drafted by the head itself
     (sample_head_draft) instead of teacher-forced; each position is then trained only against the teacher's p given
     the context and the tokens the head drew before it, the p the acceptance rule compares its q with.
@@ -215,7 +234,7 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
         log_q = F.log_softmax(logits.float()[:, :m], dim=-1)
         loss = -(p * log_q).sum(-1).mean()
         if accept_weight > 0:
-            accept = torch.minimum(p, log_q.exp()).sum(-1).view(batch, gamma)
+            accept = acceptance_rate(p, log_q, accept_samplings).view(batch, gamma)
             loss = loss - accept_weight * accept.cumprod(1).sum(1).mean()
         return loss, batch * (W + gamma)
     p = None
@@ -230,7 +249,7 @@ def mdlm_draft_loss(model, data, batch, g, context=DRAFT_CONTEXT, block_causal=F
         if p is not None:
             loss = (1 - teacher_weight) * loss - teacher_weight * (p * log_q).sum(-1).mean()
             if accept_weight > 0:
-                accept = torch.minimum(p, log_q.exp()).sum(-1).view(batch, n)
+                accept = acceptance_rate(p, log_q, accept_samplings).view(batch, n)
                 loss = loss - accept_weight * accept.cumprod(1).sum(1).mean()
         return loss
 
@@ -308,6 +327,9 @@ def main():
     ap.add_argument('--teacher-weight', type=float, default=0.5, help='weight of the soft labels against the tokens')
     ap.add_argument('--accept-weight', type=float, default=0.0, help='MDLM drafting objective: weight of the '
                     'expected accepted length (soft labels of --teacher-run) subtracted from the loss')
+    ap.add_argument('--accept-sampling', action='append', default=[], metavar='T,K', help='--accept-weight: the '
+                    'acceptance rule at temperature T with top-k K (0: none), the term averaged over every one given '
+                    '(default: 1,0)')
     ap.add_argument('--head-features', action='store_true', help='--draft-head: the head\'s first position also '
                     'reads the teacher\'s hidden state that predicted the last context token (needs --teacher-run)')
     ap.add_argument('--target-features', action='store_true', help='MDLM: the drafter reads the teacher\'s final '
@@ -354,6 +376,8 @@ def main():
     assert not args.block_causal or args.draft_batch, '--block-causal applies to the drafting objective (--draft-batch)'
     assert not args.teacher_run or args.draft_batch, '--teacher-run applies to the drafting objective (--draft-batch)'
     assert not args.accept_weight or args.teacher_run, '--accept-weight compares with the p of --teacher-run'
+    assert not args.accept_sampling or args.accept_weight, '--accept-sampling sets the rule of --accept-weight'
+    accept_samplings = tuple((float(t), int(k)) for t, k in (a.split(',') for a in args.accept_sampling)) or ((1.0, 0),)
     assert not args.target_features or args.teacher_run, '--target-features reads the hidden states of --teacher-run'
     assert not args.on_policy or (args.draft_head and args.teacher_run), '--on-policy trains the draft head against ' \
         'the p of --teacher-run'
@@ -466,7 +490,7 @@ def main():
             (f' draft-batch {args.draft_batch} context {draft_context}' if args.draft_batch else '') +
             (' block-causal' if args.block_causal else '') +
             (f' teacher {args.teacher_run} weight {args.teacher_weight}' if teacher is not None else '') +
-            (f' accept-weight {args.accept_weight}' if args.accept_weight else ''))
+            (f' accept-weight {args.accept_weight} at {accept_samplings}' if args.accept_weight else ''))
 
     def checkpoint():
         save_atomic({'model': model.state_dict(), 'opt': opt.state_dict(), 'data_rng': data.g.get_state(),
@@ -507,7 +531,8 @@ def main():
                                                            args.block_causal, teacher, args.teacher_weight,
                                                            args.accept_weight, draft_gamma, args.on_policy,
                                                            backbone_too=args.train_backbone > 0,
-                                                           context_rows=args.context_rows, head_start=args.head_start)
+                                                           context_rows=args.context_rows, head_start=args.head_start,
+                                                           accept_samplings=accept_samplings)
                 loss, step_tokens = loss + draft_loss, step_tokens + draft_tokens
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), r['grad_clip'])
@@ -549,6 +574,7 @@ def main():
         metric['teacher'] = {'run': args.teacher_run, 'weight': args.teacher_weight}
     if args.accept_weight:
         metric['accept_weight'] = args.accept_weight
+        metric['accept_samplings'] = accept_samplings
     if args.draft_head:
         metric['draft_head'] = True
     if r['cfg'].draft_head_features:
