@@ -11,9 +11,10 @@
  * tokens per pass and tokens/s before it and inside it. Writes JSON and SVG charts to bench/results/.
  *
  *   npm run bench:decode -- --regimes [--drafters DIR1,DIR2] [--models DIR] [--prompt-sets passages,ood]
- *       [--prompts N] [--tokens N] [--rounds N] [--regime-list greedy,t0.8-k50,t1] [--sampled-gammas G1,G2]
+ *       [--prompts N] [--tokens N] [--rounds N] [--regime-list greedy,t0.8-k50,t1] [--sampled-gammas G1,G2] [--greedy-gammas G1,G2]
  *       [--steps T1,T2] [--head-positions K1,K2] [--head-starts S1,S2] [--head-parallel] [--drafts K1,K2] [--branch-lengths B1,B2] [--f32]
- * --sampled-gammas adds SpecDiff contenders with other draft lengths when sampling; --steps adds
+ * --sampled-gammas adds SpecDiff contenders with other draft lengths when sampling, --greedy-gammas at greedy
+ * with other first lengths of the growing schedule (up to the default longest); --steps adds
  * contenders with T denoising steps (every regime); --head-positions adds contenders drafting K positions
  * through a draft head (0: the head off), greedy included, for drafters that have one; --head-starts contenders whose
  * head draws from position S on (the backbone before it); --head-parallel a contender whose head
@@ -46,6 +47,7 @@ const { values } = parseArgs({
     rounds: { type: 'string' },
     'regime-list': { type: 'string' },
     'sampled-gammas': { type: 'string' },
+    'greedy-gammas': { type: 'string' },
     steps: { type: 'string' },
     'head-positions': { type: 'string' },
     'head-parallel': { type: 'boolean' },
@@ -71,6 +73,7 @@ const REGIMES: Record<string, { temperature: number; topK?: number }> = {
 const regimes = (values['regime-list'] ?? Object.keys(REGIMES).join(',')).split(',');
 for (const r of regimes) if (!Object.hasOwn(REGIMES, r)) throw new RangeError(`--regime-list: unknown regime '${r}' (allowed: ${Object.keys(REGIMES).join(', ')})`);
 const sampledGammas = values['sampled-gammas'] ? values['sampled-gammas'].split(',').map(Number) : [];
+const greedyGammas = values['greedy-gammas'] ? values['greedy-gammas'].split(',').map(Number) : [];
 /** More SpecDiff contenders with T denoising steps (left to right: later blocks see the earlier ones drawn). */
 const stepsList = values.steps ? values.steps.split(',').map(Number) : [];
 const headPositionsList = values['head-positions'] ? values['head-positions'].split(',').map(Number) : [];
@@ -104,6 +107,8 @@ interface Contender {
   method: 'ar' | 'speculative' | 'specdiff';
   mdlm?: MDLM;
   gamma?: number;
+  /** Longest draft of the growing schedule (undefined: gamma, or the default when gamma is too). */
+  maxGamma?: number;
   steps?: number;
   /** Draft-head positions (0: the head off); undefined: the drafter's default. */
   headPositions?: number;
@@ -122,6 +127,10 @@ function contendersFor(regime: string): Contender[] {
   for (const { name, model } of mdlms) {
     list.push({ name: `specdiff ${name}`, method: 'specdiff', mdlm: model });
     if (sampled) for (const gamma of sampledGammas) list.push({ name: `specdiff ${name} γ=${gamma}`, method: 'specdiff', mdlm: model, gamma });
+    if (!sampled) {
+      const { maxGamma } = new DiffusionDrafter(model).defaults(resolveSampling(REGIMES[regime]));
+      for (const gamma of greedyGammas) list.push({ name: `specdiff ${name} γ=${gamma}→${Math.max(gamma, maxGamma)}`, method: 'specdiff', mdlm: model, gamma, maxGamma: Math.max(gamma, maxGamma) });
+    }
     if (sampled) {
       for (const drafts of draftsList) {
         for (const branchLength of [undefined, ...branchLengths]) {
@@ -211,7 +220,7 @@ function add(t: Tally, s: GenerationStats, set: string, iterations: Array<{ star
 async function run(c: Contender, prompt: string, regime: string, seed: number) {
   const drafter = c.method === 'specdiff' ? diffusionDrafter(c) : c.method === 'speculative' ? new ARDrafter(arModel) : undefined;
   try {
-    const gen = generate(target, tokenizer, { prompt, method: c.method, drafter, gamma: c.gamma, drafts: c.drafts, branchLength: c.branchLength, ...REGIMES[regime], seed, maxNewTokens, stopAtEos: false });
+    const gen = generate(target, tokenizer, { prompt, method: c.method, drafter, gamma: c.gamma, maxGamma: c.maxGamma, drafts: c.drafts, branchLength: c.branchLength, ...REGIMES[regime], seed, maxNewTokens, stopAtEos: false });
     // One chunk per target pass: its tokens and the time since the previous one.
     const iterations: Array<{ start: number; n: number; ms: number }> = [];
     let last = performance.now();
@@ -246,7 +255,7 @@ for (const regime of regimes) {
     const drafter = c.method === 'specdiff' ? diffusionDrafter(c) : c.method === 'speculative' ? new ARDrafter(arModel) : null;
     const sampling = resolveSampling(REGIMES[regime]);
     // The longest draft generate() can make with these settings (SpecDiff grows to its maximum at greedy only).
-    const maxGamma = drafter ? (c.gamma ?? drafter.defaults(sampling).maxGamma) : 0;
+    const maxGamma = drafter ? (c.maxGamma ?? c.gamma ?? drafter.defaults(sampling).maxGamma) : 0;
     await device.warmup(reachableKernels(target, drafter, { sampling, maxGamma, withConfidence: false, maxNewTokens, drafts: c.drafts }));
     drafter?.dispose();
   }
