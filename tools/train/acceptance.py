@@ -214,7 +214,7 @@ def measure_multi(target, drafter, kind, windows, gamma, drafts, batch=8, seed=0
         B = ctx.shape[0]
         rep_ctx = ctx.repeat_interleave(most, 0)
         with torch.autocast('cpu', dtype=torch.bfloat16):
-            toks, q = draft(drafter, kind, rep_ctx, gamma, False, g, window, block_causal, 1.0, target, parallel)
+            toks, q = draft(drafter, kind, rep_ctx, gamma, False, g, window, block_causal, None, target, parallel)
             p = target(torch.cat([rep_ctx, toks], 1))[:, ctx.shape[1] - 1:-1].float().softmax(-1)
         toks, q, p = toks.view(B, most, gamma), q.float().view(B, most, gamma, -1), p.view(B, most, gamma, -1)
         for b in range(B):
