@@ -46,7 +46,7 @@ def draft(drafter, kind, ctx, gamma, greedy, g, window=0, block_causal=False, q_
     drafter's logits (B, n, V) at draft positions first.. (default: softmax at temperature 1).
     A drafter with target_features reads the target's hidden states of the context; a draft head with
     draft_head_features the one that predicted the last context token."""
-    q_of = q_of or (lambda logits, first: logits.float().softmax(-1))
+    q_of = q_of or drafter_q(1.0, 0, (1.0,))
     if kind == 'gpt2':
         x, qs = ctx, []
         for i in range(gamma):

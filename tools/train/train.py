@@ -165,8 +165,7 @@ def filtered(logits, temperature, top_k=0):
 def acceptance_rate(p, log_q, samplings=((1.0, 0),)):
     """sum_v min(p, q) per row: the chance the sampled acceptance rule accepts a draw from q, with the teacher's p
     and the drafter's log q both filtered at each (temperature, top_k) of samplings, averaged over them."""
-    rates = [torch.minimum(p, log_q.exp()).sum(-1) if (t, k) == (1.0, 0) else
-             torch.minimum(filtered(p.clamp_min(1e-30).log(), t, k), filtered(log_q, t, k)).sum(-1)
+    rates = [torch.minimum(filtered(p.clamp_min(1e-30).log(), t, k), filtered(log_q, t, k)).sum(-1)
              for t, k in samplings]
     return sum(rates) / len(rates)
 
