@@ -7,7 +7,7 @@ forward. Reported per drafter (no randomness in the acceptance step: expectation
   sampled (--temperature, --top-k; default 1, none): drafts drawn from q (Gumbel-max, common random numbers across
                            calibrations); E[accepted] = sum_k prod_{j<k} min(1, p_j(x_j) / q_j(x_j)) * alpha_k,
                            alpha_k = sum_v min(p_k(v), q_k(v)) given the drafts before k (alpha_1 reported apart);
-                           --draft-scale / --draft-top-k calibrate q (the drafter's temperature and top-k)
+                           --draft-scale / --draft-top-k / --draft-min-p calibrate q (the drafter's temperature and filter)
   greedy  (temperature 0): drafts = argmax q; accepted = leading drafts equal to argmax p
 tokens/call = accepted + 1 (the target's own token). MDLM drafts with T = 1: context + gamma masks, one forward,
 every drafted token drawn independently from its position's SUBS distribution (exact for the acceptance test);
@@ -76,14 +76,19 @@ def draft(drafter, kind, ctx, gamma, greedy, g, window=0, block_causal=False, q_
     return toks, q
 
 
-def drafter_q(temperature, top_k, scales):
+def drafter_q(temperature, top_k, scales, min_p=0.0):
     """q_of for draft(): the drafter's logits at draft position i filtered at temperature * scales[i] (the last
-    scale for every position past the list), with top_k: a calibration of q that keeps the test exact, since the
-    drafts are drawn from the q reported."""
+    scale for every position past the list), with top_k, and with min_p (tokens below min_p times the row's largest
+    probability dropped): a calibration of q that keeps the test exact, since the drafts are drawn from the q
+    reported."""
     def q_of(logits, first):
         n = logits.shape[1]
         t = torch.tensor([temperature * scales[min(first + i, len(scales) - 1)] for i in range(n)])
-        return filtered(logits / t.view(1, n, 1), 1.0, top_k)
+        q = filtered(logits / t.view(1, n, 1), 1.0, top_k)
+        if min_p > 0:
+            q = q.masked_fill(q < min_p * q.amax(-1, keepdim=True), 0.0)
+            q = q / q.sum(-1, keepdim=True)
+        return q
     return q_of
 
 
@@ -228,10 +233,10 @@ def measure_multi(target, drafter, kind, windows, gamma, drafts, batch=8, seed=0
 
 @torch.no_grad()
 def measure(target, drafter, kind, windows, gamma, batch=16, seed=0, window=0, block_causal=False,
-            parallel=False, head_start=0, temperature=1.0, top_k=0, scales=(1.0,), draft_top_k=None, greedy=True):
+            parallel=False, head_start=0, temperature=1.0, top_k=0, scales=(1.0,), draft_top_k=None, greedy=True, draft_min_p=0.0):
     """Sampled acceptance with the target at `temperature` / `top_k` and the drafter calibrated by drafter_q
     (draft_top_k None: the target's top_k); greedy acceptance unless greedy is False."""
-    q_of = drafter_q(temperature, top_k if draft_top_k is None else draft_top_k, scales)
+    q_of = drafter_q(temperature, top_k if draft_top_k is None else draft_top_k, scales, draft_min_p)
     g = torch.Generator().manual_seed(seed)
     acc_s, acc_g, alpha, n = 0.0, 0.0, 0.0, 0
     pos_s = torch.zeros(gamma)
@@ -282,6 +287,8 @@ def main():
                     'draft position i at temperature * S_i (the last S for every position past the list): a '
                     'calibration of q; exact acceptance uses the q drafted from')
     ap.add_argument('--draft-top-k', type=int, default=None, help="the drafter's top-k (default: the target's)")
+    ap.add_argument('--draft-min-p', type=float, default=0.0, help="the drafter keeps only the tokens of at least "
+                    "this times its most likely token's probability (0: off; with --draft-top-k 0, min-p alone)")
     ap.add_argument('--sampled-only', action='store_true', help='skip the greedy acceptance')
     ap.add_argument('--head-draw', choices=['sequential', 'parallel'], default='sequential', help='a drafter with '
                     'a draft head: a head step per position, or one for all reading the backbone\'s coupled draws')
@@ -317,7 +324,7 @@ def main():
         r = measure(target, drafter, kind, windows, args.gamma, window=args.window, block_causal=args.block_causal,
                     parallel=args.head_draw == 'parallel', head_start=args.head_start, temperature=args.temperature,
                     top_k=args.top_k, scales=args.draft_scale, draft_top_k=args.draft_top_k,
-                    greedy=not args.sampled_only)
+                    greedy=not args.sampled_only, draft_min_p=args.draft_min_p)
         r['context_len'] = args.context_len
         if kind == 'mdlm' and args.window:
             r['window'] = args.window
@@ -332,8 +339,8 @@ def main():
             r['features_zeroed'] = True
         if args.temperature != 1.0 or args.top_k:
             r.update(temperature=args.temperature, top_k=args.top_k)
-        if args.draft_scale != [1.0] or args.draft_top_k is not None:
-            r.update(draft_scale=args.draft_scale, draft_top_k=args.draft_top_k)
+        if args.draft_scale != [1.0] or args.draft_top_k is not None or args.draft_min_p:
+            r.update(draft_scale=args.draft_scale, draft_top_k=args.draft_top_k, draft_min_p=args.draft_min_p)
         if args.drafts:
             r['multi_draft'] = measure_multi(target, drafter, kind, windows, args.gamma, args.drafts, window=args.window,
                                              block_causal=args.block_causal, parallel=args.head_draw == 'parallel')
