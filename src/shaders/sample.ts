@@ -29,9 +29,18 @@ export interface ThresholdSearch {
   wg: 32 | 64 | 128 | 256;
 }
 
-/** Workgroup memory filteredProbs needs: its scalar sums and max, and the candidates' sums. */
+/**
+ * Keys the top-k search gathers before searching (4 KB of workgroup memory): the tokens at or above a lower bound
+ * on the k-th largest logit. A row with more searches all its tokens instead.
+ */
+export const TOPK_GATHER_CAPACITY = 1024;
+
+/**
+ * Workgroup memory filteredProbs needs: its scalar sums and max, the candidates' sums, and the top-k gather (the
+ * invocations' maxima, their bound, the gathered keys and their count).
+ */
 export function thresholdSearchBytes(s: ThresholdSearch): number {
-  return 2 * workgroupReduceBytes(4, s.wg) + workgroupReduceBytes(16 * candidateVecs(s), s.wg);
+  return 2 * workgroupReduceBytes(4, s.wg) + workgroupReduceBytes(16 * candidateVecs(s), s.wg) + 4 * s.wg + workgroupReduceBytes(4, s.wg) + 4 * TOPK_GATHER_CAPACITY + 8;
 }
 
 /** vec4s that hold the 2^digitBits − 1 candidates' sums. */
@@ -45,7 +54,7 @@ function candidateVecs(s: ThresholdSearch): number {
  * pass counts every candidate digit at once (in vec4 lanes: slot j − 1 holds digit j) and keeps
  * the largest that still reaches the goal.
  */
-function thresholdSearch(s: ThresholdSearch, o: { result: string; load: string; key: string; weight: string; goal: string }): string {
+function thresholdSearch(s: ThresholdSearch, o: { result: string; load: string; key: string; weight: string; goal: string; len?: string }): string {
   const B = s.digitBits;
   const vecs = candidateVecs(s);
   const ids = Array.from({ length: vecs }, (_, q) => q);
@@ -55,7 +64,7 @@ function thresholdSearch(s: ThresholdSearch, o: { result: string; load: string; 
     let shift = vec4<u32>(32u - ${B}u * digitIndex);
     ${ids.map((q) => `let cand${q} = vec4<u32>(${o.result}) | (vec4<u32>(${4 * q + 1}u, ${4 * q + 2}u, ${4 * q + 3}u, ${4 * q + 4}u) << shift);`).join('\n    ')}
     ${ids.map((q) => `var c${q} = vec4<f32>(0.0);`).join('\n    ')}
-    for (var i = t; i < P.V; i += ${s.wg}u) {
+    for (var i = t; i < ${o.len ?? 'P.V'}; i += ${s.wg}u) {
       ${o.load}
       let k = vec4<u32>(${o.key});
       let w = vec4<f32>(${o.weight});
@@ -82,8 +91,47 @@ export interface FilterParts {
  * topP < 1.
  */
 export function filteredProbsWGSL(s: ThresholdSearch, parts: FilterParts): string {
+  // Top-k: the largest key threshold that still keeps at least k tokens (counts are exact in f32). The search runs
+  // over the tokens at or above a lower bound on it, gathered once, instead of over the whole row on every pass: with
+  // k ≤ wg, the k-th largest of the invocations' own maxima (k distinct tokens reach it). Each pass decides alike
+  // over them and over the row (below the bound both counts reach k), so the threshold is the same.
   const topK = `
-  // Top-k: the largest key threshold that still keeps at least k tokens (counts are exact in f32).${thresholdSearch(s, { result: 'kth', load: 'let x = X[base + i];', key: 'key(x)', weight: '1.0', goal: 'f32(P.topK)' })}`;
+  laneMax[t] = mine;
+  if (t == 0u) { atomicStore(&gathered, 0u); }
+  workgroupBarrier();
+  let bounded = P.topK <= ${s.wg}u && P.V >= ${s.wg}u;
+  var rank = 0u;
+  for (var j = 0u; j < ${s.wg}u; j++) { rank += select(0u, 1u, laneMax[j] >= mine); }
+  let lower = maxU(select(0u, key(mine), bounded && rank >= P.topK), t);
+  if (bounded) {
+    for (var i = t; i < P.V; i += ${s.wg}u) {
+      let kx = key(X[base + i]);
+      if (kx >= lower) {
+        let slot = atomicAdd(&gathered, 1u);
+        if (slot < ${TOPK_GATHER_CAPACITY}u) { gatheredKeys[slot] = kx; }
+      }
+    }
+  }
+  workgroupBarrier();
+  if (t == 0u) { gatheredCount = select(0xffffffffu, atomicLoad(&gathered), bounded); }
+  let nGathered = workgroupUniformLoad(&gatheredCount);
+  let useGathered = nGathered <= ${TOPK_GATHER_CAPACITY}u;
+  let searchLen = select(P.V, nGathered, useGathered);${thresholdSearch(s, {
+    result: 'kth',
+    load: 'var kx = 0u;\n      if (useGathered) { kx = gatheredKeys[i]; } else { kx = key(X[base + i]); }',
+    key: 'kx',
+    weight: '1.0',
+    goal: 'f32(P.topK)',
+    len: 'searchLen',
+  })}`;
+  const gatherMemory = parts.topK
+    ? `${workgroupReduce('maxU', 'u32', 'max', s.wg)}
+var<workgroup> laneMax: array<f32, ${s.wg}>;
+var<workgroup> gatheredKeys: array<u32, ${TOPK_GATHER_CAPACITY}>;
+var<workgroup> gathered: atomic<u32>;
+var<workgroup> gatheredCount: u32;
+`
+    : '';
   const topP = `
   // Top-p: the largest probability threshold whose kept mass still reaches topP.
   let need = P.topP * s;${thresholdSearch(s, { result: 'pth', load: 'let e = Prob[outRow + i];', key: 'bitcast<u32>(e)', weight: 'e', goal: 'need' })}
@@ -97,13 +145,13 @@ export function filteredProbsWGSL(s: ThresholdSearch, parts: FilterParts): strin
   return `${paramsStruct(['rows', 'V', 'inStride', 'outBase', 'outStride', 'topK', 'invTemp', 'topP'], PROBS_PARAMS, 2)}
 @group(0) @binding(0) var<storage, read> X: array<f32>;
 @group(0) @binding(1) var<storage, read_write> Prob: array<f32>;
-${workgroupReduce('sumF', 'f32', '+', s.wg)}${workgroupReduce('maxF', 'f32', 'max', s.wg)}${searches}
+${workgroupReduce('sumF', 'f32', '+', s.wg)}${workgroupReduce('maxF', 'f32', 'max', s.wg)}${searches}${gatherMemory}
 ${KEY_FN}
 ${rowEntry(s.wg, 'P.inStride')}
   let outRow = P.outBase + row * P.outStride;
-  var m = -3.0e38;
-  for (var i = t; i < P.V; i += ${s.wg}u) { m = max(m, X[base + i]); }
-  m = maxF(m, t);
+  var mine = -3.0e38;
+  for (var i = t; i < P.V; i += ${s.wg}u) { mine = max(mine, X[base + i]); }
+  let m = maxF(mine, t);
   var kth = 0u;${parts.topK ? topK : ''}
   var s = 0.0;
   for (var i = t; i < P.V; i += ${s.wg}u) {
