@@ -103,7 +103,9 @@ train drafter-mdlm drafter-mdlm+arlayout-joint4 --init-run drafter-mdlm+arlayout
 # "The head's chain trained from the second position").
 train drafter-mdlm drafter-mdlm+arlayout-joint5 --init-run drafter-mdlm+arlayout-joint4 $JOINT --head-start 1 --steps 2000 --lr 3e-4
 # The accepted-length term at the sampling settings users run (docs/training.md, "Aimed at accepted length where
-# users sample"): the bundled drafter.
+# users sample"), then stronger and weighted two to one toward temperature 0.8 / top-k 50: the bundled drafter.
 train drafter-mdlm drafter-mdlm+arlayout-joint7 --init-run drafter-mdlm+arlayout-joint5 $JOINT --head-start 1 --steps 1500 --lr 2e-4 \
     --accept-weight 0.5 --accept-sampling 0.8,50 --accept-sampling 1,0
-$PY tools/train/export.py --ar-run drafter-ar+draft --mdlm-run drafter-mdlm+arlayout-joint7 >> $R/export.txt 2>&1
+train drafter-mdlm drafter-mdlm+arlayout-joint8 --init-run drafter-mdlm+arlayout-joint7 $JOINT --head-start 1 --steps 1500 --lr 2e-4 \
+    --accept-weight 1.0 --accept-sampling 0.8,50 --accept-sampling 0.8,50 --accept-sampling 1,0
+$PY tools/train/export.py --ar-run drafter-ar+draft --mdlm-run drafter-mdlm+arlayout-joint8 >> $R/export.txt 2>&1
