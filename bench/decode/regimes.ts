@@ -12,7 +12,7 @@
  *
  *   npm run bench:decode -- --regimes [--drafters DIR1,DIR2] [--models DIR] [--prompt-sets passages,ood]
  *       [--prompts N] [--tokens N] [--rounds N] [--regime-list greedy,t0.8-k50,t1] [--sampled-gammas G1,G2] [--greedy-gammas G1,G2]
- *       [--steps T1,T2] [--head-positions K1,K2] [--head-starts S1,S2] [--head-parallel] [--drafts K1,K2] [--branch-lengths B1,B2] [--f32]
+ *       [--steps T1,T2] [--head-positions K1,K2] [--head-starts S1,S2] [--head-parallel] [--drafts K1,K2] [--branch-lengths B1,B2] [--f32] [--autotune]
  * --sampled-gammas adds SpecDiff contenders with other draft lengths when sampling, --greedy-gammas at greedy
  * with other first lengths of the growing schedule (up to the default longest); --steps adds
  * contenders with T denoising steps (every regime); --head-positions adds contenders drafting K positions
@@ -21,12 +21,14 @@
  * draws its positions in one step (headDraw 'parallel'); --drafts contenders that draft K times per target
  * pass when sampling, verified as a token tree (rows/pass: the rows the target scores per pass), with the
  * default draft length and each of --sampled-gammas, with each of --branch-lengths for the drafts after
- * the first, and with each of --head-positions.
+ * the first, and with each of --head-positions. --autotune times the matmul kernel variants on this adapter first (as
+ * `specdiff --autotune` does) for the default draft lengths and each --sampled-gammas; without it the kernels are
+ * DEFAULT_TUNING's.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ARDrafter, createNodeDevice, DiffusionDrafter, dirFolder, generate, loadGPT2, loadMDLM, loadTokenizer, type GenerationStats } from '../../src/node.js';
+import { ARDrafter, createNodeDevice, DiffusionDrafter, dirFolder, generate, loadGPT2, loadMDLM, loadTokenizer, Pipeline, type GenerationStats } from '../../src/node.js';
 import type { MDLM } from '../../src/models/mdlm.js';
 import { reachableKernels } from '../../src/decode/warmup.js';
 import { resolveSampling, type HeadDraw } from '../../src/decode/options.js';
@@ -55,6 +57,7 @@ const { values } = parseArgs({
     drafts: { type: 'string' },
     'branch-lengths': { type: 'string' },
     f32: { type: 'boolean' },
+    autotune: { type: 'boolean' },
   },
 });
 
@@ -248,6 +251,16 @@ function diffusionDrafter(c: Contender): DiffusionDrafter {
 const rate = (tokens: number, ms: number) => (ms > 0 ? (tokens * 1000) / ms : 0);
 
 console.log(`adapter: ${device.info.adapter}; weights ${dtype}; ${prompts.length} prompts (${setNames.map((s) => `${prompts.filter((p) => p.set === s).length} ${s}`).join(', ')}) × ${maxNewTokens} tokens; ${rounds} rounds; regimes ${regimes.join(', ')}`);
+if (values.autotune) {
+  // The matmul kernels timed on this adapter for the default draft lengths and each --sampled-gammas, before the warm-up compiles the chosen ones.
+  const t0 = performance.now();
+  let shapes = 0;
+  for (const { model } of mdlms) {
+    const pipe = new Pipeline(device, tokenizer, target, model, arModel);
+    for (const gamma of [undefined, ...sampledGammas]) shapes += Object.keys(await pipe.autotune({ gamma })).length;
+  }
+  console.log(`autotuned ${shapes} matmul shapes in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+}
 // Compile every kernel each contender can reach first (any prompt, every draft length up to the longest
 // default), so that no timed generation pays for it; pipelinesCompiled in the results says if one did.
 for (const regime of regimes) {
