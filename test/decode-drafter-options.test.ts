@@ -50,11 +50,11 @@ describe('drafters configured per generation', async () => {
     expect(drafter.steps).toBe(2);
   });
 
-  it('each drafter gives its own default draft lengths: SpecDiff 4 growing to 31 greedy and 3 sampled, speculative 4', () => {
+  it('each drafter gives its own default draft lengths: SpecDiff 5 growing to 31 greedy and 3 sampled, speculative 4', () => {
     const greedy = { temperature: 0, topK: 0, topP: 1 };
     const sampled = { temperature: 1, topK: 0, topP: 1 };
     const diffusion = new DiffusionDrafter(mdlm);
-    expect([diffusion.defaults(greedy), diffusion.defaults(sampled)]).toEqual([{ gamma: 4, maxGamma: 31 }, { gamma: 3, maxGamma: 3 }]);
+    expect([diffusion.defaults(greedy), diffusion.defaults(sampled)]).toEqual([{ gamma: 5, maxGamma: 31 }, { gamma: 3, maxGamma: 3 }]);
     const ar = new ARDrafter(target);
     expect([ar.defaults(), ar.configure()]).toEqual([{ gamma: 4, maxGamma: 4 }, ar]);
   });

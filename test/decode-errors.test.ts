@@ -87,8 +87,8 @@ describe('default draft lengths', async () => {
     return [r.stats.gamma, r.stats.maxGamma];
   };
 
-  it('SpecDiff drafts 4 tokens growing to 31 greedy, and a fixed 3 when sampling (fewer sampled drafts survive)', async () => {
-    expect(await gammaOf('specdiff', 0)).toEqual([4, 31]);
+  it('SpecDiff drafts 5 tokens growing to 31 greedy, and a fixed 3 when sampling (fewer sampled drafts survive)', async () => {
+    expect(await gammaOf('specdiff', 0)).toEqual([5, 31]);
     expect(await gammaOf('specdiff', 0.8)).toEqual([3, 3]);
   });
 
