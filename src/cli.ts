@@ -68,7 +68,7 @@ options:
   --ar-drafter DIR|URL  GPT-2 drafter folder (default: bundled)
   --cache-dir DIR    where files loaded by URL are kept (default: the user's cache folder,
                      e.g. ~/.cache/specdiff-webgpu)
-  --f32              keep weights in f32 (default: f16 where the adapter has shader-f16)
+  --f32              keep weights in f32 (default: f16, half the memory and bandwidth)
   --autotune         time the matmul kernel variants for these shapes first and use the fastest
   --json             print the result and statistics as JSON (stdout); otherwise the
                      generated text alone goes to stdout, the prompt and statistics to stderr
@@ -190,7 +190,7 @@ async function load(values: Record<string, unknown>, methods: readonly string[])
   // Read by lavapipe (Mesa's software driver) when Dawn starts: the recommended count, unless set.
   process.env.LP_NUM_THREADS ??= String(lavapipeThreads());
   const device = await createNodeDevice();
-  // No dtype: the library's default (f16 where the adapter has shader-f16).
+  // No dtype: the library's default (f16).
   const pipe = await loadPipeline(device, sources, { dtype: values.f32 ? 'f32' : undefined, onProgress });
   if (!values.json) process.stderr.write(`adapter: ${device.info.adapter}\n`);
   if (values.autotune) {

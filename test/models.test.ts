@@ -91,7 +91,6 @@ describe('GPT-2 against the PyTorch reference', () => {
 
   it('f16 weights stay within 2e-2 of the f32 reference', async () => {
     const dev = await getDevice();
-    if (!dev.info.features.shaderF16) return;
     const model = await loadGPT2(dev, dirFolder(FIX + 'gpt2-tiny'), { dtype: 'f16' });
     const g = await golden('gpt2-tiny');
     const ids = Array.from(await g.get('input_ids'));
@@ -100,18 +99,24 @@ describe('GPT-2 against the PyTorch reference', () => {
     await g.close();
   });
 
-  it('without a dtype, weights load as f16 where the adapter has shader-f16 and as f32 where it does not', async () => {
+  it('without a dtype, weights load as f16 with or without shader-f16, and give the same logits either way', async () => {
     const withF16 = await getDevice();
     const withoutF16 = await createNodeDevice({ disableFeatures: ['shader-f16'] });
-    const weightDType = async (dev: Device) => {
+    expect(withoutF16.info.features.shaderF16).toBe(false);
+    const g = await golden('gpt2-tiny');
+    const ids = Array.from(await g.get('input_ids'));
+    await g.close();
+    const run = async (dev: Device) => {
       const [gpt2, mdlm] = [await loadGPT2(dev, dirFolder(FIX + 'gpt2-tiny')), await loadMDLM(dev, dirFolder(FIX + 'mdlm-tiny'))];
       const dtypes = [gpt2.matmulSignatures(1)[0].dtype, mdlm.matmulSignatures(0, 1)[0].dtype];
+      const logits = Array.from(await gpt2.forward(ids, gpt2.createCache(), ids.length).read());
       gpt2.dispose();
       mdlm.dispose();
-      return dtypes;
+      return { dtypes, logits };
     };
-    expect(await weightDType(withF16)).toEqual(withF16.info.features.shaderF16 ? ['f16', 'f16'] : ['f32', 'f32']);
-    expect(await weightDType(withoutF16)).toEqual(['f32', 'f32']);
+    const [a, b] = [await run(withF16), await run(withoutF16)];
+    expect([a.dtypes, b.dtypes]).toEqual([['f16', 'f16'], ['f16', 'f16']]);
+    expect(b.logits).toEqual(a.logits);
     withoutF16.destroy();
   });
 

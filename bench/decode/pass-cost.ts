@@ -38,7 +38,7 @@ const modelsDir = values.models ?? join(root, 'models');
 const sampling = resolveSampling({ temperature: Number(values.temperature ?? 0.8), topK: Number(values['top-k'] ?? 50) });
 
 const device = await createNodeDevice();
-const dtype = values.f32 || !device.info.features.shaderF16 ? 'f32' : 'f16';
+const dtype = values.f32 ? 'f32' : 'f16';
 const tokenizer = await loadTokenizer(dirFolder(join(modelsDir, 'target')));
 const target = await loadGPT2(device, dirFolder(join(modelsDir, 'target')), { dtype });
 const arModel = await loadGPT2(device, dirFolder(join(modelsDir, 'drafter-ar')), { dtype });

@@ -95,7 +95,7 @@ const prompts = setNames.flatMap((set) => {
 });
 
 const device = await createNodeDevice();
-const dtype = values.f32 || !device.info.features.shaderF16 ? 'f32' : 'f16';
+const dtype = values.f32 ? 'f32' : 'f16';
 const tokenizer = await loadTokenizer(dirFolder(join(modelsDir, 'target')));
 const target = await loadGPT2(device, dirFolder(join(modelsDir, 'target')), { dtype });
 const arModel = await loadGPT2(device, dirFolder(join(modelsDir, 'drafter-ar')), { dtype });

@@ -148,7 +148,7 @@ export class DecodeBench {
   static async open(): Promise<DecodeBench> {
     const flags = parseGridFlags();
     const device = await createNodeDevice();
-    const dtype = flags.f32 || !device.info.features.shaderF16 ? 'f32' : 'f16';
+    const dtype = flags.f32 ? 'f32' : 'f16';
     const dir = (name: string) => dirFolder(join(flags.modelsDir, name));
     const tokenizer = await loadTokenizer(dir('target'));
     const target = await loadGPT2(device, dir('target'), { dtype });

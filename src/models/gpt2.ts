@@ -58,7 +58,7 @@ function transformerLayout({ nEmbd: d, nLayer, nInner, vocabSize: V, nPositions 
 type TransformerKeys = Keys<ReturnType<typeof transformerLayout>>;
 
 export interface ModelLoadOptions {
-  /** Storage of the big matrices: 'f16' halves memory and bandwidth (needs shader-f16). Default: f16 where the adapter has shader-f16, else f32. */
+  /** Storage of the big matrices: 'f16' (the default) halves memory and bandwidth against 'f32', on any adapter. */
   dtype?: WeightDType;
   /** Called after each tensor is on the GPU, with checkpoint bytes loaded so far and in all. */
   onProgress?: ProgressCallback;

@@ -9,9 +9,12 @@ export class WeightError extends Error {
 
 export type WeightDType = 'f32' | 'f16';
 
-/** The weight format when none is asked for: f16 (half the memory and bandwidth) where the adapter has shader-f16. */
-export function defaultWeightDType(device: Device): WeightDType {
-  return device.info.features.shaderF16 ? 'f16' : 'f32';
+/**
+ * The weight format when none is asked for: f16, half the memory and bandwidth of f32, on every adapter (kernels read
+ * half-precision storage as packed words, without shader-f16).
+ */
+export function defaultWeightDType(_device: Device): WeightDType {
+  return 'f16';
 }
 
 /** Every tensor in a model's nested weights (objects and arrays of them). */
@@ -108,8 +111,7 @@ export class WeightReader {
   /** Uploads a tensor (after an optional host-side transform) in the given dtype. */
   /** `transform` may change the layout; `outShape` is then the shape it produces. */
   async gpu(device: Device, name: string, shape: number[], requested: WeightDType = 'f32', transform?: (x: Float32Array) => Float32Array, outShape = shape): Promise<Tensor> {
-    // Without shader-f16, half-precision checkpoints are widened to f32.
-    const dtype = requested === 'f16' && !device.info.features.shaderF16 ? 'f32' : requested;
+    const dtype = requested;
     if (dtype === 'f16' && !transform) {
       const key = this.check(name, shape);
       const bits = await this.ckpt.loadFloat(key, 'f16', shape);

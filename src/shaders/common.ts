@@ -2,9 +2,16 @@
 
 export type WeightType = 'f32' | 'f16';
 
-/** `enable f16;` when a kernel reads half-precision storage; must lead the module. */
-export function header(usesF16: boolean): string {
-  return usesF16 ? 'enable f16;\n' : '';
+/**
+ * A read-only storage array of `wtype` values at `binding`, read through `fn name(i: u32) -> f32`. f16 arrays are
+ * bound as packed u32 words (two halves each, unpacked by unpack2x16float) so that no kernel needs shader-f16.
+ */
+export function weightArray(name: string, binding: number, wtype: WeightType): string {
+  return wtype === 'f16'
+    ? `@group(0) @binding(${binding}) var<storage, read> ${name}Bits: array<u32>;
+fn ${name}(i: u32) -> f32 { return unpack2x16float(${name}Bits[i >> 1u])[i & 1u]; }`
+    : `@group(0) @binding(${binding}) var<storage, read> ${name}Values: array<f32>;
+fn ${name}(i: u32) -> f32 { return ${name}Values[i]; }`;
 }
 
 /** WGSL for a params struct: one 32-bit field per char of `layout` (u32, i32, f32). */

@@ -1,5 +1,5 @@
 /** Embedding gather and strided 2-D copy (slice / concat / cache writes). */
-import { header, paramsStruct, type WeightType } from './common.js';
+import { paramsStruct, weightArray, type WeightType } from './common.js';
 
 export const EMBED_PARAMS = 'uuuuuuu';
 
@@ -10,9 +10,9 @@ export const EMBED_PARAMS = 'uuuuuuu';
  * outside the table give zero rows without a separate clearing pass. Id i is Ids[idBase + i·idStride].
  */
 export function embeddingWGSL(wtype: WeightType): string {
-  return `${header(wtype === 'f16')}${paramsStruct(['n', 'D', 'rowBase', 'rowCount', 'zeroOthers', 'idBase', 'idStride'], EMBED_PARAMS, 3)}
+  return `${paramsStruct(['n', 'D', 'rowBase', 'rowCount', 'zeroOthers', 'idBase', 'idStride'], EMBED_PARAMS, 3)}
 @group(0) @binding(0) var<storage, read> Ids: array<i32>;
-@group(0) @binding(1) var<storage, read> Table: array<${wtype}>;
+${weightArray('table', 1, wtype)}
 @group(0) @binding(2) var<storage, read_write> Out: array<f32>;
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -21,7 +21,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   if (i >= P.n || d >= P.D) { return; }
   let r = u32(Ids[P.idBase + i * P.idStride]) - P.rowBase;
   if (r < P.rowCount) {
-    Out[i * P.D + d] = f32(Table[r * P.D + d]);
+    Out[i * P.D + d] = table(r * P.D + d);
   } else if (P.zeroOthers != 0u) {
     Out[i * P.D + d] = 0.0;
   }

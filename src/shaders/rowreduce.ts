@@ -2,7 +2,7 @@
  * Row-wise kernels (one workgroup per row of the last axis): LayerNorm, softmax,
  * log-softmax and argmax. They share a workgroup tree reduction.
  */
-import { header, paramsStruct, rowEntry, workgroupReduce, type WeightType } from './common.js';
+import { paramsStruct, rowEntry, weightArray, workgroupReduce, type WeightType } from './common.js';
 
 export const ROW_PARAMS = 'uuf';
 
@@ -17,9 +17,9 @@ export interface LayerNormVariant {
 /** y = (x - mean) / sqrt(var + eps) · w + b, statistics in two passes for accuracy. */
 export function layerNormWGSL(v: LayerNormVariant): string {
   let b = 1;
-  const wDecl = v.weight ? `@group(0) @binding(${b++}) var<storage, read> Wt: array<${v.wtype}>;` : '';
-  const bDecl = v.bias ? `@group(0) @binding(${b++}) var<storage, read> Bs: array<${v.wtype}>;` : '';
-  return `${header(v.wtype === 'f16')}${paramsStruct(['rows', 'D', 'eps'], ROW_PARAMS, b + 1)}
+  const wDecl = v.weight ? weightArray('weight', b++, v.wtype) : '';
+  const bDecl = v.bias ? weightArray('bias', b++, v.wtype) : '';
+  return `${paramsStruct(['rows', 'D', 'eps'], ROW_PARAMS, b + 1)}
 @group(0) @binding(0) var<storage, read> X: array<f32>;
 ${wDecl}
 ${bDecl}
@@ -34,8 +34,8 @@ ${rowEntry(v.wg, 'P.D')}
   let inv = inverseSqrt(reduceSum(q, t) / f32(P.D) + P.eps);
   for (var i = t; i < P.D; i += ${v.wg}u) {
     var y = (X[base + i] - mean) * inv;
-    ${v.weight ? 'y *= f32(Wt[i]);' : ''}
-    ${v.bias ? 'y += f32(Bs[i]);' : ''}
+    ${v.weight ? 'y *= weight(i);' : ''}
+    ${v.bias ? 'y += bias(i);' : ''}
     Y[base + i] = y;
   }
 }`;

@@ -42,8 +42,8 @@ export class Tensor {
   }
 
   /**
-   * Uploads host data. f32 data with dtype 'f16' is converted to half precision (the device
-   * must support shader-f16).
+   * Uploads host data. f32 data with dtype 'f16' is converted to half precision, stored as such
+   * whether or not the device has shader-f16 (kernels read it as packed words).
    */
   static from(device: Device, data: ArrayLike<number> | HostArray | Uint16Array, shape: readonly number[], dtype?: DType): Tensor {
     const n = numel(shape);
@@ -51,9 +51,6 @@ export class Tensor {
       throw new ShapeError(`Tensor.from: ${data.length} values do not fill shape ${shapeStr(shape)} (${n})`);
     }
     const dt: DType = dtype ?? (data instanceof Int32Array ? 'i32' : data instanceof Uint32Array ? 'u32' : 'f32');
-    if (dt === 'f16' && !device.info.features.shaderF16) {
-      throw new ShapeError('Tensor.from: dtype f16 needs the shader-f16 feature, which this device lacks');
-    }
     const t = Tensor.empty(device, shape, dt);
     device.upload(t.buffer, 0, toHost(data, dt));
     return t;

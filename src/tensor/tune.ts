@@ -56,7 +56,7 @@ export async function autotuneMatmul(dev: Device, signatures: MatmulSignature[],
     const key = tuneKey(s.layout, s.dtype, s.rows, s.K, s.N);
     if (s.rows > dev.tuning.streamedMaxRows || getMatmulChoice(dev, key) || table[key]) continue;
     const a = Tensor.from(dev, new Float32Array(s.rows * s.K).fill(0.01), [s.rows, s.K]);
-    const w = Tensor.empty(dev, s.layout === 'kn' ? [s.K, s.N] : [s.N, s.K], s.dtype === 'f16' && dev.info.features.shaderF16 ? 'f16' : 'f32');
+    const w = Tensor.empty(dev, s.layout === 'kn' ? [s.K, s.N] : [s.N, s.K], s.dtype);
     const cands = candidates(dev, s.layout, w.dtype as 'f32' | 'f16', s.rows, s.N);
     for (const c of cands) await timeBatch(dev, a, w, s.layout, c, 1); // compiles the pipelines
     const best = cands.map(() => Infinity);
