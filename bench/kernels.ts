@@ -32,7 +32,7 @@ const elapsed = () => (performance.now() - t0) / 1000;
 const progress = (s: string) => console.error(`[${elapsed().toFixed(0).padStart(4)}s] ${s}`);
 const notes: string[] = [];
 
-function matmulCases(f16: boolean): MatmulCase[] {
+function matmulCases(): MatmulCase[] {
   const Ms = QUICK ? [1, 16, 64] : [1, 4, 8, 16, 64, 256];
   const kn = (name: string, K: number, N: number): MatmulCase => ({ name, K, N, layout: 'kn', wtype: 'f32', Ms });
   const cases: MatmulCase[] = [
@@ -50,7 +50,7 @@ function matmulCases(f16: boolean): MatmulCase[] {
   ];
   // What the GPT-2 forward runs: Conv1D weights kept transposed, [N, K], f32 and f16.
   cases.push({ name: 'c_fc 768x3072 [N,K]', K: 768, N: 3072, layout: 'nk', wtype: 'f32', Ms: Ms.filter((M) => M <= 16) });
-  if (f16) cases.push({ name: 'c_fc 768x3072 [N,K] f16', K: 768, N: 3072, layout: 'nk', wtype: 'f16', Ms: Ms.filter((M) => M <= 16) });
+  cases.push({ name: 'c_fc 768x3072 [N,K] f16', K: 768, N: 3072, layout: 'nk', wtype: 'f16', Ms: Ms.filter((M) => M <= 16) });
   if (!QUICK) cases.push({ name: '1024^3', K: 1024, N: 1024, layout: 'kn', wtype: 'f32', Ms: [1024], timing: () => ({ batches: 3, budgetMs: 5000 }) });
   return cases;
 }
@@ -99,7 +99,7 @@ async function main(): Promise<void> {
 
   section('matmul');
   const rows: MatmulRow[] = [];
-  for (const c of matmulCases(dev.info.features.shaderF16)) {
+  for (const c of matmulCases()) {
     if (elapsed() > DEADLINE_S) {
       notes.push(`skipped ${c.name}: past the ${DEADLINE_S} s deadline`);
       continue;
