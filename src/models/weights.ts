@@ -110,8 +110,7 @@ export class WeightReader {
 
   /** Uploads a tensor (after an optional host-side transform) in the given dtype. */
   /** `transform` may change the layout; `outShape` is then the shape it produces. */
-  async gpu(device: Device, name: string, shape: number[], requested: WeightDType = 'f32', transform?: (x: Float32Array) => Float32Array, outShape = shape): Promise<Tensor> {
-    const dtype = requested;
+  async gpu(device: Device, name: string, shape: number[], dtype: WeightDType = 'f32', transform?: (x: Float32Array) => Float32Array, outShape = shape): Promise<Tensor> {
     if (dtype === 'f16' && !transform) {
       const key = this.check(name, shape);
       const bits = await this.ckpt.loadFloat(key, 'f16', shape);
