@@ -12,9 +12,12 @@
  *
  *   npm run bench:decode -- --regimes [--drafters DIR1,DIR2] [--models DIR] [--prompt-sets passages,ood]
  *       [--prompts N] [--tokens N] [--rounds N] [--regime-list greedy,t0.8-k50,t1] [--sampled-gammas G1,G2] [--greedy-gammas G1,G2]
+ *       [--sampled-max-gammas M1,M2]
  *       [--steps T1,T2] [--head-positions K1,K2] [--head-starts S1,S2] [--head-parallel] [--drafts K1,K2] [--branch-lengths B1,B2] [--f32] [--autotune]
  * --sampled-gammas adds SpecDiff contenders with other draft lengths when sampling, --greedy-gammas at greedy
- * with other first lengths of the growing schedule (up to the default longest); --steps adds
+ * with other first lengths of the growing schedule (up to the default longest); --sampled-max-gammas adds sampled
+ * contenders whose draft length grows after wholly accepted drafts up to M (from the default length and from each
+ * of --sampled-gammas); --steps adds
  * contenders with T denoising steps (every regime); --head-positions adds contenders drafting K positions
  * through a draft head (0: the head off), greedy included, for drafters that have one; --head-starts contenders whose
  * head draws from position S on (the backbone before it); --head-parallel a contender whose head
@@ -50,6 +53,7 @@ const { values } = parseArgs({
     'regime-list': { type: 'string' },
     'sampled-gammas': { type: 'string' },
     'greedy-gammas': { type: 'string' },
+    'sampled-max-gammas': { type: 'string' },
     steps: { type: 'string' },
     'head-positions': { type: 'string' },
     'head-parallel': { type: 'boolean' },
@@ -77,6 +81,7 @@ const regimes = (values['regime-list'] ?? Object.keys(REGIMES).join(',')).split(
 for (const r of regimes) if (!Object.hasOwn(REGIMES, r)) throw new RangeError(`--regime-list: unknown regime '${r}' (allowed: ${Object.keys(REGIMES).join(', ')})`);
 const sampledGammas = values['sampled-gammas'] ? values['sampled-gammas'].split(',').map(Number) : [];
 const greedyGammas = values['greedy-gammas'] ? values['greedy-gammas'].split(',').map(Number) : [];
+const sampledMaxGammas = values['sampled-max-gammas'] ? values['sampled-max-gammas'].split(',').map(Number) : [];
 /** More SpecDiff contenders with T denoising steps (left to right: later blocks see the earlier ones drawn). */
 const stepsList = values.steps ? values.steps.split(',').map(Number) : [];
 const headPositionsList = values['head-positions'] ? values['head-positions'].split(',').map(Number) : [];
@@ -130,6 +135,12 @@ function contendersFor(regime: string): Contender[] {
   for (const { name, model } of mdlms) {
     list.push({ name: `specdiff ${name}`, method: 'specdiff', mdlm: model });
     if (sampled) for (const gamma of sampledGammas) list.push({ name: `specdiff ${name} γ=${gamma}`, method: 'specdiff', mdlm: model, gamma });
+    if (sampled) {
+      const base = new DiffusionDrafter(model).defaults(resolveSampling(REGIMES[regime])).gamma;
+      for (const gamma of [base, ...sampledGammas]) {
+        for (const maxGamma of sampledMaxGammas.filter((m) => m > gamma)) list.push({ name: `specdiff ${name} γ=${gamma}→${maxGamma}`, method: 'specdiff', mdlm: model, gamma, maxGamma });
+      }
+    }
     if (!sampled) {
       const { maxGamma } = new DiffusionDrafter(model).defaults(resolveSampling(REGIMES[regime]));
       for (const gamma of greedyGammas) list.push({ name: `specdiff ${name} γ=${gamma}→${Math.max(gamma, maxGamma)}`, method: 'specdiff', mdlm: model, gamma, maxGamma: Math.max(gamma, maxGamma) });
