@@ -103,9 +103,14 @@ train drafter-mdlm drafter-mdlm+arlayout-joint4 --init-run drafter-mdlm+arlayout
 # "The head's chain trained from the second position").
 train drafter-mdlm drafter-mdlm+arlayout-joint5 --init-run drafter-mdlm+arlayout-joint4 $JOINT --head-start 1 --steps 2000 --lr 3e-4
 # The accepted-length term at the sampling settings users run (docs/training.md, "Aimed at accepted length where
-# users sample"), then stronger and weighted two to one toward temperature 0.8 / top-k 50: the bundled drafter.
+# users sample"), then stronger and weighted two to one toward temperature 0.8 / top-k 50.
 train drafter-mdlm drafter-mdlm+arlayout-joint7 --init-run drafter-mdlm+arlayout-joint5 $JOINT --head-start 1 --steps 1500 --lr 2e-4 \
     --accept-weight 0.5 --accept-sampling 0.8,50 --accept-sampling 1,0
 train drafter-mdlm drafter-mdlm+arlayout-joint8 --init-run drafter-mdlm+arlayout-joint7 $JOINT --head-start 1 --steps 1500 --lr 2e-4 \
     --accept-weight 1.0 --accept-sampling 0.8,50 --accept-sampling 0.8,50 --accept-sampling 1,0
-$PY tools/train/export.py --ar-run drafter-ar+draft --mdlm-run drafter-mdlm+arlayout-joint8 >> $R/export.txt 2>&1
+# The same term also at temperature 0.3, a smooth stand-in for greedy, with twice the short greedy continuations
+# (docs/training.md, end of "Aimed at accepted length where users sample"): the bundled drafter.
+train drafter-mdlm drafter-mdlm+arlayout-joint10 --init-run drafter-mdlm+arlayout-joint8 \
+    ${JOINT/distil-greedy=1/distil-greedy=2} --head-start 1 --steps 1000 --lr 2e-4 \
+    --accept-weight 1.0 --accept-sampling 0.8,50 --accept-sampling 1,0 --accept-sampling 0.3,50
+$PY tools/train/export.py --ar-run drafter-ar+draft --mdlm-run drafter-mdlm+arlayout-joint10 >> $R/export.txt 2>&1
