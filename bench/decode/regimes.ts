@@ -134,16 +134,17 @@ function contendersFor(regime: string): Contender[] {
   const list: Contender[] = [{ name: 'AR', method: 'ar' }, { name: 'speculative', method: 'speculative' }];
   for (const { name, model } of mdlms) {
     list.push({ name: `specdiff ${name}`, method: 'specdiff', mdlm: model });
-    if (sampled) for (const gamma of sampledGammas) list.push({ name: `specdiff ${name} γ=${gamma}`, method: 'specdiff', mdlm: model, gamma });
+    const defaults = new DiffusionDrafter(model).defaults(resolveSampling(REGIMES[regime]));
     if (sampled) {
-      const base = new DiffusionDrafter(model).defaults(resolveSampling(REGIMES[regime])).gamma;
-      for (const gamma of [base, ...sampledGammas]) {
+      for (const gamma of sampledGammas) list.push({ name: `specdiff ${name} γ=${gamma}`, method: 'specdiff', mdlm: model, gamma });
+      for (const gamma of [defaults.gamma, ...sampledGammas]) {
         for (const maxGamma of sampledMaxGammas.filter((m) => m > gamma)) list.push({ name: `specdiff ${name} γ=${gamma}→${maxGamma}`, method: 'specdiff', mdlm: model, gamma, maxGamma });
       }
-    }
-    if (!sampled) {
-      const { maxGamma } = new DiffusionDrafter(model).defaults(resolveSampling(REGIMES[regime]));
-      for (const gamma of greedyGammas) list.push({ name: `specdiff ${name} γ=${gamma}→${Math.max(gamma, maxGamma)}`, method: 'specdiff', mdlm: model, gamma, maxGamma: Math.max(gamma, maxGamma) });
+    } else {
+      for (const gamma of greedyGammas) {
+        const maxGamma = Math.max(gamma, defaults.maxGamma);
+        list.push({ name: `specdiff ${name} γ=${gamma}→${maxGamma}`, method: 'specdiff', mdlm: model, gamma, maxGamma });
+      }
     }
     if (sampled) {
       for (const drafts of draftsList) {
