@@ -11,7 +11,8 @@ export type WeightDType = 'f32' | 'f16';
 
 /**
  * The weight format when none is asked for: f16, half the memory and bandwidth of f32, on every adapter (kernels read
- * half-precision storage as packed words, without shader-f16).
+ * half-precision storage as packed words, without shader-f16). Public API, given the device so that the choice can
+ * depend on the adapter again without a change of signature.
  */
 export function defaultWeightDType(_device: Device): WeightDType {
   return 'f16';

@@ -57,7 +57,7 @@ export async function autotuneMatmul(dev: Device, signatures: MatmulSignature[],
     if (s.rows > dev.tuning.streamedMaxRows || getMatmulChoice(dev, key) || table[key]) continue;
     const a = Tensor.from(dev, new Float32Array(s.rows * s.K).fill(0.01), [s.rows, s.K]);
     const w = Tensor.empty(dev, s.layout === 'kn' ? [s.K, s.N] : [s.N, s.K], s.dtype);
-    const cands = candidates(dev, s.layout, w.dtype as 'f32' | 'f16', s.rows, s.N);
+    const cands = candidates(dev, s.layout, s.dtype, s.rows, s.N);
     for (const c of cands) await timeBatch(dev, a, w, s.layout, c, 1); // compiles the pipelines
     const best = cands.map(() => Infinity);
     for (let r = 0; r < rounds; r++) {
