@@ -6,14 +6,15 @@
  * back, dispatches, bind groups made, and the GPU time of the profiled iterations (timestamp queries).
  * Every iteration starts from the same context (caches rolled back), so they cost alike.
  *
- * --kernels also lists each phase's kernels: dispatches and GPU time per iteration, by kernel.
+ * --kernels also lists each phase's kernels: dispatches and GPU time per iteration, by kernel. --autotune first times
+ * the matmul kernel variants on this adapter for the defaults' shapes (as `specdiff --autotune` does).
  *
- *   npm run bench:decode -- --pass-cost [--kernels] [--iterations N] [--temperature X] [--top-k N] [--models DIR] [--drafter DIR] [--f32]
+ *   npm run bench:decode -- --pass-cost [--kernels] [--iterations N] [--temperature X] [--top-k N] [--models DIR] [--drafter DIR] [--f32] [--autotune]
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ARDrafter, createNodeDevice, DiffusionDrafter, dirFolder, loadGPT2, loadMDLM, loadTokenizer, readTensors, type Drafter, type Tensor } from '../../src/node.js';
+import { ARDrafter, createNodeDevice, DiffusionDrafter, dirFolder, loadGPT2, loadMDLM, loadTokenizer, Pipeline, readTensors, type Drafter, type Tensor } from '../../src/node.js';
 import { resolveSampling } from '../../src/decode/options.js';
 import { Rng } from '../../src/decode/rng.js';
 import { selectTokens } from '../../src/decode/sample.js';
@@ -31,6 +32,7 @@ const { values } = parseArgs({
     models: { type: 'string' },
     drafter: { type: 'string' },
     f32: { type: 'boolean' },
+    autotune: { type: 'boolean' },
   },
 });
 const iterations = Number(values.iterations ?? 30);
@@ -43,6 +45,11 @@ const tokenizer = await loadTokenizer(dirFolder(join(modelsDir, 'target')));
 const target = await loadGPT2(device, dirFolder(join(modelsDir, 'target')), { dtype });
 const arModel = await loadGPT2(device, dirFolder(join(modelsDir, 'drafter-ar')), { dtype });
 const mdlm = await loadMDLM(device, dirFolder(values.drafter ?? join(modelsDir, 'drafter-mdlm')), { dtype });
+if (values.autotune) {
+  const t0 = performance.now();
+  const shapes = Object.keys(await new Pipeline(device, tokenizer, target, mdlm, arModel).autotune()).length;
+  console.log(`autotuned ${shapes} matmul shapes in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+}
 const passage: string = JSON.parse(readFileSync(join(root, 'bench/passages.json'), 'utf8'))[0];
 const context = tokenizer.encode(passage).slice(0, 128);
 

@@ -25,8 +25,7 @@
  * pass when sampling, verified as a token tree (rows/pass: the rows the target scores per pass), with the
  * default draft length and each of --sampled-gammas, with each of --branch-lengths for the drafts after
  * the first, and with each of --head-positions. --autotune times the matmul kernel variants on this adapter first (as
- * `specdiff --autotune` does) for the default draft lengths and each --sampled-gammas; without it the kernels are
- * DEFAULT_TUNING's.
+ * `specdiff --autotune` does) for every contender's draft lengths; without it the kernels are DEFAULT_TUNING's.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
@@ -264,12 +263,14 @@ const rate = (tokens: number, ms: number) => (ms > 0 ? (tokens * 1000) / ms : 0)
 
 console.log(`adapter: ${device.info.adapter}; weights ${dtype}; ${prompts.length} prompts (${setNames.map((s) => `${prompts.filter((p) => p.set === s).length} ${s}`).join(', ')}) × ${maxNewTokens} tokens; ${rounds} rounds; regimes ${regimes.join(', ')}`);
 if (values.autotune) {
-  // The matmul kernels timed on this adapter for the default draft lengths and each --sampled-gammas, before the warm-up compiles the chosen ones.
+  // The matmul kernels timed on this adapter for every contender's draft lengths, before the warm-up compiles the chosen ones.
   const t0 = performance.now();
   let shapes = 0;
   for (const { model } of mdlms) {
     const pipe = new Pipeline(device, tokenizer, target, model, arModel);
-    for (const gamma of [undefined, ...sampledGammas]) shapes += Object.keys(await pipe.autotune({ gamma })).length;
+    const schedules = new Map<string, { gamma?: number; maxGamma?: number }>();
+    for (const c of regimes.flatMap(contendersFor)) if (c.mdlm === model) schedules.set(`${c.gamma}→${c.maxGamma}`, { gamma: c.gamma, maxGamma: c.maxGamma });
+    for (const schedule of schedules.values()) shapes += Object.keys(await pipe.autotune(schedule)).length;
   }
   console.log(`autotuned ${shapes} matmul shapes in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
 }
