@@ -4,7 +4,7 @@ import { Tensor } from '../src/tensor/tensor.js';
 import { TuningError } from '../src/tensor/errors.js';
 import { DEFAULT_TUNING } from '../src/tensor/tuning.js';
 import { attention, KVCache } from '../src/tensor/ops/attention.js';
-import { matmul, getMatmulChoice, setMatmulChoice, tuneKey } from '../src/tensor/ops/matmul.js';
+import { matmul, getMatmulChoice, setMatmulChoice, tuneKey, tunedMatmulChoice } from '../src/tensor/ops/matmul.js';
 import { argmax, layerNorm, softmax } from '../src/tensor/ops/rowwise.js';
 import type { Device, KernelSpec } from '../src/tensor/device.js';
 import { getDevice } from './helpers/device.js';
@@ -105,6 +105,41 @@ describe('kernel tuning', () => {
     setMatmulChoice(dev, key, { family: 'gemv-split', split: 4 });
     expect(dev.tuning.matmulChoices[key]).toEqual({ family: 'gemv-split', split: 4 });
     expect(getMatmulChoice(await getDevice(), key)).toBeUndefined();
+    dev.destroy();
+  });
+
+  it('an untuned matmul runs the kernel tuned for the same weight at the nearest row count, and computes the same', async () => {
+    const dev = await createNodeDevice();
+    setMatmulChoice(dev, tuneKey('nk', 'f32', 4, 20, 40), { family: 'gemv-split', split: 4 });
+    setMatmulChoice(dev, tuneKey('nk', 'f32', 12, 20, 40), { family: 'gemv', split: 1 });
+    expect(tunedMatmulChoice(dev, 'nk', 'f32', 3, 20, 40)).toEqual({ family: 'gemv-split', split: 4 });
+    expect(tunedMatmulChoice(dev, 'nk', 'f32', 10, 20, 40)).toEqual({ family: 'gemv', split: 1 });
+    const a = randn(3 * 20, 1);
+    const w = randn(40 * 20, 2);
+    const aT = Tensor.from(dev, a, [3, 20]);
+    const wT = Tensor.from(dev, w, [40, 20]);
+    expect(kernelKeys(dev, () => matmul(aT, wT, { layout: 'nk' })).some((k) => k.includes('gemv-split'))).toBe(true);
+    const want = new Float32Array(3 * 40);
+    for (let i = 0; i < 3; i++) for (let n = 0; n < 40; n++) for (let k = 0; k < 20; k++) want[i * 40 + n] += a[i * 20 + k] * w[n * 20 + k];
+    expectClose(await matmul(aT, wT, { layout: 'nk' }).read(), want, 1e-4);
+    dev.destroy();
+  });
+
+  it('a choice tuned for this exact shape wins over a nearer one, and another weight borrows nothing', async () => {
+    const dev = await createNodeDevice();
+    setMatmulChoice(dev, tuneKey('nk', 'f32', 3, 20, 40), { family: 'gemv', split: 1 });
+    setMatmulChoice(dev, tuneKey('nk', 'f32', 4, 20, 40), { family: 'gemv-split', split: 4 });
+    expect(tunedMatmulChoice(dev, 'nk', 'f32', 3, 20, 40)).toEqual({ family: 'gemv', split: 1 });
+    expect(tunedMatmulChoice(dev, 'nk', 'f32', 3, 24, 40)).toBeUndefined();
+    expect(tunedMatmulChoice(dev, 'nk', 'f16', 3, 20, 40)).toBeUndefined();
+    dev.destroy();
+  });
+
+  it("a single row never borrows 'tiled', which autotuning never times for one row", async () => {
+    const dev = await createNodeDevice();
+    setMatmulChoice(dev, tuneKey('nk', 'f32', 2, 20, 40), { family: 'tiled', split: 1 });
+    expect(tunedMatmulChoice(dev, 'nk', 'f32', 1, 20, 40)).toBeUndefined();
+    expect(tunedMatmulChoice(dev, 'nk', 'f32', 3, 20, 40)).toEqual({ family: 'tiled', split: 1 });
     dev.destroy();
   });
 });

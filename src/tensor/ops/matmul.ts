@@ -72,6 +72,45 @@ export function getMatmulChoice(device: Device, key: string): MatmulChoice | und
   return device.tuning.matmulChoices[key];
 }
 
+/** Per table of choices: the tuned row counts of each weight shape, and the choices already resolved from them. */
+const tunedShapes = new WeakMap<object, { rows: Map<string, Array<[number, MatmulChoice]>>; resolved: Map<string, MatmulChoice | undefined> }>();
+
+/**
+ * The kernel a matmul of M rows runs on this device: the choice autotuned for this exact shape, or else the one
+ * tuned for the same weight at the nearest row count (a kernel fast for 7 rows of a weight is fast for 6; the
+ * untuned default was chosen on another adapter and can be several times slower on this one). 'tiled' is never
+ * borrowed for a single row, which autotuning never times it on. Undefined where this weight was never tuned.
+ */
+export function tunedMatmulChoice(device: Device, layout: WeightLayout, wtype: string, M: number, K: number, N: number): MatmulChoice | undefined {
+  const choices = device.tuning.matmulChoices;
+  const key = tuneKey(layout, wtype, M, K, N);
+  const exact = choices[key];
+  if (exact) return exact;
+  let index = tunedShapes.get(choices);
+  if (!index) {
+    index = { rows: new Map(), resolved: new Map() };
+    for (const [k, c] of Object.entries(choices)) {
+      const m = /^matmul:(\w+):(\w+):m(\d+):(\d+)x(\d+)$/.exec(k);
+      if (!m) continue;
+      const shape = `${m[1]}:${m[2]}:${m[4]}x${m[5]}`;
+      const list = index.rows.get(shape) ?? [];
+      list.push([Number(m[3]), c]);
+      index.rows.set(shape, list);
+    }
+    tunedShapes.set(choices, index);
+  }
+  if (index.resolved.has(key)) return index.resolved.get(key);
+  let best: MatmulChoice | undefined;
+  let distance = Infinity;
+  for (const [rows, c] of index.rows.get(`${layout}:${wtype}:${K}x${N}`) ?? []) {
+    if (M === 1 && c.family === 'tiled') continue;
+    const d = Math.abs(Math.log(rows / M));
+    if (d < distance || (d === distance && rows > M)) [best, distance] = [c, d];
+  }
+  index.resolved.set(key, best);
+  return best;
+}
+
 export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: MatmulChoice): Tensor {
   const layout = opts.layout ?? 'kn';
   const dev = a.device;
@@ -95,7 +134,7 @@ export function matmul(a: Tensor, w: Tensor, opts: MatmulOptions = {}, choice?: 
   if (M === 0 || N === 0) return out;
   const tuning = dev.tuning;
   const { gemvMaxRows, streamedMaxRows } = tuning;
-  const given = choice ?? getMatmulChoice(dev, tuneKey(layout, w.dtype, M, K, N));
+  const given = choice ?? tunedMatmulChoice(dev, layout, w.dtype, M, K, N);
   const c = given ?? defaultChoice(tuning, M <= gemvMaxRows ? rowBucket(tuning, M) : M);
   if (c.threads !== undefined && ![16, 32, 64].includes(c.threads)) {
     throw new RangeError(`matmul: threads (invocations per workgroup) must be 16, 32 or 64, got ${c.threads}`);
