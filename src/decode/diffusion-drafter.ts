@@ -44,10 +44,10 @@ export const DEFAULT_STEPS = 1;
 /** Context tokens a bidirectional draft sees. */
 export const DEFAULT_WINDOW = 8;
 /** Draft length at greedy, growing to DEFAULT_DIFFUSION_MAX_GAMMA after wholly accepted drafts. */
-export const DEFAULT_DIFFUSION_GAMMA = 5;
-/** Draft length when sampling: fewer drafted tokens survive, so a verify's extra rows buy less. */
-export const DEFAULT_DIFFUSION_GAMMA_SAMPLED = 3;
-/** Longest greedy draft (5 → 11 → 23 → 31): one drafter pass whatever its length, and greedy loops accept long runs. */
+export const DEFAULT_DIFFUSION_GAMMA = 6;
+/** Draft length when sampling, fixed: grown drafts cost more head steps and verify rows than their tokens bring. */
+export const DEFAULT_DIFFUSION_GAMMA_SAMPLED = 5;
+/** Longest greedy draft (6 → 13 → 27 → 31): one drafter pass whatever its length, and greedy loops accept long runs. */
 export const DEFAULT_DIFFUSION_MAX_GAMMA = 31;
 /**
  * Draft positions drawn through a draft head (from DEFAULT_HEAD_START on); the others come from the backbone's pass. Each head step
