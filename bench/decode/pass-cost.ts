@@ -1,6 +1,6 @@
 /**
  * npm run bench:decode -- --pass-cost: where one decoding iteration spends its time, for each method at its
- * defaults: an AR step, speculative decoding (AR drafter, γ 4) and SpecDiff (γ 3 through the draft head), in
+ * defaults (an AR step, speculative decoding with the AR drafter, SpecDiff through the draft head), in
  * one sampled regime (temperature 0.8, top-k 50 unless --temperature / --top-k), on the first held-out passage.
  * Per phase (draft, verify; an AR step is one phase): CPU time recording it, time from then until its result is
  * back, dispatches, bind groups made, and the GPU time of the profiled iterations (timestamp queries).
@@ -137,10 +137,13 @@ async function measure(name: string, drafter: Drafter | null, gamma: number): Pr
   return { name, draft: per(sums.draft), verify: per(sums.verify) };
 }
 
+const arDrafter = new ARDrafter(arModel);
+const diffusionDrafter = new DiffusionDrafter(mdlm);
+const [arGamma, sdGamma] = [arDrafter.defaults().gamma, diffusionDrafter.defaults(sampling).gamma];
 const results = [
   await measure('AR step', null, 0),
-  await measure('speculative (γ 4)', new ARDrafter(arModel), 4),
-  await measure('SpecDiff (γ 3)', new DiffusionDrafter(mdlm), 3),
+  await measure(`speculative (γ ${arGamma})`, arDrafter, arGamma),
+  await measure(`SpecDiff (γ ${sdGamma})`, diffusionDrafter, sdGamma),
 ];
 console.log(`adapter: ${device.info.adapter}; weights ${dtype}; ${JSON.stringify(sampling)}; context ${context.length} tokens; ${iterations} timed iterations`);
 console.log('per iteration; wait: from the end of recording until the readback is back; GPU: timestamp queries of profiled iterations\n');
