@@ -11,9 +11,12 @@ import {
   bundledModelPath,
   bundledModelsDir,
   createNodeDevice,
+  defaultCacheDir,
   dirFolder,
   lavapipeThreads,
   loadPipeline,
+  loadTuning,
+  saveTuning,
   urlFolder,
   type BundledModel,
   type GenerationStats,
@@ -66,16 +69,22 @@ options:
                      specdiff-webgpu-models package or the repository's models/)
   --drafter DIR|URL  MDLM drafter folder (default: bundled)
   --ar-drafter DIR|URL  GPT-2 drafter folder (default: bundled)
-  --cache-dir DIR    where files loaded by URL are kept (default: the user's cache folder,
-                     e.g. ~/.cache/specdiff-webgpu)
+  --cache-dir DIR    where files loaded by URL and --autotune's choices are kept (default:
+                     the user's cache folder, e.g. ~/.cache/specdiff-webgpu)
   --f32              keep weights in f32 (default: f16, half the memory and bandwidth)
-  --autotune         time the matmul kernel variants for these shapes first and use the fastest
+  --autotune         time the matmul kernel variants for these shapes first and use the fastest;
+                     the choices are kept per adapter in the cache folder, so a later run
+                     with --autotune times only the shapes it has not seen
   --json             print the result and statistics as JSON (stdout); otherwise the
                      generated text alone goes to stdout, the prompt and statistics to stderr
   --version          print the version
   --trace FILE       write one JSON line per decoding iteration to FILE: drafted ids, p and q of
                      each (when sampling), accepted count, emitted tokens, draft and verify ms
 `;
+
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(here, '..', 'package.json'), 'utf8')) as { version: string }).version;
+}
 
 /** A bad command line: reported before anything loads, exit code 2. */
 class UsageError extends Error {
@@ -194,10 +203,26 @@ async function load(values: Record<string, unknown>, methods: readonly string[])
   const pipe = await loadPipeline(device, sources, { dtype: values.f32 ? 'f32' : undefined, onProgress });
   if (!values.json) process.stderr.write(`adapter: ${device.info.adapter}\n`);
   if (values.autotune) {
+    const cacheDir = (values['cache-dir'] as string | undefined) ?? defaultCacheDir();
+    const say = (line: string): void => {
+      if (!values.json) process.stderr.write(`${line}\n`);
+    };
+    // Kernels change between versions, so choices are kept per version too.
+    const stamp = `specdiff-webgpu ${packageVersion()}`;
+    const kept = loadTuning(device, cacheDir, stamp);
+    if (kept.ignored) say(`ignoring the tuning kept in ${kept.path}: ${kept.ignored}`);
+    else if (kept.restored) say(`restored ${kept.restored} matmul choices measured earlier on this adapter (${kept.path})`);
     const t = performance.now();
     const { gamma, maxGamma, window } = genOptions(values);
     const table = await pipe.autotune({ gamma, maxGamma, window });
-    if (!values.json) process.stderr.write(`autotuned ${Object.keys(table).length} matmul shapes in ${((performance.now() - t) / 1000).toFixed(1)} s\n`);
+    say(`autotuned ${Object.keys(table).length} matmul shapes in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+    if (Object.keys(table).length) {
+      try {
+        say(`kept the choices in ${saveTuning(device, cacheDir, stamp)}`);
+      } catch (e) {
+        say(`could not keep the choices in ${cacheDir}: ${(e as Error).message}`);
+      }
+    }
   }
   return pipe;
 }
@@ -263,8 +288,7 @@ async function main(): Promise<void> {
   });
   const [command, ...rest] = positionals;
   if (values.version) {
-    const pkg = JSON.parse(readFileSync(join(here, '..', 'package.json'), 'utf8')) as { version: string };
-    process.stdout.write(`${pkg.version}\n`);
+    process.stdout.write(`${packageVersion()}\n`);
     return;
   }
   if (values.help || !command) {

@@ -15,6 +15,7 @@ export { dirFolder, fileSource, openCheckpointDir, openSafetensorsFile } from '.
 export { BUNDLED_MODELS, BundledModelsError, MODELS_PACKAGE, bundledModelPath, bundledModelsDir, type BundledModel } from './models/bundled-node.js';
 // In Node, urlFolder caches its downloads on disk (it replaces the browser entry's urlFolder).
 export { CacheError, defaultCacheDir, urlFolder, type CachedUrlOptions } from './models/url-cache-node.js';
+export { loadTuning, saveTuning, tuningFile, type LoadedTuning } from './tensor/tuning-cache-node.js';
 
 let dawn: GPU | null = null;
 

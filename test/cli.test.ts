@@ -76,6 +76,25 @@ describe('command line', () => {
     }
   }, 300_000);
 
+  it('--autotune keeps its choices per adapter in the cache folder: a second run restores them and times no shape again', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'specdiff-cli-tune-'));
+    try {
+      await writeTinyFolders(join(dir, 'models'), { tokenizerJson: true });
+      const args = ['generate', 'The ship', '--method', 'ar', '--max-new-tokens', '2', '--target', join(dir, 'models', 'target'), '--cache-dir', join(dir, 'cache'), '--autotune'];
+      const first = cli(...args);
+      expect(first.status, first.stderr).toBe(0);
+      const shapes = Number(/autotuned (\d+) matmul shapes/.exec(first.stderr)?.[1]);
+      expect(shapes).toBeGreaterThan(0);
+      expect(first.stderr).toMatch(/kept the choices in .*tuning/);
+      const second = cli(...args);
+      expect(second.status, second.stderr).toBe(0);
+      expect(second.stderr).toContain(`restored ${shapes} matmul choices measured earlier on this adapter`);
+      expect(second.stderr).toMatch(/autotuned 0 matmul shapes/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
+
   it('--version prints the package version', () => {
     const r = cli('--version');
     expect(r.status).toBe(0);
