@@ -73,8 +73,8 @@ options:
                      the user's cache folder, e.g. ~/.cache/specdiff-webgpu)
   --f32              keep weights in f32 (default: f16, half the memory and bandwidth)
   --autotune         time the matmul kernel variants for these shapes first and use the fastest;
-                     the choices are kept per adapter in the cache folder, so a later run
-                     with --autotune times only the shapes it has not seen
+                     the choices are kept per adapter in the cache folder: later runs use
+                     them, and --autotune then times only the shapes not seen yet
   --json             print the result and statistics as JSON (stdout); otherwise the
                      generated text alone goes to stdout, the prompt and statistics to stderr
   --version          print the version
@@ -202,16 +202,16 @@ async function load(values: Record<string, unknown>, methods: readonly string[])
   // No dtype: the library's default (f16).
   const pipe = await loadPipeline(device, sources, { dtype: values.f32 ? 'f32' : undefined, onProgress });
   if (!values.json) process.stderr.write(`adapter: ${device.info.adapter}\n`);
+  const say = (line: string): void => {
+    if (!values.json) process.stderr.write(`${line}\n`);
+  };
+  // Choices an earlier --autotune measured on this adapter, with this version (kernels change between versions).
+  const cacheDir = (values['cache-dir'] as string | undefined) ?? defaultCacheDir();
+  const stamp = `specdiff-webgpu ${packageVersion()}`;
+  const kept = loadTuning(device, cacheDir, stamp);
+  if (kept.ignored) say(`ignoring the tuning kept in ${kept.path}: ${kept.ignored}`);
+  else if (kept.restored) say(`restored ${kept.restored} matmul choices measured earlier on this adapter (${kept.path})`);
   if (values.autotune) {
-    const cacheDir = (values['cache-dir'] as string | undefined) ?? defaultCacheDir();
-    const say = (line: string): void => {
-      if (!values.json) process.stderr.write(`${line}\n`);
-    };
-    // Kernels change between versions, so choices are kept per version too.
-    const stamp = `specdiff-webgpu ${packageVersion()}`;
-    const kept = loadTuning(device, cacheDir, stamp);
-    if (kept.ignored) say(`ignoring the tuning kept in ${kept.path}: ${kept.ignored}`);
-    else if (kept.restored) say(`restored ${kept.restored} matmul choices measured earlier on this adapter (${kept.path})`);
     const t = performance.now();
     const { gamma, maxGamma, window } = genOptions(values);
     const table = await pipe.autotune({ gamma, maxGamma, window });

@@ -76,7 +76,7 @@ describe('command line', () => {
     }
   }, 300_000);
 
-  it('--autotune keeps its choices per adapter in the cache folder: a second run restores them and times no shape again', async () => {
+  it('--autotune keeps its choices per adapter in the cache folder: later runs restore them, and --autotune times no shape again', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'specdiff-cli-tune-'));
     try {
       await writeTinyFolders(join(dir, 'models'), { tokenizerJson: true });
@@ -90,6 +90,10 @@ describe('command line', () => {
       expect(second.status, second.stderr).toBe(0);
       expect(second.stderr).toContain(`restored ${shapes} matmul choices measured earlier on this adapter`);
       expect(second.stderr).toMatch(/autotuned 0 matmul shapes/);
+      const untuned = cli(...args.slice(0, -1));
+      expect(untuned.status, untuned.stderr).toBe(0);
+      expect(untuned.stderr).toContain(`restored ${shapes} matmul choices measured earlier on this adapter`);
+      expect(untuned.stderr).not.toMatch(/autotuned/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
