@@ -90,6 +90,7 @@ export function tunedMatmulChoice(device: Device, layout: WeightLayout, wtype: s
   if (!index) {
     index = { rows: new Map(), resolved: new Map() };
     for (const [k, c] of Object.entries(choices)) {
+      // tuneKey's fields: layout, weight type, rows, K, N.
       const m = /^matmul:(\w+):(\w+):m(\d+):(\d+)x(\d+)$/.exec(k);
       if (!m) continue;
       const shape = `${m[1]}:${m[2]}:${m[4]}x${m[5]}`;
