@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../src/tensor/tensor.js';
-import { argmax, argmaxProb, layerNorm, logSoftmax, softmax } from '../src/tensor/ops/rowwise.js';
+import { argmax, argmaxProb, embeddingAddLayerNorm, layerNorm, logSoftmax, softmax } from '../src/tensor/ops/rowwise.js';
+import { ShapeError } from '../src/tensor/errors.js';
 import { getDevice } from './helpers/device.js';
 import { argmaxRef, expectClose, layerNormRef, randn, softmaxRef } from './helpers/reference.js';
 
@@ -78,6 +79,57 @@ describe('layerNorm', () => {
     const dev = await getDevice();
     const x = Tensor.from(dev, new Float32Array(6), [2, 3]);
     expect(() => layerNorm(x, { weight: Tensor.from(dev, new Float32Array(2), [2]) })).toThrow(/must have 3 elements/);
+  });
+});
+
+describe('embeddingAddLayerNorm', () => {
+  /** table[ids] + residual rows (one row for all when residual has one), and its LayerNorm, on the CPU. */
+  function reference(table: Float32Array, D: number, ids: number[], residual: Float32Array, w?: Float32Array, b?: Float32Array) {
+    const rows = table.length / D;
+    const sum = new Float32Array(ids.length * D);
+    ids.forEach((id, r) => {
+      const res = residual.length === D ? 0 : r * D;
+      for (let i = 0; i < D; i++) sum[r * D + i] = (id >= 0 && id < rows ? table[id * D + i] : 0) + residual[res + i];
+    });
+    return { sum, normed: layerNormRef(sum, D, w, b) };
+  }
+
+  it('gives table rows plus residual rows and their LayerNorm, for every width LayerNorm runs', async () => {
+    const dev = await getDevice();
+    for (const [n, D] of [[1, 1], [3, 257], [2, 1000]] as const) {
+      const table = randn(5 * D, 21);
+      const residual = randn(n * D, 22);
+      const [w, b] = [randn(D, 23), randn(D, 24)];
+      const ids = Array.from({ length: n }, (_, i) => (3 * i + 1) % 5);
+      const out = embeddingAddLayerNorm(Tensor.from(dev, table, [5, D]), Tensor.from(dev, Int32Array.from(ids), [n]), Tensor.from(dev, residual, [n, D]), {
+        weight: Tensor.from(dev, w, [D]),
+        bias: Tensor.from(dev, b, [D]),
+      });
+      const want = reference(table, D, ids, residual, w, b);
+      expectClose(await out.sum.read(), want.sum, 1e-6, 1e-6);
+      expectClose(await out.normed.read(), want.normed, 1e-5, 1e-5);
+    }
+  });
+
+  it('adds a one-row residual to every row, reads ids in place from rows of a larger tensor, and an id outside the table reads zeros', async () => {
+    const dev = await getDevice();
+    const D = 64;
+    const table = randn(4 * D, 25);
+    const residual = randn(D, 26);
+    // ids 2, 7 (outside), 0 at rows 1, 3, 5 of a [6] tensor.
+    const all = Int32Array.of(9, 2, 9, 7, 9, 0);
+    const out = embeddingAddLayerNorm(Tensor.from(dev, table, [4, D]), { tensor: Tensor.from(dev, all, [6]), row: 1, stride: 2, count: 3 }, Tensor.from(dev, residual, [1, D]));
+    const want = reference(table, D, [2, 7, 0], residual);
+    expectClose(await out.sum.read(), want.sum, 1e-6, 1e-6);
+    expectClose(await out.normed.read(), want.normed, 1e-5, 1e-5);
+  });
+
+  it('rejects an f16 table and a residual of the wrong size with typed errors naming them', async () => {
+    const dev = await getDevice();
+    const ids = Tensor.from(dev, Int32Array.of(0, 1), [2]);
+    const residual = Tensor.from(dev, new Float32Array(16), [2, 8]);
+    expect(() => embeddingAddLayerNorm(Tensor.from(dev, new Float32Array(32), [4, 8], 'f16'), ids, residual)).toThrow(ShapeError);
+    expect(() => embeddingAddLayerNorm(Tensor.from(dev, new Float32Array(32), [4, 8]), ids, Tensor.from(dev, new Float32Array(24), [3, 8]))).toThrow(/residual must be f32 \[2, 8\] or \[1, 8\]/);
   });
 });
 

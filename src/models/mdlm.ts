@@ -14,7 +14,7 @@ import { concat, embedding, slice } from '../tensor/ops/gather.js';
 import type { IdRows } from '../tensor/ops/rows.js';
 import { add } from '../tensor/ops/elementwise.js';
 import { matmul } from '../tensor/ops/matmul.js';
-import { layerNorm, logSoftmax } from '../tensor/ops/rowwise.js';
+import { embeddingAddLayerNorm, layerNorm, logSoftmax } from '../tensor/ops/rowwise.js';
 import { appendQKV, attention, KVCache, LayerKVCaches, ropeTable, ropeTableAt, type AttentionOptions } from '../tensor/ops/attention.js';
 import { MAX_TREE_ROWS } from '../shaders/attention.js';
 import { ConfigError, type MDLMConfig } from './config.js';
@@ -132,13 +132,26 @@ function scaleRows(w: Float32Array, gate: Float64Array): Float32Array {
 }
 
 /**
- * The draft head's weights: token_proj (d, d) reads the embedding of the token before each drafted position,
- * feature_proj (d, draft_head_features), if any, the target's state that predicted the last context token.
+ * The draft head's weights. Its input at a drafted position is the position's mask state plus token_proj (d, d)
+ * of the embedding of the token before it; token_proj is folded into the embedding at load, so tokenTable (V, d)
+ * holds every token's projected embedding and a head step gathers one row instead of running a matmul.
+ * feature_proj (d, draft_head_features), if any, reads the target's state that predicted the last context token.
  */
 interface DraftHead {
-  token_proj: Tensor;
+  tokenTable: Tensor;
   feature_proj: Tensor | null;
   block: Block;
+}
+
+/**
+ * vocab_embed · token_projᵀ (V, d), f32: the draft head's token input for every token, computed on the GPU at load
+ * from the embedding as stored. token_proj is freed; the table is kept by `reader`.
+ */
+function projectedEmbedding(device: Device, vocabEmbed: Tensor, tokenProj: Tensor, reader: WeightReader): Tensor {
+  const V = vocabEmbed.shape[0];
+  const table = device.scope(() => matmul(embedding(vocabEmbed, Tensor.from(device, Int32Array.from({ length: V }, (_, i) => i), [V])), tokenProj, { layout: 'nk' }));
+  tokenProj.dispose();
+  return reader.track(table);
 }
 
 /** Keys and values of a block-causal MDLM's context, one cache per block. */
@@ -226,7 +239,7 @@ export class MDLM {
     const headKeys = keys.draft_head;
     const head = headKeys
       ? {
-          token_proj: await gpu(headKeys.token_proj.weight, dtype),
+          tokenTable: projectedEmbedding(device, vocabEmbed, await gpu(headKeys.token_proj.weight, dtype), r),
           feature_proj: headKeys.feature_proj ? await gpu(headKeys.feature_proj.weight, dtype) : null,
           block: await loadBlock(headKeys.block),
         }
@@ -255,13 +268,13 @@ export class MDLM {
     return [...features, nk(rows, d, 3 * d), nk(rows, d, d), nk(rows, d, MLP_RATIO * d), nk(rows, MLP_RATIO * d, d), nk(gamma, d, V)];
   }
 
-  /** The matmuls one draft-head step runs (for autotuning): one row through token_proj (and feature_proj), the head's block and the output layer. */
+  /** The matmuls one draft-head step runs (for autotuning): one row through feature_proj (if any), the head's block and the output layer. */
   draftHeadMatmulSignatures(): MatmulSignature[] {
     const { hiddenDim: d, vocabSize: V, draftHeadFeatures } = this.config;
     const dtype = this.linear.w.dtype as 'f32' | 'f16';
     const nk = (K: number, N: number): MatmulSignature => ({ layout: 'nk', dtype, rows: 1, K, N });
     const features = draftHeadFeatures ? [nk(draftHeadFeatures, d)] : [];
-    return [nk(d, d), ...features, nk(d, 3 * d), nk(d, MLP_RATIO * d), nk(MLP_RATIO * d, d), nk(d, V)];
+    return [...features, nk(d, 3 * d), nk(d, d), nk(d, MLP_RATIO * d), nk(MLP_RATIO * d, d), nk(d, V)];
   }
 
   /**
@@ -355,11 +368,15 @@ export class MDLM {
     const d = this.config.hiddenDim;
     if (state.size !== d) throw new RangeError(`MDLM.draftHeadLogitsForDrafts: state must be [1, ${d}], got [${state.shape}]`);
     return this.device.scope(() => {
-      const each = (t: Tensor) => embedding(t.reshape([1, t.size]), Tensor.from(this.device, new Int32Array(K), [K])); // row 0, K times
-      let x = matmul(embedding(this.vocab_embed, previous), head.token_proj, { layout: 'nk', residual: each(state) });
-      if (position === 0 && feature && head.feature_proj) x = matmul(each(feature), head.feature_proj, { layout: 'nk', residual: x });
+      // The state is every draft's: [1, d] added to each row.
+      const input = embeddingAddLayerNorm(head.tokenTable, previous, state.reshape([1, d]), head.block.norm1);
+      let [x, normed]: [Tensor, Tensor | undefined] = [input.sum, input.normed];
+      if (position === 0 && feature && head.feature_proj) {
+        x = matmul(embedding(feature.reshape([1, feature.size]), Tensor.from(this.device, new Int32Array(K), [K])), head.feature_proj, { layout: 'nk', residual: x });
+        normed = undefined;
+      }
       const masks = Tensor.from(this.device, Uint32Array.from({ length: K }, (_, k) => Array.from({ length: position + 1 }, (_, i) => 2 ** (i * K + k)).reduce((a, b) => a + b)), [K]);
-      return this.project(this.block(head.block, x, cache, { causal: true, tree: masks, treeKeys: (position + 1) * K }, this.headRope(K)));
+      return this.project(this.block(head.block, x, cache, { causal: true, tree: masks, treeKeys: (position + 1) * K }, this.headRope(K), normed));
     });
   }
 
@@ -399,12 +416,14 @@ export class MDLM {
       throw new RangeError(`MDLM.draftHeadLogits: feature must be [1, ${width}], got [${feature.shape}]`);
     }
     return this.device.scope(() => {
-      let x = matmul(embedding(this.vocab_embed, previous), head.token_proj, { layout: 'nk', residual: states.reshape([R, d]) });
+      const input = embeddingAddLayerNorm(head.tokenTable, previous, states.reshape([R, d]), head.block.norm1);
+      let [x, normed]: [Tensor, Tensor | undefined] = [input.sum, input.normed];
       if (first && feature && head.feature_proj) {
         const projected = matmul(feature, head.feature_proj, { layout: 'nk', residual: slice(x, 0, 1, 0) });
         x = R === 1 ? projected : concat([projected, slice(x, 1, R, 0)], 0);
+        normed = undefined;
       }
-      return this.project(this.block(head.block, x, cache, { causal: true }));
+      return this.project(this.block(head.block, x, cache, { causal: true }, this.rope, normed));
     });
   }
 
@@ -444,9 +463,12 @@ export class MDLM {
     return embedding(x, Tensor.from(this.device, Int32Array.from(positions), [positions.length])); // (P, d)
   }
 
-  /** One DiT block over x, appending its keys and values to kv; `rope` null: no rotary (learned positions). */
-  private block(b: Block, x: Tensor, kv: KVCache, attn: AttentionOptions, rope: Tensor | null = this.rope): Tensor {
-    const q = appendQKV(matmul(layerNorm(x, b.norm1), b.attn_qkv, { layout: 'nk', bias: b.attn_qkv_bias ?? undefined }), kv, rope ?? undefined);
+  /**
+   * One DiT block over x, appending its keys and values to kv; `rope` null: no rotary (learned positions).
+   * `normed`: layerNorm(x, b.norm1) where the caller already has it.
+   */
+  private block(b: Block, x: Tensor, kv: KVCache, attn: AttentionOptions, rope: Tensor | null = this.rope, normed?: Tensor): Tensor {
+    const q = appendQKV(matmul(normed ?? layerNorm(x, b.norm1), b.attn_qkv, { layout: 'nk', bias: b.attn_qkv_bias ?? undefined }), kv, rope ?? undefined);
     x = matmul(attention(q, kv, attn), b.attn_out, { layout: 'nk', bias: b.attn_out_bias ?? undefined, residual: x });
     const h = matmul(layerNorm(x, b.norm2), b.mlp[0].w, { layout: 'nk', bias: b.mlp[0].b, gelu: true });
     return matmul(h, b.mlp[2].w, { layout: 'nk', bias: b.mlp[2].b, residual: x });

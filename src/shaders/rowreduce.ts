@@ -12,28 +12,60 @@ export interface LayerNormVariant {
   wtype: WeightType;
   /** Invocations per row. */
   wg: number;
+  /**
+   * The rows normalised are table rows gathered by id plus residual rows (the sum is written out too) instead of
+   * rows of X: an embedding, its residual add and the LayerNorm after them in one dispatch.
+   */
+  gatherAdd?: boolean;
 }
 
-/** y = (x - mean) / sqrt(var + eps) · w + b, statistics in two passes for accuracy. */
+/** Params of a gatherAdd LayerNorm: ROW_PARAMS, then the table's rows and where ids and residual rows are read. */
+export const LAYERNORM_GATHER_PARAMS = 'uufuuuu';
+
+/**
+ * y = (x - mean) / sqrt(var + eps) · w + b, statistics in two passes for accuracy.
+ * With gatherAdd, x = Table[Ids[idBase + row·idStride]] + Res[row·resStride] (an id outside the table reads a
+ * zero row), and x is written to Sum.
+ */
 export function layerNormWGSL(v: LayerNormVariant): string {
-  let b = 1;
+  let b = v.gatherAdd ? 3 : 1;
   const wDecl = v.weight ? weightArray('weight', b++, v.wtype) : '';
   const bDecl = v.bias ? weightArray('bias', b++, v.wtype) : '';
-  return `${paramsStruct(['rows', 'D', 'eps'], ROW_PARAMS, b + 1)}
-@group(0) @binding(0) var<storage, read> X: array<f32>;
+  const input = v.gatherAdd
+    ? `@group(0) @binding(0) var<storage, read> Ids: array<i32>;
+@group(0) @binding(1) var<storage, read> Table: array<f32>;
+@group(0) @binding(2) var<storage, read> Res: array<f32>;`
+    : '@group(0) @binding(0) var<storage, read> X: array<f32>;';
+  const output = v.gatherAdd
+    ? `@group(0) @binding(${b}) var<storage, read_write> Sum: array<f32>;
+@group(0) @binding(${b + 1}) var<storage, read_write> Y: array<f32>;`
+    : `@group(0) @binding(${b}) var<storage, read_write> Y: array<f32>;`;
+  const rowStart = v.gatherAdd
+    ? `
+  let id = u32(Ids[P.idBase + row * P.idStride]);
+  let inTable = id < P.tableRows;
+  let tableBase = min(id, P.tableRows - 1u) * P.D;
+  let resBase = row * P.resStride * P.D;`
+    : '';
+  const x = (i: string) => (v.gatherAdd ? `(select(0.0, Table[tableBase + ${i}], inTable) + Res[resBase + ${i}])` : `X[base + ${i}]`);
+  return `${v.gatherAdd ? paramsStruct(['rows', 'D', 'eps', 'tableRows', 'idBase', 'idStride', 'resStride'], LAYERNORM_GATHER_PARAMS, b + 2) : paramsStruct(['rows', 'D', 'eps'], ROW_PARAMS, b + 1)}
+${input}
 ${wDecl}
 ${bDecl}
-@group(0) @binding(${b}) var<storage, read_write> Y: array<f32>;
+${output}
 ${workgroupReduce('reduceSum', 'f32', '+', v.wg)}
-${rowEntry(v.wg, 'P.D')}
+${rowEntry(v.wg, 'P.D')}${rowStart}
   var s = 0.0;
-  for (var i = t; i < P.D; i += ${v.wg}u) { s += X[base + i]; }
+  for (var i = t; i < P.D; i += ${v.wg}u) {
+    let x = ${x('i')};${v.gatherAdd ? ' Sum[base + i] = x;' : ''}
+    s += x;
+  }
   let mean = reduceSum(s, t) / f32(P.D);
   var q = 0.0;
-  for (var i = t; i < P.D; i += ${v.wg}u) { let d = X[base + i] - mean; q += d * d; }
+  for (var i = t; i < P.D; i += ${v.wg}u) { let d = ${x('i')} - mean; q += d * d; }
   let inv = inverseSqrt(reduceSum(q, t) / f32(P.D) + P.eps);
   for (var i = t; i < P.D; i += ${v.wg}u) {
-    var y = (X[base + i] - mean) * inv;
+    var y = (${x('i')} - mean) * inv;
     ${v.weight ? 'y *= weight(i);' : ''}
     ${v.bias ? 'y += bias(i);' : ''}
     Y[base + i] = y;

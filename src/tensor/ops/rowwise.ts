@@ -1,9 +1,9 @@
-/** Ops over the last axis, one workgroup per row: LayerNorm, softmax, log-softmax, argmax (with its probability). */
+/** Ops over the last axis, one workgroup per row: LayerNorm (also of gathered rows plus a residual), softmax, log-softmax, argmax (with its probability). */
 import { assertShape, shapeStr } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { grid2d } from '../../shaders/common.js';
-import { ARGMAX_PARAMS, argmaxWGSL, layerNormWGSL, ROW_PARAMS, softmaxWGSL } from '../../shaders/rowreduce.js';
-import { checkRowsOf, type RowsOf } from './rows.js';
+import { ARGMAX_PARAMS, argmaxWGSL, LAYERNORM_GATHER_PARAMS, layerNormWGSL, ROW_PARAMS, softmaxWGSL } from '../../shaders/rowreduce.js';
+import { checkRowsOf, type IdRows, type RowsOf } from './rows.js';
 import { kernelSpec } from '../spec.js';
 import type { KernelTuning } from '../tuning.js';
 
@@ -23,24 +23,64 @@ export interface LayerNormOptions {
   eps?: number;
 }
 
+/** The weight and bias dtype of a LayerNorm (f32 without either), after checking both have D elements. */
+function normWeightType(op: string, D: number, opts: LayerNormOptions): 'f32' | 'f16' {
+  const wtype = (opts.weight?.dtype ?? opts.bias?.dtype ?? 'f32') as 'f32' | 'f16';
+  for (const [name, t] of [['weight', opts.weight], ['bias', opts.bias]] as const) {
+    if (!t) continue;
+    assertShape(t.size === D, op, `${name} ${shapeStr(t.shape)} must have ${D} elements`);
+    assertShape(t.dtype === wtype, op, `weight and bias dtypes differ`);
+  }
+  return wtype;
+}
+
+function layerNormSpec(x: { device: Tensor['device'] }, D: number, opts: LayerNormOptions, wtype: 'f32' | 'f16', gatherAdd: boolean) {
+  const v = { weight: !!opts.weight, bias: !!opts.bias, wtype, wg: layerNormWG(x.device.tuning, D), gatherAdd };
+  const key = `layernorm${gatherAdd ? '_gather_add' : ''}_${v.weight ? 'w' : ''}${v.bias ? 'b' : ''}_${wtype}_wg${v.wg}`;
+  const inputs = gatherAdd ? (['r', 'r', 'r'] as const) : (['r'] as const);
+  const outputs = gatherAdd ? (['w', 'w'] as const) : (['w'] as const);
+  const bindings = [...inputs, ...(v.weight ? ['r' as const] : []), ...(v.bias ? ['r' as const] : []), ...outputs];
+  return kernelSpec(key, bindings, gatherAdd ? LAYERNORM_GATHER_PARAMS : ROW_PARAMS, () => layerNormWGSL(v));
+}
+
 export function layerNorm(x: Tensor, opts: LayerNormOptions = {}): Tensor {
   x.assertLive('layerNorm');
   assertShape(x.dtype === 'f32', 'layerNorm', `expects f32 input, got ${x.dtype}`);
   const [rows, D] = rowsOf(x);
-  const wtype = (opts.weight?.dtype ?? opts.bias?.dtype ?? 'f32') as 'f32' | 'f16';
-  for (const [name, t] of [['weight', opts.weight], ['bias', opts.bias]] as const) {
-    if (!t) continue;
-    assertShape(t.size === D, 'layerNorm', `${name} ${shapeStr(t.shape)} must have ${D} elements`);
-    assertShape(t.dtype === wtype, 'layerNorm', `weight and bias dtypes differ`);
-  }
-  const v = { weight: !!opts.weight, bias: !!opts.bias, wtype, wg: layerNormWG(x.device.tuning, D) };
-  const key = `layernorm_${v.weight ? 'w' : ''}${v.bias ? 'b' : ''}_${wtype}_wg${v.wg}`;
-  const bindings = ['r', ...(v.weight ? ['r' as const] : []), ...(v.bias ? ['r' as const] : []), 'w'] as const;
-  const spec = kernelSpec(key, [...bindings], ROW_PARAMS, () => layerNormWGSL(v));
+  const spec = layerNormSpec(x, D, opts, normWeightType('layerNorm', D, opts), false);
   const out = Tensor.empty(x.device, x.shape);
   const buffers = [x, opts.weight, opts.bias, out].filter((t): t is Tensor => !!t).map((t) => t.binding);
   x.device.dispatch(spec, buffers, [rows, D, opts.eps ?? 1e-5], grid2d(rows));
   return out;
+}
+
+/**
+ * sum = table[ids] + residual and normed = layerNorm(sum), both [n, D], in one dispatch: an embedding read into a
+ * residual stream that a LayerNorm reads next. `table` f32 [rows, D] (an id outside it reads a zero row); ids as
+ * in embedding(); `residual` [n, D], or [1, D] added to every row.
+ */
+export function embeddingAddLayerNorm(table: Tensor, ids: Tensor | IdRows, residual: Tensor, opts: LayerNormOptions = {}): { sum: Tensor; normed: Tensor } {
+  const op = 'embeddingAddLayerNorm';
+  table.assertLive(op);
+  residual.assertLive(op);
+  const source = ids instanceof Tensor ? ids : ids.tensor;
+  source.assertLive(op);
+  assertShape(table.shape.length === 2 && table.dtype === 'f32', op, `table must be 2-D f32, got ${shapeStr(table.shape)} ${table.dtype}`);
+  assertShape(source.dtype === 'i32', op, `ids must be i32, got ${source.dtype}`);
+  const [tableRows, D] = table.shape;
+  const maxBinding = table.device.limits.maxStorageBufferBindingSize;
+  assertShape(table.size * 4 <= maxBinding, op, `table ${shapeStr(table.shape)} exceeds this device's binding limit of ${maxBinding} bytes`);
+  const n = ids instanceof Tensor ? ids.size : ids.count;
+  const idStride = ids instanceof Tensor || n === 0 ? 1 : checkRowsOf(ids, n, 1, op);
+  assertShape(residual.dtype === 'f32' && (residual.size === n * D || residual.size === D), op, `residual must be f32 [${n}, ${D}] or [1, ${D}], got ${shapeStr(residual.shape)} ${residual.dtype}`);
+  const spec = layerNormSpec(table, D, opts, normWeightType(op, D, opts), true);
+  const sum = Tensor.empty(table.device, [n, D]);
+  const normed = Tensor.empty(table.device, [n, D]);
+  if (n === 0) return { sum, normed };
+  const buffers = [source, table, residual, opts.weight, opts.bias, sum, normed].filter((t): t is Tensor => !!t).map((t) => t.binding);
+  const resStride = residual.size === n * D ? 1 : 0;
+  table.device.dispatch(spec, buffers, [n, D, opts.eps ?? 1e-5, tableRows, ids instanceof Tensor ? 0 : ids.row, idStride, resStride], grid2d(n));
+  return { sum, normed };
 }
 
 function softmaxImpl(x: Tensor, log: boolean, alpha: number): Tensor {
