@@ -168,8 +168,69 @@ describe('filteredProbs', () => {
     }
   });
 
+  it('with a draw, also draws from each row it writes the index sampleRows would draw, in the same dispatch, in workgroups of 32 to 256', async () => {
+    const dev = await getDevice();
+    const [rows, V] = [3, 5000];
+    const x = randn(rows * V, 43, 2);
+    const r = rng(44);
+    const u = Float32Array.from({ length: rows }, () => r());
+    // The draw's code depends on the workgroup size only: every size with top-k, the default search with the other filters.
+    const sizes = ([32, 64, 128, 256] as const).map((wg) => [{ digitBits: 2, wg } as ThresholdSearch, { temperature: 0.8, topK: 50 }] as const);
+    const filters = [{ temperature: 1 }, { temperature: 1.1, topP: 0.6 }].map((f) => [dev.tuning.thresholdSearch, f] as const);
+    for (const [search, f] of [...sizes, ...filters]) {
+      if (thresholdSearchBytes(search) > dev.limits.maxComputeWorkgroupStorageSize) continue;
+      // Rows 1, 3, 5 of q and of the ids.
+      const q = Tensor.empty(dev, [2 * rows, V]);
+      const ids = Tensor.from(dev, new Int32Array(2 * rows).fill(-7), [2 * rows]);
+      const before = dev.dispatchCount;
+      filteredProbs(Tensor.from(dev, x, [rows, V]), f, search, { into: { tensor: q, row: 1, stride: 2 }, draw: { uniforms: Tensor.from(dev, u, [rows]), ids: { tensor: ids, row: 1, stride: 2 } } });
+      expect(dev.dispatchCount - before).toBe(1);
+      const [probs, drawn] = [await q.read(), await ids.read()];
+      const want = filteredProbsRef(x, V, f);
+      for (let i = 0; i < rows; i++) {
+        const row = probs.subarray((2 * i + 1) * V, (2 * i + 2) * V);
+        expectClose(row, want.subarray(i * V, (i + 1) * V), 1e-5, 1e-9);
+        expect(drawn[2 * i + 1], JSON.stringify({ search, f, i })).toBe(sampleRef(row, u[i]));
+        expect(drawn[2 * i]).toBe(-7);
+      }
+    }
+  });
+
+  it('with a draw, draws follow the filtered distribution: 20000 draws pass a chi-square test, and no filtered-out token is drawn', async () => {
+    const dev = await getDevice();
+    const logits = Float32Array.of(0.5, 2, -1, 1.5, 0.1, 1, -3, 0.7, 1.2);
+    const V = logits.length;
+    const N = 20000;
+    const x = new Float32Array(N * V);
+    for (let i = 0; i < N; i++) x.set(logits, i * V);
+    const r = rng(45);
+    const u = Float32Array.from({ length: N }, () => r());
+    const f = { temperature: 0.9, topK: 5 };
+    const ids = Tensor.empty(dev, [N], 'i32');
+    filteredProbs(Tensor.from(dev, x, [N, V]), f, undefined, { draw: { uniforms: Tensor.from(dev, u, [N]), ids: { tensor: ids, row: 0 } } });
+    const p = filteredProbsRef(logits, V, f);
+    const counts = new Array(V).fill(0);
+    for (const i of await ids.read()) counts[i]++;
+    let chi2 = 0;
+    for (let i = 0; i < V; i++) {
+      if (p[i] === 0) expect(counts[i]).toBe(0);
+      else chi2 += (counts[i] - N * p[i]) ** 2 / (N * p[i]);
+    }
+    // 4 degrees of freedom: P(chi2 > 18.5) = 0.001.
+    expect(chi2).toBeLessThan(18.5);
+  });
+
+  it('with a draw, rejects a uniform count that is not the row count and ids that are not i32 rows inside their tensor', async () => {
+    const dev = await getDevice();
+    const x = Tensor.from(dev, new Float32Array(8), [2, 4]);
+    const ids = { tensor: Tensor.empty(dev, [2], 'i32'), row: 0 };
+    expect(() => filteredProbs(x, { temperature: 1 }, undefined, { draw: { uniforms: Tensor.from(dev, [0.5], [1]), ids } })).toThrow(/draw needs 2 f32 uniforms/);
+    expect(() => filteredProbs(x, { temperature: 1 }, undefined, { draw: { uniforms: Tensor.from(dev, [0.5, 0.5], [2]), ids: { ...ids, row: 1 } } })).toThrow(/run past/);
+    expect(() => filteredProbs(x, { temperature: 1 }, undefined, { draw: { uniforms: Tensor.from(dev, [0.5, 0.5], [2]), ids: { tensor: Tensor.empty(dev, [2]), row: 0 } } })).toThrow(/must be i32/);
+  });
+
   it('refuses a threshold search that does not fit the workgroup memory (naming the bytes) or that it does not have', () => {
-    expect(() => checkSearch({ digitBits: 4, wg: 256 }, 16384)).toThrow(/needs 25800 bytes of workgroup memory; this device allows 16384/);
+    expect(() => checkSearch({ digitBits: 4, wg: 256 }, 16384)).toThrow(/needs 27848 bytes of workgroup memory; this device allows 16384/);
     expect(() => checkSearch({ digitBits: 4, wg: 128 }, 16384)).not.toThrow();
     expect(() => checkSearch({ digitBits: 3 as never, wg: 64 }, 16384)).toThrow(/digitBits must be 1, 2 or 4/);
     expect(() => checkSearch({ digitBits: 2, wg: 48 as never }, 16384)).toThrow(/wg must be/);

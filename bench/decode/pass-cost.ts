@@ -118,7 +118,7 @@ async function measure(name: string, drafter: Drafter | null, gamma: number): Pr
       });
       const out = await phase(sums.verify, mode, () => {
         const v = recordVerify(target, cache, context[context.length - 1], tokens, q, sampling, rng);
-        return v.greedy ? [v.argmax] : [v.px, v.qx, v.draws, v.bonus];
+        return v.greedy ? [v.argmax] : [v.px, v.qx, v.draws, v.pDraws];
       });
       for (const t of [tokens, q, ...out]) t.dispose();
     }

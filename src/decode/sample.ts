@@ -2,7 +2,7 @@
 import type { Device } from '../tensor/device.js';
 import { Tensor } from '../tensor/tensor.js';
 import { argmax, argmaxProb } from '../tensor/ops/rowwise.js';
-import { filteredProbs, pickPerRow, sampleRows } from '../tensor/ops/sample.js';
+import { filteredProbs, pickPerRow } from '../tensor/ops/sample.js';
 import type { ResolvedSampling } from './options.js';
 import type { Rng } from './rng.js';
 import type { RowsOf } from '../tensor/ops/rows.js';
@@ -27,8 +27,9 @@ export function selectTokens(device: Device, logits: Tensor, s: ResolvedSampling
     return { ids, probs: null, confidence: prob };
   }
   const rows = logits.size / logits.shape[logits.shape.length - 1];
-  const probs = filteredProbs(logits, { temperature: s.temperature, topK: s.topK, topP: s.topP });
-  const ids = sampleRows(probs, Tensor.from(device, uniforms ?? rng.uniforms(rows), [rows]));
+  const ids = Tensor.empty(device, [rows], 'i32');
+  const draw = { uniforms: Tensor.from(device, uniforms ?? rng.uniforms(rows), [rows]), ids: { tensor: ids, row: 0 } };
+  const probs = filteredProbs(logits, { temperature: s.temperature, topK: s.topK, topP: s.topP }, undefined, { draw });
   const confidence = withConfidence ? pickPerRow(probs, ids) : null;
   return { ids, probs, confidence };
 }
@@ -55,7 +56,6 @@ export function selectTokensInto(device: Device, logits: Tensor, s: ResolvedSamp
   if (!into.q) throw new RangeError('selectTokensInto: sampling needs a q to write the distributions into');
   const rows = logits.size / logits.shape[logits.shape.length - 1];
   const V = into.q.shape[into.q.shape.length - 1];
-  const where = { row: into.row, stride: into.stride };
-  filteredProbs(logits, { temperature: s.temperature, topK: s.topK, topP: s.topP }, undefined, { cols: V, into: { tensor: into.q, ...where } });
-  sampleRows(into.q, Tensor.from(device, uniforms ?? rng.uniforms(rows), [rows]), { rows: where, into: at });
+  const draw = { uniforms: Tensor.from(device, uniforms ?? rng.uniforms(rows), [rows]), ids: at };
+  filteredProbs(logits, { temperature: s.temperature, topK: s.topK, topP: s.topP }, undefined, { cols: V, into: { tensor: into.q, row: into.row, stride: into.stride }, draw });
 }

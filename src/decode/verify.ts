@@ -54,13 +54,13 @@ export async function verifyDraft(
     const accepted = acceptedPrefixGreedy(d, am);
     return { draft: Array.from(d), accepted, next: am[accepted] };
   }
-  const { px, qx, draws, bonus } = out;
-  const [d, p, qv, r, b] = await readTensors([draft, px, qx, draws, bonus]);
-  for (const t of [px, qx, draws, bonus]) t.dispose();
+  const { px, qx, draws, pDraws } = out;
+  const [d, p, qv, r, b] = await readTensors([draft, px, qx, draws, pDraws]);
+  for (const t of [px, qx, draws, pDraws]) t.dispose();
   checkSampledIds(d, target.vocabSize, 'the drafter');
   // Only the draw that is used must be a token: residual rows past the accepted prefix may be empty.
   const accepted = acceptedPrefix({ p, q: qv, u: uAccept });
-  const next = accepted < g ? r[accepted] : b[0];
+  const next = accepted < g ? r[accepted] : b[g];
   checkSampledIds([next], target.vocabSize, 'the target');
   return { draft: Array.from(d), accepted, next, p: Array.from(p), q: Array.from(qv) };
 }
@@ -85,14 +85,18 @@ export function recordVerify(
     dev.copy(draft.buffer, 0, ids.buffer, 4, 4 * g);
     const logits = target.forward(ids, cache, g + 1, states); // (γ + 1, V)
     if (sampling.temperature === 0 || !q) return { greedy: true as const, argmax: argmax(logits) };
-    const p = filteredProbs(logits, { temperature: sampling.temperature, topK: sampling.topK, topP: sampling.topP });
+    // Every row of p draws with uDraw (in the dispatch that filters it); only the last row's, the bonus token, is used.
+    const pDraws = Tensor.empty(dev, [g + 1], 'i32');
+    const p = filteredProbs(logits, { temperature: sampling.temperature, topK: sampling.topK, topP: sampling.topP }, undefined, {
+      draw: { uniforms: Tensor.from(dev, uDraw, [g + 1]), ids: { tensor: pDraws, row: 0 } },
+    });
     const residual = binary('subRelu', slice(p, 0, g, 0), q); // max(0, p_i − q_i), unnormalised
     return {
       greedy: false as const,
       px: pickPerRow(p, draft),
       qx: pickPerRow(q, draft),
       draws: sampleRows(residual, Tensor.from(dev, uDraw.subarray(0, g), [g])),
-      bonus: sampleRows(p, Tensor.from(dev, uDraw.subarray(g), [1]), { rows: { row: g } }),
+      pDraws,
     };
   });
 }

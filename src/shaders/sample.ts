@@ -6,7 +6,8 @@
  *    order-preserving integer image of the floats (no sort); tokens tied with the threshold
  *    are kept.
  *  - sampleRows: inverse-CDF draw per row from non-negative weights (need not sum to 1) with a
- *    uniform supplied by the caller's seeded generator.
+ *    uniform supplied by the caller's seeded generator. filteredProbs can make the same draw from the
+ *    rows it filters, in the same dispatch.
  */
 import { paramsStruct, rowEntry, workgroupReduce, workgroupReduceBytes } from './common.js';
 
@@ -36,11 +37,13 @@ export interface ThresholdSearch {
 export const TOPK_GATHER_CAPACITY = 1024;
 
 /**
- * Workgroup memory filteredProbs needs: its scalar sums and max, the candidates' sums, and the top-k gather (the
- * invocations' maxima, their bound, the gathered keys and their count).
+ * Workgroup memory filteredProbs needs: its scalar sums and max, the candidates' sums, the top-k gather (the
+ * invocations' maxima, their bound, the gathered keys and their count) and a draw's spans. The draw's are counted
+ * whether a dispatch draws or not, so that every search the device allows can draw.
  */
 export function thresholdSearchBytes(s: ThresholdSearch): number {
-  return 2 * workgroupReduceBytes(4, s.wg) + workgroupReduceBytes(16 * candidateVecs(s), s.wg) + 4 * s.wg + workgroupReduceBytes(4, s.wg) + 4 * TOPK_GATHER_CAPACITY + 8;
+  const search = 2 * workgroupReduceBytes(4, s.wg) + workgroupReduceBytes(16 * candidateVecs(s), s.wg) + 4 * s.wg + workgroupReduceBytes(4, s.wg) + 4 * TOPK_GATHER_CAPACITY + 8;
+  return search + inverseCdfBytes(s.wg);
 }
 
 /** vec4s that hold the 2^digitBits − 1 candidates' sums. */
@@ -78,11 +81,15 @@ function thresholdSearch(s: ThresholdSearch, o: { result: string; load: string; 
 }
 
 export const PROBS_PARAMS = 'uuuuuuff';
+/** PROBS_PARAMS, then where a drawing kernel writes its ids: Ids[drawBase + r·drawStride]. */
+export const PROBS_DRAW_PARAMS = `${PROBS_PARAMS}uu`;
 
 /** The filters a filteredProbs kernel applies; each is compiled in only where a dispatch uses it (a cold start JITs less). */
 export interface FilterParts {
   topK: boolean;
   topP: boolean;
+  /** Also draw an index per row from the filtered distribution, with uniform U[r] (as sampleRows does). */
+  draw?: boolean;
 }
 
 /**
@@ -142,9 +149,22 @@ var<workgroup> gatheredCount: u32;
   }
   s = sumF(s2, t);`;
   const searches = parts.topK || parts.topP ? workgroupReduce('sumCounts', `array<vec4<f32>, ${candidateVecs(s)}>`, '+', s.wg) : '';
-  return `${paramsStruct(['rows', 'V', 'inStride', 'outBase', 'outStride', 'topK', 'invTemp', 'topP'], PROBS_PARAMS, 2)}
+  const names = ['rows', 'V', 'inStride', 'outBase', 'outStride', 'topK', 'invTemp', 'topP'];
+  const params = parts.draw ? paramsStruct([...names, 'drawBase', 'drawStride'], PROBS_DRAW_PARAMS, 4) : paramsStruct(names, PROBS_PARAMS, 2);
+  const drawBindings = parts.draw
+    ? `@group(0) @binding(2) var<storage, read> U: array<f32>;
+@group(0) @binding(3) var<storage, read_write> Ids: array<i32>;
+${inverseCdfMemory(s.wg)}`
+    : '';
+  // The draw reads rows the whole workgroup wrote.
+  const draw = parts.draw
+    ? `
+  storageBarrier();${inverseCdfDraw(s.wg, { weight: (i) => `Prob[outRow + ${i}]`, uniform: 'U[row]', store: 'Ids[P.drawBase + row * P.drawStride]' })}`
+    : '';
+  return `${params}
 @group(0) @binding(0) var<storage, read> X: array<f32>;
 @group(0) @binding(1) var<storage, read_write> Prob: array<f32>;
+${drawBindings}
 ${workgroupReduce('sumF', 'f32', '+', s.wg)}${workgroupReduce('maxF', 'f32', 'max', s.wg)}${searches}${gatherMemory}
 ${KEY_FN}
 ${rowEntry(s.wg, 'P.inStride')}
@@ -166,47 +186,52 @@ ${rowEntry(s.wg, 'P.inStride')}
   for (var i = t; i < P.V; i += ${s.wg}u) {
     let e = Prob[outRow + i];
     Prob[outRow + i] = select(0.0, e * inv, bitcast<u32>(e) >= pth);
-  }
+  }${draw}
 }`;
 }
 
 export const SAMPLE_PARAMS = 'uuuuuu';
 
+/** Workgroup memory of inverseCdfDraw in workgroups of `wg`. */
+function inverseCdfMemory(wg: number): string {
+  return `var<workgroup> span: array<f32, ${wg}>;
+var<workgroup> lastNonZero: array<i32, ${wg}>;`;
+}
+
+/** Bytes of inverseCdfMemory. */
+function inverseCdfBytes(wg: number): number {
+  return 8 * wg;
+}
+
 /**
- * Ids[outBase + r·outStride] = the first index whose cumulative weight in W's row inBase + r·inStride exceeds
- * U[r] · total. Each invocation owns a contiguous span.
+ * WGSL run by a whole workgroup of `wg` (invocation t) that stores, through `store`, the first index i < P.V whose
+ * cumulative weight max(weight(i), 0) exceeds uniform · total. Each invocation sums a contiguous span; invocation 0
+ * finds the span the draw falls in and walks it.
  */
-export function sampleRowsWGSL(): string {
-  return `${paramsStruct(['rows', 'V', 'inBase', 'inStride', 'outBase', 'outStride'], SAMPLE_PARAMS, 3)}
-@group(0) @binding(0) var<storage, read> W: array<f32>;
-@group(0) @binding(1) var<storage, read> U: array<f32>;
-@group(0) @binding(2) var<storage, read_write> Ids: array<i32>;
-var<workgroup> span: array<f32, ${WG}>;
-var<workgroup> lastNonZero: array<i32, ${WG}>;
-${rowEntry(WG, 'P.V')}
-  let w0 = (P.inBase + row * P.inStride) * P.V;
-  let per = (P.V + ${WG - 1}u) / ${WG}u;
+function inverseCdfDraw(wg: number, o: { weight: (i: string) => string; uniform: string; store: string }): string {
+  return `
+  let per = (P.V + ${wg - 1}u) / ${wg}u;
   let lo = min(t * per, P.V);
   let hi = min(lo + per, P.V);
-  var s = 0.0;
+  var spanSum = 0.0;
   var nz = -1i;
   for (var i = lo; i < hi; i++) {
-    let w = max(W[w0 + i], 0.0);
-    s += w;
+    let w = max(${o.weight('i')}, 0.0);
+    spanSum += w;
     if (w > 0.0) { nz = i32(i); }
   }
-  span[t] = s;
+  span[t] = spanSum;
   lastNonZero[t] = nz;
   workgroupBarrier();
   if (t == 0u) {
     var total = 0.0;
     var lastNz = -1i;
-    for (var u = 0u; u < ${WG}u; u++) { total += span[u]; if (lastNonZero[u] >= 0i) { lastNz = lastNonZero[u]; } }
-    let goal = U[row] * total;
+    for (var u = 0u; u < ${wg}u; u++) { total += span[u]; if (lastNonZero[u] >= 0i) { lastNz = lastNonZero[u]; } }
+    let goal = ${o.uniform} * total;
     var acc = 0.0;
     var pick = lastNz;
     var found = false;
-    for (var u = 0u; u < ${WG}u && !found; u++) {
+    for (var u = 0u; u < ${wg}u && !found; u++) {
       if (acc + span[u] > goal && span[u] > 0.0) {
         // The draw falls in this span. Summed element by element the running total may round
         // to just below the goal: then it is this span's last non-zero weight.
@@ -214,7 +239,7 @@ ${rowEntry(WG, 'P.V')}
         let ulo = min(u * per, P.V);
         let uhi = min(ulo + per, P.V);
         for (var i = ulo; i < uhi; i++) {
-          let w = max(W[w0 + i], 0.0);
+          let w = max(${o.weight('i')}, 0.0);
           acc += w;
           if (acc > goal && w > 0.0) { pick = i32(i); break; }
         }
@@ -223,8 +248,22 @@ ${rowEntry(WG, 'P.V')}
         acc += span[u];
       }
     }
-    Ids[P.outBase + row * P.outStride] = pick;
-  }
+    ${o.store} = pick;
+  }`;
+}
+
+/**
+ * Ids[outBase + r·outStride] = the first index whose cumulative weight in W's row inBase + r·inStride exceeds
+ * U[r] · total.
+ */
+export function sampleRowsWGSL(): string {
+  return `${paramsStruct(['rows', 'V', 'inBase', 'inStride', 'outBase', 'outStride'], SAMPLE_PARAMS, 3)}
+@group(0) @binding(0) var<storage, read> W: array<f32>;
+@group(0) @binding(1) var<storage, read> U: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Ids: array<i32>;
+${inverseCdfMemory(WG)}
+${rowEntry(WG, 'P.V')}
+  let w0 = (P.inBase + row * P.inStride) * P.V;${inverseCdfDraw(WG, { weight: (i) => `W[w0 + ${i}]`, uniform: 'U[row]', store: 'Ids[P.outBase + row * P.outStride]' })}
 }`;
 }
 

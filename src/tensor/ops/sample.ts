@@ -4,7 +4,7 @@ import { Tensor } from '../tensor.js';
 import { kernelSpec } from '../spec.js';
 import { checkRowsOf, type RowsOf } from './rows.js';
 import { grid2d } from '../../shaders/common.js';
-import { filteredProbsWGSL, GATHER_PARAMS, gatherWGSL, PROBS_PARAMS, RESIDUAL_CHAIN_PARAMS, residualChainWGSL, SAMPLE_PARAMS, sampleRowsWGSL, thresholdSearchBytes, type ThresholdSearch } from '../../shaders/sample.js';
+import { filteredProbsWGSL, GATHER_PARAMS, gatherWGSL, PROBS_DRAW_PARAMS, PROBS_PARAMS, RESIDUAL_CHAIN_PARAMS, residualChainWGSL, SAMPLE_PARAMS, sampleRowsWGSL, thresholdSearchBytes, type ThresholdSearch } from '../../shaders/sample.js';
 
 export interface SamplingFilter {
   /** > 0. */
@@ -24,13 +24,20 @@ export function validateFilter(f: SamplingFilter, V: number): void {
   if (V <= 0) throw new RangeError('empty vocabulary');
 }
 
+/** A draw filteredProbs makes from the rows it filters: one uniform per row, and where the ids go (i32). */
+export interface FilteredDraw {
+  uniforms: Tensor;
+  ids: RowsOf;
+}
+
 /**
  * Probabilities [rows, V] after temperature, top-k and top-p, renormalised. `search`: how
  * thresholds are found (default: the device's tuning.thresholdSearch; others for tests and A/B runs).
  * `cols` keeps only each row's first columns (a drafter's logits without their mask column); `into` writes the
- * rows into an existing f32 tensor of that width, which is returned, instead of a new one.
+ * rows into an existing f32 tensor of that width, which is returned, instead of a new one. `draw` also draws an
+ * index per row from them, as sampleRows would, in the same dispatch.
  */
-export function filteredProbs(logits: Tensor, f: SamplingFilter, search: ThresholdSearch = logits.device.tuning.thresholdSearch, opts: { cols?: number; into?: RowsOf } = {}): Tensor {
+export function filteredProbs(logits: Tensor, f: SamplingFilter, search: ThresholdSearch = logits.device.tuning.thresholdSearch, opts: { cols?: number; into?: RowsOf; draw?: FilteredDraw } = {}): Tensor {
   logits.assertLive('filteredProbs');
   const width = logits.shape[logits.shape.length - 1];
   const V = opts.cols ?? width;
@@ -50,10 +57,23 @@ export function filteredProbs(logits: Tensor, f: SamplingFilter, search: Thresho
   }
   const topK = f.topK ?? 0;
   const topP = f.topP ?? 1;
-  const parts = { topK: topK > 0 && topK < V, topP: topP < 1 };
-  const key = `filtered_probs${parts.topK ? '_topk' : ''}${parts.topP ? '_topp' : ''}${parts.topK || parts.topP ? `_b${search.digitBits}_wg${search.wg}` : `_wg${search.wg}`}`;
-  const spec = kernelSpec(key, ['r', 'w'], PROBS_PARAMS, () => filteredProbsWGSL(search, parts));
-  logits.device.dispatch(spec, [logits.binding, out.binding], [rows, V, width, outBase, outStride, topK, 1 / f.temperature, topP], grid2d(rows));
+  const draw = opts.draw;
+  let drawStride = 1;
+  if (draw) {
+    assertShape(draw.uniforms.size === rows && draw.uniforms.dtype === 'f32', 'filteredProbs', `draw needs ${rows} f32 uniforms, got ${draw.uniforms.size} ${draw.uniforms.dtype}`);
+    drawStride = checkRowsOf(draw.ids, rows, 1, 'filteredProbs');
+    assertShape(draw.ids.tensor.dtype === 'i32', 'filteredProbs', `draw ids must be i32, got ${draw.ids.tensor.dtype}`);
+  }
+  const parts = { topK: topK > 0 && topK < V, topP: topP < 1, draw: !!draw };
+  const key = `filtered_probs${parts.topK ? '_topk' : ''}${parts.topP ? '_topp' : ''}${parts.topK || parts.topP ? `_b${search.digitBits}_wg${search.wg}` : `_wg${search.wg}`}${draw ? '_draw' : ''}`;
+  const params = [rows, V, width, outBase, outStride, topK, 1 / f.temperature, topP];
+  if (draw) {
+    const spec = kernelSpec(key, ['r', 'w', 'r', 'w'], PROBS_DRAW_PARAMS, () => filteredProbsWGSL(search, parts));
+    logits.device.dispatch(spec, [logits.binding, out.binding, draw.uniforms.binding, draw.ids.tensor.binding], [...params, draw.ids.row, drawStride], grid2d(rows));
+  } else {
+    const spec = kernelSpec(key, ['r', 'w'], PROBS_PARAMS, () => filteredProbsWGSL(search, parts));
+    logits.device.dispatch(spec, [logits.binding, out.binding], params, grid2d(rows));
+  }
   return out;
 }
 
