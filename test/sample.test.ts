@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../src/tensor/tensor.js';
-import { checkSearch, filteredProbs, gather2d, pickPerRow, residualChain, sampleRows } from '../src/tensor/ops/sample.js';
+import { checkSearch, filteredProbs, gather2d, pickPerRow, residualChain, residualDraws, sampleRows } from '../src/tensor/ops/sample.js';
 import { thresholdSearchBytes, type ThresholdSearch } from '../src/shaders/sample.js';
 import { getDevice } from './helpers/device.js';
 import { expectClose, filteredProbsRef, randn, rng, sampleRef } from './helpers/reference.js';
@@ -354,6 +354,71 @@ describe('sampleRows', () => {
     const dev = await getDevice();
     const w = Tensor.from(dev, new Float32Array(6), [2, 3]);
     expect(() => sampleRows(w, Tensor.from(dev, [0.5], [1]))).toThrow(/needs 2 f32 uniforms/);
+  });
+});
+
+describe('residualDraws', () => {
+  /** Random distributions [rows, V] (about half the tokens zero). */
+  function distributions(rows: number, V: number, seed: number): Float32Array {
+    const w = randn(rows * V, seed).map((v) => Math.max(v, 0) ** 2);
+    for (let r = 0; r < rows; r++) {
+      const row = w.subarray(r * V, (r + 1) * V);
+      const total = row.reduce((a, b) => a + b, 0);
+      row.forEach((v, i) => (row[i] = v / total));
+    }
+    return w;
+  }
+
+  it("gives each position's p(d) and q(d) and the residual max(0, p − q) draw sampleRows would make, reading γ of p's γ + 1 rows", async () => {
+    const dev = await getDevice();
+    const [g, V] = [5, 1000];
+    const p = distributions(g + 1, V, 51);
+    const q = distributions(g, V, 52);
+    const draft = Int32Array.from({ length: g }, (_, i) => (97 * i + 13) % V);
+    const r = rng(53);
+    const u = Float32Array.from({ length: g }, () => r());
+    const out = residualDraws(Tensor.from(dev, p, [g + 1, V]), Tensor.from(dev, q, [g, V]), Tensor.from(dev, draft, [g]), Tensor.from(dev, u, [g]));
+    const [px, qx, draws] = [await out.px.read(), await out.qx.read(), await out.draws.read()];
+    for (let i = 0; i < g; i++) {
+      expect(px[i]).toBe(p[i * V + draft[i]]);
+      expect(qx[i]).toBe(q[i * V + draft[i]]);
+      const residual = Float32Array.from({ length: V }, (_, j) => Math.fround(p[i * V + j] - q[i * V + j]));
+      expect(draws[i], `position ${i}`).toBe(sampleRef(residual, u[i]));
+    }
+  });
+
+  it('never draws a token where q ≥ p: 20000 residual draws pass a chi-square test against norm(max(0, p − q))', async () => {
+    const dev = await getDevice();
+    const pRow = Float32Array.of(0.3, 0.1, 0.25, 0.05, 0.3);
+    const qRow = Float32Array.of(0.1, 0.3, 0.05, 0.05, 0.5);
+    const V = pRow.length;
+    const N = 20000;
+    const [p, q] = [new Float32Array(N * V), new Float32Array(N * V)];
+    for (let i = 0; i < N; i++) [p.set(pRow, i * V), q.set(qRow, i * V)];
+    const r = rng(54);
+    const u = Float32Array.from({ length: N }, () => r());
+    const out = residualDraws(Tensor.from(dev, p, [N, V]), Tensor.from(dev, q, [N, V]), Tensor.from(dev, new Int32Array(N), [N]), Tensor.from(dev, u, [N]));
+    const residual = Array.from(pRow, (v, i) => Math.max(v - qRow[i], 0));
+    const total = residual.reduce((a, b) => a + b, 0);
+    const counts = new Array(V).fill(0);
+    for (const i of await out.draws.read()) counts[i]++;
+    let chi2 = 0;
+    for (let i = 0; i < V; i++) {
+      if (residual[i] === 0) expect(counts[i]).toBe(0);
+      else chi2 += (counts[i] - (N * residual[i]) / total) ** 2 / ((N * residual[i]) / total);
+    }
+    // 1 degree of freedom (tokens 0 and 2): P(chi2 > 10.8) = 0.001.
+    expect(chi2).toBeLessThan(10.8);
+  });
+
+  it('rejects q, p or uniforms that do not match the drafted tokens', async () => {
+    const dev = await getDevice();
+    const draft = Tensor.from(dev, Int32Array.of(0, 1), [2]);
+    const rows = (n: number) => Tensor.from(dev, new Float32Array(n * 4), [n, 4]);
+    const u = Tensor.from(dev, [0.5, 0.5], [2]);
+    expect(() => residualDraws(rows(3), rows(3), draft, u)).toThrow(/2 i32 drafted tokens need 2 rows of q/);
+    expect(() => residualDraws(rows(1), rows(2), draft, u)).toThrow(/at least 2 of p/);
+    expect(() => residualDraws(rows(3), rows(2), draft, Tensor.from(dev, [0.5], [1]))).toThrow(/needs 2 f32 uniforms/);
   });
 });
 

@@ -7,10 +7,8 @@
  * the verdict in one readback.
  */
 import { Tensor, readTensors } from '../tensor/tensor.js';
-import { binary } from '../tensor/ops/elementwise.js';
-import { slice } from '../tensor/ops/gather.js';
 import { argmax } from '../tensor/ops/rowwise.js';
-import { filteredProbs, pickPerRow, sampleRows } from '../tensor/ops/sample.js';
+import { filteredProbs, residualDraws } from '../tensor/ops/sample.js';
 import type { GPT2, GPT2Cache, HiddenStates } from '../models/gpt2.js';
 import { acceptedPrefix, acceptedPrefixGreedy } from './accept.js';
 import { checkSampledIds } from '../models/errors.js';
@@ -90,12 +88,12 @@ export function recordVerify(
     const p = filteredProbs(logits, { temperature: sampling.temperature, topK: sampling.topK, topP: sampling.topP }, undefined, {
       draw: { uniforms: Tensor.from(dev, uDraw, [g + 1]), ids: { tensor: pDraws, row: 0 } },
     });
-    const residual = binary('subRelu', slice(p, 0, g, 0), q); // max(0, p_i − q_i), unnormalised
+    const { px, qx, draws } = residualDraws(p, q, draft, Tensor.from(dev, uDraw.subarray(0, g), [g]));
     return {
       greedy: false as const,
-      px: pickPerRow(p, draft),
-      qx: pickPerRow(q, draft),
-      draws: sampleRows(residual, Tensor.from(dev, uDraw.subarray(0, g), [g])),
+      px,
+      qx,
+      draws,
       pDraws,
     };
   });

@@ -267,6 +267,35 @@ ${rowEntry(WG, 'P.V')}
 }`;
 }
 
+export const RESIDUAL_DRAW_PARAMS = 'uu';
+
+/**
+ * A verification's per-position numbers, one workgroup per drafted position r: Px[r] = Prob[r, d] and
+ * Qx[r] = Q[r, d] for the drafted token d = Draft[r], and Ids[r] drawn with U[r] from the residual
+ * max(0, Prob[r] − Q[r]) (unnormalised), from where the target takes its token if d is rejected.
+ */
+export function residualDrawWGSL(): string {
+  return `${paramsStruct(['rows', 'V'], RESIDUAL_DRAW_PARAMS, 7)}
+@group(0) @binding(0) var<storage, read> Prob: array<f32>;
+@group(0) @binding(1) var<storage, read> Q: array<f32>;
+@group(0) @binding(2) var<storage, read> Draft: array<i32>;
+@group(0) @binding(3) var<storage, read> U: array<f32>;
+@group(0) @binding(4) var<storage, read_write> Ids: array<i32>;
+@group(0) @binding(5) var<storage, read_write> Px: array<f32>;
+@group(0) @binding(6) var<storage, read_write> Qx: array<f32>;
+${inverseCdfMemory(WG)}
+${rowEntry(WG, 'P.V')}
+  if (t == 0u) {
+    // A token outside the vocabulary (a broken drafter) reads zeros; the caller rejects it by id.
+    let d = u32(Draft[row]);
+    let inside = d < P.V;
+    let at = base + min(d, P.V - 1u);
+    Px[row] = select(0.0, Prob[at], inside);
+    Qx[row] = select(0.0, Q[at], inside);
+  }${inverseCdfDraw(WG, { weight: (i) => `Prob[base + ${i}] - Q[base + ${i}]`, uniform: 'U[row]', store: 'Ids[row]' })}
+}`;
+}
+
 export const GATHER_PARAMS = 'uu';
 
 /** Out[i] = X[Rows[i] · V + Cols[i]]: the few probabilities a decision needs. */

@@ -4,7 +4,7 @@ import { Tensor } from '../tensor.js';
 import { kernelSpec } from '../spec.js';
 import { checkRowsOf, type RowsOf } from './rows.js';
 import { grid2d } from '../../shaders/common.js';
-import { filteredProbsWGSL, GATHER_PARAMS, gatherWGSL, PROBS_DRAW_PARAMS, PROBS_PARAMS, RESIDUAL_CHAIN_PARAMS, residualChainWGSL, SAMPLE_PARAMS, sampleRowsWGSL, thresholdSearchBytes, type ThresholdSearch } from '../../shaders/sample.js';
+import { filteredProbsWGSL, GATHER_PARAMS, gatherWGSL, PROBS_DRAW_PARAMS, PROBS_PARAMS, RESIDUAL_CHAIN_PARAMS, residualChainWGSL, RESIDUAL_DRAW_PARAMS, residualDrawWGSL, SAMPLE_PARAMS, sampleRowsWGSL, thresholdSearchBytes, type ThresholdSearch } from '../../shaders/sample.js';
 
 export interface SamplingFilter {
   /** > 0. */
@@ -109,6 +109,29 @@ export function sampleRows(weights: Tensor, uniforms: Tensor, opts: { rows?: Omi
   const spec = kernelSpec('sample_rows', ['r', 'r', 'w'], SAMPLE_PARAMS, sampleRowsWGSL);
   weights.device.dispatch(spec, [weights.binding, uniforms.binding, out.binding], [rows, V, opts.rows?.row ?? 0, inStride, opts.into?.row ?? 0, outStride], grid2d(rows));
   return out;
+}
+
+/**
+ * What accepting or rejecting γ drafted tokens needs, in one dispatch: for each drafted position r < γ, p_r(d_r) and
+ * q_r(d_r) (px, qx: f32 [γ]) and a token drawn with uniforms[r] from the residual max(0, p_r − q_r) (draws: i32 [γ]).
+ * `p` holds at least γ rows of V (a verify's γ + 1), `q` γ rows, `draft` γ i32 tokens.
+ */
+export function residualDraws(p: Tensor, q: Tensor, draft: Tensor, uniforms: Tensor): { px: Tensor; qx: Tensor; draws: Tensor } {
+  const op = 'residualDraws';
+  for (const t of [p, q, draft, uniforms]) t.assertLive(op);
+  const V = p.shape[p.shape.length - 1];
+  const g = draft.size;
+  assertShape(p.dtype === 'f32' && q.dtype === 'f32' && q.shape[q.shape.length - 1] === V, op, `p and q must be f32 rows of the same width, got [${p.shape}] and [${q.shape}]`);
+  assertShape(draft.dtype === 'i32' && q.size === g * V && p.size >= g * V, op, `${g} i32 drafted tokens need ${g} rows of q and at least ${g} of p, got [${q.shape}] and [${p.shape}]`);
+  assertShape(uniforms.dtype === 'f32' && uniforms.size === g, op, `needs ${g} f32 uniforms, got ${uniforms.size} ${uniforms.dtype}`);
+  const dev = p.device;
+  const draws = Tensor.empty(dev, [g], 'i32');
+  const px = Tensor.empty(dev, [g]);
+  const qx = Tensor.empty(dev, [g]);
+  if (g === 0) return { px, qx, draws };
+  const spec = kernelSpec('residual_draw', ['r', 'r', 'r', 'r', 'w', 'w', 'w'], RESIDUAL_DRAW_PARAMS, residualDrawWGSL);
+  dev.dispatch(spec, [p.binding, q.binding, draft.binding, uniforms.binding, draws.binding, px.binding, qx.binding], [g, V], grid2d(g));
+  return { px, qx, draws };
 }
 
 /** x[i, cols[i]] for each of the first cols.size rows of x [R, V]: the value at each row's chosen index. */
