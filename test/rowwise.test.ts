@@ -124,12 +124,25 @@ describe('embeddingAddLayerNorm', () => {
     expectClose(await out.normed.read(), want.normed, 1e-5, 1e-5);
   });
 
-  it('rejects an f16 table and a residual of the wrong size with typed errors naming them', async () => {
+  it("reads an f16 table (as the backbone's token embedding) and residual rows from residualRow on (its learned positions)", async () => {
+    const dev = await getDevice();
+    const [n, D, rows] = [3, 96, 7];
+    const table = Tensor.from(dev, randn(rows * D, 27), [rows, D], 'f16');
+    const halves = await table.read();
+    const positions = randn(10 * D, 28);
+    const ids = [6, 0, 3];
+    const out = embeddingAddLayerNorm(table, Tensor.from(dev, Int32Array.from(ids), [n]), Tensor.from(dev, positions, [10, D]), { residualRow: 4 });
+    const want = reference(halves, D, ids, positions.subarray(4 * D, 7 * D));
+    expectClose(await out.sum.read(), want.sum, 1e-6, 1e-6);
+    expectClose(await out.normed.read(), want.normed, 1e-5, 1e-5);
+  });
+
+  it('rejects an i32 table and residual rows past the residual with typed errors naming them', async () => {
     const dev = await getDevice();
     const ids = Tensor.from(dev, Int32Array.of(0, 1), [2]);
     const residual = Tensor.from(dev, new Float32Array(16), [2, 8]);
-    expect(() => embeddingAddLayerNorm(Tensor.from(dev, new Float32Array(32), [4, 8], 'f16'), ids, residual)).toThrow(ShapeError);
-    expect(() => embeddingAddLayerNorm(Tensor.from(dev, new Float32Array(32), [4, 8]), ids, Tensor.from(dev, new Float32Array(24), [3, 8]))).toThrow(/residual must be f32 \[2, 8\] or \[1, 8\]/);
+    expect(() => embeddingAddLayerNorm(Tensor.from(dev, new Int32Array(32), [4, 8], 'i32'), ids, residual)).toThrow(ShapeError);
+    expect(() => embeddingAddLayerNorm(Tensor.from(dev, new Float32Array(32), [4, 8]), ids, Tensor.from(dev, new Float32Array(24), [3, 8]), { residualRow: 2 })).toThrow(/residual must be f32 rows of 8 holding rows 2..3/);
   });
 });
 

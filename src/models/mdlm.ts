@@ -453,12 +453,21 @@ export class MDLM {
    */
   private hidden(ids: ArrayLike<number> | Tensor, positions: ArrayLike<number>, base: number, kvFor: (block: number) => KVCache, attn: AttentionOptions, features?: Tensor): Tensor {
     const tokens = ids instanceof Tensor ? ids : Tensor.from(this.device, Int32Array.from(ids), [ids.length]);
-    let x = embedding(this.vocab_embed, tokens); // (L, d)
-    if (this.pos_embed) x = add(x, slice(this.pos_embed, base, base + tokens.size, 0));
-    if (features && this.feature_proj) x = matmul(features, this.feature_proj, { layout: 'nk', residual: x });
+    let x: Tensor; // (L, d)
+    let normed: Tensor | undefined; // the first block's LayerNorm of x, where the input's dispatch made it
+    if (this.pos_embed && this.vocab_embed.byteLength <= this.device.limits.maxStorageBufferBindingSize) {
+      ({ sum: x, normed } = embeddingAddLayerNorm(this.vocab_embed, tokens, this.pos_embed, { ...this.blocks[0].norm1, residualRow: base }));
+    } else {
+      x = embedding(this.vocab_embed, tokens);
+      if (this.pos_embed) x = add(x, slice(this.pos_embed, base, base + tokens.size, 0));
+    }
+    if (features && this.feature_proj) {
+      x = matmul(features, this.feature_proj, { layout: 'nk', residual: x });
+      normed = undefined;
+    }
     const rope = this.pos_embed ? null : this.rope;
     this.blocks.forEach((b, i) => {
-      x = this.block(b, x, kvFor(i), attn, rope);
+      x = this.block(b, x, kvFor(i), attn, rope, i === 0 ? normed : undefined);
     });
     return embedding(x, Tensor.from(this.device, Int32Array.from(positions), [positions.length])); // (P, d)
   }

@@ -13,19 +13,19 @@ export interface LayerNormVariant {
   /** Invocations per row. */
   wg: number;
   /**
-   * The rows normalised are table rows gathered by id plus residual rows (the sum is written out too) instead of
-   * rows of X: an embedding, its residual add and the LayerNorm after them in one dispatch.
+   * The rows normalised are rows of a table of this type gathered by id plus residual rows (the sum is written out
+   * too) instead of rows of X: an embedding, its residual add and the LayerNorm after them in one dispatch.
    */
-  gatherAdd?: boolean;
+  gatherAdd?: WeightType;
 }
 
 /** Params of a gatherAdd LayerNorm: ROW_PARAMS, then the table's rows and where ids and residual rows are read. */
-export const LAYERNORM_GATHER_PARAMS = 'uufuuuu';
+export const LAYERNORM_GATHER_PARAMS = 'uufuuuuu';
 
 /**
  * y = (x - mean) / sqrt(var + eps) · w + b, statistics in two passes for accuracy.
- * With gatherAdd, x = Table[Ids[idBase + row·idStride]] + Res[row·resStride] (an id outside the table reads a
- * zero row), and x is written to Sum.
+ * With gatherAdd, x = table[Ids[idBase + row·idStride]] + Res[resBase + row·resStride] (an id outside the table
+ * reads a zero row), and x is written to Sum.
  */
 export function layerNormWGSL(v: LayerNormVariant): string {
   let b = v.gatherAdd ? 3 : 1;
@@ -33,7 +33,7 @@ export function layerNormWGSL(v: LayerNormVariant): string {
   const bDecl = v.bias ? weightArray('bias', b++, v.wtype) : '';
   const input = v.gatherAdd
     ? `@group(0) @binding(0) var<storage, read> Ids: array<i32>;
-@group(0) @binding(1) var<storage, read> Table: array<f32>;
+${weightArray('table', 1, v.gatherAdd)}
 @group(0) @binding(2) var<storage, read> Res: array<f32>;`
     : '@group(0) @binding(0) var<storage, read> X: array<f32>;';
   const output = v.gatherAdd
@@ -45,10 +45,10 @@ export function layerNormWGSL(v: LayerNormVariant): string {
   let id = u32(Ids[P.idBase + row * P.idStride]);
   let inTable = id < P.tableRows;
   let tableBase = min(id, P.tableRows - 1u) * P.D;
-  let resBase = row * P.resStride * P.D;`
+  let resBase = (P.resBase + row * P.resStride) * P.D;`
     : '';
-  const x = (i: string) => (v.gatherAdd ? `(select(0.0, Table[tableBase + ${i}], inTable) + Res[resBase + ${i}])` : `X[base + ${i}]`);
-  return `${v.gatherAdd ? paramsStruct(['rows', 'D', 'eps', 'tableRows', 'idBase', 'idStride', 'resStride'], LAYERNORM_GATHER_PARAMS, b + 2) : paramsStruct(['rows', 'D', 'eps'], ROW_PARAMS, b + 1)}
+  const x = (i: string) => (v.gatherAdd ? `(select(0.0, table(tableBase + ${i}), inTable) + Res[resBase + ${i}])` : `X[base + ${i}]`);
+  return `${v.gatherAdd ? paramsStruct(['rows', 'D', 'eps', 'tableRows', 'idBase', 'idStride', 'resBase', 'resStride'], LAYERNORM_GATHER_PARAMS, b + 2) : paramsStruct(['rows', 'D', 'eps'], ROW_PARAMS, b + 1)}
 ${input}
 ${wDecl}
 ${bDecl}

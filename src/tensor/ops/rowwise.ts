@@ -34,9 +34,10 @@ function normWeightType(op: string, D: number, opts: LayerNormOptions): 'f32' | 
   return wtype;
 }
 
-function layerNormSpec(x: { device: Tensor['device'] }, D: number, opts: LayerNormOptions, wtype: 'f32' | 'f16', gatherAdd: boolean) {
+/** gatherAdd: the type of the table a gathering LayerNorm reads (undefined: a plain one). */
+function layerNormSpec(x: { device: Tensor['device'] }, D: number, opts: LayerNormOptions, wtype: 'f32' | 'f16', gatherAdd?: 'f32' | 'f16') {
   const v = { weight: !!opts.weight, bias: !!opts.bias, wtype, wg: layerNormWG(x.device.tuning, D), gatherAdd };
-  const key = `layernorm${gatherAdd ? '_gather_add' : ''}_${v.weight ? 'w' : ''}${v.bias ? 'b' : ''}_${wtype}_wg${v.wg}`;
+  const key = `layernorm${gatherAdd ? `_gather_${gatherAdd}_add` : ''}_${v.weight ? 'w' : ''}${v.bias ? 'b' : ''}_${wtype}_wg${v.wg}`;
   const inputs = gatherAdd ? (['r', 'r', 'r'] as const) : (['r'] as const);
   const outputs = gatherAdd ? (['w', 'w'] as const) : (['w'] as const);
   const bindings = [...inputs, ...(v.weight ? ['r' as const] : []), ...(v.bias ? ['r' as const] : []), ...outputs];
@@ -47,7 +48,7 @@ export function layerNorm(x: Tensor, opts: LayerNormOptions = {}): Tensor {
   x.assertLive('layerNorm');
   assertShape(x.dtype === 'f32', 'layerNorm', `expects f32 input, got ${x.dtype}`);
   const [rows, D] = rowsOf(x);
-  const spec = layerNormSpec(x, D, opts, normWeightType('layerNorm', D, opts), false);
+  const spec = layerNormSpec(x, D, opts, normWeightType('layerNorm', D, opts));
   const out = Tensor.empty(x.device, x.shape);
   const buffers = [x, opts.weight, opts.bias, out].filter((t): t is Tensor => !!t).map((t) => t.binding);
   x.device.dispatch(spec, buffers, [rows, D, opts.eps ?? 1e-5], grid2d(rows));
@@ -56,30 +57,33 @@ export function layerNorm(x: Tensor, opts: LayerNormOptions = {}): Tensor {
 
 /**
  * sum = table[ids] + residual and normed = layerNorm(sum), both [n, D], in one dispatch: an embedding read into a
- * residual stream that a LayerNorm reads next. `table` f32 [rows, D] (an id outside it reads a zero row); ids as
- * in embedding(); `residual` [n, D], or [1, D] added to every row.
+ * residual stream that a LayerNorm reads next. `table` f32 or f16 [rows, D] within one binding (an id outside it
+ * reads a zero row); ids as in embedding(); `residual` rows from `residualRow` on ([n, D] or more), or [1, D] added
+ * to every row.
  */
-export function embeddingAddLayerNorm(table: Tensor, ids: Tensor | IdRows, residual: Tensor, opts: LayerNormOptions = {}): { sum: Tensor; normed: Tensor } {
+export function embeddingAddLayerNorm(table: Tensor, ids: Tensor | IdRows, residual: Tensor, opts: LayerNormOptions & { residualRow?: number } = {}): { sum: Tensor; normed: Tensor } {
   const op = 'embeddingAddLayerNorm';
   table.assertLive(op);
   residual.assertLive(op);
   const source = ids instanceof Tensor ? ids : ids.tensor;
   source.assertLive(op);
-  assertShape(table.shape.length === 2 && table.dtype === 'f32', op, `table must be 2-D f32, got ${shapeStr(table.shape)} ${table.dtype}`);
+  assertShape(table.shape.length === 2 && (table.dtype === 'f32' || table.dtype === 'f16'), op, `table must be 2-D f32 or f16, got ${shapeStr(table.shape)} ${table.dtype}`);
   assertShape(source.dtype === 'i32', op, `ids must be i32, got ${source.dtype}`);
   const [tableRows, D] = table.shape;
   const maxBinding = table.device.limits.maxStorageBufferBindingSize;
-  assertShape(table.size * 4 <= maxBinding, op, `table ${shapeStr(table.shape)} exceeds this device's binding limit of ${maxBinding} bytes`);
+  assertShape(table.byteLength <= maxBinding, op, `table ${shapeStr(table.shape)} exceeds this device's binding limit of ${maxBinding} bytes`);
   const n = ids instanceof Tensor ? ids.size : ids.count;
   const idStride = ids instanceof Tensor || n === 0 ? 1 : checkRowsOf(ids, n, 1, op);
-  assertShape(residual.dtype === 'f32' && (residual.size === n * D || residual.size === D), op, `residual must be f32 [${n}, ${D}] or [1, ${D}], got ${shapeStr(residual.shape)} ${residual.dtype}`);
-  const spec = layerNormSpec(table, D, opts, normWeightType(op, D, opts), true);
+  const residualRow = opts.residualRow ?? 0;
+  const broadcast = residual.size === D && n > 1;
+  assertShape(residual.dtype === 'f32' && Number.isInteger(residualRow) && residualRow >= 0 && residual.size % D === 0 && (broadcast || (residualRow + n) * D <= residual.size), op,
+    `residual must be f32 rows of ${D} holding rows ${residualRow}..${residualRow + n - 1} (or one row for all), got ${shapeStr(residual.shape)} ${residual.dtype}`);
+  const spec = layerNormSpec(table, D, opts, normWeightType(op, D, opts), table.dtype as 'f32' | 'f16');
   const sum = Tensor.empty(table.device, [n, D]);
   const normed = Tensor.empty(table.device, [n, D]);
   if (n === 0) return { sum, normed };
   const buffers = [source, table, residual, opts.weight, opts.bias, sum, normed].filter((t): t is Tensor => !!t).map((t) => t.binding);
-  const resStride = residual.size === n * D ? 1 : 0;
-  table.device.dispatch(spec, buffers, [n, D, opts.eps ?? 1e-5, tableRows, ids instanceof Tensor ? 0 : ids.row, idStride, resStride], grid2d(n));
+  table.device.dispatch(spec, buffers, [n, D, opts.eps ?? 1e-5, tableRows, ids instanceof Tensor ? 0 : ids.row, idStride, broadcast ? 0 : residualRow, broadcast ? 0 : 1], grid2d(n));
   return { sum, normed };
 }
 
