@@ -224,14 +224,16 @@ function inverseCdfDraw(wg: number, o: { weight: (i: string) => string; uniform:
   lastNonZero[t] = nz;
   workgroupBarrier();
   if (t == 0u) {
+    // Spans from P.V on are empty. The bound is a run-time one, as llvmpipe would otherwise unroll these loops.
+    let spans = min(${wg}u, P.V);
     var total = 0.0;
     var lastNz = -1i;
-    for (var u = 0u; u < ${wg}u; u++) { total += span[u]; if (lastNonZero[u] >= 0i) { lastNz = lastNonZero[u]; } }
+    for (var u = 0u; u < spans; u++) { total += span[u]; if (lastNonZero[u] >= 0i) { lastNz = lastNonZero[u]; } }
     let goal = ${o.uniform} * total;
     var acc = 0.0;
     var pick = lastNz;
     var found = false;
-    for (var u = 0u; u < ${wg}u && !found; u++) {
+    for (var u = 0u; u < spans && !found; u++) {
       if (acc + span[u] > goal && span[u] > 0.0) {
         // The draw falls in this span. Summed element by element the running total may round
         // to just below the goal: then it is this span's last non-zero weight.

@@ -74,9 +74,9 @@ export interface KernelTuning {
    */
   attentionRows: number;
   /**
-   * How filteredProbs searches its top-k / top-p thresholds: few passes in small workgroups,
-   * since llvmpipe pays for every barrier; 64, not 32, to leave a GPU's row enough lanes
-   * (docs/performance.md, "Kernel tuning table").
+   * How filteredProbs searches its top-k / top-p thresholds: 2 bits per pass over top-k's few gathered tokens
+   * decode as fast as 4 and compile in half the time; small workgroups, since llvmpipe pays for every barrier;
+   * 64, not 32, to leave a GPU's row enough lanes (docs/performance.md, "Kernel tuning table").
    */
   thresholdSearch: ThresholdSearch;
   /**
@@ -117,7 +117,7 @@ export const DEFAULT_TUNING: Readonly<KernelTuning> = deepFreeze<KernelTuning>({
   gemvMinWorkgroups: 4,
   matmulChoices: {},
   attentionRows: 4,
-  thresholdSearch: { digitBits: 4, wg: 64 },
+  thresholdSearch: { digitBits: 2, wg: 64 },
   rowWorkgroup: 256,
   layerNormWorkgroup: 64,
   layerNormMaxWidth: 2048,
