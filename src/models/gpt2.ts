@@ -8,7 +8,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { add } from '../tensor/ops/elementwise.js';
 import { embedding, slice } from '../tensor/ops/gather.js';
 import { matmul } from '../tensor/ops/matmul.js';
-import { layerNorm } from '../tensor/ops/rowwise.js';
+import { embeddingAddLayerNorm, layerNorm } from '../tensor/ops/rowwise.js';
 import { appendQKV, attention, KVCache, LayerKVCaches } from '../tensor/ops/attention.js';
 import { MAX_TREE_ROWS } from '../shaders/attention.js';
 import type { GPT2Config } from './config.js';
@@ -209,15 +209,22 @@ export class GPT2 {
     }
     return this.device.scope(() => {
       const tokens = ids instanceof Tensor ? ids : Tensor.from(this.device, Int32Array.from(ids), [n]);
-      const positions = tree
-        ? embedding(this.wpe, Tensor.from(this.device, Int32Array.from(tree.depths, (depth) => pos0 + depth), [n]))
-        : slice(this.wpe, pos0, pos0 + n, 0);
       const mask = tree && Tensor.from(this.device, Uint32Array.from(tree.ancestors), [n]);
-      let x = add(embedding(this.wte, tokens), positions); // (n, d)
+      let x: Tensor; // (n, d)
+      let normed: Tensor | undefined; // the first block's ln_1 of x, where the input's dispatch made it
+      if (!tree && this.wte.byteLength <= this.device.limits.maxStorageBufferBindingSize) {
+        ({ sum: x, normed } = embeddingAddLayerNorm(this.wte, tokens, this.wpe, { ...this.blocks[0].ln_1, eps, residualRow: pos0 }));
+      } else {
+        const positions = tree
+          ? embedding(this.wpe, Tensor.from(this.device, Int32Array.from(tree.depths, (depth) => pos0 + depth), [n]))
+          : slice(this.wpe, pos0, pos0 + n, 0);
+        x = add(embedding(this.wte, tokens), positions);
+      }
       this.blocks.forEach((b, i) => {
         const kv = cache.layers[i];
         const { c_attn, c_proj } = b.attn;
-        const q = appendQKV(matmul(layerNorm(x, { ...b.ln_1, eps }), c_attn.w, { layout: 'nk', bias: c_attn.b }), kv); // (n, d)
+        const h1 = i === 0 && normed ? normed : layerNorm(x, { ...b.ln_1, eps });
+        const q = appendQKV(matmul(h1, c_attn.w, { layout: 'nk', bias: c_attn.b }), kv); // (n, d)
         x = matmul(attention(q, kv, { scale: this.attnScale(i), tree: mask }), c_proj.w, { layout: 'nk', bias: c_proj.b, residual: x });
         const { c_fc, c_proj: mlp_proj } = b.mlp;
         const h = matmul(layerNorm(x, { ...b.ln_2, eps }), c_fc.w, { layout: 'nk', bias: c_fc.b, gelu: true }); // (n, 4d)
