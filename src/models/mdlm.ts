@@ -19,7 +19,7 @@ import { appendQKV, attention, KVCache, LayerKVCaches, ropeTable, ropeTableAt, t
 import { MAX_TREE_ROWS } from '../shaders/attention.js';
 import { ConfigError, type MDLMConfig } from './config.js';
 import type { Checkpoint } from './safetensors.js';
-import { defaultWeightDType, tensorsIn, WeightReader, type WeightDType } from './weights.js';
+import { defaultWeightDType, F16_MAX, tensorsIn, WeightReader, type WeightDType } from './weights.js';
 import { checkTokenIds, ContextError } from './errors.js';
 import type { ModelLoadOptions } from './gpt2.js';
 import type { MatmulSignature } from '../tensor/tune.js';
@@ -144,14 +144,22 @@ interface DraftHead {
 }
 
 /**
- * vocab_embed · token_projᵀ (V, d), f32: the draft head's token input for every token, computed on the GPU at load
- * from the embedding as stored. token_proj is freed; the table is kept by `reader`.
+ * vocab_embed · token_projᵀ (V, d): the draft head's token input for every token, computed on the GPU at load from
+ * the embedding as stored and kept in its dtype, so that a head step gathers it with the backbone's kernel.
+ * token_proj (named `name`) is freed; the table is kept by `reader`.
  */
-function projectedEmbedding(device: Device, vocabEmbed: Tensor, tokenProj: Tensor, reader: WeightReader): Tensor {
+async function projectedEmbedding(device: Device, vocabEmbed: Tensor, tokenProj: Tensor, reader: WeightReader, name: string): Promise<Tensor> {
   const V = vocabEmbed.shape[0];
   const table = device.scope(() => matmul(embedding(vocabEmbed, Tensor.from(device, Int32Array.from({ length: V }, (_, i) => i), [V])), tokenProj, { layout: 'nk' }));
   tokenProj.dispose();
-  return reader.track(table);
+  if (vocabEmbed.dtype === 'f32') return reader.track(table);
+  try {
+    const values = (await table.read()) as Float32Array;
+    reader.checkFinite(`${name} (folded into the embedding)`, values, F16_MAX);
+    return reader.track(Tensor.from(device, values, table.shape, 'f16'));
+  } finally {
+    table.dispose();
+  }
 }
 
 /** Keys and values of a block-causal MDLM's context, one cache per block. */
@@ -239,7 +247,7 @@ export class MDLM {
     const headKeys = keys.draft_head;
     const head = headKeys
       ? {
-          tokenTable: projectedEmbedding(device, vocabEmbed, await gpu(headKeys.token_proj.weight, dtype), r),
+          tokenTable: await projectedEmbedding(device, vocabEmbed, await gpu(headKeys.token_proj.weight, dtype), r, r.key(headKeys.token_proj.weight.name)),
           feature_proj: headKeys.feature_proj ? await gpu(headKeys.feature_proj.weight, dtype) : null,
           block: await loadBlock(headKeys.block),
         }

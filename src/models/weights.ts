@@ -26,7 +26,8 @@ export function tensorsIn(weights: unknown): Tensor[] {
 }
 
 /** Largest finite f16. */
-const F16_MAX = 65504;
+/** The largest finite f16 value. */
+export const F16_MAX = 65504;
 const F32_MAX = 3.4028234663852886e38;
 
 /**
