@@ -18,6 +18,20 @@ function topPBetween(x: ArrayLike<number>, T: number, j: number): number {
   return c + p[j] / 2;
 }
 
+/** Pearson's chi-square of `draws` against the distribution proportional to `w`; no index of weight 0 may be drawn. */
+function chiSquare(draws: ArrayLike<number>, w: ArrayLike<number>): number {
+  const counts = new Array(w.length).fill(0);
+  for (let i = 0; i < draws.length; i++) counts[draws[i]]++;
+  const total = Array.from(w).reduce((a, b) => a + b, 0);
+  let chi2 = 0;
+  for (let i = 0; i < w.length; i++) {
+    const expected = (draws.length * w[i]) / total;
+    if (w[i] === 0) expect(counts[i], `draws of index ${i}, of weight 0`).toBe(0);
+    else chi2 += (counts[i] - expected) ** 2 / expected;
+  }
+  return chi2;
+}
+
 describe('filteredProbs', () => {
   it('with temperature only is softmax(logits / T) for V = 1, 3, 257, 1000, 50257 (rtol 1e-5: exp)', async () => {
     const dev = await getDevice();
@@ -208,14 +222,7 @@ describe('filteredProbs', () => {
     const f = { temperature: 0.9, topK: 5 };
     const ids = Tensor.empty(dev, [N], 'i32');
     filteredProbs(Tensor.from(dev, x, [N, V]), f, undefined, { draw: { uniforms: Tensor.from(dev, u, [N]), ids: { tensor: ids, row: 0 } } });
-    const p = filteredProbsRef(logits, V, f);
-    const counts = new Array(V).fill(0);
-    for (const i of await ids.read()) counts[i]++;
-    let chi2 = 0;
-    for (let i = 0; i < V; i++) {
-      if (p[i] === 0) expect(counts[i]).toBe(0);
-      else chi2 += (counts[i] - N * p[i]) ** 2 / (N * p[i]);
-    }
+    const chi2 = chiSquare(await ids.read(), filteredProbsRef(logits, V, f));
     // 4 degrees of freedom: P(chi2 > 18.5) = 0.001.
     expect(chi2).toBeLessThan(18.5);
   });
@@ -337,15 +344,7 @@ describe('sampleRows', () => {
     for (let r = 0; r < N; r++) weights.set(w, r * V);
     const r = rng(5);
     const u = Float32Array.from({ length: N }, () => r());
-    const out = await sampleRows(Tensor.from(dev, weights, [N, V]), Tensor.from(dev, u, [N])).read();
-    const counts = new Array(V).fill(0);
-    for (const i of out) counts[i]++;
-    const total = w.reduce((a, b) => a + b, 0);
-    let chi2 = 0;
-    for (let i = 0; i < V; i++) {
-      if (w[i] === 0) expect(counts[i]).toBe(0);
-      else chi2 += (counts[i] - (N * w[i]) / total) ** 2 / ((N * w[i]) / total);
-    }
+    const chi2 = chiSquare(await sampleRows(Tensor.from(dev, weights, [N, V]), Tensor.from(dev, u, [N])).read(), w);
     // 5 degrees of freedom: P(chi2 > 20.5) = 0.001.
     expect(chi2).toBeLessThan(20.5);
   });
@@ -398,15 +397,7 @@ describe('residualDraws', () => {
     const r = rng(54);
     const u = Float32Array.from({ length: N }, () => r());
     const out = residualDraws(Tensor.from(dev, p, [N, V]), Tensor.from(dev, q, [N, V]), Tensor.from(dev, new Int32Array(N), [N]), Tensor.from(dev, u, [N]));
-    const residual = Array.from(pRow, (v, i) => Math.max(v - qRow[i], 0));
-    const total = residual.reduce((a, b) => a + b, 0);
-    const counts = new Array(V).fill(0);
-    for (const i of await out.draws.read()) counts[i]++;
-    let chi2 = 0;
-    for (let i = 0; i < V; i++) {
-      if (residual[i] === 0) expect(counts[i]).toBe(0);
-      else chi2 += (counts[i] - (N * residual[i]) / total) ** 2 / ((N * residual[i]) / total);
-    }
+    const chi2 = chiSquare(await out.draws.read(), Array.from(pRow, (v, i) => Math.max(v - qRow[i], 0)));
     // 1 degree of freedom (tokens 0 and 2): P(chi2 > 10.8) = 0.001.
     expect(chi2).toBeLessThan(10.8);
   });
