@@ -3,7 +3,7 @@
  * defaults (an AR step, speculative decoding with the AR drafter, SpecDiff through the draft head), in
  * one sampled regime (temperature 0.8, top-k 50 unless --temperature / --top-k), on the first held-out passage.
  * Per phase (draft, verify; an AR step is one phase): CPU time recording it, time from then until its result is
- * back, dispatches, bind groups made, and the GPU time of the profiled iterations (timestamp queries).
+ * back, dispatches, compute passes (a copy or upload between dispatches starts a new one), bind groups made, and the GPU time of the profiled iterations (timestamp queries).
  * Every iteration starts from the same context (caches rolled back), so they cost alike.
  *
  * --kernels also lists each phase's kernels: dispatches and GPU time per iteration, by kernel. --autotune first times
@@ -58,12 +58,14 @@ interface Phase {
   recordMs: number;
   waitMs: number;
   dispatches: number;
+  /** Compute passes: a copy or an upload between two dispatches splits the pass. */
+  passes: number;
   bindGroups: number;
   gpuMs: number;
   /** Profiled iterations' kernels: key -> summed GPU ms and dispatches. */
   kernels: Map<string, { ms: number; count: number }>;
 }
-const zero = (): Phase => ({ recordMs: 0, waitMs: 0, dispatches: 0, bindGroups: 0, gpuMs: 0, kernels: new Map() });
+const zero = (): Phase => ({ recordMs: 0, waitMs: 0, dispatches: 0, passes: 0, bindGroups: 0, gpuMs: 0, kernels: new Map() });
 
 /**
  * Runs `record` (which records a phase and returns the tensors it reads back) and waits for the readback. A timed
@@ -71,7 +73,7 @@ const zero = (): Phase => ({ recordMs: 0, waitMs: 0, dispatches: 0, bindGroups: 
  * only its GPU time (profiling slows the rest); a warm-up adds nothing.
  */
 async function phase(into: Phase, mode: 'warm-up' | 'timed' | 'profiled', record: () => Tensor[]): Promise<Tensor[]> {
-  const [d0, b0] = [device.dispatchCount, device.bindGroupCount];
+  const [d0, p0, b0] = [device.dispatchCount, device.passCount, device.bindGroupCount];
   if (mode === 'profiled') device.startProfiling();
   const t0 = performance.now();
   const out = device.scope(record);
@@ -89,6 +91,7 @@ async function phase(into: Phase, mode: 'warm-up' | 'timed' | 'profiled', record
     into.recordMs += t1 - t0;
     into.waitMs += t2 - t1;
     into.dispatches += device.dispatchCount - d0;
+    into.passes += device.passCount - p0;
     into.bindGroups += device.bindGroupCount - b0;
   }
   return out;
@@ -130,6 +133,7 @@ async function measure(name: string, drafter: Drafter | null, gamma: number): Pr
     recordMs: p.recordMs / iterations,
     waitMs: p.waitMs / iterations,
     dispatches: p.dispatches / iterations,
+    passes: p.passes / iterations,
     bindGroups: p.bindGroups / iterations,
     gpuMs: p.gpuMs / profiledIterations,
     kernels: new Map([...p.kernels].map(([k, v]) => [k, { ms: v.ms / profiledIterations, count: v.count / profiledIterations }])),
@@ -151,10 +155,10 @@ const rows: string[][] = [];
 for (const r of results) {
   for (const [phaseName, p] of [['draft', r.draft], ['verify', r.verify]] as const) {
     if (p.dispatches === 0) continue;
-    rows.push([r.name, r.name === 'AR step' ? 'step' : phaseName, fmt(p.recordMs, 2), fmt(p.waitMs, 2), fmt(p.recordMs + p.waitMs, 2), fmt(p.dispatches, 0), fmt(p.bindGroups, 1), fmt(p.gpuMs, 2)]);
+    rows.push([r.name, r.name === 'AR step' ? 'step' : phaseName, fmt(p.recordMs, 2), fmt(p.waitMs, 2), fmt(p.recordMs + p.waitMs, 2), fmt(p.dispatches, 0), fmt(p.passes, 0), fmt(p.bindGroups, 1), fmt(p.gpuMs, 2)]);
   }
 }
-console.log(table(['method', 'phase', 'record ms', 'wait ms', 'total ms', 'dispatches', 'bind groups made', 'GPU ms'], rows));
+console.log(table(['method', 'phase', 'record ms', 'wait ms', 'total ms', 'dispatches', 'compute passes', 'bind groups made', 'GPU ms'], rows));
 if (values.kernels) {
   for (const r of results) {
     for (const [phaseName, p] of [['draft', r.draft], ['verify', r.verify]] as const) {

@@ -184,6 +184,11 @@ export class Device {
     return this.recorder.dispatchCount;
   }
 
+  /** Compute passes recorded since the device was made (a copy or upload between dispatches starts a new one). */
+  get passCount(): number {
+    return this.recorder.passCount;
+  }
+
   get submitCount(): number {
     return this.recorder.submitCount;
   }

@@ -26,6 +26,8 @@ export class CommandRecorder {
   private collected: Map<string, KernelSpec> | null = null;
   /** Dispatches recorded since the device was made (for tests of batching). */
   dispatchCount = 0;
+  /** Compute passes begun: a copy or an upload between dispatches ends the open one. */
+  passCount = 0;
   submitCount = 0;
 
   constructor(
@@ -56,7 +58,10 @@ export class CommandRecorder {
 
   private computePass(): GPUComputePassEncoder {
     this.encoder ??= this.ctx.gpu.createCommandEncoder();
-    this.pass ??= this.encoder.beginComputePass();
+    if (!this.pass) {
+      this.pass = this.encoder.beginComputePass();
+      this.passCount++;
+    }
     return this.pass;
   }
 
