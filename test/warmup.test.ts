@@ -13,6 +13,7 @@ import { DiffusionDrafter } from '../src/decode/diffusion-drafter.js';
 import { generate } from '../src/decode/generate.js';
 import { resolveSampling } from '../src/decode/options.js';
 import { reachableKernels } from '../src/decode/warmup.js';
+import { Rng } from '../src/decode/rng.js';
 
 const V = 16;
 const HEAD = 16;
@@ -54,6 +55,17 @@ describe('Pipeline.warmup', async () => {
     }, 240_000);
   }
 
+  it('a drafter reading a window of the context: the kernels of a draft over its whole window are reachable from a shorter prompt', () => {
+    const drafter = new DiffusionDrafter(mdlm, { attention: 'bidirectional' });
+    const sampling = resolveSampling({ temperature: 0.9 });
+    const { gamma } = drafter.defaults(sampling);
+    const reachable = new Set(reachableKernels(target, drafter, { sampling, maxGamma: gamma, withConfidence: false, promptTokens: PROMPT.length, maxNewTokens: 24 }).map((k) => k.key));
+    const fullWindow = dev.collectKernels(() => drafter.draft(new Array<number>(drafter.window + PROMPT.length).fill(1), gamma, sampling, new Rng(0)));
+    expect(PROMPT.length).toBeLessThan(drafter.window);
+    for (const k of fullWindow) expect(reachable.has(k.key), k.key).toBe(true);
+    drafter.dispose();
+  });
+
   // reachableKernels configures the drafter it is given as a generation would: a draft head drafts by default,
   // greedy (growing drafts, the head on its leading positions, the backbone past them) and sampled alike.
   for (const temperature of [0, 0.9]) {
@@ -72,4 +84,3 @@ describe('Pipeline.warmup', async () => {
     }, 240_000);
   }
 });
-

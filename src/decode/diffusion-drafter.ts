@@ -208,6 +208,10 @@ export class DiffusionDrafter implements Drafter {
     return this.model.config.shiftLogits ? 1 : 0;
   }
 
+  get contextWindow(): number | undefined {
+    return this.attention === 'bidirectional' ? this.window : undefined;
+  }
+
   get targetFeatures(): number {
     const { targetFeatures, draftHeadFeatures } = this.model.config;
     return targetFeatures || (this.draftHead ? draftHeadFeatures : 0);

@@ -56,6 +56,11 @@ export interface Drafter {
   readonly maxGamma: number;
   /** Most independent drafts of one context it proposes at once (Drafter.draft's tree; 1: one). */
   readonly maxDrafts?: number;
+  /**
+   * Without a cache: the most context tokens a draft reads (a bidirectional diffusion drafter's window), which it
+   * reaches as the context grows. Absent: a draft reads what its cache lacks.
+   */
+  readonly contextWindow?: number;
   /** Width of the target's hidden states it reads beside the context (0 or absent: none). */
   readonly targetFeatures?: number;
   /** Its default draft lengths when sampling this way. */

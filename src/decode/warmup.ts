@@ -85,8 +85,10 @@ export function reachableKernels(target: GPT2, given: Drafter | null, s: ReachSe
     drafter.prefill(ids(prompt), states);
     // New tokens before a draft: up to a rejected longest draft plus one, the prompt, or a
     // drafter's restart after its context filled up (past streamedMaxRows: one shape for all).
+    // A drafter that reads a window of the context sees more of it as the context grows, up to the window.
     const restarts = longest >= Math.min(capacity, drafter.maxGamma + 1) - G - 1;
-    const added = rowCounts(restarts ? capacity : Math.max(prompt, G + 1), dev.tuning.streamedMaxRows);
+    const windowed = Math.min(drafter.contextWindow ?? 0, longest);
+    const added = rowCounts(restarts ? capacity : Math.max(prompt, G + 1, windowed), dev.tuning.streamedMaxRows);
     for (let g = 1; g <= G; g++) {
       fresh();
       drafter.draft(ids(1), g, s.sampling, rng, s.withConfidence, states, { drafts, branchLength: g });
