@@ -160,7 +160,7 @@ async function warmup(pipe: Pipeline, opts: WarmupOptions, quiet: boolean): Prom
       process.stderr.write(`\rcompiling kernels ${done}/${total}${done === total ? '\n' : ''}`);
     },
   });
-  if (!quiet) process.stderr.write(`${w.kernels} kernels ready (${w.compiled} compiled, ${w.launched} first runs) in ${((performance.now() - t) / 1000).toFixed(1)} s\n`);
+  if (!quiet) process.stderr.write(`${w.kernels} kernels ready (${w.compiled} compiled, ${w.launched} first runs${w.helperDevices ? `, ${w.helperDevices + 1} devices compiling` : ''}) in ${((performance.now() - t) / 1000).toFixed(1)} s\n`);
 }
 
 function summary(s: GenerationStats): string {

@@ -8,7 +8,7 @@ import { availableParallelism } from 'node:os';
 import { Device, type CreateDeviceOptions } from './tensor/device.js';
 import { WebGPUUnavailableError } from './tensor/errors.js';
 import { napWhileWaiting } from './tensor/node-wait.js';
-import { LAVAPIPE_THREADS_PER_CORE } from './tensor/tuning.js';
+import { LAVAPIPE_THREADS_PER_CORE, MAX_WARMUP_DEVICES } from './tensor/tuning.js';
 
 export * from './index.js';
 export { dirFolder, fileSource, openCheckpointDir, openSafetensorsFile } from './models/safetensors-node.js';
@@ -60,5 +60,6 @@ export interface NodeDeviceOptions extends Omit<CreateDeviceOptions, 'gpu' | 'wa
 /** A device in Node through Dawn (nodeGPU). */
 export async function createNodeDevice(opts: NodeDeviceOptions = {}): Promise<Device> {
   const { sleepWhileWaiting = true, ...rest } = opts;
-  return Device.create({ ...rest, gpu: await nodeGPU(), waitForGPU: sleepWhileWaiting ? napWhileWaiting : undefined });
+  const warmupDevices = rest.warmupDevices ?? Math.min(availableParallelism(), MAX_WARMUP_DEVICES);
+  return Device.create({ ...rest, gpu: await nodeGPU(), waitForGPU: sleepWhileWaiting ? napWhileWaiting : undefined, warmupDevices });
 }

@@ -44,6 +44,8 @@ export interface WarmupResult {
   compiled: number;
   /** Of them, run once by this call (drivers that compile at the first run do it then). */
   launched: number;
+  /** Helper devices that ran some of them first, beside this one (0: it ran them alone; CreateDeviceOptions.warmupDevices). */
+  helperDevices: number;
   /** Wall time of this call, finding the kernels included. */
   ms: number;
 }
@@ -112,8 +114,8 @@ export class Pipeline {
     } finally {
       drafter?.dispose();
     }
-    const { compiled, launched } = await this.device.warmup(specs, opts.onProgress);
-    return { kernels: specs.length, compiled, launched, ms: performance.now() - t0 };
+    const { compiled, launched, helperDevices } = await this.device.warmup(specs, opts.onProgress);
+    return { kernels: specs.length, compiled, launched, helperDevices, ms: performance.now() - t0 };
   }
 
   /**

@@ -1,10 +1,12 @@
 /**
  * Warm-up: after Pipeline.warmup, generations with the same settings create no pipeline, with
  * every method, greedy and sampled, draft lengths growing to their longest, several drafts verified
- * as a token tree, and a context of several attention tiles.
+ * as a token tree, and a context of several attention tiles; and with helper devices compiling beside the
+ * main one.
  */
 import { describe, expect, it } from 'vitest';
 import { getDevice } from './helpers/device.js';
+import { createNodeDevice } from '../src/node.js';
 import { tinyGPT2, tinyMDLM } from './helpers/tiny-models.js';
 import { Pipeline, type WarmupOptions } from '../src/pipeline.js';
 import type { Tokenizer } from '../src/models/tokenizer.js';
@@ -83,4 +85,31 @@ describe('Pipeline.warmup', async () => {
       headed.dispose();
     }, 240_000);
   }
+});
+
+
+describe('warm-up on helper devices (CreateDeviceOptions.warmupDevices)', async () => {
+  // A threshold of 0 takes every first run for a compilation, so the helper always starts.
+  const dev = await createNodeDevice({ warmupDevices: 2, tuning: { warmupCompileMs: 0 } });
+  const target = await tinyGPT2(dev, { vocab: V, seed: 31, positions: 64 });
+  const mdlm = await tinyMDLM(dev, { vocab: V, seed: 32, positions: 64 });
+  const pipe = new Pipeline(dev, null as unknown as Tokenizer, target, mdlm, target);
+  const opts: WarmupOptions = { method: 'specdiff', temperature: 0.9, topK: 8, maxNewTokens: 24, seed: 5 };
+
+  it('leaves every kernel of the generation ready on the main device, and the generation draws the same tokens as on a device alone', async () => {
+    const w = await pipe.warmup({ ...opts, prompt: PROMPT });
+    expect(w.helperDevices).toBe(1);
+    expect(w.launched).toBe(w.kernels);
+    const before = dev.pipelineCount;
+    const r = await pipe.generate(PROMPT, opts).result();
+    expect(dev.pipelineCount - before).toBe(0);
+    expect(r.stats.compileMs).toBe(0);
+
+    const alone = await getDevice();
+    const [t2, m2] = [await tinyGPT2(alone, { vocab: V, seed: 31, positions: 64 }), await tinyMDLM(alone, { vocab: V, seed: 32, positions: 64 })];
+    const r2 = await new Pipeline(alone, null as unknown as Tokenizer, t2, m2, t2).generate(PROMPT, opts).result();
+    expect(r.tokens).toEqual(r2.tokens);
+    t2.dispose();
+    m2.dispose();
+  }, 240_000);
 });

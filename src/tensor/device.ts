@@ -7,15 +7,16 @@
 import { BufferPool, type PoolStats } from './pool.js';
 import { WebGPUUnavailableError } from './errors.js';
 import { GPUContext, type GPUWait } from './context.js';
-import { KernelCache, type BufferBinding, type CompileProgress, type KernelSpec } from './kernels.js';
+import { KernelCache, type BufferBinding, type CompileProgress, type KernelSpec, type WarmupReport } from './kernels.js';
 import { CommandRecorder } from './recorder.js';
 import { Readback } from './readback.js';
 import { Scopes, type Disposable } from './lifetime.js';
 import { deviceInfo, deviceRequest, type DeviceInfo, type DeviceLimits, type OptionalFeature } from './limits.js';
 import { DEFAULT_TUNING, resolveTuning, uniformWindowBytes, type KernelTuning } from './tuning.js';
+import type { HelperLauncher, LaunchAcrossOptions } from './launch-across.js';
 import type { KernelTime } from './profiler.js';
 
-export type { Access, BufferBinding, CompileProgress, KernelSpec } from './kernels.js';
+export type { Access, BufferBinding, CompileProgress, KernelSpec, WarmupReport } from './kernels.js';
 export type { DeviceInfo, DeviceLimits } from './limits.js';
 export type { GPUWait } from './context.js';
 
@@ -35,6 +36,12 @@ export interface CreateDeviceOptions {
   tuning?: Partial<KernelTuning>;
   /** How to wait for GPU work (default: await it). createNodeDevice passes a napping one. */
   waitForGPU?: GPUWait;
+  /**
+   * Devices of this adapter a warm-up (warmup, launch) may run kernels' first runs on at once (default 1: this one
+   * alone). Helpers start only where a first run is seen to compile the kernel (Mesa's llvmpipe) and stop unless
+   * the driver's shader cache then serves this device (launch-across.ts). createNodeDevice sets one per core, up to MAX_WARMUP_DEVICES.
+   */
+  warmupDevices?: number;
 }
 
 export class Device {
@@ -51,6 +58,8 @@ export class Device {
     readonly gpu: GPUDevice,
     info: DeviceInfo,
     tuning: KernelTuning,
+    /** Where helper devices for warm-ups come from, and how many at most. */
+    private readonly helperSource: { entry: GPU; opts: CreateDeviceOptions; helpers: number },
     waitForGPU?: GPUWait,
   ) {
     this.info = info;
@@ -82,7 +91,9 @@ export class Device {
     const gpuDevice = await adapter.requestDevice(deviceRequest(adapter, opts.limits ?? 'adapter', opts.disableFeatures ?? []));
     const info = deviceInfo(adapter, gpuDevice);
     try {
-      return new Device(gpuDevice, info, resolveTuning(tuning, DEFAULT_TUNING, info.limits), opts.waitForGPU);
+      const warmupDevices = opts.warmupDevices ?? 1;
+      if (!Number.isInteger(warmupDevices) || warmupDevices < 1) throw new RangeError(`warmupDevices must be a positive integer, got ${warmupDevices}`);
+      return new Device(gpuDevice, info, resolveTuning(tuning, DEFAULT_TUNING, info.limits), { entry: gpu, opts, helpers: warmupDevices - 1 }, opts.waitForGPU);
     } catch (e) {
       gpuDevice.destroy();
       throw e;
@@ -162,12 +173,32 @@ export class Device {
     return this.kernels.compile(specs, onProgress);
   }
 
-  launch(specs: Iterable<KernelSpec>, onProgress?: CompileProgress): Promise<number> {
-    return this.kernels.launch(specs, onProgress);
+  async launch(specs: Iterable<KernelSpec>, onProgress?: CompileProgress): Promise<number> {
+    return (await this.kernels.launch(specs, onProgress, this.launchHelpers())).launched;
   }
 
-  warmup(specs: Iterable<KernelSpec>, onProgress?: CompileProgress): Promise<{ compiled: number; launched: number }> {
-    return this.kernels.warmup(specs, onProgress);
+  warmup(specs: Iterable<KernelSpec>, onProgress?: CompileProgress): Promise<WarmupReport> {
+    return this.kernels.warmup(specs, onProgress, this.launchHelpers());
+  }
+
+  /** How first runs may use helper devices (undefined: this device alone). */
+  private launchHelpers(): Omit<LaunchAcrossOptions, 'onLaunched'> | undefined {
+    const { helpers } = this.helperSource;
+    if (helpers < 1) return undefined;
+    const { warmupCompileMs: compileMs, warmupCachedFraction: cachedFraction } = this.currentTuning;
+    return { helpers, compileMs, cachedFraction, makeHelper: () => this.helperDevice() };
+  }
+
+  /** A device like this one, of the same adapter (null if the entry point hands out another), that runs kernels once. */
+  private async helperDevice(): Promise<HelperLauncher | null> {
+    const { entry, opts } = this.helperSource;
+    const d = await Device.create({ ...opts, gpu: entry, tuning: this.currentTuning, warmupDevices: 1 });
+    const same = d.info.adapter === this.info.adapter && JSON.stringify(d.info.features) === JSON.stringify(this.info.features);
+    if (!same) {
+      d.destroy();
+      return null;
+    }
+    return { launch: async (spec) => void (await d.launch([spec])), destroy: () => d.destroy() };
   }
 
   /**

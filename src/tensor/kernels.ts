@@ -5,6 +5,7 @@
  */
 import { align, type GPUContext } from './context.js';
 import { GPUValidationError } from './errors.js';
+import { launchAcross, type LaunchAcrossOptions } from './launch-across.js';
 import { COPY_DST, STORAGE, UNIFORM } from './usage.js';
 
 /** Access of one binding of a kernel: read-only storage, read-write storage, or uniform. */
@@ -26,6 +27,13 @@ export interface BufferBinding {
   buffer: GPUBuffer;
   offset?: number;
   size?: number;
+}
+
+/** What a warm-up did: pipelines compiled, kernels run once, and helper devices that ran some of them first. */
+export interface WarmupReport {
+  compiled: number;
+  launched: number;
+  helperDevices: number;
 }
 
 /** Compiles ahead of use; `onProgress` is called with pipelines compiled so far and in all. */
@@ -179,53 +187,64 @@ export class KernelCache {
    * Runs each kernel once over one workgroup with zero parameters and zeroed scratch bindings
    * (every kernel returns early then): drivers that finish compiling at the first dispatch (Mesa's
    * llvmpipe compiles a pipeline's machine code when it first runs) do it here. One submission
-   * per kernel, waited for, so that progress is real.
+   * per kernel, waited for, so that progress is real. With `across`, helper devices may run some
+   * first (launch-across.ts).
    */
-  async launch(specs: Iterable<KernelSpec>, onProgress?: CompileProgress): Promise<number> {
+  async launch(specs: Iterable<KernelSpec>, onProgress?: CompileProgress, across?: Omit<LaunchAcrossOptions, 'onLaunched'>): Promise<{ launched: number; helperDevices: number }> {
     const list = [...new Map([...specs].filter((s) => !this.launched.has(s.key)).map((s) => [s.key, s])).values()];
     const scratch: GPUBuffer[] = [];
-    const gpu = this.ctx.gpu;
     const t0 = performance.now();
+    let helperDevices = 0;
     onProgress?.(0, list.length);
     try {
-      for (const [i, spec] of list.entries()) {
-        const { pipeline, layout } = this.kernel(spec);
-        const entries: GPUBindGroupEntry[] = [];
-        for (let b = 0; b < spec.bindings.length + (spec.params ? 1 : 0); b++) {
-          scratch[b] ??= this.ctx.createBuffer(SCRATCH_BYTES, STORAGE | UNIFORM | COPY_DST, 'launch scratch');
-          entries.push({ binding: b, resource: { buffer: scratch[b], size: Math.min(SCRATCH_BYTES, this.ctx.limits.maxUniformBufferBindingSize) } });
+      const main = { launch: (spec: KernelSpec) => this.launchOne(spec, scratch) };
+      if (across) ({ helpers: helperDevices } = await launchAcross(main, list, { ...across, onLaunched: (done) => onProgress?.(done, list.length) }));
+      else {
+        for (const [i, spec] of list.entries()) {
+          await main.launch(spec);
+          onProgress?.(i + 1, list.length);
         }
-        const enc = gpu.createCommandEncoder();
-        const pass = enc.beginComputePass();
-        pass.setPipeline(pipeline);
-        pass.setBindGroup(0, gpu.createBindGroup({ layout, entries }));
-        pass.dispatchWorkgroups(1);
-        pass.end();
-        gpu.queue.submit([enc.finish()]);
-        await this.ctx.waitFor(gpu.queue.onSubmittedWorkDone());
-        this.launched.add(spec.key);
-        onProgress?.(i + 1, list.length);
       }
       await this.ctx.checkScopes();
     } finally {
       for (const b of scratch) b.destroy();
       this.compileMs += performance.now() - t0;
     }
-    return list.length;
+    return { launched: list.length, helperDevices };
+  }
+
+  /** One kernel's run over one workgroup, waited for; `scratch` holds the zeroed bindings, made as needed. */
+  private async launchOne(spec: KernelSpec, scratch: GPUBuffer[]): Promise<void> {
+    const gpu = this.ctx.gpu;
+    const { pipeline, layout } = this.kernel(spec);
+    const entries: GPUBindGroupEntry[] = [];
+    for (let b = 0; b < spec.bindings.length + (spec.params ? 1 : 0); b++) {
+      scratch[b] ??= this.ctx.createBuffer(SCRATCH_BYTES, STORAGE | UNIFORM | COPY_DST, 'launch scratch');
+      entries.push({ binding: b, resource: { buffer: scratch[b], size: Math.min(SCRATCH_BYTES, this.ctx.limits.maxUniformBufferBindingSize) } });
+    }
+    const enc = gpu.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, gpu.createBindGroup({ layout, entries }));
+    pass.dispatchWorkgroups(1);
+    pass.end();
+    gpu.queue.submit([enc.finish()]);
+    await this.ctx.waitFor(gpu.queue.onSubmittedWorkDone());
+    this.launched.add(spec.key);
   }
 
   /**
    * Makes these kernels ready to run at full speed: compiles their pipelines (compile), then
    * runs each once (launch). Progress counts both steps of every kernel not yet ready.
    */
-  async warmup(specs: Iterable<KernelSpec>, onProgress?: CompileProgress): Promise<{ compiled: number; launched: number }> {
+  async warmup(specs: Iterable<KernelSpec>, onProgress?: CompileProgress, across?: Omit<LaunchAcrossOptions, 'onLaunched'>): Promise<WarmupReport> {
     const list = [...specs];
     const keys = (pending: (s: KernelSpec) => boolean) => new Set(list.filter(pending).map((s) => s.key)).size;
     const total = keys((s) => !this.pipelines.has(s.key)) + keys((s) => !this.launched.has(s.key));
     let compiled = 0;
     const compiledCount = await this.compile(list, (d) => onProgress?.((compiled = d), total));
-    const launched = await this.launch(list, (d) => onProgress?.(compiled + d, total));
-    return { compiled: compiledCount, launched };
+    const { launched, helperDevices } = await this.launch(list, (d) => onProgress?.(compiled + d, total), across);
+    return { compiled: compiledCount, launched, helperDevices };
   }
 }
 

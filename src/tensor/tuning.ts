@@ -102,6 +102,15 @@ export interface KernelTuning {
   napFraction: number;
   minNapMs: number;
   maxNapMs: number;
+  /**
+   * Warm-up helpers (launch-across.ts, CreateDeviceOptions.warmupDevices): a kernel's first run of at least
+   * warmupCompileMs is taken for the driver compiling it then (llvmpipe's JIT takes 0.1-3 s a kernel; a GPU
+   * driver's compiled pipeline runs in about a millisecond), and this device's run of a helper's kernel in under
+   * warmupCachedFraction of the helper's time for the driver's shader cache serving it (milliseconds against a
+   * second; docs/performance.md, "Compiling kernels").
+   */
+  warmupCompileMs: number;
+  warmupCachedFraction: number;
 }
 
 export const DEFAULT_TUNING: Readonly<KernelTuning> = deepFreeze<KernelTuning>({
@@ -124,6 +133,8 @@ export const DEFAULT_TUNING: Readonly<KernelTuning> = deepFreeze<KernelTuning>({
   napFraction: 0.05,
   minNapMs: 0.05,
   maxNapMs: 2,
+  warmupCompileMs: 100,
+  warmupCachedFraction: 0.5,
 });
 
 /**
@@ -133,6 +144,9 @@ export const DEFAULT_TUNING: Readonly<KernelTuning> = deepFreeze<KernelTuning>({
  * created, so entry points (the CLI, benchmarks, tests) set it before their first WebGPU call.
  */
 export const LAVAPIPE_THREADS_PER_CORE = 2;
+
+/** Devices a warm-up in Node compiles on at once, at most (createNodeDevice): one per core, up to this. */
+export const MAX_WARMUP_DEVICES = 4;
 
 /**
  * 'gemv-uniform' binds a dispatch's activation rows in a uniform window of this many bytes (or
@@ -192,6 +206,8 @@ export function resolveTuning(overrides: Partial<KernelTuning> = {}, base: Reado
   num('napFraction', t.napFraction, 0, 1);
   num('minNapMs', t.minNapMs, 0, 1000);
   num('maxNapMs', t.maxNapMs, t.minNapMs, 1000);
+  num('warmupCompileMs', t.warmupCompileMs, 0, 60_000);
+  num('warmupCachedFraction', t.warmupCachedFraction, 0, 1);
   if (limits) {
     const invocations = Math.min(limits.maxComputeInvocationsPerWorkgroup, limits.maxComputeWorkgroupSizeX);
     for (const field of ['rowWorkgroup', 'layerNormWorkgroup'] as const) {

@@ -1,0 +1,118 @@
+/**
+ * First runs of kernels spread over several devices of one adapter. A driver that compiles a pipeline's
+ * machine code at its first run (Mesa's llvmpipe) does so on the device's queue thread, one kernel after another,
+ * while the other cores idle. Helper devices compile other kernels meanwhile, and the driver's on-disk shader
+ * cache then hands the main device their machine code: its own first runs of them take milliseconds.
+ * Both are measured, not assumed: helpers start only once a kernel's first run takes long enough to be a
+ * compilation, and stop as soon as the main device's run of a helper's kernel is not much faster than the
+ * helper's was (no shared cache). docs/performance.md, "Compiling kernels".
+ */
+import type { KernelSpec } from './kernels.js';
+
+/** Runs a kernel once (a driver that compiles at first runs compiles it then). */
+export interface Launcher {
+  launch(spec: KernelSpec): Promise<void>;
+}
+
+export interface HelperLauncher extends Launcher {
+  destroy(): void;
+}
+
+export interface LaunchAcrossOptions {
+  /** Helper devices to start, at most. */
+  helpers: number;
+  /** A helper device; null (or a rejection) when none can be had. */
+  makeHelper: () => Promise<HelperLauncher | null>;
+  /** A first run at least this long is taken for a compilation. */
+  compileMs: number;
+  /** The main device's run of a helper's kernel counts as served from a cache below this fraction of the helper's time. */
+  cachedFraction: number;
+  /** Called as kernels have run on some device: how many so far. */
+  onLaunched?: (done: number) => void;
+}
+
+/** How the kernels ran: on the main device alone, or with helpers (and whether their cache reached it). */
+export interface LaunchAcrossResult {
+  helpers: number;
+  /** Kernels a helper ran first. */
+  byHelpers: number;
+  /** Whether the main device's first run of a helper's kernel was served from the cache (undefined: not tried). */
+  cacheShared?: boolean;
+}
+
+/** Runs every kernel of `specs` on `main`, with helpers compiling some of them first where that pays. */
+export async function launchAcross(main: Launcher, specs: readonly KernelSpec[], o: LaunchAcrossOptions): Promise<LaunchAcrossResult> {
+  const queue = [...specs];
+  let done = 0;
+  const timed = async (l: Launcher, spec: KernelSpec): Promise<number> => {
+    const t0 = performance.now();
+    await l.launch(spec);
+    return performance.now() - t0;
+  };
+  const alone = async (): Promise<LaunchAcrossResult> => {
+    for (let s = queue.shift(); s; s = queue.shift()) {
+      await main.launch(s);
+      o.onLaunched?.(++done);
+    }
+    return { helpers: 0, byHelpers: 0 };
+  };
+  // Alone while first runs are quick (a driver that compiles at pipeline creation); helpers once one is a compilation.
+  for (;;) {
+    const s = queue.shift();
+    if (!s) return { helpers: 0, byHelpers: 0 };
+    const ms = await timed(main, s);
+    o.onLaunched?.(++done);
+    if (o.helpers < 1 || queue.length < 2) return alone();
+    if (ms >= o.compileMs) break;
+  }
+
+  const made = await Promise.all(Array.from({ length: Math.min(o.helpers, queue.length - 1) }, () => o.makeHelper().catch(() => null)));
+  const helpers = made.filter((h): h is HelperLauncher => h !== null);
+  if (!helpers.length) return alone();
+  // Kernels a helper ran first, which the main device runs at the end (from the cache, if it holds them).
+  const theirs: Array<{ spec: KernelSpec; ms: number }> = [];
+  /** Kernels a helper failed to run: the main device runs them at the end, as it would have. */
+  const failed: KernelSpec[] = [];
+  let cacheShared: boolean | undefined;
+  let byHelpers = 0;
+  const helperLoop = async (h: HelperLauncher) => {
+    for (let s = queue.shift(); s; s = cacheShared === false ? undefined : queue.shift()) {
+      let ms: number;
+      try {
+        ms = await timed(h, s);
+      } catch {
+        failed.push(s);
+        return;
+      }
+      theirs.push({ spec: s, ms });
+      byHelpers++;
+      o.onLaunched?.(++done);
+    }
+  };
+  const mainLoop = async () => {
+    for (;;) {
+      if (cacheShared === undefined && theirs.length) {
+        const { spec, ms } = theirs.shift()!;
+        cacheShared = (await timed(main, spec)) < ms * o.cachedFraction;
+        continue;
+      }
+      const s = queue.shift();
+      if (!s) return;
+      await main.launch(s);
+      o.onLaunched?.(++done);
+    }
+  };
+  try {
+    await Promise.all([mainLoop(), ...helpers.map(helperLoop)]);
+  } finally {
+    // If the main device failed, the helpers take nothing more.
+    queue.length = 0;
+    for (const h of helpers) h.destroy();
+  }
+  for (const { spec } of theirs) await main.launch(spec);
+  for (const spec of failed) {
+    await main.launch(spec);
+    o.onLaunched?.(++done);
+  }
+  return { helpers: helpers.length, byHelpers, cacheShared };
+}

@@ -1,0 +1,120 @@
+/**
+ * launchAcross: first runs spread over helper devices only where a first run is a compilation and the driver's
+ * cache then serves the main device; every kernel still runs on the main device, each counted once.
+ * Fake devices with simulated compile times, no GPU.
+ */
+import { describe, expect, it } from 'vitest';
+import { launchAcross, type HelperLauncher, type LaunchAcrossOptions } from '../src/tensor/launch-across.js';
+import type { KernelSpec } from '../src/tensor/kernels.js';
+
+const COMPILE_MS = 20;
+const specs: KernelSpec[] = Array.from({ length: 8 }, (_, i) => ({ key: `k${i}`, wgsl: () => '', bindings: [], params: '' }));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A fake driver: a first run compiles (COMPILE_MS) unless the shared cache holds the kernel. */
+function fakeDriver(cacheShared: boolean) {
+  const cache = new Set<string>();
+  const device = (name: string, fail = false) => {
+    const runs: string[] = [];
+    const seen = new Set<string>();
+    let destroyed = false;
+    return {
+      runs,
+      get destroyed() {
+        return destroyed;
+      },
+      async launch(spec: KernelSpec) {
+        if (fail) throw new Error(`${name} lost`);
+        runs.push(spec.key);
+        if (!seen.has(spec.key)) await sleep(cacheShared && cache.has(spec.key) ? 1 : COMPILE_MS);
+        seen.add(spec.key);
+        cache.add(spec.key);
+      },
+      destroy() {
+        destroyed = true;
+      },
+    };
+  };
+  return { device };
+}
+
+function options(makeHelper: () => Promise<HelperLauncher | null>, over: Partial<LaunchAcrossOptions> = {}): LaunchAcrossOptions & { counts: number[] } {
+  const counts: number[] = [];
+  return { helpers: 1, makeHelper, compileMs: COMPILE_MS / 2, cachedFraction: 0.5, onLaunched: (d) => counts.push(d), counts, ...over };
+}
+
+describe('launchAcross', () => {
+  it('runs every kernel on the main device alone while first runs are quick', async () => {
+    const runs: string[] = [];
+    let asked = 0;
+    const o = options(async () => (asked++, null));
+    const r = await launchAcross({ launch: async (s) => void runs.push(s.key) }, specs, o);
+    expect(runs).toEqual(specs.map((s) => s.key));
+    expect(asked).toBe(0);
+    expect(r).toEqual({ helpers: 0, byHelpers: 0 });
+    expect(o.counts).toEqual(specs.map((_, i) => i + 1));
+  });
+
+  it('once a first run compiles, a helper runs some kernels first and the main device then runs them from the cache', async () => {
+    const driver = fakeDriver(true);
+    const main = driver.device('main');
+    const helper = driver.device('helper');
+    const o = options(async () => helper);
+    const r = await launchAcross(main, specs, o);
+    expect([...main.runs].sort()).toEqual(specs.map((s) => s.key).sort());
+    expect(helper.runs.length).toBeGreaterThan(0);
+    expect(r).toMatchObject({ helpers: 1, byHelpers: helper.runs.length, cacheShared: true });
+    expect(helper.destroyed).toBe(true);
+    expect(o.counts).toEqual(specs.map((_, i) => i + 1));
+  });
+
+  it('without a cache shared between devices, helpers stop after the first check and the main device compiles the rest', async () => {
+    const driver = fakeDriver(false);
+    const main = driver.device('main');
+    const helper = driver.device('helper');
+    const o = options(async () => helper);
+    const r = await launchAcross(main, specs, o);
+    expect(r.cacheShared).toBe(false);
+    expect([...main.runs].sort()).toEqual(specs.map((s) => s.key).sort());
+    // The kernel checked, and those the helper took while the main device ran the check: no more.
+    expect(helper.runs.length).toBeLessThanOrEqual(3);
+    expect(o.counts).toEqual(specs.map((_, i) => i + 1));
+  });
+
+  it('a helper that fails hands its kernel to the main device, which runs every kernel once', async () => {
+    const driver = fakeDriver(true);
+    const main = driver.device('main');
+    const helper = driver.device('helper', true);
+    const o = options(async () => helper);
+    const r = await launchAcross(main, specs, o);
+    expect(r.byHelpers).toBe(0);
+    expect([...main.runs].sort()).toEqual(specs.map((s) => s.key).sort());
+    expect(helper.destroyed).toBe(true);
+    expect(o.counts).toEqual(specs.map((_, i) => i + 1));
+  });
+
+  it('with no helper to be had (none, or a rejection), the main device runs every kernel alone', async () => {
+    for (const makeHelper of [async () => null, () => Promise.reject(new Error('no adapter'))]) {
+      const main = fakeDriver(true).device('main');
+      const o = options(makeHelper);
+      const r = await launchAcross(main, specs, o);
+      expect(r.helpers).toBe(0);
+      expect(main.runs).toEqual(specs.map((s) => s.key));
+      expect(o.counts).toEqual(specs.map((_, i) => i + 1));
+    }
+  });
+
+  it('destroys its helpers when the main device fails', async () => {
+    const driver = fakeDriver(true);
+    const helper = driver.device('helper');
+    let n = 0;
+    const main = {
+      async launch(): Promise<void> {
+        if (++n === 3) throw new Error('device lost');
+        await sleep(COMPILE_MS);
+      },
+    };
+    await expect(launchAcross(main, specs, options(async () => helper))).rejects.toThrow('device lost');
+    expect(helper.destroyed).toBe(true);
+  });
+});
