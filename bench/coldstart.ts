@@ -5,7 +5,7 @@
  * a new process with MESA_SHADER_CACHE_DIR pointing at its own folder, so nothing else's cache
  * is touched. Needs `npm run build` first.
  *
- *   npm run bench:coldstart [-- --method specdiff] [--max-new-tokens N] [--warm-runs N] [--cache-dir DIR]
+ *   npm run bench:coldstart [-- --method specdiff] [--max-new-tokens N] [--warm-runs N] [--cache-dir DIR] [--warmup-devices N]
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -23,6 +23,8 @@ const { values } = parseArgs({
     prompt: { type: 'string', default: 'The ship sailed' },
     /** Use (and keep) this cache folder instead of a fresh one: its first run is cold only if it is empty. */
     'cache-dir': { type: 'string' },
+    /** The library run's CreateDeviceOptions.warmupDevices (default: createNodeDevice's, one per core up to 4). */
+    'warmup-devices': { type: 'string' },
   },
 });
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -70,7 +72,7 @@ const cliArgs = ['dist/cli.js', 'generate', prompt, '--method', method, '--max-n
 const libScript = `
 const t0 = performance.now();
 const { createNodeDevice, dirFolder, loadPipeline } = await import('./dist/node.js');
-const device = await createNodeDevice();
+const device = await createNodeDevice(${values['warmup-devices'] ? `{ warmupDevices: ${Number(values['warmup-devices'])} }` : ''});
 const m = (n) => dirFolder('models/' + n);
 const pipe = await loadPipeline(device, { target: m('target'), diffusionDrafter: m('drafter-mdlm'), arDrafter: m('drafter-ar') }, { dtype: 'f16' });
 const loaded = performance.now();
@@ -81,7 +83,7 @@ let first = 0;
 const gen = pipe.generate(${JSON.stringify(prompt)}, opts);
 for await (const c of gen) { if (!first) { first = performance.now(); process.stdout.write('TOKEN ' + c.text + '\\n'); } }
 const r = await gen.result();
-process.stdout.write('DETAIL ' + JSON.stringify({ importAndLoadMs: loaded - t0, warmupMs: warmed - loaded, kernels: w.kernels, compiled: w.compiled, firstTokenAfterWarmupMs: first - warmed, compiledDuringGeneration: r.stats.pipelinesCompiled, tokensPerSecond: r.stats.tokensPerSecond }) + '\\n');
+process.stdout.write('DETAIL ' + JSON.stringify({ importAndLoadMs: loaded - t0, warmupMs: warmed - loaded, kernels: w.kernels, compiled: w.compiled, helperDevices: w.helperDevices, firstTokenAfterWarmupMs: first - warmed, compiledDuringGeneration: r.stats.pipelinesCompiled, tokensPerSecond: r.stats.tokensPerSecond }) + '\\n');
 process.exit(0);
 `;
 const libArgs = ['--input-type=module', '-e', libScript];
