@@ -38,7 +38,7 @@ function fakeDriver(cacheShared: boolean) {
   return { device };
 }
 
-function options(makeHelper: () => Promise<HelperLauncher | null>, over: Partial<LaunchAcrossOptions> = {}): LaunchAcrossOptions & { counts: number[] } {
+function options(makeHelper: () => Promise<HelperLauncher<KernelSpec> | null>, over: Partial<LaunchAcrossOptions<KernelSpec>> = {}): LaunchAcrossOptions<KernelSpec> & { counts: number[] } {
   const counts: number[] = [];
   return { helpers: 1, makeHelper, compileMs: COMPILE_MS / 2, cachedFraction: 0.5, onLaunched: (d) => counts.push(d), counts, ...over };
 }

@@ -169,20 +169,23 @@ export class Device {
     return this.kernels.bindGroupCount;
   }
 
+  /** Compiles these kernels' pipelines ahead of use (kernels.ts); resolves with how many were new. */
   compile(specs: Iterable<KernelSpec>, onProgress?: CompileProgress): Promise<number> {
     return this.kernels.compile(specs, onProgress);
   }
 
+  /** Runs each kernel not yet run once, where drivers that compile at a first run do so (with helper devices: warmupDevices). */
   async launch(specs: Iterable<KernelSpec>, onProgress?: CompileProgress): Promise<number> {
     return (await this.kernels.launch(specs, onProgress, this.launchHelpers())).launched;
   }
 
+  /** compile, then launch: these kernels run at full speed from their first dispatch. */
   warmup(specs: Iterable<KernelSpec>, onProgress?: CompileProgress): Promise<WarmupReport> {
     return this.kernels.warmup(specs, onProgress, this.launchHelpers());
   }
 
   /** How first runs may use helper devices (undefined: this device alone). */
-  private launchHelpers(): Omit<LaunchAcrossOptions, 'onLaunched'> | undefined {
+  private launchHelpers(): Omit<LaunchAcrossOptions<KernelSpec>, 'onLaunched'> | undefined {
     const { helpers } = this.helperSource;
     if (helpers < 1) return undefined;
     const { warmupCompileMs: compileMs, warmupCachedFraction: cachedFraction } = this.currentTuning;
@@ -190,7 +193,7 @@ export class Device {
   }
 
   /** A device like this one, of the same adapter (null if the entry point hands out another), that runs kernels once. */
-  private async helperDevice(): Promise<HelperLauncher | null> {
+  private async helperDevice(): Promise<HelperLauncher<KernelSpec> | null> {
     const { entry, opts } = this.helperSource;
     const d = await Device.create({ ...opts, gpu: entry, tuning: this.currentTuning, warmupDevices: 1 });
     const same = d.info.adapter === this.info.adapter && JSON.stringify(d.info.features) === JSON.stringify(this.info.features);

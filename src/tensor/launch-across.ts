@@ -7,22 +7,21 @@
  * compilation, and stop as soon as the main device's run of a helper's kernel is not much faster than the
  * helper's was (no shared cache). docs/performance.md, "Compiling kernels".
  */
-import type { KernelSpec } from './kernels.js';
 
 /** Runs a kernel once (a driver that compiles at first runs compiles it then). */
-export interface Launcher {
-  launch(spec: KernelSpec): Promise<void>;
+export interface Launcher<K> {
+  launch(kernel: K): Promise<void>;
 }
 
-export interface HelperLauncher extends Launcher {
+export interface HelperLauncher<K> extends Launcher<K> {
   destroy(): void;
 }
 
-export interface LaunchAcrossOptions {
+export interface LaunchAcrossOptions<K> {
   /** Helper devices to start, at most. */
   helpers: number;
   /** A helper device; null (or a rejection) when none can be had. */
-  makeHelper: () => Promise<HelperLauncher | null>;
+  makeHelper: () => Promise<HelperLauncher<K> | null>;
   /** A first run at least this long is taken for a compilation. */
   compileMs: number;
   /** The main device's run of a helper's kernel counts as served from a cache below this fraction of the helper's time. */
@@ -41,10 +40,10 @@ export interface LaunchAcrossResult {
 }
 
 /** Runs every kernel of `specs` on `main`, with helpers compiling some of them first where that pays. */
-export async function launchAcross(main: Launcher, specs: readonly KernelSpec[], o: LaunchAcrossOptions): Promise<LaunchAcrossResult> {
+export async function launchAcross<K>(main: Launcher<K>, specs: readonly K[], o: LaunchAcrossOptions<K>): Promise<LaunchAcrossResult> {
   const queue = [...specs];
   let done = 0;
-  const timed = async (l: Launcher, spec: KernelSpec): Promise<number> => {
+  const timed = async (l: Launcher<K>, spec: K): Promise<number> => {
     const t0 = performance.now();
     await l.launch(spec);
     return performance.now() - t0;
@@ -67,15 +66,15 @@ export async function launchAcross(main: Launcher, specs: readonly KernelSpec[],
   }
 
   const made = await Promise.all(Array.from({ length: Math.min(o.helpers, queue.length - 1) }, () => o.makeHelper().catch(() => null)));
-  const helpers = made.filter((h): h is HelperLauncher => h !== null);
+  const helpers = made.filter((h): h is HelperLauncher<K> => h !== null);
   if (!helpers.length) return alone();
   // Kernels a helper ran first, which the main device runs at the end (from the cache, if it holds them).
-  const theirs: Array<{ spec: KernelSpec; ms: number }> = [];
+  const theirs: Array<{ spec: K; ms: number }> = [];
   /** Kernels a helper failed to run: the main device runs them at the end, as it would have. */
-  const failed: KernelSpec[] = [];
+  const failed: K[] = [];
   let cacheShared: boolean | undefined;
   let byHelpers = 0;
-  const helperLoop = async (h: HelperLauncher) => {
+  const helperLoop = async (h: HelperLauncher<K>) => {
     for (let s = queue.shift(); s; s = cacheShared === false ? undefined : queue.shift()) {
       let ms: number;
       try {
