@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { createNodeDevice } from '../src/node.js';
+import { Device } from '../src/tensor/device.js';
 import { Tensor, readTensors } from '../src/tensor/tensor.js';
 import { DeviceLostError, GPULimitError, GPUValidationError, ShapeError } from '../src/tensor/errors.js';
 import { kernelSpec } from '../src/tensor/spec.js';
@@ -338,5 +339,16 @@ describe('kernel profiler', () => {
     for (const r of report) expect(r.ms).toBeGreaterThan(0);
     gelu(a);
     expect(await dev.stopProfiling()).toEqual([]);
+  });
+});
+
+describe('device options', () => {
+  it('a warmupDevices that is not a positive integer is a RangeError naming it, raised before any adapter is asked for', async () => {
+    let asked = 0;
+    const gpu = { requestAdapter: async () => (asked++, null) } as unknown as GPU;
+    for (const warmupDevices of [0, -1, 1.5, Number.NaN]) {
+      await expect(Device.create({ gpu, warmupDevices })).rejects.toThrow(/warmupDevices must be a positive integer/);
+    }
+    expect(asked).toBe(0);
   });
 });

@@ -13,7 +13,7 @@ import { Readback } from './readback.js';
 import { Scopes, type Disposable } from './lifetime.js';
 import { deviceInfo, deviceRequest, type DeviceInfo, type DeviceLimits, type OptionalFeature } from './limits.js';
 import { DEFAULT_TUNING, resolveTuning, uniformWindowBytes, type KernelTuning } from './tuning.js';
-import type { HelperLauncher, LaunchAcrossOptions } from './launch-across.js';
+import type { HelperLauncher, LaunchHelpers } from './launch-across.js';
 import type { KernelTime } from './profiler.js';
 
 export type { Access, BufferBinding, CompileProgress, KernelSpec, WarmupReport } from './kernels.js';
@@ -81,6 +81,8 @@ export class Device {
           'the `webgpu` package (Dawn).',
       );
     }
+    const warmupDevices = opts.warmupDevices ?? 1;
+    if (!Number.isInteger(warmupDevices) || warmupDevices < 1) throw new RangeError(`warmupDevices must be a positive integer, got ${warmupDevices}`);
     const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
     if (!adapter) {
       throw new WebGPUUnavailableError(
@@ -91,8 +93,6 @@ export class Device {
     const gpuDevice = await adapter.requestDevice(deviceRequest(adapter, opts.limits ?? 'adapter', opts.disableFeatures ?? []));
     const info = deviceInfo(adapter, gpuDevice);
     try {
-      const warmupDevices = opts.warmupDevices ?? 1;
-      if (!Number.isInteger(warmupDevices) || warmupDevices < 1) throw new RangeError(`warmupDevices must be a positive integer, got ${warmupDevices}`);
       return new Device(gpuDevice, info, resolveTuning(tuning, DEFAULT_TUNING, info.limits), { entry: gpu, opts, helpers: warmupDevices - 1 }, opts.waitForGPU);
     } catch (e) {
       gpuDevice.destroy();
@@ -185,7 +185,7 @@ export class Device {
   }
 
   /** How first runs may use helper devices (undefined: this device alone). */
-  private launchHelpers(): Omit<LaunchAcrossOptions<KernelSpec>, 'onLaunched'> | undefined {
+  private launchHelpers(): LaunchHelpers<KernelSpec> | undefined {
     const { helpers } = this.helperSource;
     if (helpers < 1) return undefined;
     const { warmupCompileMs: compileMs, warmupCachedFraction: cachedFraction } = this.currentTuning;

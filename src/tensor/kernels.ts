@@ -5,7 +5,7 @@
  */
 import { align, type GPUContext } from './context.js';
 import { GPUValidationError } from './errors.js';
-import { launchAcross, type LaunchAcrossOptions } from './launch-across.js';
+import { launchAcross, type LaunchHelpers } from './launch-across.js';
 import { COPY_DST, STORAGE, UNIFORM } from './usage.js';
 
 /** Access of one binding of a kernel: read-only storage, read-write storage, or uniform. */
@@ -190,7 +190,7 @@ export class KernelCache {
    * per kernel, waited for, so that progress is real. With `across`, helper devices may run some
    * first (launch-across.ts).
    */
-  async launch(specs: Iterable<KernelSpec>, onProgress?: CompileProgress, across?: Omit<LaunchAcrossOptions<KernelSpec>, 'onLaunched'>): Promise<{ launched: number; helperDevices: number }> {
+  async launch(specs: Iterable<KernelSpec>, onProgress?: CompileProgress, across?: LaunchHelpers<KernelSpec>): Promise<{ launched: number; helperDevices: number }> {
     const list = [...new Map([...specs].filter((s) => !this.launched.has(s.key)).map((s) => [s.key, s])).values()];
     const scratch: GPUBuffer[] = [];
     const t0 = performance.now();
@@ -237,7 +237,7 @@ export class KernelCache {
    * Makes these kernels ready to run at full speed: compiles their pipelines (compile), then
    * runs each once (launch). Progress counts both steps of every kernel not yet ready.
    */
-  async warmup(specs: Iterable<KernelSpec>, onProgress?: CompileProgress, across?: Omit<LaunchAcrossOptions<KernelSpec>, 'onLaunched'>): Promise<WarmupReport> {
+  async warmup(specs: Iterable<KernelSpec>, onProgress?: CompileProgress, across?: LaunchHelpers<KernelSpec>): Promise<WarmupReport> {
     const list = [...specs];
     const keys = (pending: (s: KernelSpec) => boolean) => new Set(list.filter(pending).map((s) => s.key)).size;
     const total = keys((s) => !this.pipelines.has(s.key)) + keys((s) => !this.launched.has(s.key));

@@ -30,6 +30,9 @@ export interface LaunchAcrossOptions<K> {
   onLaunched?: (done: number) => void;
 }
 
+/** What a device hands its launches: the options less the progress callback, which each launch brings. */
+export type LaunchHelpers<K> = Omit<LaunchAcrossOptions<K>, 'onLaunched'>;
+
 /** How the kernels ran: on the main device alone, or with helpers (and whether their cache reached it). */
 export interface LaunchAcrossResult {
   helpers: number;
