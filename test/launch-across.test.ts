@@ -104,6 +104,13 @@ describe('launchAcross', () => {
     }
   });
 
+  it('launches every kernel whatever its value: a falsy one (0) does not end the queue', async () => {
+    const runs: number[] = [];
+    const r = await launchAcross({ launch: async (k: number) => void runs.push(k) }, [0, 1, 2], { helpers: 1, makeHelper: async () => null, compileMs: COMPILE_MS, cachedFraction: 0.5 });
+    expect(runs).toEqual([0, 1, 2]);
+    expect(r.helpers).toBe(0);
+  });
+
   it('destroys its helpers when the main device fails', async () => {
     const driver = fakeDriver(true);
     const helper = driver.device('helper');

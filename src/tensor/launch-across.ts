@@ -52,7 +52,7 @@ export async function launchAcross<K>(main: Launcher<K>, specs: readonly K[], o:
     return performance.now() - t0;
   };
   const alone = async (): Promise<LaunchAcrossResult> => {
-    for (let s = queue.shift(); s; s = queue.shift()) {
+    for (let s = queue.shift(); s !== undefined; s = queue.shift()) {
       await main.launch(s);
       o.onLaunched?.(++done);
     }
@@ -61,7 +61,7 @@ export async function launchAcross<K>(main: Launcher<K>, specs: readonly K[], o:
   // Alone while first runs are quick (a driver that compiles at pipeline creation); helpers once one is a compilation.
   for (;;) {
     const s = queue.shift();
-    if (!s) return { helpers: 0, byHelpers: 0 };
+    if (s === undefined) return alone();
     const ms = await timed(main, s);
     o.onLaunched?.(++done);
     if (o.helpers < 1 || queue.length < 2) return alone();
@@ -78,7 +78,7 @@ export async function launchAcross<K>(main: Launcher<K>, specs: readonly K[], o:
   let cacheShared: boolean | undefined;
   let byHelpers = 0;
   const helperLoop = async (h: HelperLauncher<K>) => {
-    for (let s = queue.shift(); s; s = cacheShared === false ? undefined : queue.shift()) {
+    for (let s = queue.shift(); s !== undefined; s = cacheShared === false ? undefined : queue.shift()) {
       let ms: number;
       try {
         ms = await timed(h, s);
@@ -99,7 +99,7 @@ export async function launchAcross<K>(main: Launcher<K>, specs: readonly K[], o:
         continue;
       }
       const s = queue.shift();
-      if (!s) return;
+      if (s === undefined) return;
       await main.launch(s);
       o.onLaunched?.(++done);
     }
