@@ -23,11 +23,6 @@ interface Linear {
   b: Tensor;
 }
 
-function transpose(w: Float32Array, rows: number, cols: number): Float32Array {
-  const t = new Float32Array(w.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = w[r * cols + c];
-  return t;
-}
 interface Norm {
   weight: Tensor;
   bias: Tensor;
@@ -122,7 +117,7 @@ export class GPT2 {
     // are contiguous: the few-row kernels then reuse every activation load across four outputs.
     const linear = async ({ weight, bias }: { weight: TensorKey; bias: TensorKey }): Promise<Linear> => {
       const [k, n] = weight.shape;
-      return { w: await r.gpu(device, weight.name, weight.shape, dtype, (w) => transpose(w, k, n), [n, k]), b: await vec(bias) };
+      return { w: await r.gpuTransposed(device, weight.name, [k, n], dtype), b: await vec(bias) };
     };
     try {
       const wte = await r.gpu(device, t.wte.weight.name, t.wte.weight.shape, dtype);
