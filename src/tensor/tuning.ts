@@ -54,7 +54,9 @@ export interface KernelTuning {
    * Without a tuned choice, up to streamedMaxRows rows run 'gemv-uniform' (activations as a
    * uniform buffer where they fit one), reusing each activation load over more weight rows as
    * activation rows grow; wide f16 loads only below 8 rows, where they save more than their
-   * registers cost (docs/performance.md, "Kernel tuning table"). Ascending `fromRows`, the first 1.
+   * registers cost; 16 weight rows per invocation only from 16 activation rows, since 8-12 rows
+   * run as fast at 8 and compile in half the time (docs/performance.md, "Kernel tuning table").
+   * Ascending `fromRows`, the first 1.
    */
   gemvDefaults: readonly GemvBand[];
   /**
@@ -120,7 +122,8 @@ export const DEFAULT_TUNING: Readonly<KernelTuning> = deepFreeze<KernelTuning>({
   gemvDefaults: [
     { fromRows: 1, group: 4, wide: true },
     { fromRows: 4, group: 8, wide: true },
-    { fromRows: 8, group: 16, wide: false },
+    { fromRows: 8, group: 8, wide: false },
+    { fromRows: 16, group: 16, wide: false },
   ],
   gemvThreads: 16,
   gemvMinWorkgroups: 4,
