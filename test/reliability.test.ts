@@ -146,13 +146,28 @@ describe('a load that fails part-way frees what it uploaded', async () => {
   it('MDLM: a non-finite value in the last tensor read, after every block is on the GPU', async () => {
     const shapes = mdlmShapes(V + 1, D, 2, 16);
     const t = randomTensors(shapes, 3, 0.3, (n) => /norm.*weight$/.test(n));
-    t['backbone.vocab_embed.embedding'].data[7] = NaN;
+    t['backbone.output_layer.linear.bias'].data[7] = NaN;
     const ckpt = await openSafetensors(memorySource(writeSafetensors(t), 'mdlm.safetensors'));
     const before = dev.memoryStats().liveBytes;
     const config = parseMDLMConfig({ model_type: 'mdlm', vocab_size: V + 1, hidden_dim: D, n_blocks: 2, n_heads: 2, cond_dim: 16, model_length: 32 });
     const e = await rejection(MDLM.load(dev, ckpt, config));
     expect(e).toBeInstanceOf(WeightError);
-    expect(e.message).toBe('mdlm.safetensors: tensor "backbone.vocab_embed.embedding" has NaN at element 7; the weights must be finite');
+    expect(e.message).toBe('mdlm.safetensors: tensor "backbone.output_layer.linear.bias" has NaN at element 7; the weights must be finite');
+    expect(dev.memoryStats().liveBytes).toBe(before);
+  });
+
+  it('MDLM with a draft head: a non-finite value read while its token table is folded on the GPU (f16)', async () => {
+    const shapes = mdlmShapes(V + 1, D, 2, 16);
+    shapes['backbone.draft_head.token_proj.weight'] = [D, D];
+    for (const [k, shape] of Object.entries(mdlmShapes(V + 1, D, 1, 16))) if (k.startsWith('backbone.blocks.0.')) shapes[k.replace('backbone.blocks.0.', 'backbone.draft_head.block.')] = shape;
+    const t = randomTensors(shapes, 3, 0.3, (n) => /norm.*weight$/.test(n));
+    t['backbone.draft_head.block.mlp.2.weight'].data[5] = NaN;
+    const ckpt = await openSafetensors(memorySource(writeSafetensors(t), 'mdlm.safetensors'));
+    const before = dev.memoryStats().liveBytes;
+    const config = parseMDLMConfig({ model_type: 'mdlm', vocab_size: V + 1, hidden_dim: D, n_blocks: 2, n_heads: 2, cond_dim: 16, model_length: 32, draft_head: true, block_causal: true });
+    const e = await rejection(MDLM.load(dev, ckpt, config, { dtype: 'f16' }));
+    expect(e).toBeInstanceOf(WeightError);
+    expect(e.message).toBe('mdlm.safetensors: tensor "backbone.draft_head.block.mlp.2.weight" has NaN at element 5; the weights must be finite');
     expect(dev.memoryStats().liveBytes).toBe(before);
   });
 });

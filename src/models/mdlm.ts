@@ -230,29 +230,35 @@ export class MDLM {
         },
       };
     };
-    const blocks: Block[] = [];
-    for (const k of keys.blocks) blocks.push(await loadBlock(k));
-    const out = keys.output_layer;
-    const [shift, scale] = await modulation(out.adaLN_modulation, FINAL_MODULATIONS);
-    const normFinal = await modulatedNorm(out.norm_final.weight, shift, scale);
-    const mask = config.maskTokenId;
-    const linear = {
-      w: await gpu(out.linear.weight, dtype),
-      b: await gpu(out.linear.bias, 'f32', (b) => b.map((v, j) => (j === mask ? v + NEG_INF : v))),
-    };
+    // The draft head's token table is folded on the GPU (a readback to check it) while the other weights load.
     const vocabEmbed = await gpu(keys.vocab_embed.embedding, dtype);
-    const rope = r.track(ropeTable(device, modelLength, d / nHeads));
-    const posEmbed = keys.pos_embed ? await gpu(keys.pos_embed.weight) : null;
-    const featureProj = keys.feature_proj ? await gpu(keys.feature_proj.weight, dtype) : null;
     const headKeys = keys.draft_head;
-    const head = headKeys
-      ? {
-          tokenTable: await projectedEmbedding(device, vocabEmbed, await gpu(headKeys.token_proj.weight, dtype), r, r.key(headKeys.token_proj.weight.name)),
-          feature_proj: headKeys.feature_proj ? await gpu(headKeys.feature_proj.weight, dtype) : null,
-          block: await loadBlock(headKeys.block),
-        }
-      : null;
-    return new MDLM(device, config, vocabEmbed, blocks, normFinal, linear, rope, posEmbed, featureProj, head);
+    const tokenTable = headKeys ? projectedEmbedding(device, vocabEmbed, await gpu(headKeys.token_proj.weight, dtype), r, r.key(headKeys.token_proj.weight.name)) : null;
+    // Its failure surfaces where it is awaited; a load failing before then waits for it, which leaves nothing allocated.
+    tokenTable?.catch(() => undefined);
+    try {
+      const blocks: Block[] = [];
+      for (const k of keys.blocks) blocks.push(await loadBlock(k));
+      const out = keys.output_layer;
+      const [shift, scale] = await modulation(out.adaLN_modulation, FINAL_MODULATIONS);
+      const normFinal = await modulatedNorm(out.norm_final.weight, shift, scale);
+      const mask = config.maskTokenId;
+      const linear = {
+        w: await gpu(out.linear.weight, dtype),
+        b: await gpu(out.linear.bias, 'f32', (b) => b.map((v, j) => (j === mask ? v + NEG_INF : v))),
+      };
+      const rope = r.track(ropeTable(device, modelLength, d / nHeads));
+      const posEmbed = keys.pos_embed ? await gpu(keys.pos_embed.weight) : null;
+      const featureProj = keys.feature_proj ? await gpu(keys.feature_proj.weight, dtype) : null;
+      const headWeights = headKeys
+        ? { feature_proj: headKeys.feature_proj ? await gpu(headKeys.feature_proj.weight, dtype) : null, block: await loadBlock(headKeys.block) }
+        : null;
+      const head = headWeights && tokenTable ? { tokenTable: await tokenTable, ...headWeights } : null;
+      return new MDLM(device, config, vocabEmbed, blocks, normFinal, linear, rope, posEmbed, featureProj, head);
+    } catch (e) {
+      await tokenTable?.catch(() => undefined);
+      throw e;
+    }
   }
 
   get vocabSize(): number {
