@@ -7,7 +7,7 @@
 import type { Device } from './device.js';
 import { Tensor } from './tensor.js';
 import type { WeightLayout } from '../shaders/matmul.js';
-import { defaultThreads, getMatmulChoice, matmul, setMatmulChoice, tuneKey } from './ops/matmul.js';
+import { defaultChoice, defaultThreads, getMatmulChoice, matmul, rowBucket, setMatmulChoice, tuneKey } from './ops/matmul.js';
 import type { MatmulChoice } from './tuning.js';
 
 export interface MatmulSignature {
@@ -36,19 +36,49 @@ function candidates(dev: Device, layout: WeightLayout, dtype: 'f32' | 'f16', row
   return c;
 }
 
-/** Wall time per call of `reps` batched calls. */
-async function timeBatch(dev: Device, a: Tensor, w: Tensor, layout: WeightLayout, choice: MatmulChoice, reps: number): Promise<number> {
+/**
+ * The weights a signature's timing reads rotate through copies filling this many bytes, so that, as in decoding,
+ * they stream from memory: one copy stays in the caches and favours kernels that are slower when it does not.
+ */
+export const TUNE_WORKING_SET_BYTES = 64 << 20;
+/** Most weight copies a signature's timing makes. */
+export const TUNE_MAX_COPIES = 64;
+/**
+ * A candidate replaces the untuned kernel only if its fastest batch is faster by at least this fraction: close
+ * candidates trade places from run to run, and a choice made by noise can be slower in decoding.
+ */
+export const TUNE_MIN_GAIN = 0.05;
+
+/** Copies of a constant weight (small, finite, no denormals) filling TUNE_WORKING_SET_BYTES, at most TUNE_MAX_COPIES. */
+function weightCopies(dev: Device, s: MatmulSignature): Tensor[] {
+  const shape = s.layout === 'kn' ? [s.K, s.N] : [s.N, s.K];
+  const n = s.K * s.N;
+  // 0x211f is f16 0.0101.
+  const first = s.dtype === 'f16' ? Tensor.from(dev, new Uint16Array(n).fill(0x211f), shape, 'f16') : Tensor.from(dev, new Float32Array(n).fill(0.01), shape);
+  const copies = Math.max(1, Math.min(TUNE_MAX_COPIES, Math.ceil(TUNE_WORKING_SET_BYTES / first.byteLength)));
+  const out = [first];
+  for (let i = 1; i < copies; i++) {
+    const t = Tensor.empty(dev, shape, s.dtype);
+    dev.copy(first.buffer, 0, t.buffer, 0, first.byteLength);
+    out.push(t);
+  }
+  return out;
+}
+
+/** Wall time per call of `reps` batched calls, each reading the next weight copy. */
+async function timeBatch(dev: Device, a: Tensor, ws: Tensor[], layout: WeightLayout, choice: MatmulChoice, reps: number): Promise<number> {
   const t0 = performance.now();
-  for (let i = 0; i < reps; i++) matmul(a, w, { layout }, choice).dispose();
+  for (let i = 0; i < reps; i++) matmul(a, ws[i % ws.length], { layout }, choice).dispose();
   await dev.sync();
   return (performance.now() - t0) / reps;
 }
 
 /**
  * Tunes every signature not yet tuned on this device; returns the table of choices made. The
- * candidates take turns, one batch each per round, and each is judged by its fastest batch: load
- * from other processes only ever slows a batch down, and a burst of it then hits every candidate
- * alike instead of the one being timed (docs/performance.md, "Kernel tuning table").
+ * candidates, the untuned kernel among them, take turns, one batch each per round, so that a burst of load from
+ * other processes hits every candidate alike instead of the one being timed, and each is judged by its median
+ * batch: judged by its fastest, a kernel whose time swings wins on its lucky batches and decodes slower. The
+ * untuned kernel stays unless another is TUNE_MIN_GAIN faster (docs/performance.md, "Kernel tuning table").
  */
 export async function autotuneMatmul(dev: Device, signatures: MatmulSignature[], reps = 4, rounds = 5): Promise<TuningTable> {
   const table: TuningTable = {};
@@ -56,19 +86,23 @@ export async function autotuneMatmul(dev: Device, signatures: MatmulSignature[],
     const key = tuneKey(s.layout, s.dtype, s.rows, s.K, s.N);
     if (s.rows > dev.tuning.streamedMaxRows || getMatmulChoice(dev, key) || table[key]) continue;
     const a = Tensor.from(dev, new Float32Array(s.rows * s.K).fill(0.01), [s.rows, s.K]);
-    const w = Tensor.empty(dev, s.layout === 'kn' ? [s.K, s.N] : [s.N, s.K], s.dtype);
-    const cands = candidates(dev, s.layout, s.dtype, s.rows, s.N);
-    for (const c of cands) await timeBatch(dev, a, w, s.layout, c, 1); // compiles the pipelines
-    const best = cands.map(() => Infinity);
+    const ws = weightCopies(dev, s);
+    // What matmul runs without a tuned choice.
+    const untuned = defaultChoice(dev.tuning, s.rows <= dev.tuning.gemvMaxRows ? rowBucket(dev.tuning, s.rows) : s.rows);
+    const cands = [untuned, ...candidates(dev, s.layout, s.dtype, s.rows, s.N)];
+    for (const c of cands) await timeBatch(dev, a, ws, s.layout, c, 1); // compiles the pipelines
+    const times: number[][] = cands.map(() => []);
     for (let r = 0; r < rounds; r++) {
       for (let k = 0; k < cands.length; k++) {
         const i = (k + r) % cands.length;
-        best[i] = Math.min(best[i], await timeBatch(dev, a, w, s.layout, cands[i], reps));
+        times[i].push(await timeBatch(dev, a, ws, s.layout, cands[i], reps));
       }
     }
     a.dispose();
-    w.dispose();
-    const choice = cands[best.indexOf(Math.min(...best))];
+    for (const w of ws) w.dispose();
+    const typical = times.map(median);
+    const fastest = typical.indexOf(Math.min(...typical));
+    const choice = typical[fastest] <= typical[0] * (1 - TUNE_MIN_GAIN) ? cands[fastest] : untuned;
     setMatmulChoice(dev, key, choice);
     table[key] = choice;
   }
@@ -78,4 +112,10 @@ export async function autotuneMatmul(dev: Device, signatures: MatmulSignature[],
 /** Restores choices saved from an earlier autotuneMatmul on the same adapter. */
 export function applyTuning(dev: Device, table: TuningTable): void {
   for (const [key, c] of Object.entries(table)) setMatmulChoice(dev, key, c);
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((x, y) => x - y);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
