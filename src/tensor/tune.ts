@@ -44,7 +44,7 @@ export const TUNE_WORKING_SET_BYTES = 64 << 20;
 /** Most weight copies a signature's timing makes. */
 export const TUNE_MAX_COPIES = 64;
 /**
- * A candidate replaces the untuned kernel only if its fastest batch is faster by at least this fraction: close
+ * A candidate replaces the untuned kernel only if its median batch is faster by at least this fraction: close
  * candidates trade places from run to run, and a choice made by noise can be slower in decoding.
  */
 export const TUNE_MIN_GAIN = 0.05;
