@@ -269,6 +269,26 @@ describe('autotuning', () => {
   });
 });
 
+describe("autotuning's choice among timed candidates (candidate 0: the untuned kernel)", async () => {
+  const { chooseCandidate, TUNE_MIN_GAIN } = await import('../src/tensor/tune.js');
+  const untuned = [1.0, 1.0, 1.0, 1.0, 1.0];
+
+  it('keeps the untuned kernel when no candidate beats it by the minimum gain', () => {
+    const slightlyFaster = untuned.map((t) => t * (1 - TUNE_MIN_GAIN / 2));
+    expect(chooseCandidate([untuned, slightlyFaster])).toBe(0);
+  });
+
+  it('takes a candidate whose median beats the untuned kernel by more than the minimum gain', () => {
+    const faster = untuned.map((t) => t * (1 - 2 * TUNE_MIN_GAIN));
+    expect(chooseCandidate([untuned, [1.2, 1.1, 1.0, 1.05], faster])).toBe(2);
+  });
+
+  it('judges by the median batch: one lucky batch does not win', () => {
+    const lucky = [0.5, 1.1, 1.2, 1.1, 1.15];
+    expect(chooseCandidate([untuned, lucky])).toBe(0);
+  });
+});
+
 describe('gemv-uniform row chunks', () => {
   // A device's limits only: 64 KiB uniform bindings at 256-byte offsets.
   const dev = { limits: { maxUniformBufferBindingSize: 65536, minUniformBufferOffsetAlignment: 256 }, tuning: DEFAULT_TUNING } as Parameters<typeof uniformChunkRows>[0];

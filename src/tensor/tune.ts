@@ -100,9 +100,7 @@ export async function autotuneMatmul(dev: Device, signatures: MatmulSignature[],
     }
     a.dispose();
     for (const w of ws) w.dispose();
-    const typical = times.map(median);
-    const fastest = typical.indexOf(Math.min(...typical));
-    const choice = typical[fastest] <= typical[0] * (1 - TUNE_MIN_GAIN) ? cands[fastest] : untuned;
+    const choice = cands[chooseCandidate(times)];
     setMatmulChoice(dev, key, choice);
     table[key] = choice;
   }
@@ -114,7 +112,17 @@ export function applyTuning(dev: Device, table: TuningTable): void {
   for (const [key, c] of Object.entries(table)) setMatmulChoice(dev, key, c);
 }
 
-function median(xs: number[]): number {
+/**
+ * Which candidate to keep, given each one's batch times (candidate 0: the untuned kernel): the fastest by its median
+ * batch if that beats the untuned kernel's by TUNE_MIN_GAIN, else the untuned kernel.
+ */
+export function chooseCandidate(times: readonly number[][]): number {
+  const typical = times.map(median);
+  const fastest = typical.indexOf(Math.min(...typical));
+  return typical[fastest] <= typical[0] * (1 - TUNE_MIN_GAIN) ? fastest : 0;
+}
+
+function median(xs: readonly number[]): number {
   const s = [...xs].sort((x, y) => x - y);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
