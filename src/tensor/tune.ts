@@ -89,7 +89,10 @@ export async function autotuneMatmul(dev: Device, signatures: MatmulSignature[],
     const ws = weightCopies(dev, s);
     // What matmul runs without a tuned choice.
     const untuned = defaultChoice(dev.tuning, s.rows <= dev.tuning.gemvMaxRows ? rowBucket(dev.tuning, s.rows) : s.rows);
-    const cands = [untuned, ...candidates(dev, s.layout, s.dtype, s.rows, s.N)];
+    // The untuned kernel once, as candidate 0: the list's entry for the same kernel with the default threads goes.
+    const same = (c: MatmulChoice) =>
+      c.family === untuned.family && c.group === untuned.group && !!c.wide === !!untuned.wide && (c.threads ?? 0) === defaultThreads(dev.tuning, s.N, c.group ?? 1);
+    const cands = [untuned, ...candidates(dev, s.layout, s.dtype, s.rows, s.N).filter((c) => !same(c))];
     for (const c of cands) await timeBatch(dev, a, ws, s.layout, c, 1); // compiles the pipelines
     const times: number[][] = cands.map(() => []);
     for (let r = 0; r < rounds; r++) {
