@@ -11,22 +11,27 @@ const COMPILE_MS = 20;
 const specs: KernelSpec[] = Array.from({ length: 8 }, (_, i) => ({ key: `k${i}`, wgsl: () => '', bindings: [], params: '' }));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A fake driver: a first run compiles (COMPILE_MS) unless the shared cache holds the kernel. */
-function fakeDriver(cacheShared: boolean) {
-  const cache = new Set<string>();
+/** A fake driver: a first run compiles (COMPILE_MS) unless the shared cache holds the kernel (`cached`: from the start). */
+function fakeDriver(cacheShared: boolean, cached: string[] = []) {
+  const cache = new Set<string>(cached);
   const device = (name: string, fail = false) => {
     const runs: string[] = [];
+    /** Kernels this device compiled (its first run not served by the cache). */
+    const compiled: string[] = [];
     const seen = new Set<string>();
     let destroyed = false;
     return {
       runs,
+      compiled,
       get destroyed() {
         return destroyed;
       },
       async launch(spec: KernelSpec) {
         if (fail) throw new Error(`${name} lost`);
         runs.push(spec.key);
-        if (!seen.has(spec.key)) await sleep(cacheShared && cache.has(spec.key) ? 1 : COMPILE_MS);
+        const fromCache = (cacheShared || cached.includes(spec.key)) && cache.has(spec.key);
+        if (!seen.has(spec.key) && !fromCache) compiled.push(spec.key);
+        if (!seen.has(spec.key)) await sleep(fromCache ? 1 : COMPILE_MS);
         seen.add(spec.key);
         cache.add(spec.key);
       },
@@ -78,6 +83,51 @@ describe('launchAcross', () => {
     expect([...main.runs].sort()).toEqual(specs.map((s) => s.key).sort());
     // The kernel checked, and those the helper took while the main device ran the check: no more.
     expect(helper.runs.length).toBeLessThanOrEqual(3);
+    expect(o.counts).toEqual(specs.map((_, i) => i + 1));
+  });
+
+  it('judges the cache only on a helper run that compiled: a kernel the cache held already tells nothing', async () => {
+    // The main device runs k0 (compiling: helpers start); the helper's first kernel, k1, was cached before.
+    const driver = fakeDriver(true, ['k1']);
+    const main = driver.device('main');
+    const helper = driver.device('helper');
+    const r = await launchAcross(main, specs, options(async () => helper));
+    expect(r.cacheShared).toBe(true);
+    expect(helper.runs.length).toBeGreaterThan(2);
+    expect([...main.runs].sort()).toEqual(specs.map((s) => s.key).sort());
+  });
+
+  it('mainLast: helpers compile every kernel and the main device runs each from the cache, its queue free meanwhile', async () => {
+    const driver = fakeDriver(true);
+    const main = driver.device('main');
+    const helper = driver.device('helper');
+    const o = options(async () => helper, { mainLast: true });
+    const r = await launchAcross(main, specs, o);
+    expect(main.compiled).toEqual([]);
+    expect([...helper.runs].sort()).toEqual(specs.map((s) => s.key).sort());
+    expect([...main.runs].sort()).toEqual(specs.map((s) => s.key).sort());
+    expect(r).toMatchObject({ helpers: 1, byHelpers: specs.length, cacheShared: true });
+    expect(o.counts).toEqual(specs.map((_, i) => i + 1));
+  });
+
+  it('mainLast without a shared cache: the main device compiles what the helpers had not taken when that showed', async () => {
+    const driver = fakeDriver(false);
+    const main = driver.device('main');
+    const helper = driver.device('helper');
+    const o = options(async () => helper, { mainLast: true });
+    const r = await launchAcross(main, specs, o);
+    expect(r.cacheShared).toBe(false);
+    expect([...main.runs].sort()).toEqual(specs.map((s) => s.key).sort());
+    expect(helper.runs.length).toBeLessThanOrEqual(3);
+    expect(o.counts).toEqual(specs.map((_, i) => i + 1));
+  });
+
+  it('mainLast with no helper to be had: the main device runs every kernel alone', async () => {
+    const main = fakeDriver(true).device('main');
+    const o = options(async () => null, { mainLast: true });
+    const r = await launchAcross(main, specs, o);
+    expect(r.helpers).toBe(0);
+    expect(main.runs).toEqual(specs.map((s) => s.key));
     expect(o.counts).toEqual(specs.map((_, i) => i + 1));
   });
 

@@ -184,10 +184,26 @@ export class Device {
     return this.kernels.warmup(specs, onProgress, this.launchHelpers());
   }
 
-  /** How first runs may use helper devices (undefined: this device alone). */
-  private launchHelpers(): LaunchHelpers<KernelSpec> | undefined {
-    const { helpers } = this.helperSource;
-    if (helpers < 1) return undefined;
+  /**
+   * warmup beside other work on this device (decoding while the rest compiles): helper devices run the first
+   * runs, and this device runs each kernel after them, from the driver's cache, so its queue is not held up by a
+   * compilation (without helpers or a shared cache it compiles them itself). Not counted in compileMs.
+   * Aborting `signal` starts no more kernels (the rest compile at their first dispatch); the promise resolves once
+   * the runs under way have ended. Await it before the process exits: llvmpipe can crash when a process ends while it
+   * compiles.
+   */
+  warmupInBackground(specs: Iterable<KernelSpec>, onProgress?: CompileProgress, signal?: AbortSignal): Promise<WarmupReport> {
+    return this.kernels.warmup(specs, onProgress, this.launchHelpers(true), true, signal);
+  }
+
+  /**
+   * How first runs may use helper devices (undefined: this device alone). In the background this device decodes
+   * instead of compiling, so one more helper takes its share.
+   */
+  private launchHelpers(background = false): LaunchHelpers<KernelSpec> | undefined {
+    const configured = this.helperSource.helpers;
+    if (configured < 1) return undefined;
+    const helpers = background ? configured + 1 : configured;
     const { warmupCompileMs: compileMs, warmupCachedFraction: cachedFraction } = this.currentTuning;
     return { helpers, compileMs, cachedFraction, makeHelper: () => this.helperDevice() };
   }

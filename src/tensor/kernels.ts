@@ -55,9 +55,9 @@ export class KernelCache {
   private bindGroups = new Map<string, GPUBindGroup>();
   /** Kernels dispatched at least once (their driver-side compilation is done). */
   private launched = new Set<string>();
-  /** Pipelines compiled since the device was made: ahead of use (compile) or at a first dispatch. */
+  /** Pipelines compiled since the device was made: ahead of use (compile) or at a first dispatch; not those of a background warm-up. */
   pipelineCount = 0;
-  /** Wall time spent compiling pipelines, ahead of use or at first dispatches. */
+  /** Wall time spent compiling pipelines, ahead of use or at first dispatches; not a background warm-up's, which work went on beside. */
   compileMs = 0;
   /** Bind groups made (cache misses of bindGroup). */
   bindGroupCount = 0;
@@ -150,7 +150,7 @@ export class KernelCache {
    * (createComputePipelineAsync: the driver may compile them in parallel, off this thread).
    * Resolves with how many it compiled.
    */
-  async compile(specs: Iterable<KernelSpec>, onProgress?: CompileProgress): Promise<number> {
+  async compile(specs: Iterable<KernelSpec>, onProgress?: CompileProgress, background = false): Promise<number> {
     this.ctx.checkAlive();
     const todo = new Map<string, KernelSpec>();
     for (const s of specs) if (!this.pipelines.has(s.key)) todo.set(s.key, s);
@@ -172,13 +172,13 @@ export class KernelCache {
           }
           if (!this.pipelines.has(spec.key)) {
             this.pipelines.set(spec.key, { pipeline, layout });
-            this.pipelineCount++;
+            if (!background) this.pipelineCount++;
           }
           onProgress?.(++done, total);
         }),
       );
     } finally {
-      this.compileMs += performance.now() - t0;
+      if (!background) this.compileMs += performance.now() - t0;
     }
     return total;
   }
@@ -188,9 +188,11 @@ export class KernelCache {
    * (every kernel returns early then): drivers that finish compiling at the first dispatch (Mesa's
    * llvmpipe compiles a pipeline's machine code when it first runs) do it here. One submission
    * per kernel, waited for, so that progress is real. With `across`, helper devices may run some
-   * first (launch-across.ts).
+   * first (launch-across.ts). `background`: work goes on on this device meanwhile, so the helpers run them
+   * first and this device after them, from the driver's cache (LaunchAcrossOptions.mainLast). Once `signal` is
+   * aborted no more kernels start; those not run then compile at their first dispatch.
    */
-  async launch(specs: Iterable<KernelSpec>, onProgress?: CompileProgress, across?: LaunchHelpers<KernelSpec>): Promise<{ launched: number; helperDevices: number }> {
+  async launch(specs: Iterable<KernelSpec>, onProgress?: CompileProgress, across?: LaunchHelpers<KernelSpec>, background = false, signal?: AbortSignal): Promise<{ launched: number; helperDevices: number }> {
     const list = [...new Map([...specs].filter((s) => !this.launched.has(s.key)).map((s) => [s.key, s])).values()];
     const scratch: GPUBuffer[] = [];
     const t0 = performance.now();
@@ -198,9 +200,10 @@ export class KernelCache {
     onProgress?.(0, list.length);
     try {
       const main = { launch: (spec: KernelSpec) => this.launchOne(spec, scratch) };
-      if (across) ({ helpers: helperDevices } = await launchAcross(main, list, { ...across, onLaunched: (done) => onProgress?.(done, list.length) }));
+      if (across) ({ helpers: helperDevices } = await launchAcross(main, list, { ...across, mainLast: background, signal, onLaunched: (done) => onProgress?.(done, list.length) }));
       else {
         for (const [i, spec] of list.entries()) {
+          if (signal?.aborted) break;
           await main.launch(spec);
           onProgress?.(i + 1, list.length);
         }
@@ -208,9 +211,9 @@ export class KernelCache {
       await this.ctx.checkScopes();
     } finally {
       for (const b of scratch) b.destroy();
-      this.compileMs += performance.now() - t0;
+      if (!background) this.compileMs += performance.now() - t0;
     }
-    return { launched: list.length, helperDevices };
+    return { launched: list.filter((s) => this.launched.has(s.key)).length, helperDevices };
   }
 
   /** One kernel's run over one workgroup, waited for; `scratch` holds the zeroed bindings, made as needed. */
@@ -235,15 +238,15 @@ export class KernelCache {
 
   /**
    * Makes these kernels ready to run at full speed: compiles their pipelines (compile), then
-   * runs each once (launch). Progress counts both steps of every kernel not yet ready.
+   * runs each once (launch). Progress counts both steps of every kernel not yet ready. `background`, `signal`: as launch's.
    */
-  async warmup(specs: Iterable<KernelSpec>, onProgress?: CompileProgress, across?: LaunchHelpers<KernelSpec>): Promise<WarmupReport> {
+  async warmup(specs: Iterable<KernelSpec>, onProgress?: CompileProgress, across?: LaunchHelpers<KernelSpec>, background = false, signal?: AbortSignal): Promise<WarmupReport> {
     const list = [...specs];
     const keys = (pending: (s: KernelSpec) => boolean) => new Set(list.filter(pending).map((s) => s.key)).size;
     const total = keys((s) => !this.pipelines.has(s.key)) + keys((s) => !this.launched.has(s.key));
     let compiled = 0;
-    const compiledCount = await this.compile(list, (d) => onProgress?.((compiled = d), total));
-    const { launched, helperDevices } = await this.launch(list, (d) => onProgress?.(compiled + d, total), across);
+    const compiledCount = await this.compile(list, (d) => onProgress?.((compiled = d), total), background);
+    const { launched, helperDevices } = await this.launch(list, (d) => onProgress?.(compiled + d, total), across, background, signal);
     return { compiled: compiledCount, launched, helperDevices };
   }
 }

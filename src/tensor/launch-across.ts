@@ -28,6 +28,14 @@ export interface LaunchAcrossOptions<K> {
   cachedFraction: number;
   /** Called as kernels have run on some device: how many so far. */
   onLaunched?: (done: number) => void;
+  /**
+   * Keep the main device's queue free (for decoding beside the warm-up): helpers start at once and run every
+   * kernel first; the main device runs one of theirs to check that the cache serves it, and the rest at the end.
+   * Without a helper, or without a shared cache, it runs them itself.
+   */
+  mainLast?: boolean;
+  /** Once aborted, no kernel is started: the call resolves when the runs under way have ended (the rest run, and compile, at their first use). */
+  signal?: AbortSignal;
 }
 
 /** What a device hands its launches: the options less the progress callback, which each launch brings. */
@@ -51,24 +59,29 @@ export async function launchAcross<K>(main: Launcher<K>, specs: readonly K[], o:
     await l.launch(spec);
     return performance.now() - t0;
   };
+  const stopped = () => o.signal?.aborted === true;
   const alone = async (): Promise<LaunchAcrossResult> => {
-    for (let s = queue.shift(); s !== undefined; s = queue.shift()) {
+    for (let s = stopped() ? undefined : queue.shift(); s !== undefined; s = stopped() ? undefined : queue.shift()) {
       await main.launch(s);
       o.onLaunched?.(++done);
     }
     return { helpers: 0, byHelpers: 0 };
   };
   // Alone while first runs are quick (a driver that compiles at pipeline creation); helpers once one is a compilation.
-  for (;;) {
-    const s = queue.shift();
-    if (s === undefined) return alone();
-    const ms = await timed(main, s);
-    o.onLaunched?.(++done);
-    if (o.helpers < 1 || queue.length < 2) return alone();
-    if (ms >= o.compileMs) break;
+  if (o.mainLast) {
+    if (o.helpers < 1 || queue.length === 0) return alone();
+  } else {
+    for (;;) {
+      const s = stopped() ? undefined : queue.shift();
+      if (s === undefined) return alone();
+      const ms = await timed(main, s);
+      o.onLaunched?.(++done);
+      if (o.helpers < 1 || queue.length < 2) return alone();
+      if (ms >= o.compileMs) break;
+    }
   }
 
-  const made = await Promise.all(Array.from({ length: Math.min(o.helpers, queue.length - 1) }, () => o.makeHelper().catch(() => null)));
+  const made = await Promise.all(Array.from({ length: Math.min(o.helpers, o.mainLast ? queue.length : queue.length - 1) }, () => o.makeHelper().catch(() => null)));
   const helpers = made.filter((h): h is HelperLauncher<K> => h !== null);
   if (!helpers.length) return alone();
   // Kernels a helper ran first, which the main device runs at the end (from the cache, if it holds them).
@@ -77,8 +90,10 @@ export async function launchAcross<K>(main: Launcher<K>, specs: readonly K[], o:
   const failed: K[] = [];
   let cacheShared: boolean | undefined;
   let byHelpers = 0;
+  let firstRun = () => {};
+  const someRun = new Promise<void>((resolve) => (firstRun = resolve));
   const helperLoop = async (h: HelperLauncher<K>) => {
-    for (let s = queue.shift(); s !== undefined; s = cacheShared === false ? undefined : queue.shift()) {
+    for (let s = queue.shift(); s !== undefined; s = cacheShared === false || stopped() ? undefined : queue.shift()) {
       let ms: number;
       try {
         ms = await timed(h, s);
@@ -87,17 +102,22 @@ export async function launchAcross<K>(main: Launcher<K>, specs: readonly K[], o:
         return;
       }
       theirs.push({ spec: s, ms });
+      firstRun();
       byHelpers++;
       o.onLaunched?.(++done);
     }
   };
-  const mainLoop = async () => {
-    for (;;) {
+  const mainLoop = async (helping: Promise<unknown>) => {
+    if (o.mainLast) await Promise.race([someRun, helping]);
+    while (!stopped()) {
       if (cacheShared === undefined && theirs.length) {
         const { spec, ms } = theirs.shift()!;
-        cacheShared = (await timed(main, spec)) < ms * o.cachedFraction;
+        const mine = await timed(main, spec);
+        // A quick helper run compiled nothing (a cache held the kernel already): it tells nothing.
+        if (ms >= o.compileMs) cacheShared = mine < ms * o.cachedFraction;
         continue;
       }
+      if (o.mainLast && cacheShared !== false) return;
       const s = queue.shift();
       if (s === undefined) return;
       await main.launch(s);
@@ -105,14 +125,16 @@ export async function launchAcross<K>(main: Launcher<K>, specs: readonly K[], o:
     }
   };
   try {
-    await Promise.all([mainLoop(), ...helpers.map(helperLoop)]);
+    const helping = Promise.all(helpers.map(helperLoop));
+    await Promise.all([mainLoop(helping), helping]);
   } finally {
     // If the main device failed, the helpers take nothing more.
     queue.length = 0;
     for (const h of helpers) h.destroy();
   }
-  for (const { spec } of theirs) await main.launch(spec);
+  for (const { spec } of theirs) if (!stopped()) await main.launch(spec);
   for (const spec of failed) {
+    if (stopped()) break;
     await main.launch(spec);
     o.onLaunched?.(++done);
   }
