@@ -67,6 +67,27 @@ describe('GPT-2 against the PyTorch reference', () => {
     await g.close();
   });
 
+  // Up to tuning.prefillOneRowAttention tokens (default 32) the prefill runs the one-row attention kernel, past it the multi-row one.
+  it.each([32, 0])('prefill (prefillOneRowAttention %i), then one-token steps, gives the reference logits', async (oneRowUpTo) => {
+    const n = 20;
+    const dev = await createNodeDevice({ tuning: { prefillOneRowAttention: oneRowUpTo } });
+    const model = await loadGPT2(dev, dirFolder(FIX + 'gpt2-tiny'), { dtype: 'f32' });
+    const g = await golden('gpt2-tiny');
+    const ids = Array.from(await g.get('input_ids'));
+    const expected = await g.get('logits');
+    const V = model.vocabSize;
+    const cache = model.createCache();
+    model.prefill(ids.slice(0, n), cache);
+    for (let i = n; i < n + 3; i++) {
+      const row = await model.forward([ids[i]], cache).read();
+      expect(maxRelErr(row, expected.subarray(i * V, (i + 1) * V))).toBeLessThan(1e-4);
+    }
+    cache.dispose();
+    model.dispose();
+    await g.close();
+    dev.destroy();
+  });
+
   it("writes each position p's final hidden state (ln_f output) to row p + 1 of HiddenStates, row 0 staying zero, also after a rollback", async () => {
     const dev = await getDevice();
     const model = await loadGPT2(dev, dirFolder(FIX + 'gpt2-tiny'), { dtype: 'f32' });

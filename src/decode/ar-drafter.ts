@@ -69,7 +69,7 @@ export class ARDrafter implements Drafter {
   prefill(context: readonly number[]): void {
     if (context.length < 2 || context.length > this.cache.capacity) return;
     const feed = this.uncached(context.slice(0, -1), 1);
-    if (feed.length) this.model.forward(feed, this.cache, 1).dispose();
+    if (feed.length) this.model.prefill(feed, this.cache);
   }
 
   /**

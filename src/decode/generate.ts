@@ -187,7 +187,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
     try {
       const t0 = performance.now();
       // Every model that decodes reads the prompt here, so the decoding rate counts decoding alone.
-      if (ctx.length > 1) dev.scope(() => target.forward(ctx.slice(0, -1), cache, 1, states).dispose());
+      if (ctx.length > 1) dev.scope(() => target.prefill(ctx.slice(0, -1), cache, states));
       if (drafter) dev.scope(() => drafter.prefill(ctx, states));
       await dev.sync();
       stats.prefillMs = performance.now() - t0;

@@ -53,7 +53,7 @@ export function reachableKernels(target: GPT2, given: Drafter | null, s: ReachSe
     // Target: prefill rows, one-token steps, and a verify of each draft length (a cutoff only shortens it).
     for (const n of rowCounts(Math.max(prompt - 1, 1), dev.tuning.streamedMaxRows)) {
       cache.truncate(0);
-      target.forward(ids(n), cache, 1, states);
+      target.prefill(ids(n), cache, states);
     }
     cache.truncate(0);
     selectTokens(dev, target.forward([0], cache, 1, states), s.sampling, rng);

@@ -175,6 +175,16 @@ export class GPT2 {
   }
 
   /**
+   * Appends a prompt's tokens at the cache's end (and, with `states`, their hidden states), as forward does,
+   * for the steps that follow. A prompt of up to tuning.prefillOneRowAttention tokens runs the attention kernel
+   * of one-token steps.
+   */
+  prefill(ids: ArrayLike<number>, cache: GPT2Cache, states?: HiddenStates): void {
+    const oneRow = ids.length <= this.device.tuning.prefillOneRowAttention;
+    this.run('GPT2.prefill', ids, cache, 1, states, undefined, oneRow ? 1 : undefined).dispose();
+  }
+
+  /**
    * Scores a token tree in one pass: appends its rows (`ids`, row 0 the root) at the cache's end and
    * returns logits [rows, V] of every row. Row i sits at position cache.length + tree.depths[i] and
    * attends to the cached positions and to the rows of its ancestors (bits of tree.ancestors[i]).
@@ -188,7 +198,7 @@ export class GPT2 {
     return this.run('GPT2.forwardTree', ids, cache, n, undefined, tree);
   }
 
-  private run(op: string, ids: ArrayLike<number> | Tensor, cache: GPT2Cache, logitRows: number, states?: HiddenStates, tree?: TokenTreeLayout): Tensor {
+  private run(op: string, ids: ArrayLike<number> | Tensor, cache: GPT2Cache, logitRows: number, states?: HiddenStates, tree?: TokenTreeLayout, attentionRows?: number): Tensor {
     const n = ids instanceof Tensor ? ids.size : ids.length;
     const pos0 = cache.length;
     // Ids already on the GPU come from sampling, hence from the vocabulary.
@@ -220,7 +230,7 @@ export class GPT2 {
         const { c_attn, c_proj } = b.attn;
         const h1 = i === 0 && normed ? normed : layerNorm(x, { ...b.ln_1, eps });
         const q = appendQKV(matmul(h1, c_attn.w, { layout: 'nk', bias: c_attn.b }), kv); // (n, d)
-        x = matmul(attention(q, kv, { scale: this.attnScale(i), tree: mask }), c_proj.w, { layout: 'nk', bias: c_proj.b, residual: x });
+        x = matmul(attention(q, kv, { scale: this.attnScale(i), tree: mask, rowsPerWorkgroup: attentionRows }), c_proj.w, { layout: 'nk', bias: c_proj.b, residual: x });
         const { c_fc, c_proj: mlp_proj } = b.mlp;
         const h = matmul(layerNorm(x, { ...b.ln_2, eps }), c_fc.w, { layout: 'nk', bias: c_fc.b, gelu: true }); // (n, 4d)
         x = matmul(h, mlp_proj.w, { layout: 'nk', bias: mlp_proj.b, residual: x });

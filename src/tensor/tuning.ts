@@ -76,6 +76,12 @@ export interface KernelTuning {
    */
   attentionRows: number;
   /**
+   * A prompt's prefill of up to this many tokens runs attention one query row per workgroup, the kernel decoding's
+   * one-token steps run: within 2 % of attentionRows' kernel there, whose JIT takes llvmpipe 1.5-2 s, which a cold
+   * start would wait for before its first token (docs/performance.md, "Compiling kernels").
+   */
+  prefillOneRowAttention: number;
+  /**
    * How filteredProbs searches its top-k / top-p thresholds: 2 bits per pass over top-k's few gathered tokens
    * decode as fast as 4 and compile in half the time; small workgroups, since llvmpipe pays for every barrier;
    * 64, not 32, to leave a GPU's row enough lanes (docs/performance.md, "Kernel tuning table").
@@ -129,6 +135,7 @@ export const DEFAULT_TUNING: Readonly<KernelTuning> = deepFreeze<KernelTuning>({
   gemvMinWorkgroups: 4,
   matmulChoices: {},
   attentionRows: 4,
+  prefillOneRowAttention: 32,
   thresholdSearch: { digitBits: 2, wg: 64 },
   rowWorkgroup: 256,
   layerNormWorkgroup: 64,
@@ -201,6 +208,7 @@ export function resolveTuning(overrides: Partial<KernelTuning> = {}, base: Reado
   int('gemvMinWorkgroups', t.gemvMinWorkgroups, 1, 1024);
   for (const [key, c] of Object.entries(t.matmulChoices)) validateChoice(`matmulChoices['${key}']`, c);
   int('attentionRows', t.attentionRows, 1, 16);
+  int('prefillOneRowAttention', t.prefillOneRowAttention, 0);
   oneOf('thresholdSearch.digitBits', t.thresholdSearch?.digitBits, [1, 2, 4]);
   oneOf('thresholdSearch.wg', t.thresholdSearch.wg, [32, 64, 128, 256]);
   oneOf('rowWorkgroup', t.rowWorkgroup, [64, 128, 256]);
