@@ -21,6 +21,7 @@ import {
   type BundledModel,
   type GenerationStats,
   type Pipeline,
+  type StagedWarmup,
   type StepTrace,
   type WarmupOptions,
 } from './node.js';
@@ -163,10 +164,25 @@ async function warmup(pipe: Pipeline, opts: WarmupOptions, quiet: boolean): Prom
   if (!quiet) process.stderr.write(`${w.kernels} kernels ready (${w.compiled} compiled, ${w.launched} first runs${w.helperDevices ? `, ${w.helperDevices + 1} devices compiling` : ''}) in ${((performance.now() - t) / 1000).toFixed(1)} s\n`);
 }
 
+/** Warms up what plain target steps need and starts the rest beside the generation (`drafting`, for draftWhen). */
+async function stagedWarmup(pipe: Pipeline, opts: WarmupOptions, quiet: boolean): Promise<StagedWarmup> {
+  const t = performance.now();
+  const staged = await pipe.warmupStaged({
+    ...opts,
+    onProgress: (done, total) => {
+      if (quiet || !process.stderr.isTTY || total === 0) return;
+      process.stderr.write(`\rcompiling kernels ${done}/${total}${done === total ? '\n' : ''}`);
+    },
+  });
+  const { plain } = staged;
+  if (!quiet) process.stderr.write(`${plain.kernels} kernels ready for the first tokens (${plain.compiled} compiled, ${plain.launched} first runs) in ${((performance.now() - t) / 1000).toFixed(1)} s; drafting starts once the rest are\n`);
+  return staged;
+}
+
 function summary(s: GenerationStats): string {
   const lines = [
     `${s.method}: ${s.generatedTokens} tokens in ${(s.wallMs / 1000).toFixed(2)} s = ${s.tokensPerSecond.toFixed(1)} tok/s (prefill ${s.prefillMs.toFixed(0)} ms, stop: ${s.stopReason}${s.pipelinesCompiled ? `; ${s.pipelinesCompiled} kernels compiled in ${s.compileMs.toFixed(0)} ms, not counted` : ''})`,
-    `  target passes ${s.targetPasses}, tokens per target pass ${s.tokensPerTargetPass.toFixed(2)}${s.method !== 'ar' ? `, rows scored per pass ${(s.targetRows / Math.max(1, s.targetPasses)).toFixed(2)}` : ''}`,
+    `  target passes ${s.targetPasses}, tokens per target pass ${s.tokensPerTargetPass.toFixed(2)}${s.method !== 'ar' ? `, rows scored per pass ${(s.targetRows / Math.max(1, s.targetPasses)).toFixed(2)}` : ''}${s.stepsBeforeDrafting ? ` (the first ${s.stepsBeforeDrafting} plain, while the drafter's kernels compiled)` : ''}`,
   ];
   if (s.method !== 'ar') {
     lines.push(
@@ -302,17 +318,25 @@ async function main(): Promise<void> {
     if (prompt.trim() === '') throw new UsageError('generate needs a prompt: specdiff generate "The ship sailed"');
     const method = (values.method ?? 'specdiff') as 'ar' | 'speculative' | 'specdiff';
     const pipe = await load(values, [method]);
-    await warmup(pipe, { ...genOptions(values), method, prompt }, !!values.json);
-    const trace = values.trace ? openSync(values.trace, 'w') : undefined;
-    const onStep = trace === undefined ? undefined : (step: StepTrace) => writeSync(trace, `${JSON.stringify(step)}\n`);
-    const run = pipe.generate(prompt, { ...genOptions(values), method, onStep });
-    // The generated text alone goes to stdout; the prompt, progress and statistics to stderr.
-    if (!values.json) process.stderr.write(prompt);
-    for await (const chunk of run) if (!values.json) process.stdout.write(chunk.text);
-    const result = await run.result();
-    if (values.json) process.stdout.write(`${JSON.stringify({ prompt, text: result.text, tokens: result.tokens, stats: result.stats }, null, 2)}\n`);
-    else process.stderr.write(`\n\n${summary(result.stats)}\n`);
-    if (trace !== undefined) closeSync(trace);
+    const options = { ...genOptions(values), method, prompt };
+    // Greedy tokens do not depend on when drafting starts, so a greedy run starts with plain target steps while the
+    // drafter's kernels compile; a sampled one waits for them all, so that a seed gives the same tokens every run.
+    const staged = method !== 'ar' && options.temperature === 0 ? await stagedWarmup(pipe, options, !!values.json) : (await warmup(pipe, options, !!values.json), undefined);
+    try {
+      const trace = values.trace ? openSync(values.trace, 'w') : undefined;
+      const onStep = trace === undefined ? undefined : (step: StepTrace) => writeSync(trace, `${JSON.stringify(step)}\n`);
+      const run = pipe.generate(prompt, { ...genOptions(values), method, onStep, draftWhen: staged?.drafting });
+      // The generated text alone goes to stdout; the prompt, progress and statistics to stderr.
+      if (!values.json) process.stderr.write(prompt);
+      for await (const chunk of run) if (!values.json) process.stdout.write(chunk.text);
+      const result = await run.result();
+      if (values.json) process.stdout.write(`${JSON.stringify({ prompt, text: result.text, tokens: result.tokens, stats: result.stats }, null, 2)}\n`);
+      else process.stderr.write(`\n\n${summary(result.stats)}\n`);
+      if (trace !== undefined) closeSync(trace);
+    } finally {
+      // The process exits next: no kernel may be compiling then.
+      await staged?.stop();
+    }
     pipe.dispose();
     return;
   }

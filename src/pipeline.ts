@@ -50,6 +50,19 @@ export interface WarmupResult {
   ms: number;
 }
 
+/** Pipeline.warmupStaged: the first stage, done, and the second, under way. */
+export interface StagedWarmup {
+  /** The prompt's prefill and plain target steps: ready. */
+  plain: WarmupResult;
+  /** Drafting and verifying, compiling beside a generation (pass it as GenerateOptions.draftWhen). */
+  drafting: Promise<WarmupResult>;
+  /**
+   * Starts no more of drafting's kernels (those not ready compile at their first use) and resolves once none is
+   * compiling: call it before the process exits, since llvmpipe can crash when a process ends while it compiles.
+   */
+  stop(): Promise<void>;
+}
+
 export class Pipeline {
   constructor(
     readonly device: Device,
@@ -86,7 +99,42 @@ export class Pipeline {
    */
   async warmup(opts: WarmupOptions = {}): Promise<WarmupResult> {
     const t0 = performance.now();
-    const method = opts.method ?? 'ar';
+    const specs = this.reachable(opts, 'all');
+    const { compiled, launched, helperDevices } = await this.device.warmup(specs, opts.onProgress);
+    return { kernels: specs.length, compiled, launched, helperDevices, ms: performance.now() - t0 };
+  }
+
+  /**
+   * A warm-up in two stages, for a first token sooner from a cold start: resolves once the kernels of the
+   * prompt's prefill and of plain target steps are ready; those of drafting and verifying then compile beside
+   * the generation (Device.warmupInBackground). Pass `drafting` to generate as draftWhen: it decodes with plain
+   * target steps until they are ready. For a method without a drafter, `drafting` has nothing to do.
+   */
+  async warmupStaged(opts: WarmupOptions = {}): Promise<StagedWarmup> {
+    const t0 = performance.now();
+    const all = this.reachable(opts, 'staged');
+    const plainSpecs = this.reachable(opts, 'plain');
+    const plainKeys = new Set(plainSpecs.map((k) => k.key));
+    const rest = all.filter((k) => !plainKeys.has(k.key));
+    const first = await this.device.warmup(plainSpecs, opts.onProgress);
+    const plain = { kernels: plainSpecs.length, ...first, ms: performance.now() - t0 };
+    const t1 = performance.now();
+    const stopping = new AbortController();
+    const drafting = this.device.warmupInBackground(rest, undefined, stopping.signal).then((r) => ({ kernels: rest.length, ...r, ms: performance.now() - t1 }));
+    drafting.catch(() => undefined); // the generation given it as draftWhen reports a failure
+    const stop = async () => {
+      stopping.abort();
+      await drafting.catch(() => undefined);
+    };
+    return { plain, drafting, stop };
+  }
+
+  /**
+   * The kernels a generation with these options can reach: all of them, only the target's prefill and plain steps,
+   * or all of them for a staged start (the drafter reading the context after plain steps).
+   */
+  private reachable(opts: WarmupOptions, part: 'all' | 'plain' | 'staged') {
+    const method = part === 'plain' ? 'ar' : (opts.method ?? 'ar');
     const sampling = resolveSampling(opts);
     const capacity = this.target.config.nPositions;
     let drafter = this.newDrafter(method) ?? null;
@@ -101,21 +149,20 @@ export class Pipeline {
       drafter = drafter.configure(opts, gamma);
     }
     const prompt = opts.prompt === undefined ? undefined : typeof opts.prompt === 'string' ? this.tokenizer.encode(opts.prompt).length : opts.prompt.length;
-    let specs;
+    const maxNewTokens = opts.maxNewTokens ?? 64;
     try {
-      specs = reachableKernels(this.target, drafter, {
+      return reachableKernels(this.target, drafter, {
         sampling,
         maxGamma,
         withConfidence: (opts.confidenceCutoff ?? 0) > 0,
         drafts,
         promptTokens: prompt === undefined ? undefined : Math.max(1, prompt),
-        maxNewTokens: opts.maxNewTokens ?? 64,
+        maxNewTokens,
+        plainFirst: part === 'staged' ? maxNewTokens : undefined,
       });
     } finally {
       drafter?.dispose();
     }
-    const { compiled, launched, helperDevices } = await this.device.warmup(specs, opts.onProgress);
-    return { kernels: specs.length, compiled, launched, helperDevices, ms: performance.now() - t0 };
   }
 
   /**

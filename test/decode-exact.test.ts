@@ -1,8 +1,8 @@
 /**
  * Speculative sampling must leave the target's distribution unchanged (helpers/exactness.ts): AR and
- * diffusion drafters, a confidence cutoff, an adaptive draft length, and a drafter that lies about the
- * distribution it drew from, which must fail the same test. Drafters through a draft head:
- * decode-exact-head.test.ts.
+ * diffusion drafters, a confidence cutoff, an adaptive draft length, drafting after a plain step (a staged
+ * start), and a drafter that lies about the distribution it drew from, which must fail the same test.
+ * Drafters through a draft head: decode-exact-head.test.ts.
  */
 import { describe, expect, it } from 'vitest';
 import { ARDrafter } from '../src/decode/ar-drafter.js';
@@ -73,6 +73,19 @@ describe('speculative sampling is exact (chi-square on the first two tokens)', a
   it('with an adaptive draft length (γ = 1 growing to 3), the second and third tokens, diffusion drafter', async () => {
     const drafter = new DiffusionDrafter(await tinyMDLM(dev, { vocab: V, seed: 13, scale: 1.0 }), { attention: 'block-causal' });
     const { stat } = chiSquare(await empirical(target, { method: 'specdiff', drafter, gamma: 1, maxGamma: 3, maxNewTokens: 6 }, 1), await exactJoint(target, 1));
+    expect(stat, `chi-square ${stat.toFixed(1)}`).toBeLessThan(critical);
+    drafter.dispose();
+  }, 400_000);
+
+  // A staged start (draftWhen settling after the first step): the second and third tokens come from the first draft.
+  it('drafting from the second token on, after a plain target step, the second and third tokens, diffusion drafter, γ = 2', async () => {
+    const drafter = new DiffusionDrafter(await tinyMDLM(dev, { vocab: V, seed: 13, scale: 1.0 }), { attention: 'block-causal' });
+    const afterFirstStep = () => {
+      let settle = () => {};
+      const draftWhen = new Promise<void>((resolve) => (settle = resolve));
+      return { draftWhen, onStep: () => settle() };
+    };
+    const { stat } = chiSquare(await empirical(target, { method: 'specdiff', drafter, gamma: 2, maxNewTokens: 4 }, 1, afterFirstStep), await exactJoint(target, 1));
     expect(stat, `chi-square ${stat.toFixed(1)}`).toBeLessThan(critical);
     drafter.dispose();
   }, 400_000);

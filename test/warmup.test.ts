@@ -113,3 +113,66 @@ describe('warm-up on helper devices (CreateDeviceOptions.warmupDevices)', async 
     m2.dispose();
   }, 240_000);
 });
+
+describe('Pipeline.warmupStaged (a first token before the drafter\'s kernels are ready)', async () => {
+  // Passes of up to 16 rows, so that the drafter (block-causal, with a draft head, as the bundled one) catches up on
+  // the context in several passes, of more rows than its drafts of 2 take after a short prompt.
+  const dev = await createNodeDevice({ tuning: { streamedMaxRows: 16 } });
+  const target = await tinyGPT2(dev, { vocab: V, seed: 31, positions: 64 });
+  const mdlm = await tinyMDLM(dev, { vocab: V, seed: 32, positions: 64, draftHead: true, shiftLogits: true });
+  const pipe = new Pipeline(dev, null as unknown as Tokenizer, target, mdlm, target);
+  const opts: WarmupOptions = { method: 'specdiff', temperature: 0.9, gamma: 2, maxNewTokens: 40 };
+
+  it('plain steps need only the first stage; drafting from any step after the second compiles nothing', async () => {
+    const staged = await pipe.warmupStaged({ ...opts, prompt: PROMPT });
+    expect(staged.plain.kernels).toBeGreaterThan(0);
+    const before = dev.pipelineCount;
+    const plain = await pipe.generate(PROMPT, { ...opts, draftWhen: new Promise(() => {}) }).result();
+    expect(plain.stats.stepsBeforeDrafting).toBe(plain.stats.targetPasses);
+    const second = await staged.drafting;
+    expect(second.kernels).toBeGreaterThan(0);
+    for (const k of [1, 20]) {
+      let settle = () => {};
+      const draftWhen = new Promise<void>((resolve) => (settle = resolve));
+      const r = await pipe.generate(PROMPT, { ...opts, draftWhen, onStep: (s) => s.step === k - 1 && settle() }).result();
+      expect(r.stats.stepsBeforeDrafting).toBe(k);
+      expect(r.stats.draftedTokens).toBeGreaterThan(0);
+    }
+    expect(dev.pipelineCount - before).toBe(0);
+    await staged.stop();
+  }, 240_000);
+});
+
+describe('Pipeline.warmupStaged with helper devices', async () => {
+  const dev = await createNodeDevice({ warmupDevices: 2, tuning: { warmupCompileMs: 0 } });
+  const target = await tinyGPT2(dev, { vocab: V, seed: 31, positions: 64 });
+  const mdlm = await tinyMDLM(dev, { vocab: V, seed: 32, positions: 64 });
+  const pipe = new Pipeline(dev, null as unknown as Tokenizer, target, mdlm, target);
+  const opts: WarmupOptions = { method: 'specdiff', maxNewTokens: 24 };
+
+  it('helpers run the second stage\'s first runs and the main device then has every kernel ready', async () => {
+    const staged = await pipe.warmupStaged({ ...opts, prompt: PROMPT });
+    const second = await staged.drafting;
+    expect(second.helperDevices).toBeGreaterThan(0);
+    expect(second.launched).toBe(second.kernels);
+    const before = dev.pipelineCount;
+    const r = await pipe.generate(PROMPT, { ...opts, draftWhen: staged.drafting }).result();
+    expect(r.stats.stepsBeforeDrafting).toBe(0);
+    expect(dev.pipelineCount - before).toBe(0);
+    await staged.stop();
+  }, 240_000);
+
+  it('stop: no more of the second stage starts, and a generation after it still runs (compiling what it lacks)', async () => {
+    const fresh = await createNodeDevice({ warmupDevices: 2, tuning: { warmupCompileMs: 0 } });
+    const [t, m] = [await tinyGPT2(fresh, { vocab: V, seed: 31, positions: 64 }), await tinyMDLM(fresh, { vocab: V, seed: 32, positions: 64 })];
+    const p = new Pipeline(fresh, null as unknown as Tokenizer, t, m, t);
+    const staged = await p.warmupStaged({ ...opts, prompt: PROMPT });
+    await staged.stop();
+    const second = await staged.drafting;
+    expect(second.launched).toBeLessThan(second.kernels);
+    const r = await p.generate(PROMPT, opts).result();
+    expect(r.stats.generatedTokens).toBe(24);
+    p.dispose();
+    fresh.destroy();
+  }, 240_000);
+});

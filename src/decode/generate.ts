@@ -3,7 +3,8 @@
  * speculative diffusion decoding, sharing the sampler, the verification and the statistics.
  * It streams chunks of tokens and text and ends with statistics.
  */
-import type { GPT2 } from '../models/gpt2.js';
+import type { GPT2, HiddenStates } from '../models/gpt2.js';
+import type { Device } from '../tensor/device.js';
 import type { Tokenizer } from '../models/tokenizer.js';
 import { ContextError } from '../models/errors.js';
 import { ConfigError } from '../models/config.js';
@@ -40,6 +41,13 @@ export interface GenerateOptions extends SamplingOptions, SpeculationOptions {
   disposeDrafter?: boolean;
   /** Called after every iteration with what it drafted, verified and emitted (a trace; costs no readback). */
   onStep?: (step: StepTrace) => void;
+  /**
+   * With a drafter: plain target steps until this settles, then draft → verify (a staged start: the drafter's and
+   * the verification's kernels compiling meanwhile, Pipeline.warmupStaged). Every token still comes from the
+   * target's distribution, and greedy tokens are the same; a sampled run's tokens for a seed then depend on when it
+   * settles. A rejection fails the generation.
+   */
+  draftWhen?: PromiseLike<unknown>;
 }
 
 /** One iteration of the decoding loop, for a trace (GenerateOptions.onStep). */
@@ -188,7 +196,15 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
       const t0 = performance.now();
       // Every model that decodes reads the prompt here, so the decoding rate counts decoding alone.
       if (ctx.length > 1) dev.scope(() => target.prefill(ctx.slice(0, -1), cache, states));
-      if (drafter) dev.scope(() => drafter.prefill(ctx, states));
+      const drafting = { ready: opts.draftWhen === undefined, failed: false, error: undefined as unknown, fed: false };
+      opts.draftWhen?.then(
+        () => void (drafting.ready = true),
+        (e: unknown) => void Object.assign(drafting, { failed: true, error: e }),
+      );
+      if (drafter && drafting.ready) {
+        dev.scope(() => drafter.prefill(ctx, states));
+        drafting.fed = true;
+      }
       await dev.sync();
       stats.prefillMs = performance.now() - t0;
       stats.begin();
@@ -203,8 +219,15 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
           break;
         }
         const g = Math.min(draftLength, room, maxNewTokens - out.length - 1);
+        if (drafting.failed) throw drafting.error;
+        if (drafter && drafting.ready && !drafting.fed) {
+          // A staged start: the drafter reads what the plain steps left it, in passes of shapes the warm-up covered.
+          feedDrafter(dev, drafter, ctx, states, dev.tuning.streamedMaxRows);
+          drafting.fed = true;
+        }
         const start = performance.now();
-        const step = speculative && g >= 1 ? await speculativeStep(speculative, ctx, g) : await targetStep(run, ctx);
+        const step = speculative && drafting.ready && g >= 1 ? await speculativeStep(speculative, ctx, g) : await targetStep(run, ctx);
+        if (speculative && !drafting.ready) stats.stepsBeforeDrafting++;
         const emitted = [...step.drafted.slice(0, step.accepted), step.next];
         record(stats, step, start);
         if (step.drafted.length) draftLength = nextDraftLength(draftLength, step.drafted.length, step.accepted, lengths);
@@ -283,6 +306,14 @@ function configureSpeculation(
     throw new RangeError(`drafts ${asked}: the ${drafter.kind} drafter, configured this way, proposes at most ${configured.maxDrafts ?? 1} per pass (several need a diffusion drafter with steps 1 or a draft head)`);
   }
   return { drafter: configured, lengths: { base: gamma, max: maxGamma }, drafts, branchLength: branch };
+}
+
+/** Feeds the drafter the context but its last token (as prefill does) in passes of at most `rows` tokens. */
+function feedDrafter(dev: Device, drafter: Drafter, ctx: readonly number[], states: HiddenStates | undefined, rows: number): void {
+  for (let end = Math.min(ctx.length, rows + 1); ; end = Math.min(ctx.length, end + rows)) {
+    dev.scope(() => drafter.prefill(ctx.slice(0, end), states));
+    if (end === ctx.length) return;
+  }
 }
 
 /** Adds one step's target and drafter passes, its draft's verdict and its phase times to the statistics. */

@@ -20,6 +20,8 @@ export interface GenerationStats {
   tokensPerSecond: number;
   /** Target forward passes after the prefill (one per AR token; one per draft-verify iteration). */
   targetPasses: number;
+  /** Of them, plain target steps of a staged start, before drafting began (GenerateOptions.draftWhen). */
+  stepsBeforeDrafting: number;
   /** Rows those passes scored: 1 per AR token, γ + 1 per verified draft, a token tree's rows with several drafts. */
   targetRows: number;
   /** Drafter forward passes (γ per AR draft; ≤ T per diffusion draft). */
@@ -63,6 +65,7 @@ export interface GenerationStats {
 
 export class StatsRecorder {
   targetPasses = 0;
+  stepsBeforeDrafting = 0;
   targetRows = 0;
   drafterPasses = 0;
   draftHeadSteps = 0;
@@ -119,6 +122,7 @@ export class StatsRecorder {
       pipelinesCompiled: this.device.pipelineCount - this.pipelinesAtStart,
       tokensPerSecond: wallMs > 0 ? (this.generated * 1000) / wallMs : 0,
       targetPasses: this.targetPasses,
+      stepsBeforeDrafting: this.stepsBeforeDrafting,
       targetRows: this.targetRows,
       drafterPasses: this.drafterPasses,
       draftHeadSteps: this.draftHeadSteps,

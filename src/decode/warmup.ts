@@ -27,6 +27,11 @@ export interface ReachSettings {
   promptTokens?: number;
   /** Tokens the generation may add (undefined: up to the context). */
   maxNewTokens?: number;
+  /**
+   * A staged start (GenerateOptions.draftWhen): plain target steps may add up to this many tokens before the
+   * first draft, and the drafter then reads the context in passes of up to streamedMaxRows tokens.
+   */
+  plainFirst?: number;
 }
 
 /** Row counts 1..min(limit, streamed), plus one past it (the tiled kernel) when the limit is beyond. */
@@ -83,6 +88,12 @@ export function reachableKernels(target: GPT2, given: Drafter | null, s: ReachSe
     const fresh = () => drafter.dispose();
     fresh();
     drafter.prefill(ids(prompt), states);
+    // A staged start's catch-up: passes of any row count up to streamedMaxRows.
+    const caughtUp = Math.min(prompt - 1 + (s.plainFirst ?? 0), dev.tuning.streamedMaxRows);
+    for (let n = 1; s.plainFirst && n <= caughtUp; n++) {
+      fresh();
+      drafter.prefill(ids(n + 1), states);
+    }
     // New tokens before a draft: up to a rejected longest draft plus one, the prompt, or a
     // drafter's restart after its context filled up (past streamedMaxRows: one shape for all).
     // A drafter that reads a window of the context sees more of it as the context grows, up to the window.

@@ -40,13 +40,14 @@ export async function exactJoint(target: GPT2, first = 0): Promise<Float64Array>
 }
 
 /**
- * Counts of generated tokens `first` and `first + 1` over N seeds. Generation runs to γ + 1 tokens
+ * Counts of generated tokens `first` and `first + 1` over N seeds (`perRun`: options made anew for each run).
+ * Generation runs to γ + 1 tokens
  * by default so that the first draft has all γ (the loop drafts at most what is left to make, less one).
  */
-export async function empirical(target: GPT2, opts: Omit<GenerateOptions, 'prompt'>, first = 0): Promise<Float64Array> {
+export async function empirical(target: GPT2, opts: Omit<GenerateOptions, 'prompt'>, first = 0, perRun: () => Partial<GenerateOptions> = () => ({})): Promise<Float64Array> {
   const counts = new Float64Array(V * V);
   for (let seed = 0; seed < N; seed++) {
-    const { tokens } = await generate(target, null, { maxNewTokens: (opts.gamma ?? 1) + 1, ...opts, prompt: PROMPT, seed, stopAtEos: false }).result();
+    const { tokens } = await generate(target, null, { maxNewTokens: (opts.gamma ?? 1) + 1, ...opts, ...perRun(), prompt: PROMPT, seed, stopAtEos: false }).result();
     counts[tokens[first] * V + tokens[first + 1]]++;
   }
   return counts;
