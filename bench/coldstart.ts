@@ -1,9 +1,9 @@
 /**
  * npm run bench:coldstart — time to the first generated token from a fresh process, for the CLI
- * (`specdiff generate`, from the built dist/) and for the library (load, warmup, generate; greedy
- * like the CLI), with Mesa's on-disk shader cache empty (cold) and then as the cold run left it (warm). Each run is
- * a new process with MESA_SHADER_CACHE_DIR pointing at its own folder, so nothing else's cache
- * is touched. Needs `npm run build` first.
+ * (`specdiff generate`, from the built dist/, which starts staged when greedy) and for the library (load, warmup,
+ * generate; greedy like the CLI; and staged: warmupStaged, then generate with draftWhen), with Mesa's on-disk
+ * shader cache empty (cold) and then as the cold run left it (warm). Each run is a new process with
+ * MESA_SHADER_CACHE_DIR pointing at its own folder, so nothing else's cache is touched. Needs `npm run build` first.
  *
  *   npm run bench:coldstart [-- --method specdiff] [--max-new-tokens N] [--warm-runs N] [--cache-dir DIR] [--warmup-devices N]
  */
@@ -68,8 +68,9 @@ function time(args: string[], cacheDir: string, skip: number): Promise<Run> {
 }
 
 const cliArgs = ['dist/cli.js', 'generate', prompt, '--method', method, '--max-new-tokens', maxNew];
-// The library run: load, warm up with the exact settings, then print the first chunk and timings.
-const libScript = `
+// The library run: load, warm up with the exact settings, then print the first chunk and timings. Staged: the
+// prefill's and plain steps' kernels first, the rest beside the generation (warmupStaged, draftWhen), as the CLI does.
+const libScript = (staged: boolean) => `
 const t0 = performance.now();
 const { createNodeDevice, dirFolder, loadPipeline } = await import('./dist/node.js');
 const device = await createNodeDevice(${values['warmup-devices'] ? `{ warmupDevices: ${Number(values['warmup-devices'])} }` : ''});
@@ -77,16 +78,21 @@ const m = (n) => dirFolder('models/' + n);
 const pipe = await loadPipeline(device, { target: m('target'), diffusionDrafter: m('drafter-mdlm'), arDrafter: m('drafter-ar') }, { dtype: 'f16' });
 const loaded = performance.now();
 const opts = { method: ${JSON.stringify(method)}, maxNewTokens: ${Number(maxNew)}, temperature: 0 };
-const w = await pipe.warmup({ ...opts, prompt: ${JSON.stringify(prompt)} });
+const staged = ${staged} ? await pipe.warmupStaged({ ...opts, prompt: ${JSON.stringify(prompt)} }) : null;
+const w = staged ? staged.plain : await pipe.warmup({ ...opts, prompt: ${JSON.stringify(prompt)} });
 const warmed = performance.now();
+let draftingMs = NaN;
+staged?.drafting.then(() => (draftingMs = performance.now() - warmed));
 let first = 0;
-const gen = pipe.generate(${JSON.stringify(prompt)}, opts);
+const gen = pipe.generate(${JSON.stringify(prompt)}, { ...opts, draftWhen: staged?.drafting });
 for await (const c of gen) { if (!first) { first = performance.now(); process.stdout.write('TOKEN ' + c.text + '\\n'); } }
 const r = await gen.result();
-process.stdout.write('DETAIL ' + JSON.stringify({ importAndLoadMs: loaded - t0, warmupMs: warmed - loaded, kernels: w.kernels, compiled: w.compiled, helperDevices: w.helperDevices, firstTokenAfterWarmupMs: first - warmed, compiledDuringGeneration: r.stats.pipelinesCompiled, tokensPerSecond: r.stats.tokensPerSecond }) + '\\n');
+await staged?.stop();
+const extra = staged ? { secondStageMs: draftingMs, stepsBeforeDrafting: r.stats.stepsBeforeDrafting } : {};
+process.stdout.write('DETAIL ' + JSON.stringify({ importAndLoadMs: loaded - t0, warmupMs: warmed - loaded, kernels: w.kernels, compiled: w.compiled, helperDevices: w.helperDevices, firstTokenAfterWarmupMs: first - warmed, compiledDuringGeneration: r.stats.pipelinesCompiled, tokensPerSecond: r.stats.tokensPerSecond, ...extra }) + '\\n');
 process.exit(0);
 `;
-const libArgs = ['--input-type=module', '-e', libScript];
+const libArgs = (staged: boolean) => ['--input-type=module', '-e', libScript(staged)];
 
 async function series(name: string, args: string[], skip: number): Promise<void> {
   const given = values['cache-dir'];
@@ -107,4 +113,5 @@ async function series(name: string, args: string[], skip: number): Promise<void>
 console.log(`time to first token, ${method}, prompt ${JSON.stringify(prompt)}, ${maxNew} new tokens; cold = empty Mesa shader cache`);
 // The CLI echoes the prompt before generating: the first token is what comes after it.
 await series('cli', cliArgs, prompt.length);
-await series('library', libArgs, 0);
+await series('library', libArgs(false), 0);
+await series('staged', libArgs(true), 0);

@@ -333,6 +333,8 @@ async function main(): Promise<void> {
       if (values.json) process.stdout.write(`${JSON.stringify({ prompt, text: result.text, tokens: result.tokens, stats: result.stats }, null, 2)}\n`);
       else process.stderr.write(`\n\n${summary(result.stats)}\n`);
       if (trace !== undefined) closeSync(trace);
+      // The rest compile to the end, so that Mesa's shader cache holds them for the next run.
+      await staged?.drafting;
     } finally {
       // The process exits next: no kernel may be compiling then.
       await staged?.stop();

@@ -101,7 +101,7 @@ describe('launchAcross', () => {
     const driver = fakeDriver(true);
     const main = driver.device('main');
     const helper = driver.device('helper');
-    const o = options(async () => helper, { mainLast: true });
+    const o = options(async () => helper, { mainLast: true, helpersAtOnce: true });
     const r = await launchAcross(main, specs, o);
     expect(main.compiled).toEqual([]);
     expect([...helper.runs].sort()).toEqual(specs.map((s) => s.key).sort());
@@ -110,11 +110,30 @@ describe('launchAcross', () => {
     expect(o.counts).toEqual(specs.map((_, i) => i + 1));
   });
 
+  it('mainLast, not told first runs compile: the main device runs kernels the cache holds alone, and hands the rest to helpers after one compiles', async () => {
+    const cached = fakeDriver(true, specs.map((s) => s.key));
+    let asked = 0;
+    const warm = cached.device('main');
+    const r = await launchAcross(warm, specs, options(async () => (asked++, cached.device('helper')), { mainLast: true }));
+    expect(asked).toBe(0);
+    expect(r.helpers).toBe(0);
+    expect(warm.runs).toEqual(specs.map((s) => s.key));
+
+    const driver = fakeDriver(true);
+    const main = driver.device('main');
+    const helper = driver.device('helper');
+    const o = options(async () => helper, { mainLast: true });
+    const r2 = await launchAcross(main, specs, o);
+    expect(main.compiled).toEqual([specs[0].key]);
+    expect(r2).toMatchObject({ helpers: 1, byHelpers: specs.length - 1, cacheShared: true });
+    expect(o.counts).toEqual(specs.map((_, i) => i + 1));
+  });
+
   it('mainLast without a shared cache: the main device compiles what the helpers had not taken when that showed', async () => {
     const driver = fakeDriver(false);
     const main = driver.device('main');
     const helper = driver.device('helper');
-    const o = options(async () => helper, { mainLast: true });
+    const o = options(async () => helper, { mainLast: true, helpersAtOnce: true });
     const r = await launchAcross(main, specs, o);
     expect(r.cacheShared).toBe(false);
     expect([...main.runs].sort()).toEqual(specs.map((s) => s.key).sort());
@@ -124,7 +143,7 @@ describe('launchAcross', () => {
 
   it('mainLast with no helper to be had: the main device runs every kernel alone', async () => {
     const main = fakeDriver(true).device('main');
-    const o = options(async () => null, { mainLast: true });
+    const o = options(async () => null, { mainLast: true, helpersAtOnce: true });
     const r = await launchAcross(main, specs, o);
     expect(r.helpers).toBe(0);
     expect(main.runs).toEqual(specs.map((s) => s.key));

@@ -55,6 +55,8 @@ export class KernelCache {
   private bindGroups = new Map<string, GPUBindGroup>();
   /** Kernels dispatched at least once (their driver-side compilation is done). */
   private launched = new Set<string>();
+  /** Whether the last launch's first runs compiled (a helper device was needed, or a run took warmupCompileMs). */
+  private firstRunsCompiled = false;
   /** Pipelines compiled since the device was made: ahead of use (compile) or at a first dispatch; not those of a background warm-up. */
   pipelineCount = 0;
   /** Wall time spent compiling pipelines, ahead of use or at first dispatches; not a background warm-up's, which work went on beside. */
@@ -197,10 +199,19 @@ export class KernelCache {
     const scratch: GPUBuffer[] = [];
     const t0 = performance.now();
     let helperDevices = 0;
+    let slowest = 0;
     onProgress?.(0, list.length);
     try {
-      const main = { launch: (spec: KernelSpec) => this.launchOne(spec, scratch) };
-      if (across) ({ helpers: helperDevices } = await launchAcross(main, list, { ...across, mainLast: background, signal, onLaunched: (done) => onProgress?.(done, list.length) }));
+      const main = {
+        launch: async (spec: KernelSpec) => {
+          const t = performance.now();
+          await this.launchOne(spec, scratch);
+          slowest = Math.max(slowest, performance.now() - t);
+        },
+      };
+      // In the background, helpers start at once where the last first runs compiled: a probe on this device would hold up its queue.
+      const helpersAtOnce = background && this.firstRunsCompiled;
+      if (across) ({ helpers: helperDevices } = await launchAcross(main, list, { ...across, mainLast: background, helpersAtOnce, signal, onLaunched: (done) => onProgress?.(done, list.length) }));
       else {
         for (const [i, spec] of list.entries()) {
           if (signal?.aborted) break;
@@ -209,6 +220,7 @@ export class KernelCache {
         }
       }
       await this.ctx.checkScopes();
+      if (list.length && across) this.firstRunsCompiled = helperDevices > 0 || slowest >= across.compileMs;
     } finally {
       for (const b of scratch) b.destroy();
       if (!background) this.compileMs += performance.now() - t0;

@@ -29,11 +29,13 @@ export interface LaunchAcrossOptions<K> {
   /** Called as kernels have run on some device: how many so far. */
   onLaunched?: (done: number) => void;
   /**
-   * Keep the main device's queue free (for decoding beside the warm-up): helpers start at once and run every
-   * kernel first; the main device runs one of theirs to check that the cache serves it, and the rest at the end.
-   * Without a helper, or without a shared cache, it runs them itself.
+   * Keep the main device's queue free (for decoding beside the warm-up): once helpers start they run every kernel
+   * first; the main device runs one of theirs to check that the cache serves it, and the rest at the end. Without a
+   * helper, or without a shared cache, it runs them itself.
    */
   mainLast?: boolean;
+  /** Start helpers without a first run on the main device to show that first runs compile (the caller has seen it). */
+  helpersAtOnce?: boolean;
   /** Once aborted, no kernel is started: the call resolves when the runs under way have ended (the rest run, and compile, at their first use). */
   signal?: AbortSignal;
 }
@@ -67,8 +69,9 @@ export async function launchAcross<K>(main: Launcher<K>, specs: readonly K[], o:
     }
     return { helpers: 0, byHelpers: 0 };
   };
-  // Alone while first runs are quick (a driver that compiles at pipeline creation); helpers once one is a compilation.
-  if (o.mainLast) {
+  // Alone while first runs are quick (a driver that compiles at pipeline creation, or a cache that holds the
+  // kernels); helpers once one is a compilation.
+  if (o.helpersAtOnce) {
     if (o.helpers < 1 || queue.length === 0) return alone();
   } else {
     for (;;) {
@@ -76,7 +79,7 @@ export async function launchAcross<K>(main: Launcher<K>, specs: readonly K[], o:
       if (s === undefined) return alone();
       const ms = await timed(main, s);
       o.onLaunched?.(++done);
-      if (o.helpers < 1 || queue.length < 2) return alone();
+      if (o.helpers < 1 || queue.length < (o.mainLast ? 1 : 2)) return alone();
       if (ms >= o.compileMs) break;
     }
   }
