@@ -175,7 +175,7 @@ async function stagedWarmup(pipe: Pipeline, opts: WarmupOptions, quiet: boolean)
     },
   });
   const { plain } = staged;
-  if (!quiet) process.stderr.write(`${plain.kernels} kernels ready for the first tokens (${plain.compiled} compiled, ${plain.launched} first runs) in ${((performance.now() - t) / 1000).toFixed(1)} s; drafting starts once the rest are\n`);
+  if (!quiet) process.stderr.write(`${plain.kernels} kernels ready for the first tokens (${plain.compiled} compiled, ${plain.launched} first runs) in ${((performance.now() - t) / 1000).toFixed(1)} s; drafting starts once the drafter has loaded and its kernels are ready\n`);
   return staged;
 }
 
@@ -196,7 +196,8 @@ function summary(s: GenerationStats): string {
 }
 
 /** Loads the target and only the drafter the methods use, with a progress bar per downloaded file and per model. */
-async function load(values: Record<string, unknown>, methods: readonly string[]): Promise<Pipeline> {
+/** `deferDrafters`: a staged start loads the drafters after the first token (PipelineLoadOptions), without progress bars. */
+async function load(values: Record<string, unknown>, methods: readonly string[], deferDrafters = false): Promise<Pipeline> {
   const bars = values.json ? null : new ProgressBars();
   const sources = {
     target: folder(values, 'target', 'target', bars),
@@ -204,7 +205,7 @@ async function load(values: Record<string, unknown>, methods: readonly string[])
     arDrafter: methods.includes('speculative') ? folder(values, 'ar-drafter', 'drafter-ar', bars) : undefined,
   };
   // loadPipeline loads the models in this order, each one's progress ending at its total.
-  const models = ['target', ...(sources.diffusionDrafter ? ['drafter'] : []), ...(sources.arDrafter ? ['ar-drafter'] : [])];
+  const models = ['target', ...(deferDrafters ? [] : [...(sources.diffusionDrafter ? ['drafter'] : []), ...(sources.arDrafter ? ['ar-drafter'] : [])])];
   let loading = 0;
   const onProgress = (loaded: number, total: number) => {
     const label = `${models[loading]} weights to the GPU`;
@@ -216,7 +217,7 @@ async function load(values: Record<string, unknown>, methods: readonly string[])
   process.env.LP_NUM_THREADS ??= String(lavapipeThreads());
   const device = await createNodeDevice();
   // No dtype: the library's default (f16).
-  const pipe = await loadPipeline(device, sources, { dtype: values.f32 ? 'f32' : undefined, onProgress });
+  const pipe = await loadPipeline(device, sources, { dtype: values.f32 ? 'f32' : undefined, onProgress, deferDrafters });
   if (!values.json) process.stderr.write(`adapter: ${device.info.adapter}\n`);
   const say = (line: string): void => {
     if (!values.json) process.stderr.write(`${line}\n`);
@@ -317,15 +318,19 @@ async function main(): Promise<void> {
     const prompt = rest.join(' ');
     if (prompt.trim() === '') throw new UsageError('generate needs a prompt: specdiff generate "The ship sailed"');
     const method = (values.method ?? 'specdiff') as 'ar' | 'speculative' | 'specdiff';
-    const pipe = await load(values, [method]);
     const options = { ...genOptions(values), method, prompt };
     // Greedy tokens do not depend on when drafting starts, so a greedy run starts with plain target steps while the
-    // drafter's kernels compile; a sampled one waits for them all, so that a seed gives the same tokens every run.
-    const staged = method !== 'ar' && options.temperature === 0 ? await stagedWarmup(pipe, options, !!values.json) : (await warmup(pipe, options, !!values.json), undefined);
+    // drafter loads and its kernels compile; a sampled one waits for them all, so that a seed gives the same tokens
+    // every run (and --autotune times the drafter's shapes first).
+    const stagedStart = method !== 'ar' && options.temperature === 0 && !values.autotune;
+    const pipe = await load(values, [method], stagedStart);
+    const staged = stagedStart ? await stagedWarmup(pipe, options, !!values.json) : (await warmup(pipe, options, !!values.json), undefined);
+    let drafting: Promise<unknown> | undefined;
     try {
       const trace = values.trace ? openSync(values.trace, 'w') : undefined;
       const onStep = trace === undefined ? undefined : (step: StepTrace) => writeSync(trace, `${JSON.stringify(step)}\n`);
-      const run = pipe.generate(prompt, { ...genOptions(values), method, onStep, draftWhen: staged?.drafting });
+      const draftWhen = staged && (() => (drafting = staged.drafting()));
+      const run = pipe.generate(prompt, { ...genOptions(values), method, onStep, draftWhen });
       // The generated text alone goes to stdout; the prompt, progress and statistics to stderr.
       if (!values.json) process.stderr.write(prompt);
       for await (const chunk of run) if (!values.json) process.stdout.write(chunk.text);
@@ -334,7 +339,7 @@ async function main(): Promise<void> {
       else process.stderr.write(`\n\n${summary(result.stats)}\n`);
       if (trace !== undefined) closeSync(trace);
       // The rest compile to the end, so that Mesa's shader cache holds them for the next run.
-      await staged?.drafting;
+      await drafting;
     } finally {
       // The process exits next: no kernel may be compiling then.
       await staged?.stop();

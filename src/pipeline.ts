@@ -50,12 +50,16 @@ export interface WarmupResult {
   ms: number;
 }
 
-/** Pipeline.warmupStaged: the first stage, done, and the second, under way. */
+/** Pipeline.warmupStaged: the first stage, done, and the second, to start beside a generation. */
 export interface StagedWarmup {
   /** The prompt's prefill and plain target steps: ready. */
   plain: WarmupResult;
-  /** Drafting and verifying, compiling beside a generation (pass it as GenerateOptions.draftWhen). */
-  drafting: Promise<WarmupResult>;
+  /**
+   * Starts the second stage (the drafters' load where loadPipeline deferred it, then drafting's and verifying's
+   * kernels, compiling in the background) and returns its promise; later calls return the same one. Pass it as
+   * GenerateOptions.draftWhen: the generation calls it once its first token is out.
+   */
+  drafting(): Promise<WarmupResult>;
   /**
    * Starts no more of drafting's kernels (those not ready compile at their first use) and resolves once none is
    * compiling: call it before the process exits, since llvmpipe can crash when a process ends while it compiles.
@@ -63,29 +67,91 @@ export interface StagedWarmup {
   stop(): Promise<void>;
 }
 
+export interface PipelineLoadOptions extends ModelLoadOptions {
+  /**
+   * Load the drafters later, at the first Pipeline.loadDrafters() (a staged start's second stage calls it once
+   * the generation's first token is out), without progress reports: loadPipeline then resolves once the tokenizer
+   * and the target are loaded. Default false.
+   */
+  deferDrafters?: boolean;
+}
+
+type Drafters = { diffusionDrafter: MDLM | null; arDrafter: GPT2 | null };
+
 export class Pipeline {
+  private drafters: Drafters;
+  private drafterLoad: Promise<void> | null = null;
+  private disposed = false;
+
+  /** `loadLater`: the drafters' load, deferred to loadDrafters() (PipelineLoadOptions.deferDrafters). */
   constructor(
     readonly device: Device,
     readonly tokenizer: Tokenizer,
     readonly target: GPT2,
-    readonly diffusionDrafter: MDLM | null,
-    readonly arDrafter: GPT2 | null,
-  ) {}
+    diffusionDrafter: MDLM | null,
+    arDrafter: GPT2 | null,
+    private readonly loadLater: (() => Promise<Drafters>) | null = null,
+  ) {
+    this.drafters = { diffusionDrafter, arDrafter };
+  }
 
-  /** Streams a generation; method 'specdiff' or 'speculative' uses the matching loaded drafter. */
+  get diffusionDrafter(): MDLM | null {
+    return this.drafters.diffusionDrafter;
+  }
+
+  get arDrafter(): GPT2 | null {
+    return this.drafters.arDrafter;
+  }
+
+  /**
+   * Loads the drafters loadPipeline deferred (deferDrafters); resolves at once when it deferred none. Later calls
+   * share the first one's load; a pipeline disposed meanwhile frees them as they arrive.
+   */
+  loadDrafters(): Promise<void> {
+    this.drafterLoad ??= (async () => {
+      if (!this.loadLater) return;
+      const loaded = await this.loadLater();
+      if (this.disposed) {
+        loaded.diffusionDrafter?.dispose();
+        loaded.arDrafter?.dispose();
+        throw new Error('the pipeline was disposed while its drafters loaded');
+      }
+      this.drafters = loaded;
+    })();
+    return this.drafterLoad;
+  }
+
+  /**
+   * Streams a generation; method 'specdiff' or 'speculative' uses the matching loaded drafter. Where loadPipeline
+   * deferred the drafters, a generation given draftWhen loads them when it settles (a staged start).
+   */
   generate(prompt: string | readonly number[], opts: PipelineGenerateOptions = {}): Generation {
     const method = opts.method ?? 'ar';
+    const { draftWhen } = opts;
+    if (method !== 'ar' && this.loadLater && draftWhen && !this.drafterModel(method)) {
+      const late = async () => {
+        await (typeof draftWhen === 'function' ? draftWhen() : draftWhen);
+        await this.loadDrafters();
+        return this.newDrafter(method);
+      };
+      return generate(this.target, this.tokenizer, { ...opts, prompt, method, draftWhen: late, disposeDrafter: true });
+    }
     return generate(this.target, this.tokenizer, { ...opts, prompt, method, drafter: this.newDrafter(method), disposeDrafter: true });
+  }
+
+  private drafterModel(method: Method): MDLM | GPT2 | null {
+    return method === 'specdiff' ? this.diffusionDrafter : method === 'speculative' ? this.arDrafter : null;
   }
 
   /** A drafter of the loaded model the method uses (none for 'ar'). */
   private newDrafter(method: Method): Drafter | undefined {
+    const later = this.loadLater && !this.drafterLoad ? ' (loadPipeline deferred the drafters: await pipe.loadDrafters() first)' : '';
     if (method === 'specdiff') {
-      if (!this.diffusionDrafter) throw new RangeError("method 'specdiff' needs a diffusion drafter: load one with the pipeline");
+      if (!this.diffusionDrafter) throw new RangeError(`method 'specdiff' needs a diffusion drafter: load one with the pipeline${later}`);
       return new DiffusionDrafter(this.diffusionDrafter);
     }
     if (method === 'speculative') {
-      if (!this.arDrafter) throw new RangeError("method 'speculative' needs an AR drafter: load one with the pipeline");
+      if (!this.arDrafter) throw new RangeError(`method 'speculative' needs an AR drafter: load one with the pipeline${later}`);
       return new ARDrafter(this.arDrafter);
     }
     return undefined;
@@ -112,19 +178,24 @@ export class Pipeline {
    */
   async warmupStaged(opts: WarmupOptions = {}): Promise<StagedWarmup> {
     const t0 = performance.now();
-    const all = this.reachable(opts, 'staged');
     const plainSpecs = this.reachable(opts, 'plain');
-    const plainKeys = new Set(plainSpecs.map((k) => k.key));
-    const rest = all.filter((k) => !plainKeys.has(k.key));
     const first = await this.device.warmup(plainSpecs, opts.onProgress);
     const plain = { kernels: plainSpecs.length, ...first, ms: performance.now() - t0 };
-    const t1 = performance.now();
     const stopping = new AbortController();
-    const drafting = this.device.warmupInBackground(rest, undefined, stopping.signal).then((r) => ({ kernels: rest.length, ...r, ms: performance.now() - t1 }));
-    drafting.catch(() => undefined); // the generation given it as draftWhen reports a failure
+    let second: Promise<WarmupResult> | null = null;
+    const drafting = () =>
+      (second ??= (async () => {
+        const t1 = performance.now();
+        await this.loadDrafters();
+        // Finding the kernels records every pass the drafter can make: after the first token, not before it.
+        const plainKeys = new Set(plainSpecs.map((k) => k.key));
+        const rest = this.reachable(opts, 'staged').filter((k) => !plainKeys.has(k.key));
+        const r = await this.device.warmupInBackground(rest, undefined, stopping.signal);
+        return { kernels: rest.length, ...r, ms: performance.now() - t1 };
+      })());
     const stop = async () => {
       stopping.abort();
-      await drafting.catch(() => undefined);
+      await second?.catch(() => undefined);
     };
     return { plain, drafting, stop };
   }
@@ -193,6 +264,7 @@ export class Pipeline {
   }
 
   dispose(): void {
+    this.disposed = true;
     this.target.dispose();
     this.diffusionDrafter?.dispose();
     this.arDrafter?.dispose();
@@ -201,9 +273,11 @@ export class Pipeline {
 
 /**
  * The tokenizer first, then the models, each config checked against the tokenizer's vocabulary
- * before its weights are read; a failure frees the models already loaded.
+ * before its weights are read; a failure frees the models already loaded. With `deferDrafters`, the
+ * drafters load at the pipeline's first loadDrafters() instead.
  */
-export async function loadPipeline(device: Device, sources: PipelineSources, opts: ModelLoadOptions = {}): Promise<Pipeline> {
+export async function loadPipeline(device: Device, sources: PipelineSources, opts: PipelineLoadOptions = {}): Promise<Pipeline> {
+  const { deferDrafters = false, ...modelOpts } = opts;
   const tokenizer = await loadTokenizer(sources.target);
   const tokenizerFile = sources.target.name;
   const vocab = (what: string, size: number, source: string) => {
@@ -215,13 +289,30 @@ export async function loadPipeline(device: Device, sources: PipelineSources, opt
       throw new VocabularyMismatchError(`${tokenizerFile}: the tokenizer has no token for id ${missing.join(', ')}${missing.length === 5 ? ' …' : ''} of the ${size} of ${source}`);
     }
   };
+  const loadDrafters = async (drafterOpts: ModelLoadOptions, loaded: Array<{ dispose(): void }>): Promise<Drafters> => {
+    const keep = <M extends { dispose(): void }>(m: M): M => (loaded.push(m), m);
+    const mdlm = sources.diffusionDrafter ? keep(await loadMDLM(device, sources.diffusionDrafter, drafterOpts, (c, src) => vocab('vocab_size less its mask token', c.vocabSize - 1, src))) : null;
+    const ar = sources.arDrafter ? keep(await loadGPT2(device, sources.arDrafter, drafterOpts, (c, src) => vocab('vocab_size', c.vocabSize, src))) : null;
+    return { diffusionDrafter: mdlm, arDrafter: ar };
+  };
   const loaded: Array<{ dispose(): void }> = [];
-  const keep = <M extends { dispose(): void }>(m: M): M => (loaded.push(m), m);
   try {
-    const target = keep(await loadGPT2(device, sources.target, opts, (c, src) => vocab('vocab_size', c.vocabSize, src)));
-    const mdlm = sources.diffusionDrafter ? keep(await loadMDLM(device, sources.diffusionDrafter, opts, (c, src) => vocab('vocab_size less its mask token', c.vocabSize - 1, src))) : null;
-    const ar = sources.arDrafter ? keep(await loadGPT2(device, sources.arDrafter, opts, (c, src) => vocab('vocab_size', c.vocabSize, src))) : null;
-    return new Pipeline(device, tokenizer, target, mdlm, ar);
+    const target = await loadGPT2(device, sources.target, modelOpts, (c, src) => vocab('vocab_size', c.vocabSize, src));
+    loaded.push(target);
+    if (deferDrafters) {
+      const later = async () => {
+        const drafters: Array<{ dispose(): void }> = [];
+        try {
+          return await loadDrafters({ dtype: modelOpts.dtype }, drafters);
+        } catch (e) {
+          for (const m of drafters) m.dispose();
+          throw e;
+        }
+      };
+      return new Pipeline(device, tokenizer, target, null, null, later);
+    }
+    const { diffusionDrafter, arDrafter } = await loadDrafters(modelOpts, loaded);
+    return new Pipeline(device, tokenizer, target, diffusionDrafter, arDrafter);
   } catch (e) {
     for (const m of loaded) m.dispose();
     throw e;

@@ -64,6 +64,14 @@ describe('draftWhen', async () => {
     expect(staged.first).toEqual(direct.first);
   });
 
+  it('a null draftWhen is no staged start: it drafts from the first step', async () => {
+    const drafter = new DiffusionDrafter(mdlm);
+    const r = await run({ temperature: 0, method: 'specdiff', drafter, draftWhen: null as never });
+    expect(r.stats.stepsBeforeDrafting).toBe(0);
+    expect(r.stats.draftedTokens).toBeGreaterThan(0);
+    drafter.dispose();
+  });
+
   it('a rejection fails the generation with its error, and frees what it allocated', async () => {
     const drafter = new DiffusionDrafter(mdlm);
     const before = dev.memoryStats().liveBytes;

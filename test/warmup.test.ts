@@ -129,7 +129,7 @@ describe('Pipeline.warmupStaged (a first token before the drafter\'s kernels are
     const before = dev.pipelineCount;
     const plain = await pipe.generate(PROMPT, { ...opts, draftWhen: new Promise(() => {}) }).result();
     expect(plain.stats.stepsBeforeDrafting).toBe(plain.stats.targetPasses);
-    const second = await staged.drafting;
+    const second = await staged.drafting();
     expect(second.kernels).toBeGreaterThan(0);
     for (const k of [1, 20]) {
       let settle = () => {};
@@ -152,11 +152,12 @@ describe('Pipeline.warmupStaged with helper devices', async () => {
 
   it('helpers run the second stage\'s first runs and the main device then has every kernel ready', async () => {
     const staged = await pipe.warmupStaged({ ...opts, prompt: PROMPT });
-    const second = await staged.drafting;
+    const second = await staged.drafting();
     expect(second.helperDevices).toBeGreaterThan(0);
     expect(second.launched).toBe(second.kernels);
     const before = dev.pipelineCount;
-    const r = await pipe.generate(PROMPT, { ...opts, draftWhen: staged.drafting }).result();
+    // The second stage's promise, already settled: drafting from the first step.
+    const r = await pipe.generate(PROMPT, { ...opts, draftWhen: staged.drafting() }).result();
     expect(r.stats.stepsBeforeDrafting).toBe(0);
     expect(dev.pipelineCount - before).toBe(0);
     await staged.stop();
@@ -168,7 +169,7 @@ describe('Pipeline.warmupStaged with helper devices', async () => {
     const p = new Pipeline(fresh, null as unknown as Tokenizer, t, m, t);
     const staged = await p.warmupStaged({ ...opts, prompt: PROMPT });
     await staged.stop();
-    const second = await staged.drafting;
+    const second = await staged.drafting();
     expect(second.launched).toBeLessThan(second.kernels);
     const r = await p.generate(PROMPT, opts).result();
     expect(r.stats.generatedTokens).toBe(24);

@@ -42,12 +42,14 @@ export interface GenerateOptions extends SamplingOptions, SpeculationOptions {
   /** Called after every iteration with what it drafted, verified and emitted (a trace; costs no readback). */
   onStep?: (step: StepTrace) => void;
   /**
-   * With a drafter: plain target steps until this settles, then draft → verify (a staged start: the drafter's and
-   * the verification's kernels compiling meanwhile, Pipeline.warmupStaged). Every token still comes from the
-   * target's distribution, and greedy tokens are the same; a sampled run's tokens for a seed then depend on when it
-   * settles. A rejection fails the generation.
+   * A staged start (Pipeline.warmupStaged): plain target steps until this settles, then draft → verify, while the
+   * drafter's and the verification's kernels compile meanwhile. A function is called once the first token is out,
+   * so that what it starts (loading the drafter, compiling) does not delay that token. Without `drafter`, it
+   * resolves with the drafter to draft with (one that does not read the target's hidden states). Every token still
+   * comes from the target's distribution, and greedy tokens are the same; a sampled run's tokens for a seed then
+   * depend on when it settles. A rejection fails the generation.
    */
-  draftWhen?: PromiseLike<unknown>;
+  draftWhen?: PromiseLike<unknown> | (() => PromiseLike<unknown>);
 }
 
 /** One iteration of the decoding loop, for a trace (GenerateOptions.onStep). */
@@ -161,16 +163,18 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
   if (promptIds.length >= capacity) {
     throw new ContextError(`the prompt has ${promptIds.length} tokens; the model's context is ${capacity}, leaving no room to generate`);
   }
-  const given = method === 'ar' ? null : opts.drafter;
-  if (given === undefined) throw new RangeError(`method '${method}' needs a drafter`);
-  const speculation = given ? configureSpeculation(target, given, method, sampling, opts) : null;
-  const drafter = speculation?.drafter ?? null;
-  const lengths: DraftLength = speculation?.lengths ?? { base: 0, max: 0 };
-  const drafts = speculation?.drafts ?? 1;
-  const branchLength = speculation?.branchLength;
+  let given = method === 'ar' ? null : opts.drafter;
+  if (given === undefined && opts.draftWhen == null) throw new RangeError(`method '${method}' needs a drafter`);
   const cutoff = opts.confidenceCutoff ?? 0;
   if (typeof cutoff !== 'number' || !(cutoff >= 0 && cutoff <= 1)) throw new RangeError(`confidenceCutoff must be in [0, 1] (0 = off), got ${opts.confidenceCutoff}`);
-  if (drafts > 1 && cutoff > 0) throw new RangeError(`confidenceCutoff cuts a single draft; it cannot be combined with drafts ${drafts}`);
+  const speculate = (d: Drafter) => {
+    const configured = configureSpeculation(target, d, method, sampling, opts);
+    if (configured.drafts > 1 && cutoff > 0) throw new RangeError(`confidenceCutoff cuts a single draft; it cannot be combined with drafts ${configured.drafts}`);
+    return configured;
+  };
+  let speculation = given ? speculate(given) : null;
+  let drafter = speculation?.drafter ?? null;
+  let lengths: DraftLength = speculation?.lengths ?? { base: 0, max: 0 };
   const stops = (opts.stop ?? []).filter((s) => s.length > 0);
   if (stops.length && !tokenizer) throw new RangeError('stop sequences need a tokenizer');
   const eos = opts.stopAtEos === false ? undefined : (tokenizer?.eosTokenId ?? target.config.eosTokenId);
@@ -191,18 +195,33 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
     // The target's hidden states, kept only for a drafter that reads them.
     const states = drafter?.targetFeatures ? target.createHiddenStates() : undefined;
     const run = { target, cache, sampling, rng: new Rng(seed), states };
-    const speculative = drafter && { ...run, drafter, cutoff, drafts, branchLength };
+    const draftWhen = opts.draftWhen ?? undefined;
+    const drafting = { ready: draftWhen === undefined, started: typeof draftWhen !== 'function', failed: false, error: undefined as unknown, value: undefined as unknown, fed: false };
+    let ended = false;
+    // A drafter draftWhen brought but the generation never drafted with is freed like one it did.
+    const awaitsDrafter = given === undefined;
+    const disposeUnadopted = () => {
+      const late = drafting.value as Drafter | undefined;
+      if (awaitsDrafter && opts.disposeDrafter && late && late !== given && typeof late.draft === 'function') late.dispose();
+    };
+    const settle = (p: PromiseLike<unknown>) =>
+      Promise.resolve(p).then(
+        (v) => {
+          Object.assign(drafting, { ready: true, value: v });
+          if (ended) disposeUnadopted();
+        },
+        (e: unknown) => void Object.assign(drafting, { failed: true, error: e }),
+      );
+    const withDrafter = (s: typeof speculation) => s && { ...run, drafter: s.drafter, cutoff, drafts: s.drafts, branchLength: s.branchLength };
+    let speculative = withDrafter(speculation);
     try {
       const t0 = performance.now();
       // Every model that decodes reads the prompt here, so the decoding rate counts decoding alone.
       if (ctx.length > 1) dev.scope(() => target.prefill(ctx.slice(0, -1), cache, states));
-      const drafting = { ready: opts.draftWhen === undefined, failed: false, error: undefined as unknown, fed: false };
-      opts.draftWhen?.then(
-        () => void (drafting.ready = true),
-        (e: unknown) => void Object.assign(drafting, { failed: true, error: e }),
-      );
-      if (drafter && drafting.ready) {
-        dev.scope(() => drafter.prefill(ctx, states));
+      if (draftWhen && typeof draftWhen !== 'function') void settle(draftWhen);
+      const first = drafter;
+      if (first && drafting.ready) {
+        dev.scope(() => first.prefill(ctx, states));
         drafting.fed = true;
       }
       await dev.sync();
@@ -220,6 +239,17 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
         }
         const g = Math.min(draftLength, room, maxNewTokens - out.length - 1);
         if (drafting.failed) throw drafting.error;
+        if (drafting.ready && !speculation && method !== 'ar') {
+          // The drafter draftWhen brought: from now on it is the generation's own, as a given one would be.
+          const late = drafting.value as Drafter | undefined;
+          if (!late || typeof late.draft !== 'function') throw new RangeError(`method '${method}' needs a drafter: draftWhen resolved without one`);
+          if (late.targetFeatures) throw new RangeError('a drafter that reads the target\'s hidden states must be given at the start, not by draftWhen');
+          given = late;
+          speculation = speculate(late);
+          ({ drafter, lengths } = speculation);
+          draftLength = lengths.base;
+          speculative = withDrafter(speculation);
+        }
         if (drafter && drafting.ready && !drafting.fed) {
           // A staged start: the drafter reads what the plain steps left it, in passes of shapes the warm-up covered.
           feedDrafter(dev, drafter, ctx, states, dev.tuning.streamedMaxRows);
@@ -227,7 +257,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
         }
         const start = performance.now();
         const step = speculative && drafting.ready && g >= 1 ? await speculativeStep(speculative, ctx, g) : await targetStep(run, ctx);
-        if (speculative && !drafting.ready) stats.stepsBeforeDrafting++;
+        if (method !== 'ar' && !drafting.ready) stats.stepsBeforeDrafting++;
         const emitted = [...step.drafted.slice(0, step.accepted), step.next];
         record(stats, step, start);
         if (step.drafted.length) draftLength = nextDraftLength(draftLength, step.drafted.length, step.accepted, lengths);
@@ -247,6 +277,11 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
         stats.generated = out.length;
         const piece = text?.push(take) ?? { text: '', stopped: false };
         yield { tokens: take, text: piece.text, drafted: take.map((_, i) => i < step.accepted) };
+        if (!drafting.started) {
+          // The first token is out: start what draftWhen starts.
+          drafting.started = true;
+          void settle(new Promise((resolve) => resolve((draftWhen as () => PromiseLike<unknown>)())));
+        }
         if (piece.stopped) stopReason = 'stop';
         if (stopReason !== 'length') break;
       }
@@ -260,6 +295,8 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
       // A drafter configured for this generation is its own; the caller's is disposed only when asked.
       if (drafter !== given) drafter?.dispose();
       if (opts.disposeDrafter) given?.dispose();
+      ended = true;
+      disposeUnadopted();
     }
   }, () => partial());
 }
