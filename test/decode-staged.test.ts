@@ -72,6 +72,25 @@ describe('draftWhen', async () => {
     drafter.dispose();
   });
 
+  it('without a drafter at the start, it adopts the one draftWhen brings; one arriving after the end is freed', async () => {
+    const late = new DiffusionDrafter(mdlm);
+    const adopted = await run({ temperature: 0, method: 'specdiff', disposeDrafter: true, draftWhen: async () => late, onStep: () => undefined });
+    expect(adopted.stats.stepsBeforeDrafting).toBeGreaterThan(0);
+    expect(adopted.stats.draftedTokens).toBeGreaterThan(0);
+
+    let freed = 0;
+    const tooLate = new DiffusionDrafter(mdlm);
+    tooLate.dispose = () => void freed++;
+    let arrive = () => {};
+    const arriving = new Promise<DiffusionDrafter>((resolve) => (arrive = () => resolve(tooLate)));
+    const ended = await run({ temperature: 0, method: 'specdiff', disposeDrafter: true, draftWhen: () => arriving, maxNewTokens: 3 });
+    expect(ended.stats.draftedTokens).toBe(0);
+    arrive();
+    await arriving;
+    await Promise.resolve();
+    expect(freed).toBe(1);
+  });
+
   it('a rejection fails the generation with its error, and frees what it allocated', async () => {
     const drafter = new DiffusionDrafter(mdlm);
     const before = dev.memoryStats().liveBytes;

@@ -17,6 +17,7 @@ import { nextDraftLength, type DraftLength } from './draft-length.js';
 import { speculativeStep, targetStep, type StepResult } from './step.js';
 import { MAX_TREE_ROWS } from '../shaders/attention.js';
 import { longestTreeDraft } from './tree.js';
+import { DraftingGate, type DraftWhen } from './draft-when.js';
 
 export class VocabularyMismatchError extends Error {
   override name = 'VocabularyMismatchError';
@@ -49,7 +50,7 @@ export interface GenerateOptions extends SamplingOptions, SpeculationOptions {
    * comes from the target's distribution, and greedy tokens are the same; a sampled run's tokens for a seed then
    * depend on when it settles. A rejection fails the generation.
    */
-  draftWhen?: PromiseLike<unknown> | (() => PromiseLike<unknown>);
+  draftWhen?: DraftWhen;
 }
 
 /** One iteration of the decoding loop, for a trace (GenerateOptions.onStep). */
@@ -195,34 +196,20 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
     // The target's hidden states, kept only for a drafter that reads them.
     const states = drafter?.targetFeatures ? target.createHiddenStates() : undefined;
     const run = { target, cache, sampling, rng: new Rng(seed), states };
-    const draftWhen = opts.draftWhen ?? undefined;
-    const drafting = { ready: draftWhen === undefined, started: typeof draftWhen !== 'function', failed: false, error: undefined as unknown, value: undefined as unknown, fed: false };
-    let ended = false;
-    // A drafter draftWhen brought but the generation never drafted with is freed like one it did.
-    const awaitsDrafter = given === undefined;
-    const disposeUnadopted = () => {
-      const late = drafting.value as Drafter | undefined;
-      if (awaitsDrafter && opts.disposeDrafter && late && late !== given && typeof late.draft === 'function') late.dispose();
-    };
-    const settle = (p: PromiseLike<unknown>) =>
-      Promise.resolve(p).then(
-        (v) => {
-          Object.assign(drafting, { ready: true, value: v });
-          if (ended) disposeUnadopted();
-        },
-        (e: unknown) => void Object.assign(drafting, { failed: true, error: e }),
-      );
+    // A drafter draftWhen brings when none was given is freed like a given one, also if it is never adopted.
+    const drafting = new DraftingGate(opts.draftWhen ?? undefined, given === undefined && opts.disposeDrafter === true);
+    // Whether the drafter has read the context (at the prefill, or when drafting begins).
+    let fed = false;
     const withDrafter = (s: typeof speculation) => s && { ...run, drafter: s.drafter, cutoff, drafts: s.drafts, branchLength: s.branchLength };
     let speculative = withDrafter(speculation);
     try {
       const t0 = performance.now();
       // Every model that decodes reads the prompt here, so the decoding rate counts decoding alone.
       if (ctx.length > 1) dev.scope(() => target.prefill(ctx.slice(0, -1), cache, states));
-      if (draftWhen && typeof draftWhen !== 'function') void settle(draftWhen);
       const first = drafter;
       if (first && drafting.ready) {
         dev.scope(() => first.prefill(ctx, states));
-        drafting.fed = true;
+        fed = true;
       }
       await dev.sync();
       stats.prefillMs = performance.now() - t0;
@@ -238,22 +225,18 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
           break;
         }
         const g = Math.min(draftLength, room, maxNewTokens - out.length - 1);
-        if (drafting.failed) throw drafting.error;
+        drafting.check();
         if (drafting.ready && !speculation && method !== 'ar') {
-          // The drafter draftWhen brought: from now on it is the generation's own, as a given one would be.
-          const late = drafting.value as Drafter | undefined;
-          if (!late || typeof late.draft !== 'function') throw new RangeError(`method '${method}' needs a drafter: draftWhen resolved without one`);
-          if (late.targetFeatures) throw new RangeError('a drafter that reads the target\'s hidden states must be given at the start, not by draftWhen');
-          given = late;
-          speculation = speculate(late);
+          given = drafting.adopt(method);
+          speculation = speculate(given);
           ({ drafter, lengths } = speculation);
           draftLength = lengths.base;
           speculative = withDrafter(speculation);
         }
-        if (drafter && drafting.ready && !drafting.fed) {
+        if (drafter && drafting.ready && !fed) {
           // A staged start: the drafter reads what the plain steps left it, in passes of shapes the warm-up covered.
           feedDrafter(dev, drafter, ctx, states, dev.tuning.streamedMaxRows);
-          drafting.fed = true;
+          fed = true;
         }
         const start = performance.now();
         const step = speculative && drafting.ready && g >= 1 ? await speculativeStep(speculative, ctx, g) : await targetStep(run, ctx);
@@ -277,11 +260,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
         stats.generated = out.length;
         const piece = text?.push(take) ?? { text: '', stopped: false };
         yield { tokens: take, text: piece.text, drafted: take.map((_, i) => i < step.accepted) };
-        if (!drafting.started) {
-          // The first token is out: start what draftWhen starts.
-          drafting.started = true;
-          void settle(new Promise((resolve) => resolve((draftWhen as () => PromiseLike<unknown>)())));
-        }
+        drafting.tokenOut();
         if (piece.stopped) stopReason = 'stop';
         if (stopReason !== 'length') break;
       }
@@ -295,8 +274,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
       // A drafter configured for this generation is its own; the caller's is disposed only when asked.
       if (drafter !== given) drafter?.dispose();
       if (opts.disposeDrafter) given?.dispose();
-      ended = true;
-      disposeUnadopted();
+      drafting.close();
     }
   }, () => partial());
 }
