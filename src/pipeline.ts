@@ -230,6 +230,7 @@ export class Pipeline {
         promptTokens: prompt === undefined ? undefined : Math.max(1, prompt),
         maxNewTokens,
         plainFirst: part === 'staged' ? maxNewTokens : undefined,
+        exactPrompt: part === 'plain',
       });
     } finally {
       drafter?.dispose();

@@ -25,6 +25,8 @@ export interface ReachSettings {
   drafts?: number;
   /** Prompt tokens (undefined: any length up to the context). */
   promptTokens?: number;
+  /** The prefill of exactly promptTokens (a staged start's first stage), not of every shorter prompt too. */
+  exactPrompt?: boolean;
   /** Tokens the generation may add (undefined: up to the context). */
   maxNewTokens?: number;
   /**
@@ -56,7 +58,8 @@ export function reachableKernels(target: GPT2, given: Drafter | null, s: ReachSe
     // A drafter that reads the target's hidden states has the target write them (other kernels).
     const states = drafter?.targetFeatures ? target.createHiddenStates() : undefined;
     // Target: prefill rows, one-token steps, and a verify of each draft length (a cutoff only shortens it).
-    for (const n of rowCounts(Math.max(prompt - 1, 1), dev.tuning.streamedMaxRows)) {
+    const prefills = s.exactPrompt && s.promptTokens !== undefined ? [Math.max(prompt - 1, 1)] : rowCounts(Math.max(prompt - 1, 1), dev.tuning.streamedMaxRows);
+    for (const n of prefills) {
       cache.truncate(0);
       target.prefill(ids(n), cache, states);
     }
