@@ -187,7 +187,8 @@ function summary(s: GenerationStats): string {
   if (s.method !== 'ar') {
     lines.push(
       `  drafted ${s.draftedTokens}, accepted ${s.acceptedTokens} (${(100 * s.acceptanceRate).toFixed(1)}%), mean accepted per iteration ${s.meanAccepted.toFixed(2)}, drafter passes per token ${s.drafterPassesPerToken.toFixed(2)}${s.draftHeadSteps ? `, draft-head steps per token ${(s.draftHeadSteps / s.generatedTokens).toFixed(2)}` : ''}`,
-      `  time: draft ${s.draftMs.toFixed(0)} ms, verify ${s.verifyMs.toFixed(0)} ms, accept ${s.acceptMs.toFixed(0)} ms (γ=${s.gamma}${s.maxGamma !== s.gamma ? `..${s.maxGamma}, mean ${s.meanDrafted.toFixed(1)}` : ''}${s.steps ? `, T=${s.steps}` : ''})`,
+      // γ is unknown when a staged start never drafted (its drafter arrived after the last token).
+      `  time: draft ${s.draftMs.toFixed(0)} ms, verify ${s.verifyMs.toFixed(0)} ms, accept ${s.acceptMs.toFixed(0)} ms${s.gamma === undefined ? '' : ` (γ=${s.gamma}${s.maxGamma !== s.gamma ? `..${s.maxGamma}, mean ${s.meanDrafted.toFixed(1)}` : ''}${s.steps ? `, T=${s.steps}` : ''})`}`,
       `  acceptance by draft position: ${s.acceptanceByPosition.slice(0, 8).map((a, i) => `${i + 1}: ${(100 * a).toFixed(0)}%`).join(', ')}${s.acceptanceByPosition.length > 8 ? ', …' : ''}`,
       `  accepted per draft (0, 1, 2, …): ${s.acceptedLengthCounts.join(' ')}`,
     );
