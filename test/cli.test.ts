@@ -46,6 +46,29 @@ describe('command line', () => {
     expect(r.stderr).toMatch(/ar: 4 tokens in .* tok\/s/);
   }, 300_000);
 
+  it('greedy SpecDiff starts with plain target steps while the drafter loads and compiles, drafts after, and exits cleanly, cold and warm', async () => {
+    const cache = await mkdtemp(join(tmpdir(), 'specdiff-cli-staged-'));
+    const run = (tokens: string) =>
+      spawnSync(process.execPath, [...ARGS, 'generate', 'The ship sailed', '--max-new-tokens', tokens, '--json'], {
+        cwd: ROOT,
+        encoding: 'utf8',
+        timeout: 300_000,
+        env: { ...process.env, MESA_SHADER_CACHE_DIR: cache },
+      });
+    try {
+      for (const [kind, tokens] of [['cold', '16'], ['warm', '200']]) {
+        const r = run(tokens);
+        expect(r.status, `${kind}: ${r.stderr.slice(-500)}`).toBe(0);
+        const { stats } = JSON.parse(r.stdout);
+        expect(stats.generatedTokens).toBe(Number(tokens));
+        expect(stats.stepsBeforeDrafting, kind).toBeGreaterThan(0);
+        if (kind === 'warm') expect(stats.draftedTokens).toBeGreaterThan(0);
+      }
+    } finally {
+      await rm(cache, { recursive: true, force: true });
+    }
+  }, 300_000);
+
   it('a URL target: one labelled progress line per file and model, each ending at 100 %; a second run reads the files from the cache', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'specdiff-cli-url-'));
     await writeTinyFolders(join(dir, 'models'), { tokenizerJson: true });
