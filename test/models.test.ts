@@ -42,14 +42,15 @@ describe('GPT-2 against the PyTorch reference', () => {
     });
   }
 
-  it('decode one token at a time and verify k tokens at once give the prefill logits', async () => {
-    const dev = await getDevice();
+  /** gpt2-tiny on `dev` with its reference: the input ids, the logits at every position, and an empty cache. */
+  const withReference = async (dev: Device) => {
     const model = await loadGPT2(dev, dirFolder(FIX + 'gpt2-tiny'), { dtype: 'f32' });
     const g = await golden('gpt2-tiny');
-    const ids = Array.from(await g.get('input_ids'));
-    const expected = await g.get('logits');
-    const V = model.vocabSize;
-    const cache = model.createCache();
+    return { model, g, ids: Array.from(await g.get('input_ids')), expected: await g.get('logits'), V: model.vocabSize, cache: model.createCache() };
+  };
+
+  it('decode one token at a time and verify k tokens at once give the prefill logits', async () => {
+    const { model, g, ids, expected, V, cache } = await withReference(await getDevice());
     await model.forward(ids.slice(0, 20), cache).read();
     for (let i = 20; i < 24; i++) {
       const row = await model.forward([ids[i]], cache).read();
@@ -71,12 +72,7 @@ describe('GPT-2 against the PyTorch reference', () => {
   it.each([32, 0])('prefill (prefillOneRowAttention %i), then one-token steps, gives the reference logits', async (oneRowUpTo) => {
     const n = 20;
     const dev = await createNodeDevice({ tuning: { prefillOneRowAttention: oneRowUpTo } });
-    const model = await loadGPT2(dev, dirFolder(FIX + 'gpt2-tiny'), { dtype: 'f32' });
-    const g = await golden('gpt2-tiny');
-    const ids = Array.from(await g.get('input_ids'));
-    const expected = await g.get('logits');
-    const V = model.vocabSize;
-    const cache = model.createCache();
+    const { model, g, ids, expected, V, cache } = await withReference(dev);
     model.prefill(ids.slice(0, n), cache);
     for (let i = n; i < n + 3; i++) {
       const row = await model.forward([ids[i]], cache).read();
