@@ -50,4 +50,4 @@ export type { DraftAttention, Method, SamplingOptions, SpeculationOptions, Unmas
 export type { Drafter, Draft, DraftDefaults, DraftTree } from './decode/drafter.js';
 export { ARDrafter } from './decode/ar-drafter.js';
 export { DiffusionDrafter, type DiffusionDrafterOptions } from './decode/diffusion-drafter.js';
-export { Pipeline, loadPipeline, type PipelineSources, type PipelineGenerateOptions, type WarmupOptions, type WarmupResult, type StagedWarmup } from './pipeline.js';
+export { Pipeline, loadPipeline, type PipelineSources, type PipelineGenerateOptions, type WarmupOptions, type WarmupResult, type StagedWarmup, type PipelineLoadOptions } from './pipeline.js';

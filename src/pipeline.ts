@@ -171,10 +171,11 @@ export class Pipeline {
   }
 
   /**
-   * A warm-up in two stages, for a first token sooner from a cold start: resolves once the kernels of the
-   * prompt's prefill and of plain target steps are ready; those of drafting and verifying then compile beside
-   * the generation (Device.warmupInBackground). Pass `drafting` to generate as draftWhen: it decodes with plain
-   * target steps until they are ready. For a method without a drafter, `drafting` has nothing to do.
+   * A warm-up in two stages, for a first token sooner: resolves once the kernels of the prompt's prefill and of
+   * plain target steps are ready (the target's alone). Pass its `drafting` to generate as draftWhen: once the first
+   * token is out the generation calls it, which loads the drafters where loadPipeline deferred them and compiles
+   * drafting's and verifying's kernels beside the generation (Device.warmupInBackground); the generation takes plain
+   * target steps until that is done. For a method without a drafter, `drafting` has nothing to compile.
    */
   async warmupStaged(opts: WarmupOptions = {}): Promise<StagedWarmup> {
     const t0 = performance.now();
