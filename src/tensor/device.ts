@@ -176,12 +176,12 @@ export class Device {
 
   /** Runs each kernel not yet run once, where drivers that compile at a first run do so (with helper devices: warmupDevices). */
   async launch(specs: Iterable<KernelSpec>, onProgress?: CompileProgress): Promise<number> {
-    return (await this.kernels.launch(specs, onProgress, this.launchHelpers())).launched;
+    return (await this.kernels.launch(specs, onProgress, { across: this.launchHelpers() })).launched;
   }
 
   /** compile, then launch: these kernels run at full speed from their first dispatch. */
   warmup(specs: Iterable<KernelSpec>, onProgress?: CompileProgress): Promise<WarmupReport> {
-    return this.kernels.warmup(specs, onProgress, this.launchHelpers());
+    return this.kernels.warmup(specs, onProgress, { across: this.launchHelpers() });
   }
 
   /**
@@ -193,7 +193,7 @@ export class Device {
    * compiles.
    */
   warmupInBackground(specs: Iterable<KernelSpec>, onProgress?: CompileProgress, signal?: AbortSignal): Promise<WarmupReport> {
-    return this.kernels.warmup(specs, onProgress, this.launchHelpers(true), true, signal);
+    return this.kernels.warmup(specs, onProgress, { across: this.launchHelpers(true), background: true, signal });
   }
 
   /**

@@ -30,6 +30,18 @@ export interface BufferBinding {
 }
 
 /** What a warm-up did: pipelines compiled, kernels run once, and helper devices that ran some of them first. */
+/**
+ * How a warm-up runs: `across`, the helper devices first runs may use (launch-across.ts); `background`, work goes on
+ * on this device meanwhile (decoding), so helpers run the first runs and this device runs each after them, from the
+ * driver's cache (LaunchAcrossOptions.mainLast), and the time is not counted in compileMs; once `signal` is aborted,
+ * no more kernels start (those not run then compile at their first dispatch).
+ */
+export interface WarmupMode {
+  across?: LaunchHelpers<KernelSpec>;
+  background?: boolean;
+  signal?: AbortSignal;
+}
+
 export interface WarmupReport {
   compiled: number;
   launched: number;
@@ -152,7 +164,7 @@ export class KernelCache {
    * (createComputePipelineAsync: the driver may compile them in parallel, off this thread).
    * Resolves with how many it compiled.
    */
-  async compile(specs: Iterable<KernelSpec>, onProgress?: CompileProgress, background = false): Promise<number> {
+  async compile(specs: Iterable<KernelSpec>, onProgress?: CompileProgress, { background = false }: WarmupMode = {}): Promise<number> {
     this.ctx.checkAlive();
     const todo = new Map<string, KernelSpec>();
     for (const s of specs) if (!this.pipelines.has(s.key)) todo.set(s.key, s);
@@ -189,12 +201,9 @@ export class KernelCache {
    * Runs each kernel once over one workgroup with zero parameters and zeroed scratch bindings
    * (every kernel returns early then): drivers that finish compiling at the first dispatch (Mesa's
    * llvmpipe compiles a pipeline's machine code when it first runs) do it here. One submission
-   * per kernel, waited for, so that progress is real. With `across`, helper devices may run some
-   * first (launch-across.ts). `background`: work goes on on this device meanwhile, so the helpers run them
-   * first and this device after them, from the driver's cache (LaunchAcrossOptions.mainLast). Once `signal` is
-   * aborted no more kernels start; those not run then compile at their first dispatch.
+   * per kernel, waited for, so that progress is real; `mode` (WarmupMode): helper devices, in the background, until a signal.
    */
-  async launch(specs: Iterable<KernelSpec>, onProgress?: CompileProgress, across?: LaunchHelpers<KernelSpec>, background = false, signal?: AbortSignal): Promise<{ launched: number; helperDevices: number }> {
+  async launch(specs: Iterable<KernelSpec>, onProgress?: CompileProgress, { across, background = false, signal }: WarmupMode = {}): Promise<{ launched: number; helperDevices: number }> {
     const list = [...new Map([...specs].filter((s) => !this.launched.has(s.key)).map((s) => [s.key, s])).values()];
     const scratch: GPUBuffer[] = [];
     const t0 = performance.now();
@@ -250,15 +259,15 @@ export class KernelCache {
 
   /**
    * Makes these kernels ready to run at full speed: compiles their pipelines (compile), then
-   * runs each once (launch). Progress counts both steps of every kernel not yet ready. `background`, `signal`: as launch's.
+   * runs each once (launch). Progress counts both steps of every kernel not yet ready.
    */
-  async warmup(specs: Iterable<KernelSpec>, onProgress?: CompileProgress, across?: LaunchHelpers<KernelSpec>, background = false, signal?: AbortSignal): Promise<WarmupReport> {
+  async warmup(specs: Iterable<KernelSpec>, onProgress?: CompileProgress, mode: WarmupMode = {}): Promise<WarmupReport> {
     const list = [...specs];
     const keys = (pending: (s: KernelSpec) => boolean) => new Set(list.filter(pending).map((s) => s.key)).size;
     const total = keys((s) => !this.pipelines.has(s.key)) + keys((s) => !this.launched.has(s.key));
     let compiled = 0;
-    const compiledCount = await this.compile(list, (d) => onProgress?.((compiled = d), total), background);
-    const { launched, helperDevices } = await this.launch(list, (d) => onProgress?.(compiled + d, total), across, background, signal);
+    const compiledCount = await this.compile(list, (d) => onProgress?.((compiled = d), total), mode);
+    const { launched, helperDevices } = await this.launch(list, (d) => onProgress?.(compiled + d, total), mode);
     return { compiled: compiledCount, launched, helperDevices };
   }
 }
