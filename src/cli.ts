@@ -182,7 +182,7 @@ async function stagedWarmup(pipe: Pipeline, opts: WarmupOptions, quiet: boolean)
 function summary(s: GenerationStats): string {
   const lines = [
     `${s.method}: ${s.generatedTokens} tokens in ${(s.wallMs / 1000).toFixed(2)} s = ${s.tokensPerSecond.toFixed(1)} tok/s (prefill ${s.prefillMs.toFixed(0)} ms, stop: ${s.stopReason}${s.pipelinesCompiled ? `; ${s.pipelinesCompiled} kernels compiled in ${s.compileMs.toFixed(0)} ms, not counted` : ''})`,
-    `  target passes ${s.targetPasses}, tokens per target pass ${s.tokensPerTargetPass.toFixed(2)}${s.method !== 'ar' ? `, rows scored per pass ${(s.targetRows / Math.max(1, s.targetPasses)).toFixed(2)}` : ''}${s.stepsBeforeDrafting ? ` (the first ${s.stepsBeforeDrafting} plain, while the drafter's kernels compiled)` : ''}`,
+    `  target passes ${s.targetPasses}, tokens per target pass ${s.tokensPerTargetPass.toFixed(2)}${s.method !== 'ar' ? `, rows scored per pass ${(s.targetRows / Math.max(1, s.targetPasses)).toFixed(2)}` : ''}${s.stepsBeforeDrafting ? ` (the first ${s.stepsBeforeDrafting} plain, while the drafter loaded and its kernels compiled)` : ''}`,
   ];
   if (s.method !== 'ar') {
     lines.push(
