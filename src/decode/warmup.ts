@@ -92,10 +92,11 @@ export function reachableKernels(target: GPT2, given: Drafter | null, s: ReachSe
     fresh();
     drafter.prefill(ids(prompt), states);
     // A staged start's catch-up: passes of any row count up to streamedMaxRows.
-    const caughtUp = Math.min(prompt - 1 + (s.plainFirst ?? 0), dev.tuning.streamedMaxRows);
-    for (let n = 1; s.plainFirst && n <= caughtUp; n++) {
-      fresh();
-      drafter.prefill(ids(n + 1), states);
+    if (s.plainFirst) {
+      for (let n = 1; n <= Math.min(prompt - 1 + s.plainFirst, dev.tuning.streamedMaxRows); n++) {
+        fresh();
+        drafter.prefill(ids(n + 1), states);
+      }
     }
     // New tokens before a draft: up to a rejected longest draft plus one, the prompt, or a
     // drafter's restart after its context filled up (past streamedMaxRows: one shape for all).
