@@ -25,7 +25,8 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from models import GPT2, MDLM  # noqa: E402
+from models import GPT2, MDLM, autocast  # noqa: E402
+from sample_distil import sample_cached  # noqa: E402
 from train import filtered, shifted_features, val_windows  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -218,7 +219,7 @@ def measure_multi(target, drafter, kind, windows, gamma, drafts, batch=8, seed=0
         ctx = windows[i:i + batch]
         B = ctx.shape[0]
         rep_ctx = ctx.repeat_interleave(most, 0)
-        with torch.autocast('cpu', dtype=torch.bfloat16):
+        with autocast():
             toks, q = draft(drafter, kind, rep_ctx, gamma, False, g, window, block_causal, None, target, parallel)
             p = target(torch.cat([rep_ctx, toks], 1))[:, ctx.shape[1] - 1:-1].float().softmax(-1)
         toks, q, p = toks.view(B, most, gamma), q.float().view(B, most, gamma, -1), p.view(B, most, gamma, -1)
@@ -242,7 +243,7 @@ def measure(target, drafter, kind, windows, gamma, batch=16, seed=0, window=0, b
     pos_s = torch.zeros(gamma)
     for i in range(0, len(windows), batch):
         ctx = windows[i:i + batch]
-        with torch.autocast('cpu', dtype=torch.bfloat16):
+        with autocast():
             toks, q = draft(drafter, kind, ctx, gamma, False, g, window, block_causal, q_of, target, parallel, head_start)
             p = filtered(target(torch.cat([ctx, toks], 1))[:, ctx.shape[1] - 1:-1], temperature, top_k)  # (B, gamma, V)
             ratio = (p.gather(-1, toks[..., None]) / q.gather(-1, toks[..., None]).clamp_min(1e-30)).squeeze(-1)
@@ -278,6 +279,10 @@ def main():
     ap.add_argument('--continue-greedy', type=int, default=0, metavar='N',
                     help="extend each context by the target's N next greedy tokens first: the situation N tokens "
                     'into greedy decoding, where the target repeats itself more than real text does')
+    ap.add_argument('--continue-sampled', type=int, default=0, metavar='N',
+                    help="extend each context by N tokens the target samples at --temperature / --top-k first "
+                    "(seeded): the situation N tokens into sampled decoding, where the runtime drafts after the "
+                    "target's own samples rather than after real text")
     ap.add_argument('--block-causal', action='store_true', help='MDLM drafts with block-causal attention (context '
                     'causal, masked block bidirectional), as a drafter with a KV cache runs')
     ap.add_argument('--temperature', type=float, default=1.0, help='sampled acceptance with the target at this '
@@ -306,8 +311,13 @@ def main():
     target, _ = load(args.target)
     windows = val_windows(args.context_len - 1, limit=args.contexts)     # (N, context_len)
     if args.continue_greedy:
-        with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        with torch.no_grad(), autocast():
             windows = target.generate(windows, args.continue_greedy, temperature=0)
+    if args.continue_sampled:
+        assert not args.continue_greedy, '--continue-greedy or --continue-sampled, not both'
+        windows = torch.cat([sample_cached(target, windows[i:i + 128], args.continue_sampled, args.temperature,
+                                           torch.Generator().manual_seed(1234 + i), top_k=args.top_k)[0]
+                             for i in range(0, len(windows), 128)])
     path = args.out
     results = json.load(open(path)) if os.path.exists(path) else {}
     assert not (args.head_start and (args.drafts or args.head_draw == 'parallel')), '--head-start: one sequential draft'
@@ -332,6 +342,8 @@ def main():
             r['block_causal'] = True
         if args.continue_greedy:
             r['continue_greedy'] = args.continue_greedy
+        if args.continue_sampled:
+            r['continue_sampled'] = args.continue_sampled
         if kind == 'mdlm' and drafter.cfg.draft_head:
             r['head_draw'] = args.head_draw
             r['head_start'] = args.head_start

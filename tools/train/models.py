@@ -4,11 +4,38 @@ GPT2.state_dict() keys == openai-community/gpt2 model.safetensors keys (wte.weig
 MDLM.state_dict() keys == kuleshov-group/mdlm-owt keys (backbone.vocab_embed.embedding, backbone.blocks.0.attn_qkv.weight, ...).
 """
 import math
+import time
 from dataclasses import dataclass, asdict
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+# ------------------------------------------------------------------------------------------------- compute dtype
+_MATMUL_DTYPE = None
+
+
+def matmul_dtype():
+    """bfloat16 or float32, whichever multiplies faster on this CPU, timed once per process. mkldnn's bf16 is ~10x
+    fp32 on CPUs with AVX-512 and ~30x slower than fp32 on AVX2-only ones (docs/training.md, "Time")."""
+    global _MATMUL_DTYPE
+    if _MATMUL_DTYPE is None:
+        def rate(dt):
+            a, b = torch.randn(256, 512, dtype=dt), torch.randn(512, 1024, dtype=dt)
+            a @ b
+            t = time.perf_counter()
+            for _ in range(4):
+                a @ b
+            return 1 / (time.perf_counter() - t)
+        _MATMUL_DTYPE = torch.bfloat16 if rate(torch.bfloat16) > rate(torch.float32) else torch.float32
+    return _MATMUL_DTYPE
+
+
+def autocast():
+    """CPU autocast to matmul_dtype() (a no-op context where that is float32)."""
+    dt = matmul_dtype()
+    return torch.autocast('cpu', dtype=torch.bfloat16, enabled=dt == torch.bfloat16)
 
 
 # ----------------------------------------------------------------------------------------------------------- configs

@@ -4,7 +4,8 @@
   nice -n 19 /usr/bin/python3 tools/train/sample_distil.py --temperature 0 --length 96 --out distil-greedy
 
 Temperature 0 writes the target's greedy continuations: what a drafter must predict to be accepted at greedy
-decoding (the target's own outputs, i.e. on-policy distillation).
+decoding (the target's own outputs, i.e. on-policy distillation); --temperature 0.8 --top-k 50 the continuations
+of the demo's sampled setting.
 
 Each row: a 32-token prompt cut from the training split, then 480 tokens sampled from the target; rows are
 written back to back, separated by <|endoftext|>, to tools/train/runs/distil/train.bin (uint16). Resumable: rows
@@ -21,19 +22,20 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from models import GPT2  # noqa: E402
+from models import GPT2, matmul_dtype  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EOT_ID = 8191
 
 
 @torch.no_grad()
-def sample_cached(model, prompt, n_new, temperature=1.0, generator=None, dt=torch.bfloat16):
+def sample_cached(model, prompt, n_new, temperature=1.0, generator=None, dt=None, top_k=0):
     """prompt (B, P) -> tokens (B, P + n_new), logits after the last one (B, V). Incremental forward, KV cache;
-    temperature 0 takes the argmax.
-    Matmuls and the KV cache in dt (bf16: mkldnn), the residual stream, layer norms, GELU and softmax in fp32
+    temperature 0 takes the argmax; top_k > 0 samples among the k largest logits only, as the runtime does.
+    Matmuls and the KV cache in dt (default: models.matmul_dtype()), the residual stream, layer norms, GELU and softmax in fp32
     (bf16 element-wise ops are slow on this CPU); tokens drawn by inverse CDF."""
     cfg = model.cfg
+    dt = dt or matmul_dtype()
     B, P = prompt.shape
     H, hd, T = cfg.n_head, cfg.n_embd // cfg.n_head, P + n_new
     assert T <= cfg.n_positions
@@ -66,7 +68,11 @@ def sample_cached(model, prompt, n_new, temperature=1.0, generator=None, dt=torc
         if temperature == 0:
             nxt = logits.argmax(-1, keepdim=True)
         else:
-            cdf = (logits / temperature).softmax(-1).cumsum(-1)
+            scaled = logits / temperature
+            if top_k > 0:
+                kth = scaled.topk(top_k, dim=-1).values[:, -1:]
+                scaled = scaled.masked_fill(scaled < kth, float('-inf'))
+            cdf = scaled.softmax(-1).cumsum(-1)
             u = torch.rand(B, 1, generator=generator) * cdf[:, -1:]
             nxt = torch.searchsorted(cdf, u).clamp_(max=cfg.vocab_size - 1)
         out[:, pos] = nxt[:, 0]
@@ -88,6 +94,7 @@ def main():
     ap.add_argument('--prompt', type=int, default=32)
     ap.add_argument('--length', type=int, default=512)
     ap.add_argument('--temperature', type=float, default=1.0)
+    ap.add_argument('--top-k', type=int, default=0, help='sample among the k most likely tokens (0: all)')
     ap.add_argument('--seed', type=int, default=4242)
     ap.add_argument('--target-run', default='target')
     ap.add_argument('--threads', type=int, default=1)
@@ -112,7 +119,8 @@ def main():
         g = torch.Generator().manual_seed(args.seed + b0)
         starts = torch.randint(0, len(train) - args.prompt, (args.batch,), generator=g)
         prompt = torch.stack([torch.from_numpy(train[s:s + args.prompt].astype(np.int64)) for s in starts.tolist()])
-        rows, _ = sample_cached(model, prompt, args.length - args.prompt, args.temperature, g)
+        rows, _ = sample_cached(model, prompt, args.length - args.prompt, args.temperature, g,
+                                top_k=args.top_k)
         rows = torch.cat([rows, torch.full((args.batch, 1), EOT_ID)], dim=1).numpy().astype(np.uint16)
         with open(part, 'ab') as f:
             f.write(rows[max(0, done_rows - b0):].tobytes())

@@ -9,8 +9,8 @@ State lives in tools/train/runs/<run>/ (run = model name, '+distil' appended wit
              when present the run resumes from it (same schedule, same batches as an uninterrupted run)
   log.txt    train loss, tokens/s, held-out loss / perplexity
   final.pt   fp32 weights + config + held-out metrics, written when the schedule is complete (then 'done' exists)
-Matmuls run in bfloat16 autocast (mkldnn; about 10x the fp32 OpenBLAS speed on this CPU), weights and
-optimizer state stay fp32.
+Matmuls run in bfloat16 autocast where that is faster than fp32 on the CPU (models.matmul_dtype: mkldnn's bf16
+is ~10x fp32 with AVX-512, ~30x slower with AVX2 alone), weights and optimizer state stay fp32.
 
 Fine-tuning a drafter for drafting (how the bundled MDLM drafter was finished; run_all.sh, README.md):
   train.py --model drafter-mdlm --run drafter-mdlm+ar-init --init-run mdlm-from-ar \
@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from models import GPT2, GPT2Config, MDLM, MDLMConfig  # noqa: E402
+from models import GPT2, GPT2Config, MDLM, MDLMConfig, autocast  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, 'runs', 'data')
@@ -285,7 +285,7 @@ def evaluate(model, r, windows, batch, seed=0):
     total, count = 0.0, 0
     for i in range(0, len(windows), batch):
         x = windows[i:i + batch]
-        with torch.autocast('cpu', dtype=torch.bfloat16):
+        with autocast():
             if r['kind'] == 'gpt2':
                 loss = ar_loss(model, x)
             else:
@@ -514,7 +514,7 @@ def main():
             grp['lr'] = lr_at(step, r) * grp.get('lr_scale', 1.0)
         t0 = time.time()
         x = data.next(r['batch'])  # drawn every step, used or not, so that every run's data stream is the same
-        with torch.autocast('cpu', dtype=torch.bfloat16):
+        with autocast():
             if args.draft_head and not args.train_backbone:  # the backbone is frozen: its NELBO would train nothing
                 loss, step_tokens = 0.0, 0
             else:
