@@ -32,8 +32,8 @@ EOT_ID = 8191
 def sample_cached(model, prompt, n_new, temperature=1.0, generator=None, dt=None, top_k=0):
     """prompt (B, P) -> tokens (B, P + n_new), logits after the last one (B, V). Incremental forward, KV cache;
     temperature 0 takes the argmax; top_k > 0 samples among the k largest logits only, as the runtime does.
-    Matmuls and the KV cache in dt (default: models.matmul_dtype()), the residual stream, layer norms, GELU and softmax in fp32
-    (bf16 element-wise ops are slow on this CPU); tokens drawn by inverse CDF."""
+    Matmuls and the KV cache in dt (default: models.matmul_dtype()), the residual stream, layer norms, GELU and
+    softmax in fp32 (bf16 element-wise ops are slow on CPUs); tokens drawn by inverse CDF."""
     cfg = model.cfg
     dt = dt or matmul_dtype()
     B, P = prompt.shape
