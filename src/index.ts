@@ -14,7 +14,7 @@ export { autotuneMatmul, applyTuning, type MatmulSignature, type TuningTable } f
 
 export { Tokenizer, TokenizerError, type StreamDecoder } from './models/tokenizer.js';
 export { GPT2, type GPT2Cache, type ModelLoadOptions, type TokenTreeLayout } from './models/gpt2.js';
-export { MDLM, type MDLMCache } from './models/mdlm.js';
+export { MDLM, type MDLMCache, type MDLMLoadOptions } from './models/mdlm.js';
 export { ConfigError, parseGPT2Config, parseMDLMConfig, type GPT2Config, type MDLMConfig } from './models/config.js';
 export { ContextError, NumericalError } from './models/errors.js';
 export { WeightError, type WeightDType } from './models/weights.js';

@@ -4,7 +4,7 @@
  */
 import type { Device } from './tensor/device.js';
 import { GPT2, type ModelLoadOptions } from './models/gpt2.js';
-import { MDLM } from './models/mdlm.js';
+import { MDLM, type MDLMLoadOptions } from './models/mdlm.js';
 import { loadGPT2, loadMDLM, loadTokenizer } from './models/load.js';
 import type { CheckpointFolder } from './models/safetensors.js';
 import type { Tokenizer } from './models/tokenizer.js';
@@ -291,7 +291,7 @@ export async function loadPipeline(device: Device, sources: PipelineSources, opt
       throw new VocabularyMismatchError(`${tokenizerFile}: the tokenizer has no token for id ${missing.join(', ')}${missing.length === 5 ? ' …' : ''} of the ${size} of ${source}`);
     }
   };
-  const loadDrafters = async (drafterOpts: ModelLoadOptions, loaded: Array<{ dispose(): void }>): Promise<Drafters> => {
+  const loadDrafters = async (drafterOpts: MDLMLoadOptions, loaded: Array<{ dispose(): void }>): Promise<Drafters> => {
     const keep = <M extends { dispose(): void }>(m: M): M => (loaded.push(m), m);
     const mdlm = sources.diffusionDrafter ? keep(await loadMDLM(device, sources.diffusionDrafter, drafterOpts, (c, src) => vocab('vocab_size less its mask token', c.vocabSize - 1, src))) : null;
     const ar = sources.arDrafter ? keep(await loadGPT2(device, sources.arDrafter, drafterOpts, (c, src) => vocab('vocab_size', c.vocabSize, src))) : null;
@@ -305,7 +305,8 @@ export async function loadPipeline(device: Device, sources: PipelineSources, opt
       const later = async () => {
         const drafters: Array<{ dispose(): void }> = [];
         try {
-          return await loadDrafters({ dtype: modelOpts.dtype }, drafters);
+          // A generation may be decoding meanwhile: what the load runs compiles on helper devices first.
+          return await loadDrafters({ dtype: modelOpts.dtype, compileFirst: (kernels) => device.warmupInBackground(kernels) }, drafters);
         } catch (e) {
           for (const m of drafters) m.dispose();
           throw e;

@@ -2,7 +2,7 @@
  * loadPipeline's deferDrafters: the target alone at first, the drafters at loadDrafters(), which a staged start's
  * second stage calls once its generation's first token is out.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { writeSafetensors } from '../src/models/safetensors.js';
 import { loadPipeline } from '../src/pipeline.js';
 import { WeightError } from '../src/models/weights.js';
@@ -20,11 +20,17 @@ const target = () =>
     'tokenizer.json': JSON.stringify({ model: { type: 'BPE', vocab, merges: [] } }),
     'model.safetensors': writeSafetensors(randomTensors(gpt2Shapes(V, D, 2, 64), 41, 0.5, (n) => /ln_.*weight$/.test(n))),
   });
-const drafter = (poison = false) => {
-  const tensors = randomTensors(mdlmShapes(V + 1, D, 2, C), 42, 0.5, (n) => /norm.*weight$/.test(n));
+/** With a draft head, whose token_proj the load folds into the embedding on the GPU. */
+const drafter = (poison = false, draftHead = false) => {
+  const shapes = mdlmShapes(V + 1, D, 2, C);
+  if (draftHead) {
+    shapes['backbone.draft_head.token_proj.weight'] = [D, D];
+    for (const [k, shape] of Object.entries(mdlmShapes(V + 1, D, 1, C))) if (k.startsWith('backbone.blocks.0.')) shapes[k.replace('backbone.blocks.0.', 'backbone.draft_head.block.')] = shape;
+  }
+  const tensors = randomTensors(shapes, 42, 0.5, (n) => /norm.*weight$/.test(n));
   if (poison) tensors['backbone.output_layer.linear.bias'].data[3] = NaN;
   return memoryFolder('drafter', {
-    'config.json': JSON.stringify({ model_type: 'mdlm', vocab_size: V + 1, hidden_dim: D, n_blocks: 2, n_heads: 2, cond_dim: C, model_length: 64, time_conditioning: false, block_causal: true }),
+    'config.json': JSON.stringify({ model_type: 'mdlm', vocab_size: V + 1, hidden_dim: D, n_blocks: 2, n_heads: 2, cond_dim: C, model_length: 64, time_conditioning: false, block_causal: true, ...(draftHead ? { draft_head: true } : {}) }),
     'model.safetensors': writeSafetensors(tensors),
   });
 };
@@ -64,6 +70,36 @@ describe('loadPipeline with deferDrafters', async () => {
     expect(r.stats.draftedTokens).toBeGreaterThan(0);
     const whole = await loadPipeline(dev, { target: target(), diffusionDrafter: drafter() });
     expect(r.tokens).toEqual((await whole.generate(PROMPT, opts).result()).tokens);
+    whole.dispose();
+    pipe.dispose();
+  });
+
+  it("a deferred load hands the draft head's fold kernels to warmupInBackground, to compile beside decoding, and drafts as a pipeline loaded whole", async () => {
+    const handed: string[][] = [];
+    const spy = vi.spyOn(dev, 'warmupInBackground').mockImplementation(async (kernels) => {
+      handed.push([...kernels].map((k) => k.key));
+      return { compiled: 0, launched: 0, helperDevices: 0 };
+    });
+    const pipe = await loadPipeline(dev, { target: target(), diffusionDrafter: drafter(false, true) }, { deferDrafters: true });
+    await pipe.loadDrafters();
+    spy.mockRestore();
+    expect(handed).toHaveLength(1);
+    expect(handed[0].some((key) => key.startsWith('matmul_'))).toBe(true);
+    const whole = await loadPipeline(dev, { target: target(), diffusionDrafter: drafter(false, true) });
+    const r = await pipe.generate(PROMPT, opts).result();
+    expect(r.stats.draftHeadSteps).toBeGreaterThan(0);
+    expect(r.tokens).toEqual((await whole.generate(PROMPT, opts).result()).tokens);
+    whole.dispose();
+    pipe.dispose();
+  });
+
+  it("a fold whose compile beside decoding fails still loads: its first run compiles it", async () => {
+    const spy = vi.spyOn(dev, 'warmupInBackground').mockRejectedValue(new Error('no helper device'));
+    const pipe = await loadPipeline(dev, { target: target(), diffusionDrafter: drafter(false, true) }, { deferDrafters: true });
+    await pipe.loadDrafters();
+    spy.mockRestore();
+    const whole = await loadPipeline(dev, { target: target(), diffusionDrafter: drafter(false, true) });
+    expect((await pipe.generate(PROMPT, opts).result()).tokens).toEqual((await whole.generate(PROMPT, opts).result()).tokens);
     whole.dispose();
     pipe.dispose();
   });

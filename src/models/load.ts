@@ -5,7 +5,7 @@ import { defaultWeightDType, type WeightDType } from './weights.js';
 export { defaultWeightDType };
 import { ConfigError, parseGPT2Config, parseMDLMConfig, type GPT2Config, type MDLMConfig } from './config.js';
 import { GPT2, type ModelLoadOptions } from './gpt2.js';
-import { MDLM } from './mdlm.js';
+import { MDLM, type MDLMLoadOptions } from './mdlm.js';
 import { FetchError, fetchSource, openCheckpoint, type Checkpoint, type CheckpointFolder, type FetchOptions } from './safetensors.js';
 import { Tokenizer } from './tokenizer.js';
 
@@ -41,12 +41,12 @@ export type ConfigCheck<C> = (config: C, source: string) => void;
  * with the default weight format filled in and progress ending at the checkpoint's total (a model skips tensors
  * it does not use, e.g. GPT-2's causal-mask buffers).
  */
-async function loadFolder<C, M>(
+async function loadFolder<C, M, O extends ModelLoadOptions>(
   device: Device,
   folder: CheckpointFolder,
   parse: (json: unknown, source: string) => C,
-  load: (ckpt: Checkpoint, config: C, opts: ModelLoadOptions) => Promise<M>,
-  opts: ModelLoadOptions,
+  load: (ckpt: Checkpoint, config: C, opts: O) => Promise<M>,
+  opts: O,
   check?: ConfigCheck<C>,
 ): Promise<M> {
   const source = `${folder.name}/config.json`;
@@ -79,7 +79,7 @@ export function loadGPT2(device: Device, folder: CheckpointFolder, opts: ModelLo
 }
 
 /** Weights in `opts.dtype`, by default defaultWeightDType(device). */
-export function loadMDLM(device: Device, folder: CheckpointFolder, opts: ModelLoadOptions = {}, check?: ConfigCheck<MDLMConfig>): Promise<MDLM> {
+export function loadMDLM(device: Device, folder: CheckpointFolder, opts: MDLMLoadOptions = {}, check?: ConfigCheck<MDLMConfig>): Promise<MDLM> {
   return loadFolder(device, folder, parseMDLMConfig, (ckpt, config, o) => MDLM.load(device, ckpt, config, o), opts, check);
 }
 

@@ -22,6 +22,7 @@ import type { Checkpoint } from './safetensors.js';
 import { defaultWeightDType, F16_MAX, tensorsIn, WeightReader, type WeightDType } from './weights.js';
 import { checkTokenIds, ContextError } from './errors.js';
 import type { ModelLoadOptions } from './gpt2.js';
+import type { KernelSpec } from '../tensor/kernels.js';
 import type { MatmulSignature } from '../tensor/tune.js';
 import { keyNames, keysOf, tensor, type Keys, type TensorKey } from './keys.js';
 
@@ -137,6 +138,15 @@ function scaleRows(w: Float32Array, gate: Float64Array): Float32Array {
  * holds every token's projected embedding and a head step gathers one row instead of running a matmul.
  * feature_proj (d, draft_head_features), if any, reads the target's state that predicted the last context token.
  */
+export interface MDLMLoadOptions extends ModelLoadOptions {
+  /**
+   * Called with the kernels the load itself dispatches (the draft head's fold) before it dispatches them, and awaited:
+   * a load beside a generation compiles them on helper devices (Device.warmupInBackground), so that their first
+   * runs do not hold up the generation's queue. A failure here is left to those first runs.
+   */
+  compileFirst?: (kernels: KernelSpec[]) => Promise<unknown>;
+}
+
 interface DraftHead {
   tokenTable: Tensor;
   feature_proj: Tensor | null;
@@ -148,9 +158,17 @@ interface DraftHead {
  * the embedding as stored and kept in its dtype, so that a head step gathers it with the backbone's kernel.
  * token_proj (named `name`) is freed; the table is kept by `reader`.
  */
-async function projectedEmbedding(device: Device, vocabEmbed: Tensor, tokenProj: Tensor, reader: WeightReader, name: string): Promise<Tensor> {
+async function projectedEmbedding(device: Device, vocabEmbed: Tensor, tokenProj: Tensor, reader: WeightReader, name: string, compileFirst?: MDLMLoadOptions['compileFirst']): Promise<Tensor> {
   const V = vocabEmbed.shape[0];
-  const table = device.scope(() => matmul(embedding(vocabEmbed, Tensor.from(device, Int32Array.from({ length: V }, (_, i) => i), [V])), tokenProj, { layout: 'nk' }));
+  const fold = () => matmul(embedding(vocabEmbed, Tensor.from(device, Int32Array.from({ length: V }, (_, i) => i), [V])), tokenProj, { layout: 'nk' });
+  if (compileFirst) {
+    try {
+      await compileFirst(device.collectKernels(() => void fold()));
+    } catch {
+      // The fold's first run compiles what this did not.
+    }
+  }
+  const table = device.scope(fold);
   tokenProj.dispose();
   if (vocabEmbed.dtype === 'f32') return reader.track(table);
   try {
@@ -179,7 +197,7 @@ export class MDLM {
     private readonly draft_head: DraftHead | null,
   ) {}
 
-  static async load(device: Device, ckpt: Checkpoint, config: MDLMConfig, opts: ModelLoadOptions = {}): Promise<MDLM> {
+  static async load(device: Device, ckpt: Checkpoint, config: MDLMConfig, opts: MDLMLoadOptions = {}): Promise<MDLM> {
     if (config.timeConditioning) {
       throw new ConfigError(`${ckpt.name}: time_conditioning true is not supported (the drafter's conditioning is folded into its weights)`);
     }
@@ -188,14 +206,14 @@ export class MDLM {
     const keys = keysOf(backboneLayout(config));
     ckpt.checkTensorSet(keyNames(keys).map((k) => r.key(k)), [r.key(ROTARY_INV_FREQ)]);
     try {
-      return await MDLM.loadChecked(device, r, keys, config, dtype);
+      return await MDLM.loadChecked(device, r, keys, config, dtype, opts.compileFirst);
     } catch (e) {
       r.disposeAll();
       throw e;
     }
   }
 
-  private static async loadChecked(device: Device, r: WeightReader, keys: BackboneKeys, config: MDLMConfig, dtype: WeightDType): Promise<MDLM> {
+  private static async loadChecked(device: Device, r: WeightReader, keys: BackboneKeys, config: MDLMConfig, dtype: WeightDType, compileFirst: MDLMLoadOptions['compileFirst']): Promise<MDLM> {
     const { hiddenDim: d, condDim, nHeads, modelLength } = config;
     const host = (k: TensorKey) => r.host(k.name, k.shape);
     const gpu = (k: TensorKey, type: WeightDType = 'f32', transform?: (x: Float32Array) => Float32Array) => r.gpu(device, k.name, k.shape, type, transform);
@@ -233,7 +251,7 @@ export class MDLM {
     // The draft head's token table is folded on the GPU (a readback to check it) while the other weights load.
     const vocabEmbed = await gpu(keys.vocab_embed.embedding, dtype);
     const headKeys = keys.draft_head;
-    const tokenTable = headKeys ? projectedEmbedding(device, vocabEmbed, await gpu(headKeys.token_proj.weight, dtype), r, r.key(headKeys.token_proj.weight.name)) : null;
+    const tokenTable = headKeys ? projectedEmbedding(device, vocabEmbed, await gpu(headKeys.token_proj.weight, dtype), r, r.key(headKeys.token_proj.weight.name), compileFirst) : null;
     // Its failure surfaces where it is awaited; a load failing before then waits for it, which leaves nothing allocated.
     tokenTable?.catch(() => undefined);
     try {
