@@ -7,7 +7,7 @@ import { writeSafetensors } from '../src/models/safetensors.js';
 import { loadPipeline } from '../src/pipeline.js';
 import { WeightError } from '../src/models/weights.js';
 import { getDevice } from './helpers/device.js';
-import { gpt2Shapes, mdlmShapes, randomTensors } from './helpers/tiny-models.js';
+import { draftHeadShapes, gpt2Shapes, mdlmShapes, randomTensors } from './helpers/tiny-models.js';
 import { memoryFolder } from './helpers/memory-folder.js';
 
 const V = 16;
@@ -22,11 +22,7 @@ const target = () =>
   });
 /** With a draft head, whose token_proj the load folds into the embedding on the GPU. */
 const drafter = (poison = false, draftHead = false) => {
-  const shapes = mdlmShapes(V + 1, D, 2, C);
-  if (draftHead) {
-    shapes['backbone.draft_head.token_proj.weight'] = [D, D];
-    for (const [k, shape] of Object.entries(mdlmShapes(V + 1, D, 1, C))) if (k.startsWith('backbone.blocks.0.')) shapes[k.replace('backbone.blocks.0.', 'backbone.draft_head.block.')] = shape;
-  }
+  const shapes = { ...mdlmShapes(V + 1, D, 2, C), ...(draftHead ? draftHeadShapes(V + 1, D, C) : {}) };
   const tensors = randomTensors(shapes, 42, 0.5, (n) => /norm.*weight$/.test(n));
   if (poison) tensors['backbone.output_layer.linear.bias'].data[3] = NaN;
   return memoryFolder('drafter', {

@@ -85,6 +85,14 @@ export async function tinyGPT2(device: Device, spec: TinySpec): Promise<GPT2> {
   return GPT2.load(device, await openSafetensors(memorySource(bytes, `tiny-gpt2-${seed}`)), config, { dtype: 'f32' });
 }
 
+/** The tensors a draft head adds to an MDLM of mdlmShapes(V, d, _, c): token_proj, feature_proj if `features`, one block. */
+export function draftHeadShapes(V: number, d: number, c: number, features = 0): Record<string, number[]> {
+  const shapes: Record<string, number[]> = { 'backbone.draft_head.token_proj.weight': [d, d] };
+  if (features) shapes['backbone.draft_head.feature_proj.weight'] = [d, features];
+  for (const [k, shape] of Object.entries(mdlmShapes(V, d, 1, c))) if (k.startsWith('backbone.blocks.0.')) shapes[k.replace('backbone.blocks.0.', 'backbone.draft_head.block.')] = shape;
+  return shapes;
+}
+
 /** vocab = the target's vocabulary; the MDLM gets one more id, its mask. */
 export async function tinyMDLM(device: Device, spec: TinySpec): Promise<MDLM> {
   const { vocab, d = 32, layers = 2, heads = 2, positions = 64, seed, scale = 0.3, targetFeatures = 0, draftHead = false, draftHeadFeatures = 0, shiftLogits = false, arLayout = false } = spec;
@@ -97,9 +105,7 @@ export async function tinyMDLM(device: Device, spec: TinySpec): Promise<MDLM> {
   }
   if (targetFeatures) shapes['backbone.feature_proj.weight'] = [d, targetFeatures];
   if (draftHead) {
-    shapes['backbone.draft_head.token_proj.weight'] = [d, d];
-    if (draftHeadFeatures) shapes['backbone.draft_head.feature_proj.weight'] = [d, draftHeadFeatures];
-    for (const [k, shape] of Object.entries(mdlmShapes(V, d, 1, c))) if (k.startsWith('backbone.blocks.0.')) shapes[k.replace('backbone.blocks.0.', 'backbone.draft_head.block.')] = shape;
+    Object.assign(shapes, draftHeadShapes(V, d, c, draftHeadFeatures));
   }
   const bytes = writeSafetensors(randomTensors(shapes, seed, scale, (n) => /norm.*weight$/.test(n)));
   const config = parseMDLMConfig({
