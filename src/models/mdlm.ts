@@ -132,12 +132,6 @@ function scaleRows(w: Float32Array, gate: Float64Array): Float32Array {
   return out;
 }
 
-/**
- * The draft head's weights. Its input at a drafted position is the position's mask state plus token_proj (d, d)
- * of the embedding of the token before it; token_proj is folded into the embedding at load, so tokenTable (V, d)
- * holds every token's projected embedding and a head step gathers one row instead of running a matmul.
- * feature_proj (d, draft_head_features), if any, reads the target's state that predicted the last context token.
- */
 export interface MDLMLoadOptions extends ModelLoadOptions {
   /**
    * Called with the kernels the load itself dispatches (the draft head's fold) before it dispatches them, and awaited:
@@ -147,6 +141,12 @@ export interface MDLMLoadOptions extends ModelLoadOptions {
   compileFirst?: (kernels: KernelSpec[]) => Promise<unknown>;
 }
 
+/**
+ * The draft head's weights. Its input at a drafted position is the position's mask state plus token_proj (d, d)
+ * of the embedding of the token before it; token_proj is folded into the embedding at load, so tokenTable (V, d)
+ * holds every token's projected embedding and a head step gathers one row instead of running a matmul.
+ * feature_proj (d, draft_head_features), if any, reads the target's state that predicted the last context token.
+ */
 interface DraftHead {
   tokenTable: Tensor;
   feature_proj: Tensor | null;
