@@ -73,11 +73,14 @@ describe('launchAcross', () => {
     expect(o.counts).toEqual(specs.map((_, i) => i + 1));
   });
 
-  it('without a cache shared between devices, helpers stop after the first check and the main device compiles the rest', async () => {
+  it.each([
+    ['helpers stop after the first check and the main device compiles the rest', {}],
+    ['mainLast: the main device compiles what the helpers had not taken when that showed', { mainLast: true, helpersAtOnce: true }],
+  ])('without a cache shared between devices, %s', async (_, mode) => {
     const driver = fakeDriver(false);
     const main = driver.device('main');
     const helper = driver.device('helper');
-    const o = options(async () => helper);
+    const o = options(async () => helper, mode);
     const r = await launchAcross(main, specs, o);
     expect(r.cacheShared).toBe(false);
     expect([...main.runs].sort()).toEqual(specs.map((s) => s.key).sort());
@@ -129,17 +132,6 @@ describe('launchAcross', () => {
     expect(o.counts).toEqual(specs.map((_, i) => i + 1));
   });
 
-  it('mainLast without a shared cache: the main device compiles what the helpers had not taken when that showed', async () => {
-    const driver = fakeDriver(false);
-    const main = driver.device('main');
-    const helper = driver.device('helper');
-    const o = options(async () => helper, { mainLast: true, helpersAtOnce: true });
-    const r = await launchAcross(main, specs, o);
-    expect(r.cacheShared).toBe(false);
-    expect([...main.runs].sort()).toEqual(specs.map((s) => s.key).sort());
-    expect(helper.runs.length).toBeLessThanOrEqual(3);
-    expect(o.counts).toEqual(specs.map((_, i) => i + 1));
-  });
 
   it('mainLast with no helper to be had: the main device runs every kernel alone', async () => {
     const main = fakeDriver(true).device('main');
