@@ -11,7 +11,7 @@ import { SafetensorsError, memorySource, openSafetensors, writeSafetensors, type
 import { loadPipeline } from '../src/pipeline.js';
 import type { Device } from '../src/tensor/device.js';
 import { getDevice } from './helpers/device.js';
-import { gpt2Shapes, mdlmShapes, randomTensors } from './helpers/tiny-models.js';
+import { draftHeadShapes, gpt2Shapes, mdlmShapes, randomTensors } from './helpers/tiny-models.js';
 import { memoryFolder } from './helpers/memory-folder.js';
 
 const V = 16;
@@ -157,9 +157,7 @@ describe('a load that fails part-way frees what it uploaded', async () => {
   });
 
   it('MDLM with a draft head: a non-finite value read while its token table is folded on the GPU (f16)', async () => {
-    const shapes = mdlmShapes(V + 1, D, 2, 16);
-    shapes['backbone.draft_head.token_proj.weight'] = [D, D];
-    for (const [k, shape] of Object.entries(mdlmShapes(V + 1, D, 1, 16))) if (k.startsWith('backbone.blocks.0.')) shapes[k.replace('backbone.blocks.0.', 'backbone.draft_head.block.')] = shape;
+    const shapes = { ...mdlmShapes(V + 1, D, 2, 16), ...draftHeadShapes(V + 1, D, 16) };
     const t = randomTensors(shapes, 3, 0.3, (n) => /norm.*weight$/.test(n));
     t['backbone.draft_head.block.mlp.2.weight'].data[5] = NaN;
     const ckpt = await openSafetensors(memorySource(writeSafetensors(t), 'mdlm.safetensors'));

@@ -154,30 +154,49 @@ interface DraftHead {
 }
 
 /**
+ * Rows of the draft head's fold per dispatch. A load beside a generation shares its queue, so the generation's
+ * steps wait for one chunk, not for the whole (V, d)·(d, d) product (docs/performance.md, "Compiling kernels").
+ */
+export const FOLD_CHUNK_ROWS = 1024;
+
+/**
  * vocab_embed · token_projᵀ (V, d): the draft head's token input for every token, computed on the GPU at load from
- * the embedding as stored and kept in its dtype, so that a head step gathers it with the backbone's kernel.
- * token_proj (named `name`) is freed; the table is kept by `reader`.
+ * the embedding as stored, in chunks of rows read back one after another, checked and kept in the embedding's
+ * dtype, so that a head step gathers it with the backbone's kernel. token_proj (named `name`) is freed; the table
+ * is kept by `reader`.
  */
 async function projectedEmbedding(device: Device, vocabEmbed: Tensor, tokenProj: Tensor, reader: WeightReader, name: string, compileFirst?: MDLMLoadOptions['compileFirst']): Promise<Tensor> {
-  const V = vocabEmbed.shape[0];
-  const fold = () => matmul(embedding(vocabEmbed, Tensor.from(device, Int32Array.from({ length: V }, (_, i) => i), [V])), tokenProj, { layout: 'nk' });
-  if (compileFirst) {
-    try {
-      await compileFirst(device.collectKernels(() => void fold()));
-    } catch {
-      // The fold's first run compiles what this did not.
-    }
-  }
-  const table = device.scope(fold);
-  tokenProj.dispose();
-  if (vocabEmbed.dtype === 'f32') return reader.track(table);
+  const [V, d] = vocabEmbed.shape;
+  // Equal chunks: a short last one could take another kernel (a gemv) and compile it.
+  const chunks = Math.ceil(V / FOLD_CHUNK_ROWS);
+  const rowsPerChunk = Math.ceil(V / chunks);
+  const fold = (start: number) => {
+    const rows = Math.min(rowsPerChunk, V - start);
+    const ids = Tensor.from(device, Int32Array.from({ length: rows }, (_, i) => start + i), [rows]);
+    return matmul(embedding(vocabEmbed, ids), tokenProj, { layout: 'nk' });
+  };
+  const values = new Float32Array(V * d);
   try {
-    const values = (await table.read()) as Float32Array;
-    reader.checkFinite(`${name} (folded into the embedding)`, values, F16_MAX);
-    return reader.track(Tensor.from(device, values, table.shape, 'f16'));
+    if (compileFirst) {
+      try {
+        await compileFirst(device.collectKernels(() => void fold(0)));
+      } catch {
+        // The fold's first run compiles what this did not.
+      }
+    }
+    for (let start = 0; start < V; start += rowsPerChunk) {
+      const part = device.scope(() => fold(start));
+      try {
+        values.set((await part.read()) as Float32Array, start * d);
+      } finally {
+        part.dispose();
+      }
+    }
   } finally {
-    table.dispose();
+    tokenProj.dispose();
   }
+  reader.checkFinite(`${name} (folded into the embedding)`, values, vocabEmbed.dtype === 'f16' ? F16_MAX : undefined);
+  return reader.track(Tensor.from(device, values, [V, d], vocabEmbed.dtype));
 }
 
 /** Keys and values of a block-causal MDLM's context, one cache per block. */
