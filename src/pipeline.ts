@@ -17,7 +17,7 @@ import { draftLength, draftLengths, draftShapes } from './decode/draft-length.js
 import { resolveSampling, type Method } from './decode/options.js';
 import { reachableKernels } from './decode/warmup.js';
 import { longestTreeDraft } from './decode/tree.js';
-import type { CompileProgress } from './tensor/device.js';
+import type { CompileProgress, KernelSpec } from './tensor/device.js';
 
 export interface PipelineSources {
   /** GPT-2 family target; its tokenizer files are read from here too. */
@@ -165,7 +165,7 @@ export class Pipeline {
    */
   async warmup(opts: WarmupOptions = {}): Promise<WarmupResult> {
     const t0 = performance.now();
-    const specs = this.reachable(opts, 'all');
+    const specs = await this.reachable(opts, 'all');
     const { compiled, launched, helperDevices } = await this.device.warmup(specs, opts.onProgress);
     return { kernels: specs.length, compiled, launched, helperDevices, ms: performance.now() - t0 };
   }
@@ -179,7 +179,7 @@ export class Pipeline {
    */
   async warmupStaged(opts: WarmupOptions = {}): Promise<StagedWarmup> {
     const t0 = performance.now();
-    const plainSpecs = this.reachable(opts, 'plain');
+    const plainSpecs = await this.reachable(opts, 'plain');
     const first = await this.device.warmup(plainSpecs, opts.onProgress);
     const plain = { kernels: plainSpecs.length, ...first, ms: performance.now() - t0 };
     const stopping = new AbortController();
@@ -190,7 +190,7 @@ export class Pipeline {
         await this.loadDrafters();
         // Finding the kernels records every pass the drafter can make: after the first token, not before it.
         const plainKeys = new Set(plainSpecs.map((k) => k.key));
-        const rest = this.reachable(opts, 'staged').filter((k) => !plainKeys.has(k.key));
+        const rest = (await this.reachable(opts, 'staged')).filter((k) => !plainKeys.has(k.key));
         const r = await this.device.warmupInBackground(rest, undefined, stopping.signal);
         return { kernels: rest.length, ...r, ms: performance.now() - t1 };
       })());
@@ -205,7 +205,7 @@ export class Pipeline {
    * The kernels a generation with these options can reach: all of them, only the target's prefill and plain steps,
    * or all of them for a staged start (the drafter reading the context after plain steps).
    */
-  private reachable(opts: WarmupOptions, part: 'all' | 'plain' | 'staged') {
+  private async reachable(opts: WarmupOptions, part: 'all' | 'plain' | 'staged'): Promise<KernelSpec[]> {
     const method = part === 'plain' ? 'ar' : (opts.method ?? 'ar');
     const sampling = resolveSampling(opts);
     const capacity = this.target.config.nPositions;
@@ -223,7 +223,7 @@ export class Pipeline {
     const prompt = opts.prompt === undefined ? undefined : typeof opts.prompt === 'string' ? this.tokenizer.encode(opts.prompt).length : opts.prompt.length;
     const maxNewTokens = opts.maxNewTokens ?? 64;
     try {
-      return reachableKernels(this.target, drafter, {
+      return await reachableKernels(this.target, drafter, {
         sampling,
         maxGamma,
         withConfidence: (opts.confidenceCutoff ?? 0) > 0,

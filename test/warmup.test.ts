@@ -57,14 +57,31 @@ describe('Pipeline.warmup', async () => {
     }, 240_000);
   }
 
-  it('a drafter reading a window of the context: the kernels of a draft over its whole window are reachable from a shorter prompt', () => {
+  it('a drafter reading a window of the context: the kernels of a draft over its whole window are reachable from a shorter prompt', async () => {
     const drafter = new DiffusionDrafter(mdlm, { attention: 'bidirectional' });
     const sampling = resolveSampling({ temperature: 0.9 });
     const { gamma } = drafter.defaults(sampling);
-    const reachable = new Set(reachableKernels(target, drafter, { sampling, maxGamma: gamma, withConfidence: false, promptTokens: PROMPT.length, maxNewTokens: 24 }).map((k) => k.key));
+    const reachable = new Set((await reachableKernels(target, drafter, { sampling, maxGamma: gamma, withConfidence: false, promptTokens: PROMPT.length, maxNewTokens: 24 })).map((k) => k.key));
     const fullWindow = dev.collectKernels(() => drafter.draft(new Array<number>(drafter.window + PROMPT.length).fill(1), gamma, sampling, new Rng(0)));
     expect(PROMPT.length).toBeLessThan(drafter.window);
     for (const k of fullWindow) expect(reachable.has(k.key), k.key).toBe(true);
+    drafter.dispose();
+  });
+
+  it('the search records its passes with the event loop running between them, so a generation beside it keeps stepping', async () => {
+    const drafter = new DiffusionDrafter(mdlm);
+    const settings = { sampling: resolveSampling({ temperature: 0.9 }), maxGamma: 4, withConfidence: false, promptTokens: PROMPT.length, maxNewTokens: 24 };
+    const search = async (sliceMs: number) => {
+      let ticks = 0;
+      const timer = setInterval(() => ticks++, 0);
+      const kernels = await reachableKernels(target, drafter, { ...settings, sliceMs });
+      clearInterval(timer);
+      return { ticks, keys: kernels.map((k) => k.key) };
+    };
+    const sliced = await search(0);
+    const whole = await search(Infinity); // the control: one stretch, no timer runs
+    expect([sliced.ticks > 0, whole.ticks]).toEqual([true, 0]);
+    expect(sliced.keys).toEqual(whole.keys);
     drafter.dispose();
   });
 
@@ -76,7 +93,7 @@ describe('Pipeline.warmup', async () => {
       const drafter = new DiffusionDrafter(headed);
       const sampling = resolveSampling({ temperature });
       const maxGamma = drafter.defaults(sampling).maxGamma;
-      await dev.warmup(reachableKernels(target, drafter, { sampling, maxGamma, withConfidence: false, promptTokens: PROMPT.length, maxNewTokens: 40 }));
+      await dev.warmup(await reachableKernels(target, drafter, { sampling, maxGamma, withConfidence: false, promptTokens: PROMPT.length, maxNewTokens: 40 }));
       const before = dev.pipelineCount;
       const r = await generate(target, null, { prompt: PROMPT, method: 'specdiff', drafter, temperature, maxNewTokens: 40, stopAtEos: false }).result();
       expect(dev.pipelineCount - before).toBe(0);

@@ -282,7 +282,7 @@ for (const regime of regimes) {
     const sampling = resolveSampling(REGIMES[regime]);
     // The longest draft generate() can make with these settings (SpecDiff grows to its maximum at greedy only).
     const maxGamma = drafter ? (c.maxGamma ?? c.gamma ?? drafter.defaults(sampling).maxGamma) : 0;
-    await device.warmup(reachableKernels(target, drafter, { sampling, maxGamma, withConfidence: false, maxNewTokens, drafts: c.drafts }));
+    await device.warmup(await reachableKernels(target, drafter, { sampling, maxGamma, withConfidence: false, maxNewTokens, drafts: c.drafts }));
     drafter?.dispose();
   }
 }

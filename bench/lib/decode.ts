@@ -180,7 +180,7 @@ export class DecodeBench {
       if (warm) {
         // Every kernel these settings reach (any prompt, every draft length up to the longest default), compiled first.
         const maxGamma = drafter ? Math.max(c.gamma ?? DEFAULT_DIFFUSION_MAX_GAMMA, c.maxGamma ?? 0) : 0;
-        await this.device.warmup(reachableKernels(this.target, drafter ?? null, { sampling: resolveSampling({ temperature }), maxGamma, withConfidence: (c.cutoff ?? 0) > 0, maxNewTokens: tokens }));
+        await this.device.warmup(await reachableKernels(this.target, drafter ?? null, { sampling: resolveSampling({ temperature }), maxGamma, withConfidence: (c.cutoff ?? 0) > 0, maxNewTokens: tokens }));
         drafter?.dispose();
       }
       const r = await generate(this.target, this.tokenizer, { prompt, method: c.method, drafter, gamma: c.gamma, maxGamma: c.maxGamma, steps: c.steps, confidenceCutoff: c.cutoff, temperature, seed, maxNewTokens: tokens, stopAtEos: false }).result();
