@@ -232,6 +232,8 @@ export class Pipeline {
         maxNewTokens,
         plainFirst: part === 'staged' ? maxNewTokens : undefined,
         exactPrompt: part === 'plain',
+        // Only the second stage searches beside a generation; elsewhere a yield would only delay the first token.
+        sliceMs: part === 'staged' ? undefined : Infinity,
       });
     } finally {
       drafter?.dispose();
