@@ -3,7 +3,8 @@
  * (`specdiff generate`, from the built dist/, which starts staged when greedy) and for the library (load, warmup,
  * generate; greedy like the CLI; and staged: warmupStaged, then generate with draftWhen), with Mesa's on-disk
  * shader cache empty (cold) and then as the cold run left it (warm). Each run is a new process with
- * MESA_SHADER_CACHE_DIR pointing at its own folder, so nothing else's cache is touched. Needs `npm run build` first.
+ * MESA_SHADER_CACHE_DIR and XDG_CACHE_HOME (the kernels that have had first runs, which the CLI and the library
+ * runs keep with saveTuning) pointing into its own folder, so nothing else's cache is touched. Needs `npm run build` first.
  *
  *   npm run bench:coldstart [-- --method specdiff] [--max-new-tokens N] [--warm-runs N] [--cache-dir DIR] [--warmup-devices N]
  *       [--series cli,library,staged]
@@ -50,7 +51,7 @@ function time(args: string[], cacheDir: string, skip: number): Promise<Run> {
     const t0 = performance.now();
     const child = spawn(process.execPath, args, {
       cwd: root,
-      env: { ...process.env, MESA_SHADER_CACHE_DIR: cacheDir, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
+      env: { ...process.env, MESA_SHADER_CACHE_DIR: cacheDir, XDG_CACHE_HOME: join(cacheDir, 'home'), XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -73,11 +74,13 @@ function time(args: string[], cacheDir: string, skip: number): Promise<Run> {
 const cliArgs = ['dist/cli.js', 'generate', prompt, '--method', method, '--max-new-tokens', maxNew];
 // The library run: load, warm up with the exact settings, then print the first chunk and timings. Staged, as the CLI
 // does: the target and its prefill's and plain steps' kernels first; after the first token, beside the generation,
-// the drafters' load and the rest of the kernels (deferDrafters, warmupStaged, draftWhen).
+// the drafters' load and the rest of the kernels (deferDrafters, warmupStaged, draftWhen). Both keep the kernels
+// that have had first runs, as README's API section shows (loadTuning, saveTuning).
 const libScript = (staged: boolean) => `
 const t0 = performance.now();
-const { createNodeDevice, dirFolder, loadPipeline } = await import('./dist/node.js');
+const { createNodeDevice, defaultCacheDir, dirFolder, loadPipeline, loadTuning, saveTuning } = await import('./dist/node.js');
 const device = await createNodeDevice(${values['warmup-devices'] ? `{ warmupDevices: ${Number(values['warmup-devices'])} }` : ''});
+loadTuning(device, defaultCacheDir(), 'bench');
 const m = (n) => dirFolder('models/' + n);
 const pipe = await loadPipeline(device, { target: m('target'), diffusionDrafter: m('drafter-mdlm'), arDrafter: m('drafter-ar') }, { dtype: 'f16', deferDrafters: ${staged} });
 const loaded = performance.now();
@@ -92,6 +95,7 @@ const gen = pipe.generate(${JSON.stringify(prompt)}, { ...opts, draftWhen });
 for await (const c of gen) { if (!first) { first = performance.now(); process.stdout.write('TOKEN ' + c.text + '\\n'); } }
 const r = await gen.result();
 await staged?.stop();
+saveTuning(device, defaultCacheDir(), 'bench');
 const extra = staged ? { draftingAfterWarmupMs: draftingMs, stepsBeforeDrafting: r.stats.stepsBeforeDrafting } : {};
 process.stdout.write('DETAIL ' + JSON.stringify({ importAndLoadMs: loaded - t0, warmupMs: warmed - loaded, kernels: w.kernels, compiled: w.compiled, helperDevices: w.helperDevices, firstTokenAfterWarmupMs: first - warmed, compiledDuringGeneration: r.stats.pipelinesCompiled, tokensPerSecond: r.stats.tokensPerSecond, ...extra }) + '\\n');
 process.exit(0);

@@ -70,8 +70,9 @@ options:
                      specdiff-webgpu-models package or the repository's models/)
   --drafter DIR|URL  MDLM drafter folder (default: bundled)
   --ar-drafter DIR|URL  GPT-2 drafter folder (default: bundled)
-  --cache-dir DIR    where files loaded by URL and --autotune's choices are kept (default:
-                     the user's cache folder, e.g. ~/.cache/specdiff-webgpu)
+  --cache-dir DIR    where files loaded by URL, --autotune's choices and the names of the
+                     kernels compiled on this adapter are kept (default: the user's cache
+                     folder, e.g. ~/.cache/specdiff-webgpu)
   --f32              keep weights in f32 (default: f16, half the memory and bandwidth)
   --autotune         time the matmul kernel variants for these shapes first and use the fastest;
                      the choices are kept per adapter in the cache folder: later runs use
@@ -198,7 +199,7 @@ function summary(s: GenerationStats): string {
 
 /** Loads the target and only the drafter the methods use, with a progress bar per downloaded file and per model. */
 /** `deferDrafters`: a staged start loads the drafters after the first token (PipelineLoadOptions), without progress bars. */
-async function load(values: Record<string, unknown>, methods: readonly string[], deferDrafters = false): Promise<Pipeline> {
+async function load(values: Record<string, unknown>, methods: readonly string[], deferDrafters = false): Promise<{ pipe: Pipeline; keep: () => void }> {
   const bars = values.json ? null : new ProgressBars();
   const sources = {
     target: folder(values, 'target', 'target', bars),
@@ -223,7 +224,8 @@ async function load(values: Record<string, unknown>, methods: readonly string[],
   const say = (line: string): void => {
     if (!values.json) process.stderr.write(`${line}\n`);
   };
-  // Choices an earlier --autotune measured on this adapter, with this version (kernels change between versions).
+  // Choices an earlier --autotune measured on this adapter, with this version (kernels change between versions),
+  // and the kernels earlier runs compiled.
   const cacheDir = (values['cache-dir'] as string | undefined) ?? defaultCacheDir();
   const stamp = `specdiff-webgpu ${packageVersion()}`;
   const kept = loadTuning(device, cacheDir, stamp);
@@ -242,7 +244,17 @@ async function load(values: Record<string, unknown>, methods: readonly string[],
       }
     }
   }
-  return pipe;
+  // After the run: the kernels it compiled, so that the next run's background warm-up knows which ones the driver's
+  // cache lacks (saveTuning). Quiet unless it fails.
+  const keep = () => {
+    if (device.firstRuns().length === kept.firstRuns) return;
+    try {
+      saveTuning(device, cacheDir, stamp);
+    } catch (e) {
+      say(`could not keep the kernels compiled in ${cacheDir}: ${(e as Error).message}`);
+    }
+  };
+  return { pipe, keep };
 }
 
 function genOptions(v: Record<string, unknown>) {
@@ -324,7 +336,7 @@ async function main(): Promise<void> {
     // drafter loads and its kernels compile; a sampled one waits for them all, so that a seed gives the same tokens
     // every run (and --autotune times the drafter's shapes first).
     const stagedStart = method !== 'ar' && options.temperature === 0 && !values.autotune;
-    const pipe = await load(values, [method], stagedStart);
+    const { pipe, keep } = await load(values, [method], stagedStart);
     const staged = stagedStart ? await stagedWarmup(pipe, options, !!values.json) : (await warmup(pipe, options, !!values.json), undefined);
     let drafting: Promise<unknown> | undefined;
     try {
@@ -344,13 +356,14 @@ async function main(): Promise<void> {
     } finally {
       // The process exits next: no kernel may be compiling then.
       await staged?.stop();
+      keep();
     }
     pipe.dispose();
     return;
   }
   if (command === 'demo') {
     const prompt = rest.join(' ') || readFileSync(join(bundledModelsDir(), 'prompt.txt'), 'utf8').trim();
-    const pipe = await load(values, ['ar', 'specdiff']);
+    const { pipe, keep } = await load(values, ['ar', 'specdiff']);
     // Sampled by default: the small bundled target's greedy text soon repeats itself.
     const opts = { ...genOptions(values), temperature: Number(values.temperature ?? 0.8), topK: Number(values['top-k'] ?? 50), seed: Number(values.seed ?? 0) };
     const results: Record<string, GenerationStats> = {};
@@ -366,6 +379,7 @@ async function main(): Promise<void> {
     const endToEnd = total(results.ar) / total(results.specdiff);
     if (values.json) process.stdout.write(`${JSON.stringify({ prompt, results, speedup, endToEnd }, null, 2)}\n`);
     else process.stdout.write(`\nSpecDiff speedup over AR: ${speedup.toFixed(2)}x decoding, ${endToEnd.toFixed(2)}x with the prompt's prefill (same process, same adapter)\n`);
+    keep();
     pipe.dispose();
     return;
   }

@@ -1,22 +1,27 @@
 /** The command line checks every flag before it loads anything (these runs load no model). */
 import { execFile, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { writeTinyFolders } from './e2e/tiny-folders.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const ARGS = ['--import', 'tsx', 'src/cli.ts'];
-const cli = (...args: string[]) => spawnSync(process.execPath, [...ARGS, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
+// The CLI's default cache folder (what it keeps per adapter) lies in a folder of these tests, not the user's.
+const CACHE_HOME = mkdtempSync(join(tmpdir(), 'specdiff-cli-home-'));
+const ENV = { ...process.env, XDG_CACHE_HOME: CACHE_HOME };
+const cli = (...args: string[]) => spawnSync(process.execPath, [...ARGS, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 300_000, env: ENV });
 /** The same, leaving the event loop free (for a server in this process). */
 const cliAsync = (...args: string[]) =>
   new Promise<{ status: number; stdout: string; stderr: string }>((resolve) =>
-    execFile(process.execPath, [...ARGS, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 }, (e, stdout, stderr) => resolve({ status: e ? Number(e.code ?? 1) : 0, stdout, stderr })),
+    execFile(process.execPath, [...ARGS, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 300_000, env: ENV }, (e, stdout, stderr) => resolve({ status: e ? Number(e.code ?? 1) : 0, stdout, stderr })),
   );
+
+afterAll(() => rmSync(CACHE_HOME, { recursive: true, force: true }));
 
 describe('command line', () => {
   it.each([
@@ -46,14 +51,15 @@ describe('command line', () => {
     expect(r.stderr).toMatch(/ar: 4 tokens in .* tok\/s/);
   }, 300_000);
 
-  it('greedy SpecDiff starts with plain target steps while the drafter loads and compiles, drafts after, and exits cleanly, cold and warm', async () => {
+  it('greedy SpecDiff starts with plain target steps while the drafter loads and compiles, drafts after, and exits cleanly, cold and warm, keeping the kernels it compiled', async () => {
     const cache = await mkdtemp(join(tmpdir(), 'specdiff-cli-staged-'));
+    const kept = join(cache, 'specdiff');
     const run = (tokens: string) =>
-      spawnSync(process.execPath, [...ARGS, 'generate', 'The ship sailed', '--max-new-tokens', tokens, '--json'], {
+      spawnSync(process.execPath, [...ARGS, 'generate', 'The ship sailed', '--max-new-tokens', tokens, '--json', '--cache-dir', kept], {
         cwd: ROOT,
         encoding: 'utf8',
         timeout: 300_000,
-        env: { ...process.env, MESA_SHADER_CACHE_DIR: cache },
+        env: { ...ENV, MESA_SHADER_CACHE_DIR: join(cache, 'mesa') },
       });
     try {
       for (const [kind, tokens] of [['cold', '16'], ['warm', '200']]) {
@@ -63,6 +69,11 @@ describe('command line', () => {
         expect(stats.generatedTokens).toBe(Number(tokens));
         expect(stats.stepsBeforeDrafting, kind).toBeGreaterThan(0);
         if (kind === 'warm') expect(stats.draftedTokens).toBeGreaterThan(0);
+        const files = readdirSync(join(kept, 'tuning'));
+        expect(files).toHaveLength(1);
+        // The plain steps' kernels and the drafting ones the second stage ran before the process ended.
+        const { firstRuns } = JSON.parse(readFileSync(join(kept, 'tuning', files[0]), 'utf8'));
+        expect(firstRuns.length, kind).toBeGreaterThan(10);
       }
     } finally {
       await rm(cache, { recursive: true, force: true });

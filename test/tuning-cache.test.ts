@@ -1,4 +1,4 @@
-/** Autotuned matmul choices kept on disk per adapter (the CLI's --autotune keeps them). */
+/** Autotuned matmul choices and kernels' first runs kept on disk per adapter (the CLI keeps them). */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,7 +32,7 @@ describe('kept tuning', () => {
     const path = saveTuning(measured, dir, STAMP);
     expect(path).toBe(tuningFile(measured, dir));
     const fresh = await device();
-    expect(loadTuning(fresh, dir, STAMP)).toEqual({ path, restored: 1 });
+    expect(loadTuning(fresh, dir, STAMP)).toEqual({ path, restored: 1, firstRuns: 0 });
     expect(getMatmulChoice(fresh, KEY)).toEqual({ family: 'gemv-split', split: 4 });
   });
 
@@ -48,7 +48,7 @@ describe('kept tuning', () => {
 
   it('no file: nothing restored, nothing ignored', async () => {
     const d = await device();
-    expect(loadTuning(d, dir, STAMP)).toEqual({ path: tuningFile(d, dir), restored: 0 });
+    expect(loadTuning(d, dir, STAMP)).toEqual({ path: tuningFile(d, dir), restored: 0, firstRuns: 0 });
   });
 
   it('a file of another version, of another adapter, not JSON, or with an invalid choice is ignored with the reason, and changes nothing', async () => {
@@ -61,6 +61,7 @@ describe('kept tuning', () => {
       [JSON.stringify({ ...kept, adapter: 'another GPU' }), /measured on another adapter \("another GPU"\)/],
       ['{"adapter": ', /not JSON/],
       [JSON.stringify({ ...kept, matmulChoices: { [KEY]: { family: 'gemv', split: 3 } } }), /split must be a power of two/],
+      [JSON.stringify({ ...kept, firstRuns: ['gemv-a', 7] }), /"firstRuns" is not a list of kernel keys/],
     ];
     for (const [text, reason] of cases) {
       await writeFile(path, text);
@@ -69,6 +70,27 @@ describe('kept tuning', () => {
       expect(loaded.restored).toBe(0);
       expect(loaded.ignored).toMatch(reason);
       expect(getMatmulChoice(fresh, KEY)).toBeUndefined();
+      expect(fresh.firstRuns()).toEqual([]);
     }
+  });
+
+  it('kernels that had their first run on one device are restored as first runs onto a fresh one', async () => {
+    const ran = await device();
+    ran.restoreFirstRuns(['kernel-b', 'kernel-a']);
+    const path = saveTuning(ran, dir, STAMP);
+    const fresh = await device();
+    expect(loadTuning(fresh, dir, STAMP)).toEqual({ path, restored: 0, firstRuns: 2 });
+    expect(fresh.firstRuns()).toEqual(['kernel-a', 'kernel-b']);
+  });
+
+  it('a file without the first runs (an older version\'s) restores its choices and no record of first runs', async () => {
+    const d = await device();
+    setMatmulChoice(d, KEY, { family: 'gemv-split', split: 4 });
+    const path = saveTuning(d, dir, STAMP);
+    const { firstRuns: _, ...older } = JSON.parse(await readFile(path, 'utf8'));
+    await writeFile(path, JSON.stringify(older));
+    const fresh = await device();
+    expect(loadTuning(fresh, dir, STAMP)).toEqual({ path, restored: 1, firstRuns: 0 });
+    expect(fresh.firstRuns()).toEqual([]);
   });
 });

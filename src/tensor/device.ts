@@ -169,6 +169,23 @@ export class Device {
     return this.kernels.bindGroupCount;
   }
 
+  /**
+   * Kernels that have had their first run on this adapter, in this process or as restored: what a later process
+   * restores (restoreFirstRuns) to know which of its kernels the driver's shader cache holds.
+   */
+  firstRuns(): string[] {
+    return this.kernels.firstRuns();
+  }
+
+  /**
+   * Kernels an earlier process ran on this adapter (saveTuning keeps them, loadTuning restores them). A background
+   * warm-up (warmupInBackground) with a kernel outside them starts its helper devices at once, instead of timing a
+   * first run on this device, which would compile that kernel on the queue the decoding waits on.
+   */
+  restoreFirstRuns(keys: Iterable<string>): void {
+    this.kernels.restoreFirstRuns(keys);
+  }
+
   /** Compiles these kernels' pipelines ahead of use (kernels.ts); resolves with how many were new. */
   compile(specs: Iterable<KernelSpec>, onProgress?: CompileProgress): Promise<number> {
     return this.kernels.compile(specs, onProgress);

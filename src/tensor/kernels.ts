@@ -69,6 +69,10 @@ export class KernelCache {
   private launched = new Set<string>();
   /** Whether the last launch's first runs compiled (a helper device was needed, or a run took warmupCompileMs). */
   private firstRunsCompiled = false;
+  /** Kernels an earlier process ran on this adapter (restoreFirstRuns); null when nothing was restored. */
+  private ranBefore: Set<string> | null = null;
+  /** Kernels helper devices ran first for this device. */
+  private helpersRan = new Set<string>();
   /** Pipelines compiled since the device was made: ahead of use (compile) or at a first dispatch; not those of a background warm-up. */
   pipelineCount = 0;
   /** Wall time spent compiling pipelines, ahead of use or at first dispatches; not a background warm-up's, which work went on beside. */
@@ -138,6 +142,17 @@ export class KernelCache {
 
   has(key: string): boolean {
     return this.pipelines.has(key);
+  }
+
+  /** Notes kernels that had their first run on this adapter in an earlier process (the driver's cache holds them). */
+  restoreFirstRuns(keys: Iterable<string>): void {
+    this.ranBefore ??= new Set();
+    for (const k of keys) this.ranBefore.add(k);
+  }
+
+  /** Kernels that have had their first run on this adapter: here, on a helper device, or as restored. Sorted. */
+  firstRuns(): string[] {
+    return [...new Set([...(this.ranBefore ?? []), ...this.launched, ...this.helpersRan])].sort();
   }
 
   /** The bind group of these buffers (and this params slot of the arena, if any), made once. */
@@ -218,10 +233,23 @@ export class KernelCache {
           slowest = Math.max(slowest, performance.now() - t);
         },
       };
-      // In the background, helpers start at once where the last first runs compiled: a probe on this device would hold up its queue.
-      const helpersAtOnce = background && this.firstRunsCompiled;
-      if (across) ({ helpers: helperDevices } = await launchAcross(main, list, { ...across, mainLast: background, helpersAtOnce, signal, onLaunched: (done) => onProgress?.(done, list.length) }));
-      else {
+      if (across) {
+        // In the background a first run on this device would compile on the queue the decoding waits on, so helpers
+        // start at once for kernels the driver's cache lacks: after first runs that compiled, or those missing from
+        // the restored record. The rest run here while their runs stay quick (launch-across.ts).
+        const ran = background ? this.ranBefore : null;
+        const groups: Array<[KernelSpec[], boolean]> = ran
+          ? [[list.filter((s) => !ran.has(s.key)), true], [list.filter((s) => ran.has(s.key)), false]]
+          : [[list, background && this.firstRunsCompiled]];
+        let before = 0;
+        for (const [group, helpersAtOnce] of groups) {
+          if (!group.length) continue;
+          let done = 0;
+          const r = await launchAcross(main, group, { ...this.recordingHelpers(across), mainLast: background, helpersAtOnce, signal, onLaunched: (d) => onProgress?.(before + (done = d), list.length) });
+          helperDevices = Math.max(helperDevices, r.helpers);
+          before += done;
+        }
+      } else {
         for (const [i, spec] of list.entries()) {
           if (signal?.aborted) break;
           await main.launch(spec);
@@ -235,6 +263,21 @@ export class KernelCache {
       if (!background) this.compileMs += performance.now() - t0;
     }
     return { launched: list.filter((s) => this.launched.has(s.key)).length, helperDevices };
+  }
+
+  /** Helpers whose first runs count among this adapter's (firstRuns): the driver's shared cache then holds them. */
+  private recordingHelpers(across: LaunchHelpers<KernelSpec>): LaunchHelpers<KernelSpec> {
+    const makeHelper = async () => {
+      const h = await across.makeHelper();
+      return h && {
+        launch: async (spec: KernelSpec) => {
+          await h.launch(spec);
+          this.helpersRan.add(spec.key);
+        },
+        destroy: () => h.destroy(),
+      };
+    };
+    return { ...across, makeHelper };
   }
 
   /** One kernel's run over one workgroup, waited for; `scratch` holds the zeroed bindings, made as needed. */

@@ -1,8 +1,10 @@
 /**
- * Matmul choices measured by autotuning, kept on disk per adapter so that a later process on the same
- * adapter times only the shapes it has not seen. A file holds the adapter's description and a stamp (the
- * runtime's version: kernels change between versions); one written for another adapter or stamp, or one
- * that does not parse, is ignored with the reason, and autotuning measures again.
+ * What a process learned about its adapter, kept on disk per adapter for the next one: the matmul choices
+ * autotuning measured, so that a later process times only the shapes it has not seen, and the kernels that
+ * have had their first run, so that a later background warm-up knows which ones the driver's shader cache
+ * lacks (Device.restoreFirstRuns). A file holds the adapter's description and a stamp (the runtime's version:
+ * kernels change between versions); one written for another adapter or stamp, or one that does not parse, is
+ * ignored with the reason, and autotuning measures again.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,6 +16,8 @@ interface TuningFile {
   adapter: string;
   stamp: string;
   matmulChoices: Record<string, MatmulChoice>;
+  /** Keys of the kernels that have had their first run on this adapter (absent in files of older versions). */
+  firstRuns?: string[];
 }
 
 export interface LoadedTuning {
@@ -21,6 +25,8 @@ export interface LoadedTuning {
   path: string;
   /** Matmul choices restored onto the device (0 when the file is missing or ignored). */
   restored: number;
+  /** Kernels known to have had their first run on this adapter, restored onto the device (0 when missing or ignored). */
+  firstRuns: number;
   /** Why an existing file was ignored; undefined when it was restored or is missing. */
   ignored?: string;
 }
@@ -38,33 +44,41 @@ export function loadTuning(device: Device, cacheDir: string, stamp: string): Loa
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { path, restored: 0 };
-    return { path, restored: 0, ignored: (e as Error).message };
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { path, restored: 0, firstRuns: 0 };
+    return { path, restored: 0, firstRuns: 0, ignored: (e as Error).message };
   }
+  const ignored = (reason: string): LoadedTuning => ({ path, restored: 0, firstRuns: 0, ignored: reason });
   let file: TuningFile;
   try {
     file = JSON.parse(text) as TuningFile;
   } catch (e) {
-    return { path, restored: 0, ignored: `not JSON (${(e as Error).message})` };
+    return ignored(`not JSON (${(e as Error).message})`);
   }
   if (typeof file !== 'object' || file === null || typeof file.matmulChoices !== 'object' || file.matmulChoices === null) {
-    return { path, restored: 0, ignored: 'no "matmulChoices" object' };
+    return ignored('no "matmulChoices" object');
   }
-  if (file.adapter !== device.info.adapter) return { path, restored: 0, ignored: `measured on another adapter (${JSON.stringify(file.adapter)})` };
-  if (file.stamp !== stamp) return { path, restored: 0, ignored: `measured with ${JSON.stringify(file.stamp)}, not ${JSON.stringify(stamp)}` };
+  const firstRuns = file.firstRuns ?? [];
+  if (!Array.isArray(firstRuns) || !firstRuns.every((k) => typeof k === 'string')) return ignored('"firstRuns" is not a list of kernel keys');
+  if (file.adapter !== device.info.adapter) return ignored(`measured on another adapter (${JSON.stringify(file.adapter)})`);
+  if (file.stamp !== stamp) return ignored(`measured with ${JSON.stringify(file.stamp)}, not ${JSON.stringify(stamp)}`);
   try {
     // tune() validates every choice and changes nothing if one is invalid.
     device.tune({ matmulChoices: { ...file.matmulChoices, ...device.tuning.matmulChoices } });
   } catch (e) {
-    return { path, restored: 0, ignored: (e as Error).message };
+    return ignored((e as Error).message);
   }
-  return { path, restored: Object.keys(file.matmulChoices).length };
+  // A file without the list (written before kernels' first runs were kept) tells nothing about them.
+  if (file.firstRuns) device.restoreFirstRuns(firstRuns);
+  return { path, restored: Object.keys(file.matmulChoices).length, firstRuns: firstRuns.length };
 }
 
-/** Writes every matmul choice `device` holds for its adapter and `stamp`; returns the file's path. */
+/**
+ * Writes every matmul choice `device` holds for its adapter and `stamp`, and the kernels that have had their first
+ * run (Device.firstRuns); returns the file's path. Save after a warm-up or a generation, so the next process knows.
+ */
 export function saveTuning(device: Device, cacheDir: string, stamp: string): string {
   const path = tuningFile(device, cacheDir);
-  const file: TuningFile = { adapter: device.info.adapter, stamp, matmulChoices: device.tuning.matmulChoices };
+  const file: TuningFile = { adapter: device.info.adapter, stamp, matmulChoices: device.tuning.matmulChoices, firstRuns: device.firstRuns() };
   mkdirSync(join(cacheDir, 'tuning'), { recursive: true });
   // Written aside and renamed, so that a process reading it never sees half a file.
   const temp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
