@@ -3,7 +3,8 @@
  * drafter given, in the regimes users run (greedy; temperature 0.8 with top-k 50; temperature 1), on
  * held-out passages of the training corpora and on out-of-domain prompts (Debian manual pages).
  * Methods take turns prompt by prompt with the same seed, rounds repeat, and speed ratios are taken
- * per round (median, range), so the shared machine's drift hits every method alike.
+ * per round (median, range), so the shared machine's drift hits every method alike; the ratio to AR is also
+ * pooled over every run, with a 95 % bootstrap interval over the (round, prompt) pairs (bench/lib/interval.ts).
  *
  * Per regime and method: tokens/s, ratio to AR and to speculative decoding, tokens per target pass
  * (hardware-independent, per prompt set), acceptance by draft position, drafter passes per token;
@@ -38,6 +39,7 @@ import { MAX_TREE_ROWS } from '../../src/shaders/attention.js';
 import { table, fmt } from '../lib/table.js';
 import { barChart, lineChart } from '../lib/svg.js';
 import { median } from '../lib/timing.js';
+import { pairedRatioInterval, type RatioInterval, type RunTime } from '../lib/interval.js';
 import { root, writeResults } from '../lib/decode.js';
 
 const { values } = parseArgs({
@@ -287,20 +289,24 @@ for (const regime of regimes) {
   }
 }
 
-const results: Record<string, { contenders: string[]; total: Record<string, Tally>; perRound: Array<Record<string, Tally>> }> = {};
-for (const regime of regimes) results[regime] = { contenders: contendersFor(regime).map((c) => c.name), total: {}, perRound: [] };
+/** Per regime: each contender's sums, per round and in all, and each (round, prompt)'s runs, for the intervals. */
+const results: Record<string, { contenders: string[]; total: Record<string, Tally>; perRound: Array<Record<string, Tally>>; pairs: Array<Record<string, RunTime>> }> = {};
+for (const regime of regimes) results[regime] = { contenders: contendersFor(regime).map((c) => c.name), total: {}, perRound: [], pairs: [] };
 for (let round = 0; round < rounds; round++) {
   for (const regime of regimes) {
     const contenders = contendersFor(regime);
     const tallies: Record<string, Tally> = Object.fromEntries(contenders.map((c) => [c.name, newTally()]));
     for (const [p, { set, text }] of prompts.entries()) {
+      const pair: Record<string, RunTime> = {};
       // Rotate the order prompt by prompt, so no method always runs first after a switch.
       for (let k = 0; k < contenders.length; k++) {
         const c = contenders[(k + p + round) % contenders.length];
         const { stats, iterations, loop } = await run(c, text, regime, 1000 * round + p);
         add(tallies[c.name], stats, set, iterations, loop);
         add((results[regime].total[c.name] ??= newTally()), stats, set, iterations, loop);
+        pair[c.name] = { tokens: stats.generatedTokens, ms: stats.wallMs };
       }
+      results[regime].pairs.push(pair);
     }
     results[regime].perRound.push(tallies);
     const ar = tallies.AR;
@@ -310,20 +316,23 @@ for (let round = 0; round < rounds; round++) {
 
 const summary: Record<string, unknown> = {};
 for (const regime of regimes) {
-  const { contenders, total, perRound } = results[regime];
+  const { contenders, total, perRound, pairs } = results[regime];
   const ratioTo = (name: string, base: string) => perRound.map((t) => rate(t[name].tokens, t[name].ms) / rate(t[base].tokens, t[base].ms));
+  const pooled = (name: string, base: string): RatioInterval => pairedRatioInterval(pairs.map((r) => [r[name], r[base]] as const));
   const greedy = REGIMES[regime].temperature === 0;
-  const head = ['method', '>tok/s', '>x AR', '>x spec', '>tok/pass', ...setNames.map((s) => `>tok/pass ${s}`), '>rows/pass', '>accept@1', '>@2', '>@3', '>@4', '>@8', '>drafter passes/tok', '>head steps/tok'];
+  const head = ['method', '>tok/s', '>x AR', '>x AR pooled [95% CI]', '>x spec', '>tok/pass', ...setNames.map((s) => `>tok/pass ${s}`), '>rows/pass', '>accept@1', '>@2', '>@3', '>@4', '>@8', '>drafter passes/tok', '>head steps/tok'];
   if (greedy) head.push('>before loop tok/pass', '>inside tok/pass', '>before tok/s', '>inside tok/s', '>tokens inside');
   const rows = contenders.map((name) => {
     const t = total[name];
     const xAr = ratioTo(name, 'AR');
     const xSpec = ratioTo(name, 'speculative');
+    const arInterval = pooled(name, 'AR');
     const at = (i: number) => (t.draftedAt[i] ? t.acceptedAt[i] / t.draftedAt[i] : null);
     const row = [
       name,
       rate(t.tokens, t.ms),
       `${fmt(median(xAr))} (${fmt(Math.min(...xAr))}-${fmt(Math.max(...xAr))})`,
+      `${fmt(arInterval.ratio)} [${fmt(arInterval.low)}, ${fmt(arInterval.high)}]`,
       fmt(median(xSpec)),
       t.tokens / t.passes,
       ...setNames.map((s) => (t.bySet[s] ? t.bySet[s].tokens / t.bySet[s].passes : null)),
@@ -337,7 +346,7 @@ for (const regime of regimes) {
       row.push(rate(t.before.tokens, t.before.ms), t.inside.ms ? rate(t.inside.tokens, t.inside.ms) : null, `${((100 * t.inside.tokens) / t.tokens).toFixed(0)}%`);
     }
     summary[`${regime} ${name}`] = {
-      tokensPerSecond: rate(t.tokens, t.ms), xAR: xAr, xSpeculative: xSpec, tokensPerTargetPass: t.tokens / t.passes, targetRowsPerPass: t.rows / t.passes,
+      tokensPerSecond: rate(t.tokens, t.ms), xAR: xAr, xSpeculative: xSpec, xARPooled: arInterval, xSpeculativePooled: pooled(name, 'speculative'), tokensPerTargetPass: t.tokens / t.passes, targetRowsPerPass: t.rows / t.passes,
       tokensPerTargetPassBySet: Object.fromEntries(Object.entries(t.bySet).map(([s, b]) => [s, b.tokens / b.passes])),
       acceptanceByPosition: t.draftedAt.map((n, i) => t.acceptedAt[i] / n), draftedByPosition: t.draftedAt,
       drafterPassesPerToken: t.tokens ? t.drafterPasses / t.tokens : 0,
@@ -348,7 +357,7 @@ for (const regime of regimes) {
     return row;
   });
   const compiled = contenders.reduce((n, name) => n + total[name].compiled, 0);
-  console.log(`\n${regime} (${JSON.stringify(REGIMES[regime])}): x AR and x spec are medians over rounds of the per-round ratio; ${compiled} pipelines compiled in timed runs`);
+  console.log(`\n${regime} (${JSON.stringify(REGIMES[regime])}): x AR and x spec are medians over rounds of the per-round ratio; x AR pooled is all tokens over all time against AR's, with a bootstrap interval over the ${pairs.length} (round, prompt) pairs; ${compiled} pipelines compiled in timed runs`);
   console.log(table(head, rows));
 }
 
