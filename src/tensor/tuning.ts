@@ -88,8 +88,9 @@ export interface KernelTuning {
    */
   thresholdSearch: ThresholdSearch;
   /**
-   * Invocations per row of softmax, log-softmax and argmax (64, 128 or 256): their rows are
-   * vocabulary rows (50k for GPT-2), enough work for the widest workgroup every device allows.
+   * Invocations per row of softmax, log-softmax and argmax (64, 128 or 256) over vocabulary rows: 64, since
+   * llvmpipe pays for each of the reduction's barriers (argmax's JIT and its six-row runs take a third less than
+   * at 256; docs/performance.md, "Kernel tuning table"), and 64 is a full wavefront on GPUs.
    */
   rowWorkgroup: number;
   /**
@@ -137,7 +138,7 @@ export const DEFAULT_TUNING: Readonly<KernelTuning> = deepFreeze<KernelTuning>({
   attentionRows: 4,
   prefillOneRowAttention: 32,
   thresholdSearch: { digitBits: 2, wg: 64 },
-  rowWorkgroup: 256,
+  rowWorkgroup: 64,
   layerNormWorkgroup: 64,
   layerNormMaxWidth: 2048,
   napFraction: 0.05,
