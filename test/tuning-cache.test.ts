@@ -46,9 +46,12 @@ describe('kept tuning', () => {
     expect(getMatmulChoice(fresh, KEY)).toEqual({ family: 'gemv', split: 1 });
   });
 
-  it('no file: nothing restored, nothing ignored', async () => {
+  it('no file: nothing restored, nothing ignored, and no kernel known to have run', async () => {
     const d = await device();
+    expect(d.keepsFirstRuns).toBe(false);
     expect(loadTuning(d, dir, STAMP)).toEqual({ path: tuningFile(d, dir), restored: 0, firstRuns: 0 });
+    expect(d.keepsFirstRuns).toBe(true);
+    expect(d.hasRun('any-kernel')).toBe(false);
   });
 
   it('a file of another version, of another adapter, not JSON, or with an invalid choice is ignored with the reason, and changes nothing', async () => {
@@ -83,7 +86,7 @@ describe('kept tuning', () => {
     expect(fresh.firstRuns()).toEqual(['kernel-a', 'kernel-b']);
   });
 
-  it('a file without the first runs (an older version\'s) restores its choices and no record of first runs', async () => {
+  it('a file without the first runs restores its choices, and no kernel is known to have run', async () => {
     const d = await device();
     setMatmulChoice(d, KEY, { family: 'gemv-split', split: 4 });
     const path = saveTuning(d, dir, STAMP);
@@ -91,6 +94,6 @@ describe('kept tuning', () => {
     await writeFile(path, JSON.stringify(older));
     const fresh = await device();
     expect(loadTuning(fresh, dir, STAMP)).toEqual({ path, restored: 1, firstRuns: 0 });
-    expect(fresh.firstRuns()).toEqual([]);
+    expect(fresh.hasRun('any-kernel')).toBe(false);
   });
 });

@@ -18,6 +18,7 @@ import { speculativeStep, targetStep, type StepResult } from './step.js';
 import { MAX_TREE_ROWS } from '../shaders/attention.js';
 import { longestTreeDraft } from './tree.js';
 import { DraftingGate, type DraftWhen } from './draft-when.js';
+import { prefillPassRows } from './prefill.js';
 
 export class VocabularyMismatchError extends Error {
   override name = 'VocabularyMismatchError';
@@ -205,7 +206,11 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
     try {
       const t0 = performance.now();
       // Every model that decodes reads the prompt here, so the decoding rate counts decoding alone.
-      if (ctx.length > 1) dev.scope(() => target.prefill(ctx.slice(0, -1), cache, states));
+      const perPass = prefillPassRows(target, cache, ctx.length - 1, states);
+      for (let start = 0; start < ctx.length - 1; start += perPass) {
+        const end = Math.min(ctx.length - 1, start + perPass);
+        dev.scope(() => target.prefill(ctx.slice(start, end), cache, states));
+      }
       const first = drafter;
       if (first && drafting.ready) {
         dev.scope(() => first.prefill(ctx, states));

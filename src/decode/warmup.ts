@@ -14,6 +14,7 @@ import { selectTokens } from './sample.js';
 import { recordVerify } from './verify.js';
 import { filteredProbs, residualChain, sampleRows } from '../tensor/ops/sample.js';
 import { MAX_TREE_ROWS } from '../shaders/attention.js';
+import { prefillPassRows } from './prefill.js';
 
 export interface ReachSettings {
   sampling: ResolvedSampling;
@@ -77,7 +78,9 @@ export async function reachableKernels(target: GPT2, given: Drafter | null, s: R
   const states = drafter?.targetFeatures ? target.createHiddenStates() : undefined;
   try {
     // Target: prefill rows, one-token steps, and a verify of each draft length (a cutoff only shortens it).
-    const prefills = s.exactPrompt && s.promptTokens !== undefined ? [Math.max(prompt - 1, 1)] : rowCounts(Math.max(prompt - 1, 1), dev.tuning.streamedMaxRows);
+    // Exactly this prompt's prefill, in the passes generate() will take (prefill.ts), or every prompt length's.
+    const prefilled = Math.max(prompt - 1, 1);
+    const prefills = s.exactPrompt && s.promptTokens !== undefined ? [prefillPassRows(target, cache, prefilled, states)] : rowCounts(prefilled, dev.tuning.streamedMaxRows);
     for (const n of prefills) {
       await record(() => {
         cache.truncate(0);

@@ -171,7 +171,9 @@ export class GPT2 {
    * position's final hidden state is also written there.
    */
   forward(ids: ArrayLike<number> | Tensor, cache: GPT2Cache, logitRows = 1, states?: HiddenStates): Tensor {
-    return this.run('GPT2.forward', ids, cache, logitRows, states);
+    const n = ids instanceof Tensor ? ids.size : ids.length;
+    if (n > 0 && !(logitRows >= 1 && logitRows <= n)) throw new RangeError(`GPT2.forward: logitRows ${logitRows} not in [1, ${n}]`);
+    return this.run('GPT2.forward', ids, cache, logitRows, states)!;
   }
 
   /**
@@ -181,7 +183,7 @@ export class GPT2 {
    */
   prefill(ids: ArrayLike<number>, cache: GPT2Cache, states?: HiddenStates): void {
     const oneRow = ids.length <= this.device.tuning.prefillOneRowAttention;
-    this.run('GPT2.prefill', ids, cache, 1, states, undefined, oneRow ? 1 : undefined).dispose();
+    this.run('GPT2.prefill', ids, cache, 0, states, undefined, oneRow ? 1 : undefined);
   }
 
   /**
@@ -195,10 +197,11 @@ export class GPT2 {
     const depthsOk = tree.depths.length === n && tree.ancestors.length === n && tree.depths.every((d, i) => Number.isInteger(d) && d >= 0 && d <= i);
     if (!depthsOk) throw new RangeError(`GPT2.forwardTree: a tree of ${n} rows needs ${n} depths (each at most its row) and ${n} ancestor masks`);
     if (n > MAX_TREE_ROWS) throw new RangeError(`GPT2.forwardTree: a tree of ${n} rows exceeds ${MAX_TREE_ROWS}`);
-    return this.run('GPT2.forwardTree', ids, cache, n, undefined, tree);
+    return this.run('GPT2.forwardTree', ids, cache, n, undefined, tree)!;
   }
 
-  private run(op: string, ids: ArrayLike<number> | Tensor, cache: GPT2Cache, logitRows: number, states?: HiddenStates, tree?: TokenTreeLayout, attentionRows?: number): Tensor {
+  /** The pass of forward, prefill (logitRows 0: no output layer, nothing returned) and forwardTree. */
+  private run(op: string, ids: ArrayLike<number> | Tensor, cache: GPT2Cache, logitRows: number, states?: HiddenStates, tree?: TokenTreeLayout, attentionRows?: number): Tensor | null {
     const n = ids instanceof Tensor ? ids.size : ids.length;
     const pos0 = cache.length;
     // Ids already on the GPU come from sampling, hence from the vocabulary.
@@ -207,7 +210,7 @@ export class GPT2 {
     if (pos0 + n > cache.capacity) {
       throw new ContextError(`${op}: ${pos0} cached + ${n} new tokens exceed the context of ${cache.capacity} positions`);
     }
-    if (!(logitRows >= 1 && logitRows <= n)) throw new RangeError(`${op}: logitRows ${logitRows} not in [1, ${n}]`);
+    if (!(logitRows >= 0 && logitRows <= n)) throw new RangeError(`${op}: logitRows ${logitRows} not in [0, ${n}]`);
     const { layerNormEpsilon: eps, nEmbd: d } = this.config;
     if (states && (states.width !== d || states.rows.shape[0] < pos0 + n + 1)) {
       throw new RangeError(`${op}: hidden states [${states.rows.shape}] cannot hold positions up to ${pos0 + n} of width ${d}`);
@@ -236,11 +239,13 @@ export class GPT2 {
         x = matmul(h, mlp_proj.w, { layout: 'nk', bias: mlp_proj.b, residual: x });
       });
       if (!states) {
+        if (logitRows === 0) return null;
         const last = logitRows === n ? x : slice(x, n - logitRows, n, 0);
         return matmul(layerNorm(last, { ...this.ln_f, eps }), this.lm_head, { layout: 'nk' }); // (rows, V)
       }
       const h = layerNorm(x, { ...this.ln_f, eps }); // (n, d)
       this.device.copy(h.buffer, 0, states.rows.buffer, (pos0 + 1) * d * 4, n * d * 4);
+      if (logitRows === 0) return null;
       return matmul(logitRows === n ? h : slice(h, n - logitRows, n, 0), this.lm_head, { layout: 'nk' }); // (rows, V)
     });
   }

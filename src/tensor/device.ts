@@ -186,6 +186,19 @@ export class Device {
     this.kernels.restoreFirstRuns(keys);
   }
 
+  /**
+   * Whether this kernel has had its first run on this adapter (here, on a helper device, or in an earlier process
+   * as restoreFirstRuns tells); false when the restored record lacks it, undefined with no record restored.
+   */
+  hasRun(key: string): boolean | undefined {
+    return this.kernels.hasRun(key);
+  }
+
+  /** Whether a record of first runs was restored (restoreFirstRuns): hasRun then answers for every kernel. */
+  get keepsFirstRuns(): boolean {
+    return this.kernels.keepsFirstRuns;
+  }
+
   /** Compiles these kernels' pipelines ahead of use (kernels.ts); resolves with how many were new. */
   compile(specs: Iterable<KernelSpec>, onProgress?: CompileProgress): Promise<number> {
     return this.kernels.compile(specs, onProgress);

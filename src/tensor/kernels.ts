@@ -150,6 +150,19 @@ export class KernelCache {
     for (const k of keys) this.ranBefore.add(k);
   }
 
+  /**
+   * Whether this kernel has had its first run on this adapter: here, on a helper device, or as restored; false when it
+   * has not as far as the restored record tells, undefined without a record.
+   */
+  hasRun(key: string): boolean | undefined {
+    if (this.launched.has(key) || this.helpersRan.has(key) || this.ranBefore?.has(key)) return true;
+    return this.ranBefore ? false : undefined;
+  }
+
+  get keepsFirstRuns(): boolean {
+    return this.ranBefore !== null;
+  }
+
   /** Kernels that have had their first run on this adapter: here, on a helper device, or as restored. Sorted. */
   firstRuns(): string[] {
     return [...new Set([...(this.ranBefore ?? []), ...this.launched, ...this.helpersRan])].sort();

@@ -37,9 +37,14 @@ export function tuningFile(device: Device, cacheDir: string): string {
   return join(cacheDir, 'tuning', `${key}.json`);
 }
 
-/** Restores the choices kept for this adapter and stamp onto `device` (those it already has stay). */
+/**
+ * Restores the choices kept for this adapter and stamp onto `device` (those it already has stay), and the kernels
+ * known to have had their first run (Device.restoreFirstRuns): none when the file is missing or ignored.
+ */
 export function loadTuning(device: Device, cacheDir: string, stamp: string): LoadedTuning {
   const path = tuningFile(device, cacheDir);
+  // Without a file for this adapter and stamp, no kernel is known to have run: the record starts empty.
+  device.restoreFirstRuns([]);
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -67,8 +72,7 @@ export function loadTuning(device: Device, cacheDir: string, stamp: string): Loa
   } catch (e) {
     return ignored((e as Error).message);
   }
-  // A file without the list (written before kernels' first runs were kept) tells nothing about them.
-  if (file.firstRuns) device.restoreFirstRuns(firstRuns);
+  device.restoreFirstRuns(firstRuns);
   return { path, restored: Object.keys(file.matmulChoices).length, firstRuns: firstRuns.length };
 }
 

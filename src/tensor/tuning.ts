@@ -82,6 +82,12 @@ export interface KernelTuning {
    */
   prefillOneRowAttention: number;
   /**
+   * A prompt of up to this many tokens whose one-pass prefill would run a kernel never run on this adapter (as the
+   * restored first runs tell) is read a token per pass, with the one-token steps' kernels (decode/prefill.ts): on
+   * lavapipe a cold start's first token came 0.4-0.7 s sooner for 4 and 20 tokens, and each token costs about 14 ms.
+   */
+  coldPrefillMaxTokens: number;
+  /**
    * How filteredProbs searches its top-k / top-p thresholds: 2 bits per pass over top-k's few gathered tokens
    * decode as fast as 4 and compile in half the time; small workgroups, since llvmpipe pays for every barrier;
    * 64, not 32, to leave a GPU's row enough lanes (docs/performance.md, "Kernel tuning table").
@@ -137,6 +143,7 @@ export const DEFAULT_TUNING: Readonly<KernelTuning> = deepFreeze<KernelTuning>({
   matmulChoices: {},
   attentionRows: 4,
   prefillOneRowAttention: 32,
+  coldPrefillMaxTokens: 32,
   thresholdSearch: { digitBits: 2, wg: 64 },
   rowWorkgroup: 64,
   layerNormWorkgroup: 64,
@@ -210,6 +217,7 @@ export function resolveTuning(overrides: Partial<KernelTuning> = {}, base: Reado
   for (const [key, c] of Object.entries(t.matmulChoices)) validateChoice(`matmulChoices['${key}']`, c);
   int('attentionRows', t.attentionRows, 1, 16);
   int('prefillOneRowAttention', t.prefillOneRowAttention, 0);
+  int('coldPrefillMaxTokens', t.coldPrefillMaxTokens, 0);
   oneOf('thresholdSearch.digitBits', t.thresholdSearch?.digitBits, [1, 2, 4]);
   oneOf('thresholdSearch.wg', t.thresholdSearch.wg, [32, 64, 128, 256]);
   oneOf('rowWorkgroup', t.rowWorkgroup, [64, 128, 256]);
