@@ -180,7 +180,8 @@ export class Device {
   /**
    * Kernels an earlier process ran on this adapter (saveTuning keeps them, loadTuning restores them). A background
    * warm-up (warmupInBackground) with a kernel outside them starts its helper devices at once, instead of timing a
-   * first run on this device, which would compile that kernel on the queue the decoding waits on.
+   * first run on this device, which would compile that kernel on the queue the decoding waits on; a prompt whose
+   * one-pass prefill would run a kernel outside them is read a token per pass (decode/prefill.ts).
    */
   restoreFirstRuns(keys: Iterable<string>): void {
     this.kernels.restoreFirstRuns(keys);

@@ -159,6 +159,7 @@ export class KernelCache {
     return this.ranBefore ? false : undefined;
   }
 
+  /** Whether a record of first runs was restored: hasRun then answers for every kernel. */
   get keepsFirstRuns(): boolean {
     return this.ranBefore !== null;
   }
