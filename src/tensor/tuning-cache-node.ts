@@ -2,9 +2,9 @@
  * What a process learned about its adapter, kept on disk per adapter for the next one: the matmul choices
  * autotuning measured, so that a later process times only the shapes it has not seen, and the kernels that
  * have had their first run, so that a later process knows which ones the driver's shader cache lacks (its
- * background warm-up and its prefill choose by it: Device.restoreFirstRuns). A file holds the adapter's description and a stamp (the runtime's version:
- * kernels change between versions); one written for another adapter or stamp, or one that does not parse, is
- * ignored with the reason, and autotuning measures again.
+ * background warm-up and its prefill choose by it: Device.restoreFirstRuns). A file holds the adapter's
+ * description and a stamp (the runtime's version: kernels change between versions); one written for another
+ * adapter or stamp, or one that does not parse, is ignored with the reason, and autotuning measures again.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
