@@ -1,13 +1,14 @@
 /**
  * npm run bench:coldstart — time to the first generated token from a fresh process, for the CLI
- * (`specdiff generate`, from the built dist/, which starts staged when greedy) and for the library (load, warmup,
- * generate; greedy like the CLI; and staged: warmupStaged, then generate with draftWhen), with Mesa's on-disk
+ * (`specdiff generate`, from the built dist/, which starts staged) and for the library (load, warmup,
+ * generate; greedy unless --temperature; and staged: warmupStaged, then generate with draftWhen), with Mesa's on-disk
  * shader cache empty (cold) and then as the cold run left it (warm). Each run is a new process with
  * MESA_SHADER_CACHE_DIR and XDG_CACHE_HOME (the kernels that have had first runs, which the CLI and the library
  * runs keep with saveTuning) pointing into its own folder, so nothing else's cache is touched. Needs `npm run build` first.
  *
  *   npm run bench:coldstart [-- --method specdiff] [--max-new-tokens N] [--warm-runs N] [--cache-dir DIR] [--warmup-devices N]
- *       [--series cli,library,staged]
+ *       [--series cli,library,staged] [--temperature X] [--top-k K]
+ * Sampled runs (--temperature above 0) of the staged series wait for drafting after their first token, as the CLI's do.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -29,6 +30,8 @@ const { values } = parseArgs({
     'warmup-devices': { type: 'string' },
     /** Which runs: the CLI, the library with the whole warm-up first, the library's staged start. */
     series: { type: 'string', default: 'cli,library,staged' },
+    temperature: { type: 'string', default: '0' },
+    'top-k': { type: 'string', default: '0' },
   },
 });
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -71,7 +74,9 @@ function time(args: string[], cacheDir: string, skip: number): Promise<Run> {
   });
 }
 
-const cliArgs = ['dist/cli.js', 'generate', prompt, '--method', method, '--max-new-tokens', maxNew];
+const temperature = Number(values.temperature);
+const topK = Number(values['top-k']);
+const cliArgs = ['dist/cli.js', 'generate', prompt, '--method', method, '--max-new-tokens', maxNew, '--temperature', String(temperature), '--top-k', String(topK)];
 // The library run: load, warm up with the exact settings, then print the first chunk and timings. Staged, as the CLI
 // does: the target and its prefill's and plain steps' kernels first; after the first token, beside the generation,
 // the drafters' load and the rest of the kernels (deferDrafters, warmupStaged, draftWhen). Both keep the kernels
@@ -84,7 +89,7 @@ loadTuning(device, defaultCacheDir(), 'bench');
 const m = (n) => dirFolder('models/' + n);
 const pipe = await loadPipeline(device, { target: m('target'), diffusionDrafter: m('drafter-mdlm'), arDrafter: m('drafter-ar') }, { dtype: 'f16', deferDrafters: ${staged} });
 const loaded = performance.now();
-const opts = { method: ${JSON.stringify(method)}, maxNewTokens: ${Number(maxNew)}, temperature: 0 };
+const opts = { method: ${JSON.stringify(method)}, maxNewTokens: ${Number(maxNew)}, temperature: ${temperature}, topK: ${topK}, waitForDrafting: ${temperature > 0} };
 const staged = ${staged} ? await pipe.warmupStaged({ ...opts, prompt: ${JSON.stringify(prompt)} }) : null;
 const w = staged ? staged.plain : await pipe.warmup({ ...opts, prompt: ${JSON.stringify(prompt)} });
 const warmed = performance.now();
@@ -118,7 +123,7 @@ async function series(name: string, args: string[], skip: number): Promise<void>
   }
 }
 
-console.log(`time to first token, ${method}, prompt ${JSON.stringify(prompt)}, ${maxNew} new tokens; cold = empty Mesa shader cache`);
+console.log(`time to first token, ${method}, temperature ${temperature}${topK ? `, top-k ${topK}` : ''}, prompt ${JSON.stringify(prompt)}, ${maxNew} new tokens; cold = empty Mesa shader cache`);
 // The CLI echoes the prompt before generating: the first token is what comes after it.
 // The CLI writes the prompt to stderr and the generated text alone to stdout: its first byte is the first token.
 const wanted = values.series!.split(',');

@@ -183,7 +183,7 @@ async function stagedWarmup(pipe: Pipeline, opts: WarmupOptions, quiet: boolean)
 function summary(s: GenerationStats): string {
   const lines = [
     `${s.method}: ${s.generatedTokens} tokens in ${(s.wallMs / 1000).toFixed(2)} s = ${s.tokensPerSecond.toFixed(1)} tok/s (prefill ${s.prefillMs.toFixed(0)} ms, stop: ${s.stopReason}${s.pipelinesCompiled ? `; ${s.pipelinesCompiled} kernels compiled in ${s.compileMs.toFixed(0)} ms, not counted` : ''})`,
-    `  target passes ${s.targetPasses}, tokens per target pass ${s.tokensPerTargetPass.toFixed(2)}${s.method !== 'ar' ? `, rows scored per pass ${(s.targetRows / Math.max(1, s.targetPasses)).toFixed(2)}` : ''}${s.stepsBeforeDrafting ? ` (the first ${s.stepsBeforeDrafting} plain, while the drafter loaded and its kernels compiled)` : ''}`,
+    `  target passes ${s.targetPasses}, tokens per target pass ${s.tokensPerTargetPass.toFixed(2)}${s.method !== 'ar' ? `, rows scored per pass ${(s.targetRows / Math.max(1, s.targetPasses)).toFixed(2)}` : ''}${s.stepsBeforeDrafting ? ` (the first ${s.stepsBeforeDrafting} plain, while the drafter loaded and its kernels compiled${s.draftingWaitMs ? `; then it waited ${s.draftingWaitMs.toFixed(0)} ms for them, not counted` : ''})` : ''}`,
   ];
   if (s.method !== 'ar') {
     lines.push(
@@ -332,10 +332,11 @@ async function main(): Promise<void> {
     if (prompt.trim() === '') throw new UsageError('generate needs a prompt: specdiff generate "The ship sailed"');
     const method = (values.method ?? 'specdiff') as 'ar' | 'speculative' | 'specdiff';
     const options = { ...genOptions(values), method, prompt };
-    // Greedy tokens do not depend on when drafting starts, so a greedy run starts with plain target steps while the
-    // drafter loads and its kernels compile; a sampled one waits for them all, so that a seed gives the same tokens
-    // every run (and --autotune times the drafter's shapes first).
-    const stagedStart = method !== 'ar' && options.temperature === 0 && !values.autotune;
+    // A staged start: the first token from plain target steps while the drafter loads and its kernels compile. Greedy
+    // tokens do not depend on when drafting starts, so a greedy run takes plain steps meanwhile; a sampled one waits
+    // after its first token, so that a seed gives the same tokens every run. --autotune times the drafter's shapes first.
+    const stagedStart = method !== 'ar' && !values.autotune;
+    const waitForDrafting = options.temperature > 0;
     const { pipe, keep } = await load(values, [method], stagedStart);
     const staged = stagedStart ? await stagedWarmup(pipe, options, !!values.json) : (await warmup(pipe, options, !!values.json), undefined);
     let drafting: Promise<unknown> | undefined;
@@ -343,7 +344,7 @@ async function main(): Promise<void> {
       const trace = values.trace ? openSync(values.trace, 'w') : undefined;
       const onStep = trace === undefined ? undefined : (step: StepTrace) => writeSync(trace, `${JSON.stringify(step)}\n`);
       const draftWhen = staged && (() => (drafting = staged.drafting()));
-      const run = pipe.generate(prompt, { ...genOptions(values), method, onStep, draftWhen });
+      const run = pipe.generate(prompt, { ...genOptions(values), method, onStep, draftWhen, waitForDrafting });
       // The generated text alone goes to stdout; the prompt, progress and statistics to stderr.
       if (!values.json) process.stderr.write(prompt);
       for await (const chunk of run) if (!values.json) process.stdout.write(chunk.text);

@@ -175,7 +175,8 @@ export class Pipeline {
    * plain target steps are ready (the target's alone). Pass its `drafting` to generate as draftWhen: once the first
    * token is out the generation calls it, which loads the drafters where loadPipeline deferred them and compiles
    * drafting's and verifying's kernels beside the generation (Device.warmupInBackground); the generation takes plain
-   * target steps until that is done. For a method without a drafter, `drafting` has nothing to compile.
+   * target steps until that is done (or waits, with GenerateOptions.waitForDrafting). For a method without a drafter,
+   * `drafting` has nothing to compile.
    */
   async warmupStaged(opts: WarmupOptions = {}): Promise<StagedWarmup> {
     const t0 = performance.now();

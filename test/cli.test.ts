@@ -80,6 +80,31 @@ describe('command line', () => {
     }
   }, 300_000);
 
+  it('a sampled SpecDiff run starts staged, takes one plain step, waits for the drafter, and a seed gives the same tokens cold and warm', async () => {
+    const cache = await mkdtemp(join(tmpdir(), 'specdiff-cli-sampled-'));
+    const run = () =>
+      spawnSync(process.execPath, [...ARGS, 'generate', 'The ship sailed', '--temperature', '0.8', '--top-k', '50', '--seed', '3', '--max-new-tokens', '24', '--json', '--cache-dir', join(cache, 'specdiff')], {
+        cwd: ROOT,
+        encoding: 'utf8',
+        timeout: 300_000,
+        env: { ...ENV, MESA_SHADER_CACHE_DIR: join(cache, 'mesa') },
+      });
+    try {
+      const [cold, warm] = [run(), run()].map((r) => {
+        expect(r.status, r.stderr.slice(-500)).toBe(0);
+        return JSON.parse(r.stdout);
+      });
+      expect(warm.tokens).toEqual(cold.tokens);
+      for (const { stats } of [cold, warm]) {
+        expect(stats.stepsBeforeDrafting).toBe(1);
+        expect(stats.draftedTokens).toBeGreaterThan(0);
+        expect(stats.draftingWaitMs).toBeGreaterThan(0);
+      }
+    } finally {
+      await rm(cache, { recursive: true, force: true });
+    }
+  }, 300_000);
+
   it('a URL target: one labelled progress line per file and model, each ending at 100 %; a second run reads the files from the cache', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'specdiff-cli-url-'));
     await writeTinyFolders(join(dir, 'models'), { tokenizerJson: true });

@@ -1,5 +1,6 @@
 /**
- * A staged start (GenerateOptions.draftWhen): plain target steps until the promise settles, then draft → verify.
+ * A staged start (GenerateOptions.draftWhen): plain target steps until the promise settles, then draft → verify;
+ * with waitForDrafting, one plain step and a wait.
  * Its exactness when sampling: decode-exact.test.ts; its warm-up (Pipeline.warmupStaged): warmup.test.ts.
  */
 import { describe, expect, it } from 'vitest';
@@ -89,6 +90,50 @@ describe('draftWhen', async () => {
     await arriving;
     await Promise.resolve();
     expect(freed).toBe(1);
+  });
+
+  describe('waitForDrafting', () => {
+    const sampled = { temperature: 0.9, seed: 7, method: 'specdiff' as const };
+    /** A sampled staged run whose drafting gets ready `ms` after the first token (its function is called). */
+    const after = async (ms: number, waitForDrafting: boolean) => {
+      const drafter = new DiffusionDrafter(mdlm);
+      const draftWhen = () => new Promise<void>((resolve) => setTimeout(resolve, ms));
+      const r = await run({ ...sampled, drafter, draftWhen, waitForDrafting });
+      drafter.dispose();
+      return r;
+    };
+
+    it('one plain step, then drafts: a seed gives the same tokens however long drafting takes to get ready', async () => {
+      const soon = await after(0, true);
+      const late = await after(300, true);
+      expect(late.tokens).toEqual(soon.tokens);
+      expect(late.stats.stepsBeforeDrafting).toBe(1);
+      expect(soon.stats.stepsBeforeDrafting).toBe(1);
+      expect(late.stats.draftedTokens).toBeGreaterThan(0);
+    });
+
+    it('the wait is counted apart from the decoding time', async () => {
+      const late = await after(300, true);
+      expect(late.stats.draftingWaitMs).toBeGreaterThanOrEqual(250);
+      expect(late.stats.wallMs).toBeLessThan(late.stats.draftingWaitMs);
+    });
+
+    it('without it, plain steps go on while drafting gets ready (the control)', async () => {
+      const late = await after(300, false);
+      expect(late.stats.stepsBeforeDrafting).toBeGreaterThan(1);
+      expect(late.stats.draftingWaitMs).toBe(0);
+    });
+
+    it('an abort during the wait ends the generation at once', async () => {
+      const drafter = new DiffusionDrafter(mdlm);
+      const stop = new AbortController();
+      const t0 = performance.now();
+      const r = await run({ ...sampled, drafter, draftWhen: () => new Promise(() => {}), waitForDrafting: true, signal: stop.signal, onStep: () => setTimeout(() => stop.abort(), 50) });
+      expect(r.stats.stopReason).toBe('aborted');
+      expect(r.tokens.length).toBe(1);
+      expect(performance.now() - t0).toBeLessThan(5000);
+      drafter.dispose();
+    });
   });
 
   it('a rejection fails the generation with its error, and frees what it allocated', async () => {

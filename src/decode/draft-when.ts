@@ -16,6 +16,7 @@ export class DraftingGate {
   private failure: { error: unknown } | null = null;
   private value: unknown;
   private closed = false;
+  private settledOnce: Promise<void> = Promise.resolve();
 
   /** `disposeLate`: free a drafter it brings that the generation never adopts (GenerateOptions.disposeDrafter). */
   constructor(
@@ -33,6 +34,11 @@ export class DraftingGate {
     this.started = true;
     const start = this.when as () => PromiseLike<unknown>;
     this.settle(new Promise((resolve) => resolve(start())));
+  }
+
+  /** Resolves once the promise has settled (ready, or check() throws its rejection); at once without one. */
+  settled(): Promise<void> {
+    return this.settledOnce;
   }
 
   /** Throws the rejection, if the promise was rejected. */
@@ -56,7 +62,7 @@ export class DraftingGate {
   }
 
   private settle(p: PromiseLike<unknown>): void {
-    Promise.resolve(p).then(
+    this.settledOnce = Promise.resolve(p).then(
       (v) => {
         this.value = v;
         this.ready = true;

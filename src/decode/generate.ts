@@ -52,6 +52,13 @@ export interface GenerateOptions extends SamplingOptions, SpeculationOptions {
    * depend on when it settles. A rejection fails the generation.
    */
   draftWhen?: DraftWhen;
+  /**
+   * With draftWhen: once the first token is out, wait for it to settle instead of taking plain target steps
+   * meanwhile (default false). Only the first token comes from a plain step then, so a seeded sampled run gives the
+   * same tokens however long the drafter takes to get ready; the wait is not counted in the decoding rate
+   * (GenerationStats.draftingWaitMs).
+   */
+  waitForDrafting?: boolean;
 }
 
 /** One iteration of the decoding loop, for a trace (GenerateOptions.onStep). */
@@ -220,6 +227,12 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
       stats.prefillMs = performance.now() - t0;
       stats.begin();
       while (out.length < maxNewTokens) {
+        if (opts.waitForDrafting && !drafting.ready && out.length > 0) {
+          const [waitStart, compiledBefore] = [performance.now(), dev.compileMs];
+          await untilAborted(drafting.settled(), opts.signal);
+          // Compiling on this device meanwhile is counted as compilation (GenerationStats.compileMs) already.
+          stats.draftingWaitMs += performance.now() - waitStart - (dev.compileMs - compiledBefore);
+        }
         if (opts.signal?.aborted) {
           stopReason = 'aborted';
           break;
@@ -326,6 +339,15 @@ function configureSpeculation(
     throw new RangeError(`drafts ${asked}: the ${drafter.kind} drafter, configured this way, proposes at most ${configured.maxDrafts ?? 1} per pass (several need a diffusion drafter with steps 1 or a draft head)`);
   }
   return { drafter: configured, lengths: { base: gamma, max: maxGamma }, drafts, branchLength: branch };
+}
+
+/** Resolves when `p` settles or `signal` aborts, whichever comes first. */
+function untilAborted(p: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return p;
+  if (signal.aborted) return Promise.resolve();
+  let onAbort = () => {};
+  const aborted = new Promise<void>((resolve) => signal.addEventListener('abort', (onAbort = () => resolve()), { once: true }));
+  return Promise.race([p, aborted]).finally(() => signal.removeEventListener('abort', onAbort));
 }
 
 /** Feeds the drafter the context but its last token (as prefill does) in passes of at most `rows` tokens. */

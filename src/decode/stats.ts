@@ -8,8 +8,13 @@ export interface GenerationStats {
   method: Method;
   promptTokens: number;
   generatedTokens: number;
-  /** From the first forward to the last token, excluding the prompt's prefill and compilation. */
+  /** From the first forward to the last token, excluding the prompt's prefill, compilation and draftingWaitMs. */
   wallMs: number;
+  /**
+   * A staged start that waits for drafting (GenerateOptions.waitForDrafting): the time it waited after the first token,
+   * less what this device spent compiling meanwhile (counted in compileMs).
+   */
+  draftingWaitMs: number;
   /** The prompt's pass through the target and, when speculating, the drafter's cache (without compilation). */
   prefillMs: number;
   /** Time spent compiling pipelines during the generation (0 after a warm-up with its settings). */
@@ -77,6 +82,7 @@ export class StatsRecorder {
   verifyMs = 0;
   acceptMs = 0;
   prefillMs = 0;
+  draftingWaitMs = 0;
   private start = 0;
   private compileAtStart: number;
   private compileAtBegin = 0;
@@ -111,12 +117,13 @@ export class StatsRecorder {
 
   finish(method: Method, promptTokens: number, stopReason: StopReason, extra: Partial<GenerationStats> = {}): GenerationStats {
     const compileMs = this.device.compileMs - this.compileAtStart;
-    const wallMs = performance.now() - this.start - (this.device.compileMs - this.compileAtBegin);
+    const wallMs = performance.now() - this.start - (this.device.compileMs - this.compileAtBegin) - this.draftingWaitMs;
     return {
       method,
       promptTokens,
       generatedTokens: this.generated,
       wallMs,
+      draftingWaitMs: this.draftingWaitMs,
       prefillMs: this.prefillMs - (this.compileAtBegin - this.compileAtStart),
       compileMs,
       pipelinesCompiled: this.device.pipelineCount - this.pipelinesAtStart,
