@@ -338,7 +338,7 @@ async function main(): Promise<void> {
     const stagedStart = method !== 'ar' && !values.autotune;
     const waitForDrafting = options.temperature > 0;
     const { pipe, keep } = await load(values, [method], stagedStart);
-    const staged = stagedStart ? await stagedWarmup(pipe, options, !!values.json) : (await warmup(pipe, options, !!values.json), undefined);
+    const staged = stagedStart ? await stagedWarmup(pipe, { ...options, waitForDrafting }, !!values.json) : (await warmup(pipe, options, !!values.json), undefined);
     let drafting: Promise<unknown> | undefined;
     try {
       const trace = values.trace ? openSync(values.trace, 'w') : undefined;

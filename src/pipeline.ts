@@ -175,7 +175,8 @@ export class Pipeline {
    * plain target steps are ready (the target's alone). Pass its `drafting` to generate as draftWhen: once the first
    * token is out the generation calls it, which loads the drafters where loadPipeline deferred them and compiles
    * drafting's and verifying's kernels beside the generation (Device.warmupInBackground); the generation takes plain
-   * target steps until that is done (or waits, with GenerateOptions.waitForDrafting). For a method without a drafter,
+   * target steps until that is done, or, given `waitForDrafting` here as the generation will be, takes one and waits
+   * (the second stage then compiles only what drafting after that one step reaches). For a method without a drafter,
    * `drafting` has nothing to compile.
    */
   async warmupStaged(opts: WarmupOptions = {}): Promise<StagedWarmup> {
@@ -231,7 +232,8 @@ export class Pipeline {
         drafts,
         promptTokens: prompt === undefined ? undefined : Math.max(1, prompt),
         maxNewTokens,
-        plainFirst: part === 'staged' ? maxNewTokens : undefined,
+        // A generation that waits for drafting takes exactly one plain step first.
+        plainFirst: part === 'staged' ? (opts.waitForDrafting ? 1 : maxNewTokens) : undefined,
         exactPrompt: part === 'plain',
         // Only the second stage searches beside a generation; elsewhere a yield would only delay the first token.
         sliceMs: part === 'staged' ? undefined : Infinity,

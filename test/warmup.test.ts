@@ -158,6 +158,32 @@ describe('Pipeline.warmupStaged (a first token before the drafter\'s kernels are
     expect(dev.pipelineCount - before).toBe(0);
     await staged.stop();
   }, 240_000);
+
+  it('sampled, waiting for drafting: the second stage compiles only what drafting after one plain step reaches, and the generation compiles nothing', async () => {
+    /** A staged start on a fresh device; `generate`: then a generation with the same options. */
+    const stagedStart = async (waitForDrafting: boolean, generate: boolean) => {
+      const fresh = await createNodeDevice({ tuning: { streamedMaxRows: 16 } });
+      const [t, m] = [await tinyGPT2(fresh, { vocab: V, seed: 31, positions: 64 }), await tinyMDLM(fresh, { vocab: V, seed: 32, positions: 64, draftHead: true, shiftLogits: true })];
+      const p = new Pipeline(fresh, null as unknown as Tokenizer, t, m, t);
+      const o = { ...opts, waitForDrafting };
+      const staged = await p.warmupStaged({ ...o, prompt: PROMPT });
+      const second = await staged.drafting();
+      const before = fresh.pipelineCount;
+      const r = generate ? await p.generate(PROMPT, { ...o, draftWhen: staged.drafting }).result() : null;
+      const compiled = fresh.pipelineCount - before;
+      await staged.stop();
+      p.dispose();
+      fresh.destroy();
+      return { kernels: second.kernels, r, compiled };
+    };
+    const waiting = await stagedStart(true, true);
+    expect(waiting.r!.stats.stepsBeforeDrafting).toBe(1);
+    expect(waiting.r!.stats.draftedTokens).toBeGreaterThan(0);
+    expect(waiting.compiled).toBe(0);
+    // Taking plain steps meanwhile, the drafter may catch up on more rows at once: more kernels.
+    const stepping = await stagedStart(false, false);
+    expect(waiting.kernels).toBeLessThan(stepping.kernels);
+  }, 240_000);
 });
 
 describe('Pipeline.warmupStaged with helper devices', async () => {
