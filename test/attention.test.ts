@@ -3,6 +3,9 @@ import type { Device } from '../src/tensor/device.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { GPULimitError } from '../src/tensor/errors.js';
 import { appendQKV, attention, KVCache, ropeTable, rotary } from '../src/tensor/ops/attention.js';
+import { slice } from '../src/tensor/ops/gather.js';
+import { createNodeDevice } from '../src/node.js';
+import { SUBGROUP_ATTENTION_LANES } from '../src/shaders/attention.js';
 import { getDevice } from './helpers/device.js';
 import { attentionRef, expectClose, randn, rotaryRef } from './helpers/reference.js';
 
@@ -270,6 +273,91 @@ describe('attention', () => {
     const cache = new KVCache(dev, 1, 8, 16);
     appendQKV(Tensor.from(dev, randn(2 * 48, 11), [2, 48]), cache);
     expect(() => attention(Tensor.from(dev, randn(3 * 16, 12), [3, 16]), cache)).toThrow(/with 2 cached positions/);
+    cache.dispose();
+  });
+});
+
+describe('attention by subgroups', () => {
+  /** The attention kernels `fn` dispatches. */
+  const attentionKernels = (dev: Device, fn: () => void) => dev.collectKernels(fn).map((s) => s.key).filter((k) => k.startsWith('attention'));
+
+  /** A cached causal prefix of P keys, then n query rows appended: their q, and the whole q, k and v. */
+  function setUp(dev: Device, H: number, hd: number, P: number, n: number, seed: number) {
+    const d = H * hd;
+    const qkv = randn((P + n) * 3 * d, seed);
+    const cache = new KVCache(dev, H, P + n, hd);
+    step(dev, qkv.subarray(0, P * 3 * d), cache).dispose();
+    const q = appendQKV(Tensor.from(dev, qkv.subarray(P * 3 * d), [n, 3 * d]), cache);
+    const all = split(qkv, P + n, d);
+    return { cache, q, k: all.k, v: all.v, qRows: rows(all.q, d, P, P + n) };
+  }
+
+  it('the adapter these tests run on has subgroups of exactly the kernel\'s width', async () => {
+    const { info } = await getDevice();
+    expect([info.features.subgroups, info.subgroupMinSize, info.subgroupMaxSize]).toEqual([true, SUBGROUP_ATTENTION_LANES, SUBGROUP_ATTENTION_LANES]);
+  });
+
+  // Head sizes of 2, 8 and 16 values per lane; 2 rows (one partial workgroup) and 11 (a full one and a partial one).
+  for (const [H, hd] of [[3, 16], [2, 64], [2, 128]] as const) {
+    for (const n of [2, 11]) {
+      it(`H=${H} hd=${hd}: ${n} block-causal rows over a cached prefix run the subgroup kernel and match the reference`, async () => {
+        const dev = await getDevice();
+        const [P, tail] = [37, Math.min(3, n - 1)];
+        const { cache, q, qRows, k, v } = setUp(dev, H, hd, P, n, 90 + n + hd);
+        expect(attentionKernels(dev, () => attention(q, cache, { bidirectionalTail: tail }))).toEqual([expect.stringMatching(/^attention_sg_/)]);
+        const out = await attention(q, cache, { bidirectionalTail: tail }).read();
+        expectClose(out, attentionRef(qRows, k, v, n, P + n, H, hd, true, 1 / Math.sqrt(hd), tail), 1e-5, 1e-5);
+        const bidirectional = await attention(q, cache, { causal: false }).read();
+        expectClose(bidirectional, attentionRef(qRows, k, v, n, P + n, H, hd, false), 1e-5, 1e-5);
+        cache.dispose();
+      });
+    }
+  }
+
+  it('rows past one uniform window of Q run as several dispatches, each binding its own rows', async () => {
+    const dev = await getDevice();
+    // 8 heads of 128: 4 KiB a row, so a 64 KiB window holds fewer than 16 of the 40 rows.
+    const [H, hd, P, n] = [8, 128, 9, 40];
+    const { cache, q, qRows, k, v } = setUp(dev, H, hd, P, n, 95);
+    const before = dev.dispatchCount;
+    const out = attention(q, cache);
+    expect(dev.dispatchCount - before).toBeGreaterThanOrEqual(3);
+    expectClose(await out.read(), attentionRef(qRows, k, v, n, P + n, H, hd, true), 1e-5, 1e-5);
+    cache.dispose();
+  });
+
+  it('tree: each row sees the cached keys and the rows its bit mask names', async () => {
+    const dev = await getDevice();
+    const [H, hd, P, n] = [2, 64, 5, 9];
+    const d = H * hd;
+    const { cache, q, qRows, k, v } = setUp(dev, H, hd, P, n, 96);
+    const masks = Array.from({ length: n }, (_, i) => ((0b1011001101 * (i + 3)) & ((1 << n) - 1)) | (1 << i));
+    const tree = Tensor.from(dev, Uint32Array.from(masks), [n]);
+    expect(attentionKernels(dev, () => attention(q, cache, { tree }))).toEqual([expect.stringMatching(/^attention_sg_.*_tree$/)]);
+    const out = await attention(q, cache, { tree }).read();
+    for (let i = 0; i < n; i++) {
+      const seen = [...Array(P).keys(), ...[...Array(n).keys()].filter((j) => (masks[i] >> j) & 1).map((j) => P + j)];
+      const pick = (x: Float32Array) => Float32Array.from(seen.flatMap((j) => Array.from(rows(x, d, j, j + 1))));
+      expectClose(out.subarray(i * d, (i + 1) * d), attentionRef(rows(qRows, d, i, i + 1), pick(k), pick(v), 1, seen.length, H, hd, false), 1e-5, 1e-5);
+    }
+    cache.dispose();
+  });
+
+  it('one row, an explicit rows-per-workgroup, a tuning of 0 rows or an adapter without subgroups run the tiled kernel', async () => {
+    const dev = await getDevice();
+    const [H, hd, P, n] = [2, 64, 12, 6];
+    const { cache, q } = setUp(dev, H, hd, P, n, 97);
+    const one = slice(q, n - 1, n, 0);
+    expect(attentionKernels(dev, () => attention(one, cache))).toEqual(['attention_hd64_r1_causal']);
+    expect(attentionKernels(dev, () => attention(q, cache, { rowsPerWorkgroup: 2 }))).toEqual(['attention_hd64_r2_causal']);
+    const want = await attention(q, cache).read();
+    for (const other of [await createNodeDevice({ tuning: { subgroupAttentionRows: 0 } }), await createNodeDevice({ disableFeatures: ['subgroups'] })]) {
+      const again = setUp(other, H, hd, P, n, 97);
+      expect(attentionKernels(other, () => attention(again.q, again.cache))).toEqual([`attention_hd64_r${other.tuning.attentionRows}_causal`]);
+      expectClose(await attention(again.q, again.cache).read(), want, 1e-5, 1e-5);
+      again.cache.dispose();
+      other.destroy();
+    }
     cache.dispose();
   });
 });

@@ -226,6 +226,111 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }`;
 }
 
+/** The subgroup kernel's params: ATTN_PARAMS' and the dispatch's rows (first, count) and where they start in the Q window. */
+export const SUBGROUP_ATTN_PARAMS = 'uuuuuufuuuuu';
+
+/** Invocations per workgroup of the subgroup kernel: one subgroup of exactly this many lanes, one key per lane per tile. */
+export const SUBGROUP_ATTENTION_LANES = 8;
+
+/**
+ * Attention with one subgroup per workgroup of (R query rows, head), for adapters whose subgroups are exactly
+ * SUBGROUP_ATTENTION_LANES wide. Each lane scores one key of a tile of that many against the R rows, subgroupMax
+ * and subgroupAdd settle the tile's softmax, and subgroupShuffle hands each key's weight to every lane, which sums
+ * its share of the head's dimensions; no workgroup memory and no barriers. Q is bound as a uniform window, which
+ * llvmpipe loads once per SIMD group where every lane reads the same element; there a storage buffer or workgroup
+ * memory is read lane by lane, each lane behind its own branch (docs/performance.md, "Attention on lavapipe").
+ * Loops over keys and over the head keep run-time bounds, as attentionWGSL's do.
+ */
+export function attentionSubgroupWGSL(hd: number, mask: AttentionMask, R: number, windowVec4s: number): string {
+  const L = SUBGROUP_ATTENTION_LANES;
+  if (hd % 4 !== 0 || hd % L !== 0) throw new Error(`attentionSubgroupWGSL: head size ${hd} must be a multiple of 4 and of ${L}`);
+  const n = hd / 4;
+  const U = n % 4 === 0 ? 4 : 1;
+  const DPL = hd / L;
+  const NEG = '-3.0e38';
+  const tree = mask === 'tree';
+  const keyLoads = Array.from({ length: U }, (_, u) => `let k${u} = Kc[koff + d${u ? ` + ${u}u` : ''}];`).join('\n      ');
+  const dots = Array.from({ length: U }, (_, u) => `dot(Q[qo${u ? ` + ${u}u` : ''}], k${u})`).join(' + ');
+  return `enable subgroups;
+${paramsStruct(['n', 'H', 'cap', 'kvLen', 'qPos0', 'tail', 'scale', 'hd', 'treeStart', 'row0', 'rows', 'qBase'], SUBGROUP_ATTN_PARAMS, tree ? 5 : 4)}
+@group(0) @binding(0) var<uniform> Q: array<vec4<f32>, ${windowVec4s}>;
+@group(0) @binding(1) var<storage, read> Kc: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> Vc: array<f32>;
+@group(0) @binding(3) var<storage, read_write> O: array<f32>;
+${tree ? '// Row i sees key treeStart + j when bit j of Tree[i] is set, and every key before treeStart.\n@group(0) @binding(4) var<storage, read> Tree: array<u32>;' : ''}
+// A head is P.hd = ${n} vec4s; a workgroup takes R rows, one lane per key of a tile of L, ${DPL} of the head's values per lane.
+const L = ${L}u;
+const R = ${R}u;
+const DPL = ${DPL}u;
+/** Keys row \`row\` (of all P.n) may see: a loop bound. */
+fn keysOf(row: u32) -> u32 {
+  return ${mask === 'causal' ? 'select(min(P.kvLen, P.qPos0 + row + 1u), P.kvLen, row + P.tail >= P.n)' : 'P.kvLen'};
+}
+/** Whether row \`row\` sees key j, within its bound. */
+fn sees(row: u32, j: u32) -> bool {
+  return ${tree ? 'j < P.treeStart || ((Tree[row] >> (j - P.treeStart)) & 1u) == 1u' : 'true'};
+}
+@compute @workgroup_size(${L})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(subgroup_invocation_id) t: u32) {
+  let item = ${LINEAR_WG};
+  let first = P.row0 + (item / P.H) * R;
+  let h = item % P.H;
+  let end = P.row0 + P.rows;
+  if (first >= end) { return; }
+  var bound: array<u32, ${R}>;
+  var qoff: array<u32, ${R}>;
+  var last = 0u;
+  for (var r = 0u; r < R; r++) {
+    let row = min(first + r, end - 1u);
+    bound[r] = select(0u, keysOf(row), first + r < end);
+    last = max(last, bound[r]);
+    qoff[r] = P.qBase + ((row - P.row0) * P.H + h) * P.hd;
+  }
+  var m: array<f32, ${R}>;
+  var l: array<f32, ${R}>;
+  var o: array<f32, ${R * DPL}>;
+  for (var r = 0u; r < R; r++) { m[r] = ${NEG}; }
+  for (var j0 = 0u; j0 < last; j0 += L) {
+    let j = j0 + t;
+    let koff = (h * P.cap + min(j, last - 1u)) * P.hd;
+    // Zeroed explicitly: lavapipe kept a loop-local array's values from the previous iteration.
+    var s = array<f32, ${R}>();
+    for (var d = 0u; d < P.hd; d += ${U}u) {
+      ${keyLoads}
+      for (var r = 0u; r < R; r++) {
+        let qo = qoff[r] + d;
+        s[r] += ${dots};
+      }
+    }
+    var p: array<f32, ${R}>;
+    for (var r = 0u; r < R; r++) {
+      let seen = j < bound[r] && sees(min(first + r, end - 1u), j);
+      let v = select(${NEG}, s[r] * P.scale, seen);
+      let mNew = max(m[r], subgroupMax(v));
+      let corr = exp(m[r] - mNew);
+      p[r] = select(0.0, exp(v - mNew), seen);
+      l[r] = l[r] * corr + subgroupAdd(p[r]);
+      m[r] = mNew;
+      for (var i = 0u; i < DPL; i++) { o[r * DPL + i] *= corr; }
+    }
+    for (var kk = 0u; kk < L; kk++) {
+      let voff = (h * P.cap + min(j0 + kk, last - 1u)) * P.hd * 4u + t;
+      for (var i = 0u; i < DPL; i++) {
+        let vd = Vc[voff + i * L];
+        for (var r = 0u; r < R; r++) { o[r * DPL + i] += subgroupShuffle(p[r], kk) * vd; }
+      }
+    }
+  }
+  for (var r = 0u; r < R; r++) {
+    if (first + r < end) {
+      let ooff = ((first + r) * P.H + h) * P.hd * 4u + t;
+      for (var i = 0u; i < DPL; i++) { O[ooff + i * L] = o[r * DPL + i] / l[r]; }
+    }
+  }
+}`;
+}
+
 export const ROTARY_PARAMS = 'uuuu';
 
 /** Standalone rotate-half rotary on X [n, H, hd] at positions pos0.., with the same (cos, sin) table. */

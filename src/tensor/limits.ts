@@ -20,6 +20,8 @@ export interface DeviceInfo {
   features: { shaderF16: boolean; subgroups: boolean; timestampQuery: boolean };
   /** Largest subgroup size the adapter may use (0 if unknown). */
   subgroupMaxSize: number;
+  /** Smallest subgroup size the adapter may use (0 if unknown); equal to the largest where the width is fixed. */
+  subgroupMinSize: number;
   limits: DeviceLimits;
 }
 
@@ -70,6 +72,7 @@ export function deviceInfo(adapter: GPUAdapter, gpu: GPUDevice): DeviceInfo {
       timestampQuery: gpu.features.has('timestamp-query'),
     },
     subgroupMaxSize: (ai as { subgroupMaxSize?: number } | undefined)?.subgroupMaxSize ?? 0,
+    subgroupMinSize: (ai as { subgroupMinSize?: number } | undefined)?.subgroupMinSize ?? 0,
     limits,
   };
 }

@@ -76,6 +76,13 @@ export interface KernelTuning {
    */
   attentionRows: number;
   /**
+   * Query rows per workgroup of the subgroup attention kernel, which runs two or more query rows where the
+   * adapter's subgroups are exactly SUBGROUP_ATTENTION_LANES wide (0: the tiled kernel everywhere). On lavapipe it
+   * takes a verify's 6 rows in 0.33-0.43 ms against the tiled kernel's 0.76-1.2 (8 heads of 64, 100 keys); 16 rows
+   * spill its per-row registers (docs/performance.md, "Attention on lavapipe").
+   */
+  subgroupAttentionRows: number;
+  /**
    * A prompt's prefill of up to this many tokens runs attention one query row per workgroup, the kernel decoding's
    * one-token steps run: within 2 % of attentionRows' kernel there, whose JIT takes llvmpipe 1.5-2 s, which a cold
    * start would wait for before its first token (docs/performance.md, "Compiling kernels").
@@ -142,6 +149,7 @@ export const DEFAULT_TUNING: Readonly<KernelTuning> = deepFreeze<KernelTuning>({
   gemvMinWorkgroups: 4,
   matmulChoices: {},
   attentionRows: 4,
+  subgroupAttentionRows: 8,
   prefillOneRowAttention: 32,
   coldPrefillMaxTokens: 32,
   thresholdSearch: { digitBits: 2, wg: 64 },
@@ -216,6 +224,7 @@ export function resolveTuning(overrides: Partial<KernelTuning> = {}, base: Reado
   int('gemvMinWorkgroups', t.gemvMinWorkgroups, 1, 1024);
   for (const [key, c] of Object.entries(t.matmulChoices)) validateChoice(`matmulChoices['${key}']`, c);
   int('attentionRows', t.attentionRows, 1, 16);
+  int('subgroupAttentionRows', t.subgroupAttentionRows, 0, 16);
   int('prefillOneRowAttention', t.prefillOneRowAttention, 0);
   int('coldPrefillMaxTokens', t.coldPrefillMaxTokens, 0);
   oneOf('thresholdSearch.digitBits', t.thresholdSearch?.digitBits, [1, 2, 4]);

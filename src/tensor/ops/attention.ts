@@ -21,7 +21,11 @@ import {
   qkvSplitWGSL,
   ROTARY_PARAMS,
   rotaryWGSL,
+  attentionSubgroupWGSL,
+  SUBGROUP_ATTENTION_LANES,
+  SUBGROUP_ATTN_PARAMS,
 } from '../../shaders/attention.js';
+import { uniformWindowBytes } from '../tuning.js';
 
 /** (cos, sin) of position·inv_freq_i for rotate-half rotary, [positions, hd/2, 2], in double precision. */
 export function ropeTable(device: Device, positions: number, hd: number, base = 10000): Tensor {
@@ -200,6 +204,23 @@ export function attention(q: Tensor, cache: KVCache, opts: AttentionOptions = {}
   const perWorkgroup = opts.rowsPerWorkgroup ?? q.device.tuning.attentionRows;
   assertShape(Number.isInteger(perWorkgroup) && perWorkgroup >= 1 && perWorkgroup <= 16, 'attention', `rowsPerWorkgroup must be an integer in 1..16, got ${perWorkgroup}`);
   const dev = q.device;
+  const chunks = opts.rowsPerWorkgroup === undefined ? subgroupChunks(q, H, hd, n) : null;
+  if (chunks) {
+    const R = dev.tuning.subgroupAttentionRows;
+    const window = uniformWindowBytes(dev.limits);
+    const spec = kernelSpec(`attention_sg_hd${hd}_r${R}_u${window / 16}${mask === 'none' ? '' : `_${mask}`}`, [...(['u', 'r', 'r', 'w'] as Access[]), ...(tree ? (['r'] as Access[]) : [])], SUBGROUP_ATTN_PARAMS, () =>
+      attentionSubgroupWGSL(hd, mask, R, window / 16),
+    );
+    for (const c of chunks) {
+      dev.dispatch(
+        spec,
+        [{ buffer: q.buffer, offset: c.offset, size: window }, cache.k.binding, cache.v.binding, out.binding, ...(tree ? [tree.binding] : [])],
+        [n, H, cache.capacity, cache.length, cache.length - n, tail, opts.scale ?? 1 / Math.sqrt(hd), hd / 4, cache.length - treeKeys, c.row0, c.rows, c.qBase],
+        grid2d(Math.ceil(c.rows / R) * H),
+      );
+    }
+    return out;
+  }
   // A row's result does not depend on R and rows past the end see no keys: 2..R-1 rows run the
   // R-row kernel, so each thread count has two variants (one row, R rows) instead of R.
   const rows = n === 1 ? 1 : perWorkgroup;
@@ -211,6 +232,36 @@ export function attention(q: Tensor, cache: KVCache, opts: AttentionOptions = {}
     grid2d(Math.ceil(n / spec.rows) * H),
   );
   return out;
+}
+
+/**
+ * The subgroup kernel's dispatches for q's n rows, or null where the tiled kernel runs: one row, a tuning of 0 rows,
+ * subgroups that are not exactly SUBGROUP_ATTENTION_LANES wide, or a head or a row too wide for it. Each dispatch
+ * binds its rows of Q as one uniform window from an aligned offset at or before them (qBase: their first vec4 in it).
+ */
+function subgroupChunks(q: Tensor, H: number, hd: number, n: number): Array<{ row0: number; rows: number; offset: number; qBase: number }> | null {
+  const dev = q.device;
+  const R = dev.tuning.subgroupAttentionRows;
+  const L = SUBGROUP_ATTENTION_LANES;
+  const { features, subgroupMinSize, subgroupMaxSize } = dev.info;
+  if (n < 2 || R === 0 || !features.subgroups || subgroupMinSize !== L || subgroupMaxSize !== L || hd % 4 !== 0 || hd % L !== 0) return null;
+  const window = uniformWindowBytes(dev.limits);
+  const align = dev.limits.minUniformBufferOffsetAlignment;
+  const rowBytes = H * hd * 4;
+  const size = q.buffer.size;
+  const fit = Math.floor((window - align) / rowBytes);
+  if (size < window || fit < 1) return null;
+  const perChunk = fit >= R ? fit - (fit % R) : fit;
+  const lastOffset = size - window - ((size - window) % align);
+  const chunks: Array<{ row0: number; rows: number; offset: number; qBase: number }> = [];
+  for (let row0 = 0; row0 < n; row0 += perChunk) {
+    const rows = Math.min(perChunk, n - row0);
+    const start = row0 * rowBytes;
+    const offset = Math.min(start - (start % align), lastOffset);
+    if (start - offset + rows * rowBytes > window) return null;
+    chunks.push({ row0, rows, offset, qBase: (start - offset) / 16 });
+  }
+  return chunks;
 }
 
 function attentionSpec(dev: Device, hd: number, mask: AttentionMask, rows: number) {
