@@ -1,14 +1,16 @@
 /**
- * Kernel benchmark (`npm run bench:kernels [-- --quick] [-- --no-tfjs]`): the adapter's roofline,
+ * Kernel benchmark (`npm run bench:kernels [-- --quick] [-- --no-tfjs] [-- --attention]`): the adapter's roofline,
  * then matmul at GPT-2 shapes for every gemv variant, attention, the sampling filter, and the same shapes through
  * tfjs-backend-webgpu on the same adapter. Prints tables and the targets; writes
- * bench/results/kernels-<date>.json. Wall-clock timing of batches of calls, median of batches.
+ * bench/results/kernels-<date>.json. Wall-clock timing of batches of calls, median of batches. `--attention`
+ * runs the attention sections alone: the kernel the device picks for decoding's few query rows against the tiled
+ * one, batches taken in turn, then GPT-2 small's attention.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { attentionCases, benchOursAttention, type AttentionRow } from './lib/attention.js';
+import { attentionCases, benchFewRows, benchOursAttention, fewRowsCases, type AttentionRow, type FewRowsRow } from './lib/attention.js';
 import { benchDevice, deviceDescription } from './lib/gpu.js';
 import { nodeGPU } from '../src/node.js';
 import { benchMatmulCase, weightData, type MatmulCase, type MatmulRow } from './lib/matmul.js';
@@ -21,7 +23,8 @@ import './lib/lavapipe-env.js';
 
 const args = new Set(process.argv.slice(2));
 const QUICK = args.has('--quick');
-const WITH_TFJS = !args.has('--no-tfjs');
+const ATTENTION_ONLY = args.has('--attention');
+const WITH_TFJS = !args.has('--no-tfjs') && !ATTENTION_ONLY;
 /** Weights rotate through this many bytes of copies: the bandwidth probe's size, past the caches. */
 const WORKING_SET = 256 << 20;
 /** Past this, remaining matmul and attention cases are skipped (and said so). */
@@ -33,6 +36,7 @@ const progress = (s: string) => console.error(`[${elapsed().toFixed(0).padStart(
 const notes: string[] = [];
 
 function matmulCases(): MatmulCase[] {
+  if (ATTENTION_ONLY) return [];
   const Ms = QUICK ? [1, 16, 64] : [1, 4, 8, 16, 64, 256];
   const kn = (name: string, K: number, N: number): MatmulCase => ({ name, K, N, layout: 'kn', wtype: 'f32', Ms });
   const cases: MatmulCase[] = [
@@ -137,6 +141,16 @@ async function main(): Promise<void> {
   console.log(`GPU read bandwidth ${fmt(read.gbps)} GB/s before, ${fmt(readEnd.gbps)} GB/s after the matmuls: %BW is against ${fmt(readGBs)} GB/s\n`);
   console.log(matmulTable(rows));
 
+  section('attention at decoding\'s few query rows (causal): the kernel the device picks against the tiled one');
+  const fewRows: FewRowsRow[] = [];
+  for (const c of fewRowsCases()) {
+    progress(`attention ${c.n} rows x ${c.L} keys, ${c.H} heads`);
+    fewRows.push(await benchFewRows(dev, c));
+  }
+  console.log(table(['>heads', '>queries', '>keys', 'kernel picked', '>ms/call', '>tiled ms/call', '>speedup'], fewRows.map((r) => [
+    r.H, r.n, r.L, r.chosenKernel, r.chosen?.ms ?? (r.error ? `error: ${r.error}` : null), r.tiled?.ms ?? null, r.chosen && r.tiled ? `${fmt(r.tiled.ms / r.chosen.ms)}x` : null,
+  ])));
+
   section('attention (12 heads x 64, causal)');
   const attn: AttentionRow[] = [];
   for (const c of attentionCases()) {
@@ -157,7 +171,8 @@ async function main(): Promise<void> {
 
   section('sampling filter (filteredProbs: softmax(x / T), top-k, top-p)');
   let sampling: SamplingRow[] = [];
-  if (elapsed() > DEADLINE_S) notes.push('skipped the sampling filter: past the deadline');
+  if (ATTENTION_ONLY) notes.push('--attention: no matmul or sampling filter');
+  else if (elapsed() > DEADLINE_S) notes.push('skipped the sampling filter: past the deadline');
   else {
     progress('sampling filter');
     sampling = await benchSampling(dev, QUICK);
@@ -192,6 +207,7 @@ async function main(): Promise<void> {
     tfjs: tfjs ? { version: tfjs.version } : { error: tfjsError ?? 'disabled' },
     matmul: rows,
     attention: attn,
+    attentionFewRows: fewRows,
     sampling,
     targets: ts,
     notes,

@@ -5,7 +5,7 @@
 import type { Device } from '../../src/tensor/device.js';
 import { attention, KVCache } from '../../src/tensor/ops/attention.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { timeCalls, type TfjsResult, type Timing, type TimingOptions } from './timing.js';
+import { timeCalls, timeEach, type TfjsResult, type Timing, type TimingOptions } from './timing.js';
 import { weightData } from './matmul.js';
 
 export interface AttentionCase {
@@ -58,6 +58,48 @@ export async function benchOursAttention(dev: Device, c: AttentionCase): Promise
   } catch (e) {
     row.oursError = (e as Error).message;
   }
+  q.dispose();
+  cache.dispose();
+  return row;
+}
+
+/** The few query rows decoding runs (a verify, a draft's backbone pass) against a decode-length cache. */
+export interface FewRowsCase {
+  n: number;
+  L: number;
+  H: number;
+  hd: number;
+}
+
+export function fewRowsCases(): FewRowsCase[] {
+  return [
+    ...[2, 4, 6, 9, 16].flatMap((n) => [64, 256].map((L) => ({ n, L, H: 8, hd: 64 }))),
+    ...[6, 9].map((n) => ({ n, L: 128, H: 4, hd: 64 })),
+  ];
+}
+
+export interface FewRowsRow extends FewRowsCase {
+  /** The kernel the device picks (the subgroup one where the adapter allows it). */
+  chosen?: Timing;
+  chosenKernel: string;
+  /** The tiled kernel, tuning.attentionRows rows per workgroup. */
+  tiled?: Timing;
+  error?: string;
+}
+
+/** Both attention kernels on the same cache and rows, their batches taken in turn (timeEach). */
+export async function benchFewRows(dev: Device, c: FewRowsCase, timing?: TimingOptions): Promise<FewRowsRow> {
+  const cache = new KVCache(dev, c.H, c.L, c.hd);
+  dev.upload(cache.k.buffer, 0, weightData(c.H * c.L * c.hd, 3));
+  dev.upload(cache.v.buffer, 0, weightData(c.H * c.L * c.hd, 4));
+  cache.length = c.L;
+  const q = Tensor.from(dev, weightData(c.n * c.H * c.hd, 5), [c.n, c.H * c.hd]);
+  const tiledRows = { rowsPerWorkgroup: dev.tuning.attentionRows };
+  const chosenKernel = dev.collectKernels(() => attention(q, cache)).map((s) => s.key).join(', ');
+  const row: FewRowsRow = { ...c, chosenKernel };
+  const [chosen, tiled] = await timeEach([() => attention(q, cache).dispose(), () => attention(q, cache, tiledRows).dispose()], () => dev.sync(), timing);
+  if (chosen instanceof Error || tiled instanceof Error) row.error = ((chosen instanceof Error ? chosen : tiled) as Error).message;
+  else Object.assign(row, { chosen, tiled });
   q.dispose();
   cache.dispose();
   return row;
