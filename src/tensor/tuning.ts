@@ -84,7 +84,7 @@ export interface KernelTuning {
   subgroupAttentionRows: number;
   /**
    * A prompt's prefill of up to this many tokens runs attention one query row per workgroup, the kernel decoding's
-   * one-token steps run: within 2 % of attentionRows' kernel there, whose JIT takes llvmpipe 1.5-2 s, which a cold
+   * one-token steps run: as fast as the multi-row kernels there, whose JIT takes llvmpipe 1.1-2 s, which a cold
    * start would wait for before its first token (docs/performance.md, "Compiling kernels").
    */
   prefillOneRowAttention: number;
