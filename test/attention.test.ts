@@ -5,7 +5,7 @@ import { GPULimitError } from '../src/tensor/errors.js';
 import { appendQKV, attention, KVCache, ropeTable, rotary } from '../src/tensor/ops/attention.js';
 import { slice } from '../src/tensor/ops/gather.js';
 import { createNodeDevice } from '../src/node.js';
-import { SUBGROUP_ATTENTION_LANES } from '../src/shaders/attention.js';
+import { SUBGROUP_LANES } from '../src/shaders/common.js';
 import { getDevice } from './helpers/device.js';
 import { attentionRef, expectClose, randn, rotaryRef } from './helpers/reference.js';
 
@@ -294,7 +294,7 @@ describe('attention by subgroups', () => {
 
   it('the adapter these tests run on has subgroups of exactly the kernel\'s width', async () => {
     const { info } = await getDevice();
-    expect([info.features.subgroups, info.subgroupMinSize, info.subgroupMaxSize]).toEqual([true, SUBGROUP_ATTENTION_LANES, SUBGROUP_ATTENTION_LANES]);
+    expect([info.features.subgroups, info.subgroupMinSize, info.subgroupMaxSize]).toEqual([true, SUBGROUP_LANES, SUBGROUP_LANES]);
   });
 
   // Head sizes of 2, 8 and 16 values per lane; 2 rows (one partial workgroup) and 11 (a full one and a partial one).

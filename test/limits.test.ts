@@ -10,6 +10,7 @@ import { Pipeline, type PipelineGenerateOptions } from '../src/pipeline.js';
 import type { Device } from '../src/tensor/device.js';
 import type { Tokenizer } from '../src/models/tokenizer.js';
 import { attentionRows } from '../src/tensor/ops/attention.js';
+import { fixedSubgroupWidth } from '../src/tensor/limits.js';
 import { DEFAULT_TUNING } from '../src/tensor/tuning.js';
 import { attentionWorkgroupBytes } from '../src/shaders/attention.js';
 
@@ -52,4 +53,16 @@ describe('default limits', async () => {
       expect(rb.tokens.length).toBe(16);
     }, 120_000);
   }
+});
+
+describe('fixedSubgroupWidth', () => {
+  const info = (subgroups: boolean, min: number, max: number) => ({ features: { shaderF16: false, subgroups, timestampQuery: false }, subgroupMinSize: min, subgroupMaxSize: max });
+
+  it('is the width where every subgroup has it, and 0 where widths vary, are unknown or subgroups are absent', () => {
+    expect(fixedSubgroupWidth(info(true, 8, 8))).toBe(8);
+    expect(fixedSubgroupWidth(info(true, 32, 32))).toBe(32);
+    expect(fixedSubgroupWidth(info(true, 8, 32))).toBe(0);
+    expect(fixedSubgroupWidth(info(true, 0, 0))).toBe(0);
+    expect(fixedSubgroupWidth(info(false, 8, 8))).toBe(0);
+  });
 });

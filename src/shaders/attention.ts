@@ -10,7 +10,7 @@
  *    mask names: a token tree's verification (its ancestors and itself among the tree's rows), or
  *    several drafts' head steps sharing one cache (each draft's own earlier rows).
  */
-import { LINEAR_WG, paramsStruct } from './common.js';
+import { LINEAR_WG, paramsStruct, SUBGROUP_LANES } from './common.js';
 
 export const QKV_PARAMS = 'uuuuu';
 
@@ -229,12 +229,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 /** The subgroup kernel's params: ATTN_PARAMS' and the dispatch's rows (first, count) and where they start in the Q window. */
 export const SUBGROUP_ATTN_PARAMS = 'uuuuuufuuuuu';
 
-/** Invocations per workgroup of the subgroup kernel: one subgroup of exactly this many lanes, one key per lane per tile. */
-export const SUBGROUP_ATTENTION_LANES = 8;
-
 /**
  * Attention with one subgroup per workgroup of (R query rows, head), for adapters whose subgroups are exactly
- * SUBGROUP_ATTENTION_LANES wide. Each lane scores one key of a tile of that many against the R rows, subgroupMax
+ * SUBGROUP_LANES wide (one subgroup per workgroup). Each lane scores one key of a tile of that many against the R rows, subgroupMax
  * and subgroupAdd settle the tile's softmax, and subgroupShuffle hands each key's weight to every lane, which sums
  * its share of the head's dimensions; no workgroup memory and no barriers. Q is bound as a uniform window, which
  * llvmpipe loads once per SIMD group where every lane reads the same element; there a storage buffer or workgroup
@@ -242,7 +239,7 @@ export const SUBGROUP_ATTENTION_LANES = 8;
  * Loops over keys and over the head keep run-time bounds, as attentionWGSL's do.
  */
 export function attentionSubgroupWGSL(hd: number, mask: AttentionMask, R: number, windowVec4s: number): string {
-  const L = SUBGROUP_ATTENTION_LANES;
+  const L = SUBGROUP_LANES;
   if (hd % 4 !== 0 || hd % L !== 0) throw new Error(`attentionSubgroupWGSL: head size ${hd} must be a multiple of 4 and of ${L}`);
   const n = hd / 4;
   const U = n % 4 === 0 ? 4 : 1;

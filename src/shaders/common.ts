@@ -1,5 +1,12 @@
 /** Small pieces shared by the WGSL generators. */
 
+/**
+ * The subgroup width the subgroup kernels are written for and tested on (lavapipe's, on AVX2): where an adapter's
+ * subgroups are all exactly this wide, attention over several query rows uses subgroup operations; elsewhere the
+ * kernel without them runs.
+ */
+export const SUBGROUP_LANES = 8;
+
 export type WeightType = 'f32' | 'f16';
 
 /**

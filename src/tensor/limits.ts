@@ -76,3 +76,9 @@ export function deviceInfo(adapter: GPUAdapter, gpu: GPUDevice): DeviceInfo {
     limits,
   };
 }
+
+/** The width every subgroup of the device has (its smallest and largest sizes equal), or 0 without subgroups or with varying ones. */
+export function fixedSubgroupWidth(info: Pick<DeviceInfo, 'features' | 'subgroupMinSize' | 'subgroupMaxSize'>): number {
+  const { features, subgroupMinSize: min, subgroupMaxSize: max } = info;
+  return features.subgroups && min > 0 && min === max ? min : 0;
+}

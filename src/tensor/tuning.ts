@@ -77,7 +77,7 @@ export interface KernelTuning {
   attentionRows: number;
   /**
    * Query rows per workgroup of the subgroup attention kernel, which runs two or more query rows where the
-   * adapter's subgroups are exactly SUBGROUP_ATTENTION_LANES wide (0: the tiled kernel everywhere). On lavapipe it
+   * adapter's subgroups are exactly SUBGROUP_LANES wide (0: the tiled kernel everywhere). On lavapipe it
    * takes a verify's 6 rows in 0.33-0.43 ms against the tiled kernel's 0.76-1.2 (8 heads of 64, 100 keys); 16 rows
    * spill its per-row registers (docs/performance.md, "Attention on lavapipe").
    */

@@ -7,7 +7,7 @@ import { assertShape, GPULimitError, shapeStr } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { kernelSpec } from '../spec.js';
 import type { Access } from '../kernels.js';
-import { grid2d } from '../../shaders/common.js';
+import { grid2d, SUBGROUP_LANES } from '../../shaders/common.js';
 import {
   ATTN_PARAMS,
   type AttentionMask,
@@ -22,10 +22,10 @@ import {
   ROTARY_PARAMS,
   rotaryWGSL,
   attentionSubgroupWGSL,
-  SUBGROUP_ATTENTION_LANES,
   SUBGROUP_ATTN_PARAMS,
 } from '../../shaders/attention.js';
 import { uniformWindowBytes } from '../tuning.js';
+import { fixedSubgroupWidth } from '../limits.js';
 
 /** (cos, sin) of position·inv_freq_i for rotate-half rotary, [positions, hd/2, 2], in double precision. */
 export function ropeTable(device: Device, positions: number, hd: number, base = 10000): Tensor {
@@ -236,15 +236,14 @@ export function attention(q: Tensor, cache: KVCache, opts: AttentionOptions = {}
 
 /**
  * The subgroup kernel's dispatches for q's n rows, or null where the tiled kernel runs: one row, a tuning of 0 rows,
- * subgroups that are not exactly SUBGROUP_ATTENTION_LANES wide, or a head or a row too wide for it. Each dispatch
+ * subgroups that are not exactly SUBGROUP_LANES wide, or a head or a row too wide for it. Each dispatch
  * binds its rows of Q as one uniform window from an aligned offset at or before them (qBase: their first vec4 in it).
  */
 function subgroupChunks(q: Tensor, H: number, hd: number, n: number): Array<{ row0: number; rows: number; offset: number; qBase: number }> | null {
   const dev = q.device;
   const R = dev.tuning.subgroupAttentionRows;
-  const L = SUBGROUP_ATTENTION_LANES;
-  const { features, subgroupMinSize, subgroupMaxSize } = dev.info;
-  if (n < 2 || R === 0 || !features.subgroups || subgroupMinSize !== L || subgroupMaxSize !== L || hd % 4 !== 0 || hd % L !== 0) return null;
+  const L = SUBGROUP_LANES;
+  if (n < 2 || R === 0 || fixedSubgroupWidth(dev.info) !== L || hd % 4 !== 0 || hd % L !== 0) return null;
   const window = uniformWindowBytes(dev.limits);
   const align = dev.limits.minUniformBufferOffsetAlignment;
   const rowBytes = H * hd * 4;
