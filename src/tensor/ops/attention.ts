@@ -208,9 +208,8 @@ export function attention(q: Tensor, cache: KVCache, opts: AttentionOptions = {}
   if (chunks) {
     const R = dev.tuning.subgroupAttentionRows;
     const window = uniformWindowBytes(dev.limits);
-    const spec = kernelSpec(`attention_sg_hd${hd}_r${R}_u${window / 16}${mask === 'none' ? '' : `_${mask}`}`, [...(['u', 'r', 'r', 'w'] as Access[]), ...(tree ? (['r'] as Access[]) : [])], SUBGROUP_ATTN_PARAMS, () =>
-      attentionSubgroupWGSL(hd, mask, R, window / 16),
-    );
+    const bindings: Access[] = tree ? ['u', 'r', 'r', 'w', 'r'] : ['u', 'r', 'r', 'w'];
+    const spec = kernelSpec(`attention_sg_hd${hd}_r${R}_u${window / 16}${mask === 'none' ? '' : `_${mask}`}`, bindings, SUBGROUP_ATTN_PARAMS, () => attentionSubgroupWGSL(hd, mask, R, window / 16));
     for (const c of chunks) {
       dev.dispatch(
         spec,
