@@ -18,11 +18,13 @@ import {
   loadTuning,
   saveTuning,
   urlFolder,
+  VERIFICATIONS,
   type BundledModel,
   type GenerationStats,
   type Pipeline,
   type StagedWarmup,
   type StepTrace,
+  type Verification,
   type WarmupOptions,
 } from './node.js';
 import type { CheckpointFolder } from './models/safetensors.js';
@@ -49,6 +51,9 @@ options:
                      as a token tree (specdiff with --steps 1 or a draft head; up to 8, at
                      most 31 drafted tokens in all; default 1)
   --branch-length N  with --drafts, the length of each draft after the first (default γ)
+  --verification block|token
+                     when sampling, judge a draft as a whole (block verification) or token
+                     by token; both are exact (default block)
   --window N         drafter context window W of bidirectional drafting (default 8)
   --draft-attention bidirectional|block-causal
                      how the MDLM drafter sees the context (default: its config.json;
@@ -99,6 +104,7 @@ const CHOICES: Record<string, readonly string[]> = {
   'draft-attention': ['bidirectional', 'block-causal'],
   'draft-head': ['on', 'off'],
   'head-draw': ['sequential', 'parallel'],
+  verification: VERIFICATIONS,
 };
 /** Numeric flags: [least value, integer?, greatest value]. */
 const NUMBERS: Record<string, [number, boolean, number?]> = {
@@ -189,7 +195,7 @@ function summary(s: GenerationStats): string {
     lines.push(
       `  drafted ${s.draftedTokens}, accepted ${s.acceptedTokens} (${(100 * s.acceptanceRate).toFixed(1)}%), mean accepted per iteration ${s.meanAccepted.toFixed(2)}, drafter passes per token ${s.drafterPassesPerToken.toFixed(2)}${s.draftHeadSteps ? `, draft-head steps per token ${(s.draftHeadSteps / s.generatedTokens).toFixed(2)}` : ''}`,
       // γ is unknown when a staged start never drafted (its drafter arrived after the last token).
-      `  time: draft ${s.draftMs.toFixed(0)} ms, verify ${s.verifyMs.toFixed(0)} ms, accept ${s.acceptMs.toFixed(0)} ms${s.gamma === undefined ? '' : ` (γ=${s.gamma}${s.maxGamma !== s.gamma ? `..${s.maxGamma}, mean ${s.meanDrafted.toFixed(1)}` : ''}${s.steps ? `, T=${s.steps}` : ''})`}`,
+      `  time: draft ${s.draftMs.toFixed(0)} ms, verify ${s.verifyMs.toFixed(0)} ms, accept ${s.acceptMs.toFixed(0)} ms${s.gamma === undefined ? '' : ` (γ=${s.gamma}${s.maxGamma !== s.gamma ? `..${s.maxGamma}, mean ${s.meanDrafted.toFixed(1)}` : ''}${s.steps ? `, T=${s.steps}` : ''}${s.verification ? `, ${s.verification} verification` : ''})`}`,
       `  acceptance by draft position: ${s.acceptanceByPosition.slice(0, 8).map((a, i) => `${i + 1}: ${(100 * a).toFixed(0)}%`).join(', ')}${s.acceptanceByPosition.length > 8 ? ', …' : ''}`,
       `  accepted per draft (0, 1, 2, …): ${s.acceptedLengthCounts.join(' ')}`,
     );
@@ -273,6 +279,7 @@ function genOptions(v: Record<string, unknown>) {
     headPositions: num('head-positions'),
     headStart: num('head-start'),
     headDraw: v['head-draw'] as 'sequential' | 'parallel' | undefined,
+    verification: v.verification as Verification | undefined,
     temperature: num('temperature') ?? 0,
     topK: num('top-k'),
     topP: num('top-p'),
@@ -292,6 +299,7 @@ async function main(): Promise<void> {
       cutoff: { type: 'string' },
       drafts: { type: 'string' },
       'branch-length': { type: 'string' },
+      verification: { type: 'string' },
       window: { type: 'string' },
       schedule: { type: 'string' },
       'draft-attention': { type: 'string' },

@@ -46,7 +46,8 @@ export {
   type GenerationResult,
 } from './decode/generate.js';
 export type { GenerationStats, StopReason } from './decode/stats.js';
-export type { DraftAttention, Method, SamplingOptions, SpeculationOptions, UnmaskSchedule } from './decode/options.js';
+export type { DraftAttention, Method, SamplingOptions, SpeculationOptions, UnmaskSchedule, Verification } from './decode/options.js';
+export { VERIFICATIONS } from './decode/options.js';
 export type { Drafter, Draft, DraftDefaults, DraftTree } from './decode/drafter.js';
 export { ARDrafter } from './decode/ar-drafter.js';
 export { DiffusionDrafter, type DiffusionDrafterOptions } from './decode/diffusion-drafter.js';

@@ -230,6 +230,7 @@ export class Pipeline {
         maxGamma,
         withConfidence: (opts.confidenceCutoff ?? 0) > 0,
         drafts,
+        verification: opts.verification,
         promptTokens: prompt === undefined ? undefined : Math.max(1, prompt),
         maxNewTokens,
         // A generation that waits for drafting takes exactly one plain step first.

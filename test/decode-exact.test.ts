@@ -1,7 +1,8 @@
 /**
- * Speculative sampling must leave the target's distribution unchanged (helpers/exactness.ts): AR and
- * diffusion drafters, a confidence cutoff, an adaptive draft length, drafting after a plain step (a staged
- * start), and a drafter that lies about the distribution it drew from, which must fail the same test.
+ * Speculative sampling must leave the target's distribution unchanged (helpers/exactness.ts), verified by
+ * blocks (the default) and token by token: AR and diffusion drafters, a confidence cutoff, an adaptive draft
+ * length, drafting after a plain step (a staged start), and a drafter that lies about the distribution it drew
+ * from, which must fail the same test.
  * Drafters through a draft head: decode-exact-head.test.ts.
  */
 import { describe, expect, it } from 'vitest';
@@ -19,9 +20,10 @@ describe('speculative sampling is exact (chi-square on the first two tokens)', a
 
   // The target's weights at 0.7 of their scale: a different q that is accepted about half the time,
   // so second drafted tokens are tested too.
-  it('AR drafter, γ = 2, temperature 1', async () => {
+  // Block verification (the default) and the token rule: they differ from the second drafted token on.
+  it.each(['block', 'token'] as const)('AR drafter, γ = 2, temperature 1, %s verification', async (verification) => {
     const drafter = new ARDrafter(await tinyGPT2(dev, { vocab: V, seed: 11, scale: 0.7 }));
-    const { stat, df } = chiSquare(await empirical(target, { method: 'speculative', drafter, gamma: 2 }), joint);
+    const { stat, df } = chiSquare(await empirical(target, { method: 'speculative', drafter, gamma: 2, verification }), joint);
     expect(df).toBeLessThanOrEqual(35);
     expect(stat, `chi-square ${stat.toFixed(1)}`).toBeLessThan(critical);
   }, 400_000);

@@ -19,7 +19,7 @@ describe('speculativeStep', async () => {
     target.forward(context.slice(0, -1), cache).dispose();
     const drafter = new ARDrafter(draftModel);
     const before = cache.length;
-    const s = await speculativeStep({ target, cache, sampling: greedy, rng: new Rng(0), drafter, cutoff: 0 }, context, gamma);
+    const s = await speculativeStep({ target, cache, sampling: greedy, rng: new Rng(0), drafter, cutoff: 0, verification: 'block' }, context, gamma);
     const after = cache.length;
     cache.dispose();
     drafter.dispose();

@@ -402,6 +402,37 @@ describe('residualDraws', () => {
     expect(chi2).toBeLessThan(10.8);
   });
 
+  it("block verification: each row's residual is weighted by its drafted prefix's weight, and its mass is returned", async () => {
+    const dev = await getDevice();
+    const [g, V] = [6, 700];
+    const p = distributions(g + 1, V, 55);
+    const q = distributions(g, V, 56);
+    // Drafted tokens where q is above p and below it, so that the weights fall below 1 and recover.
+    const draft = Int32Array.from({ length: g }, (_, i) => {
+      const row = (j: number) => (i % 2 ? p[i * V + j] > 2 * q[i * V + j] : q[i * V + j] > 2 * p[i * V + j] && p[i * V + j] > 0);
+      return Array.from({ length: V }, (_, j) => j).find(row)!;
+    });
+    const r = rng(57);
+    const u = Float32Array.from({ length: g }, () => r());
+    const out = residualDraws(Tensor.from(dev, p, [g + 1, V]), Tensor.from(dev, q, [g, V]), Tensor.from(dev, draft, [g]), Tensor.from(dev, u, [g]), { block: true });
+    const [draws, mass] = [await out.draws.read(), await out.mass!.read()];
+    // The kernel's f32 arithmetic: w_i = min(1, w_{i-1} · (p / q)).
+    let w = 1;
+    const weights: number[] = [];
+    for (let i = 0; i < g; i++) {
+      weights.push(w);
+      w = Math.fround(Math.min(1, Math.fround(w * Math.fround(p[i * V + draft[i]] / q[i * V + draft[i]]))));
+    }
+    expect(weights.some((v) => v < 0.5), 'a weight below 1/2').toBe(true);
+    expect(weights.slice(1).some((v, i) => v > weights[i]), 'a weight that recovers').toBe(true);
+    for (let i = 0; i < g; i++) {
+      const residual = Float32Array.from({ length: V }, (_, j) => Math.fround(Math.fround(weights[i] * p[i * V + j]) - q[i * V + j]));
+      const total = residual.reduce((a, v) => a + Math.max(v, 0), 0);
+      expect(mass[i], `position ${i}`).toBeCloseTo(total, 5);
+      expect(draws[i], `position ${i}`).toBe(sampleRef(residual, u[i]));
+    }
+  });
+
   it('rejects q, p or uniforms that do not match the drafted tokens', async () => {
     const dev = await getDevice();
     const draft = Tensor.from(dev, Int32Array.of(0, 1), [2]);

@@ -15,7 +15,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ARDrafter, createNodeDevice, DiffusionDrafter, dirFolder, loadGPT2, loadMDLM, loadTokenizer, Pipeline, readTensors, type Drafter, type Tensor } from '../../src/node.js';
-import { resolveSampling } from '../../src/decode/options.js';
+import { DEFAULT_VERIFICATION, resolveSampling } from '../../src/decode/options.js';
 import { Rng } from '../../src/decode/rng.js';
 import { selectTokens } from '../../src/decode/sample.js';
 import { recordVerify } from '../../src/decode/verify.js';
@@ -120,8 +120,8 @@ async function measure(name: string, drafter: Drafter | null, gamma: number): Pr
         return [d.tokens, d.q!];
       });
       const out = await phase(sums.verify, mode, () => {
-        const v = recordVerify(target, cache, context[context.length - 1], tokens, q, sampling, rng);
-        return v.greedy ? [v.argmax] : [v.px, v.qx, v.draws, v.pDraws];
+        const v = recordVerify(target, cache, context[context.length - 1], tokens, q, sampling, rng, undefined, DEFAULT_VERIFICATION);
+        return v.greedy ? [v.argmax] : [v.px, v.qx, v.draws, v.pDraws, ...(v.mass ? [v.mass] : [])];
       });
       for (const t of [tokens, q, ...out]) t.dispose();
     }

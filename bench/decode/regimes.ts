@@ -14,7 +14,8 @@
  *   npm run bench:decode -- --regimes [--drafters DIR1,DIR2] [--models DIR] [--prompt-sets passages,ood]
  *       [--prompts N] [--tokens N] [--rounds N] [--regime-list greedy,t0.8-k50,t1] [--sampled-gammas G1,G2] [--greedy-gammas G1,G2]
  *       [--sampled-max-gammas M1,M2]
- *       [--steps T1,T2] [--head-positions K1,K2] [--head-starts S1,S2] [--head-parallel] [--drafts K1,K2] [--branch-lengths B1,B2] [--f32] [--autotune]
+ *       [--steps T1,T2] [--head-positions K1,K2] [--head-starts S1,S2] [--head-parallel] [--drafts K1,K2] [--branch-lengths B1,B2]
+ *       [--verifications block,token] [--f32] [--autotune]
  * --sampled-gammas adds SpecDiff contenders with other draft lengths when sampling, --greedy-gammas at greedy
  * with other first lengths of the growing schedule (up to the default longest); --sampled-max-gammas adds sampled
  * contenders whose draft length grows after wholly accepted drafts up to M (from the default length and from each
@@ -25,7 +26,9 @@
  * draws its positions in one step (headDraw 'parallel'); --drafts contenders that draft K times per target
  * pass when sampling, verified as a token tree (rows/pass: the rows the target scores per pass), with the
  * default draft length and each of --sampled-gammas, with each of --branch-lengths for the drafts after
- * the first, and with each of --head-positions. --autotune times the matmul kernel variants on this adapter first (as
+ * the first, and with each of --head-positions. --verifications adds, when sampling, speculative and SpecDiff contenders
+ * (the default draft length and each of --sampled-gammas) verifying their drafts by each rule other than the
+ * default (options.ts, Verification). --autotune times the matmul kernel variants on this adapter first (as
  * `specdiff --autotune` does) for every contender's draft lengths; without it the kernels are DEFAULT_TUNING's.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -34,7 +37,7 @@ import { parseArgs } from 'node:util';
 import { ARDrafter, createNodeDevice, DiffusionDrafter, dirFolder, generate, loadGPT2, loadMDLM, loadTokenizer, Pipeline, type GenerationStats } from '../../src/node.js';
 import type { MDLM } from '../../src/models/mdlm.js';
 import { reachableKernels } from '../../src/decode/warmup.js';
-import { resolveSampling, type HeadDraw } from '../../src/decode/options.js';
+import { DEFAULT_VERIFICATION, resolveSampling, VERIFICATIONS, type HeadDraw, type Verification } from '../../src/decode/options.js';
 import { MAX_TREE_ROWS } from '../../src/shaders/attention.js';
 import { table, fmt } from '../lib/table.js';
 import { barChart, lineChart } from '../lib/svg.js';
@@ -61,6 +64,7 @@ const { values } = parseArgs({
     'head-starts': { type: 'string' },
     drafts: { type: 'string' },
     'branch-lengths': { type: 'string' },
+    verifications: { type: 'string' },
     f32: { type: 'boolean' },
     autotune: { type: 'boolean' },
   },
@@ -91,6 +95,9 @@ const headStarts = values['head-starts'] ? values['head-starts'].split(',').map(
 const draftsList = values.drafts ? values.drafts.split(',').map(Number) : [];
 /** With --drafts, more contenders whose drafts after the first have these lengths. */
 const branchLengths = values['branch-lengths'] ? values['branch-lengths'].split(',').map(Number) : [];
+/** More sampled contenders verifying by these rules (the default's contenders run anyway). */
+const verifications = (values.verifications ? values.verifications.split(',') : []).filter((v) => v !== DEFAULT_VERIFICATION) as Verification[];
+for (const v of verifications) if (!VERIFICATIONS.includes(v)) throw new RangeError(`--verifications: unknown rule '${v}' (allowed: ${VERIFICATIONS.join(', ')})`);
 
 const PROMPT_SETS: Record<string, string> = { passages: 'bench/passages.json', ood: 'bench/passages-ood.json' };
 const setNames = (values['prompt-sets'] ?? 'passages,ood').split(',');
@@ -127,17 +134,22 @@ interface Contender {
   /** Drafts verified together per target pass (undefined: one). */
   drafts?: number;
   /** Length of each draft after the first (undefined: γ). */
-  branchLength?: number;
+  branchLength?: number;  /** How sampled drafts are verified (undefined: the default). */
+  verification?: Verification;
 }
 
 function contendersFor(regime: string): Contender[] {
   const sampled = REGIMES[regime].temperature > 0;
   const list: Contender[] = [{ name: 'AR', method: 'ar' }, { name: 'speculative', method: 'speculative' }];
+  if (sampled) for (const verification of verifications) list.push({ name: `speculative ${verification}-verified`, method: 'speculative', verification });
   for (const { name, model } of mdlms) {
     list.push({ name: `specdiff ${name}`, method: 'specdiff', mdlm: model });
     const defaults = new DiffusionDrafter(model).defaults(resolveSampling(REGIMES[regime]));
     if (sampled) {
       for (const gamma of sampledGammas) list.push({ name: `specdiff ${name} γ=${gamma}`, method: 'specdiff', mdlm: model, gamma });
+      for (const verification of verifications) {
+        for (const gamma of [undefined, ...sampledGammas]) list.push({ name: `specdiff ${name}${gamma ? ` γ=${gamma}` : ''} ${verification}-verified`, method: 'specdiff', mdlm: model, gamma, verification });
+      }
       for (const gamma of [defaults.gamma, ...sampledGammas]) {
         for (const maxGamma of sampledMaxGammas.filter((m) => m > gamma)) list.push({ name: `specdiff ${name} γ=${gamma}→${maxGamma}`, method: 'specdiff', mdlm: model, gamma, maxGamma });
       }
@@ -236,7 +248,7 @@ function add(t: Tally, s: GenerationStats, set: string, iterations: Array<{ star
 async function run(c: Contender, prompt: string, regime: string, seed: number) {
   const drafter = c.method === 'specdiff' ? diffusionDrafter(c) : c.method === 'speculative' ? new ARDrafter(arModel) : undefined;
   try {
-    const gen = generate(target, tokenizer, { prompt, method: c.method, drafter, gamma: c.gamma, maxGamma: c.maxGamma, drafts: c.drafts, branchLength: c.branchLength, ...REGIMES[regime], seed, maxNewTokens, stopAtEos: false });
+    const gen = generate(target, tokenizer, { prompt, method: c.method, drafter, gamma: c.gamma, maxGamma: c.maxGamma, drafts: c.drafts, branchLength: c.branchLength, verification: c.verification, ...REGIMES[regime], seed, maxNewTokens, stopAtEos: false });
     // One chunk per target pass: its tokens and the time since the previous one.
     const iterations: Array<{ start: number; n: number; ms: number }> = [];
     let last = performance.now();
@@ -284,7 +296,7 @@ for (const regime of regimes) {
     const sampling = resolveSampling(REGIMES[regime]);
     // The longest draft generate() can make with these settings (SpecDiff grows to its maximum at greedy only).
     const maxGamma = drafter ? (c.maxGamma ?? c.gamma ?? drafter.defaults(sampling).maxGamma) : 0;
-    await device.warmup(await reachableKernels(target, drafter, { sampling, maxGamma, withConfidence: false, maxNewTokens, drafts: c.drafts }));
+    await device.warmup(await reachableKernels(target, drafter, { sampling, maxGamma, withConfidence: false, maxNewTokens, drafts: c.drafts, verification: c.verification }));
     drafter?.dispose();
   }
 }

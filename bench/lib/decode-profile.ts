@@ -2,6 +2,7 @@
 import { readTensors } from '../../src/tensor/tensor.js';
 import { Rng } from '../../src/decode/rng.js';
 import { verifyDraft } from '../../src/decode/verify.js';
+import { DEFAULT_VERIFICATION } from '../../src/decode/options.js';
 import type { DecodeBench, View } from './decode.js';
 
 export type Profile = Record<string, Array<{ key: string; ms: number; count: number }>>;
@@ -25,7 +26,7 @@ export async function profileDraftAndVerify(bench: DecodeBench, gamma: number, s
     await device.sync();
     if (profiled) device.startProfiling();
     const base = cache.length;
-    await verifyDraft(target, cache, ids[ids.length - 1], draft.tokens, null, sampling, rng);
+    await verifyDraft(target, cache, ids[ids.length - 1], draft.tokens, null, sampling, rng, undefined, DEFAULT_VERIFICATION);
     cache.truncate(base);
     if (profiled) profile.verify = await device.stopProfiling();
     draft.tokens.dispose();

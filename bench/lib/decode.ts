@@ -17,7 +17,7 @@ import { verifyDraft } from '../../src/decode/verify.js';
 import { DEFAULT_DIFFUSION_GAMMA, DEFAULT_DIFFUSION_GAMMA_SAMPLED, DEFAULT_DIFFUSION_MAX_GAMMA, DEFAULT_WINDOW } from '../../src/decode/diffusion-drafter.js';
 import { draftLength, draftShapes } from '../../src/decode/draft-length.js';
 import { reachableKernels } from '../../src/decode/warmup.js';
-import { resolveSampling } from '../../src/decode/options.js';
+import { resolveSampling, VERIFICATIONS } from '../../src/decode/options.js';
 import { gpuPeakGflops, gpuReadBandwidth } from './roofline.js';
 
 /** The repository root. */
@@ -221,13 +221,16 @@ export class DecodeBench {
       for (const drafter of [new ARDrafter(this.arModel), this.diffusionDrafter(1, W)]) {
         for (const temperature of this.flags.temperatures) {
           const sampling = { temperature, topK: 0, topP: 1 };
-          const cache = target.createCache();
-          target.forward(ids.slice(0, -1), cache).dispose();
-          const draft = device.scope(() => drafter.draft(ids, g, sampling, rng));
-          await verifyDraft(target, cache, ids[ids.length - 1], draft.tokens, temperature ? draft.q : null, sampling, rng);
-          draft.tokens.dispose();
-          draft.q?.dispose();
-          cache.dispose();
+          // Each verification rule has its own kernel when sampling.
+          for (const verification of temperature ? VERIFICATIONS : VERIFICATIONS.slice(0, 1)) {
+            const cache = target.createCache();
+            target.forward(ids.slice(0, -1), cache).dispose();
+            const draft = device.scope(() => drafter.draft(ids, g, sampling, rng));
+            await verifyDraft(target, cache, ids[ids.length - 1], draft.tokens, temperature ? draft.q : null, sampling, rng, undefined, verification);
+            draft.tokens.dispose();
+            draft.q?.dispose();
+            cache.dispose();
+          }
           // A cached drafter's later drafts run the 1..g + 1 tokens the last verification added, + g masks.
           if (drafter instanceof DiffusionDrafter && W === 'cached') {
             for (let added = 1; added <= g + 1; added++) {

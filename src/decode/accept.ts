@@ -25,6 +25,56 @@ export function acceptedPrefix({ p, q, u }: AcceptInput): number {
   return p.length;
 }
 
+/**
+ * Block verification (Sun et al., "Block Verification Accelerates Speculative Decoding", ICLR 2025): the
+ * draft is judged as a whole. The weight of the prefix of i drafted tokens is w_i = min(1, w_{i−1} · p_i(x_i) /
+ * q_i(x_i)), w_0 = 1. The draft is cut after its last position i with u_i < h_i, where h_γ = w_γ and, for i < γ,
+ * h_i = s_i / (s_i + 1 − w_i), s_i the mass of max(0, w_i · p_{i+1} − q_{i+1}); none: 0 tokens are kept. The
+ * target's token after i kept ones is drawn from norm(max(0, w_i · p_{i+1} − q_{i+1})), or from p_{γ+1} after all γ.
+ * The output is distributed exactly as the target's (test/decode-accept.test.ts enumerates it), and the expected
+ * number of tokens kept is at least the token rule's: the weights let a likely draft token make up for an unlikely
+ * one before it.
+ */
+export interface BlockAcceptInput extends AcceptInput {
+  /** s_i, i < γ: the mass of the residual max(0, w_i · p_{i+1} − q_{i+1}) of row i (s_0 is not read). */
+  mass: ArrayLike<number>;
+}
+
+/** w_0 … w_γ: the weights of the drafted prefixes. A token q could not draw passes iff p > 0, as in acceptedPrefix. */
+export function prefixWeights(p: ArrayLike<number>, q: ArrayLike<number>): Float64Array {
+  const w = new Float64Array(p.length + 1);
+  w[0] = 1;
+  for (let i = 0; i < p.length; i++) {
+    const next = q[i] > 0 ? Math.min(1, w[i] * (p[i] / q[i])) : p[i] > 0 ? 1 : 0;
+    w[i + 1] = w[i] > 0 ? next : 0;
+  }
+  return w;
+}
+
+/** h_1 … h_γ (index i − 1): the chance that block verification keeps exactly i tokens given it keeps no more. */
+export function blockStopChances({ p, q, mass }: Omit<BlockAcceptInput, 'u'>): Float64Array {
+  const g = p.length;
+  const w = prefixWeights(p, q);
+  const h = new Float64Array(g);
+  for (let i = 1; i <= g; i++) {
+    if (i === g) {
+      h[i - 1] = w[g];
+      continue;
+    }
+    const den = mass[i] + 1 - w[i];
+    // den = 0: w_i = 1 and an empty residual, so p_{i+1} = q_{i+1} and every later weight is 1: keep going.
+    h[i - 1] = den > 0 ? Math.min(1, mass[i] / den) : 1;
+  }
+  return h;
+}
+
+/** Number of drafted tokens block verification keeps (0..γ), with u_i the uniform of position i. */
+export function acceptedBlock(input: BlockAcceptInput): number {
+  const h = blockStopChances(input);
+  for (let i = h.length; i >= 1; i--) if (input.u[i - 1] < h[i - 1]) return i;
+  return 0;
+}
+
 /** Greedy verification: accept while the draft equals the target's argmax. */
 export function acceptedPrefixGreedy(draft: ArrayLike<number>, targetArgmax: ArrayLike<number>): number {
   let i = 0;

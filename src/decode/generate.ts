@@ -9,7 +9,7 @@ import type { Tokenizer } from '../models/tokenizer.js';
 import { ContextError } from '../models/errors.js';
 import { ConfigError } from '../models/config.js';
 import type { Drafter } from './drafter.js';
-import { checkInt, resolveSampling, type Method, type ResolvedSampling, type SamplingOptions, type SpeculationOptions } from './options.js';
+import { checkInt, resolveSampling, resolveVerification, type Method, type ResolvedSampling, type SamplingOptions, type SpeculationOptions } from './options.js';
 import { Rng } from './rng.js';
 import { StatsRecorder, type GenerationStats, type StopReason } from './stats.js';
 import { TextStreamer } from './text.js';
@@ -174,6 +174,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
   }
   let given = method === 'ar' ? null : opts.drafter;
   if (given === undefined && opts.draftWhen == null) throw new RangeError(`method '${method}' needs a drafter`);
+  const verification = resolveVerification(opts.verification);
   const cutoff = opts.confidenceCutoff ?? 0;
   if (typeof cutoff !== 'number' || !(cutoff >= 0 && cutoff <= 1)) throw new RangeError(`confidenceCutoff must be in [0, 1] (0 = off), got ${opts.confidenceCutoff}`);
   const speculate = (d: Drafter) => {
@@ -189,7 +190,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
   const eos = opts.stopAtEos === false ? undefined : (tokenizer?.eosTokenId ?? target.config.eosTokenId);
 
   const settings = (): Partial<GenerationStats> =>
-    drafter ? { gamma: lengths.base, maxGamma: lengths.max, steps: drafter.steps === undefined ? undefined : Math.min(drafter.steps, lengths.base) } : {};
+    drafter ? { gamma: lengths.base, maxGamma: lengths.max, steps: drafter.steps === undefined ? undefined : Math.min(drafter.steps, lengths.base), verification: sampling.temperature > 0 ? verification : undefined } : {};
   let partial = (): GenerationResult => ({ tokens: [], text: '', stats: new StatsRecorder().finish(method, promptIds.length, 'closed', settings()) });
   return new Generation(async function* () {
     const dev = target.device;
@@ -208,7 +209,7 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
     const drafting = new DraftingGate(opts.draftWhen ?? undefined, given === undefined && opts.disposeDrafter === true);
     // Whether the drafter has read the context (at the prefill, or when drafting begins).
     let fed = false;
-    const withDrafter = (s: typeof speculation) => s && { ...run, drafter: s.drafter, cutoff, drafts: s.drafts, branchLength: s.branchLength };
+    const withDrafter = (s: typeof speculation) => s && { ...run, drafter: s.drafter, cutoff, drafts: s.drafts, branchLength: s.branchLength, verification };
     let speculative = withDrafter(speculation);
     try {
       const t0 = performance.now();

@@ -11,6 +11,15 @@ export type DraftAttention = 'bidirectional' | 'block-causal';
  * Both are exact proposals; 'parallel' trades some acceptance for one step instead of headPositions.
  */
 export type HeadDraw = 'sequential' | 'parallel';
+/**
+ * How a sampled draft is verified: 'block' judges it as a whole (block verification, accept.ts), 'token' position
+ * by position (Leviathan et al.). Both leave the output distributed as the target's; 'block' keeps at least as many
+ * drafted tokens on average. Greedy drafts and token trees have rules of their own.
+ */
+export type Verification = 'block' | 'token';
+export const VERIFICATIONS: readonly Verification[] = ['block', 'token'];
+/** The default verification: more tokens per target pass for the same verify (docs/performance.md, "Decoding defaults"). */
+export const DEFAULT_VERIFICATION: Verification = 'block';
 
 export interface SamplingOptions {
   /** 0 = greedy (argmax). Default 1. */
@@ -52,6 +61,8 @@ export interface SpeculationOptions {
    * Default: γ.
    */
   branchLength?: number;
+  /** How a sampled draft is verified (Verification). Default: DEFAULT_VERIFICATION, 'block'. */
+  verification?: Verification;
   /** Diffusion drafter: denoising steps T per draft (≤ γ). Default: the drafter's. */
   steps?: number;
   /** Diffusion drafter: how many context tokens it sees (W). Default: the drafter's. */
@@ -107,4 +118,10 @@ export function resolveSampling(o: SamplingOptions): ResolvedSampling {
 export function checkInt(name: string, v: number, lo: number, hi: number): number {
   if (!Number.isInteger(v) || v < lo || v > hi) throw new RangeError(`${name} must be an integer in [${lo}, ${hi}], got ${v}`);
   return v;
+}
+
+export function resolveVerification(v: Verification | undefined): Verification {
+  const out = v ?? DEFAULT_VERIFICATION;
+  if (!VERIFICATIONS.includes(out)) throw new RangeError(`verification must be one of ${VERIFICATIONS.join(', ')}, got ${String(v)}`);
+  return out;
 }

@@ -1,5 +1,5 @@
 /** Statistics of one generation: what was produced, how fast, and how speculation fared. */
-import type { Method } from './options.js';
+import type { Method, Verification } from './options.js';
 
 /** 'closed': the consumer left the stream early (break, return or throw inside `for await`). */
 export type StopReason = 'length' | 'eos' | 'stop' | 'context' | 'aborted' | 'closed';
@@ -66,6 +66,8 @@ export interface GenerationStats {
   /** Longest draft of the adaptive draft length (= gamma: fixed). */
   maxGamma?: number;
   steps?: number;
+  /** How sampled drafts were verified (undefined: greedy, or no drafter). */
+  verification?: Verification;
 }
 
 export class StatsRecorder {

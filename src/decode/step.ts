@@ -9,7 +9,7 @@ import { checkSampledIds } from '../models/errors.js';
 import { readTensors, Tensor } from '../tensor/tensor.js';
 import { slice } from '../tensor/ops/gather.js';
 import type { Drafter, DraftTree } from './drafter.js';
-import type { ResolvedSampling } from './options.js';
+import type { ResolvedSampling, Verification } from './options.js';
 import type { Rng } from './rng.js';
 import { selectTokens } from './sample.js';
 import { verifiedLength } from './accept.js';
@@ -36,6 +36,8 @@ export interface SpeculativeContext extends StepContext {
   drafts?: number;
   /** With several drafts: the length of each after the first (default γ). */
   branchLength?: number;
+  /** How a single sampled draft is verified. */
+  verification: Verification;
 }
 
 export interface StepResult extends Omit<Verdict, 'draft'> {
@@ -184,7 +186,7 @@ async function propose(s: SpeculativeContext, context: readonly number[], gamma:
 /** Verifies a proposal in one target pass and frees it; the draft's end time comes with the verdict. */
 async function verify(s: SpeculativeContext, pending: number, p: Proposal): Promise<{ verdict: Verdict; draftDone: number }> {
   try {
-    const verdict = await verifyDraft(s.target, s.cache, pending, p.tokens, p.q, s.sampling, s.rng, s.states);
+    const verdict = await verifyDraft(s.target, s.cache, pending, p.tokens, p.q, s.sampling, s.rng, s.states, s.verification);
     return { verdict, draftDone: await p.done };
   } finally {
     await p.done.catch(() => undefined);

@@ -1,18 +1,18 @@
 /**
  * One speculative iteration's verification: the target scores [pending, d_1 … d_γ] in one
  * forward (γ + 1 logit rows), and the GPU reduces them to what the acceptance decision needs:
- * p_i(d_i) and q_i(d_i), a residual draw per position and a bonus draw (or, greedy, the
- * target's argmax per row). The draft stays on the GPU: its tokens feed the forward directly,
- * so the verify can be recorded before the draft has run, and they come back to the CPU with
- * the verdict in one readback.
+ * p_i(d_i) and q_i(d_i), a residual draw per position (block verification: and its mass) and a
+ * bonus draw, or, greedy, the target's argmax per row. The draft stays on the GPU: its tokens feed
+ * the forward directly, so the verify can be recorded before the draft has run, and they come back
+ * to the CPU with the verdict in one readback.
  */
 import { Tensor, readTensors } from '../tensor/tensor.js';
 import { argmax } from '../tensor/ops/rowwise.js';
 import { filteredProbs, residualDraws } from '../tensor/ops/sample.js';
 import type { GPT2, GPT2Cache, HiddenStates } from '../models/gpt2.js';
-import { acceptedPrefix, acceptedPrefixGreedy } from './accept.js';
+import { acceptedBlock, acceptedPrefix, acceptedPrefixGreedy } from './accept.js';
 import { checkSampledIds } from '../models/errors.js';
-import type { ResolvedSampling } from './options.js';
+import type { ResolvedSampling, Verification } from './options.js';
 import type { Rng } from './rng.js';
 
 export interface Verdict {
@@ -29,7 +29,8 @@ export interface Verdict {
 
 /**
  * `draft`: i32 [γ] on the GPU; `q`: [γ, V], the distributions it was drawn from (null when greedy);
- * `states`: where the target also writes its hidden states, for a drafter that reads them.
+ * `states`: where the target also writes its hidden states, for a drafter that reads them;
+ * `verification`: the rule a sampled draft is judged by.
  */
 export async function verifyDraft(
   target: GPT2,
@@ -39,11 +40,12 @@ export async function verifyDraft(
   q: Tensor | null,
   sampling: ResolvedSampling,
   rng: Rng,
-  states?: HiddenStates,
+  states: HiddenStates | undefined,
+  verification: Verification,
 ): Promise<Verdict> {
   const g = draft.size;
   const uAccept = rng.uniforms(g);
-  const out = recordVerify(target, cache, pending, draft, q, sampling, rng, states);
+  const out = recordVerify(target, cache, pending, draft, q, sampling, rng, states, verification);
   if (out.greedy) {
     const [d, am] = await readTensors([draft, out.argmax]);
     out.argmax.dispose();
@@ -52,12 +54,13 @@ export async function verifyDraft(
     const accepted = acceptedPrefixGreedy(d, am);
     return { draft: Array.from(d), accepted, next: am[accepted] };
   }
-  const { px, qx, draws, pDraws } = out;
-  const [d, p, qv, r, b] = await readTensors([draft, px, qx, draws, pDraws]);
-  for (const t of [px, qx, draws, pDraws]) t.dispose();
+  const { px, qx, draws, pDraws, mass } = out;
+  const read = [draft, px, qx, draws, pDraws, ...(mass ? [mass] : [])];
+  const [d, p, qv, r, b, m] = await readTensors(read);
+  for (const t of read.slice(1)) t.dispose();
   checkSampledIds(d, target.vocabSize, 'the drafter');
   // Only the draw that is used must be a token: residual rows past the accepted prefix may be empty.
-  const accepted = acceptedPrefix({ p, q: qv, u: uAccept });
+  const accepted = m ? acceptedBlock({ p, q: qv, mass: m, u: uAccept }) : acceptedPrefix({ p, q: qv, u: uAccept });
   const next = accepted < g ? r[accepted] : b[g];
   checkSampledIds([next], target.vocabSize, 'the target');
   return { draft: Array.from(d), accepted, next, p: Array.from(p), q: Array.from(qv) };
@@ -72,7 +75,8 @@ export function recordVerify(
   q: Tensor | null,
   sampling: ResolvedSampling,
   rng: Rng,
-  states?: HiddenStates,
+  states: HiddenStates | undefined,
+  verification: Verification,
 ) {
   const dev = target.device;
   const g = draft.size;
@@ -88,13 +92,8 @@ export function recordVerify(
     const p = filteredProbs(logits, { temperature: sampling.temperature, topK: sampling.topK, topP: sampling.topP }, undefined, {
       draw: { uniforms: Tensor.from(dev, uDraw, [g + 1]), ids: { tensor: pDraws, row: 0 } },
     });
-    const { px, qx, draws } = residualDraws(p, q, draft, Tensor.from(dev, uDraw.subarray(0, g), [g]));
-    return {
-      greedy: false as const,
-      px,
-      qx,
-      draws,
-      pDraws,
-    };
+    const block = verification === 'block';
+    const { px, qx, draws, mass } = residualDraws(p, q, draft, Tensor.from(dev, uDraw.subarray(0, g), [g]), { block });
+    return { greedy: false as const, px, qx, draws, pDraws, mass };
   });
 }

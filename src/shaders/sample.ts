@@ -208,7 +208,7 @@ function inverseCdfBytes(wg: number): number {
  * cumulative weight max(weight(i), 0) exceeds uniform · total. Each invocation sums a contiguous span; invocation 0
  * finds the span the draw falls in and walks it.
  */
-function inverseCdfDraw(wg: number, o: { weight: (i: string) => string; uniform: string; store: string }): string {
+function inverseCdfDraw(wg: number, o: { weight: (i: string) => string; uniform: string; store: string; total?: string }): string {
   return `
   let per = (P.V + ${wg - 1}u) / ${wg}u;
   let lo = min(t * per, P.V);
@@ -250,7 +250,8 @@ function inverseCdfDraw(wg: number, o: { weight: (i: string) => string; uniform:
         acc += span[u];
       }
     }
-    ${o.store} = pick;
+    ${o.store} = pick;${o.total ? `
+    ${o.total} = total;` : ''}
   }`;
 }
 
@@ -275,16 +276,20 @@ export const RESIDUAL_DRAW_PARAMS = 'uu';
  * A verification's per-position numbers, one workgroup per drafted position r: Px[r] = Prob[r, d] and
  * Qx[r] = Q[r, d] for the drafted token d = Draft[r], and Ids[r] drawn with U[r] from the residual
  * max(0, Prob[r] − Q[r]) (unnormalised), from where the target takes its token if d is rejected.
+ * `block` (block verification, accept.ts): the residual is max(0, w_r · Prob[r] − Q[r]), w_r the weight of
+ * the drafted prefix before row r, and Mass[r] its total.
  */
-export function residualDrawWGSL(): string {
-  return `${paramsStruct(['rows', 'V'], RESIDUAL_DRAW_PARAMS, 7)}
+export function residualDrawWGSL(block = false): string {
+  const weight = block ? (i: string) => `w * Prob[base + ${i}] - Q[base + ${i}]` : (i: string) => `Prob[base + ${i}] - Q[base + ${i}]`;
+  return `${paramsStruct(['rows', 'V'], RESIDUAL_DRAW_PARAMS, block ? 8 : 7)}
 @group(0) @binding(0) var<storage, read> Prob: array<f32>;
 @group(0) @binding(1) var<storage, read> Q: array<f32>;
 @group(0) @binding(2) var<storage, read> Draft: array<i32>;
 @group(0) @binding(3) var<storage, read> U: array<f32>;
 @group(0) @binding(4) var<storage, read_write> Ids: array<i32>;
 @group(0) @binding(5) var<storage, read_write> Px: array<f32>;
-@group(0) @binding(6) var<storage, read_write> Qx: array<f32>;
+@group(0) @binding(6) var<storage, read_write> Qx: array<f32>;${block ? `
+@group(0) @binding(7) var<storage, read_write> Mass: array<f32>;` : ''}
 ${inverseCdfMemory(WG)}
 ${rowEntry(WG, 'P.V')}
   if (t == 0u) {
@@ -294,7 +299,17 @@ ${rowEntry(WG, 'P.V')}
     let at = base + min(d, P.V - 1u);
     Px[row] = select(0.0, Prob[at], inside);
     Qx[row] = select(0.0, Q[at], inside);
-  }${inverseCdfDraw(WG, { weight: (i) => `Prob[base + ${i}] - Q[base + ${i}]`, uniform: 'U[row]', store: 'Ids[row]' })}
+  }${block ? `
+  // w_r = min(1, w_{r-1} · p/q) over the drafted tokens before row r (w_0 = 1), as prefixWeights computes it.
+  // Every invocation computes it: r ≤ 31 reads, against V for the draw.
+  var w = 1.0;
+  for (var j = 0u; j < row; j++) {
+    let at = j * P.V + min(u32(Draft[j]), P.V - 1u);
+    let pj = Prob[at];
+    let qj = Q[at];
+    let next = select(select(0.0, 1.0, pj > 0.0), min(1.0, w * (pj / qj)), qj > 0.0);
+    w = select(0.0, next, w > 0.0);
+  }` : ''}${inverseCdfDraw(WG, { weight, uniform: 'U[row]', store: 'Ids[row]', total: block ? 'Mass[row]' : undefined })}
 }`;
 }
 

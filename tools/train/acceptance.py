@@ -201,6 +201,28 @@ def tree_expected(toks, p, q, active=None, n=0):
                for x, w in chosen.items())
 
 
+def block_expected(ratio, p, q):
+    """Expected drafted tokens accepted by block verification (Sun et al., ICLR 2025) given the drafts: ratio (B, g)
+    = p_i(x_i) / q_i(x_i), p and q (B, g, V). Weights w_i = min(1, w_{i-1} ratio_i); the draft is cut at the last i
+    with eta_i <= h_i, h_g = w_g, h_i = s_i / (s_i + 1 - w_i) with s_i the mass of max(w_i p_{i+1} - q_{i+1}, 0)."""
+    B, g = ratio.shape
+    w = torch.ones(B)
+    h = []
+    for i in range(1, g + 1):
+        w = torch.minimum(w * ratio[:, i - 1], torch.ones(B))
+        if i < g:
+            s = (w[:, None] * p[:, i] - q[:, i]).clamp_min(0).sum(-1)
+            den = s + 1 - w
+            h.append(torch.where(den > 0, s / den.clamp_min(1e-30), torch.ones(B)))
+        else:
+            h.append(w)
+    h = torch.stack(h, 1)                                        # (B, g): h_1 .. h_g
+    later_fail = torch.cumprod(torch.flip(1 - h, [1]), 1)        # prod_{j >= k} (1 - h_j), k from g down
+    later_fail = torch.cat([torch.flip(later_fail, [1])[:, 1:], torch.ones(B, 1)], 1)  # prod_{j > t} (1 - h_j)
+    t = torch.arange(1, g + 1, dtype=h.dtype)
+    return (t * h * later_fail).sum(1)
+
+
 def tree_nodes(toks):
     """Distinct prefixes of K drafts: the rows a tree verification scores."""
     return len({tuple(row[:i + 1]) for row in toks.tolist() for i in range(len(row))})
@@ -240,6 +262,7 @@ def measure(target, drafter, kind, windows, gamma, batch=16, seed=0, window=0, b
     q_of = drafter_q(temperature, top_k if draft_top_k is None else draft_top_k, scales, draft_min_p)
     g = torch.Generator().manual_seed(seed)
     acc_s, acc_g, alpha, n = 0.0, 0.0, 0.0, 0
+    tok_x, blk_x = 0.0, 0.0
     pos_s = torch.zeros(gamma)
     for i in range(0, len(windows), batch):
         ctx = windows[i:i + batch]
@@ -253,6 +276,8 @@ def measure(target, drafter, kind, windows, gamma, batch=16, seed=0, window=0, b
             reached = torch.cat([torch.ones_like(rate[:, :1]), torch.cumprod(ratio.float().clamp(max=1.0), 1)[:, :-1]], 1)
             pos_s += (reached * rate).sum(0)
             acc_s += (reached * rate).sum().item()
+            tok_x += torch.cumprod(ratio.float().clamp(max=1.0), 1).sum().item()
+            blk_x += block_expected(ratio.float(), p.float(), q.float()).sum().item()
             alpha += rate[:, 0].sum().item()
             if greedy:
                 gt, _ = draft(drafter, kind, ctx, gamma, True, g, window, block_causal, target=target,
@@ -261,7 +286,8 @@ def measure(target, drafter, kind, windows, gamma, batch=16, seed=0, window=0, b
                 acc_g += torch.cumprod((pg == gt).long(), dim=1).sum().item()
         n += ctx.shape[0]
     r = {'gamma': gamma, 'contexts': n, 'sampled_accepted': acc_s / n, 'sampled_tokens_per_call': acc_s / n + 1,
-         'alpha_1': alpha / n, 'sampled_reached_by_position': [round(v / n, 4) for v in pos_s.tolist()]}
+         'alpha_1': alpha / n, 'sampled_reached_by_position': [round(v / n, 4) for v in pos_s.tolist()],
+         'token_accepted_given_drafts': tok_x / n, 'block_accepted_given_drafts': blk_x / n}
     if greedy:
         r.update(greedy_accepted=acc_g / n, greedy_tokens_per_call=acc_g / n + 1)
     return r

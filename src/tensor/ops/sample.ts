@@ -114,9 +114,11 @@ export function sampleRows(weights: Tensor, uniforms: Tensor, opts: { rows?: Omi
 /**
  * What accepting or rejecting γ drafted tokens needs, in one dispatch: for each drafted position r < γ, p_r(d_r) and
  * q_r(d_r) (px, qx: f32 [γ]) and a token drawn with uniforms[r] from the residual max(0, p_r − q_r) (draws: i32 [γ]).
- * `p` holds at least γ rows of V (a verify's γ + 1), `q` γ rows, `draft` γ i32 tokens.
+ * `p` holds at least γ rows of V (a verify's γ + 1), `q` γ rows, `draft` γ i32 tokens. `block` (block verification,
+ * decode/accept.ts): row r's residual is max(0, w_r · p_r − q_r), w_r the weight of the drafted prefix before it,
+ * and `mass` (f32 [γ]) holds each residual's total.
  */
-export function residualDraws(p: Tensor, q: Tensor, draft: Tensor, uniforms: Tensor): { px: Tensor; qx: Tensor; draws: Tensor } {
+export function residualDraws(p: Tensor, q: Tensor, draft: Tensor, uniforms: Tensor, opts: { block?: boolean } = {}): { px: Tensor; qx: Tensor; draws: Tensor; mass?: Tensor } {
   const op = 'residualDraws';
   for (const t of [p, q, draft, uniforms]) t.assertLive(op);
   const V = p.shape[p.shape.length - 1];
@@ -125,13 +127,16 @@ export function residualDraws(p: Tensor, q: Tensor, draft: Tensor, uniforms: Ten
   assertShape(draft.dtype === 'i32' && q.size === g * V && p.size >= g * V, op, `${g} i32 drafted tokens need ${g} rows of q and at least ${g} of p, got [${q.shape}] and [${p.shape}]`);
   assertShape(uniforms.dtype === 'f32' && uniforms.size === g, op, `needs ${g} f32 uniforms, got ${uniforms.size} ${uniforms.dtype}`);
   const dev = p.device;
+  const block = opts.block === true;
   const draws = Tensor.empty(dev, [g], 'i32');
   const px = Tensor.empty(dev, [g]);
   const qx = Tensor.empty(dev, [g]);
-  if (g === 0) return { px, qx, draws };
-  const spec = kernelSpec('residual_draw', ['r', 'r', 'r', 'r', 'w', 'w', 'w'], RESIDUAL_DRAW_PARAMS, residualDrawWGSL);
-  dev.dispatch(spec, [p.binding, q.binding, draft.binding, uniforms.binding, draws.binding, px.binding, qx.binding], [g, V], grid2d(g));
-  return { px, qx, draws };
+  const mass = block ? Tensor.empty(dev, [g]) : undefined;
+  if (g === 0) return { px, qx, draws, mass };
+  const outputs = [draws, px, qx, ...(mass ? [mass] : [])];
+  const spec = kernelSpec(block ? 'residual_draw_block' : 'residual_draw', ['r', 'r', 'r', 'r', ...outputs.map(() => 'w' as const)], RESIDUAL_DRAW_PARAMS, () => residualDrawWGSL(block));
+  dev.dispatch(spec, [p.binding, q.binding, draft.binding, uniforms.binding, ...outputs.map((t) => t.binding)], [g, V], grid2d(g));
+  return { px, qx, draws, mass };
 }
 
 /** x[i, cols[i]] for each of the first cols.size rows of x [R, V]: the value at each row's chosen index. */
