@@ -39,7 +39,7 @@ const HELP = `usage:
 
 options:
   --method ar|speculative|specdiff  (default specdiff)
-  --gamma N          draft length (default for specdiff 6 greedy, growing to 31; 5 sampled;
+  --gamma N          draft length (default for specdiff 6 greedy, growing to 31; 6 sampled;
                      4 for speculative)
   --max-gamma N      let the draft length grow after wholly accepted drafts (2γ + 1 each
                      time) up to N, back to γ after a rejection (default: specdiff greedy 31

@@ -54,7 +54,7 @@ describe('drafters configured per generation', async () => {
     const greedy = { temperature: 0, topK: 0, topP: 1 };
     const sampled = { temperature: 1, topK: 0, topP: 1 };
     const diffusion = new DiffusionDrafter(mdlm);
-    expect([diffusion.defaults(greedy), diffusion.defaults(sampled)]).toEqual([{ gamma: 6, maxGamma: 31 }, { gamma: 5, maxGamma: 5 }]);
+    expect([diffusion.defaults(greedy), diffusion.defaults(sampled)]).toEqual([{ gamma: 6, maxGamma: 31 }, { gamma: 6, maxGamma: 6 }]);
     const ar = new ARDrafter(target);
     expect([ar.defaults(), ar.configure()]).toEqual([{ gamma: 4, maxGamma: 4 }, ar]);
   });

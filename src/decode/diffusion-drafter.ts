@@ -45,8 +45,11 @@ export const DEFAULT_STEPS = 1;
 export const DEFAULT_WINDOW = 8;
 /** Draft length at greedy, growing to DEFAULT_DIFFUSION_MAX_GAMMA after wholly accepted drafts. */
 export const DEFAULT_DIFFUSION_GAMMA = 6;
-/** Draft length when sampling, fixed: grown drafts cost more head steps and verify rows than their tokens bring. */
-export const DEFAULT_DIFFUSION_GAMMA_SAMPLED = 5;
+/**
+ * Draft length when sampling, fixed: with block verification a sixth position pays for its head step and verify row
+ * here; grown drafts cost more head steps and verify rows than their tokens bring.
+ */
+export const DEFAULT_DIFFUSION_GAMMA_SAMPLED = 6;
 /** Longest greedy draft (6 → 13 → 27 → 31): one drafter pass whatever its length, and greedy loops accept long runs. */
 export const DEFAULT_DIFFUSION_MAX_GAMMA = 31;
 /**

@@ -33,7 +33,7 @@ export interface SamplingOptions {
 export interface SpeculationOptions {
   /**
    * Draft length γ (tokens proposed per target pass). Default: the drafter's (Drafter.defaults):
-   * 4 with an AR drafter; with a diffusion drafter 6 greedy (growing to maxGamma) and 5 when sampling.
+   * 4 with an AR drafter; with a diffusion drafter 6 greedy (growing to maxGamma) and 6 when sampling.
    */
   gamma?: number;
   /**

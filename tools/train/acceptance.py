@@ -9,6 +9,8 @@ forward. Reported per drafter (no randomness in the acceptance step: expectation
                            alpha_k = sum_v min(p_k(v), q_k(v)) given the drafts before k (alpha_1 reported apart);
                            --draft-scale / --draft-top-k / --draft-min-p calibrate q (the drafter's temperature and filter)
   greedy  (temperature 0): drafts = argmax q; accepted = leading drafts equal to argmax p
+Also, given the drafts, the expected tokens kept by the token rule and by block verification (the runtime's default,
+block_expected): token_accepted_given_drafts / block_accepted_given_drafts, on the same drafts.
 tokens/call = accepted + 1 (the target's own token). MDLM drafts with T = 1: context + gamma masks, one forward,
 every drafted token drawn independently from its position's SUBS distribution (exact for the acceptance test);
 --window W gives the MDLM only the last W context tokens, like the runtime's drafter window; --continue-greedy N
