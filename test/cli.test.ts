@@ -30,6 +30,7 @@ describe('command line', () => {
     [['generate', 'Hi', '--top-p', '2'], /--top-p must be a number in \(0, 1\]; got '2'/],
     [['generate', 'Hi', '--max-new-tokens', '0'], /--max-new-tokens must be an integer >= 1; got '0'/],
     [['generate', 'Hi', '--schedule', 'sideways'], /--schedule must be one of left-to-right, random/],
+    [['generate', 'Hi', '--verification', 'lenient'], /--verification must be one of block, token; got 'lenient'/],
     [['generate'], /generate needs a prompt/],
     [['generate', '   '], /generate needs a prompt/],
     [['frobnicate'], /unknown command 'frobnicate'/],

@@ -51,6 +51,7 @@ describe('generate rejects bad input with a clear error', async () => {
     [{ confidenceCutoff: -0.1 }, /confidenceCutoff must be in \[0, 1\] \(0 = off\), got -0.1/],
     [{ confidenceCutoff: 1.5 }, /confidenceCutoff/],
     [{ confidenceCutoff: NaN }, /confidenceCutoff/],
+    [{ verification: 'lenient' as never }, /verification must be one of block, token, got lenient/],
   ])('speculation option %o', (o, msg) => {
     expect(() => generate(target, null, { prompt: [1], method: 'specdiff', drafter: new DiffusionDrafter(mdlm), ...o })).toThrow(msg);
   });
@@ -90,6 +91,18 @@ describe('default draft lengths', async () => {
   it('SpecDiff drafts 6 tokens growing to 31 greedy, and a fixed 6 when sampling (fewer sampled drafts survive)', async () => {
     expect(await gammaOf('specdiff', 0)).toEqual([6, 31]);
     expect(await gammaOf('specdiff', 0.8)).toEqual([6, 6]);
+  });
+
+  it('sampled drafts are verified by blocks unless token by token is asked for; greedy runs and token trees report no rule', async () => {
+    const rule = async (o: { temperature: number; verification?: 'block' | 'token'; drafts?: number }) => {
+      const drafter = new DiffusionDrafter(mdlm);
+      const r = await generate(target, null, { prompt: [1, 2], method: 'specdiff', drafter, maxNewTokens: 6, stopAtEos: false, disposeDrafter: true, ...o }).result();
+      return r.stats.verification;
+    };
+    expect(await rule({ temperature: 0.8 })).toBe('block');
+    expect(await rule({ temperature: 0.8, verification: 'token' })).toBe('token');
+    expect(await rule({ temperature: 0 })).toBeUndefined();
+    expect(await rule({ temperature: 0.8, drafts: 2 })).toBeUndefined();
   });
 
   it('speculative decoding drafts a fixed 4 tokens at any temperature', async () => {

@@ -189,8 +189,10 @@ export function generate(target: GPT2, tokenizer: Tokenizer | null, opts: Genera
   if (stops.length && !tokenizer) throw new RangeError('stop sequences need a tokenizer');
   const eos = opts.stopAtEos === false ? undefined : (tokenizer?.eosTokenId ?? target.config.eosTokenId);
 
+  // Block or token verification applies to one sampled draft per pass; greedy drafts and token trees have their own rules.
+  const singleSampledDraft = () => sampling.temperature > 0 && (speculation?.drafts ?? 1) === 1;
   const settings = (): Partial<GenerationStats> =>
-    drafter ? { gamma: lengths.base, maxGamma: lengths.max, steps: drafter.steps === undefined ? undefined : Math.min(drafter.steps, lengths.base), verification: sampling.temperature > 0 ? verification : undefined } : {};
+    drafter ? { gamma: lengths.base, maxGamma: lengths.max, steps: drafter.steps === undefined ? undefined : Math.min(drafter.steps, lengths.base), verification: singleSampledDraft() ? verification : undefined } : {};
   let partial = (): GenerationResult => ({ tokens: [], text: '', stats: new StatsRecorder().finish(method, promptIds.length, 'closed', settings()) });
   return new Generation(async function* () {
     const dev = target.device;
