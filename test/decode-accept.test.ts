@@ -232,6 +232,13 @@ describe('block verification', () => {
     expect(acceptedBlock({ ...input, u: [0.9, 0.9, 0.6] })).toBe(1);
   });
 
+  it('never stops where the residual that would follow is empty', () => {
+    // w_1 = 1 and no residual mass at row 1 (p_2 = q_2): the chance of stopping after one token is 0.
+    const h = blockStopChances({ p: [0.4, 0.3], q: [0.2, 0.3], mass: [0, 0] });
+    expect(h[0]).toBe(0);
+    expect(h[1]).toBe(1);
+  });
+
   it('a draft token the drafter gave no probability passes iff the target gives it some, as in the token rule', () => {
     expect(Array.from(prefixWeights([0.3, 0], [0, 0]))).toEqual([1, 1, 0]);
   });

@@ -61,9 +61,10 @@ export function blockStopChances({ p, q, mass }: Omit<BlockAcceptInput, 'u'>): F
       h[i - 1] = w[g];
       continue;
     }
-    const den = mass[i] + 1 - w[i];
-    // den = 0: w_i = 1 and an empty residual, so p_{i+1} = q_{i+1} and every later weight is 1: keep going.
-    h[i - 1] = den > 0 ? Math.min(1, mass[i] / den) : 1;
+    // An empty residual never stops the draft: with w_i < 1 its chance is 0 anyway, and with w_i = 1 it means
+    // p_{i+1} = q_{i+1}, after which every weight is 1 and the draft is kept whole (h_γ = 1) whatever h_i is.
+    // So no draw from an empty residual is ever asked for, also where rounding empties it.
+    h[i - 1] = mass[i] > 0 ? Math.min(1, mass[i] / (mass[i] + 1 - w[i])) : 0;
   }
   return h;
 }

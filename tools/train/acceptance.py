@@ -214,8 +214,7 @@ def block_expected(ratio, p, q):
         w = torch.minimum(w * ratio[:, i - 1], torch.ones(B))
         if i < g:
             s = (w[:, None] * p[:, i] - q[:, i]).clamp_min(0).sum(-1)
-            den = s + 1 - w
-            h.append(torch.where(den > 0, s / den.clamp_min(1e-30), torch.ones(B)))
+            h.append(torch.where(s > 0, s / (s + 1 - w).clamp_min(1e-30), torch.zeros(B)))   # as accept.ts
         else:
             h.append(w)
     h = torch.stack(h, 1)                                        # (B, g): h_1 .. h_g
