@@ -8,7 +8,7 @@ import type { KernelSpec } from '../tensor/device.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { GPT2 } from '../models/gpt2.js';
 import type { Drafter } from './drafter.js';
-import { DEFAULT_VERIFICATION, type ResolvedSampling, type Verification } from './options.js';
+import { resolveVerification, type ResolvedSampling, type Verification } from './options.js';
 import { Rng } from './rng.js';
 import { selectTokens } from './sample.js';
 import { recordVerify } from './verify.js';
@@ -24,7 +24,7 @@ export interface ReachSettings {
   withConfidence: boolean;
   /** Drafts verified together as a token tree when sampling (default 1). */
   drafts?: number;
-  /** How a single sampled draft is verified (default DEFAULT_VERIFICATION). */
+  /** How a single sampled draft is verified (default: generate()'s, resolveVerification). */
   verification?: Verification;
   /** Prompt tokens (undefined: any length up to the context). */
   promptTokens?: number;
@@ -98,7 +98,7 @@ export async function reachableKernels(target: GPT2, given: Drafter | null, s: R
         cache.truncate(0);
         const draft = Tensor.from(dev, Int32Array.from(ids(g)), [g]);
         const q = s.sampling.temperature === 0 ? null : Tensor.empty(dev, [g, drafter?.vocabSize ?? target.vocabSize]);
-        recordVerify(target, cache, 0, draft, q, s.sampling, rng, states, s.verification ?? DEFAULT_VERIFICATION);
+        recordVerify(target, cache, 0, draft, q, s.sampling, rng, states, resolveVerification(s.verification));
       });
     }
     // Several drafts: a tree pass of each row count, its distributions and residual chains, and the cache keeping a branch.
